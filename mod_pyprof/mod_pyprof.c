@@ -1,0 +1,481 @@
+/* mod_pyprof.c: the module record and the request-cycle hooks.
+ *
+ * Owns the life cycle: the shared store is made in the parent's
+ * post_config (before mod_wsgi's, so its daemons inherit it) and retained
+ * across graceful restarts; each child starts its sampler after mod_wsgi's
+ * child_init and stops it from a pchild pre-cleanup, before mod_wsgi's
+ * cleanup finalises Python.  Requests are tagged in post_read_request and
+ * finished in log_transaction, with per-request state in
+ * r->request_config (never thread-locals: the event MPM may log on another
+ * thread).  Never calls the Python C-API: only the sampler thread does.
+ */
+#include "apr_strings.h"
+#include "apr_lib.h"
+#include "ap_mpm.h"
+#include "http_core.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "mpm_common.h"
+
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "mod_pyprof.h"
+#include "pp_frames.h"
+#include "pp_log.h"
+#include "pp_parse.h"
+#include "pp_sampler.h"
+
+static void pyprof_register_hooks(apr_pool_t *p);
+
+AP_DECLARE_MODULE(pyprof) = {
+    STANDARD20_MODULE_STUFF,
+    NULL,                      /* create per-dir config */
+    NULL,                      /* merge per-dir config */
+    pyprof_create_server_conf, /* create per-server config */
+    pyprof_merge_server_conf,  /* merge per-server config */
+    pyprof_cmds,               /* directives */
+    pyprof_register_hooks      /* hooks */
+};
+
+
+#define RETAINED_KEY "mod_pyprof-retained"
+
+typedef struct pyprof_retained {
+    pp_store_t *store;
+} pyprof_retained_t;
+
+/* In the parent, set by post_config; children inherit it through fork. */
+static pp_store_t *pyprof_store;
+static server_rec *pyprof_main_server;
+
+typedef struct pyprof_req_state {
+    pp_store_t *store;
+    int slot;
+    uint64_t serial;
+    int registered;
+    int done;
+    pthread_t thread;
+    int64_t cpu_start_ns;
+} pyprof_req_state_t;
+
+pp_store_t *pyprof_shared_store(void)
+{
+    return pyprof_store;
+}
+
+static void log_to_httpd(pp_log_level_t level, const char *msg)
+{
+    ap_log_error(APLOG_MARK, (int)level, 0, pyprof_main_server,
+                 PYPROF_LOGNO(00001) "%s", msg);
+}
+
+/* ---- start-up ---- */
+
+static uint32_t slots_for_mpm(void)
+{
+    int daemons = 0, threads = 0;
+    uint64_t n;
+
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &daemons) != APR_SUCCESS ||
+        daemons <= 0) {
+        daemons = 16;
+    }
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS ||
+        threads <= 0) {
+        threads = 1;
+    }
+    /* every worker of every possible process, old generation included
+     * (ServerLimit bounds both); capped to keep the store reasonable */
+    n = (uint64_t)daemons * (uint64_t)threads;
+    if (n < 64) {
+        n = 64;
+    }
+    if (n > 8192) {
+        n = 8192;
+    }
+    return (uint32_t)n;
+}
+
+static int any_location(server_rec *s)
+{
+    for (; s; s = s->next) {
+        pyprof_server_conf_t *c =
+            ap_get_module_config(s->module_config, &pyprof_module);
+        if (c && c->locations->nelts) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int pyprof_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                               apr_pool_t *ptemp, server_rec *s)
+{
+    pyprof_server_conf_t *c =
+        ap_get_module_config(s->module_config, &pyprof_module);
+    uint64_t need;
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+
+    if (!any_location(s)) {
+        return OK;
+    }
+    need = pp_store_min_size(slots_for_mpm(), (uint32_t)pyprof_conf_keep(c));
+    if (pyprof_conf_memory(c) < need) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     PYPROF_LOGNO(00002) "PyProfMemory: %" APR_UINT64_T_FMT "K "
+                     "is too small to hold the store for %u request slots "
+                     "and PyProfKeep %ld traces; it needs at least "
+                     "%" APR_UINT64_T_FMT "K",
+                     (apr_uint64_t)(pyprof_conf_memory(c) / 1024),
+                     slots_for_mpm(), pyprof_conf_keep(c),
+                     (apr_uint64_t)((need + 1023) / 1024));
+        return !OK;
+    }
+    return OK;
+}
+
+static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s)
+{
+    pyprof_server_conf_t *mc =
+        ap_get_module_config(s->module_config, &pyprof_module);
+    pyprof_retained_t *ret;
+    uint64_t size = pyprof_conf_memory(mc);
+    uint32_t nslots = slots_for_mpm();
+    uint32_t keep = (uint32_t)pyprof_conf_keep(mc);
+    server_rec *vs;
+    const char *err = NULL;
+    (void)plog;
+    (void)ptemp;
+
+    pyprof_main_server = s;
+    pp_log_set_callback(log_to_httpd);
+    /* httpd runs the configuration twice at start-up; map memory only on
+     * the pass that will actually serve */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    ret = ap_retained_data_get(RETAINED_KEY);
+    if (!ret) {
+        ret = ap_retained_data_create(RETAINED_KEY, sizeof(*ret));
+        ret->store = NULL;
+    }
+    if (!any_location(s)) {
+        /* inert: no thread, no shared memory.  Children of the previous
+         * generation keep their own mapping until they exit. */
+        if (ret->store) {
+            pp_store_destroy(ret->store);
+            ret->store = NULL;
+        }
+        pyprof_store = NULL;
+        return OK;
+    }
+    if (ret->store && !pp_store_compatible(ret->store, size, nslots, keep)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                     PYPROF_LOGNO(00003) "store layout changed "
+                     "(PyProfMemory, PyProfKeep or the MPM limits): "
+                     "starting a new, empty store");
+        pp_store_destroy(ret->store);
+        ret->store = NULL;
+    }
+    if (!ret->store) {
+        ret->store = pp_store_create(size, nslots, keep, &err);
+        if (!ret->store) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, errno, s,
+                         PYPROF_LOGNO(00004) "cannot create the shared "
+                         "store of %" APR_UINT64_T_FMT " bytes: %s",
+                         (apr_uint64_t)size, err);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    else {
+        ret->store->generation++;
+    }
+    pyprof_store = ret->store;
+    /* mark previous rows as not configured until re-registered below */
+    for (vs = s; vs; vs = vs->next) {
+        pyprof_server_conf_t *c =
+            ap_get_module_config(vs->module_config, &pyprof_module);
+        int i;
+        for (i = 0; i < c->locations->nelts; i++) {
+            pyprof_location_t *loc =
+                &APR_ARRAY_IDX(c->locations, i, pyprof_location_t);
+            loc->store_idx = pp_store_location_register(
+                pyprof_store, loc->prefix, loc->interval_us);
+            if (loc->store_idx < 0) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                             PYPROF_LOGNO(00005) "PyProfSample %s: more "
+                             "than %d locations; not sampled",
+                             loc->prefix, PP_MAX_LOCATIONS);
+            }
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                 PYPROF_LOGNO(00006) "store ready: %" APR_UINT64_T_FMT " bytes, "
+                 "%u slots, %u kept traces, %u frames, %u nodes "
+                 "(generation %" APR_UINT64_T_FMT ")",
+                 (apr_uint64_t)size, nslots, keep, pyprof_store->nframes,
+                 pyprof_store->nnodes,
+                 (apr_uint64_t)pyprof_store->generation);
+    (void)pconf;
+    return OK;
+}
+
+static apr_status_t pyprof_child_stop(void *data)
+{
+    server_rec *s = data;
+
+    if (!pp_sampler_running()) {
+        return APR_SUCCESS;
+    }
+    if (pp_sampler_stop(5000) == 0) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                     PYPROF_LOGNO(00007) "sampler stopped in pid %d before "
+                     "Python finalisation",
+                     (int)getpid());
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     PYPROF_LOGNO(00008) "sampler in pid %d did not stop "
+                     "within 5s",
+                     (int)getpid());
+    }
+    return APR_SUCCESS;
+}
+
+static void pyprof_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    if (!pyprof_store) {
+        return;
+    }
+    /* mod_wsgi's child_init (our predecessor) has initialised Python if
+     * this process will run any; otherwise there is nothing to sample
+     * and requests are only timed */
+    if (!pp_py_initialized()) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                     PYPROF_LOGNO(00009) "no Python interpreter in pid %d: "
+                     "requests are timed, not sampled",
+                     (int)getpid());
+        return;
+    }
+    if (pp_sampler_start(pyprof_store) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     PYPROF_LOGNO(00010) "cannot start the sampler thread "
+                     "in pid %d",
+                     (int)getpid());
+        return;
+    }
+    /* a pre-cleanup runs before every ordinary cleanup of pchild, so also
+     * before the one mod_wsgi registers to finalise Python */
+    apr_pool_pre_cleanup_register(pchild, s, pyprof_child_stop);
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                 PYPROF_LOGNO(00011) "sampler started in pid %d",
+                 (int)getpid());
+}
+
+/* ---- requests ---- */
+
+static const pyprof_location_t *match_location(pyprof_server_conf_t *c,
+                                               const char *uri)
+{
+    const pyprof_location_t *best = NULL;
+    int i, best_len = -1;
+
+    for (i = 0; i < c->locations->nelts; i++) {
+        const pyprof_location_t *loc =
+            &APR_ARRAY_IDX(c->locations, i, pyprof_location_t);
+        int n = pp_prefix_match(loc->prefix, uri);
+        if (n > best_len && loc->store_idx >= 0) {
+            best = loc;
+            best_len = n;
+        }
+    }
+    return best;
+}
+
+/* A URL-safe id, unique per store: microseconds, pid and a per-process
+ * counter, base64url without padding. */
+static const char *make_request_id(request_rec *r)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static _Atomic uint32_t counter;
+    unsigned char raw[12];
+    uint64_t t = (uint64_t)r->request_time;
+    uint32_t pid = (uint32_t)getpid();
+    uint32_t n = atomic_fetch_add(&counter, 1);
+    char *out = apr_palloc(r->pool, 17);
+    int i, j = 0;
+
+    for (i = 0; i < 6; i++) {
+        raw[i] = (unsigned char)(t >> (8 * (5 - i)));
+    }
+    raw[6] = (unsigned char)(pid >> 16);
+    raw[7] = (unsigned char)(pid >> 8);
+    raw[8] = (unsigned char)pid;
+    raw[9] = (unsigned char)(n >> 16);
+    raw[10] = (unsigned char)(n >> 8);
+    raw[11] = (unsigned char)n;
+    for (i = 0; i < 12; i += 3) {
+        uint32_t v = ((uint32_t)raw[i] << 16) | ((uint32_t)raw[i + 1] << 8) |
+                     raw[i + 2];
+        out[j++] = b64[(v >> 18) & 63];
+        out[j++] = b64[(v >> 12) & 63];
+        out[j++] = b64[(v >> 6) & 63];
+        out[j++] = b64[v & 63];
+    }
+    out[j] = '\0';
+    return out;
+}
+
+/* Any id another module set (mod_unique_id) is kept, with the characters
+ * that cannot travel in a URL path segment replaced. */
+static const char *request_id(request_rec *r)
+{
+    char *id, *p;
+
+    if (!r->log_id) {
+        r->log_id = make_request_id(r);
+        return r->log_id;
+    }
+    id = apr_pstrndup(r->pool, r->log_id, PP_ID_MAX - 1);
+    for (p = id; *p; p++) {
+        if (!apr_isalnum(*p) && *p != '-' && *p != '_' && *p != '@' &&
+            *p != '.' && *p != '~') {
+            *p = '_';
+        }
+    }
+    return id;
+}
+
+static const char *recorded_uri(request_rec *r, pyprof_server_conf_t *c)
+{
+    const char *path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
+
+    if (!r->args) {
+        return path;
+    }
+    if (pyprof_conf_record_query(c)) {
+        return apr_pstrcat(r->pool, path, "?", r->args, NULL);
+    }
+    /* the query string often carries tokens and personal data */
+    return apr_pstrcat(r->pool, path, "?...", NULL);
+}
+
+static apr_status_t request_cleanup(void *data)
+{
+    pyprof_req_state_t *rs = data;
+
+    /* log_transaction never ran (aborted request): free the slot */
+    if (!rs->done) {
+        if (rs->registered) {
+            pp_sampler_unregister(rs->slot);
+        }
+        pp_store_finish(rs->store, rs->slot, 0, 0, 0, 0);
+        rs->done = 1;
+    }
+    return APR_SUCCESS;
+}
+
+static int pyprof_post_read_request(request_rec *r)
+{
+    pyprof_server_conf_t *c;
+    const pyprof_location_t *loc;
+    pyprof_req_state_t *rs;
+    pp_req_info_t info;
+    pp_slot_t *slot;
+    pp_store_t *st = pyprof_store;
+
+    if (!st || r->main || r->prev || !r->uri) {
+        return DECLINED;
+    }
+    c = ap_get_module_config(r->server->module_config, &pyprof_module);
+    if (!c || !c->locations->nelts ||
+        !(loc = match_location(c, r->uri))) {
+        return DECLINED;
+    }
+    memset(&info, 0, sizeof(info));
+    info.id = request_id(r);
+    info.method = r->method;
+    info.uri = recorded_uri(r, c);
+    info.vhost = apr_psprintf(r->pool, "%s:%u",
+                              r->server->server_hostname
+                                  ? r->server->server_hostname
+                                  : "",
+                              (unsigned)ap_get_server_port(r));
+    info.pid = (int32_t)getpid();
+    info.tid = (int32_t)syscall(SYS_gettid);
+    info.location = loc->store_idx;
+    info.interval_us = loc->interval_us;
+    info.max_depth = (uint32_t)pyprof_conf_max_depth(c);
+    info.start_us = (int64_t)r->request_time;
+
+    rs = apr_pcalloc(r->pool, sizeof(*rs));
+    rs->store = st;
+    rs->slot = pp_store_claim(st, &info, info.tid);
+    if (rs->slot < 0) {
+        return DECLINED;
+    }
+    slot = pp_store_slot(st, rs->slot);
+    rs->serial = slot->rec.req.serial;
+    rs->thread = pthread_self();
+    rs->cpu_start_ns = pp_thread_cpu_ns(rs->thread);
+    rs->registered = pp_sampler_register(rs->slot, rs->serial,
+                                         info.interval_us,
+                                         info.max_depth) == 0;
+    ap_set_module_config(r->request_config, &pyprof_module, rs);
+    apr_pool_cleanup_register(r->pool, rs, request_cleanup,
+                              apr_pool_cleanup_null);
+    return DECLINED;
+}
+
+static int pyprof_log_transaction(request_rec *r)
+{
+    pyprof_req_state_t *rs =
+        ap_get_module_config(r->request_config, &pyprof_module);
+    pyprof_server_conf_t *c;
+    request_rec *last = r;
+    int64_t duration, cpu = 0, cpu_now;
+
+    if (!rs || rs->done) {
+        return DECLINED;
+    }
+    if (rs->registered) {
+        pp_sampler_unregister(rs->slot);
+        rs->registered = 0;
+    }
+    /* the status the client got, after internal redirects */
+    while (last->next) {
+        last = last->next;
+    }
+    duration = (int64_t)(apr_time_now() - r->request_time);
+    cpu_now = pp_thread_cpu_ns(rs->thread);
+    if (cpu_now >= 0 && rs->cpu_start_ns >= 0 && cpu_now >= rs->cpu_start_ns) {
+        cpu = (cpu_now - rs->cpu_start_ns) / 1000;
+    }
+    c = ap_get_module_config(r->server->module_config, &pyprof_module);
+    pp_store_finish(rs->store, rs->slot, last->status, duration, cpu,
+                    duration >= pyprof_conf_slow_us(c));
+    rs->done = 1;
+    return DECLINED;
+}
+
+static void pyprof_register_hooks(apr_pool_t *p)
+{
+    static const char *const wsgi[] = {"mod_wsgi.c", NULL};
+    (void)p;
+
+    ap_hook_check_config(pyprof_check_config, NULL, NULL,
+                         APR_HOOK_REALLY_LAST);
+    ap_hook_post_config(pyprof_post_config, NULL, wsgi, APR_HOOK_MIDDLE);
+    ap_hook_child_init(pyprof_child_init, wsgi, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(pyprof_post_read_request, NULL, NULL,
+                              APR_HOOK_MIDDLE);
+    ap_hook_log_transaction(pyprof_log_transaction, NULL, NULL,
+                            APR_HOOK_MIDDLE);
+    ap_hook_handler(pyprof_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}

@@ -1,0 +1,63 @@
+/* mod_pyprof.h: what the httpd glue files (mod_pyprof*.c) share: the
+ * module record, per-server configuration and the process' view of the
+ * shared store.  Only glue includes this; the core (pp_*.c) never does.
+ */
+#ifndef MOD_PYPROF_H
+#define MOD_PYPROF_H
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+
+#include "pp_store.h"
+
+#define PYPROF_VERSION "0.1.0"
+#define PYPROF_HANDLER "server-profile"
+/* module-specific log tags, like httpd's APLOGNO */
+#define PYPROF_LOGNO(n) "PYPROF" #n ": "
+
+#define PYPROF_DEFAULT_SLOW_US 500000
+#define PYPROF_DEFAULT_KEEP 200
+#define PYPROF_DEFAULT_MAX_DEPTH 128
+#define PYPROF_DEFAULT_MEMORY (32ULL * 1024 * 1024)
+#define PYPROF_MIN_INTERVAL_US 1000      /* 1 ms */
+#define PYPROF_MAX_INTERVAL_US 10000000  /* 10 s */
+
+/* built with -fvisibility=hidden: only these two symbols leave the DSO */
+#define PYPROF_EXPORT __attribute__((visibility("default")))
+
+extern module AP_MODULE_DECLARE_DATA pyprof_module PYPROF_EXPORT;
+
+typedef struct pyprof_location {
+    const char *prefix;
+    uint32_t interval_us;
+    int store_idx; /* row in the store, set by post_config; -1 unset */
+} pyprof_location_t;
+
+typedef struct pyprof_server_conf {
+    apr_array_header_t *locations; /* pyprof_location_t */
+    int64_t slow_us;               /* -1 = unset */
+    long keep;                     /* -1 = unset; main server only */
+    long max_depth;                /* -1 = unset */
+    uint64_t memory;               /* 0 = unset; main server only */
+    int record_query;              /* -1 = unset */
+} pyprof_server_conf_t;
+
+/* the "unset" sentinel pattern of h2_config.c: one accessor per value */
+int64_t pyprof_conf_slow_us(const pyprof_server_conf_t *c);
+long pyprof_conf_keep(const pyprof_server_conf_t *c);
+long pyprof_conf_max_depth(const pyprof_server_conf_t *c);
+uint64_t pyprof_conf_memory(const pyprof_server_conf_t *c);
+int pyprof_conf_record_query(const pyprof_server_conf_t *c);
+
+extern const command_rec pyprof_cmds[];
+void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s);
+void *pyprof_merge_server_conf(apr_pool_t *p, void *base, void *add);
+
+/* The store this process sees (inherited from the parent), or NULL when
+ * no PyProfSample is configured.  Exported for pyext (daemon mode). */
+PYPROF_EXPORT pp_store_t *pyprof_shared_store(void);
+
+int pyprof_handler(request_rec *r);
+
+#endif

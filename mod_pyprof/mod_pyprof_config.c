@@ -1,0 +1,204 @@
+/* mod_pyprof_config.c: the PyProf* directives and per-server merging.
+ *
+ * Parses with the core's pp_parse_* and turns their messages into errors
+ * that name the directive, so "apachectl configtest" says what was wrong
+ * and what is accepted.  Never touches the store or Python.
+ */
+#include "apr_strings.h"
+#include "httpd.h"
+#include "http_config.h"
+
+#include "mod_pyprof.h"
+#include "pp_parse.h"
+
+void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    pyprof_server_conf_t *c = apr_pcalloc(p, sizeof(*c));
+    (void)s;
+    c->locations = apr_array_make(p, 4, sizeof(pyprof_location_t));
+    c->slow_us = -1;
+    c->keep = -1;
+    c->max_depth = -1;
+    c->memory = 0;
+    c->record_query = -1;
+    return c;
+}
+
+void *pyprof_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    pyprof_server_conf_t *base = basev, *add = addv;
+    pyprof_server_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    /* a vhost samples its own prefixes and inherits the main server's;
+     * longest prefix wins at match time, whichever list it came from */
+    c->locations = apr_array_append(p, add->locations, base->locations);
+    c->slow_us = add->slow_us >= 0 ? add->slow_us : base->slow_us;
+    c->keep = add->keep >= 0 ? add->keep : base->keep;
+    c->max_depth = add->max_depth >= 0 ? add->max_depth : base->max_depth;
+    c->memory = add->memory ? add->memory : base->memory;
+    c->record_query =
+        add->record_query >= 0 ? add->record_query : base->record_query;
+    return c;
+}
+
+int64_t pyprof_conf_slow_us(const pyprof_server_conf_t *c)
+{
+    return c->slow_us >= 0 ? c->slow_us : PYPROF_DEFAULT_SLOW_US;
+}
+
+long pyprof_conf_keep(const pyprof_server_conf_t *c)
+{
+    return c->keep >= 0 ? c->keep : PYPROF_DEFAULT_KEEP;
+}
+
+long pyprof_conf_max_depth(const pyprof_server_conf_t *c)
+{
+    return c->max_depth >= 0 ? c->max_depth : PYPROF_DEFAULT_MAX_DEPTH;
+}
+
+uint64_t pyprof_conf_memory(const pyprof_server_conf_t *c)
+{
+    return c->memory ? c->memory : PYPROF_DEFAULT_MEMORY;
+}
+
+int pyprof_conf_record_query(const pyprof_server_conf_t *c)
+{
+    return c->record_query > 0;
+}
+
+static pyprof_server_conf_t *conf_of(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &pyprof_module);
+}
+
+static const char *fail(cmd_parms *cmd, const char *value, const char *why)
+{
+    return apr_psprintf(cmd->pool, "%s: invalid value '%s': %s",
+                        cmd->cmd->name, value, why);
+}
+
+static const char *set_sample(cmd_parms *cmd, void *dummy, const char *prefix,
+                              const char *interval)
+{
+    pyprof_server_conf_t *c = conf_of(cmd);
+    pyprof_location_t *loc;
+    const char *err;
+    int64_t us;
+    int i;
+    (void)dummy;
+
+    if ((err = pp_parse_prefix(prefix))) {
+        return fail(cmd, prefix, err);
+    }
+    if ((err = pp_parse_duration(interval, PYPROF_MIN_INTERVAL_US,
+                                 PYPROF_MAX_INTERVAL_US, &us))) {
+        return apr_psprintf(cmd->pool,
+                            "%s %s: invalid interval '%s': %s; the interval "
+                            "must lie between 1ms and 10s",
+                            cmd->cmd->name, prefix, interval, err);
+    }
+    for (i = 0; i < c->locations->nelts; i++) {
+        loc = &APR_ARRAY_IDX(c->locations, i, pyprof_location_t);
+        if (strcmp(loc->prefix, prefix) == 0) {
+            return apr_psprintf(cmd->pool,
+                                "%s: prefix '%s' is already sampled in this "
+                                "server",
+                                cmd->cmd->name, prefix);
+        }
+    }
+    loc = apr_array_push(c->locations);
+    loc->prefix = apr_pstrdup(cmd->pool, prefix);
+    loc->interval_us = (uint32_t)us;
+    loc->store_idx = -1;
+    return NULL;
+}
+
+static const char *set_slow(cmd_parms *cmd, void *dummy, const char *v)
+{
+    const char *err;
+    int64_t us;
+    (void)dummy;
+
+    /* 1 us .. 1 hour: "0" is refused by the parser (needs a unit) */
+    if ((err = pp_parse_duration(v, 1, 3600LL * 1000000, &us))) {
+        return fail(cmd, v, err);
+    }
+    conf_of(cmd)->slow_us = us;
+    return NULL;
+}
+
+static const char *set_keep(cmd_parms *cmd, void *dummy, const char *v)
+{
+    const char *err;
+    long n;
+    (void)dummy;
+
+    if ((err = pp_parse_int(v, 1, 100000, &n))) {
+        return fail(cmd, v, apr_pstrcat(cmd->pool, err,
+                                        " (a count from 1 to 100000)", NULL));
+    }
+    conf_of(cmd)->keep = n;
+    return NULL;
+}
+
+static const char *set_depth(cmd_parms *cmd, void *dummy, const char *v)
+{
+    const char *err;
+    long n;
+    (void)dummy;
+
+    if ((err = pp_parse_int(v, 1, PP_DEPTH_LIMIT, &n))) {
+        return fail(cmd, v,
+                    apr_psprintf(cmd->pool, "%s (frames, from 1 to %d)", err,
+                                 PP_DEPTH_LIMIT));
+    }
+    conf_of(cmd)->max_depth = n;
+    return NULL;
+}
+
+static const char *set_memory(cmd_parms *cmd, void *dummy, const char *v)
+{
+    const char *err;
+    uint64_t n;
+    uint64_t floor = pp_store_min_size(16, 1);
+    (void)dummy;
+
+    if ((err = pp_parse_size(v, 1, 64ULL << 30, &n))) {
+        return fail(cmd, v, apr_pstrcat(cmd->pool, err,
+                                        " (at most 64G)", NULL));
+    }
+    if (n < floor) {
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is too small to hold the store; it "
+                            "needs at least %lluK (e.g. 16M)",
+                            cmd->cmd->name, v,
+                            (unsigned long long)(floor + 1023) / 1024);
+    }
+    conf_of(cmd)->memory = n;
+    return NULL;
+}
+
+static const char *set_query(cmd_parms *cmd, void *dummy, int on)
+{
+    (void)dummy;
+    conf_of(cmd)->record_query = on ? 1 : 0;
+    return NULL;
+}
+
+const command_rec pyprof_cmds[] = {
+    AP_INIT_TAKE2("PyProfSample", set_sample, NULL, RSRC_CONF,
+                  "PyProfSample PREFIX INTERVAL: sample requests under the "
+                  "URL prefix every INTERVAL (1ms..10s, units us, ms, s)"),
+    AP_INIT_TAKE1("PyProfSlowThreshold", set_slow, NULL, RSRC_CONF,
+                  "keep the trace of requests at least this slow (e.g. "
+                  "500ms)"),
+    AP_INIT_TAKE1("PyProfKeep", set_keep, NULL, RSRC_CONF,
+                  "number of slow-request traces kept, newest win "
+                  "(main server only)"),
+    AP_INIT_TAKE1("PyProfMaxDepth", set_depth, NULL, RSRC_CONF,
+                  "frames kept per stack, the deepest ones"),
+    AP_INIT_TAKE1("PyProfMemory", set_memory, NULL, RSRC_CONF,
+                  "shared memory budget, e.g. 32M (main server only)"),
+    AP_INIT_FLAG("PyProfRecordQuery", set_query, NULL, RSRC_CONF,
+                 "On to keep query strings in recorded URIs (default Off)"),
+    {NULL}};

@@ -1,0 +1,51 @@
+/* pp_frames.h: the only interface to CPython's internals.
+ *
+ * Everything version-specific about reading Python stacks lives behind this
+ * header, in pp_frames_py311.c.  The sampler calls pp_py_* from its own
+ * thread only; nothing here is ever called from an Apache hook.
+ */
+#ifndef PP_FRAMES_H
+#define PP_FRAMES_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pp_store.h"
+
+typedef struct pp_walk_target {
+    unsigned long thread_ident; /* pthread_self() of the request thread */
+    pid_t native_tid;
+    uint32_t max_depth;
+    void *interp;  /* out: the interpreter the thread was found in */
+    int found;     /* a thread state with a current frame was found */
+    int truncated; /* deeper than max_depth: the root side was cut */
+    uint32_t depth;
+    uint32_t frames[PP_DEPTH_LIMIT]; /* interned frame ids, leaf first */
+} pp_walk_target_t;
+
+/* Is there a running interpreter a sampler could attach to? */
+int pp_py_initialized(void);
+
+/* Create (once, on the calling thread) the sampler's own thread state in
+ * the main interpreter.  0 on success. */
+int pp_py_attach(void);
+/* Take the GIL with the sampler's thread state in `interp` (NULL or an
+ * interpreter that no longer exists: the main one).  In 3.11 a waiting
+ * thread asks for the GIL through its own interpreter's eval breaker, and
+ * a CPU-bound thread in a sub-interpreter never sees a request made from
+ * another interpreter, so the sampler waits in the interpreter where the
+ * thread it wants to sample was last seen.  Returns 0 and takes nothing if
+ * Python is finalising. */
+int pp_py_acquire(void *interp);
+void pp_py_release(void);
+/* Delete the sampler's thread states (takes and drops the GIL for each). */
+void pp_py_detach(void);
+
+/* With the GIL held: find each target's thread in every interpreter and
+ * intern its current stack into the store. */
+void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n);
+
+/* Python version this file was compiled for, e.g. "3.11". */
+const char *pp_py_version(void);
+
+#endif

@@ -1,0 +1,453 @@
+/* pp_sampler.c: the sampler thread (see pp_sampler.h).
+ *
+ * Owns the process-local registry of in-flight requests and the thread
+ * that samples them.  The registry mutex is private to the process (never
+ * in shared memory), is never held while waiting for the GIL, and is the
+ * only thing request threads ever wait on.  All Python access goes through
+ * pp_frames.h.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pp_frames.h"
+#include "pp_log.h"
+#include "pp_sampler.h"
+
+#define LOCAL_MAX 512 /* requests one process can serve at once */
+
+typedef struct entry {
+    int slot;
+    uint64_t serial;
+    pthread_t thread;
+    pid_t tid;
+    clockid_t cpu_clock;
+    int has_cpu_clock;
+    uint32_t max_depth;
+    int64_t interval_ns;
+    int64_t next_due_ns;
+    int64_t last_ns;
+    int64_t last_cpu_ns;
+    void *interp; /* where its thread was last found */
+} entry_t;
+
+typedef struct target_ref {
+    int slot;
+    uint64_t serial;
+} target_ref_t;
+
+static struct sampler {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int cv_ready;
+    entry_t entries[LOCAL_MAX];
+    int n;
+    int stop;
+    int running;
+    int waiting;
+    int64_t sleep_until_ns;
+    pthread_t thread;
+    pp_store_t *st;
+    pid_t pid;
+    void *last_interp; /* default for requests not found yet */
+    /* sampler-thread private */
+    pp_walk_target_t *targets;
+    target_ref_t refs[LOCAL_MAX];
+} S = {PTHREAD_MUTEX_INITIALIZER};
+
+int64_t pp_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t pp_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t clock_ns(clockid_t c)
+{
+    struct timespec ts;
+    if (clock_gettime(c, &ts) != 0) {
+        return -1;
+    }
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t pp_thread_cpu_ns(pthread_t thread)
+{
+    clockid_t c;
+    if (pthread_equal(thread, pthread_self())) {
+        return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    }
+    if (pthread_getcpuclockid(thread, &c) != 0) {
+        return -1;
+    }
+    return clock_ns(c);
+}
+
+/* xorshift, seeded per thread: only for the first sample's phase */
+static uint64_t phase_random(void)
+{
+    static __thread uint64_t x;
+    if (!x) {
+        x = (uint64_t)pp_mono_ns() ^ ((uint64_t)syscall(SYS_gettid) << 32) ^
+            0x9e3779b97f4a7c15ULL;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+static void ns_to_timespec(int64_t ns, struct timespec *ts)
+{
+    ts->tv_sec = ns / 1000000000;
+    ts->tv_nsec = ns % 1000000000;
+}
+
+static int cost_bucket(int64_t ns)
+{
+    int b = 0;
+    while (ns > 1 && b < PP_COST_BUCKETS - 1) {
+        ns >>= 1;
+        b++;
+    }
+    return b;
+}
+
+int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
+                        uint32_t max_depth)
+{
+    entry_t *e;
+    int64_t now = pp_mono_ns();
+    int rc = 0;
+
+    pthread_mutex_lock(&S.mu);
+    if (!S.running || S.n >= LOCAL_MAX) {
+        rc = -1;
+        goto out;
+    }
+    e = &S.entries[S.n++];
+    memset(e, 0, sizeof(*e));
+    e->slot = slot;
+    e->serial = serial;
+    e->thread = pthread_self();
+    e->tid = (pid_t)syscall(SYS_gettid);
+    e->has_cpu_clock = pthread_getcpuclockid(e->thread, &e->cpu_clock) == 0;
+    e->last_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    e->max_depth = max_depth;
+    e->interval_ns = (int64_t)interval_us * 1000;
+    e->last_ns = now;
+    /* first sample at a random phase inside the interval, so periodic
+     * work in the app cannot alias with the sampling clock */
+    e->next_due_ns = now + (int64_t)(phase_random() % (uint64_t)e->interval_ns);
+    if (S.waiting && e->next_due_ns < S.sleep_until_ns) {
+        pthread_cond_signal(&S.cv);
+    }
+out:
+    pthread_mutex_unlock(&S.mu);
+    return rc;
+}
+
+void pp_sampler_unregister(int slot)
+{
+    int i;
+
+    pthread_mutex_lock(&S.mu);
+    for (i = 0; i < S.n; i++) {
+        if (S.entries[i].slot == slot) {
+            S.entries[i] = S.entries[--S.n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&S.mu);
+}
+
+static entry_t *find_entry(int slot, uint64_t serial)
+{
+    int i;
+    for (i = 0; i < S.n; i++) {
+        if (S.entries[i].slot == slot && S.entries[i].serial == serial) {
+            return &S.entries[i];
+        }
+    }
+    return NULL;
+}
+
+/* Root-first node chain for a walked stack; 0 if the tables are full. */
+static uint32_t intern_stack(pp_store_t *st, const pp_walk_target_t *t)
+{
+    uint32_t node = 0;
+    int i;
+
+    if (t->truncated) {
+        node = pp_store_intern_node(st, 0, st->frame_truncated);
+        if (!node) {
+            return 0;
+        }
+    }
+    for (i = (int)t->depth - 1; i >= 0; i--) {
+        node = pp_store_intern_node(st, node, t->frames[i]);
+        if (!node) {
+            return 0;
+        }
+    }
+    return node;
+}
+
+/* One tick: sample every due entry.  Called and returns with S.mu held. */
+static void sample_due(int64_t now)
+{
+    pp_store_t *st = S.st;
+    int i, n = 0, best = 0;
+    int64_t t_ask, t_got, t_done, cpu0, cpu1;
+    void *interp = NULL;
+
+    for (i = 0; i < S.n && n < LOCAL_MAX; i++) {
+        entry_t *e = &S.entries[i];
+        if (e->next_due_ns <= now) {
+            pp_walk_target_t *t = &S.targets[n];
+            t->thread_ident = (unsigned long)e->thread;
+            t->native_tid = e->tid;
+            t->max_depth = e->max_depth;
+            t->interp = e->interp ? e->interp : S.last_interp;
+            S.refs[n].slot = e->slot;
+            S.refs[n].serial = e->serial;
+            n++;
+        }
+    }
+    if (n == 0) {
+        return;
+    }
+    /* wait for the GIL in the interpreter most due requests run in */
+    for (i = 0; i < n; i++) {
+        int j, votes = 0;
+        for (j = 0; j < n; j++) {
+            votes += S.targets[j].interp == S.targets[i].interp;
+        }
+        if (votes > best) {
+            best = votes;
+            interp = S.targets[i].interp;
+        }
+    }
+    pthread_mutex_unlock(&S.mu);
+
+    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    t_ask = pp_mono_ns();
+    if (!pp_py_acquire(interp)) {
+        pthread_mutex_lock(&S.mu);
+        S.stop = 1; /* the interpreter is going away */
+        return;
+    }
+    t_got = pp_mono_ns();
+    pp_py_walk(st, S.targets, n);
+    pp_py_release();
+    t_done = pp_mono_ns();
+
+    pthread_mutex_lock(&S.mu);
+    now = pp_mono_ns();
+    for (i = 0; i < n; i++) {
+        entry_t *e = find_entry(S.refs[i].slot, S.refs[i].serial);
+        pp_walk_target_t *t = &S.targets[i];
+        pp_slot_t *slot;
+        uint32_t node;
+        int64_t cpu = -1, weight;
+
+        if (!e) {
+            continue; /* finished while we held the GIL */
+        }
+        slot = pp_store_slot(st, e->slot);
+        if (e->has_cpu_clock) {
+            cpu = clock_ns(e->cpu_clock);
+        }
+        weight = now - e->last_ns;
+        if (!t->found) {
+            /* between Apache and Python (or Python not entered yet):
+             * still time of the request, so keep the clock moving */
+            atomic_fetch_add(&st->c.threads_missing, 1);
+            e->last_ns = now;
+            if (cpu >= 0) {
+                e->last_cpu_ns = cpu;
+            }
+        }
+        else {
+            e->interp = t->interp;
+            S.last_interp = t->interp;
+            node = intern_stack(st, t);
+            if (!node) {
+                node = pp_store_intern_node(st, 0, st->frame_unknown);
+            }
+            if (slot && node) {
+                pp_store_add_sample(
+                    st, slot, node, pp_wall_us(),
+                    (uint64_t)(weight > 0 ? weight / 1000 : 0),
+                    (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
+                                   ? (cpu - e->last_cpu_ns) / 1000
+                                   : 0));
+            }
+            e->last_ns = now;
+            if (cpu >= 0) {
+                e->last_cpu_ns = cpu;
+            }
+        }
+        /* fixed rate from the first phase; skip missed ticks rather than
+         * bursting to catch up */
+        e->next_due_ns += e->interval_ns;
+        if (e->next_due_ns <= now) {
+            e->next_due_ns =
+                now + e->interval_ns - (now - e->next_due_ns) % e->interval_ns;
+        }
+    }
+    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    atomic_fetch_add(&st->c.ticks, 1);
+    atomic_fetch_add(&st->c.gil_wait_ns, (uint64_t)(t_got - t_ask));
+    atomic_fetch_add(&st->c.walk_ns, (uint64_t)(t_done - t_got));
+    if (cpu0 >= 0 && cpu1 >= cpu0) {
+        atomic_fetch_add(&st->c.sampler_cpu_ns, (uint64_t)(cpu1 - cpu0));
+    }
+    atomic_fetch_add(
+        &st->c.sample_cost[cost_bucket((t_done - t_got) / n)], (uint64_t)n);
+}
+
+static void *sampler_main(void *arg)
+{
+    (void)arg;
+    if (pp_py_attach() != 0) {
+        pp_log(PP_LOG_WARN, "sampler could not create its Python thread "
+                            "state; not sampling in pid %d", (int)getpid());
+        pthread_mutex_lock(&S.mu);
+        S.running = 0;
+        pthread_mutex_unlock(&S.mu);
+        return NULL;
+    }
+    pthread_mutex_lock(&S.mu);
+    while (!S.stop) {
+        int64_t now = pp_mono_ns(), due = INT64_MAX;
+        int i;
+
+        for (i = 0; i < S.n; i++) {
+            if (S.entries[i].next_due_ns < due) {
+                due = S.entries[i].next_due_ns;
+            }
+        }
+        if (due > now) {
+            S.waiting = 1;
+            S.sleep_until_ns = due;
+            if (due == INT64_MAX) {
+                pthread_cond_wait(&S.cv, &S.mu);
+            }
+            else {
+                struct timespec ts;
+                ns_to_timespec(due, &ts);
+                /* absolute CLOCK_MONOTONIC deadline: no drift, and a new
+                 * request that is due sooner can wake us */
+                pthread_cond_timedwait(&S.cv, &S.mu, &ts);
+            }
+            S.waiting = 0;
+            continue;
+        }
+        sample_due(now);
+    }
+    S.running = 0;
+    pthread_mutex_unlock(&S.mu);
+    pp_py_detach();
+    return NULL;
+}
+
+int pp_sampler_start(pp_store_t *st)
+{
+    pthread_condattr_t ca;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rc;
+
+    pthread_mutex_lock(&S.mu);
+    if (S.running) {
+        pthread_mutex_unlock(&S.mu);
+        return 0;
+    }
+    if (!S.cv_ready) {
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&S.cv, &ca);
+        pthread_condattr_destroy(&ca);
+        S.cv_ready = 1;
+    }
+    if (!S.targets) {
+        S.targets = calloc(LOCAL_MAX, sizeof(*S.targets));
+        if (!S.targets) {
+            pthread_mutex_unlock(&S.mu);
+            return -1;
+        }
+    }
+    S.st = st;
+    S.stop = 0;
+    S.n = 0;
+    S.pid = getpid();
+    S.running = 1;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* the sampler must never receive the signals Apache uses to stop and
+     * restart children */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&S.thread, &attr, sampler_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        S.running = 0;
+    }
+    pthread_mutex_unlock(&S.mu);
+    return rc == 0 ? 0 : -1;
+}
+
+int pp_sampler_running(void)
+{
+    int r;
+    pthread_mutex_lock(&S.mu);
+    r = S.running && S.pid == getpid();
+    pthread_mutex_unlock(&S.mu);
+    return r;
+}
+
+int pp_sampler_stop(int timeout_ms)
+{
+    struct timespec ts;
+    int rc;
+
+    pthread_mutex_lock(&S.mu);
+    if (S.pid != getpid() || !S.thread) {
+        pthread_mutex_unlock(&S.mu);
+        return 0;
+    }
+    S.stop = 1;
+    pthread_cond_signal(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    rc = pthread_timedjoin_np(S.thread, NULL, &ts);
+    if (rc == 0) {
+        S.thread = 0;
+        return 0;
+    }
+    return -1;
+}

@@ -1,0 +1,37 @@
+/* pp_sampler.h: the per-process sampler thread and its registry of the
+ * requests this process is serving.
+ *
+ * Request threads register and unregister themselves (C only, a
+ * process-local mutex, never the GIL); the sampler thread wakes when a
+ * registered request is due, takes the GIL once for all due requests, and
+ * records one stack per request in the shared store.  With nothing
+ * registered it sleeps on a condition variable and never touches Python.
+ */
+#ifndef PP_SAMPLER_H
+#define PP_SAMPLER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "pp_store.h"
+
+/* Start the sampler of this process (idempotent).  0 on success. */
+int pp_sampler_start(pp_store_t *st);
+/* Stop and join it; it deletes its Python thread state before returning.
+ * Safe to call when it never started.  Returns 0 if it stopped in time. */
+int pp_sampler_stop(int timeout_ms);
+int pp_sampler_running(void);
+
+/* Register the calling thread as serving the request in slot `slot`. */
+int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
+                        uint32_t max_depth);
+/* After this returns, the sampler will not write to the slot again. */
+void pp_sampler_unregister(int slot);
+
+/* CPU time of a thread in nanoseconds (its CPU clock); -1 on error. */
+int64_t pp_thread_cpu_ns(pthread_t thread);
+
+int64_t pp_mono_ns(void);
+int64_t pp_wall_us(void);
+
+#endif

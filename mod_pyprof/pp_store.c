@@ -1,0 +1,843 @@
+/* pp_store.c: layout, claim/finish, interning and readers of the shared
+ * store (see pp_store.h).
+ *
+ * Never blocks, never takes a lock, never allocates on the heap, never
+ * touches Python or httpd.  Every offset and id read back from the mapping
+ * is range-checked before use: another process may have died mid-write.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "pp_store.h"
+
+#define ALIGN64(x) (((x) + 63u) & ~(uint64_t)63u)
+#define ARENA_UNIT 8u
+#define PROBE_LIMIT 64 /* probes before an intern table counts as full */
+
+/* minimum entries of the intern tables in the smallest store */
+#define MIN_FRAMES 1024u
+#define MIN_NODES 4096u
+#define MIN_AGG 4096u
+#define MIN_ARENA (256u * 1024u)
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    /* FNV-1a, 64 bit */
+    while (n--) {
+        h ^= *s++;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint32_t pow2_floor(uint64_t x)
+{
+    uint32_t p = 1;
+    while ((uint64_t)p * 2 <= x && p < (1u << 30)) {
+        p *= 2;
+    }
+    return p;
+}
+
+/* ---- layout ---- */
+
+typedef struct layout {
+    uint64_t off_locations, off_slots, off_traces, off_frames, off_nodes,
+        off_agg, off_arena, end;
+    uint32_t nframes, nnodes, nagg;
+    uint64_t arena_size;
+} layout_t;
+
+static uint64_t fixed_part(uint32_t nslots, uint32_t keep)
+{
+    uint64_t off = ALIGN64(sizeof(pp_store_t));
+    off = ALIGN64(off + (uint64_t)PP_MAX_LOCATIONS * sizeof(pp_location_t));
+    off = ALIGN64(off + (uint64_t)nslots * sizeof(pp_slot_t));
+    off = ALIGN64(off + (uint64_t)keep * sizeof(pp_record_t));
+    return off;
+}
+
+static uint64_t tables_size(uint32_t nframes, uint32_t nnodes, uint32_t nagg,
+                            uint64_t arena)
+{
+    return ALIGN64((uint64_t)nframes * 8) + ALIGN64((uint64_t)nnodes * 8) +
+           ALIGN64((uint64_t)nagg * sizeof(pp_agg_entry_t)) + ALIGN64(arena);
+}
+
+uint64_t pp_store_min_size(uint32_t nslots, uint32_t keep)
+{
+    return fixed_part(nslots, keep) +
+           tables_size(MIN_FRAMES, MIN_NODES, MIN_AGG, MIN_ARENA);
+}
+
+static int make_layout(uint64_t size, uint32_t nslots, uint32_t keep,
+                       layout_t *l)
+{
+    uint64_t off = ALIGN64(sizeof(pp_store_t)), rest;
+
+    if (size < pp_store_min_size(nslots, keep)) {
+        return -1;
+    }
+    l->off_locations = off;
+    off = ALIGN64(off + (uint64_t)PP_MAX_LOCATIONS * sizeof(pp_location_t));
+    l->off_slots = off;
+    off = ALIGN64(off + (uint64_t)nslots * sizeof(pp_slot_t));
+    l->off_traces = off;
+    off = ALIGN64(off + (uint64_t)keep * sizeof(pp_record_t));
+    rest = size - off;
+    /* Split what is left: a frame costs 8 bytes of table plus ~96 bytes of
+     * text; nodes and aggregate entries are many more than frames. */
+    l->nframes = pow2_floor(rest / 8 / 104);
+    l->nnodes = pow2_floor(rest / 4 / 8);
+    l->nagg = pow2_floor(rest / 5 / sizeof(pp_agg_entry_t));
+    if (l->nframes < MIN_FRAMES) {
+        l->nframes = MIN_FRAMES;
+    }
+    if (l->nnodes < MIN_NODES) {
+        l->nnodes = MIN_NODES;
+    }
+    if (l->nagg < MIN_AGG) {
+        l->nagg = MIN_AGG;
+    }
+    l->off_frames = off;
+    off = ALIGN64(off + (uint64_t)l->nframes * 8);
+    l->off_nodes = off;
+    off = ALIGN64(off + (uint64_t)l->nnodes * 8);
+    l->off_agg = off;
+    off = ALIGN64(off + (uint64_t)l->nagg * sizeof(pp_agg_entry_t));
+    l->off_arena = off;
+    if (off + MIN_ARENA > size) {
+        return -1;
+    }
+    l->arena_size = (size - off) & ~(uint64_t)(ARENA_UNIT - 1);
+    l->end = off + l->arena_size;
+    return 0;
+}
+
+static _Atomic uint64_t *frame_table(const pp_store_t *st)
+{
+    return (_Atomic uint64_t *)((char *)st + st->off_frames);
+}
+
+static _Atomic uint64_t *node_table(const pp_store_t *st)
+{
+    return (_Atomic uint64_t *)((char *)st + st->off_nodes);
+}
+
+static char *arena(const pp_store_t *st)
+{
+    return (char *)st + st->off_arena;
+}
+
+pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
+                            const char **err)
+{
+    layout_t l;
+    pp_store_t *st;
+    void *p;
+
+    if (nslots == 0 || keep == 0 || make_layout(size, nslots, keep, &l)) {
+        *err = "the memory budget is too small for the slots and kept "
+               "traces";
+        return NULL;
+    }
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+             -1, 0);
+    if (p == MAP_FAILED) {
+        *err = "mmap of the shared store failed";
+        return NULL;
+    }
+    /* anonymous mappings are zero-filled: every table starts empty */
+    st = p;
+    st->version = PP_STORE_VERSION;
+    st->header_size = sizeof(pp_store_t);
+    st->total_size = size;
+    st->created_us = wall_us();
+    st->nslots = nslots;
+    st->keep = keep;
+    st->nframes = l.nframes;
+    st->nnodes = l.nnodes;
+    st->nagg = l.nagg;
+    st->arena_size = l.arena_size;
+    st->off_locations = l.off_locations;
+    st->off_slots = l.off_slots;
+    st->off_traces = l.off_traces;
+    st->off_frames = l.off_frames;
+    st->off_nodes = l.off_nodes;
+    st->off_agg = l.off_agg;
+    st->off_arena = l.off_arena;
+    st->frame_truncated = pp_store_intern_frame(
+        st, PP_FRAME_TRUNCATED_TEXT, strlen(PP_FRAME_TRUNCATED_TEXT), "", 0, 0);
+    st->frame_unknown = pp_store_intern_frame(
+        st, PP_FRAME_UNKNOWN_TEXT, strlen(PP_FRAME_UNKNOWN_TEXT), "", 0, 0);
+    st->frame_other = pp_store_intern_frame(
+        st, PP_FRAME_OTHER_TEXT, strlen(PP_FRAME_OTHER_TEXT), "", 0, 0);
+    atomic_store(&st->serial_next, 1);
+    /* published last: a reader that sees the magic sees a laid-out store */
+    atomic_thread_fence(memory_order_release);
+    st->magic = PP_STORE_MAGIC;
+    return st;
+}
+
+void pp_store_destroy(pp_store_t *st)
+{
+    if (st) {
+        munmap(st, st->total_size);
+    }
+}
+
+int pp_store_compatible(const pp_store_t *st, uint64_t size, uint32_t nslots,
+                        uint32_t keep)
+{
+    return st && st->magic == PP_STORE_MAGIC &&
+           st->version == PP_STORE_VERSION &&
+           st->header_size == sizeof(pp_store_t) && st->total_size == size &&
+           st->nslots == nslots && st->keep == keep;
+}
+
+/* ---- locations ---- */
+
+pp_location_t *pp_store_location(pp_store_t *st, int idx)
+{
+    if (!st || idx < 0 || idx >= PP_MAX_LOCATIONS) {
+        return NULL;
+    }
+    return (pp_location_t *)((char *)st + st->off_locations) + idx;
+}
+
+int pp_store_location_register(pp_store_t *st, const char *path,
+                               uint32_t interval_us)
+{
+    int i, free_idx = -1;
+
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        pp_location_t *loc = pp_store_location(st, i);
+        if (atomic_load(&loc->used)) {
+            if (strncmp(loc->path, path, PP_PREFIX_MAX) == 0) {
+                loc->interval_us = interval_us;
+                loc->config_gen = st->generation;
+                return i;
+            }
+        }
+        else if (free_idx < 0) {
+            free_idx = i;
+        }
+    }
+    if (free_idx < 0) {
+        return -1;
+    }
+    {
+        pp_location_t *loc = pp_store_location(st, free_idx);
+        memset(loc, 0, sizeof(*loc));
+        strncpy(loc->path, path, PP_PREFIX_MAX - 1);
+        loc->interval_us = interval_us;
+        loc->config_gen = st->generation;
+        loc->created_us = wall_us();
+        atomic_store(&loc->used, 1);
+    }
+    return free_idx;
+}
+
+/* ---- records ---- */
+
+static void rec_write_begin(pp_record_t *rec)
+{
+    uint32_t s = atomic_load_explicit(&rec->seq, memory_order_relaxed);
+    /* an odd value left by a writer that died is simply carried on */
+    atomic_store_explicit(&rec->seq, (s | 1u) + ((s & 1u) ? 2u : 0u),
+                          memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void rec_write_end(pp_record_t *rec)
+{
+    uint32_t s = atomic_load_explicit(&rec->seq, memory_order_relaxed);
+    atomic_store_explicit(&rec->seq, s + 1, memory_order_release);
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    if (n) {
+        memcpy(dst, src, n);
+    }
+    dst[n] = '\0';
+}
+
+pp_slot_t *pp_store_slot(pp_store_t *st, int idx)
+{
+    if (!st || idx < 0 || (uint32_t)idx >= st->nslots) {
+        return NULL;
+    }
+    return (pp_slot_t *)((char *)st + st->off_slots) + idx;
+}
+
+int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
+{
+    uint32_t i, n = st->nslots;
+    uint32_t start = (uint32_t)(hint < 0 ? -hint : hint) % n;
+
+    for (i = 0; i < n; i++) {
+        uint32_t idx = (start + i) % n;
+        pp_slot_t *slot = pp_store_slot(st, (int)idx);
+        uint32_t expect = PP_SLOT_FREE;
+        pp_req_t *q;
+
+        if (atomic_load_explicit(&slot->state, memory_order_relaxed) !=
+                PP_SLOT_FREE ||
+            !atomic_compare_exchange_strong(&slot->state, &expect,
+                                            PP_SLOT_CLAIMED)) {
+            continue;
+        }
+        atomic_store(&slot->owner_pid, info->pid);
+        rec_write_begin(&slot->rec);
+        memset(&slot->rec.req, 0, sizeof(slot->rec.req));
+        memset(slot->rec.stacks, 0, sizeof(slot->rec.stacks));
+        q = &slot->rec.req;
+        q->serial = atomic_fetch_add(&st->serial_next, 1);
+        copy_str(q->id, sizeof(q->id), info->id);
+        copy_str(q->method, sizeof(q->method), info->method);
+        copy_str(q->uri, sizeof(q->uri), info->uri);
+        copy_str(q->vhost, sizeof(q->vhost), info->vhost);
+        q->pid = info->pid;
+        q->tid = info->tid;
+        q->location = info->location;
+        q->interval_us = info->interval_us;
+        q->max_depth = info->max_depth;
+        q->start_us = info->start_us;
+        q->last_sample_us = info->start_us;
+        rec_write_end(&slot->rec);
+        atomic_store(&slot->state, PP_SLOT_ACTIVE);
+        return (int)idx;
+    }
+    atomic_fetch_add(&st->c.slots_full, 1);
+    return -1;
+}
+
+static pp_stack_count_t *stack_entry(pp_record_t *rec, uint32_t node,
+                                     int create)
+{
+    uint32_t h = (uint32_t)mix64(node), i;
+
+    for (i = 0; i < PP_STACKS_MAX; i++) {
+        pp_stack_count_t *e = &rec->stacks[(h + i) & (PP_STACKS_MAX - 1)];
+        if (e->node == node) {
+            return e;
+        }
+        if (e->node == 0) {
+            if (!create) {
+                return NULL;
+            }
+            e->node = node;
+            rec->req.nstacks++;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
+                         int64_t now_us, uint64_t weight_us, uint64_t cpu_us)
+{
+    pp_record_t *rec = &slot->rec;
+    pp_stack_count_t *e;
+
+    if (node == 0) {
+        return;
+    }
+    rec_write_begin(rec);
+    /* keep one entry free for [other stacks] */
+    e = rec->req.nstacks < PP_STACKS_MAX - 1 ? stack_entry(rec, node, 1)
+                                             : stack_entry(rec, node, 0);
+    if (!e) {
+        uint32_t other = pp_store_intern_node(st, 0, st->frame_other);
+        e = other ? stack_entry(rec, other, 1) : NULL;
+        rec->req.samples_overflow++;
+        atomic_fetch_add(&st->c.stacks_overflow, 1);
+    }
+    if (e) {
+        e->count++;
+        e->weight_us += weight_us;
+        e->cpu_us += cpu_us;
+    }
+    rec->req.samples++;
+    rec->req.sampled_cpu_us += (int64_t)cpu_us;
+    rec->req.last_node = node;
+    rec->req.last_sample_us = now_us;
+    rec_write_end(rec);
+    atomic_fetch_add_explicit(&st->c.samples, 1, memory_order_relaxed);
+}
+
+static void agg_add(pp_store_t *st, int loc, uint32_t node, uint64_t count,
+                    uint64_t weight_us)
+{
+    pp_agg_entry_t *tab = (pp_agg_entry_t *)((char *)st + st->off_agg);
+    uint64_t key = ((uint64_t)(uint32_t)(loc + 1) << 32) | node;
+    uint32_t mask = st->nagg - 1, i;
+    uint32_t h = (uint32_t)mix64(key);
+
+    for (i = 0; i < PROBE_LIMIT; i++) {
+        pp_agg_entry_t *e = &tab[(h + i) & mask];
+        uint64_t k = atomic_load_explicit(&e->key, memory_order_acquire);
+        if (k == 0) {
+            uint64_t expect = 0;
+            if (atomic_compare_exchange_strong(&e->key, &expect, key)) {
+                k = key;
+            }
+            else {
+                k = expect;
+            }
+        }
+        if (k == key) {
+            atomic_fetch_add_explicit(&e->count, count, memory_order_relaxed);
+            atomic_fetch_add_explicit(&e->weight_us, weight_us,
+                                      memory_order_relaxed);
+            return;
+        }
+    }
+    atomic_fetch_add(&st->c.agg_full, 1);
+}
+
+static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v)
+{
+    uint64_t cur = atomic_load_explicit(p, memory_order_relaxed);
+    while (cur < v &&
+           !atomic_compare_exchange_weak(p, &cur, v)) {
+    }
+}
+
+static void keep_trace(pp_store_t *st, const pp_record_t *src)
+{
+    uint32_t tries;
+
+    for (tries = 0; tries < 4; tries++) {
+        uint64_t n = atomic_fetch_add(&st->trace_next, 1);
+        pp_record_t *dst =
+            (pp_record_t *)((char *)st + st->off_traces) + (n % st->keep);
+        uint32_t s = atomic_load(&dst->seq);
+
+        /* odd: another writer is filling this entry right now (or died
+         * doing so); take the next one instead of waiting */
+        if ((s & 1u) ||
+            !atomic_compare_exchange_strong(&dst->seq, &s, s + 1)) {
+            continue;
+        }
+        atomic_thread_fence(memory_order_release);
+        if (dst->req.serial) {
+            atomic_fetch_add(&st->c.traces_evicted, 1);
+        }
+        memcpy(&dst->req, &src->req, sizeof(dst->req));
+        memcpy(dst->stacks, src->stacks, sizeof(dst->stacks));
+        atomic_store_explicit(&dst->seq, s + 2, memory_order_release);
+        atomic_fetch_add(&st->c.traces_kept, 1);
+        return;
+    }
+    atomic_fetch_add(&st->c.traces_torn, 1);
+}
+
+void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
+                     int64_t cpu_us, int keep)
+{
+    pp_slot_t *slot = pp_store_slot(st, idx);
+    pp_location_t *loc;
+    pp_record_t *rec;
+    uint32_t i;
+
+    if (!slot || atomic_load(&slot->state) != PP_SLOT_ACTIVE) {
+        return;
+    }
+    rec = &slot->rec;
+    rec_write_begin(rec);
+    rec->req.status = status;
+    rec->req.duration_us = duration_us < 0 ? 0 : duration_us;
+    rec->req.cpu_us = cpu_us < 0 ? 0 : cpu_us;
+    rec_write_end(rec);
+
+    loc = pp_store_location(st, rec->req.location);
+    if (loc) {
+        atomic_fetch_add(&loc->hist[pp_hist_bucket(rec->req.duration_us)], 1);
+        atomic_fetch_add(&loc->sum_us, (uint64_t)rec->req.duration_us);
+        atomic_max_u64(&loc->max_us, (uint64_t)rec->req.duration_us);
+        atomic_fetch_add(&loc->samples, rec->req.samples);
+        if (keep) {
+            atomic_fetch_add(&loc->kept, 1);
+        }
+        /* requests last: a reader that sees N requests sees their buckets */
+        atomic_fetch_add(&loc->requests, 1);
+        for (i = 0; i < PP_STACKS_MAX; i++) {
+            const pp_stack_count_t *e = &rec->stacks[i];
+            if (e->node && e->count) {
+                agg_add(st, rec->req.location, e->node, e->count,
+                        e->weight_us);
+            }
+        }
+    }
+    if (keep) {
+        keep_trace(st, rec);
+    }
+    atomic_store(&slot->owner_pid, 0);
+    atomic_store_explicit(&slot->state, PP_SLOT_FREE, memory_order_release);
+}
+
+void pp_store_reap_dead(pp_store_t *st)
+{
+    uint32_t i;
+
+    for (i = 0; i < st->nslots; i++) {
+        pp_slot_t *slot = pp_store_slot(st, (int)i);
+        uint32_t s = atomic_load(&slot->state);
+        int32_t pid = atomic_load(&slot->owner_pid);
+
+        if (s == PP_SLOT_FREE || pid <= 0) {
+            continue;
+        }
+        if (kill(pid, 0) == -1 && errno == ESRCH) {
+            if (atomic_compare_exchange_strong(&slot->state, &s,
+                                               PP_SLOT_FREE)) {
+                atomic_fetch_add(&st->c.slots_lost, 1);
+            }
+        }
+    }
+}
+
+/* ---- interning ---- */
+
+/* Frame text in the arena: u32 total length, u32 line, function NUL file
+ * NUL.  Both names are cut at PP_FRAME_TEXT_MAX bytes. */
+typedef struct frame_text {
+    uint32_t len;
+    uint32_t line;
+    char text[];
+} frame_text_t;
+
+static const frame_text_t *frame_text_at(const pp_store_t *st, uint64_t unit)
+{
+    uint64_t off;
+    const frame_text_t *t;
+
+    if (unit == 0) {
+        return NULL;
+    }
+    off = (unit - 1) * ARENA_UNIT;
+    if (off + sizeof(frame_text_t) > st->arena_size) {
+        return NULL;
+    }
+    t = (const frame_text_t *)(arena(st) + off);
+    if (t->len < 2 || t->len > 2 * PP_FRAME_TEXT_MAX + 2 ||
+        off + sizeof(frame_text_t) + t->len > st->arena_size) {
+        return NULL;
+    }
+    return t;
+}
+
+static int frame_equal(const frame_text_t *t, const char *func, size_t fl,
+                       const char *file, size_t fil, uint32_t line)
+{
+    return t->line == line && t->len == fl + fil + 2 &&
+           memcmp(t->text, func, fl) == 0 && t->text[fl] == '\0' &&
+           memcmp(t->text + fl + 1, file, fil) == 0;
+}
+
+uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
+                               size_t funclen, const char *file,
+                               size_t filelen, uint32_t line)
+{
+    _Atomic uint64_t *tab = frame_table(st);
+    uint32_t mask = st->nframes - 1, i;
+    uint64_t h, unit = 0;
+
+    if (funclen > PP_FRAME_TEXT_MAX) {
+        funclen = PP_FRAME_TEXT_MAX;
+    }
+    if (filelen > PP_FRAME_TEXT_MAX) {
+        filelen = PP_FRAME_TEXT_MAX;
+    }
+    /* a NUL inside a name would split it: cut there */
+    funclen = strnlen(func, funclen);
+    filelen = strnlen(file, filelen);
+    h = hash_bytes(0xcbf29ce484222325ULL, func, funclen);
+    h = hash_bytes(h ^ 0xff, file, filelen);
+    h = mix64(h ^ line);
+
+    for (i = 0; i < PROBE_LIMIT; i++) {
+        uint32_t idx = ((uint32_t)h + i) & mask;
+        uint64_t v = atomic_load_explicit(&tab[idx], memory_order_acquire);
+
+        if (v == 0) {
+            uint64_t expect = 0;
+            if (!unit) {
+                uint64_t need = sizeof(frame_text_t) + funclen + filelen + 2;
+                uint64_t units = (need + ARENA_UNIT - 1) / ARENA_UNIT;
+                uint64_t at = atomic_fetch_add(&st->arena_used, units);
+                frame_text_t *t;
+
+                if ((at + units) * ARENA_UNIT > st->arena_size ||
+                    at + 1 > 0xffffffffULL) {
+                    atomic_fetch_sub(&st->arena_used, units);
+                    break;
+                }
+                t = (frame_text_t *)(arena(st) + at * ARENA_UNIT);
+                t->len = (uint32_t)(funclen + filelen + 2);
+                t->line = line;
+                memcpy(t->text, func, funclen);
+                t->text[funclen] = '\0';
+                memcpy(t->text + funclen + 1, file, filelen);
+                t->text[funclen + 1 + filelen] = '\0';
+                unit = at + 1;
+            }
+            if (atomic_compare_exchange_strong(
+                    &tab[idx], &expect, ((h >> 32) << 32) | unit)) {
+                return idx + 1;
+            }
+            v = expect; /* lost the race: compare with the winner */
+        }
+        if ((v >> 32) == (h >> 32)) {
+            const frame_text_t *t = frame_text_at(st, v & 0xffffffffULL);
+            if (t && frame_equal(t, func, funclen, file, filelen, line)) {
+                return idx + 1; /* our arena bytes, if any, stay unused */
+            }
+        }
+    }
+    atomic_fetch_add(&st->c.frames_full, 1);
+    return 0;
+}
+
+uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent, uint32_t frame)
+{
+    _Atomic uint64_t *tab = node_table(st);
+    uint64_t key = ((uint64_t)parent << 32) | frame;
+    uint32_t mask = st->nnodes - 1, i;
+    uint32_t h = (uint32_t)mix64(key);
+
+    if (frame == 0) {
+        return 0;
+    }
+    for (i = 0; i < PROBE_LIMIT; i++) {
+        uint32_t idx = (h + i) & mask;
+        uint64_t v = atomic_load_explicit(&tab[idx], memory_order_acquire);
+        if (v == 0) {
+            uint64_t expect = 0;
+            if (atomic_compare_exchange_strong(&tab[idx], &expect, key)) {
+                return idx + 1;
+            }
+            v = expect;
+        }
+        if (v == key) {
+            return idx + 1;
+        }
+    }
+    atomic_fetch_add(&st->c.nodes_full, 1);
+    return 0;
+}
+
+/* ---- readers ---- */
+
+static void terminate_req(pp_req_t *q);
+
+int pp_store_frame_view(const pp_store_t *st, uint32_t frame,
+                        pp_frame_view_t *out)
+{
+    uint64_t v;
+    const frame_text_t *t;
+    size_t fl;
+
+    if (frame == 0 || frame > st->nframes) {
+        return 0;
+    }
+    v = atomic_load_explicit(&frame_table(st)[frame - 1],
+                             memory_order_acquire);
+    t = frame_text_at(st, v & 0xffffffffULL);
+    if (!t) {
+        return 0;
+    }
+    /* both names must be NUL-terminated inside the recorded length */
+    fl = strnlen(t->text, t->len);
+    if (fl + 1 >= t->len || strnlen(t->text + fl + 1, t->len - fl - 1) >=
+                                t->len - fl - 1) {
+        return 0;
+    }
+    out->function = t->text;
+    out->file = t->text + fl + 1;
+    out->line = t->line;
+    return 1;
+}
+
+int pp_store_node_get(const pp_store_t *st, uint32_t node, uint32_t *parent,
+                      uint32_t *frame)
+{
+    uint64_t v;
+
+    if (node == 0 || node > st->nnodes) {
+        return 0;
+    }
+    v = atomic_load_explicit(&node_table(st)[node - 1], memory_order_acquire);
+    if (v == 0 || (uint32_t)v == 0) {
+        return 0;
+    }
+    *parent = (uint32_t)(v >> 32);
+    *frame = (uint32_t)v;
+    return 1;
+}
+
+int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
+{
+    int tries;
+
+    for (tries = 0; tries < 8; tries++) {
+        uint32_t s1 = atomic_load_explicit(&rec->seq, memory_order_acquire);
+        uint32_t s2;
+        if (s1 & 1u) {
+            continue;
+        }
+        memcpy(&out->req, &rec->req, sizeof(out->req));
+        memcpy(out->stacks, rec->stacks, sizeof(out->stacks));
+        atomic_thread_fence(memory_order_acquire);
+        s2 = atomic_load_explicit(&rec->seq, memory_order_relaxed);
+        if (s1 == s2) {
+            /* the copy is ours now: make its strings safe to print */
+            terminate_req(&out->req);
+            return out->req.serial != 0;
+        }
+    }
+    return 0;
+}
+
+static void terminate_req(pp_req_t *q)
+{
+    q->id[PP_ID_MAX - 1] = '\0';
+    q->method[PP_METHOD_MAX - 1] = '\0';
+    q->uri[PP_URI_MAX - 1] = '\0';
+    q->vhost[PP_VHOST_MAX - 1] = '\0';
+    if (q->max_depth > PP_DEPTH_LIMIT) {
+        q->max_depth = PP_DEPTH_LIMIT;
+    }
+}
+
+int pp_store_read_req(const pp_record_t *rec, pp_req_t *out)
+{
+    int tries;
+
+    for (tries = 0; tries < 8; tries++) {
+        uint32_t s1 = atomic_load_explicit(&rec->seq, memory_order_acquire);
+        if (s1 & 1u) {
+            continue;
+        }
+        memcpy(out, &rec->req, sizeof(*out));
+        atomic_thread_fence(memory_order_acquire);
+        if (s1 == atomic_load_explicit(&rec->seq, memory_order_relaxed)) {
+            terminate_req(out);
+            return out->serial != 0;
+        }
+    }
+    return 0;
+}
+
+const pp_record_t *pp_store_trace_at(const pp_store_t *st, uint32_t i)
+{
+    if (i >= st->keep) {
+        return NULL;
+    }
+    return (const pp_record_t *)((const char *)st + st->off_traces) + i;
+}
+
+const pp_record_t *pp_store_slot_rec(const pp_store_t *st, uint32_t i)
+{
+    const pp_slot_t *slot;
+
+    if (i >= st->nslots) {
+        return NULL;
+    }
+    slot = (const pp_slot_t *)((const char *)st + st->off_slots) + i;
+    if (atomic_load(&slot->state) != PP_SLOT_ACTIVE) {
+        return NULL;
+    }
+    return &slot->rec;
+}
+
+int pp_store_read_trace(const pp_store_t *st, uint32_t i, pp_record_t *out)
+{
+    if (i >= st->keep) {
+        return 0;
+    }
+    return pp_store_read_record(
+        (const pp_record_t *)((const char *)st + st->off_traces) + i, out);
+}
+
+int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out)
+{
+    const pp_slot_t *slot;
+
+    if (i >= st->nslots) {
+        return 0;
+    }
+    slot = (const pp_slot_t *)((const char *)st + st->off_slots) + i;
+    if (atomic_load(&slot->state) != PP_SLOT_ACTIVE) {
+        return 0;
+    }
+    return pp_store_read_record(&slot->rec, out);
+}
+
+int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
+                  int *inflight)
+{
+    uint32_t i;
+    pp_req_t q;
+
+    if (!id || !*id) {
+        return 0;
+    }
+    /* a kept copy has the final status: prefer it to an in-flight slot */
+    for (i = 0; i < st->keep; i++) {
+        const pp_record_t *r = pp_store_trace_at(st, i);
+        if (pp_store_read_req(r, &q) && strncmp(q.id, id, PP_ID_MAX) == 0 &&
+            pp_store_read_record(r, out) &&
+            strncmp(out->req.id, id, PP_ID_MAX) == 0) {
+            *inflight = 0;
+            return 1;
+        }
+    }
+    for (i = 0; i < st->nslots; i++) {
+        const pp_record_t *r = pp_store_slot_rec(st, i);
+        if (r && pp_store_read_req(r, &q) &&
+            strncmp(q.id, id, PP_ID_MAX) == 0 &&
+            pp_store_read_record(r, out) &&
+            strncmp(out->req.id, id, PP_ID_MAX) == 0) {
+            *inflight = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+pp_agg_entry_t *pp_store_agg(const pp_store_t *st, uint32_t *n)
+{
+    *n = st->nagg;
+    return (pp_agg_entry_t *)((char *)st + st->off_agg);
+}
+
+uint64_t pp_store_arena_used(const pp_store_t *st)
+{
+    return atomic_load(&st->arena_used) * ARENA_UNIT;
+}

@@ -1,0 +1,262 @@
+/* pp_store.h: the shared store every Apache child and the handler see.
+ *
+ * One anonymous MAP_SHARED mapping made in the parent and inherited through
+ * fork.  Fixed size, laid out once, never grows; nothing in it is a pointer
+ * (only offsets and ids, bounds-checked on every read), so a corrupt or
+ * half-written record can make a page wrong but never crash a reader.
+ *
+ * Concurrency: writers are request threads (claim/finish) and one sampler
+ * thread per process; readers are handlers in any child.  No locks are
+ * shared between processes: counters are atomics, records carry a sequence
+ * counter (odd while being written), intern tables are insert-only and
+ * publish an entry with a single compare-and-swap after its bytes are
+ * written.  A process killed mid-write leaves at most that one record odd
+ * (unreadable) or a few arena bytes unreferenced.
+ */
+#ifndef PP_STORE_H
+#define PP_STORE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pp_hist.h"
+
+#define PP_STORE_MAGIC 0x31666f7270797070ULL /* "ppyprof1" */
+#define PP_STORE_VERSION 1
+
+#define PP_PREFIX_MAX 256
+#define PP_MAX_LOCATIONS 64
+#define PP_ID_MAX 48
+#define PP_METHOD_MAX 16
+#define PP_URI_MAX 512
+#define PP_VHOST_MAX 96
+#define PP_STACKS_MAX 256 /* distinct stacks kept per request (power of 2) */
+#define PP_DEPTH_LIMIT 1024
+#define PP_FRAME_TEXT_MAX 1024 /* function and file name, each, bytes */
+#define PP_COST_BUCKETS 40     /* log2 ns buckets of the per-sample cost */
+
+/* record flags */
+#define PP_REQ_TRUNCATED 0x1u /* some stack was deeper than PyProfMaxDepth */
+
+/* special frame ids (interned like any other frame at create time) */
+#define PP_FRAME_TRUNCATED_TEXT "[truncated]"
+#define PP_FRAME_UNKNOWN_TEXT "[frame table full]"
+#define PP_FRAME_OTHER_TEXT "[other stacks]"
+
+typedef struct pp_stack_count {
+    uint32_t node;      /* leaf node id, 0 = empty entry */
+    uint32_t count;     /* samples */
+    uint64_t weight_us; /* wall time attributed to this stack */
+    uint64_t cpu_us;    /* thread CPU time attributed to this stack */
+} pp_stack_count_t;
+
+/* What the pages show about one request; shared by in-flight slots and
+ * kept traces. */
+typedef struct pp_req {
+    uint64_t serial; /* unique per store lifetime */
+    char id[PP_ID_MAX];
+    char method[PP_METHOD_MAX];
+    char uri[PP_URI_MAX];
+    char vhost[PP_VHOST_MAX];
+    int32_t pid;
+    int32_t tid;
+    int32_t location;
+    int32_t status;
+    uint32_t interval_us;
+    uint32_t max_depth;
+    int64_t start_us;    /* wall clock, microseconds since the epoch */
+    int64_t duration_us; /* set when finished */
+    int64_t cpu_us;      /* thread CPU time, start to finish */
+    int64_t sampled_cpu_us;
+    uint32_t samples;
+    uint32_t nstacks;
+    uint32_t samples_overflow; /* samples folded into [other stacks] */
+    uint32_t flags;
+    uint32_t last_node; /* most recent sampled stack */
+    uint32_t pad;
+    int64_t last_sample_us;
+} pp_req_t;
+
+typedef struct pp_record {
+    _Atomic uint32_t seq; /* odd while being written */
+    uint32_t pad;
+    pp_req_t req;
+    pp_stack_count_t stacks[PP_STACKS_MAX]; /* open-addressed by node */
+} pp_record_t;
+
+enum { PP_SLOT_FREE = 0, PP_SLOT_CLAIMED = 1, PP_SLOT_ACTIVE = 2 };
+
+typedef struct pp_slot {
+    _Atomic uint32_t state;
+    _Atomic int32_t owner_pid;
+    pp_record_t rec;
+} pp_slot_t;
+
+typedef struct pp_location {
+    _Atomic uint32_t used;
+    uint32_t interval_us;
+    uint64_t config_gen; /* generation that last configured it */
+    int64_t created_us;
+    char path[PP_PREFIX_MAX];
+    _Atomic uint64_t requests;
+    _Atomic uint64_t samples;
+    _Atomic uint64_t kept;
+    _Atomic uint64_t sum_us;
+    _Atomic uint64_t max_us;
+    _Atomic uint64_t hist[PP_HIST_BUCKETS];
+} pp_location_t;
+
+typedef struct pp_agg_entry {
+    _Atomic uint64_t key; /* (location + 1) << 32 | node; 0 = empty */
+    _Atomic uint64_t count;
+    _Atomic uint64_t weight_us;
+} pp_agg_entry_t;
+
+typedef struct pp_counters {
+    _Atomic uint64_t samples;      /* stacks recorded */
+    _Atomic uint64_t ticks;        /* sampler wake-ups that took the GIL */
+    _Atomic uint64_t sampler_cpu_ns;
+    _Atomic uint64_t gil_wait_ns;
+    _Atomic uint64_t walk_ns;      /* GIL held, walking and interning */
+    _Atomic uint64_t traces_kept;
+    _Atomic uint64_t traces_evicted;
+    _Atomic uint64_t traces_torn;  /* ring entry busy; trace dropped */
+    _Atomic uint64_t slots_full;   /* request not profiled: no free slot */
+    _Atomic uint64_t slots_lost;   /* owner died while in flight */
+    _Atomic uint64_t frames_full;
+    _Atomic uint64_t nodes_full;
+    _Atomic uint64_t agg_full;
+    _Atomic uint64_t stacks_overflow;
+    _Atomic uint64_t threads_missing; /* in-flight thread had no frame */
+    _Atomic uint64_t sample_cost[PP_COST_BUCKETS]; /* log2(ns per sample) */
+} pp_counters_t;
+
+typedef struct pp_store {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_size;
+    uint64_t total_size;
+    uint64_t generation; /* bumped by every post_config that reuses it */
+    int64_t created_us;
+    uint32_t nslots;
+    uint32_t keep;
+    uint32_t nframes;
+    uint32_t nnodes;
+    uint32_t nagg;
+    uint32_t frame_truncated; /* special frame ids */
+    uint32_t frame_unknown;
+    uint32_t frame_other;
+    uint64_t arena_size;
+    uint64_t off_locations, off_slots, off_traces, off_frames, off_nodes,
+        off_agg, off_arena;
+    _Atomic uint64_t serial_next;
+    _Atomic uint64_t trace_next;
+    _Atomic uint64_t arena_used;
+    pp_counters_t c;
+} pp_store_t;
+
+/* Resolved view of an interned frame (pointers into the store). */
+typedef struct pp_frame_view {
+    const char *function;
+    const char *file;
+    uint32_t line;
+} pp_frame_view_t;
+
+/* ---- sizing and creation (parent, single-threaded) ---- */
+
+/* Smallest mapping that holds nslots slots and keep traces with usable
+ * intern tables. */
+uint64_t pp_store_min_size(uint32_t nslots, uint32_t keep);
+
+/* Map and lay out a store of `size` bytes.  NULL with *err set if it does
+ * not fit or mmap fails. */
+pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
+                            const char **err);
+void pp_store_destroy(pp_store_t *st);
+
+/* Can a store made for a previous generation be kept as it is? */
+int pp_store_compatible(const pp_store_t *st, uint64_t size, uint32_t nslots,
+                        uint32_t keep);
+
+/* Find or add the row for a URL prefix; -1 if the table is full. */
+int pp_store_location_register(pp_store_t *st, const char *path,
+                               uint32_t interval_us);
+pp_location_t *pp_store_location(pp_store_t *st, int idx);
+
+/* ---- request life cycle (request threads) ---- */
+
+typedef struct pp_req_info {
+    const char *id;
+    const char *method;
+    const char *uri;
+    const char *vhost;
+    int32_t pid;
+    int32_t tid;
+    int32_t location;
+    uint32_t interval_us;
+    uint32_t max_depth;
+    int64_t start_us;
+} pp_req_info_t;
+
+/* Claim a free slot for a request and publish it as in flight.  Returns the
+ * slot index or -1 (store full; counted). */
+int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint);
+
+pp_slot_t *pp_store_slot(pp_store_t *st, int idx);
+
+/* Add one sample to a slot's record.  Only the single writer of the slot
+ * (its process' sampler, or the request thread after unregistering) may
+ * call this; it brackets the change with the record's sequence counter. */
+void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
+                         int64_t now_us, uint64_t weight_us, uint64_t cpu_us);
+
+/* Finish a request: histogram, per-location aggregate, trace (if keep), and
+ * free the slot.  The caller must be the slot's only writer. */
+void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
+                     int64_t cpu_us, int keep);
+
+/* Free slots whose owner process no longer exists (SIGKILL); counted. */
+void pp_store_reap_dead(pp_store_t *st);
+
+/* ---- interning (sampler) ---- */
+
+/* Intern a frame; 0 if the tables are full (counted).  Ids are stable for
+ * the store's lifetime and never reused. */
+uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
+                               size_t funclen, const char *file,
+                               size_t filelen, uint32_t line);
+/* Intern the child `frame` of node `parent` (0 = root); 0 if full. */
+uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent,
+                              uint32_t frame);
+
+/* ---- reading (handler, any process); all bounds-checked ---- */
+
+int pp_store_frame_view(const pp_store_t *st, uint32_t frame,
+                        pp_frame_view_t *out);
+/* Parent and frame of a node; 0 if the id is invalid or not published. */
+int pp_store_node_get(const pp_store_t *st, uint32_t node, uint32_t *parent,
+                      uint32_t *frame);
+
+/* Copy a consistent snapshot of a record; 0 if it is empty or keeps
+ * changing (torn). */
+int pp_store_read_record(const pp_record_t *rec, pp_record_t *out);
+/* Copy only the request header of a record (cheap, for listings). */
+int pp_store_read_req(const pp_record_t *rec, pp_req_t *out);
+const pp_record_t *pp_store_trace_at(const pp_store_t *st, uint32_t i);
+/* The record of in-flight slot i, or NULL if the slot is not active. */
+const pp_record_t *pp_store_slot_rec(const pp_store_t *st, uint32_t i);
+int pp_store_read_trace(const pp_store_t *st, uint32_t i, pp_record_t *out);
+/* In-flight slot i, if active. */
+int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out);
+
+/* Find a kept trace, or an in-flight request, by request id. */
+int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
+                  int *inflight);
+
+pp_agg_entry_t *pp_store_agg(const pp_store_t *st, uint32_t *n);
+
+uint64_t pp_store_arena_used(const pp_store_t *st);
+
+#endif
