@@ -698,7 +698,7 @@ static const char CSS[] =
     "padding:1px 0;white-space:nowrap}"
     ".tree .leaf{margin-left:14px;padding:1px 0 1px 14px;"
     "white-space:nowrap}"
-    ".tree{background:#fff;padding:10px 14px;overflow-x:auto;"
+    ".tree{background:#fff;padding:10px 14px 10px 24px;overflow-x:auto;"
     "box-shadow:0 1px 2px rgba(0,0,0,.08);font-size:13px}"
     ".bar{display:inline-block;height:9px;background:#e8734a;"
     "vertical-align:middle;margin-right:6px;border-radius:1px}"
@@ -809,7 +809,7 @@ static void hist_svg(pp_sink_t *o, const loc_snap_t *s)
                   (unsigned long long)s->hist[b]);
     }
     for (k = 0; k < sizeof(ticks) / sizeof(ticks[0]); k++) {
-        char lab[16];
+        char lab[32];
         int x = pp_hist_bucket(ticks[k]) * bw;
         duration_label(ticks[k], lab, sizeof(lab));
         pp_printf(o,

@@ -213,7 +213,7 @@ static void sample_due(int64_t now)
 {
     pp_store_t *st = S.st;
     int i, n = 0, best = 0;
-    int64_t t_ask, t_got, t_done, cpu0, cpu1;
+    int64_t t_ask, t_got, t_walked, t_done, cpu0, cpu1;
     void *interp = NULL;
 
     for (i = 0; i < S.n && n < LOCAL_MAX; i++) {
@@ -254,6 +254,9 @@ static void sample_due(int64_t now)
     }
     t_got = pp_mono_ns();
     pp_py_walk(st, S.targets, n);
+    t_walked = pp_mono_ns();
+    /* may wait until the thread we preempted has the GIL back (3.11's
+     * forced switching); that is wall time, not the sampler's cost */
     pp_py_release();
     t_done = pp_mono_ns();
 
@@ -314,12 +317,13 @@ static void sample_due(int64_t now)
     cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     atomic_fetch_add(&st->c.ticks, 1);
     atomic_fetch_add(&st->c.gil_wait_ns, (uint64_t)(t_got - t_ask));
-    atomic_fetch_add(&st->c.walk_ns, (uint64_t)(t_done - t_got));
+    atomic_fetch_add(&st->c.walk_ns, (uint64_t)(t_walked - t_got));
+    (void)t_done;
     if (cpu0 >= 0 && cpu1 >= cpu0) {
         atomic_fetch_add(&st->c.sampler_cpu_ns, (uint64_t)(cpu1 - cpu0));
     }
     atomic_fetch_add(
-        &st->c.sample_cost[cost_bucket((t_done - t_got) / n)], (uint64_t)n);
+        &st->c.sample_cost[cost_bucket((t_walked - t_got) / n)], (uint64_t)n);
 }
 
 static void *sampler_main(void *arg)

@@ -250,8 +250,9 @@ int pp_store_location_register(pp_store_t *st, const char *path,
     }
     {
         pp_location_t *loc = pp_store_location(st, free_idx);
+        size_t n = strnlen(path, PP_PREFIX_MAX - 1);
         memset(loc, 0, sizeof(*loc));
-        strncpy(loc->path, path, PP_PREFIX_MAX - 1);
+        memcpy(loc->path, path, n);
         loc->interval_us = interval_us;
         loc->config_gen = st->generation;
         loc->created_us = wall_us();
