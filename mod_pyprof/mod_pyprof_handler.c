@@ -20,6 +20,7 @@ enum { FMT_HTML, FMT_JSON, FMT_FOLDED };
 
 typedef struct query {
     int format;
+    const char *path;
     int refresh;
     const char *error;
 } query_t;
@@ -37,6 +38,7 @@ static void parse_query(request_rec *r, query_t *q)
     char *args, *tok, *state;
 
     q->format = FMT_HTML;
+    q->path = NULL;
     q->refresh = 0;
     q->error = NULL;
     if (!r->args) {
@@ -67,6 +69,9 @@ static void parse_query(request_rec *r, query_t *q)
                 q->error = "format must be html, json or folded";
                 return;
             }
+        }
+        else if (strcmp(tok, "path") == 0) {
+            q->path = val;
         }
         else if (strcmp(tok, "refresh") == 0) {
             long n = val ? strtol(val, NULL, 10) : 0;
@@ -125,6 +130,7 @@ int pyprof_handler(request_rec *r)
     query_t q;
     const char *sub, *marker = "/request/";
     char *base;
+    int location_page = 0;
     pyprof_server_conf_t *c;
 
     if (!r->handler || strcmp(r->handler, PYPROF_HANDLER) != 0) {
@@ -149,6 +155,10 @@ int pyprof_handler(request_rec *r)
         size_t n = strlen(base);
         while (n > 1 && base[n - 1] == '/') {
             base[--n] = '\0';
+        }
+        if (n >= 9 && strcmp(base + n - 9, "/location") == 0) {
+            base[n - 9] = '\0';
+            location_page = 1;
         }
     }
     memset(&opt, 0, sizeof(opt));
@@ -193,6 +203,23 @@ int pyprof_handler(request_rec *r)
         return OK;
     }
 
+    if (location_page) {
+        int idx = st && q.path ? pp_render_find_location(st, q.path) : -1;
+        if (q.format != FMT_FOLDED) {
+            return error_page(r, &sink, &opt, FMT_HTML, HTTP_BAD_REQUEST,
+                              "the location aggregate is available as "
+                              "?path=PREFIX&format=folded");
+        }
+        if (idx < 0) {
+            return error_page(r, &sink, &opt, q.format, HTTP_NOT_FOUND,
+                              "No sampled location with this path.");
+        }
+        set_type(r, q.format);
+        if (!r->header_only) {
+            pp_render_location_folded(&sink, st, idx);
+        }
+        return OK;
+    }
     if (q.format == FMT_FOLDED) {
         return error_page(r, &sink, &opt, FMT_HTML, HTTP_BAD_REQUEST,
                           "format=folded is available for a request: "

@@ -663,6 +663,57 @@ void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
     free(stacks);
 }
 
+int pp_render_find_location(const pp_store_t *st, const char *path)
+{
+    int i;
+
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        if (location_current(st, loc) &&
+            strncmp(loc->path, path, PP_PREFIX_MAX) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
+                                 int location)
+{
+    uint32_t n, i, frames[PP_DEPTH_LIMIT + 2];
+    const pp_agg_entry_t *tab = pp_store_agg(st, &n);
+    size_t written = 0;
+
+    for (i = 0; i < n; i++) {
+        uint64_t key = atomic_load(&tab[i].key);
+        uint64_t count = atomic_load(&tab[i].count);
+        uint32_t d, j;
+
+        if (!key || (key >> 32) != (uint64_t)(location + 1) || !count) {
+            continue;
+        }
+        d = node_frames(st, (uint32_t)key, frames, PP_DEPTH_LIMIT + 2);
+        if (d == 0) {
+            continue;
+        }
+        for (j = 0; j < d; j++) {
+            pp_frame_view_t fv;
+            if (!pp_store_frame_view(st, frames[j], &fv)) {
+                fv.function = "[unknown]";
+                fv.file = "";
+                fv.line = 0;
+            }
+            if (j) {
+                pp_puts(o, ";");
+            }
+            folded_frame(o, &fv);
+        }
+        pp_printf(o, " %llu\n", (unsigned long long)count);
+        written++;
+    }
+    return written;
+}
+
 /* ---- HTML ---- */
 
 static const char CSS[] =

@@ -54,6 +54,13 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                             const pp_record_t *rec, int inflight,
                             const pp_render_opts_t *opt);
 
+/* The per-location aggregate (every sampled request of that location) in
+ * folded form; location is the store row.  Returns the stacks written. */
+size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
+                                 int location);
+/* Store row of a configured location path, or -1. */
+int pp_render_find_location(const pp_store_t *st, const char *path);
+
 /* A small HTML page for errors (404 etc.), message escaped. */
 void pp_render_message_html(pp_sink_t *o, const char *title,
                             const char *msg, const pp_render_opts_t *opt);
