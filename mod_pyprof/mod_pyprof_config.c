@@ -133,9 +133,9 @@ static const char *set_keep(cmd_parms *cmd, void *dummy, const char *v)
     long n;
     (void)dummy;
 
-    if ((err = pp_parse_int(v, 1, 100000, &n))) {
+    if ((err = pp_parse_int(v, 1, 10000, &n))) {
         return fail(cmd, v, apr_pstrcat(cmd->pool, err,
-                                        " (a count from 1 to 100000)", NULL));
+                                        " (a count from 1 to 10000)", NULL));
     }
     conf_of(cmd)->keep = n;
     return NULL;

@@ -443,7 +443,7 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, first ? "{" : ",{");
         first = 0;
         pp_puts(o, "\"path\":");
-        json_str(o, loc->path);
+        pp_put_json_str(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
         pp_printf(o,
                   ",\"interval_ms\":%.3f,\"requests\":%llu,\"samples\":%llu,"
                   "\"kept\":%llu,\"rate_per_s\":%.3f,\"p50_ms\":%.3f,"
@@ -961,7 +961,7 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         snap_location(loc, &s);
         age = (double)(opt->now_us - loc->created_us) / 1e6;
         pp_puts(o, "<tr><td class=mono>");
-        html(o, loc->path);
+        pp_put_html(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
         pp_puts(o, "</td>");
         put_ms_cell(o, loc->interval_us / 1e3);
         pp_printf(o, "<td class=num>%llu</td><td class=num>%.2f/s</td>",
