@@ -308,11 +308,11 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
 
         if (atomic_load_explicit(&slot->state, memory_order_relaxed) !=
                 PP_SLOT_FREE ||
-            !atomic_compare_exchange_strong(&slot->state, &expect,
-                                            PP_SLOT_CLAIMED)) {
+            !atomic_compare_exchange_strong(
+                &slot->state, &expect,
+                PP_SLOT_STATE(info->pid, PP_SLOT_CLAIMED))) {
             continue;
         }
-        atomic_store(&slot->owner_pid, info->pid);
         rec_write_begin(&slot->rec);
         memset(&slot->rec.req, 0, sizeof(slot->rec.req));
         memset(slot->rec.stacks, 0, sizeof(slot->rec.stacks));
@@ -330,7 +330,7 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
         q->start_us = info->start_us;
         q->last_sample_us = info->start_us;
         rec_write_end(&slot->rec);
-        atomic_store(&slot->state, PP_SLOT_ACTIVE);
+        atomic_store(&slot->state, PP_SLOT_STATE(info->pid, PP_SLOT_ACTIVE));
         return (int)idx;
     }
     atomic_fetch_add(&st->c.slots_full, 1);
@@ -466,7 +466,7 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
     pp_record_t *rec;
     uint32_t i;
 
-    if (!slot || atomic_load(&slot->state) != PP_SLOT_ACTIVE) {
+    if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
         return;
     }
     rec = &slot->rec;
@@ -498,7 +498,6 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
     if (keep) {
         keep_trace(st, rec);
     }
-    atomic_store(&slot->owner_pid, 0);
     atomic_store_explicit(&slot->state, PP_SLOT_FREE, memory_order_release);
 }
 
@@ -509,7 +508,7 @@ void pp_store_reap_dead(pp_store_t *st)
     for (i = 0; i < st->nslots; i++) {
         pp_slot_t *slot = pp_store_slot(st, (int)i);
         uint32_t s = atomic_load(&slot->state);
-        int32_t pid = atomic_load(&slot->owner_pid);
+        int32_t pid = PP_SLOT_PID(s);
 
         if (s == PP_SLOT_FREE || pid <= 0) {
             continue;
@@ -771,7 +770,7 @@ const pp_record_t *pp_store_slot_rec(const pp_store_t *st, uint32_t i)
         return NULL;
     }
     slot = (const pp_slot_t *)((const char *)st + st->off_slots) + i;
-    if (atomic_load(&slot->state) != PP_SLOT_ACTIVE) {
+    if (PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
         return NULL;
     }
     return &slot->rec;
@@ -794,7 +793,7 @@ int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out)
         return 0;
     }
     slot = (const pp_slot_t *)((const char *)st + st->off_slots) + i;
-    if (atomic_load(&slot->state) != PP_SLOT_ACTIVE) {
+    if (PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
         return 0;
     }
     return pp_store_read_record(&slot->rec, out);

@@ -86,11 +86,17 @@ typedef struct pp_record {
     pp_stack_count_t stacks[PP_STACKS_MAX]; /* open-addressed by node */
 } pp_record_t;
 
+/* A slot's state word holds its owner's pid and its phase together, so a
+ * claim publishes the owner in the same compare-and-swap: a process killed
+ * right after claiming still leaves a slot that names a dead pid. */
 enum { PP_SLOT_FREE = 0, PP_SLOT_CLAIMED = 1, PP_SLOT_ACTIVE = 2 };
+#define PP_SLOT_PHASE(state) ((state) & 3u)
+#define PP_SLOT_PID(state) ((int32_t)((state) >> 2))
+#define PP_SLOT_STATE(pid, phase) (((uint32_t)(pid) << 2) | (phase))
 
 typedef struct pp_slot {
     _Atomic uint32_t state;
-    _Atomic int32_t owner_pid;
+    uint32_t pad;
     pp_record_t rec;
 } pp_slot_t;
 
