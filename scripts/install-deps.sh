@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install the Debian packages that `make test` and `make demo` need.
+#
+# Idempotent: asks dpkg which packages are missing and does nothing else when
+# none are. Only when something is missing does it run `apt-get update` and
+# install exactly those packages. Runs without a terminal (CI); uses sudo
+# only when not already root.
+set -euo pipefail
+
+packages=(
+    apache2             # httpd itself, mpm_event, the modules the tests load
+    apache2-dev         # apxs, httpd headers
+    libapache2-mod-wsgi-py3
+    libcmocka-dev       # unit tests
+    python3-dev         # Python 3.11 headers the module builds against
+    python3-pytest      # integration tests
+    python3-requests
+    wrk                 # benchmarks
+    apache2-utils       # ab
+    curl                # demo traffic
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    # db:Status-Abbrev is "ii " only for a fully installed package; removed
+    # packages that left config files behind ("rc ") count as missing.
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != ii* ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "install-deps: all ${#packages[@]} packages already installed, nothing to do"
+    exit 0
+fi
+
+if [[ $(id -u) -eq 0 ]]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    # -n: fail instead of prompting when there is no terminal.
+    sudo=(sudo -n)
+else
+    echo "install-deps: missing ${missing[*]}, and not root and no sudo" >&2
+    exit 1
+fi
+
+echo "install-deps: missing: ${missing[*]}"
+echo "install-deps: running apt-get update"
+"${sudo[@]}" apt-get update -q
+echo "install-deps: installing: ${missing[*]}"
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: installed ${#missing[@]} package(s)"
