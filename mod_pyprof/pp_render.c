@@ -14,7 +14,7 @@
 #include "pp_hist.h"
 #include "pp_render.h"
 
-#define HTML_SLOW_ROWS 500 /* slow requests listed on the HTML overview */
+#define HTML_SLOW_ROWS 100 /* slow requests listed on the HTML overview */
 
 /* ---- output primitives ---- */
 
@@ -744,15 +744,18 @@ static const char CSS[] =
     "background:#fff;padding:12px 16px;box-shadow:0 1px 2px "
     "rgba(0,0,0,.08)}"
     ".kv dt{color:#6b778a}.kv dd{margin:0}"
-    ".tree details{margin-left:14px}.tree>details{margin-left:0}"
-    ".tree summary{cursor:pointer;list-style-position:outside;"
-    "padding:1px 0;white-space:nowrap}"
-    ".tree .leaf{margin-left:14px;padding:1px 0 1px 14px;"
-    "white-space:nowrap}"
-    ".tree{background:#fff;padding:10px 14px 10px 24px;overflow-x:auto;"
+    ".tree{background:#fff;padding:10px 14px;overflow-x:auto;"
     "box-shadow:0 1px 2px rgba(0,0,0,.08);font-size:13px}"
-    ".bar{display:inline-block;height:9px;background:#e8734a;"
-    "vertical-align:middle;margin-right:6px;border-radius:1px}"
+    ".tree details>details,.tree details>.leaf{margin-left:16px}"
+    ".tree summary{cursor:pointer;list-style:none;padding:1px 0;"
+    "white-space:nowrap}"
+    ".tree summary::-webkit-details-marker{display:none}"
+    ".tree summary::before{content:'\\25B8';display:inline-block;"
+    "width:14px;color:#6b778a}"
+    ".tree details[open]>summary::before{content:'\\25BE'}"
+    ".tree .leaf{padding:1px 0 1px 14px;white-space:nowrap}"
+    ".bars{display:inline-block;width:126px;vertical-align:middle}"
+    ".bar{display:inline-block;height:9px;vertical-align:middle}"
     ".bar.cpu{background:#d9480f}.bar.wait{background:#7aa2d6}"
     ".pct{display:inline-block;width:52px;text-align:right;"
     "font-variant-numeric:tabular-nums;margin-right:6px}"
@@ -819,7 +822,7 @@ static void duration_label(int64_t us, char *buf, size_t cap)
 
 static void hist_svg(pp_sink_t *o, const loc_snap_t *s)
 {
-    const int bw = 4, h = 46, top = 4, bottom = 14;
+    const int bw = 5, h = 52, top = 4, bottom = 14, left = 14;
     const int w = PP_HIST_BUCKETS * bw;
     uint64_t mx = 0;
     int b;
@@ -834,8 +837,11 @@ static void hist_svg(pp_sink_t *o, const loc_snap_t *s)
     pp_printf(o,
               "<svg class=hist width=%d height=%d viewBox=\"0 0 %d %d\" "
               "role=img aria-label=\"response time histogram\">",
-              w + 20, h + bottom, w + 20, h + bottom);
+              w + left + 14, h + bottom, w + left + 14, h + bottom);
+    pp_printf(o, "<g transform=\"translate(%d,0)\">", left);
     pp_printf(o, "<line x1=0 y1=%d x2=%d y2=%d stroke=#c5ccd6 />", h, w, h);
+    pp_printf(o, "<text x=%d y=10 text-anchor=end>max %llu</text>", w,
+              (unsigned long long)mx);
     for (b = 0; b < PP_HIST_BUCKETS; b++) {
         char lo[24], hi[24];
         int bh;
@@ -868,7 +874,7 @@ static void hist_svg(pp_sink_t *o, const loc_snap_t *s)
                   "<text x=%d y=%d text-anchor=middle>%s</text>",
                   x, h, x, h + 3, x, h + 13, lab);
     }
-    pp_puts(o, "</svg>");
+    pp_puts(o, "</g></svg>");
 }
 
 static void status_cell(pp_sink_t *o, int status)
@@ -952,7 +958,9 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         }
         if (nloc++ == 0) {
             pp_puts(o, "<table><tr><th>Location</th><th class=num>Every</th>"
-                       "<th class=num>Requests</th><th class=num>Rate</th>"
+                       "<th class=num>Requests</th>"
+                       "<th class=num title=\"average since the location "
+                       "was configured\">Rate</th>"
                        "<th class=num>p50</th><th class=num>p95</th>"
                        "<th class=num>p99</th><th class=num>Max</th>"
                        "<th class=num>Kept</th><th class=num>Samples</th>"
@@ -986,6 +994,41 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "<p class=empty>No <code>PyProfSample</code> location is "
                    "configured, so nothing is sampled.</p>");
     }
+
+    collect_inflight(st, &live);
+    pp_printf(o, "<h2>In flight now <span class=muted>(%zu)</span></h2>",
+              live.n);
+    if (live.n == 0) {
+        pp_puts(o, "<p class=empty>No profiled request is running.</p>");
+    }
+    else {
+        pp_puts(o, "<table><tr><th class=num>Elapsed</th><th>Method</th>"
+                   "<th>URI</th><th class=num>Samples</th>"
+                   "<th class=num>PID</th><th>Now in</th></tr>");
+        for (k = 0; k < live.n; k++) {
+            const pp_req_t *q = &live.v[k];
+            char leaf[600];
+            pp_puts(o, "<tr>");
+            put_ms_cell(o, (opt->now_us - q->start_us) / 1e3);
+            pp_puts(o, "<td>");
+            html(o, q->method);
+            pp_puts(o, "</td><td class=uri>");
+            html(o, q->uri);
+            pp_printf(o, "</td><td class=num>%u</td><td class=num>%d</td>"
+                         "<td class=mono>",
+                      q->samples, (int)q->pid);
+            leaf_function(st, q->last_node, leaf, sizeof(leaf));
+            if (leaf[0]) {
+                req_link(o, opt, q->id, leaf);
+            }
+            else {
+                pp_puts(o, "<span class=muted>not sampled yet</span>");
+            }
+            pp_puts(o, "</td></tr>");
+        }
+        pp_puts(o, "</table>");
+    }
+    free(live.v);
 
     collect_traces(st, &traces);
     pp_printf(o, "<h2>Slow requests <span class=muted>(%zu kept, slowest "
@@ -1028,41 +1071,6 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         }
     }
     free(traces.v);
-
-    collect_inflight(st, &live);
-    pp_printf(o, "<h2>In flight now <span class=muted>(%zu)</span></h2>",
-              live.n);
-    if (live.n == 0) {
-        pp_puts(o, "<p class=empty>No profiled request is running.</p>");
-    }
-    else {
-        pp_puts(o, "<table><tr><th class=num>Elapsed</th><th>Method</th>"
-                   "<th>URI</th><th class=num>Samples</th>"
-                   "<th class=num>PID</th><th>Now in</th></tr>");
-        for (k = 0; k < live.n; k++) {
-            const pp_req_t *q = &live.v[k];
-            char leaf[600];
-            pp_puts(o, "<tr>");
-            put_ms_cell(o, (opt->now_us - q->start_us) / 1e3);
-            pp_puts(o, "<td>");
-            html(o, q->method);
-            pp_puts(o, "</td><td class=uri>");
-            html(o, q->uri);
-            pp_printf(o, "</td><td class=num>%u</td><td class=num>%d</td>"
-                         "<td class=mono>",
-                      q->samples, (int)q->pid);
-            leaf_function(st, q->last_node, leaf, sizeof(leaf));
-            if (leaf[0]) {
-                req_link(o, opt, q->id, leaf);
-            }
-            else {
-                pp_puts(o, "<span class=muted>not sampled yet</span>");
-            }
-            pp_puts(o, "</td></tr>");
-        }
-        pp_puts(o, "</table>");
-    }
-    free(live.v);
 
     pp_puts(o, "<h2>Sampler cost</h2><div class=cards>");
     pp_printf(o, "<div class=card><b>%llu</b><span>samples</span></div>",
@@ -1112,123 +1120,156 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
 
 /* ---- call tree ---- */
 
-typedef struct tnode {
-    uint32_t node;   /* store node id */
-    uint32_t parent; /* store node id of the parent */
-    uint32_t frame;
-    uint32_t count;  /* samples through this node */
-    uint32_t self;   /* samples ending here */
-    uint64_t weight_us, cpu_us;
-    uint32_t first_child, next_sibling; /* indices + 1 */
-} tnode_t;
+/* The HTML tree merges frames of the same function (name and file) under
+ * one parent, whatever line each sample was on, so a function shows once
+ * per caller; the line shown is the one most samples were on.  Exports
+ * keep every line. */
 
-typedef struct tree {
-    tnode_t *v;
-    uint32_t n, cap;
-    uint32_t *index; /* open addressing: node id -> v index + 1 */
-    uint32_t index_cap;
-} tree_t;
+typedef struct u64map {
+    uint64_t *keys; /* key + 1; 0 = empty */
+    uint32_t *vals;
+    uint32_t cap;   /* power of two */
+} u64map_t;
 
-static tnode_t *tree_get(tree_t *t, uint32_t node, uint32_t parent,
-                         uint32_t frame)
+static int map_init(u64map_t *m, uint32_t want)
 {
-    uint32_t h = node * 2654435761u, i;
+    m->cap = 16;
+    while (m->cap < want * 2 && m->cap < (1u << 30)) {
+        m->cap *= 2;
+    }
+    m->keys = calloc(m->cap, sizeof(uint64_t));
+    m->vals = calloc(m->cap, sizeof(uint32_t));
+    return m->keys && m->vals ? 0 : -1;
+}
 
-    for (i = 0; i < t->index_cap; i++) {
-        uint32_t *slot = &t->index[(h + i) & (t->index_cap - 1)];
-        if (*slot == 0) {
-            tnode_t *x;
-            if (t->n >= t->cap) {
-                return NULL;
-            }
-            x = &t->v[t->n++];
-            memset(x, 0, sizeof(*x));
-            x->node = node;
-            x->parent = parent;
-            x->frame = frame;
-            *slot = t->n;
-            return x;
+static void map_free(u64map_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+}
+
+/* Value for key, or insert `val` if absent.  Returns a pointer to it, NULL
+ * if the map is full. */
+static uint32_t *map_get(u64map_t *m, uint64_t key, uint32_t val)
+{
+    uint32_t h = (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> 32), i;
+
+    for (i = 0; i < m->cap; i++) {
+        uint32_t at = (h + i) & (m->cap - 1);
+        if (m->keys[at] == key + 1) {
+            return &m->vals[at];
         }
-        if (t->v[*slot - 1].node == node) {
-            return &t->v[*slot - 1];
+        if (m->keys[at] == 0) {
+            m->keys[at] = key + 1;
+            m->vals[at] = val;
+            return &m->vals[at];
         }
     }
     return NULL;
 }
 
-static int tree_build(tree_t *t, const pp_store_t *st, const pp_record_t *rec)
+typedef struct tnode {
+    uint32_t parent;     /* tnode index + 1; 0 = top level */
+    uint32_t fkey;       /* function identity (name and file) */
+    uint32_t frame;      /* the line most samples were on */
+    uint32_t frame_hits;
+    uint32_t count;      /* samples through this function here */
+    uint32_t self;       /* samples that ended here */
+    uint64_t weight_us, cpu_us;
+    uint32_t first_child, next_sibling; /* tnode index + 1 */
+} tnode_t;
+
+typedef struct tree {
+    tnode_t *v;
+    uint32_t n, cap;
+    u64map_t index;  /* (parent, fkey) -> tnode index + 1 */
+    u64map_t fkeys;  /* frame id -> fkey */
+    u64map_t fnames; /* hash of (function, file) -> fkey */
+    uint32_t roots;
+    uint32_t total;
+} tree_t;
+
+static uint32_t function_key(tree_t *t, const pp_store_t *st, uint32_t frame)
 {
-    uint32_t i, total_depth = 0;
-    uint32_t chain[PP_DEPTH_LIMIT + 2], parents[PP_DEPTH_LIMIT + 2];
+    uint32_t *k = map_get(&t->fkeys, frame, 0);
+    pp_frame_view_t fv;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const char *p;
+    uint32_t *named;
 
-    memset(t, 0, sizeof(*t));
-    for (i = 0; i < PP_STACKS_MAX; i++) {
-        if (rec->stacks[i].node && rec->stacks[i].count) {
-            total_depth += PP_DEPTH_LIMIT + 2;
-        }
+    if (!k) {
+        return frame;
     }
-    t->cap = total_depth + 1;
-    t->index_cap = 1;
-    while (t->index_cap < t->cap * 2) {
-        t->index_cap *= 2;
+    if (*k) {
+        return *k;
     }
-    t->v = malloc(sizeof(tnode_t) * t->cap);
-    t->index = calloc(t->index_cap, sizeof(uint32_t));
-    if (!t->v || !t->index) {
-        return -1;
+    if (!pp_store_frame_view(st, frame, &fv)) {
+        *k = frame;
+        return frame;
     }
-    for (i = 0; i < PP_STACKS_MAX; i++) {
-        const pp_stack_count_t *e = &rec->stacks[i];
-        uint32_t node = e->node, d = 0, j, parent, frame;
-
-        if (!e->node || !e->count) {
-            continue;
-        }
-        while (node && d < PP_DEPTH_LIMIT + 2 &&
-               pp_store_node_get(st, node, &parent, &frame)) {
-            chain[d] = node;
-            parents[d] = parent;
-            d++;
-            node = parent;
-        }
-        for (j = 0; j < d; j++) {
-            uint32_t f = 0, p = 0;
-            tnode_t *x;
-            pp_store_node_get(st, chain[j], &p, &f);
-            x = tree_get(t, chain[j], j + 1 < d ? parents[j] : 0, f);
-            if (!x) {
-                break;
-            }
-            x->count += e->count;
-            x->weight_us += e->weight_us;
-            x->cpu_us += e->cpu_us;
-            if (j == 0) {
-                x->self += e->count;
-            }
-        }
+    for (p = fv.function; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
     }
-    return 0;
+    h = (h ^ 0xff) * 0x100000001b3ULL;
+    for (p = fv.file; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    }
+    named = map_get(&t->fnames, h, frame);
+    *k = named ? *named : frame;
+    return *k;
 }
 
 static void tree_free(tree_t *t)
 {
     free(t->v);
-    free(t->index);
+    map_free(&t->index);
+    map_free(&t->fkeys);
+    map_free(&t->fnames);
 }
 
-static uint32_t tree_index(tree_t *t, uint32_t node)
+static void tree_add_stack(tree_t *t, const pp_store_t *st,
+                           const pp_stack_count_t *e)
 {
-    uint32_t h = node * 2654435761u, i;
-    for (i = 0; i < t->index_cap; i++) {
-        uint32_t s = t->index[(h + i) & (t->index_cap - 1)];
-        if (s == 0) {
-            return 0;
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    uint32_t d = node_frames(st, e->node, frames, PP_DEPTH_LIMIT + 2), j;
+    uint32_t parent = 0;
+
+    for (j = 0; j < d; j++) {
+        uint32_t fkey = function_key(t, st, frames[j]);
+        uint32_t *slot =
+            map_get(&t->index, ((uint64_t)parent << 32) | fkey, 0);
+        tnode_t *x;
+
+        if (!slot) {
+            return;
         }
-        if (t->v[s - 1].node == node) {
-            return s;
+        if (*slot == 0) {
+            if (t->n >= t->cap) {
+                return;
+            }
+            x = &t->v[t->n];
+            memset(x, 0, sizeof(*x));
+            x->parent = parent;
+            x->fkey = fkey;
+            x->frame = frames[j];
+            *slot = ++t->n;
         }
+        x = &t->v[*slot - 1];
+        if (x->frame == frames[j]) {
+            x->frame_hits += e->count;
+        }
+        else if (e->count > x->frame_hits) {
+            x->frame = frames[j];
+            x->frame_hits = e->count;
+        }
+        x->count += e->count;
+        x->weight_us += e->weight_us;
+        x->cpu_us += e->cpu_us;
+        if (j + 1 == d) {
+            x->self += e->count;
+        }
+        parent = *slot;
     }
-    return 0;
 }
 
 static const tree_t *sort_tree;
@@ -1240,61 +1281,88 @@ static int cmp_children(const void *a, const void *b)
     if (x->count != y->count) {
         return x->count < y->count ? 1 : -1;
     }
-    return x->node > y->node ? 1 : -1;
+    return x->fkey > y->fkey ? 1 : (x->fkey < y->fkey ? -1 : 0);
 }
 
-/* Link children in descending sample order; returns the roots' head. */
-static uint32_t tree_link(tree_t *t)
+/* Link each node's children, most samples first. */
+static void tree_link(tree_t *t)
 {
     uint32_t *order = malloc(sizeof(uint32_t) * (t->n ? t->n : 1));
-    uint32_t i, roots = 0, roots_tail = 0;
+    uint32_t i;
 
     if (!order) {
-        return 0;
+        return;
     }
     for (i = 0; i < t->n; i++) {
         order[i] = i + 1;
     }
-    /* qsort with a file-static context: rendering is single-threaded per
-     * call, and the handler runs one request per thread */
+    /* qsort has no context argument; the handler renders one page per
+     * thread, and this runs with no other tree alive on the thread */
     sort_tree = t;
     qsort(order, t->n, sizeof(uint32_t), cmp_children);
     sort_tree = NULL;
-    /* walk in reverse so prepending leaves the biggest child first */
+    /* prepend in reverse order so the biggest child comes first */
     for (i = t->n; i-- > 0;) {
         tnode_t *x = &t->v[order[i] - 1];
-        uint32_t p = x->parent ? tree_index(t, x->parent) : 0;
-        if (p && p != order[i]) {
-            x->next_sibling = t->v[p - 1].first_child;
-            t->v[p - 1].first_child = order[i];
+        if (x->parent) {
+            x->next_sibling = t->v[x->parent - 1].first_child;
+            t->v[x->parent - 1].first_child = order[i];
         }
         else {
-            x->next_sibling = roots;
-            roots = order[i];
+            x->next_sibling = t->roots;
+            t->roots = order[i];
+            t->total += x->count;
         }
     }
-    (void)roots_tail;
     free(order);
-    return roots;
 }
 
-static void tree_html(pp_sink_t *o, const pp_store_t *st, tree_t *t,
-                      uint32_t first, uint32_t total, int depth)
+static int tree_build(tree_t *t, const pp_store_t *st, const pp_record_t *rec)
+{
+    uint32_t i, nstacks = 0;
+
+    memset(t, 0, sizeof(*t));
+    for (i = 0; i < PP_STACKS_MAX; i++) {
+        if (rec->stacks[i].node && rec->stacks[i].count) {
+            nstacks++;
+        }
+    }
+    t->cap = nstacks * (rec->req.max_depth + 2) + 1;
+    if (t->cap > nstacks * (PP_DEPTH_LIMIT + 2) + 1) {
+        t->cap = nstacks * (PP_DEPTH_LIMIT + 2) + 1;
+    }
+    t->v = malloc(sizeof(tnode_t) * t->cap);
+    if (!t->v || map_init(&t->index, t->cap) || map_init(&t->fkeys, t->cap) ||
+        map_init(&t->fnames, t->cap)) {
+        return -1;
+    }
+    for (i = 0; i < PP_STACKS_MAX; i++) {
+        if (rec->stacks[i].node && rec->stacks[i].count) {
+            tree_add_stack(t, st, &rec->stacks[i]);
+        }
+    }
+    tree_link(t);
+    return 0;
+}
+
+static void tree_html(pp_sink_t *o, const pp_store_t *st, const tree_t *t,
+                      uint32_t first, int depth)
 {
     uint32_t c;
 
     for (c = first; c; c = t->v[c - 1].next_sibling) {
         const tnode_t *x = &t->v[c - 1];
         pp_frame_view_t fv;
-        double pct = total ? 100.0 * x->count / total : 0;
+        double pct = t->total ? 100.0 * x->count / t->total : 0;
         double cpu_share =
             x->weight_us ? (double)x->cpu_us / (double)x->weight_us : 0;
-        int w = (int)(pct * 1.2 + 0.5);
-        int open = pct >= 10.0 && depth < 60;
+        int w = (int)(pct * 1.2 + 0.5), wc;
+        int open = pct >= 5.0 && depth < 64;
 
         if (cpu_share > 1) {
             cpu_share = 1;
         }
+        wc = (int)(w * cpu_share + 0.5);
         if (!pp_store_frame_view(st, x->frame, &fv)) {
             fv.function = "[unknown]";
             fv.file = "";
@@ -1305,11 +1373,10 @@ static void tree_html(pp_sink_t *o, const pp_store_t *st, tree_t *t,
                                   : "<div class=leaf>");
         pp_printf(o, "<span class=pct>%.1f%%</span>", pct);
         pp_printf(o,
-                  "<span class=\"bar cpu\" style=\"width:%dpx\"></span>"
-                  "<span class=\"bar wait\" style=\"width:%dpx;"
-                  "margin-left:-6px\"></span>",
-                  (int)(w * cpu_share + 0.5),
-                  w - (int)(w * cpu_share + 0.5));
+                  "<span class=bars><span class=\"bar cpu\" "
+                  "style=\"width:%dpx\"></span><span class=\"bar wait\" "
+                  "style=\"width:%dpx\"></span></span>",
+                  wc, w - wc);
         pp_puts(o, "<span class=fn>");
         html(o, fv.function);
         pp_puts(o, "</span> ");
@@ -1318,16 +1385,16 @@ static void tree_html(pp_sink_t *o, const pp_store_t *st, tree_t *t,
             html(o, fv.file);
             pp_printf(o, ":%u</span>", fv.line);
         }
-        pp_printf(o, "<span class=cnt>%u samples, %.1f ms", x->count,
-                  x->weight_us / 1e3);
+        pp_printf(o, "<span class=cnt>%u sample%s, %.1f ms", x->count,
+                  x->count == 1 ? "" : "s", x->weight_us / 1e3);
         if (x->self && x->first_child) {
-            pp_printf(o, ", %u self", x->self);
+            pp_printf(o, ", %u in itself", x->self);
         }
         pp_printf(o, ", %.0f%% on CPU</span>", cpu_share * 100);
         if (x->first_child) {
             pp_puts(o, "</summary>");
             if (depth < PP_DEPTH_LIMIT + 2) {
-                tree_html(o, st, t, x->first_child, total, depth + 1);
+                tree_html(o, st, t, x->first_child, depth + 1);
             }
             pp_puts(o, "</details>");
         }
@@ -1387,20 +1454,16 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
 
     pp_puts(o, "<h2>Call tree <span class=muted>(share of samples; bar: "
                "<span style=\"color:#d9480f\">on CPU</span> / "
-               "<span style=\"color:#7aa2d6\">waiting</span>)</span></h2>");
+               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or waiting for "
+               "the GIL</span>)</span></h2>");
     if (q->samples == 0) {
         pp_puts(o, "<p class=empty>No sample landed in Python code during "
                    "this request (it was shorter than the interval, or "
                    "spent its time outside Python).</p>");
     }
     else if (tree_build(&tree, st, rec) == 0) {
-        uint32_t roots = tree_link(&tree);
-        uint32_t total = 0, c;
-        for (c = roots; c; c = tree.v[c - 1].next_sibling) {
-            total += tree.v[c - 1].count;
-        }
         pp_puts(o, "<div class=tree>");
-        tree_html(o, st, &tree, roots, total, 0);
+        tree_html(o, st, &tree, tree.roots, 0);
         pp_puts(o, "</div>");
         tree_free(&tree);
     }

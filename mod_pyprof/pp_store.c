@@ -63,6 +63,22 @@ static uint32_t pow2_floor(uint64_t x)
 
 /* ---- layout ---- */
 
+static uint64_t layout_signature(void)
+{
+    uint64_t sig = 0xcbf29ce484222325ULL;
+    const uint64_t parts[] = {
+        sizeof(pp_store_t),  sizeof(pp_slot_t),       sizeof(pp_record_t),
+        sizeof(pp_req_t),    sizeof(pp_location_t),   sizeof(pp_agg_entry_t),
+        sizeof(pp_counters_t), PP_STACKS_MAX,         PP_HIST_BUCKETS,
+        PP_MAX_LOCATIONS,    PP_FRAME_TEXT_MAX,       PP_STORE_VERSION};
+    size_t i;
+
+    for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        sig = (sig ^ parts[i]) * 0x100000001b3ULL;
+    }
+    return sig;
+}
+
 typedef struct layout {
     uint64_t off_locations, off_slots, off_traces, off_frames, off_nodes,
         off_agg, off_arena, end;
@@ -173,6 +189,7 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
     st = p;
     st->version = PP_STORE_VERSION;
     st->header_size = sizeof(pp_store_t);
+    st->layout = layout_signature();
     st->total_size = size;
     st->created_us = wall_us();
     st->nslots = nslots;
@@ -213,7 +230,8 @@ int pp_store_compatible(const pp_store_t *st, uint64_t size, uint32_t nslots,
 {
     return st && st->magic == PP_STORE_MAGIC &&
            st->version == PP_STORE_VERSION &&
-           st->header_size == sizeof(pp_store_t) && st->total_size == size &&
+           st->header_size == sizeof(pp_store_t) &&
+           st->layout == layout_signature() && st->total_size == size &&
            st->nslots == nslots && st->keep == keep;
 }
 

@@ -143,6 +143,9 @@ typedef struct pp_store {
     uint64_t magic;
     uint32_t version;
     uint32_t header_size;
+    uint64_t layout;     /* sizes of every record type: a graceful restart
+                          * that loads a rebuilt DSO must not reuse a store
+                          * laid out by another build */
     uint64_t total_size;
     uint64_t generation; /* bumped by every post_config that reuses it */
     int64_t created_us;
