@@ -10,7 +10,9 @@ PY_INCLUDES := $(shell $(PYCONFIG) --includes 2>/dev/null)
 PY_LIB      := python3.11
 
 CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
-               mod_pyprof/pp_store.c mod_pyprof/pp_render.c
+               mod_pyprof/pp_store.c mod_pyprof/pp_profile.c \
+               mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
+               mod_pyprof/pp_render.c
 SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_frames_py311.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
                mod_pyprof/mod_pyprof_handler.c
@@ -28,9 +30,9 @@ UNIT_TESTS  := $(patsubst tests/unit/%.c,build/unit/%,$(wildcard tests/unit/test
 
 all: $(MODULE)
 
-$(MODULE): $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS)
+$(MODULE): $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) Makefile
 	cd mod_pyprof && $(APXS) -c -o mod_pyprof.la \
-	    $(foreach f,$(MOD_CFLAGS),-Wc,$(f)) -Wl,-l$(PY_LIB) \
+	    $(foreach f,$(MOD_CFLAGS),-Wc,$(f)) -Wl,-l$(PY_LIB) -lz \
 	    $(notdir $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC)) >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	@grep -E 'warning:|error:' mod_pyprof/build.log || true
@@ -40,7 +42,7 @@ deps:
 
 build/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lm -lpthread
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lz -lm -lpthread
 
 unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done

@@ -458,6 +458,18 @@ static int pyprof_log_transaction(request_rec *r)
         cpu = (cpu_now - rs->cpu_start_ns) / 1000;
     }
     c = ap_get_module_config(r->server->module_config, &pyprof_module);
+    /* mod_wsgi maps the request to its script: paths under the script's
+     * directory read better relative to it */
+    if (last->filename && last->filename[0] == '/' && last->handler &&
+        strcmp(last->handler, "wsgi-script") == 0) {
+        pp_slot_t *slot = pp_store_slot(rs->store, rs->slot);
+        char *dir = apr_pstrdup(r->pool, last->filename);
+        char *cut = strrchr(dir, '/');
+        if (cut && cut != dir && slot) {
+            *cut = '\0';
+            pp_store_location_set_root(rs->store, slot->rec.req.location, dir);
+        }
+    }
     pp_store_finish(rs->store, rs->slot, last->status, duration, cpu,
                     duration >= pyprof_conf_slow_us(c));
     rs->done = 1;

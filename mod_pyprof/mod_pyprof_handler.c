@@ -2,26 +2,51 @@
  *
  * Like mod_status: declines unless r->handler matches, serves GET (and
  * HEAD) only, reads options from r->args, and renders through the core's
- * pp_render_* with a sink that writes to the response.  Everything it
- * reads from the store is a snapshot copy; it never writes to the store.
+ * pp_render_* / pp_export_* with a sink that writes to the response.
+ * Everything it reads from the store is a snapshot copy; it never writes
+ * to the store.  Every query value is validated before use: an unknown
+ * option value is a 400 that says what is accepted.
+ *
+ *   /server-profile                      overview (html, json)
+ *   /server-profile/request/ID           one request (html, json, folded,
+ *                                        speedscope, pprof)
+ *   /server-profile/location?path=P      a location's aggregate, &since=10m,
+ *                                        &view=diff (same formats)
+ *   /server-profile/pprof?path=P&seconds=N
+ *                                        samples of the next N seconds, as
+ *                                        Go's net/http/pprof serves them
  */
+#include "apr_lib.h"
 #include "apr_strings.h"
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
 
+#include <unistd.h>
+
 #include "mod_pyprof.h"
+#include "pp_export.h"
+#include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_sampler.h"
 
 APLOG_USE_MODULE(pyprof);
 
-enum { FMT_HTML, FMT_JSON, FMT_FOLDED };
+enum { FMT_HTML, FMT_JSON, FMT_FOLDED, FMT_SPEEDSCOPE, FMT_PPROF };
+
+#define PULL_MAX_SECONDS 60
 
 typedef struct query {
     int format;
-    const char *path;
     int refresh;
+    const char *path;
+    const char *sort;
+    const char *location;
+    const char *status;
+    const char *since;
+    const char *view;
+    const char *seconds;
+    const char *min_ms, *max_ms;
     const char *error;
 } query_t;
 
@@ -37,10 +62,8 @@ static void parse_query(request_rec *r, query_t *q)
 {
     char *args, *tok, *state;
 
+    memset(q, 0, sizeof(*q));
     q->format = FMT_HTML;
-    q->path = NULL;
-    q->refresh = 0;
-    q->error = NULL;
     if (!r->args) {
         return;
     }
@@ -65,30 +88,108 @@ static void parse_query(request_rec *r, query_t *q)
             else if (strcmp(val, "folded") == 0) {
                 q->format = FMT_FOLDED;
             }
+            else if (strcmp(val, "speedscope") == 0) {
+                q->format = FMT_SPEEDSCOPE;
+            }
+            else if (strcmp(val, "pprof") == 0) {
+                q->format = FMT_PPROF;
+            }
             else {
-                q->error = "format must be html, json or folded";
+                q->error = "format must be html, json, folded, speedscope "
+                           "or pprof";
                 return;
             }
-        }
-        else if (strcmp(tok, "path") == 0) {
-            q->path = val;
         }
         else if (strcmp(tok, "refresh") == 0) {
             long n = val ? strtol(val, NULL, 10) : 0;
             /* as mod_status: at least 1 s, at most a day */
             q->refresh = n < 1 ? 1 : (n > 86400 ? 86400 : (int)n);
         }
+        else if (strcmp(tok, "path") == 0) {
+            q->path = val;
+        }
+        else if (strcmp(tok, "sort") == 0) {
+            q->sort = val;
+        }
+        else if (strcmp(tok, "location") == 0) {
+            q->location = val;
+        }
+        else if (strcmp(tok, "status") == 0) {
+            q->status = val;
+        }
+        else if (strcmp(tok, "since") == 0) {
+            q->since = val;
+        }
+        else if (strcmp(tok, "view") == 0) {
+            q->view = val;
+        }
+        else if (strcmp(tok, "seconds") == 0) {
+            q->seconds = val;
+        }
+        else if (strcmp(tok, "min_ms") == 0) {
+            q->min_ms = val;
+        }
+        else if (strcmp(tok, "max_ms") == 0) {
+            q->max_ms = val;
+        }
     }
+}
+
+/* "30s", "10m", "1h" or plain seconds; -1 if malformed or out of range. */
+static int64_t parse_window_us(const char *s)
+{
+    char *end;
+    long long v;
+    int64_t mult = 1000000;
+
+    if (!s || !*s || !apr_isdigit(*s)) {
+        return -1;
+    }
+    v = strtoll(s, &end, 10);
+    if (*end == 'm' && end[1] == '\0') {
+        mult = 60000000LL;
+    }
+    else if (*end == 'h' && end[1] == '\0') {
+        mult = 3600000000LL;
+    }
+    else if (!(*end == '\0' || (*end == 's' && end[1] == '\0'))) {
+        return -1;
+    }
+    if (v <= 0 || v > 7 * 24 * 3600) {
+        return -1;
+    }
+    return (int64_t)v * mult;
+}
+
+static int64_t parse_ms(const char *s)
+{
+    char *end;
+    double v;
+
+    if (!s || !*s) {
+        return -1;
+    }
+    v = strtod(s, &end);
+    if (*end || v < 0 || v > 1e9) {
+        return -2;
+    }
+    return (int64_t)(v * 1000.0);
 }
 
 static void set_type(request_rec *r, int format)
 {
     switch (format) {
     case FMT_JSON:
+    case FMT_SPEEDSCOPE:
         ap_set_content_type(r, "application/json");
         break;
     case FMT_FOLDED:
         ap_set_content_type(r, "text/plain; charset=utf-8");
+        break;
+    case FMT_PPROF:
+        ap_set_content_type(r, "application/octet-stream");
+        apr_table_setn(r->headers_out, "Content-Disposition",
+                       "attachment; filename=\"profile.pb.gz\"");
         break;
     default:
         ap_set_content_type(r, "text/html; charset=utf-8");
@@ -101,6 +202,9 @@ static int error_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
                       int format, int status, const char *msg)
 {
     r->status = status;
+    if (format == FMT_SPEEDSCOPE || format == FMT_PPROF) {
+        format = FMT_JSON;
+    }
     set_type(r, format);
     if (r->header_only) {
         return OK;
@@ -122,15 +226,271 @@ static int error_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
     return OK;
 }
 
+static int send_pprof(request_rec *r, const pp_store_t *st,
+                      const pp_profile_t *p, const pp_pprof_label_t *labels,
+                      size_t nlabels, int64_t time_ns, int64_t duration_ns,
+                      int64_t interval_ns)
+{
+    pp_bytes_t out;
+
+    if (pp_export_pprof(&out, st, p, labels, nlabels, time_ns, duration_ns,
+                        interval_ns) != 0) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    set_type(r, FMT_PPROF);
+    ap_set_content_length(r, (apr_off_t)out.len);
+    if (!r->header_only) {
+        ap_rwrite(out.data, (int)out.len, r);
+    }
+    free(out.data);
+    return OK;
+}
+
+static int serve_request(request_rec *r, pp_store_t *st, const char *id,
+                         query_t *q, pp_sink_t *sink, pp_render_opts_t *opt)
+{
+    pp_record_t *rec;
+    int inflight = 0;
+
+    if (!st || !*id || strlen(id) >= PP_ID_MAX ||
+        !(rec = apr_palloc(r->pool, sizeof(*rec))) ||
+        !pp_store_find(st, id, rec, &inflight)) {
+        return error_page(r, sink, opt, q->format, HTTP_NOT_FOUND,
+                          "No profile with this request id: it was "
+                          "never sampled, or it has been evicted.");
+    }
+    if (q->format == FMT_PPROF || q->format == FMT_SPEEDSCOPE) {
+        pp_profile_t p;
+        int rc = OK;
+        char lp[PP_PREFIX_MAX];
+        pp_location_t *loc = pp_store_location(st, rec->req.location);
+        pp_pprof_label_t labels[3] = {
+            {"request_id", rec->req.id, 0},
+            {"location", "", 0},
+            {"status", NULL, rec->req.status}};
+
+        if (loc) {
+            snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+            labels[1].str = lp;
+        }
+        pp_profile_init(&p);
+        pp_profile_add_record(&p, rec);
+        pp_profile_sort(&p);
+        if (q->format == FMT_PPROF) {
+            rc = send_pprof(r, st, &p, labels, 3, rec->req.start_us * 1000,
+                            rec->req.duration_us * 1000,
+                            (int64_t)rec->req.interval_us * 1000);
+        }
+        else {
+            set_type(r, q->format);
+            if (!r->header_only) {
+                pp_export_speedscope(
+                    sink, st, &p,
+                    apr_pstrcat(r->pool, rec->req.method, " ", rec->req.uri,
+                                " (", rec->req.id, ")", NULL));
+            }
+        }
+        pp_profile_free(&p);
+        return rc;
+    }
+    set_type(r, q->format);
+    if (r->header_only) {
+        return OK;
+    }
+    if (q->format == FMT_JSON) {
+        pp_render_request_json(sink, st, rec, inflight, opt);
+    }
+    else if (q->format == FMT_FOLDED) {
+        pp_render_request_folded(sink, st, rec);
+    }
+    else {
+        pp_render_request_html(sink, st, rec, inflight, opt);
+    }
+    return OK;
+}
+
+static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
+                          pp_sink_t *sink, pp_render_opts_t *opt)
+{
+    int idx = st && q->path ? pp_render_find_location(st, q->path) : -1;
+    pp_profile_t p;
+    pp_location_t *loc;
+    char lp[PP_PREFIX_MAX];
+    int rc = OK;
+
+    if (!q->path) {
+        return error_page(r, sink, opt, q->format, HTTP_BAD_REQUEST,
+                          "path is required: ?path=/PREFIX of a "
+                          "PyProfSample location");
+    }
+    if (idx < 0) {
+        return error_page(r, sink, opt, q->format, HTTP_NOT_FOUND,
+                          "No sampled location with this path.");
+    }
+    loc = pp_store_location(st, idx);
+    snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+    if (q->format == FMT_HTML) {
+        set_type(r, q->format);
+        if (!r->header_only) {
+            pp_render_location_html(sink, st, idx, opt);
+        }
+        return OK;
+    }
+    pp_profile_init(&p);
+    if (pp_render_location_profile(&p, st, idx, opt->now_us, opt->since_us,
+                                   opt->side) != 0) {
+        pp_profile_free(&p);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (q->format == FMT_PPROF) {
+        pp_pprof_label_t labels[1] = {{"location", lp, 0}};
+        int64_t dur = opt->since_us ? opt->since_us
+                                    : (opt->now_us - loc->created_us);
+        rc = send_pprof(r, st, &p, labels, 1, (opt->now_us - dur) * 1000,
+                        dur * 1000, (int64_t)loc->interval_us * 1000);
+    }
+    else {
+        set_type(r, q->format);
+        if (!r->header_only) {
+            if (q->format == FMT_JSON) {
+                pp_render_location_json(sink, st, idx, &p, opt);
+            }
+            else if (q->format == FMT_FOLDED) {
+                pp_export_folded(sink, st, &p);
+            }
+            else {
+                pp_export_speedscope(sink, st, &p, lp);
+            }
+        }
+    }
+    pp_profile_free(&p);
+    return rc;
+}
+
+/* Go's /debug/pprof/profile?seconds=N: what the location sampled while
+ * this request waited.  Holds one worker thread for N seconds. */
+static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
+                      pp_sink_t *sink, pp_render_opts_t *opt)
+{
+    int idx = st && q->path ? pp_render_find_location(st, q->path) : -1;
+    long seconds = 10;
+    pp_profile_t before, after;
+    pp_location_t *loc;
+    char lp[PP_PREFIX_MAX];
+    int64_t t0;
+    size_t i;
+    int rc;
+
+    q->format = FMT_PPROF;
+    if (q->seconds) {
+        char *end;
+        seconds = strtol(q->seconds, &end, 10);
+        if (*end || seconds < 1 || seconds > PULL_MAX_SECONDS) {
+            return error_page(r, sink, opt, FMT_JSON, HTTP_BAD_REQUEST,
+                              "seconds must be a whole number from 1 to 60");
+        }
+    }
+    if (!q->path || idx < 0) {
+        return error_page(r, sink, opt, FMT_JSON, HTTP_NOT_FOUND,
+                          "path must name a PyProfSample location");
+    }
+    loc = pp_store_location(st, idx);
+    snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+    pp_profile_init(&before);
+    pp_profile_init(&after);
+    t0 = pp_wall_us();
+    pp_render_location_profile(&before, st, idx, t0, 0, PP_SIDE_ALL);
+    {
+        /* sleep in slices so a stopping child does not wait for us */
+        long left = seconds * 10;
+        while (left-- > 0 && !r->connection->aborted) {
+            usleep(100000);
+        }
+    }
+    pp_render_location_profile(&after, st, idx, pp_wall_us(), 0,
+                               PP_SIDE_ALL);
+    for (i = 0; i < before.n; i++) {
+        pp_profile_subtract(&after, before.v[i].node, before.v[i].count,
+                            before.v[i].weight_us);
+    }
+    pp_profile_sort(&after);
+    {
+        pp_pprof_label_t labels[1] = {{"location", lp, 0}};
+        rc = send_pprof(r, st, &after, labels, 1, t0 * 1000,
+                        (pp_wall_us() - t0) * 1000,
+                        (int64_t)loc->interval_us * 1000);
+    }
+    pp_profile_free(&before);
+    pp_profile_free(&after);
+    return rc;
+}
+
+static const char *overview_filters(pp_store_t *st, query_t *q,
+                                    pp_render_opts_t *opt)
+{
+    opt->filter_location = -1;
+    opt->min_us = -1;
+    opt->max_us = -1;
+    if (q->sort) {
+        if (strcmp(q->sort, "duration") == 0) {
+            opt->sort = PP_SORT_DURATION;
+        }
+        else if (strcmp(q->sort, "time") == 0) {
+            opt->sort = PP_SORT_TIME;
+        }
+        else if (strcmp(q->sort, "uri") == 0) {
+            opt->sort = PP_SORT_URI;
+        }
+        else {
+            return "sort must be duration, time or uri";
+        }
+    }
+    if (q->location && *q->location) {
+        opt->filter_location = st ? pp_render_find_location(st, q->location)
+                                  : -1;
+        if (opt->filter_location < 0) {
+            return "location must be the path of a PyProfSample location";
+        }
+    }
+    if (q->status && *q->status) {
+        const char *s = q->status;
+        if (strlen(s) == 3 && s[0] >= '1' && s[0] <= '5' && s[1] == 'x' &&
+            s[2] == 'x') {
+            opt->filter_status = s[0] - '0';
+        }
+        else if (strlen(s) == 3 && apr_isdigit(s[0]) && apr_isdigit(s[1]) &&
+                 apr_isdigit(s[2]) && s[0] >= '1') {
+            opt->filter_status = atoi(s);
+        }
+        else {
+            return "status must be a code (404) or a class (5xx)";
+        }
+    }
+    if (q->min_ms) {
+        opt->min_us = parse_ms(q->min_ms);
+        if (opt->min_us < 0) {
+            return "min_ms must be a number of milliseconds";
+        }
+    }
+    if (q->max_ms) {
+        opt->max_us = parse_ms(q->max_ms);
+        if (opt->max_us < 0) {
+            return "max_ms must be a number of milliseconds";
+        }
+    }
+    return NULL;
+}
+
 int pyprof_handler(request_rec *r)
 {
     pp_store_t *st = pyprof_shared_store();
     pp_sink_t sink = {sink_write, r};
     pp_render_opts_t opt;
     query_t q;
-    const char *sub, *marker = "/request/";
+    const char *sub = NULL, *err;
     char *base;
-    int location_page = 0;
+    size_t n;
+    enum { PAGE_OVERVIEW, PAGE_REQUEST, PAGE_LOCATION, PAGE_PULL } page;
     pyprof_server_conf_t *c;
 
     if (!r->handler || strcmp(r->handler, PYPROF_HANDLER) != 0) {
@@ -144,21 +504,26 @@ int pyprof_handler(request_rec *r)
     parse_query(r, &q);
 
     /* the handler's own URL is whatever <Location> mapped here; the
-     * request pages live below it */
+     * other pages live below it */
     base = apr_pstrdup(r->pool, r->uri);
-    sub = ap_strstr_c(base, marker);
-    if (sub) {
+    page = PAGE_OVERVIEW;
+    if ((sub = ap_strstr_c(base, "/request/"))) {
         base[sub - base] = '\0';
-        sub += strlen(marker);
+        sub += strlen("/request/");
+        page = PAGE_REQUEST;
     }
     else {
-        size_t n = strlen(base);
+        n = strlen(base);
         while (n > 1 && base[n - 1] == '/') {
             base[--n] = '\0';
         }
         if (n >= 9 && strcmp(base + n - 9, "/location") == 0) {
             base[n - 9] = '\0';
-            location_page = 1;
+            page = PAGE_LOCATION;
+        }
+        else if (n >= 6 && strcmp(base + n - 6, "/pprof") == 0) {
+            base[n - 6] = '\0';
+            page = PAGE_PULL;
         }
     }
     memset(&opt, 0, sizeof(opt));
@@ -175,55 +540,47 @@ int pyprof_handler(request_rec *r)
         apr_table_setn(r->headers_out, "Refresh",
                        apr_psprintf(r->pool, "%d", q.refresh));
     }
-
-    if (sub) {
-        pp_record_t *rec;
-        int inflight = 0;
-
-        if (!st || !*sub || strlen(sub) >= PP_ID_MAX ||
-            !(rec = apr_palloc(r->pool, sizeof(*rec))) ||
-            !pp_store_find(st, sub, rec, &inflight)) {
-            return error_page(r, &sink, &opt, q.format, HTTP_NOT_FOUND,
-                              "No profile with this request id: it was "
-                              "never sampled, or it has been evicted.");
+    if (q.since) {
+        opt.since_us = parse_window_us(q.since);
+        if (opt.since_us < 0) {
+            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
+                              "since must be a window like 30s, 10m or 1h");
         }
-        set_type(r, q.format);
-        if (r->header_only) {
-            return OK;
+    }
+    if (q.view) {
+        if (strcmp(q.view, "diff") == 0) {
+            opt.diff = 1;
         }
-        if (q.format == FMT_JSON) {
-            pp_render_request_json(&sink, st, rec, inflight, &opt);
+        else if (strcmp(q.view, "slow") == 0) {
+            opt.side = PP_SIDE_SLOW;
         }
-        else if (q.format == FMT_FOLDED) {
-            pp_render_request_folded(&sink, st, rec);
+        else if (strcmp(q.view, "rest") == 0) {
+            opt.side = PP_SIDE_REST;
         }
-        else {
-            pp_render_request_html(&sink, st, rec, inflight, &opt);
+        else if (strcmp(q.view, "all") != 0) {
+            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
+                              "view must be all, diff, slow or rest");
         }
-        return OK;
     }
 
-    if (location_page) {
-        int idx = st && q.path ? pp_render_find_location(st, q.path) : -1;
-        if (q.format != FMT_FOLDED) {
-            return error_page(r, &sink, &opt, FMT_HTML, HTTP_BAD_REQUEST,
-                              "the location aggregate is available as "
-                              "?path=PREFIX&format=folded");
-        }
-        if (idx < 0) {
-            return error_page(r, &sink, &opt, q.format, HTTP_NOT_FOUND,
-                              "No sampled location with this path.");
-        }
-        set_type(r, q.format);
-        if (!r->header_only) {
-            pp_render_location_folded(&sink, st, idx);
-        }
-        return OK;
+    switch (page) {
+    case PAGE_REQUEST:
+        return serve_request(r, st, sub, &q, &sink, &opt);
+    case PAGE_LOCATION:
+        return serve_location(r, st, &q, &sink, &opt);
+    case PAGE_PULL:
+        return serve_pull(r, st, &q, &sink, &opt);
+    default:
+        break;
     }
-    if (q.format == FMT_FOLDED) {
+
+    if (q.format != FMT_HTML && q.format != FMT_JSON) {
         return error_page(r, &sink, &opt, FMT_HTML, HTTP_BAD_REQUEST,
-                          "format=folded is available for a request: "
-                          "/request/ID?format=folded");
+                          "the overview is html or json; profiles are at "
+                          "/request/ID and /location?path=PREFIX");
+    }
+    if ((err = overview_filters(st, &q, &opt))) {
+        return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST, err);
     }
     set_type(r, q.format);
     if (r->header_only) {

@@ -11,8 +11,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "pp_export.h"
 #include "pp_hist.h"
+#include "pp_profile.h"
 #include "pp_render.h"
+#include "pp_views.h"
 
 #define HTML_SLOW_ROWS 100 /* slow requests listed on the HTML overview */
 
@@ -329,7 +332,36 @@ static int cmp_slowest(const void *a, const void *b)
     return x->serial < y->serial ? 1 : (x->serial > y->serial ? -1 : 0);
 }
 
-static void collect_traces(const pp_store_t *st, req_list_t *l)
+static int cmp_newest(const void *a, const void *b)
+{
+    const pp_req_t *x = a, *y = b;
+    if (x->start_us != y->start_us) {
+        return x->start_us < y->start_us ? 1 : -1;
+    }
+    return x->serial < y->serial ? 1 : (x->serial > y->serial ? -1 : 0);
+}
+
+static int cmp_uri(const void *a, const void *b)
+{
+    const pp_req_t *x = a, *y = b;
+    int c = strcmp(x->uri, y->uri);
+    return c ? c : cmp_slowest(a, b);
+}
+
+static int status_matches(int status, int filter)
+{
+    if (filter == 0) {
+        return 1;
+    }
+    if (filter < 10) {
+        return status / 100 == filter;
+    }
+    return status == filter;
+}
+
+/* Kept traces passing the overview's filters, in its sort order. */
+static void collect_traces(const pp_store_t *st, req_list_t *l,
+                           const pp_render_opts_t *opt)
 {
     uint32_t i;
 
@@ -339,11 +371,22 @@ static void collect_traces(const pp_store_t *st, req_list_t *l)
         return;
     }
     for (i = 0; i < st->keep; i++) {
-        if (pp_store_read_req(pp_store_trace_at(st, i), &l->v[l->n])) {
-            l->n++;
+        pp_req_t *q = &l->v[l->n];
+        if (!pp_store_read_req(pp_store_trace_at(st, i), q)) {
+            continue;
         }
+        if ((opt->filter_location >= 0 && q->location != opt->filter_location) ||
+            !status_matches(q->status, opt->filter_status) ||
+            (opt->min_us >= 0 && q->duration_us < opt->min_us) ||
+            (opt->max_us >= 0 && q->duration_us >= opt->max_us)) {
+            continue;
+        }
+        l->n++;
     }
-    qsort(l->v, l->n, sizeof(pp_req_t), cmp_slowest);
+    qsort(l->v, l->n, sizeof(pp_req_t),
+          opt->sort == PP_SORT_TIME
+              ? cmp_newest
+              : (opt->sort == PP_SORT_URI ? cmp_uri : cmp_slowest));
 }
 
 static int cmp_oldest(const void *a, const void *b)
@@ -477,7 +520,7 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "]}");
     }
     pp_puts(o, "],\"requests\":[");
-    collect_traces(st, &traces);
+    collect_traces(st, &traces, opt);
     for (k = 0; k < traces.n; k++) {
         pp_puts(o, k ? ",{" : "{");
         json_req_fields(o, st, &traces.v[k]);
@@ -530,60 +573,44 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         (unsigned long long)atomic_load(&st->c.stacks_overflow), uptime_s);
 }
 
-/* ---- stacks of one record ---- */
+/* ---- stacks of one record or location ---- */
 
-/* Frames of a node, root first, into out (cap entries); returns depth. */
-static uint32_t node_frames(const pp_store_t *st, uint32_t node,
-                            uint32_t *out, uint32_t cap)
+static void json_stacks(pp_sink_t *o, const pp_store_t *st,
+                        const pp_profile_t *p)
 {
-    uint32_t tmp[PP_DEPTH_LIMIT + 2];
-    uint32_t n = 0, i, parent, frame;
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    size_t i;
 
-    while (node && n < PP_DEPTH_LIMIT + 2 &&
-           pp_store_node_get(st, node, &parent, &frame)) {
-        tmp[n++] = frame;
-        node = parent;
-    }
-    if (n > cap) {
-        n = cap;
-    }
-    for (i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
-    }
-    return n;
-}
-
-static int cmp_stack_count(const void *a, const void *b)
-{
-    const pp_stack_count_t *x = a, *y = b;
-    if (x->count != y->count) {
-        return x->count < y->count ? 1 : -1;
-    }
-    return x->node > y->node ? 1 : (x->node < y->node ? -1 : 0);
-}
-
-/* The record's non-empty stacks, most samples first. */
-static size_t sorted_stacks(const pp_record_t *rec, pp_stack_count_t *out)
-{
-    size_t n = 0, i;
-    for (i = 0; i < PP_STACKS_MAX; i++) {
-        if (rec->stacks[i].node && rec->stacks[i].count) {
-            out[n++] = rec->stacks[i];
+    pp_puts(o, "\"stacks\":[");
+    for (i = 0; i < p->n; i++) {
+        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
+                                       PP_DEPTH_LIMIT + 2), j;
+        pp_puts(o, i ? ",{\"frames\":[" : "{\"frames\":[");
+        for (j = 0; j < d; j++) {
+            pp_frame_view_t fv;
+            pp_profile_frame(st, frames[j], &fv);
+            pp_puts(o, j ? ",{\"function\":" : "{\"function\":");
+            json_str(o, fv.function);
+            pp_puts(o, ",\"file\":");
+            json_str(o, fv.file);
+            pp_printf(o, ",\"line\":%u}", fv.line);
         }
+        pp_printf(o, "],\"count\":%llu,\"weight_ms\":%.3f,\"cpu_ms\":%.3f}",
+                  (unsigned long long)p->v[i].count, p->v[i].weight_us / 1e3,
+                  p->v[i].cpu_us / 1e3);
     }
-    qsort(out, n, sizeof(*out), cmp_stack_count);
-    return n;
+    pp_puts(o, "]");
 }
 
 void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
                             const pp_record_t *rec, int inflight,
                             const pp_render_opts_t *opt)
 {
-    pp_stack_count_t *stacks = malloc(sizeof(pp_stack_count_t) *
-                                      PP_STACKS_MAX);
-    uint32_t frames[PP_DEPTH_LIMIT + 2];
-    size_t n, i;
+    pp_profile_t p;
 
+    pp_profile_init(&p);
+    pp_profile_add_record(&p, rec);
+    pp_profile_sort(&p);
     pp_puts(o, "{");
     json_req_fields(o, st, &rec->req);
     pp_printf(o, ",\"inflight\":%s", inflight ? "true" : "false");
@@ -591,76 +618,22 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
         pp_printf(o, ",\"elapsed_ms\":%.3f",
                   (double)(opt->now_us - rec->req.start_us) / 1e3);
     }
-    pp_printf(o, ",\"samples_other\":%u,\"stacks\":[",
-              rec->req.samples_overflow);
-    n = stacks ? sorted_stacks(rec, stacks) : 0;
-    for (i = 0; i < n; i++) {
-        uint32_t d = node_frames(st, stacks[i].node, frames,
-                                 PP_DEPTH_LIMIT + 2), j;
-        pp_puts(o, i ? ",{\"frames\":[" : "{\"frames\":[");
-        for (j = 0; j < d; j++) {
-            pp_frame_view_t fv;
-            if (!pp_store_frame_view(st, frames[j], &fv)) {
-                fv.function = "[unknown]";
-                fv.file = "";
-                fv.line = 0;
-            }
-            pp_puts(o, j ? ",{\"function\":" : "{\"function\":");
-            json_str(o, fv.function);
-            pp_puts(o, ",\"file\":");
-            json_str(o, fv.file);
-            pp_printf(o, ",\"line\":%u}", fv.line);
-        }
-        pp_printf(o, "],\"count\":%u,\"weight_ms\":%.3f,\"cpu_ms\":%.3f}",
-                  stacks[i].count, stacks[i].weight_us / 1e3,
-                  stacks[i].cpu_us / 1e3);
-    }
-    pp_puts(o, "]}\n");
-    free(stacks);
-}
-
-static void folded_frame(pp_sink_t *o, const pp_frame_view_t *fv)
-{
-    pp_put_folded(o, fv->function, strlen(fv->function));
-    if (fv->file[0]) {
-        char line[16];
-        pp_puts(o, " (");
-        pp_put_folded(o, fv->file, strlen(fv->file));
-        snprintf(line, sizeof(line), ":%u)", fv->line);
-        pp_puts(o, line);
-    }
+    pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
+    json_stacks(o, st, &p);
+    pp_puts(o, "}\n");
+    pp_profile_free(&p);
 }
 
 void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
                               const pp_record_t *rec)
 {
-    pp_stack_count_t *stacks = malloc(sizeof(pp_stack_count_t) *
-                                      PP_STACKS_MAX);
-    uint32_t frames[PP_DEPTH_LIMIT + 2];
-    size_t n, i;
+    pp_profile_t p;
 
-    n = stacks ? sorted_stacks(rec, stacks) : 0;
-    for (i = 0; i < n; i++) {
-        uint32_t d = node_frames(st, stacks[i].node, frames,
-                                 PP_DEPTH_LIMIT + 2), j;
-        if (d == 0) {
-            continue;
-        }
-        for (j = 0; j < d; j++) {
-            pp_frame_view_t fv;
-            if (!pp_store_frame_view(st, frames[j], &fv)) {
-                fv.function = "[unknown]";
-                fv.file = "";
-                fv.line = 0;
-            }
-            if (j) {
-                pp_puts(o, ";");
-            }
-            folded_frame(o, &fv);
-        }
-        pp_printf(o, " %u\n", stacks[i].count);
-    }
-    free(stacks);
+    pp_profile_init(&p);
+    pp_profile_add_record(&p, rec);
+    pp_profile_sort(&p);
+    pp_export_folded(o, st, &p);
+    pp_profile_free(&p);
 }
 
 int pp_render_find_location(const pp_store_t *st, const char *path)
@@ -677,41 +650,95 @@ int pp_render_find_location(const pp_store_t *st, const char *path)
     return -1;
 }
 
+int pp_render_location_profile(pp_profile_t *p, const pp_store_t *st,
+                               int location, int64_t now_us,
+                               int64_t since_us, int side)
+{
+    uint32_t n;
+    const pp_agg_entry_t *tab;
+
+    if (side == PP_SIDE_SLOW || side == PP_SIDE_REST) {
+        pp_profile_t slow;
+        size_t i;
+
+        pp_profile_init(&slow);
+        tab = pp_store_agg_slow(st, &n);
+        if (pp_profile_add_table(&slow, tab, n, location)) {
+            pp_profile_free(&slow);
+            return -1;
+        }
+        if (side == PP_SIDE_SLOW) {
+            *p = slow;
+            pp_profile_sort(p);
+            return 0;
+        }
+        tab = pp_store_agg(st, &n);
+        if (pp_profile_add_table(p, tab, n, location)) {
+            pp_profile_free(&slow);
+            return -1;
+        }
+        /* rest = all - slow, stack by stack */
+        for (i = 0; i < slow.n; i++) {
+            pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
+                                slow.v[i].weight_us);
+        }
+        pp_profile_free(&slow);
+        pp_profile_sort(p);
+        return 0;
+    }
+    if (since_us > 0) {
+        if (pp_profile_add_window(p, st, location, now_us, since_us)) {
+            return -1;
+        }
+    }
+    else {
+        tab = pp_store_agg(st, &n);
+        if (pp_profile_add_table(p, tab, n, location)) {
+            return -1;
+        }
+    }
+    pp_profile_sort(p);
+    return 0;
+}
+
 size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
                                  int location)
 {
-    uint32_t n, i, frames[PP_DEPTH_LIMIT + 2];
-    const pp_agg_entry_t *tab = pp_store_agg(st, &n);
-    size_t written = 0;
+    pp_profile_t p;
+    size_t n;
 
-    for (i = 0; i < n; i++) {
-        uint64_t key = atomic_load(&tab[i].key);
-        uint64_t count = atomic_load(&tab[i].count);
-        uint32_t d, j;
+    pp_profile_init(&p);
+    pp_render_location_profile(&p, st, location, 0, 0, PP_SIDE_ALL);
+    pp_export_folded(o, st, &p);
+    n = p.n;
+    pp_profile_free(&p);
+    return n;
+}
 
-        if (!key || (key >> 32) != (uint64_t)(location + 1) || !count) {
-            continue;
-        }
-        d = node_frames(st, (uint32_t)key, frames, PP_DEPTH_LIMIT + 2);
-        if (d == 0) {
-            continue;
-        }
-        for (j = 0; j < d; j++) {
-            pp_frame_view_t fv;
-            if (!pp_store_frame_view(st, frames[j], &fv)) {
-                fv.function = "[unknown]";
-                fv.file = "";
-                fv.line = 0;
-            }
-            if (j) {
-                pp_puts(o, ";");
-            }
-            folded_frame(o, &fv);
-        }
-        pp_printf(o, " %llu\n", (unsigned long long)count);
-        written++;
-    }
-    return written;
+void pp_render_location_json(pp_sink_t *o, const pp_store_t *st,
+                             int location, const pp_profile_t *p,
+                             const pp_render_opts_t *opt)
+{
+    const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
+    loc_snap_t s;
+    char root[PP_PREFIX_MAX];
+
+    snap_location(loc, &s);
+    pp_puts(o, "{\"path\":");
+    pp_put_json_str(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
+    pp_puts(o, ",\"app_root\":");
+    json_str(o, pp_store_location_root(st, location, root, sizeof(root)));
+    pp_printf(o,
+              ",\"interval_ms\":%.3f,\"requests\":%llu,\"window_s\":%lld,"
+              "\"view\":\"%s\",\"samples\":%llu,\"weight_ms\":%.3f,",
+              loc->interval_us / 1000.0, (unsigned long long)s.requests,
+              (long long)(opt->since_us / 1000000),
+              opt->side == PP_SIDE_SLOW
+                  ? "slow"
+                  : (opt->side == PP_SIDE_REST ? "rest" : "all"),
+              (unsigned long long)p->samples, p->weight_us / 1e3);
+    json_stacks(o, st, p);
+    pp_puts(o, "}\n");
 }
 
 /* ---- HTML ---- */
@@ -768,7 +795,33 @@ static const char CSS[] =
     ".card{background:#fff;padding:8px 14px;box-shadow:0 1px 2px "
     "rgba(0,0,0,.08);min-width:120px}"
     ".card b{display:block;font-size:18px;font-weight:600}"
-    ".card span{color:#6b778a;font-size:12px}";
+    ".card span{color:#6b778a;font-size:12px}"
+    ".flamebox{background:#fff;padding:8px;box-shadow:0 1px 2px "
+    "rgba(0,0,0,.08)}"
+    ".flametools{display:flex;gap:8px;align-items:center;margin-bottom:6px;"
+    "font-size:12px}"
+    "svg.flame{display:block;cursor:pointer}"
+    "svg.flame text{font:11px ui-monospace,monospace;fill:#1d232b;"
+    "pointer-events:none}"
+    "svg.flame g.f rect{stroke:#fff;stroke-width:.5}"
+    "svg.flame g.hit rect{fill:#d63384}"
+    "table.hot td.fn{font-weight:600}"
+    "table.hot td.loc{color:#6b778a;font-family:ui-monospace,monospace;"
+    "font-size:12px}"
+    ".hbar{display:inline-block;height:9px;background:#e8734a;"
+    "margin-right:6px;vertical-align:middle}"
+    "td.up{color:#b3261e;font-weight:600}td.down{color:#2b7a3d}"
+    ".tabs{margin:14px 0 4px}.tab{display:inline-block;padding:3px 10px;"
+    "margin-right:4px;background:#e6e9ee;border-radius:3px;"
+    "text-decoration:none;color:#20324a;font-size:13px}"
+    ".tab.on{background:#20324a;color:#fff}"
+    "h3{font-size:14px;margin:18px 0 6px;color:#46556a}"
+    "th a{color:inherit}"
+    ".filters{background:#fff;padding:6px 10px;margin-bottom:6px;"
+    "font-size:13px;box-shadow:0 1px 2px rgba(0,0,0,.08)}"
+    ".filters label{margin-right:6px;color:#46556a}"
+    ".stack{font-family:ui-monospace,monospace;font-size:12px;"
+    "color:#46556a;margin:4px 0 0 0;padding:0;list-style:none}";
 
 static void page_begin(pp_sink_t *o, const char *title,
                        const pp_render_opts_t *opt)
@@ -820,7 +873,7 @@ static void duration_label(int64_t us, char *buf, size_t cap)
     }
 }
 
-static void hist_svg(pp_sink_t *o, const loc_snap_t *s)
+static void hist_svg(pp_sink_t *o, const loc_snap_t *s, const char *path)
 {
     const int bw = 5, h = 52, top = 4, bottom = 14, left = 14;
     const int w = PP_HIST_BUCKETS * bw;
@@ -859,11 +912,22 @@ static void hist_svg(pp_sink_t *o, const loc_snap_t *s)
         else {
             snprintf(hi, sizeof(hi), "%.1fms", pp_hist_hi_us(b) / 1e3);
         }
+        /* a bar links to the kept requests in its range: the slow table,
+         * filtered, further down this page */
+        pp_puts(o, "<a href=\"?location=");
+        pp_put_url_segment(o, path, strlen(path));
+        pp_printf(o, "&amp;min_ms=%.3f", pp_hist_lo_us(b) / 1e3);
+        if (pp_hist_hi_us(b) != INT64_MAX) {
+            pp_printf(o, "&amp;max_ms=%.3f", pp_hist_hi_us(b) / 1e3);
+        }
         pp_printf(o,
-                  "<rect class=b x=%d y=%d width=%d height=%d>"
-                  "<title>%.1fms - %s: %llu</title></rect>",
+                  "#slow\"><rect class=b x=%d y=%d width=%d height=%d>"
+                  "<title>%.1fms - %s: %llu requests (click: the kept "
+                  "ones)</title></rect>"
+                  "<rect x=%d y=0 width=%d height=%d fill=transparent />"
+                  "</a>",
                   b * bw, h - bh, bw - 1, bh, pp_hist_lo_us(b) / 1e3, hi,
-                  (unsigned long long)s->hist[b]);
+                  (unsigned long long)s->hist[b], b * bw, bw, h);
     }
     for (k = 0; k < sizeof(ticks) / sizeof(ticks[0]); k++) {
         char lab[32];
@@ -935,6 +999,92 @@ static void leaf_function(const pp_store_t *st, uint32_t node, char *buf,
     }
 }
 
+/* The query that reproduces the current filters, with another sort. */
+static void filter_query(pp_sink_t *o, const pp_store_t *st,
+                         const pp_render_opts_t *opt, int sort)
+{
+    static const char *const sorts[] = {"duration", "time", "uri"};
+    char lp[PP_PREFIX_MAX];
+
+    pp_printf(o, "?sort=%s", sorts[sort % 3]);
+    if (opt->filter_location >= 0) {
+        location_path(st, opt->filter_location, lp, sizeof(lp));
+        pp_puts(o, "&amp;location=");
+        pp_put_url_segment(o, lp, strlen(lp));
+    }
+    if (opt->filter_status) {
+        if (opt->filter_status < 10) {
+            pp_printf(o, "&amp;status=%dxx", opt->filter_status);
+        }
+        else {
+            pp_printf(o, "&amp;status=%d", opt->filter_status);
+        }
+    }
+    if (opt->min_us >= 0) {
+        pp_printf(o, "&amp;min_ms=%.3f", opt->min_us / 1e3);
+    }
+    if (opt->max_us >= 0) {
+        pp_printf(o, "&amp;max_ms=%.3f", opt->max_us / 1e3);
+    }
+}
+
+static void sort_link(pp_sink_t *o, const pp_store_t *st,
+                      const pp_render_opts_t *opt, int sort,
+                      const char *label)
+{
+    pp_puts(o, "<a href=\"");
+    filter_query(o, st, opt, sort);
+    pp_printf(o, "#slow\">%s%s</a>", label,
+              opt->sort == sort ? " \xe2\x96\xbe" : "");
+}
+
+/* A GET form: filters work without JavaScript. */
+static void filter_form(pp_sink_t *o, const pp_store_t *st,
+                        const pp_render_opts_t *opt)
+{
+    static const char *const sorts[] = {"duration", "time", "uri"};
+    int i;
+
+    pp_printf(o, "<form class=filters method=get action=\"#slow\">"
+                 "<input type=hidden name=sort value=%s>"
+                 "<label>Location <select name=location>"
+                 "<option value=\"\">any</option>",
+              sorts[opt->sort % 3]);
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        size_t pl;
+        if (!location_current(st, loc)) {
+            continue;
+        }
+        pl = strnlen(loc->path, PP_PREFIX_MAX);
+        pp_puts(o, "<option value=\"");
+        pp_put_html(o, loc->path, pl);
+        pp_printf(o, "\"%s>", opt->filter_location == i ? " selected" : "");
+        pp_put_html(o, loc->path, pl);
+        pp_puts(o, "</option>");
+    }
+    pp_puts(o, "</select></label> <label>Status <input name=status size=4 "
+               "placeholder=\"5xx\" value=\"");
+    if (opt->filter_status >= 10) {
+        pp_printf(o, "%d", opt->filter_status);
+    }
+    else if (opt->filter_status) {
+        pp_printf(o, "%dxx", opt->filter_status);
+    }
+    pp_puts(o, "\"></label> <label>From <input name=min_ms size=6 "
+               "placeholder=ms value=\"");
+    if (opt->min_us >= 0) {
+        pp_printf(o, "%.0f", opt->min_us / 1e3);
+    }
+    pp_puts(o, "\"></label> <label>to <input name=max_ms size=6 "
+               "placeholder=ms value=\"");
+    if (opt->max_us >= 0) {
+        pp_printf(o, "%.0f", opt->max_us / 1e3);
+    }
+    pp_puts(o, "\"></label> <button>Filter</button> <a href=\"?#slow\">"
+               "clear</a></form>");
+}
+
 void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt)
 {
@@ -968,9 +1118,16 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         }
         snap_location(loc, &s);
         age = (double)(opt->now_us - loc->created_us) / 1e6;
-        pp_puts(o, "<tr><td class=mono>");
-        pp_put_html(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
-        pp_puts(o, "</td>");
+        {
+            size_t pl = strnlen(loc->path, PP_PREFIX_MAX);
+            pp_puts(o, "<tr><td class=mono><a href=\"");
+            html(o, opt->base);
+            pp_puts(o, "/location?path=");
+            pp_put_url_segment(o, loc->path, pl);
+            pp_puts(o, "\" title=\"flame graph of every sampled request\">");
+            pp_put_html(o, loc->path, pl);
+            pp_puts(o, "</a></td>");
+        }
         put_ms_cell(o, loc->interval_us / 1e3);
         pp_printf(o, "<td class=num>%llu</td><td class=num>%.2f/s</td>",
                   (unsigned long long)s.requests,
@@ -984,7 +1141,11 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         put_ms_cell(o, s.max_us / 1e3);
         pp_printf(o, "<td class=num>%llu</td><td class=num>%llu</td><td>",
                   (unsigned long long)s.kept, (unsigned long long)s.samples);
-        hist_svg(o, &s);
+        {
+            char pb[PP_PREFIX_MAX];
+            snprintf(pb, sizeof(pb), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+            hist_svg(o, &s, pb);
+        }
         pp_puts(o, "</td></tr>");
     }
     if (nloc) {
@@ -1019,7 +1180,29 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
                       q->samples, (int)q->pid);
             leaf_function(st, q->last_node, leaf, sizeof(leaf));
             if (leaf[0]) {
-                req_link(o, opt, q->id, leaf);
+                /* the most recent sample's stack, innermost last, like
+                 * a traceback */
+                uint32_t frames[PP_DEPTH_LIMIT + 2], d, j;
+                d = pp_profile_frames(st, q->last_node, frames,
+                                      PP_DEPTH_LIMIT + 2);
+                pp_puts(o, "<details><summary>");
+                html(o, leaf);
+                pp_puts(o, "</summary><ol class=stack>");
+                for (j = d > 40 ? d - 40 : 0; j < d; j++) {
+                    pp_frame_view_t fv;
+                    pp_profile_frame(st, frames[j], &fv);
+                    pp_puts(o, "<li>");
+                    html(o, fv.function);
+                    if (fv.file[0]) {
+                        pp_puts(o, " <span class=muted>");
+                        html(o, fv.file);
+                        pp_printf(o, ":%u</span>", fv.line);
+                    }
+                    pp_puts(o, "</li>");
+                }
+                pp_puts(o, "</ol>");
+                req_link(o, opt, q->id, "call tree so far");
+                pp_puts(o, "</details>");
             }
             else {
                 pp_puts(o, "<span class=muted>not sampled yet</span>");
@@ -1030,20 +1213,31 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
     }
     free(live.v);
 
-    collect_traces(st, &traces);
-    pp_printf(o, "<h2>Slow requests <span class=muted>(%zu kept, slowest "
-                 "first)</span></h2>",
-              traces.n);
+    collect_traces(st, &traces, opt);
+    pp_printf(o, "<h2 id=slow>Slow requests <span class=muted>(%zu kept%s, "
+                 "%s first)</span></h2>",
+              traces.n,
+              opt->filter_location >= 0 || opt->filter_status ||
+                      opt->min_us >= 0 || opt->max_us >= 0
+                  ? " matching the filter"
+                  : "",
+              opt->sort == PP_SORT_TIME
+                  ? "newest"
+                  : (opt->sort == PP_SORT_URI ? "by URI," : "slowest"));
+    filter_form(o, st, opt);
     if (traces.n == 0) {
-        pp_puts(o, "<p class=empty>No request has reached the slow "
-                   "threshold yet.</p>");
+        pp_puts(o, "<p class=empty>No kept request matches. Only requests "
+                   "at or over PyProfSlowThreshold are kept.</p>");
     }
     else {
-        pp_puts(o, "<table><tr><th class=num>Duration</th>"
-                   "<th class=num>CPU</th><th>Method</th><th>URI</th>"
-                   "<th class=num>Status</th><th class=num>Samples</th>"
-                   "<th class=num>PID</th><th>Started (UTC)</th>"
-                   "<th>Profile</th></tr>");
+        pp_puts(o, "<table><tr><th class=num>");
+        sort_link(o, st, opt, PP_SORT_DURATION, "Duration");
+        pp_puts(o, "</th><th class=num>CPU</th><th>Method</th><th>");
+        sort_link(o, st, opt, PP_SORT_URI, "URI");
+        pp_puts(o, "</th><th class=num>Status</th><th class=num>Samples</th>"
+                   "<th class=num>PID</th><th>");
+        sort_link(o, st, opt, PP_SORT_TIME, "Started (UTC)");
+        pp_puts(o, "</th><th>Profile</th></tr>");
         for (k = 0; k < traces.n && k < HTML_SLOW_ROWS; k++) {
             const pp_req_t *q = &traces.v[k];
             char t[40];
@@ -1118,289 +1312,45 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
     page_end(o);
 }
 
-/* ---- call tree ---- */
+/* ---- request and location pages ---- */
 
-/* The HTML tree merges frames of the same function (name and file) under
- * one parent, whatever line each sample was on, so a function shows once
- * per caller; the line shown is the one most samples were on.  Exports
- * keep every line. */
-
-typedef struct u64map {
-    uint64_t *keys; /* key + 1; 0 = empty */
-    uint32_t *vals;
-    uint32_t cap;   /* power of two */
-} u64map_t;
-
-static int map_init(u64map_t *m, uint32_t want)
+static void profile_sections(pp_sink_t *o, const pp_store_t *st,
+                             const pp_profile_t *p, int with_cpu,
+                             const char *app_root)
 {
-    m->cap = 16;
-    while (m->cap < want * 2 && m->cap < (1u << 30)) {
-        m->cap *= 2;
-    }
-    m->keys = calloc(m->cap, sizeof(uint64_t));
-    m->vals = calloc(m->cap, sizeof(uint32_t));
-    return m->keys && m->vals ? 0 : -1;
-}
+    pp_tree_t tree;
 
-static void map_free(u64map_t *m)
-{
-    free(m->keys);
-    free(m->vals);
-}
-
-/* Value for key, or insert `val` if absent.  Returns a pointer to it, NULL
- * if the map is full. */
-static uint32_t *map_get(u64map_t *m, uint64_t key, uint32_t val)
-{
-    uint32_t h = (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> 32), i;
-
-    for (i = 0; i < m->cap; i++) {
-        uint32_t at = (h + i) & (m->cap - 1);
-        if (m->keys[at] == key + 1) {
-            return &m->vals[at];
-        }
-        if (m->keys[at] == 0) {
-            m->keys[at] = key + 1;
-            m->vals[at] = val;
-            return &m->vals[at];
-        }
-    }
-    return NULL;
-}
-
-typedef struct tnode {
-    uint32_t parent;     /* tnode index + 1; 0 = top level */
-    uint32_t fkey;       /* function identity (name and file) */
-    uint32_t frame;      /* the line most samples were on */
-    uint32_t frame_hits;
-    uint32_t count;      /* samples through this function here */
-    uint32_t self;       /* samples that ended here */
-    uint64_t weight_us, cpu_us;
-    uint32_t first_child, next_sibling; /* tnode index + 1 */
-} tnode_t;
-
-typedef struct tree {
-    tnode_t *v;
-    uint32_t n, cap;
-    u64map_t index;  /* (parent, fkey) -> tnode index + 1 */
-    u64map_t fkeys;  /* frame id -> fkey */
-    u64map_t fnames; /* hash of (function, file) -> fkey */
-    uint32_t roots;
-    uint32_t total;
-} tree_t;
-
-static uint32_t function_key(tree_t *t, const pp_store_t *st, uint32_t frame)
-{
-    uint32_t *k = map_get(&t->fkeys, frame, 0);
-    pp_frame_view_t fv;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const char *p;
-    uint32_t *named;
-
-    if (!k) {
-        return frame;
-    }
-    if (*k) {
-        return *k;
-    }
-    if (!pp_store_frame_view(st, frame, &fv)) {
-        *k = frame;
-        return frame;
-    }
-    for (p = fv.function; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-    }
-    h = (h ^ 0xff) * 0x100000001b3ULL;
-    for (p = fv.file; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-    }
-    named = map_get(&t->fnames, h, frame);
-    *k = named ? *named : frame;
-    return *k;
-}
-
-static void tree_free(tree_t *t)
-{
-    free(t->v);
-    map_free(&t->index);
-    map_free(&t->fkeys);
-    map_free(&t->fnames);
-}
-
-static void tree_add_stack(tree_t *t, const pp_store_t *st,
-                           const pp_stack_count_t *e)
-{
-    uint32_t frames[PP_DEPTH_LIMIT + 2];
-    uint32_t d = node_frames(st, e->node, frames, PP_DEPTH_LIMIT + 2), j;
-    uint32_t parent = 0;
-
-    for (j = 0; j < d; j++) {
-        uint32_t fkey = function_key(t, st, frames[j]);
-        uint32_t *slot =
-            map_get(&t->index, ((uint64_t)parent << 32) | fkey, 0);
-        tnode_t *x;
-
-        if (!slot) {
-            return;
-        }
-        if (*slot == 0) {
-            if (t->n >= t->cap) {
-                return;
-            }
-            x = &t->v[t->n];
-            memset(x, 0, sizeof(*x));
-            x->parent = parent;
-            x->fkey = fkey;
-            x->frame = frames[j];
-            *slot = ++t->n;
-        }
-        x = &t->v[*slot - 1];
-        if (x->frame == frames[j]) {
-            x->frame_hits += e->count;
-        }
-        else if (e->count > x->frame_hits) {
-            x->frame = frames[j];
-            x->frame_hits = e->count;
-        }
-        x->count += e->count;
-        x->weight_us += e->weight_us;
-        x->cpu_us += e->cpu_us;
-        if (j + 1 == d) {
-            x->self += e->count;
-        }
-        parent = *slot;
-    }
-}
-
-static const tree_t *sort_tree;
-
-static int cmp_children(const void *a, const void *b)
-{
-    const tnode_t *x = &sort_tree->v[*(const uint32_t *)a - 1];
-    const tnode_t *y = &sort_tree->v[*(const uint32_t *)b - 1];
-    if (x->count != y->count) {
-        return x->count < y->count ? 1 : -1;
-    }
-    return x->fkey > y->fkey ? 1 : (x->fkey < y->fkey ? -1 : 0);
-}
-
-/* Link each node's children, most samples first. */
-static void tree_link(tree_t *t)
-{
-    uint32_t *order = malloc(sizeof(uint32_t) * (t->n ? t->n : 1));
-    uint32_t i;
-
-    if (!order) {
+    if (pp_tree_build(&tree, st, p) != 0) {
+        pp_tree_free(&tree);
+        pp_puts(o, "<p class=empty>Out of memory building the tree.</p>");
         return;
     }
-    for (i = 0; i < t->n; i++) {
-        order[i] = i + 1;
-    }
-    /* qsort has no context argument; the handler renders one page per
-     * thread, and this runs with no other tree alive on the thread */
-    sort_tree = t;
-    qsort(order, t->n, sizeof(uint32_t), cmp_children);
-    sort_tree = NULL;
-    /* prepend in reverse order so the biggest child comes first */
-    for (i = t->n; i-- > 0;) {
-        tnode_t *x = &t->v[order[i] - 1];
-        if (x->parent) {
-            x->next_sibling = t->v[x->parent - 1].first_child;
-            t->v[x->parent - 1].first_child = order[i];
-        }
-        else {
-            x->next_sibling = t->roots;
-            t->roots = order[i];
-            t->total += x->count;
-        }
-    }
-    free(order);
+    pp_puts(o, "<h2>Flame graph</h2>");
+    pp_view_flamegraph(o, st, &tree, app_root);
+    pp_puts(o, "<h2>Hot functions <span class=muted>(bottom-up)</span>"
+               "</h2>");
+    pp_view_hot(o, st, p, with_cpu, app_root);
+    pp_puts(o, "<h2>Call tree <span class=muted>(top-down; bar: "
+               "<span style=\"color:#d9480f\">on CPU</span> / "
+               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or "
+               "waiting for the GIL</span>)</span></h2>");
+    pp_view_tree(o, st, &tree, app_root);
+    pp_tree_free(&tree);
 }
 
-static int tree_build(tree_t *t, const pp_store_t *st, const pp_record_t *rec)
+static void export_links(pp_sink_t *o, const char *query_prefix)
 {
-    uint32_t i, nstacks = 0;
+    static const char *const fmts[][2] = {
+        {"json", "JSON"},
+        {"folded", "folded stacks"},
+        {"speedscope", "speedscope"},
+        {"pprof", "pprof"}};
+    size_t i;
 
-    memset(t, 0, sizeof(*t));
-    for (i = 0; i < PP_STACKS_MAX; i++) {
-        if (rec->stacks[i].node && rec->stacks[i].count) {
-            nstacks++;
-        }
-    }
-    t->cap = nstacks * (rec->req.max_depth + 2) + 1;
-    if (t->cap > nstacks * (PP_DEPTH_LIMIT + 2) + 1) {
-        t->cap = nstacks * (PP_DEPTH_LIMIT + 2) + 1;
-    }
-    t->v = malloc(sizeof(tnode_t) * t->cap);
-    if (!t->v || map_init(&t->index, t->cap) || map_init(&t->fkeys, t->cap) ||
-        map_init(&t->fnames, t->cap)) {
-        return -1;
-    }
-    for (i = 0; i < PP_STACKS_MAX; i++) {
-        if (rec->stacks[i].node && rec->stacks[i].count) {
-            tree_add_stack(t, st, &rec->stacks[i]);
-        }
-    }
-    tree_link(t);
-    return 0;
-}
-
-static void tree_html(pp_sink_t *o, const pp_store_t *st, const tree_t *t,
-                      uint32_t first, int depth)
-{
-    uint32_t c;
-
-    for (c = first; c; c = t->v[c - 1].next_sibling) {
-        const tnode_t *x = &t->v[c - 1];
-        pp_frame_view_t fv;
-        double pct = t->total ? 100.0 * x->count / t->total : 0;
-        double cpu_share =
-            x->weight_us ? (double)x->cpu_us / (double)x->weight_us : 0;
-        int w = (int)(pct * 1.2 + 0.5), wc;
-        int open = pct >= 5.0 && depth < 64;
-
-        if (cpu_share > 1) {
-            cpu_share = 1;
-        }
-        wc = (int)(w * cpu_share + 0.5);
-        if (!pp_store_frame_view(st, x->frame, &fv)) {
-            fv.function = "[unknown]";
-            fv.file = "";
-            fv.line = 0;
-        }
-        pp_puts(o, x->first_child ? (open ? "<details open><summary>"
-                                          : "<details><summary>")
-                                  : "<div class=leaf>");
-        pp_printf(o, "<span class=pct>%.1f%%</span>", pct);
-        pp_printf(o,
-                  "<span class=bars><span class=\"bar cpu\" "
-                  "style=\"width:%dpx\"></span><span class=\"bar wait\" "
-                  "style=\"width:%dpx\"></span></span>",
-                  wc, w - wc);
-        pp_puts(o, "<span class=fn>");
-        html(o, fv.function);
-        pp_puts(o, "</span> ");
-        if (fv.file[0]) {
-            pp_puts(o, "<span class=loc>");
-            html(o, fv.file);
-            pp_printf(o, ":%u</span>", fv.line);
-        }
-        pp_printf(o, "<span class=cnt>%u sample%s, %.1f ms", x->count,
-                  x->count == 1 ? "" : "s", x->weight_us / 1e3);
-        if (x->self && x->first_child) {
-            pp_printf(o, ", %u in itself", x->self);
-        }
-        pp_printf(o, ", %.0f%% on CPU</span>", cpu_share * 100);
-        if (x->first_child) {
-            pp_puts(o, "</summary>");
-            if (depth < PP_DEPTH_LIMIT + 2) {
-                tree_html(o, st, t, x->first_child, depth + 1);
-            }
-            pp_puts(o, "</details>");
-        }
-        else {
-            pp_puts(o, "</div>");
-        }
+    for (i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+        pp_printf(o, "%s<a href=\"?", i ? " &middot; " : "");
+        html(o, query_prefix);
+        pp_printf(o, "format=%s\">%s</a>", fmts[i][0], fmts[i][1]);
     }
 }
 
@@ -1409,12 +1359,14 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                             const pp_render_opts_t *opt)
 {
     const pp_req_t *q = &rec->req;
-    char t[40], lp[PP_PREFIX_MAX], title[PP_ID_MAX + 16];
-    tree_t tree;
+    char t[40], lp[PP_PREFIX_MAX], root[PP_PREFIX_MAX];
+    char title[PP_ID_MAX + 16];
+    pp_profile_t p;
 
     snprintf(title, sizeof(title), "Request %s", q->id);
     page_begin(o, title, opt);
     iso_time(q->start_us, t, sizeof(t));
+    pp_store_location_root(st, q->location, root, sizeof(root));
     pp_puts(o, "<h2>");
     html(o, q->method);
     pp_puts(o, " <span class=mono>");
@@ -1440,7 +1392,16 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                   q->samples_overflow, PP_STACKS_MAX - 1);
     }
     pp_puts(o, "</dd><dt>Location</dt><dd class=mono>");
-    html(o, location_path(st, q->location, lp, sizeof(lp)));
+    location_path(st, q->location, lp, sizeof(lp));
+    if (lp[0]) {
+        pp_puts(o, "<a href=\"");
+        html(o, opt->base);
+        pp_puts(o, "/location?path=");
+        pp_put_url_segment(o, lp, strlen(lp));
+        pp_puts(o, "\">");
+        html(o, lp);
+        pp_puts(o, "</a>");
+    }
     pp_puts(o, "</dd><dt>Virtual host</dt><dd>");
     html(o, q->vhost);
     pp_printf(o, "</dd><dt>Process / thread</dt><dd>pid %d, tid %d</dd>",
@@ -1448,28 +1409,156 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o, "<dt>Started</dt><dd class=mono>%s</dd>", t);
     pp_puts(o, "<dt>Request id</dt><dd class=mono>");
     html(o, q->id);
-    pp_puts(o, "</dd><dt>Export</dt><dd><a href=\"?format=json\">JSON</a> "
-               "&middot; <a href=\"?format=folded\">folded stacks</a> (for "
-               "flamegraph.pl, speedscope)</dd></dl>");
+    pp_puts(o, "</dd><dt>Export</dt><dd>");
+    export_links(o, "");
+    pp_puts(o, "</dd></dl>");
 
-    pp_puts(o, "<h2>Call tree <span class=muted>(share of samples; bar: "
-               "<span style=\"color:#d9480f\">on CPU</span> / "
-               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or waiting for "
-               "the GIL</span>)</span></h2>");
     if (q->samples == 0) {
         pp_puts(o, "<p class=empty>No sample landed in Python code during "
                    "this request (it was shorter than the interval, or "
                    "spent its time outside Python).</p>");
     }
-    else if (tree_build(&tree, st, rec) == 0) {
-        pp_puts(o, "<div class=tree>");
-        tree_html(o, st, &tree, tree.roots, 0);
-        pp_puts(o, "</div>");
-        tree_free(&tree);
+    else {
+        pp_profile_init(&p);
+        pp_profile_add_record(&p, rec);
+        pp_profile_sort(&p);
+        profile_sections(o, st, &p, 1, root);
+        pp_profile_free(&p);
+    }
+    page_end(o);
+}
+
+static void window_links(pp_sink_t *o, const pp_render_opts_t *opt,
+                         const char *path)
+{
+    static const struct {
+        const char *arg, *label;
+        int64_t us;
+    } w[] = {{"", "since start", 0},
+             {"5m", "last 5 min", 300000000LL},
+             {"15m", "last 15 min", 900000000LL},
+             {"1h", "last hour", 3600000000LL}};
+    size_t i;
+
+    pp_puts(o, "<p class=tabs>");
+    for (i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        int on = !opt->diff && opt->since_us == w[i].us;
+        pp_printf(o, "<a class=\"tab%s\" href=\"?path=", on ? " on" : "");
+        pp_put_url_segment(o, path, strlen(path));
+        if (w[i].arg[0]) {
+            pp_printf(o, "&amp;since=%s", w[i].arg);
+        }
+        pp_printf(o, "\">%s</a>", w[i].label);
+    }
+    pp_printf(o, "<a class=\"tab%s\" href=\"?path=", opt->diff ? " on" : "");
+    pp_put_url_segment(o, path, strlen(path));
+    pp_puts(o, "&amp;view=diff\">slowest 5% vs the rest</a></p>");
+}
+
+void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
+                             int location, const pp_render_opts_t *opt)
+{
+    const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
+    char path[PP_PREFIX_MAX], root[PP_PREFIX_MAX], qp[PP_PREFIX_MAX * 3 + 64];
+    loc_snap_t s;
+    pp_profile_t p;
+
+    snprintf(path, sizeof(path), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+    pp_store_location_root(st, location, root, sizeof(root));
+    page_begin(o, "Location profile", opt);
+    snap_location(loc, &s);
+    pp_puts(o, "<h2>All sampled requests under <span class=mono>");
+    html(o, path);
+    pp_printf(o, "</span></h2><dl class=kv><dt>Requests</dt><dd>%llu, "
+                 "%llu samples every %.1f ms</dd>",
+              (unsigned long long)s.requests, (unsigned long long)s.samples,
+              loc->interval_us / 1e3);
+    pp_puts(o, "<dt>Response time</dt><dd>");
+    {
+        char b[4][32];
+        human_ms(pp_hist_quantile_us(s.hist, 0.5, (int64_t)s.max_us) / 1e3,
+                 b[0], sizeof(b[0]));
+        human_ms(pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) / 1e3,
+                 b[1], sizeof(b[1]));
+        human_ms(pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) / 1e3,
+                 b[2], sizeof(b[2]));
+        human_ms(s.max_us / 1e3, b[3], sizeof(b[3]));
+        pp_printf(o, "p50 %s &middot; p95 %s &middot; p99 %s &middot; max "
+                     "%s</dd>",
+                  b[0], b[1], b[2], b[3]);
+    }
+    if (root[0]) {
+        pp_puts(o, "<dt>Application root</dt><dd class=mono>");
+        html(o, root);
+        pp_puts(o, "</dd>");
+    }
+    pp_puts(o, "<dt>Export</dt><dd>");
+    {
+        /* the exports keep the page's path and window */
+        pp_sink_t *none = NULL;
+        size_t n = 0, i;
+        const char *pa = path;
+        (void)none;
+        n += (size_t)snprintf(qp + n, sizeof(qp) - n, "path=");
+        for (i = 0; pa[i] && n + 4 < sizeof(qp); i++) {
+            unsigned char c = (unsigned char)pa[i];
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (c >= '0' && c <= '9') || c == '/' || c == '-' || c == '_' ||
+                c == '.') {
+                qp[n++] = (char)c;
+            }
+            else {
+                n += (size_t)snprintf(qp + n, sizeof(qp) - n, "%%%02X", c);
+            }
+        }
+        qp[n] = '\0';
+        if (opt->since_us > 0 && n + 32 < sizeof(qp)) {
+            snprintf(qp + n, sizeof(qp) - n, "&since=%llds",
+                     (long long)(opt->since_us / 1000000));
+        }
+        n = strlen(qp);
+        if (n + 2 < sizeof(qp)) {
+            qp[n] = '&';
+            qp[n + 1] = '\0';
+        }
+    }
+    export_links(o, qp);
+    pp_puts(o, " &middot; pull for a fleet: <span class=mono>");
+    html(o, opt->base);
+    pp_puts(o, "/pprof?path=");
+    html(o, path);
+    pp_puts(o, "&amp;seconds=30</span></dd></dl>");
+    window_links(o, opt, path);
+
+    pp_profile_init(&p);
+    if (opt->diff) {
+        pp_profile_t rest;
+        pp_profile_init(&rest);
+        pp_render_location_profile(&p, st, location, opt->now_us, 0,
+                                   PP_SIDE_SLOW);
+        pp_render_location_profile(&rest, st, location, opt->now_us, 0,
+                                   PP_SIDE_REST);
+        pp_puts(o, "<h2>What grows in the slowest requests</h2>");
+        pp_view_diff(o, st, &p, &rest, root);
+        if (p.samples) {
+            pp_puts(o, "<h3>The slowest requests only</h3>");
+            profile_sections(o, st, &p, 0, root);
+        }
+        pp_profile_free(&rest);
     }
     else {
-        tree_free(&tree);
-        pp_puts(o, "<p class=empty>Out of memory building the tree.</p>");
+        pp_render_location_profile(&p, st, location, opt->now_us,
+                                   opt->since_us, PP_SIDE_ALL);
+        if (!p.samples) {
+            pp_puts(o, "<p class=empty>No samples in this window.</p>");
+        }
+        else {
+            pp_printf(o, "<p class=muted>%llu samples, %.1f s of request "
+                         "time.</p>",
+                      (unsigned long long)p.samples, p.weight_us / 1e6);
+            profile_sections(o, st, &p, 0, root);
+        }
     }
+    pp_profile_free(&p);
     page_end(o);
 }

@@ -33,12 +33,26 @@ void pp_put_folded(pp_sink_t *o, const char *s, size_t n);
 /* URL path segment (percent-encodes everything but unreserved chars). */
 void pp_put_url_segment(pp_sink_t *o, const char *s, size_t n);
 
+enum { PP_SIDE_ALL = 0, PP_SIDE_SLOW = 1, PP_SIDE_REST = 2 };
+enum { PP_SORT_DURATION = 0, PP_SORT_TIME = 1, PP_SORT_URI = 2 };
+
 typedef struct pp_render_opts {
     const char *base; /* URL of the handler, e.g. "/server-profile" */
     int64_t now_us;   /* wall clock */
     int refresh;      /* seconds, 0 = none */
     uint64_t memory;  /* configured PyProfMemory */
+    /* overview: the slow-request table */
+    int sort;                    /* PP_SORT_* */
+    int filter_location;         /* store row, -1 = any */
+    int filter_status;           /* 0 any; 1..5: class Nxx; else exact */
+    int64_t min_us, max_us;      /* duration range, -1 = open */
+    /* location page */
+    int64_t since_us;            /* 0 = since the start */
+    int side;                    /* PP_SIDE_*; diff page shows both */
+    int diff;
 } pp_render_opts_t;
+
+struct pp_profile;
 
 void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt);
@@ -53,6 +67,17 @@ void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
 void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                             const pp_record_t *rec, int inflight,
                             const pp_render_opts_t *opt);
+
+/* The stack set of a location: since the start, over the last since_us
+ * (per-minute tables), or one side of the slow/rest split. */
+int pp_render_location_profile(struct pp_profile *p, const pp_store_t *st,
+                               int location, int64_t now_us,
+                               int64_t since_us, int side);
+void pp_render_location_json(pp_sink_t *o, const pp_store_t *st,
+                             int location, const struct pp_profile *p,
+                             const pp_render_opts_t *opt);
+void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
+                             int location, const pp_render_opts_t *opt);
 
 /* The per-location aggregate (every sampled request of that location) in
  * folded form; location is the store row.  Returns the stacks written. */

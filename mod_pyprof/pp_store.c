@@ -22,6 +22,7 @@
 #define MIN_FRAMES 1024u
 #define MIN_NODES 4096u
 #define MIN_AGG 4096u
+#define MIN_EPOCH 256u
 #define MIN_ARENA (256u * 1024u)
 
 static int64_t wall_us(void)
@@ -82,7 +83,8 @@ static uint64_t layout_signature(void)
 typedef struct layout {
     uint64_t off_locations, off_slots, off_traces, off_frames, off_nodes,
         off_agg, off_arena, end;
-    uint32_t nframes, nnodes, nagg;
+    uint64_t off_agg_slow, off_epochs, off_epoch_stamps;
+    uint32_t nframes, nnodes, nagg, nagg_slow, nepoch;
     uint64_t arena_size;
 } layout_t;
 
@@ -99,7 +101,9 @@ static uint64_t tables_size(uint32_t nframes, uint32_t nnodes, uint32_t nagg,
                             uint64_t arena)
 {
     return ALIGN64((uint64_t)nframes * 8) + ALIGN64((uint64_t)nnodes * 8) +
-           ALIGN64((uint64_t)nagg * sizeof(pp_agg_entry_t)) + ALIGN64(arena);
+           ALIGN64((uint64_t)nagg * sizeof(pp_agg_entry_t)) * 2 +
+           ALIGN64((uint64_t)PP_EPOCHS * MIN_EPOCH * sizeof(pp_agg_entry_t)) +
+           ALIGN64(PP_EPOCHS * 8) + ALIGN64(arena);
 }
 
 uint64_t pp_store_min_size(uint32_t nslots, uint32_t keep)
@@ -128,6 +132,8 @@ static int make_layout(uint64_t size, uint32_t nslots, uint32_t keep,
     l->nframes = pow2_floor(rest / 8 / 104);
     l->nnodes = pow2_floor(rest / 4 / 8);
     l->nagg = pow2_floor(rest / 5 / sizeof(pp_agg_entry_t));
+    l->nagg_slow = l->nagg / 2;
+    l->nepoch = pow2_floor(rest / 5 / PP_EPOCHS / sizeof(pp_agg_entry_t));
     if (l->nframes < MIN_FRAMES) {
         l->nframes = MIN_FRAMES;
     }
@@ -137,12 +143,25 @@ static int make_layout(uint64_t size, uint32_t nslots, uint32_t keep,
     if (l->nagg < MIN_AGG) {
         l->nagg = MIN_AGG;
     }
+    if (l->nagg_slow < MIN_AGG) {
+        l->nagg_slow = MIN_AGG;
+    }
+    if (l->nepoch < MIN_EPOCH) {
+        l->nepoch = MIN_EPOCH;
+    }
     l->off_frames = off;
     off = ALIGN64(off + (uint64_t)l->nframes * 8);
     l->off_nodes = off;
     off = ALIGN64(off + (uint64_t)l->nnodes * 8);
     l->off_agg = off;
     off = ALIGN64(off + (uint64_t)l->nagg * sizeof(pp_agg_entry_t));
+    l->off_agg_slow = off;
+    off = ALIGN64(off + (uint64_t)l->nagg_slow * sizeof(pp_agg_entry_t));
+    l->off_epochs = off;
+    off = ALIGN64(off + (uint64_t)PP_EPOCHS * l->nepoch *
+                            sizeof(pp_agg_entry_t));
+    l->off_epoch_stamps = off;
+    off = ALIGN64(off + PP_EPOCHS * 8);
     l->off_arena = off;
     if (off + MIN_ARENA > size) {
         return -1;
@@ -197,6 +216,11 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
     st->nframes = l.nframes;
     st->nnodes = l.nnodes;
     st->nagg = l.nagg;
+    st->nagg_slow = l.nagg_slow;
+    st->nepoch = l.nepoch;
+    st->off_agg_slow = l.off_agg_slow;
+    st->off_epochs = l.off_epochs;
+    st->off_epoch_stamps = l.off_epoch_stamps;
     st->arena_size = l.arena_size;
     st->off_locations = l.off_locations;
     st->off_slots = l.off_slots;
@@ -277,6 +301,40 @@ int pp_store_location_register(pp_store_t *st, const char *path,
         atomic_store(&loc->used, 1);
     }
     return free_idx;
+}
+
+void pp_store_location_set_root(pp_store_t *st, int idx, const char *root)
+{
+    pp_location_t *loc = pp_store_location(st, idx);
+    uint32_t expect = 0;
+    size_t n;
+
+    if (!loc || !root || !*root || atomic_load(&loc->root_state) ||
+        !atomic_compare_exchange_strong(&loc->root_state, &expect, 1)) {
+        return;
+    }
+    n = strnlen(root, PP_PREFIX_MAX - 1);
+    memcpy(loc->app_root, root, n);
+    loc->app_root[n] = '\0';
+    atomic_store_explicit(&loc->root_state, 2, memory_order_release);
+}
+
+const char *pp_store_location_root(const pp_store_t *st, int idx, char *buf,
+                                   size_t cap)
+{
+    const pp_location_t *loc = pp_store_location((pp_store_t *)st, idx);
+
+    buf[0] = '\0';
+    if (cap && loc &&
+        atomic_load_explicit(&loc->root_state, memory_order_acquire) == 2) {
+        size_t n = strnlen(loc->app_root, PP_PREFIX_MAX - 1);
+        if (n >= cap) {
+            n = cap - 1;
+        }
+        memcpy(buf, loc->app_root, n);
+        buf[n] = '\0';
+    }
+    return buf;
 }
 
 /* ---- records ---- */
@@ -409,12 +467,11 @@ void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
     atomic_fetch_add_explicit(&st->c.samples, 1, memory_order_relaxed);
 }
 
-static void agg_add(pp_store_t *st, int loc, uint32_t node, uint64_t count,
-                    uint64_t weight_us)
+static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc,
+                     uint32_t node, uint64_t count, uint64_t weight_us)
 {
-    pp_agg_entry_t *tab = (pp_agg_entry_t *)((char *)st + st->off_agg);
     uint64_t key = ((uint64_t)(uint32_t)(loc + 1) << 32) | node;
-    uint32_t mask = st->nagg - 1, i;
+    uint32_t mask = cap - 1, i;
     uint32_t h = (uint32_t)mix64(key);
 
     for (i = 0; i < PROBE_LIMIT; i++) {
@@ -433,10 +490,59 @@ static void agg_add(pp_store_t *st, int loc, uint32_t node, uint64_t count,
             atomic_fetch_add_explicit(&e->count, count, memory_order_relaxed);
             atomic_fetch_add_explicit(&e->weight_us, weight_us,
                                       memory_order_relaxed);
-            return;
+            return 0;
         }
     }
-    atomic_fetch_add(&st->c.agg_full, 1);
+    return -1;
+}
+
+static _Atomic uint64_t *epoch_stamps(const pp_store_t *st)
+{
+    return (_Atomic uint64_t *)((char *)st + st->off_epoch_stamps);
+}
+
+static pp_agg_entry_t *epoch_table(const pp_store_t *st, uint32_t i)
+{
+    return (pp_agg_entry_t *)((char *)st + st->off_epochs) +
+           (uint64_t)i * st->nepoch;
+}
+
+/* The table for `minute`, taking it over (and emptying it) if it still
+ * holds a minute PP_EPOCHS ago.  NULL while another writer empties it:
+ * those few samples miss the window views, never the all-time ones. */
+static pp_agg_entry_t *epoch_for_write(pp_store_t *st, int64_t minute)
+{
+    uint32_t i = (uint32_t)(minute % PP_EPOCHS);
+    _Atomic uint64_t *stamp = &epoch_stamps(st)[i];
+    uint64_t cur = atomic_load(stamp), want = (uint64_t)minute + 1;
+
+    if (cur == want) {
+        return epoch_table(st, i);
+    }
+    if ((cur & PP_EPOCH_RESETTING) || (cur & ~PP_EPOCH_RESETTING) > want ||
+        !atomic_compare_exchange_strong(stamp, &cur,
+                                        want | PP_EPOCH_RESETTING)) {
+        return NULL;
+    }
+    memset(epoch_table(st, i), 0, (size_t)st->nepoch * sizeof(pp_agg_entry_t));
+    atomic_store(stamp, want);
+    return epoch_table(st, i);
+}
+
+pp_agg_entry_t *pp_store_epoch(const pp_store_t *st, int64_t minute,
+                               uint32_t *n)
+{
+    uint32_t i;
+
+    if (minute < 0) {
+        return NULL;
+    }
+    i = (uint32_t)(minute % PP_EPOCHS);
+    if (atomic_load(&epoch_stamps(st)[i]) != (uint64_t)minute + 1) {
+        return NULL;
+    }
+    *n = st->nepoch;
+    return epoch_table(st, i);
 }
 
 static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v)
@@ -482,6 +588,7 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
     pp_slot_t *slot = pp_store_slot(st, idx);
     pp_location_t *loc;
     pp_record_t *rec;
+    pp_agg_entry_t *all, *slow = NULL, *window;
     uint32_t i;
 
     if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
@@ -503,13 +610,51 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
         if (keep) {
             atomic_fetch_add(&loc->kept, 1);
         }
+        if (rec->req.samples) {
+            uint64_t hist[PP_HIST_BUCKETS];
+            int b;
+            /* "slow" = at or over the location's p95 so far; needs enough
+             * requests for a p95 to mean something */
+            if (atomic_load(&loc->requests) >= 20) {
+                for (b = 0; b < PP_HIST_BUCKETS; b++) {
+                    hist[b] = atomic_load_explicit(&loc->hist[b],
+                                                   memory_order_relaxed);
+                }
+                if (rec->req.duration_us >=
+                    pp_hist_quantile_us(hist, 0.95,
+                                        (int64_t)atomic_load(&loc->max_us))) {
+                    slow = (pp_agg_entry_t *)((char *)st + st->off_agg_slow);
+                }
+            }
+        }
         /* requests last: a reader that sees N requests sees their buckets */
         atomic_fetch_add(&loc->requests, 1);
+        all = (pp_agg_entry_t *)((char *)st + st->off_agg);
+        window = rec->req.samples
+                     ? epoch_for_write(st, (rec->req.start_us +
+                                            rec->req.duration_us) /
+                                               PP_EPOCH_US)
+                     : NULL;
+        if (rec->req.samples && !window) {
+            atomic_fetch_add(&st->c.epoch_busy, 1);
+        }
         for (i = 0; i < PP_STACKS_MAX; i++) {
             const pp_stack_count_t *e = &rec->stacks[i];
-            if (e->node && e->count) {
-                agg_add(st, rec->req.location, e->node, e->count,
-                        e->weight_us);
+            int loc_idx = rec->req.location;
+            if (!e->node || !e->count) {
+                continue;
+            }
+            if (table_add(all, st->nagg, loc_idx, e->node, e->count,
+                          e->weight_us)) {
+                atomic_fetch_add(&st->c.agg_full, 1);
+            }
+            if (slow && table_add(slow, st->nagg_slow, loc_idx, e->node,
+                                  e->count, e->weight_us)) {
+                atomic_fetch_add(&st->c.agg_full, 1);
+            }
+            if (window && table_add(window, st->nepoch, loc_idx, e->node,
+                                    e->count, e->weight_us)) {
+                atomic_fetch_add(&st->c.agg_full, 1);
             }
         }
     }
@@ -853,6 +998,12 @@ pp_agg_entry_t *pp_store_agg(const pp_store_t *st, uint32_t *n)
 {
     *n = st->nagg;
     return (pp_agg_entry_t *)((char *)st + st->off_agg);
+}
+
+pp_agg_entry_t *pp_store_agg_slow(const pp_store_t *st, uint32_t *n)
+{
+    *n = st->nagg_slow;
+    return (pp_agg_entry_t *)((char *)st + st->off_agg_slow);
 }
 
 uint64_t pp_store_arena_used(const pp_store_t *st)

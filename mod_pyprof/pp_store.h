@@ -36,6 +36,9 @@
 #define PP_DEPTH_LIMIT 1024
 #define PP_FRAME_TEXT_MAX 1024 /* function and file name, each, bytes */
 #define PP_COST_BUCKETS 40     /* log2 ns buckets of the per-sample cost */
+#define PP_EPOCHS 64           /* per-minute aggregates: windows up to 1 h */
+#define PP_EPOCH_US 60000000LL
+#define PP_EPOCH_RESETTING (1ULL << 63)
 
 /* record flags */
 #define PP_REQ_TRUNCATED 0x1u /* some stack was deeper than PyProfMaxDepth */
@@ -106,6 +109,8 @@ typedef struct pp_location {
     uint64_t config_gen; /* generation that last configured it */
     int64_t created_us;
     char path[PP_PREFIX_MAX];
+    _Atomic uint32_t root_state; /* 0 unset, 1 being written, 2 set */
+    char app_root[PP_PREFIX_MAX]; /* directory of the WSGI script */
     _Atomic uint64_t requests;
     _Atomic uint64_t samples;
     _Atomic uint64_t kept;
@@ -134,6 +139,7 @@ typedef struct pp_counters {
     _Atomic uint64_t frames_full;
     _Atomic uint64_t nodes_full;
     _Atomic uint64_t agg_full;
+    _Atomic uint64_t epoch_busy; /* samples not windowed: minute rolling */
     _Atomic uint64_t stacks_overflow;
     _Atomic uint64_t threads_missing; /* in-flight thread had no frame */
     _Atomic uint64_t sample_cost[PP_COST_BUCKETS]; /* log2(ns per sample) */
@@ -154,12 +160,14 @@ typedef struct pp_store {
     uint32_t nframes;
     uint32_t nnodes;
     uint32_t nagg;
+    uint32_t nagg_slow;  /* entries of the slow-requests aggregate */
+    uint32_t nepoch;     /* entries of each per-minute aggregate */
     uint32_t frame_truncated; /* special frame ids */
     uint32_t frame_unknown;
     uint32_t frame_other;
     uint64_t arena_size;
     uint64_t off_locations, off_slots, off_traces, off_frames, off_nodes,
-        off_agg, off_arena;
+        off_agg, off_agg_slow, off_epochs, off_epoch_stamps, off_arena;
     _Atomic uint64_t serial_next;
     _Atomic uint64_t trace_next;
     _Atomic uint64_t arena_used;
@@ -193,6 +201,11 @@ int pp_store_compatible(const pp_store_t *st, uint64_t size, uint32_t nslots,
 int pp_store_location_register(pp_store_t *st, const char *path,
                                uint32_t interval_us);
 pp_location_t *pp_store_location(pp_store_t *st, int idx);
+/* Record the application's root directory once (first caller wins). */
+void pp_store_location_set_root(pp_store_t *st, int idx, const char *root);
+/* Copy the root into buf (cap bytes); "" if unknown. */
+const char *pp_store_location_root(const pp_store_t *st, int idx, char *buf,
+                                   size_t cap);
 
 /* ---- request life cycle (request threads) ---- */
 
@@ -264,7 +277,16 @@ int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out);
 int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
                   int *inflight);
 
+/* Aggregates, keyed (location + 1) << 32 | node: every sampled request of
+ * a location since the store began; the same for only the requests at or
+ * over their location's p95 when they finished (the "slow" side of the
+ * differential view); and one table per minute for time windows. */
 pp_agg_entry_t *pp_store_agg(const pp_store_t *st, uint32_t *n);
+pp_agg_entry_t *pp_store_agg_slow(const pp_store_t *st, uint32_t *n);
+/* The table of the minute `minute` (wall clock us / PP_EPOCH_US) if it
+ * still holds that minute, else NULL. */
+pp_agg_entry_t *pp_store_epoch(const pp_store_t *st, int64_t minute,
+                               uint32_t *n);
 
 uint64_t pp_store_arena_used(const pp_store_t *st);
 

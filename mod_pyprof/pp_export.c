@@ -1,0 +1,489 @@
+/* pp_export.c: folded, speedscope and pprof writers (see pp_export.h).
+ *
+ * The protobuf encoder is a few varint helpers over a growable buffer:
+ * profile.proto needs nothing more, and it keeps the module free of a
+ * protobuf runtime.  gzip comes from zlib, which httpd installs anyway.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "pp_export.h"
+
+/* ---- folded ---- */
+
+static void folded_frame(pp_sink_t *o, const pp_frame_view_t *fv)
+{
+    pp_put_folded(o, fv->function, strlen(fv->function));
+    if (fv->file[0]) {
+        char line[16];
+        pp_puts(o, " (");
+        pp_put_folded(o, fv->file, strlen(fv->file));
+        snprintf(line, sizeof(line), ":%u)", fv->line);
+        pp_puts(o, line);
+    }
+}
+
+void pp_export_folded(pp_sink_t *o, const pp_store_t *st,
+                      const pp_profile_t *p)
+{
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    size_t i;
+
+    for (i = 0; i < p->n; i++) {
+        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
+                                       PP_DEPTH_LIMIT + 2), j;
+        if (d == 0) {
+            continue;
+        }
+        for (j = 0; j < d; j++) {
+            pp_frame_view_t fv;
+            pp_profile_frame(st, frames[j], &fv);
+            if (j) {
+                pp_puts(o, ";");
+            }
+            folded_frame(o, &fv);
+        }
+        pp_printf(o, " %llu\n", (unsigned long long)p->v[i].count);
+    }
+}
+
+/* ---- frame indexing shared by speedscope and pprof ---- */
+
+typedef struct frame_index {
+    uint32_t *ids;  /* store frame ids, in first-seen order */
+    uint32_t n, cap;
+    uint64_t *keys; /* open addressing: frame id + 1 */
+    uint32_t *vals; /* index + 1 */
+    uint32_t mcap;
+} frame_index_t;
+
+static int fi_init(frame_index_t *fi)
+{
+    memset(fi, 0, sizeof(*fi));
+    fi->mcap = 4096;
+    fi->keys = calloc(fi->mcap, sizeof(uint64_t));
+    fi->vals = calloc(fi->mcap, sizeof(uint32_t));
+    return fi->keys && fi->vals ? 0 : -1;
+}
+
+static void fi_free(frame_index_t *fi)
+{
+    free(fi->ids);
+    free(fi->keys);
+    free(fi->vals);
+}
+
+static int fi_rehash(frame_index_t *fi)
+{
+    uint32_t ncap = fi->mcap * 2, i;
+    uint64_t *keys = calloc(ncap, sizeof(uint64_t));
+    uint32_t *vals = calloc(ncap, sizeof(uint32_t));
+
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return -1;
+    }
+    for (i = 0; i < fi->n; i++) {
+        uint32_t h = (uint32_t)((fi->ids[i] * 0x9e3779b97f4a7c15ULL) >> 32);
+        while (keys[h & (ncap - 1)]) {
+            h++;
+        }
+        keys[h & (ncap - 1)] = (uint64_t)fi->ids[i] + 1;
+        vals[h & (ncap - 1)] = i + 1;
+    }
+    free(fi->keys);
+    free(fi->vals);
+    fi->keys = keys;
+    fi->vals = vals;
+    fi->mcap = ncap;
+    return 0;
+}
+
+/* Index (0-based) of a frame id, added if new; -1 on ENOMEM. */
+static int64_t fi_get(frame_index_t *fi, uint32_t frame)
+{
+    uint32_t h;
+
+    if (fi->n * 2 >= fi->mcap && fi_rehash(fi)) {
+        return -1;
+    }
+    h = (uint32_t)((frame * 0x9e3779b97f4a7c15ULL) >> 32);
+    for (;; h++) {
+        uint32_t at = h & (fi->mcap - 1);
+        if (fi->keys[at] == (uint64_t)frame + 1) {
+            return fi->vals[at] - 1;
+        }
+        if (fi->keys[at] == 0) {
+            if (fi->n >= fi->cap) {
+                uint32_t ncap = fi->cap ? fi->cap * 2 : 256;
+                uint32_t *ids = realloc(fi->ids, ncap * sizeof(uint32_t));
+                if (!ids) {
+                    return -1;
+                }
+                fi->ids = ids;
+                fi->cap = ncap;
+            }
+            fi->ids[fi->n] = frame;
+            fi->keys[at] = (uint64_t)frame + 1;
+            fi->vals[at] = ++fi->n;
+            return fi->n - 1;
+        }
+    }
+}
+
+/* ---- speedscope ---- */
+
+void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
+                          const pp_profile_t *p, const char *name)
+{
+    frame_index_t fi;
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    size_t i;
+    uint32_t k;
+
+    if (fi_init(&fi)) {
+        fi_free(&fi);
+        pp_puts(o, "{}\n");
+        return;
+    }
+    pp_puts(o, "{\"$schema\":\"https://www.speedscope.app/"
+               "file-format-schema.json\",\"exporter\":\"mod_pyprof\","
+               "\"name\":");
+    pp_put_json_str(o, name, strlen(name));
+    pp_puts(o, ",\"activeProfileIndex\":0,\"profiles\":[{\"type\":\"sampled\","
+               "\"name\":");
+    pp_put_json_str(o, name, strlen(name));
+    pp_printf(o, ",\"unit\":\"milliseconds\",\"startValue\":0,"
+                 "\"endValue\":%.3f,\"samples\":[",
+              p->weight_us / 1e3);
+    for (i = 0; i < p->n; i++) {
+        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
+                                       PP_DEPTH_LIMIT + 2), j;
+        pp_puts(o, i ? ",[" : "[");
+        for (j = 0; j < d; j++) {
+            int64_t idx = fi_get(&fi, frames[j]);
+            pp_printf(o, "%s%lld", j ? "," : "", (long long)(idx < 0 ? 0 : idx));
+        }
+        pp_puts(o, "]");
+    }
+    pp_puts(o, "],\"weights\":[");
+    for (i = 0; i < p->n; i++) {
+        pp_printf(o, "%s%.3f", i ? "," : "", p->v[i].weight_us / 1e3);
+    }
+    pp_puts(o, "]}],\"shared\":{\"frames\":[");
+    for (k = 0; k < fi.n; k++) {
+        pp_frame_view_t fv;
+        pp_profile_frame(st, fi.ids[k], &fv);
+        pp_puts(o, k ? ",{\"name\":" : "{\"name\":");
+        pp_put_json_str(o, fv.function, strlen(fv.function));
+        if (fv.file[0]) {
+            pp_puts(o, ",\"file\":");
+            pp_put_json_str(o, fv.file, strlen(fv.file));
+            pp_printf(o, ",\"line\":%u", fv.line);
+        }
+        pp_puts(o, "}");
+    }
+    pp_puts(o, "]}}\n");
+    fi_free(&fi);
+}
+
+/* ---- protobuf ---- */
+
+static void b_need(pp_bytes_t *b, size_t n)
+{
+    if (b->failed || b->len + n <= b->cap) {
+        return;
+    }
+    {
+        size_t cap = b->cap ? b->cap : 4096;
+        unsigned char *d;
+        while (cap < b->len + n) {
+            cap *= 2;
+        }
+        d = realloc(b->data, cap);
+        if (!d) {
+            b->failed = 1;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+}
+
+static void b_put(pp_bytes_t *b, const void *p, size_t n)
+{
+    b_need(b, n);
+    if (!b->failed) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+    }
+}
+
+static void pb_varint(pp_bytes_t *b, uint64_t v)
+{
+    unsigned char buf[10];
+    size_t n = 0;
+    do {
+        buf[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v) {
+            buf[n] |= 0x80;
+        }
+        n++;
+    } while (v);
+    b_put(b, buf, n);
+}
+
+static void pb_key(pp_bytes_t *b, uint32_t field, uint32_t wire)
+{
+    pb_varint(b, ((uint64_t)field << 3) | wire);
+}
+
+static void pb_uint(pp_bytes_t *b, uint32_t field, uint64_t v)
+{
+    if (v) { /* proto3: zero is the default and is not written */
+        pb_key(b, field, 0);
+        pb_varint(b, v);
+    }
+}
+
+static void pb_bytes(pp_bytes_t *b, uint32_t field, const void *p, size_t n)
+{
+    pb_key(b, field, 2);
+    pb_varint(b, n);
+    b_put(b, p, n);
+}
+
+/* An embedded message: encode it into `sub`, then append length-delimited. */
+static void pb_message(pp_bytes_t *b, uint32_t field, pp_bytes_t *sub)
+{
+    if (sub->failed) {
+        b->failed = 1;
+    }
+    pb_bytes(b, field, sub->data ? sub->data : (unsigned char *)"",
+             sub->len);
+    sub->len = 0;
+}
+
+/* string table: index of s, appended if new (linear-probe hash) */
+typedef struct strtab {
+    pp_bytes_t *out;  /* the Profile being written: strings go to field 6 */
+    const char **v;
+    uint32_t n, cap;
+    uint32_t *slots;  /* index + 1 */
+    uint32_t mcap;
+} strtab_t;
+
+static uint32_t str_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    while (*s) {
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    }
+    return h;
+}
+
+static int64_t strtab_get(strtab_t *t, const char *s)
+{
+    uint32_t h, i;
+
+    if (t->n * 2 >= t->mcap) {
+        uint32_t ncap = t->mcap ? t->mcap * 2 : 1024, k;
+        uint32_t *slots = calloc(ncap, sizeof(uint32_t));
+        if (!slots) {
+            return -1;
+        }
+        for (k = 0; k < t->n; k++) {
+            h = str_hash(t->v[k]);
+            while (slots[h & (ncap - 1)]) {
+                h++;
+            }
+            slots[h & (ncap - 1)] = k + 1;
+        }
+        free(t->slots);
+        t->slots = slots;
+        t->mcap = ncap;
+    }
+    h = str_hash(s);
+    for (i = 0;; i++, h++) {
+        uint32_t at = h & (t->mcap - 1), v = t->slots[at];
+        if (v == 0) {
+            if (t->n >= t->cap) {
+                uint32_t ncap = t->cap ? t->cap * 2 : 256;
+                const char **nv = realloc(t->v, ncap * sizeof(char *));
+                if (!nv) {
+                    return -1;
+                }
+                t->v = nv;
+                t->cap = ncap;
+            }
+            t->v[t->n] = s;
+            t->slots[at] = ++t->n;
+            return t->n - 1;
+        }
+        if (strcmp(t->v[v - 1], s) == 0) {
+            return v - 1;
+        }
+    }
+}
+
+int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
+                    const pp_profile_t *p, const pp_pprof_label_t *labels,
+                    size_t nlabels, int64_t time_ns, int64_t duration_ns,
+                    int64_t interval_ns)
+{
+    pp_bytes_t prof = {0}, sub = {0}, sub2 = {0};
+    frame_index_t fi;
+    strtab_t strs = {0};
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    uint32_t *fn_of = NULL; /* frame index -> function id */
+    const char **fnames = NULL, **ffiles = NULL;
+    uint32_t nfn = 0;
+    size_t i;
+    uint32_t k;
+    int64_t s_samples, s_count, s_wall, s_ns;
+    z_stream z;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    if (fi_init(&fi)) {
+        goto done;
+    }
+    strtab_get(&strs, "");
+    s_samples = strtab_get(&strs, "samples");
+    s_count = strtab_get(&strs, "count");
+    s_wall = strtab_get(&strs, "wall");
+    s_ns = strtab_get(&strs, "nanoseconds");
+
+    /* sample_type = [samples/count, wall/nanoseconds] */
+    pb_uint(&sub, 1, (uint64_t)s_samples);
+    pb_uint(&sub, 2, (uint64_t)s_count);
+    pb_message(&prof, 1, &sub);
+    pb_uint(&sub, 1, (uint64_t)s_wall);
+    pb_uint(&sub, 2, (uint64_t)s_ns);
+    pb_message(&prof, 1, &sub);
+
+    /* samples: location ids leaf first, as profile.proto wants */
+    for (i = 0; i < p->n; i++) {
+        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
+                                       PP_DEPTH_LIMIT + 2), j;
+        size_t l;
+        pb_key(&sub, 1, 2);
+        for (j = 0; j < d; j++) {
+            int64_t idx = fi_get(&fi, frames[d - 1 - j]);
+            pb_varint(&sub2, (uint64_t)(idx < 0 ? 0 : idx) + 1);
+        }
+        pb_varint(&sub, sub2.len);
+        b_put(&sub, sub2.data, sub2.len);
+        sub2.len = 0;
+        pb_varint(&sub2, p->v[i].count);
+        pb_varint(&sub2, p->v[i].weight_us * 1000);
+        pb_message(&sub, 2, &sub2);
+        for (l = 0; l < nlabels; l++) {
+            pp_bytes_t lab = {0};
+            pb_uint(&lab, 1, (uint64_t)strtab_get(&strs, labels[l].key));
+            if (labels[l].str) {
+                pb_uint(&lab, 2, (uint64_t)strtab_get(&strs, labels[l].str));
+            }
+            else {
+                pb_uint(&lab, 3, (uint64_t)labels[l].num);
+            }
+            pb_message(&sub, 3, &lab);
+            free(lab.data);
+        }
+        pb_message(&prof, 2, &sub);
+    }
+
+    /* functions: one per (name, file); locations: one per frame (line) */
+    fn_of = calloc(fi.n ? fi.n : 1, sizeof(uint32_t));
+    fnames = calloc(fi.n ? fi.n : 1, sizeof(char *));
+    ffiles = calloc(fi.n ? fi.n : 1, sizeof(char *));
+    if (!fn_of || !fnames || !ffiles) {
+        goto done;
+    }
+    for (k = 0; k < fi.n; k++) {
+        pp_frame_view_t fv;
+        uint32_t f;
+        pp_profile_frame(st, fi.ids[k], &fv);
+        for (f = 0; f < nfn; f++) {
+            if (strcmp(fnames[f], fv.function) == 0 &&
+                strcmp(ffiles[f], fv.file) == 0) {
+                break;
+            }
+        }
+        if (f == nfn) {
+            fnames[nfn] = fv.function;
+            ffiles[nfn] = fv.file;
+            nfn++;
+        }
+        fn_of[k] = f + 1;
+        /* Location { id, line { function_id, line } } */
+        pb_uint(&sub, 1, k + 1);
+        pb_uint(&sub2, 1, f + 1);
+        pb_uint(&sub2, 2, fv.line);
+        pb_message(&sub, 4, &sub2);
+        pb_message(&prof, 4, &sub);
+    }
+    for (k = 0; k < nfn; k++) {
+        /* Function { id, name, system_name, filename } */
+        int64_t nm = strtab_get(&strs, fnames[k]);
+        pb_uint(&sub, 1, k + 1);
+        pb_uint(&sub, 2, (uint64_t)nm);
+        pb_uint(&sub, 3, (uint64_t)nm);
+        pb_uint(&sub, 4, (uint64_t)strtab_get(&strs, ffiles[k]));
+        pb_message(&prof, 5, &sub);
+    }
+    for (k = 0; k < strs.n; k++) {
+        pb_bytes(&prof, 6, strs.v[k], strlen(strs.v[k]));
+    }
+    pb_uint(&prof, 9, (uint64_t)time_ns);
+    pb_uint(&prof, 10, (uint64_t)duration_ns);
+    pb_uint(&sub, 1, (uint64_t)s_wall);
+    pb_uint(&sub, 2, (uint64_t)s_ns);
+    pb_message(&prof, 11, &sub);
+    pb_uint(&prof, 12, (uint64_t)interval_ns);
+    if (prof.failed || sub.failed || sub2.failed) {
+        goto done;
+    }
+
+    /* gzip (windowBits 31), as pprof readers expect */
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        goto done;
+    }
+    b_need(out, deflateBound(&z, prof.len) + 32);
+    if (out->failed) {
+        deflateEnd(&z);
+        goto done;
+    }
+    z.next_in = prof.data ? prof.data : (unsigned char *)"";
+    z.avail_in = (uInt)prof.len;
+    z.next_out = out->data;
+    z.avail_out = (uInt)out->cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
+        deflateEnd(&z);
+        goto done;
+    }
+    out->len = z.total_out;
+    deflateEnd(&z);
+    rc = 0;
+done:
+    if (rc != 0) {
+        free(out->data);
+        memset(out, 0, sizeof(*out));
+    }
+    free(prof.data);
+    free(sub.data);
+    free(sub2.data);
+    free(fn_of);
+    free(fnames);
+    free(ffiles);
+    free(strs.v);
+    free(strs.slots);
+    fi_free(&fi);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* pp_export.h: standard profile formats for a stack set: Brendan Gregg's
+ * folded stacks, speedscope's JSON file format, and pprof's gzipped
+ * profile.proto (what Go's net/http/pprof serves and Pyroscope scrapes).
+ *
+ * Names are exported whole (display shortening is the pages' business);
+ * every string is escaped or length-delimited for its format.  Heap
+ * memory only; never writes to the store.
+ */
+#ifndef PP_EXPORT_H
+#define PP_EXPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pp_profile.h"
+#include "pp_render.h"
+
+/* One line per stack, root first: "f (file:line);g (file:line) COUNT". */
+void pp_export_folded(pp_sink_t *o, const pp_store_t *st,
+                      const pp_profile_t *p);
+
+/* A speedscope "sampled" profile, weights in milliseconds of wall time. */
+void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
+                          const pp_profile_t *p, const char *name);
+
+typedef struct pp_pprof_label {
+    const char *key;
+    const char *str; /* NULL: numeric */
+    int64_t num;
+} pp_pprof_label_t;
+
+typedef struct pp_bytes {
+    unsigned char *data;
+    size_t len, cap;
+    int failed;
+} pp_bytes_t;
+
+/* Gzipped profile.proto: sample types samples/count and wall/nanoseconds,
+ * every sample carrying `labels`; period = interval_ns of wall time.
+ * Returns 0 and fills *out (free out->data), or -1. */
+int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
+                    const pp_profile_t *p, const pp_pprof_label_t *labels,
+                    size_t nlabels, int64_t time_ns, int64_t duration_ns,
+                    int64_t interval_ns);
+
+#endif

@@ -1,0 +1,603 @@
+/* pp_profile.c: stack sets and the views computed from them (see
+ * pp_profile.h).  Heap memory only, bounded by the number of stacks times
+ * the depth limit; every node chain is walked with a depth bound, so a
+ * corrupt store cannot loop.  Never writes to the store.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_profile.h"
+
+/* ---- a small open-addressing map u64 -> u32 ---- */
+
+typedef struct u64map {
+    uint64_t *keys; /* key + 1; 0 = empty */
+    uint32_t *vals;
+    uint32_t cap;   /* power of two */
+    uint32_t used;
+} u64map_t;
+
+static int map_init(u64map_t *m, uint32_t want)
+{
+    m->cap = 16;
+    m->used = 0;
+    while (m->cap < want * 2 && m->cap < (1u << 30)) {
+        m->cap *= 2;
+    }
+    m->keys = calloc(m->cap, sizeof(uint64_t));
+    m->vals = calloc(m->cap, sizeof(uint32_t));
+    return m->keys && m->vals ? 0 : -1;
+}
+
+static void map_free(u64map_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+    m->keys = NULL;
+    m->vals = NULL;
+}
+
+static uint32_t hash64(uint64_t key)
+{
+    return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> 32);
+}
+
+/* Value slot for key, inserting `val` if absent; NULL when full. */
+static uint32_t *map_get(u64map_t *m, uint64_t key, uint32_t val)
+{
+    uint32_t h = hash64(key), i;
+
+    if (m->used * 10 >= m->cap * 9) {
+        /* lookups only past 90%: a full map must still find keys */
+        for (i = 0; i < m->cap; i++) {
+            uint32_t at = (h + i) & (m->cap - 1);
+            if (m->keys[at] == key + 1) {
+                return &m->vals[at];
+            }
+            if (m->keys[at] == 0) {
+                return NULL;
+            }
+        }
+        return NULL;
+    }
+    for (i = 0; i < m->cap; i++) {
+        uint32_t at = (h + i) & (m->cap - 1);
+        if (m->keys[at] == key + 1) {
+            return &m->vals[at];
+        }
+        if (m->keys[at] == 0) {
+            m->keys[at] = key + 1;
+            m->vals[at] = val;
+            m->used++;
+            return &m->vals[at];
+        }
+    }
+    return NULL;
+}
+
+/* ---- profiles ---- */
+
+void pp_profile_init(pp_profile_t *p)
+{
+    memset(p, 0, sizeof(*p));
+}
+
+void pp_profile_free(pp_profile_t *p)
+{
+    free(p->v);
+    free(p->mkeys);
+    free(p->mvals);
+    memset(p, 0, sizeof(*p));
+}
+
+static int profile_grow(pp_profile_t *p)
+{
+    size_t cap = p->cap ? p->cap * 2 : 256;
+    pp_prof_stack_t *v = realloc(p->v, cap * sizeof(*v));
+    u64map_t m;
+    size_t i;
+
+    if (!v) {
+        return -1;
+    }
+    p->v = v;
+    p->cap = cap;
+    if (map_init(&m, (uint32_t)cap)) {
+        map_free(&m);
+        return -1;
+    }
+    for (i = 0; i < p->n; i++) {
+        map_get(&m, p->v[i].node, (uint32_t)i + 1);
+    }
+    free(p->mkeys);
+    free(p->mvals);
+    p->mkeys = m.keys;
+    p->mvals = m.vals;
+    p->mcap = m.cap;
+    return 0;
+}
+
+int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
+                   uint64_t weight_us, uint64_t cpu_us)
+{
+    u64map_t m;
+    uint32_t *slot;
+
+    if (!node || !count) {
+        return 0;
+    }
+    if (p->n + 1 >= p->cap && profile_grow(p)) {
+        return -1;
+    }
+    m.keys = p->mkeys;
+    m.vals = p->mvals;
+    m.cap = p->mcap;
+    m.used = (uint32_t)p->n;
+    slot = map_get(&m, node, (uint32_t)p->n + 1);
+    if (!slot) {
+        return -1;
+    }
+    if (*slot == p->n + 1) {
+        pp_prof_stack_t *s = &p->v[p->n++];
+        memset(s, 0, sizeof(*s));
+        s->node = node;
+    }
+    p->v[*slot - 1].count += count;
+    p->v[*slot - 1].weight_us += weight_us;
+    p->v[*slot - 1].cpu_us += cpu_us;
+    p->samples += count;
+    p->weight_us += weight_us;
+    p->cpu_us += cpu_us;
+    return 0;
+}
+
+int pp_profile_add_record(pp_profile_t *p, const pp_record_t *rec)
+{
+    uint32_t i;
+
+    for (i = 0; i < PP_STACKS_MAX; i++) {
+        const pp_stack_count_t *e = &rec->stacks[i];
+        if (e->node && e->count &&
+            pp_profile_add(p, e->node, e->count, e->weight_us, e->cpu_us)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab,
+                         uint32_t n, int location)
+{
+    uint32_t i;
+
+    for (i = 0; i < n; i++) {
+        uint64_t key = atomic_load_explicit(&tab[i].key, memory_order_acquire);
+        uint64_t count = atomic_load_explicit(&tab[i].count,
+                                              memory_order_relaxed);
+        if (!key || (key >> 32) != (uint64_t)(location + 1) || !count) {
+            continue;
+        }
+        /* aggregates carry no CPU split; the weight stands for both */
+        if (pp_profile_add(p, (uint32_t)key, count,
+                           atomic_load_explicit(&tab[i].weight_us,
+                                                memory_order_relaxed),
+                           0)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
+                          int64_t now_us, int64_t window_us)
+{
+    int64_t last = now_us / PP_EPOCH_US, first, m;
+
+    if (window_us < PP_EPOCH_US) {
+        window_us = PP_EPOCH_US;
+    }
+    if (window_us > (PP_EPOCHS - 1) * PP_EPOCH_US) {
+        window_us = (PP_EPOCHS - 1) * PP_EPOCH_US;
+    }
+    first = (now_us - window_us) / PP_EPOCH_US + 1;
+    for (m = first; m <= last; m++) {
+        uint32_t n;
+        const pp_agg_entry_t *tab = pp_store_epoch(st, m, &n);
+        if (tab && pp_profile_add_table(p, tab, n, location)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
+                         uint64_t weight_us)
+{
+    u64map_t m;
+    uint32_t *slot;
+    pp_prof_stack_t *s;
+
+    if (!p->mkeys) {
+        return;
+    }
+    m.keys = p->mkeys;
+    m.vals = p->mvals;
+    m.cap = p->mcap;
+    m.used = m.cap; /* lookup only */
+    slot = map_get(&m, node, 0);
+    if (!slot || !*slot) {
+        return;
+    }
+    s = &p->v[*slot - 1];
+    count = count > s->count ? s->count : count;
+    weight_us = weight_us > s->weight_us ? s->weight_us : weight_us;
+    s->count -= count;
+    s->weight_us -= weight_us;
+    p->samples -= count;
+    p->weight_us -= weight_us;
+}
+
+static int cmp_stack(const void *a, const void *b)
+{
+    const pp_prof_stack_t *x = a, *y = b;
+    if (x->count != y->count) {
+        return x->count < y->count ? 1 : -1;
+    }
+    return x->node > y->node ? 1 : (x->node < y->node ? -1 : 0);
+}
+
+void pp_profile_sort(pp_profile_t *p)
+{
+    size_t i;
+    u64map_t m;
+
+    qsort(p->v, p->n, sizeof(*p->v), cmp_stack);
+    while (p->n && p->v[p->n - 1].count == 0) {
+        p->n--; /* emptied by pp_profile_subtract */
+    }
+    /* the merge index points at old positions: rebuild it */
+    if (p->mkeys) {
+        memset(p->mkeys, 0, (size_t)p->mcap * sizeof(uint64_t));
+        m.keys = p->mkeys;
+        m.vals = p->mvals;
+        m.cap = p->mcap;
+        m.used = 0;
+        for (i = 0; i < p->n; i++) {
+            map_get(&m, p->v[i].node, (uint32_t)i + 1);
+        }
+    }
+}
+
+uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node, uint32_t *out,
+                           uint32_t cap)
+{
+    uint32_t tmp[PP_DEPTH_LIMIT + 2];
+    uint32_t n = 0, i, parent, frame;
+
+    while (node && n < PP_DEPTH_LIMIT + 2 &&
+           pp_store_node_get(st, node, &parent, &frame)) {
+        tmp[n++] = frame;
+        node = parent;
+    }
+    if (n > cap) {
+        n = cap;
+    }
+    for (i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+void pp_profile_frame(const pp_store_t *st, uint32_t frame,
+                      pp_frame_view_t *fv)
+{
+    if (!pp_store_frame_view(st, frame, fv)) {
+        fv->function = "[unknown]";
+        fv->file = "";
+        fv->line = 0;
+    }
+}
+
+/* ---- function identity: same name and file, any line ---- */
+
+typedef struct fkeys {
+    u64map_t by_frame; /* frame id -> fkey */
+    u64map_t by_name;  /* hash(function, file) -> fkey */
+} fkeys_t;
+
+static int fkeys_init(fkeys_t *k, uint32_t want)
+{
+    memset(k, 0, sizeof(*k));
+    return map_init(&k->by_frame, want) || map_init(&k->by_name, want) ? -1
+                                                                       : 0;
+}
+
+static void fkeys_free(fkeys_t *k)
+{
+    map_free(&k->by_frame);
+    map_free(&k->by_name);
+}
+
+static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
+{
+    uint32_t *slot = map_get(&k->by_frame, frame, 0);
+    pp_frame_view_t fv;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const char *c;
+    uint32_t *named;
+
+    if (!slot) {
+        return frame;
+    }
+    if (*slot) {
+        return *slot;
+    }
+    if (!pp_store_frame_view(st, frame, &fv)) {
+        *slot = frame;
+        return frame;
+    }
+    for (c = fv.function; *c; c++) {
+        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+    }
+    h = (h ^ 0xff) * 0x100000001b3ULL;
+    for (c = fv.file; *c; c++) {
+        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+    }
+    named = map_get(&k->by_name, h, frame);
+    *slot = named ? *named : frame;
+    return *slot;
+}
+
+/* ---- call tree ---- */
+
+typedef struct tree_priv {
+    u64map_t index; /* (parent, fkey) -> index + 1 */
+    fkeys_t fk;
+} tree_priv_t;
+
+static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
+                           const pp_prof_stack_t *e)
+{
+    tree_priv_t *pv = t->priv;
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    uint32_t d = pp_profile_frames(st, e->node, frames, PP_DEPTH_LIMIT + 2);
+    uint32_t parent = 0, j;
+
+    for (j = 0; j < d; j++) {
+        uint32_t fkey = function_key(&pv->fk, st, frames[j]);
+        uint32_t *slot =
+            map_get(&pv->index, ((uint64_t)parent << 32) | fkey, 0);
+        pp_tnode_t *x;
+
+        if (!slot) {
+            return;
+        }
+        if (*slot == 0) {
+            if (t->n >= t->cap) {
+                return;
+            }
+            x = &t->v[t->n];
+            memset(x, 0, sizeof(*x));
+            x->parent = parent;
+            x->fkey = fkey;
+            x->frame = frames[j];
+            x->depth = j;
+            *slot = ++t->n;
+            if (j + 1 > t->max_depth) {
+                t->max_depth = j + 1;
+            }
+        }
+        x = &t->v[*slot - 1];
+        if (x->frame == frames[j]) {
+            x->frame_hits += e->count;
+        }
+        else if (e->count > x->frame_hits) {
+            x->frame = frames[j];
+            x->frame_hits = e->count;
+        }
+        x->count += e->count;
+        x->weight_us += e->weight_us;
+        x->cpu_us += e->cpu_us;
+        if (j + 1 == d) {
+            x->self += e->count;
+        }
+        parent = *slot;
+    }
+}
+
+static const pp_tree_t *sort_tree;
+
+static int cmp_children(const void *a, const void *b)
+{
+    const pp_tnode_t *x = &sort_tree->v[*(const uint32_t *)a - 1];
+    const pp_tnode_t *y = &sort_tree->v[*(const uint32_t *)b - 1];
+    if (x->count != y->count) {
+        return x->count < y->count ? 1 : -1;
+    }
+    return x->fkey > y->fkey ? 1 : (x->fkey < y->fkey ? -1 : 0);
+}
+
+static void tree_link(pp_tree_t *t)
+{
+    uint32_t *order = malloc(sizeof(uint32_t) * (t->n ? t->n : 1));
+    uint32_t i;
+
+    if (!order) {
+        return;
+    }
+    for (i = 0; i < t->n; i++) {
+        order[i] = i + 1;
+    }
+    /* qsort takes no context; a handler thread builds one tree at a time,
+     * and the pointer is only read inside this call */
+    sort_tree = t;
+    qsort(order, t->n, sizeof(uint32_t), cmp_children);
+    sort_tree = NULL;
+    /* prepend in reverse order so the biggest child comes first */
+    for (i = t->n; i-- > 0;) {
+        pp_tnode_t *x = &t->v[order[i] - 1];
+        if (x->parent) {
+            x->next_sibling = t->v[x->parent - 1].first_child;
+            t->v[x->parent - 1].first_child = order[i];
+        }
+        else {
+            x->next_sibling = t->roots;
+            t->roots = order[i];
+            t->total += x->count;
+        }
+    }
+    free(order);
+    /* x offsets for the flame graph: children laid out left to right
+     * from their parent's offset, biggest first.  Parents come before
+     * children in v (a node is created after its parent), so one pass
+     * in index order sees every parent's x first. */
+    {
+        uint64_t x = 0;
+        uint32_t c;
+        for (c = t->roots; c; c = t->v[c - 1].next_sibling) {
+            t->v[c - 1].x = x;
+            x += t->v[c - 1].count;
+        }
+        for (i = 0; i < t->n; i++) {
+            uint64_t cx = t->v[i].x;
+            for (c = t->v[i].first_child; c; c = t->v[c - 1].next_sibling) {
+                t->v[c - 1].x = cx;
+                cx += t->v[c - 1].count;
+            }
+        }
+    }
+}
+
+int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
+{
+    tree_priv_t *pv;
+    uint64_t cap = 1;
+    size_t i;
+
+    memset(t, 0, sizeof(*t));
+    for (i = 0; i < p->n; i++) {
+        cap += PP_DEPTH_LIMIT + 2;
+        if (cap > (1u << 22)) {
+            cap = 1u << 22; /* 4M nodes: far beyond any page worth drawing */
+            break;
+        }
+    }
+    t->cap = (uint32_t)cap;
+    t->v = malloc(sizeof(pp_tnode_t) * t->cap);
+    pv = calloc(1, sizeof(*pv));
+    t->priv = pv;
+    if (!t->v || !pv || map_init(&pv->index, t->cap) ||
+        fkeys_init(&pv->fk, 1024)) {
+        return -1;
+    }
+    for (i = 0; i < p->n; i++) {
+        tree_add_stack(t, st, &p->v[i]);
+    }
+    tree_link(t);
+    return 0;
+}
+
+void pp_tree_free(pp_tree_t *t)
+{
+    tree_priv_t *pv = t->priv;
+    if (pv) {
+        map_free(&pv->index);
+        fkeys_free(&pv->fk);
+        free(pv);
+    }
+    free(t->v);
+    memset(t, 0, sizeof(*t));
+}
+
+/* ---- hot functions ---- */
+
+static const pp_hot_t *sort_hot;
+
+static int cmp_hot(const void *a, const void *b)
+{
+    const pp_hot_t *x = a, *y = b;
+    (void)sort_hot;
+    if (x->self != y->self) {
+        return x->self < y->self ? 1 : -1;
+    }
+    if (x->total != y->total) {
+        return x->total < y->total ? 1 : -1;
+    }
+    return x->frame > y->frame ? 1 : (x->frame < y->frame ? -1 : 0);
+}
+
+pp_hot_t *pp_hot_functions(const pp_store_t *st, const pp_profile_t *p,
+                           size_t *n)
+{
+    fkeys_t fk;
+    u64map_t idx;
+    pp_hot_t *v = NULL;
+    size_t cap = 0, i;
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    uint32_t seen[PP_DEPTH_LIMIT + 2];
+
+    *n = 0;
+    if (fkeys_init(&fk, 1024) || map_init(&idx, 4096)) {
+        goto fail;
+    }
+    for (i = 0; i < p->n; i++) {
+        const pp_prof_stack_t *e = &p->v[i];
+        uint32_t d = pp_profile_frames(st, e->node, frames, PP_DEPTH_LIMIT + 2);
+        uint32_t j, k, nseen = 0;
+
+        for (j = 0; j < d; j++) {
+            uint32_t fkey = function_key(&fk, st, frames[j]);
+            uint32_t *slot;
+            pp_hot_t *h;
+            int dup = 0;
+
+            /* recursion: count a function once per stack for "total" */
+            for (k = 0; k < nseen; k++) {
+                if (seen[k] == fkey) {
+                    dup = 1;
+                    break;
+                }
+            }
+            if (*n >= cap) {
+                size_t ncap = cap ? cap * 2 : 256;
+                pp_hot_t *nv = realloc(v, ncap * sizeof(*nv));
+                if (!nv) {
+                    goto fail;
+                }
+                v = nv;
+                cap = ncap;
+            }
+            slot = map_get(&idx, fkey, (uint32_t)*n + 1);
+            if (!slot) {
+                continue;
+            }
+            if (*slot == *n + 1) {
+                memset(&v[*n], 0, sizeof(v[*n]));
+                v[*n].frame = frames[j];
+                (*n)++;
+            }
+            h = &v[*slot - 1];
+            if (!dup) {
+                h->total += e->count;
+                h->total_weight_us += e->weight_us;
+                seen[nseen++] = fkey;
+            }
+            if (j + 1 == d) {
+                h->self += e->count;
+                h->self_weight_us += e->weight_us;
+                h->self_cpu_us += e->cpu_us;
+                h->frame = frames[j]; /* the leaf line is the telling one */
+            }
+        }
+    }
+    qsort(v, *n, sizeof(*v), cmp_hot);
+    fkeys_free(&fk);
+    map_free(&idx);
+    return v;
+fail:
+    fkeys_free(&fk);
+    map_free(&idx);
+    free(v);
+    *n = 0;
+    return NULL;
+}

@@ -1,0 +1,453 @@
+/* pp_views.c: HTML views of a stack set (see pp_views.h).  Reads the
+ * store through pp_profile only; output bounded by the tree's size and a
+ * minimum drawn width.  Never writes to the store.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_views.h"
+
+#define FLAME_W 1200.0   /* SVG user units across */
+#define FLAME_ROW 18     /* px per stack level */
+#define FLAME_MIN_W 0.25 /* narrower frames are not drawn */
+#define FLAME_MAX_DEPTH 256
+#define NAME_MAX_SHOWN 90
+#define HOT_ROWS 40
+#define DIFF_ROWS 30
+
+static void html(pp_sink_t *o, const char *s)
+{
+    pp_put_html(o, s, strlen(s));
+}
+
+const char *pp_view_short_name(const char *name, char *buf, size_t cap)
+{
+    size_t n = strlen(name), keep;
+
+    if (n <= NAME_MAX_SHOWN || cap < NAME_MAX_SHOWN + 8) {
+        return name;
+    }
+    /* keep both ends: the class and the method are what people read */
+    keep = (NAME_MAX_SHOWN - 3) / 2;
+    /* do not cut inside a UTF-8 sequence */
+    {
+        size_t a = keep, b = n - keep;
+        while (a > 0 && ((unsigned char)name[a] & 0xc0) == 0x80) {
+            a--;
+        }
+        while (b < n && ((unsigned char)name[b] & 0xc0) == 0x80) {
+            b++;
+        }
+        snprintf(buf, cap, "%.*s\xe2\x80\xa6%s", (int)a, name, name + b);
+    }
+    return buf;
+}
+
+const char *pp_view_short_file(const char *file, const char *app_root,
+                               char *buf, size_t cap)
+{
+    static const char *const lib_markers[] = {"/site-packages/",
+                                              "/dist-packages/"};
+    const char *p;
+    size_t i, n;
+
+    if (app_root && app_root[0]) {
+        n = strlen(app_root);
+        if (strncmp(file, app_root, n) == 0 && file[n] == '/') {
+            return file + n + 1;
+        }
+    }
+    for (i = 0; i < sizeof(lib_markers) / sizeof(lib_markers[0]); i++) {
+        if ((p = strstr(file, lib_markers[i]))) {
+            return p + strlen(lib_markers[i]);
+        }
+    }
+    /* the standard library: /usr/lib/python3.11/json/decoder.py */
+    if ((p = strstr(file, "/lib/python3.")) && (p = strchr(p + 13, '/'))) {
+        snprintf(buf, cap, "[stdlib] %s", p + 1);
+        return buf;
+    }
+    return file;
+}
+
+/* ---- flame graph ---- */
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    while (*s) {
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    }
+    return h;
+}
+
+static int is_library(const char *file)
+{
+    return file[0] == '<' || strstr(file, "/lib/python3.") ||
+           strstr(file, "-packages/");
+}
+
+static const char FLAME_JS[] =
+    "<script>(function(){"
+    "var s=document.querySelector('svg.flame');if(!s)return;"
+    "var W=1200,gs=[].slice.call(s.querySelectorAll('g.f'));"
+    "function fit(n,w){var c=Math.floor((w-6)/7);if(c<3)return '';"
+    "return n.length<=c?n:n.slice(0,c-1)+'\\u2026'}"
+    "function put(e,x,w){e.style.display='';var r=e.firstElementChild"
+    ".nextElementSibling,t=r.nextElementSibling;r.setAttribute('x',x);"
+    "r.setAttribute('width',w);if(t){t.setAttribute('x',x+3);"
+    "t.textContent=fit(e.getAttribute('data-n'),w)}}"
+    "function zoom(g){var x0=+g.getAttribute('data-x'),"
+    "w0=+g.getAttribute('data-w'),d0=+g.getAttribute('data-d'),e=1e-6;"
+    "gs.forEach(function(f){var x=+f.getAttribute('data-x'),"
+    "w=+f.getAttribute('data-w'),d=+f.getAttribute('data-d');"
+    "if(d>=d0&&x>=x0-e&&x+w<=x0+w0+e)put(f,(x-x0)/w0*W,w/w0*W);"
+    "else if(d<d0&&x<=x0+e&&x+w>=x0+w0-e)put(f,0,W);"
+    "else f.style.display='none'})}"
+    "s.addEventListener('click',function(ev){var g=ev.target.closest"
+    "('g.f');if(g)zoom(g)});"
+    "var b=document.getElementById('flame-reset');if(b)b.onclick="
+    "function(){gs.forEach(function(f){put(f,+f.getAttribute('data-x'),"
+    "+f.getAttribute('data-w'))})};"
+    "var q=document.getElementById('flame-search'),m=document."
+    "getElementById('flame-match');if(q)q.oninput=function(){var re;"
+    "try{re=q.value?new RegExp(q.value):null}catch(x){return}"
+    "var hit=0,spans=[];gs.forEach(function(f){var ok=re&&re.test(f."
+    "getAttribute('data-n'));f.classList.toggle('hit',!!ok);if(ok)"
+    "spans.push([+f.getAttribute('data-x'),+f.getAttribute('data-w')])});"
+    "spans.sort(function(a,b){return a[0]-b[0]});var end=-1;"
+    "spans.forEach(function(p){var a=Math.max(p[0],end),z=p[0]+p[1];"
+    "if(z>a){hit+=z-a;end=z}});"
+    "m.textContent=re?('matched '+(100*hit/W).toFixed(1)+'%'):''}"
+    "})();</script>";
+
+void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
+                        const pp_tree_t *t, const char *app_root)
+{
+    uint32_t depth = 0;
+    uint32_t i;
+    int height;
+
+    if (!t->total) {
+        return;
+    }
+    /* as deep as the deepest frame wide enough to draw */
+    for (i = 0; i < t->n; i++) {
+        if (FLAME_W * (double)t->v[i].count / (double)t->total >= FLAME_MIN_W &&
+            t->v[i].depth + 1 > depth) {
+            depth = t->v[i].depth + 1;
+        }
+    }
+    if (depth > FLAME_MAX_DEPTH) {
+        depth = FLAME_MAX_DEPTH;
+    }
+    height = (int)depth * FLAME_ROW + 2;
+    pp_puts(o, "<div class=flamebox><div class=flametools>"
+               "<button type=button id=flame-reset>Reset zoom</button> "
+               "<input id=flame-search placeholder=\"search (regex)\" "
+               "size=24> <span id=flame-match class=muted></span>"
+               "<span class=muted style=\"margin-left:auto\">click a "
+               "frame to zoom; width = share of samples; root at the top"
+               "</span></div>");
+    pp_printf(o,
+              "<svg class=flame width=\"100%%\" height=%d viewBox=\"0 0 %d "
+              "%d\" preserveAspectRatio=none "
+              "xmlns=\"http://www.w3.org/2000/svg\">",
+              height, (int)FLAME_W, height);
+    for (i = 0; i < t->n; i++) {
+        const pp_tnode_t *x = &t->v[i];
+        double xx = FLAME_W * (double)x->x / (double)t->total;
+        double w = FLAME_W * (double)x->count / (double)t->total;
+        pp_frame_view_t fv;
+        char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
+        const char *file, *name;
+        uint32_t h;
+        int lib, chars;
+        double pct = 100.0 * (double)x->count / (double)t->total;
+
+        if (w < FLAME_MIN_W || x->depth >= depth) {
+            continue;
+        }
+        pp_profile_frame(st, x->frame, &fv);
+        file = pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf));
+        name = pp_view_short_name(fv.function, nbuf, sizeof(nbuf));
+        h = name_hash(fv.function);
+        lib = is_library(fv.file);
+        pp_printf(o, "<g class=f data-x=\"%.3f\" data-w=\"%.3f\" data-d=%u "
+                     "data-n=\"",
+                  xx, w, x->depth);
+        html(o, name);
+        pp_puts(o, "\"><title>");
+        html(o, fv.function);
+        if (fv.file[0]) {
+            pp_puts(o, " (");
+            html(o, file);
+            pp_printf(o, ":%u)", fv.line);
+        }
+        pp_printf(o, " \xe2\x80\x94 %llu sample%s, %.1f%%, %.1f ms</title>",
+                  (unsigned long long)x->count, x->count == 1 ? "" : "s",
+                  pct, x->weight_us / 1e3);
+        /* warm for the app's code, cool for the library's: what the eye
+         * should look for first */
+        pp_printf(o,
+                  "<rect x=\"%.3f\" y=%u width=\"%.3f\" height=%d "
+                  "fill=\"hsl(%u,%u%%,%u%%)\" />",
+                  xx, x->depth * FLAME_ROW, w, FLAME_ROW - 1,
+                  lib ? 200 + h % 40 : 10 + h % 40, lib ? 35 : 75,
+                  lib ? 72 + h % 10 : 58 + h % 12);
+        chars = (int)((w - 6) / 7);
+        pp_printf(o, "<text x=\"%.3f\" y=%u>", xx + 3,
+                  x->depth * FLAME_ROW + 13);
+        if (chars >= 3) {
+            size_t n = strlen(name);
+            if ((int)n <= chars) {
+                html(o, name);
+            }
+            else {
+                /* cut at a character boundary */
+                size_t cut = (size_t)chars - 1;
+                while (cut > 0 && ((unsigned char)name[cut] & 0xc0) == 0x80) {
+                    cut--;
+                }
+                pp_put_html(o, name, cut);
+                pp_puts(o, "\xe2\x80\xa6");
+            }
+        }
+        pp_puts(o, "</text></g>");
+    }
+    pp_puts(o, "</svg></div>");
+    pp_puts(o, FLAME_JS);
+}
+
+/* ---- call tree ---- */
+
+static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
+                      uint32_t first, uint32_t depth, const char *app_root)
+{
+    uint32_t c;
+
+    for (c = first; c; c = t->v[c - 1].next_sibling) {
+        const pp_tnode_t *x = &t->v[c - 1];
+        pp_frame_view_t fv;
+        char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
+        double pct = t->total ? 100.0 * (double)x->count / t->total : 0;
+        double cpu_share =
+            x->weight_us ? (double)x->cpu_us / (double)x->weight_us : 0;
+        int w = (int)(pct * 1.2 + 0.5), wc;
+        int open = pct >= 5.0 && depth < 64;
+
+        if (cpu_share > 1) {
+            cpu_share = 1;
+        }
+        wc = (int)(w * cpu_share + 0.5);
+        pp_profile_frame(st, x->frame, &fv);
+        pp_puts(o, x->first_child ? (open ? "<details open><summary>"
+                                          : "<details><summary>")
+                                  : "<div class=leaf>");
+        pp_printf(o, "<span class=pct>%.1f%%</span>", pct);
+        pp_printf(o,
+                  "<span class=bars><span class=\"bar cpu\" "
+                  "style=\"width:%dpx\"></span><span class=\"bar wait\" "
+                  "style=\"width:%dpx\"></span></span>",
+                  wc, w - wc);
+        pp_puts(o, "<span class=fn title=\"");
+        html(o, fv.function);
+        pp_puts(o, "\">");
+        html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+        pp_puts(o, "</span> ");
+        if (fv.file[0]) {
+            pp_puts(o, "<span class=loc title=\"");
+            html(o, fv.file);
+            pp_puts(o, "\">");
+            html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+            pp_printf(o, ":%u</span>", fv.line);
+        }
+        pp_printf(o, "<span class=cnt>%llu sample%s, %.1f ms",
+                  (unsigned long long)x->count, x->count == 1 ? "" : "s",
+                  x->weight_us / 1e3);
+        if (x->self && x->first_child) {
+            pp_printf(o, ", %llu in itself", (unsigned long long)x->self);
+        }
+        if (x->cpu_us || x->weight_us) {
+            pp_printf(o, ", %.0f%% on CPU", cpu_share * 100);
+        }
+        pp_puts(o, "</span>");
+        if (x->first_child) {
+            pp_puts(o, "</summary>");
+            if (depth < PP_DEPTH_LIMIT + 2) {
+                tree_rows(o, st, t, x->first_child, depth + 1, app_root);
+            }
+            pp_puts(o, "</details>");
+        }
+        else {
+            pp_puts(o, "</div>");
+        }
+    }
+}
+
+void pp_view_tree(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
+                  const char *app_root)
+{
+    pp_puts(o, "<div class=tree>");
+    tree_rows(o, st, t, t->roots, 0, app_root);
+    pp_puts(o, "</div>");
+}
+
+/* ---- hot functions ---- */
+
+void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p,
+                 int with_cpu, const char *app_root)
+{
+    size_t n, i;
+    pp_hot_t *hot = pp_hot_functions(st, p, &n);
+
+    if (!hot || !n || !p->samples) {
+        free(hot);
+        pp_puts(o, "<p class=empty>No samples.</p>");
+        return;
+    }
+    pp_puts(o, "<table class=hot><tr><th>Function</th><th>File</th>"
+               "<th class=num title=\"samples with the function as the "
+               "innermost frame\">Self</th><th class=num title=\"samples "
+               "with the function anywhere on the stack\">Total</th>"
+               "<th class=num>Self time</th><th class=num>Total time</th>");
+    if (with_cpu) {
+        pp_puts(o, "<th class=num title=\"share of the function's own "
+                   "time spent on CPU\">Self on CPU</th>");
+    }
+    pp_puts(o, "</tr>");
+    for (i = 0; i < n && i < HOT_ROWS; i++) {
+        pp_frame_view_t fv;
+        char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
+        double self = 100.0 * (double)hot[i].self / (double)p->samples;
+        double total = 100.0 * (double)hot[i].total / (double)p->samples;
+
+        pp_profile_frame(st, hot[i].frame, &fv);
+        pp_puts(o, "<tr><td class=fn title=\"");
+        html(o, fv.function);
+        pp_puts(o, "\">");
+        html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+        pp_puts(o, "</td><td class=loc title=\"");
+        html(o, fv.file);
+        pp_puts(o, "\">");
+        html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+        if (fv.file[0]) {
+            pp_printf(o, ":%u", fv.line);
+        }
+        pp_printf(o,
+                  "</td><td class=num><span class=hbar style=\"width:%dpx\">"
+                  "</span>%.1f%%</td><td class=num>%.1f%%</td>"
+                  "<td class=num>%.1f ms</td><td class=num>%.1f ms</td>",
+                  (int)(self * 0.6 + 0.5), self, total,
+                  hot[i].self_weight_us / 1e3, hot[i].total_weight_us / 1e3);
+        if (with_cpu) {
+            pp_printf(o, "<td class=num>%.0f%%</td>",
+                      hot[i].self_weight_us
+                          ? 100.0 * (double)hot[i].self_cpu_us /
+                                (double)hot[i].self_weight_us
+                          : 0.0);
+        }
+        pp_puts(o, "</tr>");
+    }
+    pp_puts(o, "</table>");
+    if (n > HOT_ROWS) {
+        pp_printf(o, "<p class=muted>%zu more functions in the exports.</p>",
+                  n - HOT_ROWS);
+    }
+    free(hot);
+}
+
+/* ---- differential ---- */
+
+typedef struct diff_row {
+    uint32_t frame;
+    double slow_total, rest_total, slow_self, rest_self;
+} diff_row_t;
+
+static int cmp_diff(const void *a, const void *b)
+{
+    const diff_row_t *x = a, *y = b;
+    double dx = x->slow_total - x->rest_total, dy = y->slow_total - y->rest_total;
+    if (dx != dy) {
+        return dx < dy ? 1 : -1;
+    }
+    return x->frame > y->frame ? 1 : (x->frame < y->frame ? -1 : 0);
+}
+
+static int same_function(const pp_store_t *st, uint32_t a, uint32_t b)
+{
+    pp_frame_view_t x, y;
+    pp_profile_frame(st, a, &x);
+    pp_profile_frame(st, b, &y);
+    return strcmp(x.function, y.function) == 0 && strcmp(x.file, y.file) == 0;
+}
+
+void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
+                  const pp_profile_t *rest, const char *app_root)
+{
+    size_t ns, nr, i, j, nrows = 0;
+    pp_hot_t *hs = pp_hot_functions(st, slow, &ns);
+    pp_hot_t *hr = pp_hot_functions(st, rest, &nr);
+    diff_row_t *rows = calloc(ns + nr + 1, sizeof(*rows));
+    char *matched = calloc(nr + 1, 1);
+
+    if (!rows || !matched || !slow->samples || !rest->samples) {
+        pp_puts(o, "<p class=empty>Not enough samples on both sides yet: "
+                   "the slow side needs requests at or over the location's "
+                   "p95 (counted after its first 20 requests).</p>");
+        goto out;
+    }
+    /* O(ns * nr) name matching; both lists are the functions of one
+     * location, a few hundred at most in practice */
+    for (i = 0; i < ns && i < 2000; i++) {
+        diff_row_t *r = &rows[nrows++];
+        r->frame = hs[i].frame;
+        r->slow_total = 100.0 * (double)hs[i].total / (double)slow->samples;
+        r->slow_self = 100.0 * (double)hs[i].self / (double)slow->samples;
+        for (j = 0; j < nr && j < 2000; j++) {
+            if (!matched[j] && same_function(st, hs[i].frame, hr[j].frame)) {
+                matched[j] = 1;
+                r->rest_total =
+                    100.0 * (double)hr[j].total / (double)rest->samples;
+                r->rest_self =
+                    100.0 * (double)hr[j].self / (double)rest->samples;
+                break;
+            }
+        }
+    }
+    qsort(rows, nrows, sizeof(*rows), cmp_diff);
+    pp_printf(o, "<p class=muted>%llu samples from the slowest requests "
+                 "(at or over p95) against %llu from the rest. Positive "
+                 "&Delta;: the function takes a bigger share of the time "
+                 "in slow requests.</p>",
+              (unsigned long long)slow->samples,
+              (unsigned long long)rest->samples);
+    pp_puts(o, "<table class=hot><tr><th>Function</th><th>File</th>"
+               "<th class=num>Total, slow</th><th class=num>Total, rest</th>"
+               "<th class=num>&Delta;</th><th class=num>Self, slow</th>"
+               "<th class=num>Self, rest</th></tr>");
+    for (i = 0; i < nrows && i < DIFF_ROWS; i++) {
+        pp_frame_view_t fv;
+        char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
+        double d = rows[i].slow_total - rows[i].rest_total;
+        pp_profile_frame(st, rows[i].frame, &fv);
+        pp_puts(o, "<tr><td class=fn>");
+        html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+        pp_puts(o, "</td><td class=loc>");
+        html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+        pp_printf(o,
+                  "</td><td class=num>%.1f%%</td><td class=num>%.1f%%</td>"
+                  "<td class=\"num %s\">%+.1f</td><td class=num>%.1f%%</td>"
+                  "<td class=num>%.1f%%</td></tr>",
+                  rows[i].slow_total, rows[i].rest_total,
+                  d > 0.05 ? "up" : (d < -0.05 ? "down" : ""), d,
+                  rows[i].slow_self, rows[i].rest_self);
+    }
+    pp_puts(o, "</table>");
+out:
+    free(hs);
+    free(hr);
+    free(rows);
+    free(matched);
+}
