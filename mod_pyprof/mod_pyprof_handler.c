@@ -428,9 +428,6 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
 static const char *overview_filters(pp_store_t *st, query_t *q,
                                     pp_render_opts_t *opt)
 {
-    opt->filter_location = -1;
-    opt->min_us = -1;
-    opt->max_us = -1;
     if (q->sort) {
         if (strcmp(q->sort, "duration") == 0) {
             opt->sort = PP_SORT_DURATION;
@@ -526,7 +523,7 @@ int pyprof_handler(request_rec *r)
             page = PAGE_PULL;
         }
     }
-    memset(&opt, 0, sizeof(opt));
+    pp_render_opts_init(&opt);
     opt.base = base;
     opt.now_us = pp_wall_us();
     opt.refresh = q.refresh;

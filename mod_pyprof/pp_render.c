@@ -19,6 +19,15 @@
 
 #define HTML_SLOW_ROWS 100 /* slow requests listed on the HTML overview */
 
+void pp_render_opts_init(pp_render_opts_t *opt)
+{
+    memset(opt, 0, sizeof(*opt));
+    opt->base = "";
+    opt->filter_location = -1;
+    opt->min_us = -1;
+    opt->max_us = -1;
+}
+
 /* ---- output primitives ---- */
 
 void pp_puts(pp_sink_t *o, const char *s)

@@ -52,6 +52,9 @@ typedef struct pp_render_opts {
     int diff;
 } pp_render_opts_t;
 
+/* Defaults: no filter, sorted by duration, no window. */
+void pp_render_opts_init(pp_render_opts_t *opt);
+
 struct pp_profile;
 
 void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,

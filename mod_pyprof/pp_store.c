@@ -112,10 +112,29 @@ uint64_t pp_store_min_size(uint32_t nslots, uint32_t keep)
            tables_size(MIN_FRAMES, MIN_NODES, MIN_AGG, MIN_ARENA);
 }
 
+static uint64_t place_tables(layout_t *l, uint64_t off)
+{
+    l->off_frames = off;
+    off = ALIGN64(off + (uint64_t)l->nframes * 8);
+    l->off_nodes = off;
+    off = ALIGN64(off + (uint64_t)l->nnodes * 8);
+    l->off_agg = off;
+    off = ALIGN64(off + (uint64_t)l->nagg * sizeof(pp_agg_entry_t));
+    l->off_agg_slow = off;
+    off = ALIGN64(off + (uint64_t)l->nagg_slow * sizeof(pp_agg_entry_t));
+    l->off_epochs = off;
+    off = ALIGN64(off + (uint64_t)PP_EPOCHS * l->nepoch *
+                            sizeof(pp_agg_entry_t));
+    l->off_epoch_stamps = off;
+    off = ALIGN64(off + PP_EPOCHS * 8);
+    l->off_arena = off;
+    return off;
+}
+
 static int make_layout(uint64_t size, uint32_t nslots, uint32_t keep,
                        layout_t *l)
 {
-    uint64_t off = ALIGN64(sizeof(pp_store_t)), rest;
+    uint64_t off = ALIGN64(sizeof(pp_store_t)), rest, tables_at;
 
     if (size < pp_store_min_size(nslots, keep)) {
         return -1;
@@ -127,6 +146,7 @@ static int make_layout(uint64_t size, uint32_t nslots, uint32_t keep,
     l->off_traces = off;
     off = ALIGN64(off + (uint64_t)keep * sizeof(pp_record_t));
     rest = size - off;
+    tables_at = off;
     /* Split what is left: a frame costs 8 bytes of table plus ~96 bytes of
      * text; nodes and aggregate entries are many more than frames. */
     l->nframes = pow2_floor(rest / 8 / 104);
@@ -149,22 +169,34 @@ static int make_layout(uint64_t size, uint32_t nslots, uint32_t keep,
     if (l->nepoch < MIN_EPOCH) {
         l->nepoch = MIN_EPOCH;
     }
-    l->off_frames = off;
-    off = ALIGN64(off + (uint64_t)l->nframes * 8);
-    l->off_nodes = off;
-    off = ALIGN64(off + (uint64_t)l->nnodes * 8);
-    l->off_agg = off;
-    off = ALIGN64(off + (uint64_t)l->nagg * sizeof(pp_agg_entry_t));
-    l->off_agg_slow = off;
-    off = ALIGN64(off + (uint64_t)l->nagg_slow * sizeof(pp_agg_entry_t));
-    l->off_epochs = off;
-    off = ALIGN64(off + (uint64_t)PP_EPOCHS * l->nepoch *
-                            sizeof(pp_agg_entry_t));
-    l->off_epoch_stamps = off;
-    off = ALIGN64(off + PP_EPOCHS * 8);
-    l->off_arena = off;
-    if (off + MIN_ARENA > size) {
-        return -1;
+    /* rounding to powers of two can overshoot near the minimum: halve the
+     * biggest table until the arena's minimum fits too */
+    while ((off = place_tables(l, tables_at)) + MIN_ARENA > size) {
+        /* the biggest table still above its minimum gives way */
+        struct {
+            uint32_t *n;
+            uint32_t min;
+            uint64_t bytes;
+        } t[5] = {
+            {&l->nepoch, MIN_EPOCH,
+             (uint64_t)PP_EPOCHS * l->nepoch * sizeof(pp_agg_entry_t)},
+            {&l->nagg, MIN_AGG, (uint64_t)l->nagg * sizeof(pp_agg_entry_t)},
+            {&l->nnodes, MIN_NODES, (uint64_t)l->nnodes * 8},
+            {&l->nagg_slow, MIN_AGG,
+             (uint64_t)l->nagg_slow * sizeof(pp_agg_entry_t)},
+            {&l->nframes, MIN_FRAMES, (uint64_t)l->nframes * 8}};
+        int i, pick = -1;
+
+        for (i = 0; i < 5; i++) {
+            if (*t[i].n > t[i].min &&
+                (pick < 0 || t[i].bytes > t[pick].bytes)) {
+                pick = i;
+            }
+        }
+        if (pick < 0) {
+            return -1;
+        }
+        *t[pick].n /= 2;
     }
     l->arena_size = (size - off) & ~(uint64_t)(ARENA_UNIT - 1);
     l->end = off + l->arena_size;
@@ -519,7 +551,11 @@ static pp_agg_entry_t *epoch_for_write(pp_store_t *st, int64_t minute)
     if (cur == want) {
         return epoch_table(st, i);
     }
-    if ((cur & PP_EPOCH_RESETTING) || (cur & ~PP_EPOCH_RESETTING) > want ||
+    /* A RESETTING stamp for the same minute is another writer emptying
+     * the table right now.  One for an older minute (64 minutes ago) was
+     * left by a process killed mid-reset: take it over, or the table
+     * would stay disabled for good. */
+    if ((cur & ~PP_EPOCH_RESETTING) >= want ||
         !atomic_compare_exchange_strong(stamp, &cur,
                                         want | PP_EPOCH_RESETTING)) {
         return NULL;
