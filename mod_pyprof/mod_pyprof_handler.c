@@ -12,6 +12,7 @@
  *                                        speedscope, pprof)
  *   /server-profile/location?path=P      a location's aggregate, &since=10m,
  *                                        &view=diff (same formats)
+ *   /server-profile/metrics              Prometheus text exposition
  *   /server-profile/pprof?path=P&seconds=N
  *                                        samples of the next N seconds, as
  *                                        Go's net/http/pprof serves them
@@ -487,7 +488,13 @@ int pyprof_handler(request_rec *r)
     const char *sub = NULL, *err;
     char *base;
     size_t n;
-    enum { PAGE_OVERVIEW, PAGE_REQUEST, PAGE_LOCATION, PAGE_PULL } page;
+    enum {
+        PAGE_OVERVIEW,
+        PAGE_REQUEST,
+        PAGE_LOCATION,
+        PAGE_PULL,
+        PAGE_METRICS
+    } page;
     pyprof_server_conf_t *c;
 
     if (!r->handler || strcmp(r->handler, PYPROF_HANDLER) != 0) {
@@ -521,6 +528,10 @@ int pyprof_handler(request_rec *r)
         else if (n >= 6 && strcmp(base + n - 6, "/pprof") == 0) {
             base[n - 6] = '\0';
             page = PAGE_PULL;
+        }
+        else if (n >= 8 && strcmp(base + n - 8, "/metrics") == 0) {
+            base[n - 8] = '\0';
+            page = PAGE_METRICS;
         }
     }
     pp_render_opts_init(&opt);
@@ -567,6 +578,13 @@ int pyprof_handler(request_rec *r)
         return serve_location(r, st, &q, &sink, &opt);
     case PAGE_PULL:
         return serve_pull(r, st, &q, &sink, &opt);
+    case PAGE_METRICS:
+        ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        if (!r->header_only && st) {
+            pp_render_metrics(&sink, st, &opt);
+        }
+        return OK;
     default:
         break;
     }

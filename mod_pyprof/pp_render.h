@@ -89,6 +89,13 @@ size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
 /* Store row of a configured location path, or -1. */
 int pp_render_find_location(const pp_store_t *st, const char *path);
 
+/* Prometheus text exposition (version 0.0.4) of the locations' response
+ * times by status class, in-flight requests and the sampler's counters. */
+void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
+                       const pp_render_opts_t *opt);
+/* A Prometheus label value: backslash, quote and newline escaped. */
+void pp_put_prom_label(pp_sink_t *o, const char *s, size_t n);
+
 /* A small HTML page for errors (404 etc.), message escaped. */
 void pp_render_message_html(pp_sink_t *o, const char *title,
                             const char *msg, const pp_render_opts_t *opt);

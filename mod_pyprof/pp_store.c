@@ -335,6 +335,12 @@ int pp_store_location_register(pp_store_t *st, const char *path,
     return free_idx;
 }
 
+int pp_status_class(int status)
+{
+    return status >= 100 && status < 600 ? status / 100 - 1
+                                          : PP_STATUS_CLASSES - 1;
+}
+
 void pp_store_location_set_root(pp_store_t *st, int idx, const char *root)
 {
     pp_location_t *loc = pp_store_location(st, idx);
@@ -639,7 +645,12 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
 
     loc = pp_store_location(st, rec->req.location);
     if (loc) {
-        atomic_fetch_add(&loc->hist[pp_hist_bucket(rec->req.duration_us)], 1);
+        int cls = pp_status_class(status);
+        int bucket = pp_hist_bucket(rec->req.duration_us);
+        atomic_fetch_add(&loc->class_hist[cls][bucket], 1);
+        atomic_fetch_add(&loc->class_sum_us[cls],
+                         (uint64_t)rec->req.duration_us);
+        atomic_fetch_add(&loc->hist[bucket], 1);
         atomic_fetch_add(&loc->sum_us, (uint64_t)rec->req.duration_us);
         atomic_max_u64(&loc->max_us, (uint64_t)rec->req.duration_us);
         atomic_fetch_add(&loc->samples, rec->req.samples);

@@ -36,6 +36,7 @@
 #define PP_DEPTH_LIMIT 1024
 #define PP_FRAME_TEXT_MAX 1024 /* function and file name, each, bytes */
 #define PP_COST_BUCKETS 40     /* log2 ns buckets of the per-sample cost */
+#define PP_STATUS_CLASSES 6    /* 1xx..5xx and "other" (e.g. aborted) */
 #define PP_EPOCHS 64           /* per-minute aggregates: windows up to 1 h */
 #define PP_EPOCH_US 60000000LL
 #define PP_EPOCH_RESETTING (1ULL << 63)
@@ -117,6 +118,10 @@ typedef struct pp_location {
     _Atomic uint64_t sum_us;
     _Atomic uint64_t max_us;
     _Atomic uint64_t hist[PP_HIST_BUCKETS];
+    /* the same split by status class (1xx..5xx, then anything else), for
+     * the Prometheus histogram */
+    _Atomic uint64_t class_hist[PP_STATUS_CLASSES][PP_HIST_BUCKETS];
+    _Atomic uint64_t class_sum_us[PP_STATUS_CLASSES];
 } pp_location_t;
 
 typedef struct pp_agg_entry {
@@ -201,6 +206,9 @@ int pp_store_compatible(const pp_store_t *st, uint64_t size, uint32_t nslots,
 int pp_store_location_register(pp_store_t *st, const char *path,
                                uint32_t interval_us);
 pp_location_t *pp_store_location(pp_store_t *st, int idx);
+/* Status class index for a status code: 0..4 for 1xx..5xx, 5 otherwise. */
+int pp_status_class(int status);
+
 /* Record the application's root directory once (first caller wins). */
 void pp_store_location_set_root(pp_store_t *st, int idx, const char *root);
 /* Copy the root into buf (cap bytes); "" if unknown. */
