@@ -15,6 +15,7 @@
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "util_filter.h"
 #include "mpm_common.h"
 
 #include <stdatomic.h>
@@ -31,8 +32,8 @@ static void pyprof_register_hooks(apr_pool_t *p);
 
 AP_DECLARE_MODULE(pyprof) = {
     STANDARD20_MODULE_STUFF,
-    NULL,                      /* create per-dir config */
-    NULL,                      /* merge per-dir config */
+    pyprof_create_dir_conf,    /* create per-dir config */
+    pyprof_merge_dir_conf,     /* merge per-dir config */
     pyprof_create_server_conf, /* create per-server config */
     pyprof_merge_server_conf,  /* merge per-server config */
     pyprof_cmds,               /* directives */
@@ -56,9 +57,13 @@ typedef struct pyprof_req_state {
     uint64_t serial;
     int registered;
     int done;
+    int forced;         /* triggered or captured: always kept */
+    int headers_sent;   /* X-PyProf-Id went out */
     pthread_t thread;
     int64_t cpu_start_ns;
 } pyprof_req_state_t;
+
+static const char PYPROF_FILTER[] = "PYPROF_HEADERS";
 
 pp_store_t *pyprof_shared_store(void)
 {
@@ -366,6 +371,60 @@ static const char *recorded_uri(request_rec *r, pyprof_server_conf_t *c)
     return apr_pstrcat(r->pool, path, "?...", NULL);
 }
 
+/* Constant-time comparison: the time taken depends on the lengths only. */
+static int secret_equal(const char *given, const char *secret)
+{
+    size_t gl = strlen(given), sl = strlen(secret), i;
+    unsigned char diff = (unsigned char)(gl != sl);
+
+    for (i = 0; i < sl; i++) {
+        diff |= (unsigned char)(secret[i] ^ (i < gl ? given[i] : 0));
+    }
+    return diff == 0;
+}
+
+static int all_lower_hex(const char *s, size_t n)
+{
+    size_t i;
+    int nonzero = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return 0;
+        }
+        nonzero |= s[i] != '0';
+    }
+    return nonzero; /* all-zero ids are invalid */
+}
+
+/* W3C traceparent "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>";
+ * a later version may append fields after another '-'.  Anything else is
+ * ignored, as the spec asks. */
+static int parse_traceparent(request_rec *r, const char *v, char **trace,
+                             char **parent)
+{
+    size_t n;
+
+    if (!v) {
+        return 0;
+    }
+    while (*v == ' ' || *v == '\t') {
+        v++;
+    }
+    n = strlen(v);
+    if (n < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' ||
+        !apr_isxdigit(v[0]) || !apr_isxdigit(v[1]) ||
+        (v[0] == 'f' && v[1] == 'f') || !apr_isxdigit(v[53]) ||
+        !apr_isxdigit(v[54]) ||
+        (n > 55 && (v[0] == '0' && v[1] == '0' ? 1 : v[55] != '-')) ||
+        !all_lower_hex(v + 3, 32) || !all_lower_hex(v + 36, 16)) {
+        return 0;
+    }
+    *trace = apr_pstrndup(r->pool, v + 3, 32);
+    *parent = apr_pstrndup(r->pool, v + 36, 16);
+    return 1;
+}
+
 static apr_status_t request_cleanup(void *data)
 {
     pyprof_req_state_t *rs = data;
@@ -399,6 +458,39 @@ static int pyprof_post_read_request(request_rec *r)
         return DECLINED;
     }
     memset(&info, 0, sizeof(info));
+    info.interval_us = loc->interval_us;
+    if (c->trigger_header) {
+        const char *given = apr_table_get(r->headers_in, c->trigger_header);
+        if (given) {
+            /* the app never sees it, whatever it held */
+            apr_table_unset(r->headers_in, c->trigger_header);
+            if (secret_equal(given, c->trigger_secret)) {
+                info.flags |= PP_REQ_TRIGGERED;
+                info.interval_us = c->trigger_interval_us;
+            }
+            else {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                              PYPROF_LOGNO(00012) "%s header with a wrong "
+                              "secret: ignored",
+                              c->trigger_header);
+            }
+        }
+    }
+    if (!(info.flags & PP_REQ_TRIGGERED) &&
+        (info.capture = pp_store_capture_take(st, loc->store_idx))) {
+        info.flags |= PP_REQ_CAPTURED;
+        info.interval_us = c->trigger_interval_us
+                               ? c->trigger_interval_us
+                               : PYPROF_DEFAULT_TRIGGER_INTERVAL_US;
+    }
+    {
+        char *trace = NULL, *parent = NULL;
+        if (parse_traceparent(r, apr_table_get(r->headers_in, "traceparent"),
+                              &trace, &parent)) {
+            info.trace_id = trace;
+            info.parent_id = parent;
+        }
+    }
     info.id = request_id(r);
     info.method = r->method;
     info.uri = recorded_uri(r, c);
@@ -410,12 +502,12 @@ static int pyprof_post_read_request(request_rec *r)
     info.pid = (int32_t)getpid();
     info.tid = (int32_t)syscall(SYS_gettid);
     info.location = loc->store_idx;
-    info.interval_us = loc->interval_us;
     info.max_depth = (uint32_t)pyprof_conf_max_depth(c);
     info.start_us = (int64_t)r->request_time;
 
     rs = apr_pcalloc(r->pool, sizeof(*rs));
     rs->store = st;
+    rs->forced = (info.flags & (PP_REQ_TRIGGERED | PP_REQ_CAPTURED)) != 0;
     rs->slot = pp_store_claim(st, &info, info.tid);
     if (rs->slot < 0) {
         return DECLINED;
@@ -470,10 +562,104 @@ static int pyprof_log_transaction(request_rec *r)
             pp_store_location_set_root(rs->store, slot->rec.req.location, dir);
         }
     }
+    {
+        const char *uid = apr_table_get(r->subprocess_env, "UNIQUE_ID");
+        if (uid) {
+            pp_store_note_unique_id(rs->store, rs->slot, uid);
+        }
+    }
     pp_store_finish(rs->store, rs->slot, last->status, duration, cpu,
-                    duration >= pyprof_conf_slow_us(c));
+                    rs->forced || duration >= pyprof_conf_slow_us(c)
+                        ? PP_KEEP_SLOW
+                        : (rs->headers_sent ? PP_KEEP_FAST : PP_KEEP_NONE));
     rs->done = 1;
     return DECLINED;
+}
+
+/* The state of the request a (possibly redirected or error) request_rec
+ * belongs to: it lives on the first request of the chain. */
+static pyprof_req_state_t *state_of(request_rec *r)
+{
+    pyprof_req_state_t *rs;
+
+    if (r->main) {
+        return NULL; /* subrequests are part of their parent's time */
+    }
+    while (r->prev) {
+        r = r->prev;
+    }
+    rs = ap_get_module_config(r->request_config, &pyprof_module);
+    return rs && !rs->done ? rs : NULL;
+}
+
+/* Runs first among handlers and declines: when the app starts. */
+static int pyprof_note_handler(request_rec *r)
+{
+    pyprof_req_state_t *rs = state_of(r);
+
+    if (rs && r->handler && strcmp(r->handler, PYPROF_HANDLER) != 0) {
+        pp_store_note_handler_start(rs->store, rs->slot, pp_wall_us());
+    }
+    return DECLINED;
+}
+
+static void pyprof_insert_filter(request_rec *r)
+{
+    if (state_of(r)) {
+        ap_add_output_filter(PYPROF_FILTER, NULL, r, r->connection);
+    }
+}
+
+/* The mod_headers way: headers on the first call, before the HTTP header
+ * filter runs; then only watch for the end of the response. */
+static apr_status_t pyprof_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    pyprof_req_state_t *rs = state_of(r);
+    apr_bucket *b;
+
+    if (!rs) {
+        ap_remove_output_filter(f);
+        return ap_pass_brigade(f->next, bb);
+    }
+    if (!f->ctx) {
+        pyprof_dir_conf_t *d =
+            ap_get_module_config(r->per_dir_config, &pyprof_module);
+        f->ctx = f;
+        /* one filter per internal redirect and error response: headers
+         * once per request */
+        if (d && d->headers > 0 && !rs->headers_sent) {
+            pp_slot_t *slot = pp_store_slot(rs->store, rs->slot);
+            pp_req_t q;
+            uint32_t samples = 0;
+            const char *id = NULL;
+            if (slot && pp_store_read_req(&slot->rec, &q) &&
+                q.serial == rs->serial) {
+                samples = q.samples;
+                id = apr_pstrdup(r->pool, q.id);
+            }
+            if (id) {
+                /* err_headers_out: kept on error responses too */
+                apr_table_setn(r->err_headers_out, "X-PyProf-Id", id);
+                apr_table_addn(
+                    r->err_headers_out, "Server-Timing",
+                    apr_psprintf(r->pool,
+                                 "pyprof;dur=%.1f;desc=\"%u samples\"",
+                                 (double)(apr_time_now() - r->request_time) /
+                                     1000.0,
+                                 samples));
+                rs->headers_sent = 1;
+            }
+        }
+    }
+    for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+         b = APR_BUCKET_NEXT(b)) {
+        if (APR_BUCKET_IS_EOS(b)) {
+            pp_store_note_app_end(rs->store, rs->slot, pp_wall_us());
+            break;
+        }
+    }
+    return ap_pass_brigade(f->next, bb);
 }
 
 static void pyprof_register_hooks(apr_pool_t *p)
@@ -490,4 +676,10 @@ static void pyprof_register_hooks(apr_pool_t *p)
     ap_hook_log_transaction(pyprof_log_transaction, NULL, NULL,
                             APR_HOOK_MIDDLE);
     ap_hook_handler(pyprof_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(pyprof_note_handler, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_insert_filter(pyprof_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(pyprof_insert_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    ap_register_output_filter(PYPROF_FILTER, pyprof_out_filter, NULL,
+                              AP_FTYPE_CONTENT_SET);
 }

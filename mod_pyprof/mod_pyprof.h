@@ -41,7 +41,16 @@ typedef struct pyprof_server_conf {
     long max_depth;                /* -1 = unset */
     uint64_t memory;               /* 0 = unset; main server only */
     int record_query;              /* -1 = unset */
+    const char *trigger_header;    /* NULL = no trigger */
+    const char *trigger_secret;
+    uint32_t trigger_interval_us;
 } pyprof_server_conf_t;
+
+typedef struct pyprof_dir_conf {
+    int headers; /* -1 = unset */
+} pyprof_dir_conf_t;
+
+#define PYPROF_DEFAULT_TRIGGER_INTERVAL_US 1000
 
 /* the "unset" sentinel pattern of h2_config.c: one accessor per value */
 int64_t pyprof_conf_slow_us(const pyprof_server_conf_t *c);
@@ -53,6 +62,8 @@ int pyprof_conf_record_query(const pyprof_server_conf_t *c);
 extern const command_rec pyprof_cmds[];
 void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s);
 void *pyprof_merge_server_conf(apr_pool_t *p, void *base, void *add);
+void *pyprof_create_dir_conf(apr_pool_t *p, char *dir);
+void *pyprof_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 
 /* The store this process sees (inherited from the parent), or NULL when
  * no PyProfSample is configured.  Exported for pyext (daemon mode). */

@@ -4,6 +4,7 @@
  * that name the directive, so "apachectl configtest" says what was wrong
  * and what is accepted.  Never touches the store or Python.
  */
+#include "apr_lib.h"
 #include "apr_strings.h"
 #include "httpd.h"
 #include "http_config.h"
@@ -38,7 +39,33 @@ void *pyprof_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->memory = add->memory ? add->memory : base->memory;
     c->record_query =
         add->record_query >= 0 ? add->record_query : base->record_query;
+    if (add->trigger_header) {
+        c->trigger_header = add->trigger_header;
+        c->trigger_secret = add->trigger_secret;
+        c->trigger_interval_us = add->trigger_interval_us;
+    }
+    else {
+        c->trigger_header = base->trigger_header;
+        c->trigger_secret = base->trigger_secret;
+        c->trigger_interval_us = base->trigger_interval_us;
+    }
     return c;
+}
+
+void *pyprof_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    pyprof_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
+    (void)dir;
+    d->headers = -1;
+    return d;
+}
+
+void *pyprof_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    pyprof_dir_conf_t *base = basev, *add = addv;
+    pyprof_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
+    d->headers = add->headers >= 0 ? add->headers : base->headers;
+    return d;
 }
 
 int64_t pyprof_conf_slow_us(const pyprof_server_conf_t *c)
@@ -185,6 +212,51 @@ static const char *set_query(cmd_parms *cmd, void *dummy, int on)
     return NULL;
 }
 
+static const char *set_headers(cmd_parms *cmd, void *dconf, int on)
+{
+    (void)cmd;
+    ((pyprof_dir_conf_t *)dconf)->headers = on ? 1 : 0;
+    return NULL;
+}
+
+static const char *set_trigger(cmd_parms *cmd, void *dummy, const char *args)
+{
+    pyprof_server_conf_t *c = conf_of(cmd);
+    const char *header = ap_getword_conf(cmd->pool, &args);
+    const char *secret = ap_getword_conf(cmd->pool, &args);
+    const char *interval = ap_getword_conf(cmd->pool, &args);
+    const char *err, *p;
+    int64_t us = PYPROF_DEFAULT_TRIGGER_INTERVAL_US;
+    (void)dummy;
+
+    if (!*header || !*secret || *ap_getword_conf(cmd->pool, &args)) {
+        return apr_psprintf(cmd->pool, "%s: expected HEADER SECRET "
+                            "[INTERVAL], e.g. X-PyProf-Trigger "
+                            "s3cr3t-token 1ms", cmd->cmd->name);
+    }
+    for (p = header; *p; p++) {
+        /* an HTTP token (RFC 9110) */
+        if (!apr_isalnum(*p) && !strchr("!#$%&'*+-.^_`|~", *p)) {
+            return fail(cmd, header, "the header name must be an HTTP "
+                                     "token (letters, digits, '-')");
+        }
+    }
+    if (strlen(secret) < 8) {
+        return fail(cmd, "(secret)", "the secret must be at least 8 "
+                                     "characters long");
+    }
+    if (*interval && (err = pp_parse_duration(interval, PYPROF_MIN_INTERVAL_US,
+                                              PYPROF_MAX_INTERVAL_US, &us))) {
+        return apr_psprintf(cmd->pool, "%s: invalid interval '%s': %s; the "
+                            "interval must lie between 1ms and 10s",
+                            cmd->cmd->name, interval, err);
+    }
+    c->trigger_header = header;
+    c->trigger_secret = secret;
+    c->trigger_interval_us = (uint32_t)us;
+    return NULL;
+}
+
 const command_rec pyprof_cmds[] = {
     AP_INIT_TAKE2("PyProfSample", set_sample, NULL, RSRC_CONF,
                   "PyProfSample PREFIX INTERVAL: sample requests under the "
@@ -201,4 +273,11 @@ const command_rec pyprof_cmds[] = {
                   "shared memory budget, e.g. 32M (main server only)"),
     AP_INIT_FLAG("PyProfRecordQuery", set_query, NULL, RSRC_CONF,
                  "On to keep query strings in recorded URIs (default Off)"),
+    AP_INIT_FLAG("PyProfHeaders", set_headers, NULL, RSRC_CONF | ACCESS_CONF,
+                 "On to add X-PyProf-Id and Server-Timing to sampled "
+                 "responses (default Off)"),
+    AP_INIT_RAW_ARGS("PyProfTrigger", set_trigger, NULL, RSRC_CONF,
+                     "PyProfTrigger HEADER SECRET [INTERVAL]: a request "
+                     "carrying HEADER: SECRET is sampled every INTERVAL "
+                     "(default 1ms) and always kept"),
     {NULL}};

@@ -12,6 +12,8 @@
  *                                        speedscope, pprof)
  *   /server-profile/location?path=P      a location's aggregate, &since=10m,
  *                                        &view=diff (same formats)
+ *   /server-profile/request?trace=T      the request of a W3C trace id
+ *   POST /server-profile                 arm a capture (form with nonce)
  *   /server-profile/metrics              Prometheus text exposition
  *   /server-profile/pprof?path=P&seconds=N
  *                                        samples of the next N seconds, as
@@ -48,8 +50,11 @@ typedef struct query {
     const char *view;
     const char *seconds;
     const char *min_ms, *max_ms;
+    const char *trace;
     const char *error;
 } query_t;
+
+#define FORM_MAX 4096
 
 static void sink_write(void *ctx, const char *s, size_t n)
 {
@@ -132,6 +137,9 @@ static void parse_query(request_rec *r, query_t *q)
         }
         else if (strcmp(tok, "max_ms") == 0) {
             q->max_ms = val;
+        }
+        else if (strcmp(tok, "trace") == 0) {
+            q->trace = val;
         }
     }
 }
@@ -426,6 +434,155 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
     return rc;
 }
 
+/* Read an urlencoded POST body of at most FORM_MAX bytes; NULL if it is
+ * larger, chunked oddly, or unreadable. */
+static char *read_form(request_rec *r)
+{
+    char *buf, *p;
+    apr_size_t used = 0;
+    long got;
+
+    if (ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK) != OK ||
+        !ap_should_client_block(r)) {
+        return apr_pstrdup(r->pool, "");
+    }
+    if (r->remaining > FORM_MAX) {
+        return NULL;
+    }
+    buf = apr_palloc(r->pool, FORM_MAX + 1);
+    p = buf;
+    while ((got = ap_get_client_block(r, p, FORM_MAX - used)) > 0) {
+        used += (apr_size_t)got;
+        p += got;
+        if (used >= FORM_MAX) {
+            return NULL;
+        }
+    }
+    if (got < 0) {
+        return NULL;
+    }
+    buf[used] = '\0';
+    return buf;
+}
+
+static const char *form_value(request_rec *r, const char *form,
+                              const char *key)
+{
+    char *copy = apr_pstrdup(r->pool, form), *tok, *state;
+
+    for (tok = apr_strtok(copy, "&", &state); tok;
+         tok = apr_strtok(NULL, "&", &state)) {
+        char *val = strchr(tok, '=');
+        char *k;
+        if (!val) {
+            continue;
+        }
+        *val++ = '\0';
+        for (k = val; *k; k++) {
+            if (*k == '+') {
+                *k = ' ';
+            }
+        }
+        if (strcmp(tok, key) == 0) {
+            return ap_unescape_url(val) == OK ? val : NULL;
+        }
+    }
+    return NULL;
+}
+
+static int nonce_equal(const char *given, const char *nonce)
+{
+    size_t gl = strlen(given), nl = strlen(nonce), i;
+    unsigned char diff = (unsigned char)(gl != nl || nl == 0);
+
+    for (i = 0; i < nl; i++) {
+        diff |= (unsigned char)(nonce[i] ^ (i < gl ? given[i] : 0));
+    }
+    return diff == 0;
+}
+
+/* POST /server-profile: arm a capture (the only state-changing action;
+ * GET never changes anything). */
+static int serve_post(request_rec *r, pp_store_t *st, pp_sink_t *sink,
+                      pp_render_opts_t *opt)
+{
+    const char *form = read_form(r), *action, *nonce, *path, *count;
+    char nbuf[sizeof(st->nonce)];
+    long n;
+    char *end;
+    int idx;
+
+    if (!st) {
+        return error_page(r, sink, opt, FMT_HTML, HTTP_NOT_FOUND,
+                          "No PyProfSample location is configured.");
+    }
+    if (!form) {
+        return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
+                          "The form is too large or unreadable.");
+    }
+    action = form_value(r, form, "action");
+    nonce = form_value(r, form, "nonce");
+    path = form_value(r, form, "path");
+    count = form_value(r, form, "count");
+    snprintf(nbuf, sizeof(nbuf), "%s", st->nonce);
+    if (!action || strcmp(action, "capture") != 0) {
+        return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
+                          "action must be capture");
+    }
+    if (!nonce || !nonce_equal(nonce, nbuf)) {
+        return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
+                          "The form's nonce does not match: reload the "
+                          "page and submit it again.");
+    }
+    n = count ? strtol(count, &end, 10) : 0;
+    if (!count || *end || n < 1 || n > 1000) {
+        return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
+                          "count must be a whole number from 1 to 1000");
+    }
+    idx = path ? pp_render_find_location(st, path) : -1;
+    if (idx < 0) {
+        return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
+                          "path must be a PyProfSample location");
+    }
+    pp_store_capture_arm(st, idx, (uint32_t)n);
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                  PYPROF_LOGNO(00013) "capture of the next %ld requests to "
+                  "%s armed",
+                  n, ap_escape_logitem(r->pool, path));
+    apr_table_setn(r->headers_out, "Location",
+                   apr_pstrcat(r->pool, opt->base, "#captures", NULL));
+    return HTTP_SEE_OTHER;
+}
+
+/* /request?trace=TRACEID: the newest request of that W3C trace. */
+static int serve_trace_lookup(request_rec *r, pp_store_t *st, query_t *q,
+                              pp_sink_t *sink, pp_render_opts_t *opt)
+{
+    pp_req_t found;
+    size_t n = q->trace ? strlen(q->trace) : 0, i;
+
+    for (i = 0; i < n; i++) {
+        if (!apr_isxdigit(q->trace[i])) {
+            break;
+        }
+    }
+    if (n != 32 || i != n) {
+        return error_page(r, sink, opt, q->format, HTTP_BAD_REQUEST,
+                          "trace must be a W3C trace id: 32 hex digits");
+    }
+    if (!st || !pp_store_find_trace_id(st, apr_pstrdup(r->pool, q->trace),
+                                       &found)) {
+        return error_page(r, sink, opt, q->format, HTTP_NOT_FOUND,
+                          "No kept or running request of this trace.");
+    }
+    apr_table_setn(r->headers_out, "Location",
+                   apr_pstrcat(r->pool, opt->base, "/request/",
+                               ap_escape_path_segment(r->pool, found.id),
+                               q->format == FMT_JSON ? "?format=json" : "",
+                               NULL));
+    return HTTP_MOVED_TEMPORARILY;
+}
+
 static const char *overview_filters(pp_store_t *st, query_t *q,
                                     pp_render_opts_t *opt)
 {
@@ -500,8 +657,8 @@ int pyprof_handler(request_rec *r)
     if (!r->handler || strcmp(r->handler, PYPROF_HANDLER) != 0) {
         return DECLINED;
     }
-    r->allowed = (AP_METHOD_BIT << M_GET);
-    if (r->method_number != M_GET) {
+    r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);
+    if (r->method_number != M_GET && r->method_number != M_POST) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
     c = ap_get_module_config(r->server->module_config, &pyprof_module);
@@ -515,6 +672,11 @@ int pyprof_handler(request_rec *r)
         base[sub - base] = '\0';
         sub += strlen("/request/");
         page = PAGE_REQUEST;
+    }
+    else if ((n = strlen(base)) >= 8 && strcmp(base + n - 8, "/request") == 0) {
+        base[n - 8] = '\0';
+        page = PAGE_REQUEST;
+        sub = "";
     }
     else {
         n = strlen(base);
@@ -571,8 +733,17 @@ int pyprof_handler(request_rec *r)
         }
     }
 
+    if (r->method_number == M_POST) {
+        if (page != PAGE_OVERVIEW) {
+            return HTTP_METHOD_NOT_ALLOWED;
+        }
+        return serve_post(r, st, &sink, &opt);
+    }
     switch (page) {
     case PAGE_REQUEST:
+        if (!*sub && q.trace) {
+            return serve_trace_lookup(r, st, &q, &sink, &opt);
+        }
         return serve_request(r, st, sub, &q, &sink, &opt);
     case PAGE_LOCATION:
         return serve_location(r, st, &q, &sink, &opt);

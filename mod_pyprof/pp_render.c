@@ -375,11 +375,11 @@ static void collect_traces(const pp_store_t *st, req_list_t *l,
     uint32_t i;
 
     l->n = 0;
-    l->v = malloc(sizeof(pp_req_t) * (st->keep ? st->keep : 1));
+    l->v = malloc(sizeof(pp_req_t) * (pp_store_listed_traces(st) + 1));
     if (!l->v) {
         return;
     }
-    for (i = 0; i < st->keep; i++) {
+    for (i = 0; i < pp_store_listed_traces(st); i++) {
         pp_req_t *q = &l->v[l->n];
         if (!pp_store_read_req(pp_store_trace_at(st, i), q)) {
             continue;
@@ -470,6 +470,49 @@ static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
     json_str(o, location_path(st, q->location, lp, sizeof(lp)));
     pp_printf(o, ",\"started_at\":\"%s\",\"truncated\":%s", t,
               (q->flags & PP_REQ_TRUNCATED) ? "true" : "false");
+    pp_printf(o,
+              ",\"triggered\":%s,\"captured\":%s,\"samples_on_cpu\":%u,"
+              "\"samples_off_cpu\":%u,\"samples_gil_wait\":%u,"
+              "\"samples_outside_python\":%u,\"outside_python_ms\":%.3f",
+              (q->flags & PP_REQ_TRIGGERED) ? "true" : "false",
+              (q->flags & PP_REQ_CAPTURED) ? "true" : "false",
+              q->samples_on_cpu, q->samples_off_cpu, q->samples_gil_wait,
+              q->samples_outside, q->outside_us / 1e3);
+    if (q->flags & PP_REQ_CAPTURED) {
+        pp_printf(o, ",\"capture\":%u", q->capture);
+    }
+    if (q->samples > 0 && q->duration_us > q->outside_us) {
+        pp_printf(o, ",\"achieved_interval_ms\":%.3f",
+                  (q->duration_us - q->outside_us) / 1e3 / q->samples);
+    }
+    if (q->handler_start_us > 0) {
+        pp_printf(o, ",\"before_app_ms\":%.3f",
+                  (q->handler_start_us - q->start_us) / 1e3);
+    }
+    if (q->handler_start_us > 0 && q->app_end_us >= q->handler_start_us) {
+        pp_printf(o, ",\"app_ms\":%.3f",
+                  (q->app_end_us - q->handler_start_us) / 1e3);
+    }
+    if (q->app_end_us > 0 && q->duration_us > 0) {
+        int64_t after = q->start_us + q->duration_us - q->app_end_us;
+        pp_printf(o, ",\"after_app_ms\":%.3f", (after > 0 ? after : 0) / 1e3);
+    }
+    pp_puts(o, ",\"trace_id\":");
+    if (q->trace_id[0]) {
+        json_str(o, q->trace_id);
+        pp_puts(o, ",\"parent_id\":");
+        json_str(o, q->parent_id);
+    }
+    else {
+        pp_puts(o, "null,\"parent_id\":null");
+    }
+    pp_puts(o, ",\"unique_id\":");
+    if (q->unique_id[0]) {
+        json_str(o, q->unique_id);
+    }
+    else {
+        pp_puts(o, "null");
+    }
 }
 
 void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
@@ -829,6 +872,16 @@ static const char CSS[] =
     ".filters{background:#fff;padding:6px 10px;margin-bottom:6px;"
     "font-size:13px;box-shadow:0 1px 2px rgba(0,0,0,.08)}"
     ".filters label{margin-right:6px;color:#46556a}"
+    ".split{display:flex;height:18px;background:#e6e9ee;margin:4px 0}"
+    ".seg,.key{display:inline-block;height:100%}"
+    ".key{width:12px;height:12px;margin-right:5px;vertical-align:-1px}"
+    ".before{background:#9aa5b4}.on{background:#d9480f}"
+    ".gil{background:#f2a541}.off{background:#7aa2d6}"
+    ".outside{background:#b197fc}.after{background:#c5ccd6}"
+    "table.legend{box-shadow:none;background:transparent;font-size:12px}"
+    "table.legend td{border:0;padding:2px 10px 2px 0}"
+    ".flag{display:inline-block;background:#fff3bf;color:#7a5b00;"
+    "border-radius:3px;padding:0 6px;font-size:11px;margin-left:6px}"
     ".stack{font-family:ui-monospace,monospace;font-size:12px;"
     "color:#46556a;margin:4px 0 0 0;padding:0;list-style:none}";
 
@@ -1094,6 +1147,106 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
                "clear</a></form>");
 }
 
+/* X-Ray style captures: arm one (POST, with the store's nonce), and for
+ * each location the requests of its latest capture with their histogram. */
+static void captures_section(pp_sink_t *o, const pp_store_t *st,
+                             const pp_render_opts_t *opt)
+{
+    int i, any = 0;
+    uint32_t k;
+
+    pp_puts(o, "<h2 id=captures>Captures <span class=muted>(keep the next "
+               "N requests of a location, sampled at the trigger interval)"
+               "</span></h2><form class=filters method=post action=\"");
+    html(o, opt->base);
+    pp_puts(o, "\"><input type=hidden name=action value=capture>"
+               "<input type=hidden name=nonce value=\"");
+    pp_put_html(o, st->nonce, strnlen(st->nonce, sizeof(st->nonce)));
+    pp_puts(o, "\"><label>Keep the next <input name=count size=4 "
+               "value=20></label> <label>requests to <select name=path>");
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        size_t pl;
+        if (!location_current(st, loc)) {
+            continue;
+        }
+        pl = strnlen(loc->path, PP_PREFIX_MAX);
+        pp_puts(o, "<option value=\"");
+        pp_put_html(o, loc->path, pl);
+        pp_puts(o, "\">");
+        pp_put_html(o, loc->path, pl);
+        pp_puts(o, "</option>");
+    }
+    pp_puts(o, "</select></label> <button>Arm</button></form>");
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        uint32_t id, n;
+        int32_t left;
+        loc_snap_t snap;
+        size_t got = 0;
+        char pb[PP_PREFIX_MAX];
+
+        if (!location_current(st, loc) || !(id = atomic_load(&loc->capture_id))) {
+            continue;
+        }
+        any = 1;
+        n = loc->capture_n;
+        left = atomic_load(&loc->capture_left);
+        memset(&snap, 0, sizeof(snap));
+        snprintf(pb, sizeof(pb), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+        pp_puts(o, "<h3>");
+        html(o, pb);
+        pp_printf(o, ": capture %u, %d of %u taken</h3>", id,
+                  (int)(n - (uint32_t)(left > 0 ? left : 0)), n);
+        pp_puts(o, "<table><tr><th class=num>Duration</th><th>Method</th>"
+                   "<th>URI</th><th class=num>Status</th>"
+                   "<th class=num>Samples</th><th>Profile</th></tr>");
+        for (k = 0; k < pp_store_listed_traces(st); k++) {
+            pp_req_t q;
+            if (!pp_store_read_req(pp_store_trace_at(st, k), &q) ||
+                !(q.flags & PP_REQ_CAPTURED) || q.capture != id ||
+                q.location != i) {
+                continue;
+            }
+            got++;
+            snap.hist[pp_hist_bucket(q.duration_us)]++;
+            snap.requests++;
+            if ((uint64_t)q.duration_us > snap.max_us) {
+                snap.max_us = (uint64_t)q.duration_us;
+            }
+            pp_puts(o, "<tr>");
+            put_ms_cell(o, q.duration_us / 1e3);
+            pp_puts(o, "<td>");
+            html(o, q.method);
+            pp_puts(o, "</td><td class=uri>");
+            html(o, q.uri);
+            pp_puts(o, "</td>");
+            status_cell(o, q.status);
+            pp_printf(o, "<td class=num>%u</td><td>", q.samples);
+            req_link(o, opt, q.id, "call tree");
+            pp_puts(o, "</td></tr>");
+        }
+        pp_puts(o, "</table>");
+        if (got) {
+            char b[3][32];
+            human_ms(pp_hist_quantile_us(snap.hist, 0.5,
+                                         (int64_t)snap.max_us) / 1e3,
+                     b[0], sizeof(b[0]));
+            human_ms(pp_hist_quantile_us(snap.hist, 0.95,
+                                         (int64_t)snap.max_us) / 1e3,
+                     b[1], sizeof(b[1]));
+            human_ms(snap.max_us / 1e3, b[2], sizeof(b[2]));
+            pp_printf(o, "<p class=muted>These %zu requests: p50 %s, p95 %s, "
+                         "max %s</p>",
+                      got, b[0], b[1], b[2]);
+            hist_svg(o, &snap, pb);
+        }
+    }
+    if (!any) {
+        pp_puts(o, "<p class=empty>No capture armed yet.</p>");
+    }
+}
+
 void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt)
 {
@@ -1257,6 +1410,13 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
             html(o, q->method);
             pp_puts(o, "</td><td class=uri>");
             html(o, q->uri);
+            if (q->flags & PP_REQ_TRIGGERED) {
+                pp_puts(o, "<span class=flag>triggered</span>");
+            }
+            if (q->flags & PP_REQ_CAPTURED) {
+                pp_printf(o, "<span class=flag>capture %u</span>",
+                          q->capture);
+            }
             pp_puts(o, "</td>");
             status_cell(o, q->status);
             iso_time(q->start_us, t, sizeof(t));
@@ -1274,6 +1434,8 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         }
     }
     free(traces.v);
+
+    captures_section(o, st, opt);
 
     pp_puts(o, "<h2>Sampler cost</h2><div class=cards>");
     pp_printf(o, "<div class=card><b>%llu</b><span>samples</span></div>",
@@ -1533,6 +1695,73 @@ static void export_links(pp_sink_t *o, const char *query_prefix)
     }
 }
 
+static void split_part(pp_sink_t *o, const char *cls, double ms,
+                       double total, const char *label)
+{
+    double pct = total > 0 ? 100.0 * ms / total : 0;
+    if (ms <= 0 || pct < 0.05) {
+        return;
+    }
+    pp_printf(o, "<span class=\"seg %s\" style=\"width:%.2f%%\" "
+                 "title=\"%s: %.1f ms\"></span>",
+              cls, pct, label, ms);
+}
+
+/* Where the request's wall time went: Apache before the app, the app
+ * (split by what the samples saw), and Apache after it. */
+static void time_split(pp_sink_t *o, const pp_req_t *q)
+{
+    double total = q->duration_us / 1e3;
+    double before = q->handler_start_us > 0
+                        ? (q->handler_start_us - q->start_us) / 1e3
+                        : 0;
+    double app = q->handler_start_us > 0 && q->app_end_us >= q->handler_start_us
+                     ? (q->app_end_us - q->handler_start_us) / 1e3
+                     : total - before;
+    double after = total - before - app;
+    uint32_t py = q->samples_on_cpu + q->samples_off_cpu;
+    double outside = q->outside_us / 1e3;
+    double in_app = app - outside > 0 ? app - outside : 0;
+    double on = py ? in_app * q->samples_on_cpu / py : 0;
+    double gil = py ? in_app * q->samples_gil_wait / py : 0;
+    double off = in_app - on - gil;
+
+    if (total <= 0) {
+        return;
+    }
+    if (after < 0) {
+        after = 0;
+    }
+    pp_puts(o, "<h2>Where the time went</h2><div class=split>");
+    split_part(o, "before", before, total, "Apache before the app");
+    split_part(o, "on", on, total, "Python on CPU");
+    split_part(o, "gil", gil, total, "Python waiting for the GIL or a lock");
+    split_part(o, "off", off, total, "Python off CPU (sleep, I/O)");
+    split_part(o, "outside", outside, total, "in the app, outside Python");
+    split_part(o, "after", after, total, "Apache after the app");
+    pp_puts(o, "</div><table class=legend><tr>");
+    pp_printf(o, "<td><span class=\"key before\"></span>Apache before the "
+                 "app %.1f ms</td>", before);
+    pp_printf(o, "<td><span class=\"key on\"></span>Python on CPU "
+                 "%.1f ms (%u samples)</td>", on, q->samples_on_cpu);
+    pp_printf(o, "<td><span class=\"key gil\"></span>waiting for the GIL "
+                 "or a lock %.1f ms (%u)</td>", gil, q->samples_gil_wait);
+    pp_printf(o, "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
+                 "%.1f ms (%u)</td>",
+              off > 0 ? off : 0, q->samples_off_cpu - q->samples_gil_wait);
+    pp_printf(o, "<td><span class=\"key outside\"></span>outside Python "
+                 "%.1f ms (%u)</td>", outside, q->samples_outside);
+    pp_printf(o, "<td><span class=\"key after\"></span>Apache after the "
+                 "app %.1f ms</td>", after);
+    pp_puts(o, "</tr></table><p class=muted>A sample is on CPU when the "
+               "thread's CPU clock advanced for at least half of its "
+               "interval. Off CPU, the thread's kernel wait channel tells "
+               "the rest apart: a futex wait is the GIL (or a Python lock); "
+               "anything else is sleep or I/O. \"Before\" and \"after\" "
+               "are Apache's own work around the handler (reading the "
+               "request, sending the last bytes, logging).</p>");
+}
+
 void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                             const pp_record_t *rec, int inflight,
                             const pp_render_opts_t *opt)
@@ -1566,6 +1795,18 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     }
     pp_printf(o, "<dt>Samples</dt><dd>%u every %.1f ms", q->samples,
               q->interval_us / 1e3);
+    if (!inflight && q->samples > 1 && q->duration_us > 0) {
+        double sampled_ms = (q->duration_us - q->outside_us) / 1e3;
+        double achieved = sampled_ms > 0 ? sampled_ms / q->samples : 0;
+        if (achieved > 1.25 * q->interval_us / 1e3) {
+            pp_printf(o, " &mdash; achieved one per %.1f ms. While a thread "
+                         "runs Python it gives up the GIL only every switch "
+                         "interval (5 ms by default), so a GIL-holding "
+                         "sampler cannot see it more often than about 200 "
+                         "times a second",
+                      achieved);
+        }
+    }
     if (q->samples_overflow) {
         pp_printf(o, " (%u in [other stacks]: more than %d distinct stacks)",
                   q->samples_overflow, PP_STACKS_MAX - 1);
@@ -1588,9 +1829,35 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o, "<dt>Started</dt><dd class=mono>%s</dd>", t);
     pp_puts(o, "<dt>Request id</dt><dd class=mono>");
     html(o, q->id);
-    pp_puts(o, "</dd><dt>Export</dt><dd>");
+    if (q->flags & PP_REQ_TRIGGERED) {
+        pp_puts(o, " <span class=flag>triggered</span>");
+    }
+    if (q->flags & PP_REQ_CAPTURED) {
+        pp_printf(o, " <span class=flag>capture %u</span>", q->capture);
+    }
+    if (q->flags & PP_REQ_FAST) {
+        pp_puts(o, " <span class=flag title=\"kept for a short while "
+                   "because its X-PyProf-Id was sent\">fast</span>");
+    }
+    pp_puts(o, "</dd>");
+    if (q->trace_id[0]) {
+        pp_puts(o, "<dt>W3C trace</dt><dd class=mono>trace ");
+        html(o, q->trace_id);
+        pp_puts(o, ", parent span ");
+        html(o, q->parent_id);
+        pp_puts(o, "</dd>");
+    }
+    if (q->unique_id[0]) {
+        pp_puts(o, "<dt>UNIQUE_ID</dt><dd class=mono>");
+        html(o, q->unique_id);
+        pp_puts(o, "</dd>");
+    }
+    pp_puts(o, "<dt>Export</dt><dd>");
     export_links(o, "");
     pp_puts(o, "</dd></dl>");
+    if (!inflight) {
+        time_split(o, q);
+    }
 
     if (q->samples == 0) {
         pp_puts(o, "<p class=empty>No sample landed in Python code during "

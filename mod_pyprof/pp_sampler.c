@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -37,11 +39,20 @@ typedef struct entry {
     int64_t last_ns;
     int64_t last_cpu_ns;
     void *interp; /* where its thread was last found */
+    int wchan_fd; /* /proc/self/task/TID/wchan, opened on first need */
 } entry_t;
 
+/* What the sampler learns about one due request during a tick. */
 typedef struct target_ref {
     int slot;
     uint64_t serial;
+    clockid_t cpu_clock;
+    int has_cpu_clock;
+    int64_t last_cpu_ns, last_ns;
+    int wchan_fd;
+    int64_t cpu_ns; /* thread CPU clock at the sample, -1 unknown */
+    int64_t at_ns;  /* monotonic time of the sample */
+    int how;        /* PP_SAMPLE_* */
 } target_ref_t;
 
 static struct sampler {
@@ -151,6 +162,7 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
     e->max_depth = max_depth;
     e->interval_ns = (int64_t)interval_us * 1000;
     e->last_ns = now;
+    e->wchan_fd = -1;
     /* first sample at a random phase inside the interval, so periodic
      * work in the app cannot alias with the sampling clock */
     e->next_due_ns = now + (int64_t)(phase_random() % (uint64_t)e->interval_ns);
@@ -166,14 +178,20 @@ void pp_sampler_unregister(int slot)
 {
     int i;
 
+    int fd = -1;
+
     pthread_mutex_lock(&S.mu);
     for (i = 0; i < S.n; i++) {
         if (S.entries[i].slot == slot) {
+            fd = S.entries[i].wchan_fd;
             S.entries[i] = S.entries[--S.n];
             break;
         }
     }
     pthread_mutex_unlock(&S.mu);
+    if (fd >= 0) {
+        close(fd);
+    }
 }
 
 static entry_t *find_entry(int slot, uint64_t serial)
@@ -226,6 +244,17 @@ static void sample_due(int64_t now)
             t->interp = e->interp ? e->interp : S.last_interp;
             S.refs[n].slot = e->slot;
             S.refs[n].serial = e->serial;
+            S.refs[n].cpu_clock = e->cpu_clock;
+            S.refs[n].has_cpu_clock = e->has_cpu_clock;
+            S.refs[n].last_cpu_ns = e->last_cpu_ns;
+            S.refs[n].last_ns = e->last_ns;
+            if (e->wchan_fd < 0) {
+                char path[64];
+                snprintf(path, sizeof(path), "/proc/self/task/%d/wchan",
+                         (int)e->tid);
+                e->wchan_fd = open(path, O_RDONLY | O_CLOEXEC);
+            }
+            S.refs[n].wchan_fd = e->wchan_fd;
             n++;
         }
     }
@@ -255,6 +284,28 @@ static void sample_due(int64_t now)
     t_got = pp_mono_ns();
     pp_py_walk(st, S.targets, n);
     t_walked = pp_mono_ns();
+    /* Still holding the GIL, every other Python thread is parked where it
+     * was: read how each request's interval was spent now, before they
+     * run again.  On CPU for at least half the interval counts as on
+     * CPU; off CPU, a thread blocked on a futex is waiting for the GIL (or
+     * a lock), anything else (nanosleep, poll, read) is sleep or I/O. */
+    for (i = 0; i < n; i++) {
+        target_ref_t *ref = &S.refs[i];
+        ref->at_ns = t_walked;
+        ref->cpu_ns = ref->has_cpu_clock ? clock_ns(ref->cpu_clock) : -1;
+        ref->how = PP_SAMPLE_OFF_CPU;
+        if (ref->cpu_ns >= 0 && ref->last_cpu_ns >= 0 &&
+            (ref->cpu_ns - ref->last_cpu_ns) * 2 >= t_walked - ref->last_ns) {
+            ref->how = PP_SAMPLE_ON_CPU;
+        }
+        else if (ref->wchan_fd >= 0 && S.targets[i].found) {
+            char w[32];
+            ssize_t got = pread(ref->wchan_fd, w, sizeof(w) - 1, 0);
+            if (got > 0 && strncmp(w, "futex", 5) == 0) {
+                ref->how = PP_SAMPLE_GIL_WAIT;
+            }
+        }
+    }
     /* may wait until the thread we preempted has the GIL back (3.11's
      * forced switching); that is wall time, not the sampler's cost */
     pp_py_release();
@@ -267,21 +318,23 @@ static void sample_due(int64_t now)
         pp_walk_target_t *t = &S.targets[i];
         pp_slot_t *slot;
         uint32_t node;
-        int64_t cpu = -1, weight;
+        int64_t cpu = S.refs[i].cpu_ns, weight;
 
         if (!e) {
             continue; /* finished while we held the GIL */
         }
         slot = pp_store_slot(st, e->slot);
-        if (e->has_cpu_clock) {
-            cpu = clock_ns(e->cpu_clock);
-        }
-        weight = now - e->last_ns;
+        weight = S.refs[i].at_ns - e->last_ns;
         if (!t->found) {
-            /* between Apache and Python (or Python not entered yet):
-             * still time of the request, so keep the clock moving */
+            /* in Apache before or after the app, or in C code that runs
+             * no Python frame: time of the request outside Python */
             atomic_fetch_add(&st->c.threads_missing, 1);
-            e->last_ns = now;
+            if (slot) {
+                pp_store_add_outside(st, slot, pp_wall_us(),
+                                     (uint64_t)(weight > 0 ? weight / 1000
+                                                           : 0));
+            }
+            e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {
                 e->last_cpu_ns = cpu;
             }
@@ -294,14 +347,15 @@ static void sample_due(int64_t now)
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
             }
             if (slot && node) {
-                pp_store_add_sample(
+                pp_store_add_sample_ex(
                     st, slot, node, pp_wall_us(),
                     (uint64_t)(weight > 0 ? weight / 1000 : 0),
                     (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
                                    ? (cpu - e->last_cpu_ns) / 1000
-                                   : 0));
+                                   : 0),
+                    S.refs[i].how);
             }
-            e->last_ns = now;
+            e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {
                 e->last_cpu_ns = cpu;
             }

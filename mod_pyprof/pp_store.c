@@ -6,6 +6,8 @@
  * is range-checked before use: another process may have died mid-write.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -88,12 +90,22 @@ typedef struct layout {
     uint64_t arena_size;
 } layout_t;
 
+static uint32_t special_for(uint32_t keep)
+{
+    return keep / 4 > 4 ? keep / 4 : 4;
+}
+
+static uint32_t ring_records(uint32_t keep)
+{
+    return keep + special_for(keep) + PP_FAST_KEEP;
+}
+
 static uint64_t fixed_part(uint32_t nslots, uint32_t keep)
 {
     uint64_t off = ALIGN64(sizeof(pp_store_t));
     off = ALIGN64(off + (uint64_t)PP_MAX_LOCATIONS * sizeof(pp_location_t));
     off = ALIGN64(off + (uint64_t)nslots * sizeof(pp_slot_t));
-    off = ALIGN64(off + (uint64_t)keep * sizeof(pp_record_t));
+    off = ALIGN64(off + (uint64_t)ring_records(keep) * sizeof(pp_record_t));
     return off;
 }
 
@@ -144,7 +156,7 @@ static int make_layout(uint64_t size, uint32_t nslots, uint32_t keep,
     l->off_slots = off;
     off = ALIGN64(off + (uint64_t)nslots * sizeof(pp_slot_t));
     l->off_traces = off;
-    off = ALIGN64(off + (uint64_t)keep * sizeof(pp_record_t));
+    off = ALIGN64(off + (uint64_t)ring_records(keep) * sizeof(pp_record_t));
     rest = size - off;
     tables_at = off;
     /* Split what is left: a frame costs 8 bytes of table plus ~96 bytes of
@@ -218,6 +230,31 @@ static char *arena(const pp_store_t *st)
     return (char *)st + st->off_arena;
 }
 
+/* 32 hex digits from the kernel's random pool (time and pid as a last
+ * resort: the nonce guards a form against cross-site posts, it is no key) */
+static void make_nonce(char *out, size_t cap)
+{
+    unsigned char raw[16];
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, raw, sizeof(raw)) : -1;
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (got != (ssize_t)sizeof(raw)) {
+        uint64_t a = mix64((uint64_t)wall_us()), b = mix64(a ^ getpid());
+        memcpy(raw, &a, 8);
+        memcpy(raw + 8, &b, 8);
+    }
+    for (i = 0; i < sizeof(raw) && 2 * i + 2 < cap; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * i] = '\0';
+}
+
 pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
                             const char **err)
 {
@@ -245,6 +282,9 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
     st->created_us = wall_us();
     st->nslots = nslots;
     st->keep = keep;
+    st->nspecial = special_for(keep);
+    st->nfast = PP_FAST_KEEP;
+    make_nonce(st->nonce, sizeof(st->nonce));
     st->nframes = l.nframes;
     st->nnodes = l.nnodes;
     st->nagg = l.nagg;
@@ -443,6 +483,10 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
         q->max_depth = info->max_depth;
         q->start_us = info->start_us;
         q->last_sample_us = info->start_us;
+        q->flags = info->flags & (PP_REQ_TRIGGERED | PP_REQ_CAPTURED);
+        q->capture = info->capture;
+        copy_str(q->trace_id, sizeof(q->trace_id), info->trace_id);
+        copy_str(q->parent_id, sizeof(q->parent_id), info->parent_id);
         rec_write_end(&slot->rec);
         atomic_store(&slot->state, PP_SLOT_STATE(info->pid, PP_SLOT_ACTIVE));
         return (int)idx;
@@ -476,6 +520,103 @@ static pp_stack_count_t *stack_entry(pp_record_t *rec, uint32_t node,
 void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                          int64_t now_us, uint64_t weight_us, uint64_t cpu_us)
 {
+    pp_store_add_sample_ex(st, slot, node, now_us, weight_us, cpu_us,
+                           cpu_us * 2 >= weight_us ? PP_SAMPLE_ON_CPU
+                                                   : PP_SAMPLE_OFF_CPU);
+}
+
+void pp_store_add_outside(pp_store_t *st, pp_slot_t *slot, int64_t now_us,
+                          uint64_t weight_us)
+{
+    pp_record_t *rec = &slot->rec;
+    (void)st;
+    rec_write_begin(rec);
+    rec->req.samples_outside++;
+    rec->req.outside_us += (int64_t)weight_us;
+    rec->req.last_sample_us = now_us;
+    rec_write_end(rec);
+}
+
+static pp_record_t *slot_rec_for_writer(pp_store_t *st, int idx)
+{
+    pp_slot_t *slot = pp_store_slot(st, idx);
+    if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
+        return NULL;
+    }
+    return &slot->rec;
+}
+
+void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us)
+{
+    pp_record_t *rec = slot_rec_for_writer(st, idx);
+    if (rec && !rec->req.handler_start_us) {
+        rec_write_begin(rec);
+        rec->req.handler_start_us = us;
+        rec_write_end(rec);
+    }
+}
+
+void pp_store_note_app_end(pp_store_t *st, int idx, int64_t us)
+{
+    pp_record_t *rec = slot_rec_for_writer(st, idx);
+    if (rec) {
+        rec_write_begin(rec);
+        rec->req.app_end_us = us;
+        rec_write_end(rec);
+    }
+}
+
+void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id)
+{
+    pp_record_t *rec = slot_rec_for_writer(st, idx);
+    if (rec && id) {
+        rec_write_begin(rec);
+        copy_str(rec->req.unique_id, sizeof(rec->req.unique_id), id);
+        rec_write_end(rec);
+    }
+}
+
+uint32_t pp_store_capture_arm(pp_store_t *st, int location, uint32_t n)
+{
+    pp_location_t *loc = pp_store_location(st, location);
+    uint32_t id;
+
+    if (!loc || n == 0) {
+        return 0;
+    }
+    id = atomic_fetch_add(&st->capture_seq, 1) + 1;
+    /* the id first: a request that takes a slot of this capture must not
+     * be labelled with the previous one */
+    atomic_store(&loc->capture_left, 0);
+    loc->capture_n = n;
+    loc->capture_armed_us = wall_us();
+    atomic_store(&loc->capture_id, id);
+    atomic_store(&loc->capture_left, (int32_t)n);
+    return id;
+}
+
+uint32_t pp_store_capture_take(pp_store_t *st, int location)
+{
+    pp_location_t *loc = pp_store_location(st, location);
+    int32_t left;
+
+    if (!loc) {
+        return 0;
+    }
+    left = atomic_load_explicit(&loc->capture_left, memory_order_relaxed);
+    while (left > 0) {
+        if (atomic_compare_exchange_weak(&loc->capture_left, &left,
+                                         left - 1)) {
+            return atomic_load(&loc->capture_id);
+        }
+    }
+    return 0;
+}
+
+void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
+                            int64_t now_us, uint64_t weight_us,
+                            uint64_t cpu_us, int how)
+{
     pp_record_t *rec = &slot->rec;
     pp_stack_count_t *e;
 
@@ -498,6 +639,15 @@ void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
         e->cpu_us += cpu_us;
     }
     rec->req.samples++;
+    if (how == PP_SAMPLE_ON_CPU) {
+        rec->req.samples_on_cpu++;
+    }
+    else {
+        rec->req.samples_off_cpu++;
+        if (how == PP_SAMPLE_GIL_WAIT) {
+            rec->req.samples_gil_wait++;
+        }
+    }
     rec->req.sampled_cpu_us += (int64_t)cpu_us;
     rec->req.last_node = node;
     rec->req.last_sample_us = now_us;
@@ -595,14 +745,30 @@ static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v)
     }
 }
 
-static void keep_trace(pp_store_t *st, const pp_record_t *src)
+static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
 {
-    uint32_t tries;
+    uint32_t tries, base, size;
+    _Atomic uint64_t *next;
 
+    if (keep == PP_KEEP_FAST) {
+        base = st->keep + st->nspecial;
+        size = st->nfast;
+        next = &st->fast_next;
+    }
+    else if (src->req.flags & (PP_REQ_TRIGGERED | PP_REQ_CAPTURED)) {
+        base = st->keep;
+        size = st->nspecial;
+        next = &st->special_next;
+    }
+    else {
+        base = 0;
+        size = st->keep;
+        next = &st->trace_next;
+    }
     for (tries = 0; tries < 4; tries++) {
-        uint64_t n = atomic_fetch_add(&st->trace_next, 1);
-        pp_record_t *dst =
-            (pp_record_t *)((char *)st + st->off_traces) + (n % st->keep);
+        uint64_t n = atomic_fetch_add(next, 1);
+        pp_record_t *dst = (pp_record_t *)((char *)st + st->off_traces) +
+                           base + (n % size);
         uint32_t s = atomic_load(&dst->seq);
 
         /* odd: another writer is filling this entry right now (or died
@@ -612,13 +778,18 @@ static void keep_trace(pp_store_t *st, const pp_record_t *src)
             continue;
         }
         atomic_thread_fence(memory_order_release);
-        if (dst->req.serial) {
+        if (dst->req.serial && keep != PP_KEEP_FAST) {
             atomic_fetch_add(&st->c.traces_evicted, 1);
         }
         memcpy(&dst->req, &src->req, sizeof(dst->req));
         memcpy(dst->stacks, src->stacks, sizeof(dst->stacks));
+        if (keep == PP_KEEP_FAST) {
+            dst->req.flags |= PP_REQ_FAST;
+        }
         atomic_store_explicit(&dst->seq, s + 2, memory_order_release);
-        atomic_fetch_add(&st->c.traces_kept, 1);
+        if (keep != PP_KEEP_FAST) {
+            atomic_fetch_add(&st->c.traces_kept, 1);
+        }
         return;
     }
     atomic_fetch_add(&st->c.traces_torn, 1);
@@ -654,7 +825,7 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
         atomic_fetch_add(&loc->sum_us, (uint64_t)rec->req.duration_us);
         atomic_max_u64(&loc->max_us, (uint64_t)rec->req.duration_us);
         atomic_fetch_add(&loc->samples, rec->req.samples);
-        if (keep) {
+        if (keep == PP_KEEP_SLOW) {
             atomic_fetch_add(&loc->kept, 1);
         }
         if (rec->req.samples) {
@@ -705,8 +876,8 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
             }
         }
     }
-    if (keep) {
-        keep_trace(st, rec);
+    if (keep == PP_KEEP_SLOW || keep == PP_KEEP_FAST) {
+        keep_trace(st, rec, keep);
     }
     atomic_store_explicit(&slot->state, PP_SLOT_FREE, memory_order_release);
 }
@@ -936,6 +1107,9 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
 
 static void terminate_req(pp_req_t *q)
 {
+    q->trace_id[PP_TRACE_ID_MAX - 1] = '\0';
+    q->parent_id[PP_SPAN_ID_MAX - 1] = '\0';
+    q->unique_id[PP_ID_MAX - 1] = '\0';
     q->id[PP_ID_MAX - 1] = '\0';
     q->method[PP_METHOD_MAX - 1] = '\0';
     q->uri[PP_URI_MAX - 1] = '\0';
@@ -964,9 +1138,19 @@ int pp_store_read_req(const pp_record_t *rec, pp_req_t *out)
     return 0;
 }
 
+uint32_t pp_store_listed_traces(const pp_store_t *st)
+{
+    return st->keep + st->nspecial;
+}
+
+uint32_t pp_store_all_traces(const pp_store_t *st)
+{
+    return st->keep + st->nspecial + st->nfast;
+}
+
 const pp_record_t *pp_store_trace_at(const pp_store_t *st, uint32_t i)
 {
-    if (i >= st->keep) {
+    if (i >= pp_store_all_traces(st)) {
         return NULL;
     }
     return (const pp_record_t *)((const char *)st + st->off_traces) + i;
@@ -988,11 +1172,8 @@ const pp_record_t *pp_store_slot_rec(const pp_store_t *st, uint32_t i)
 
 int pp_store_read_trace(const pp_store_t *st, uint32_t i, pp_record_t *out)
 {
-    if (i >= st->keep) {
-        return 0;
-    }
-    return pp_store_read_record(
-        (const pp_record_t *)((const char *)st + st->off_traces) + i, out);
+    const pp_record_t *r = pp_store_trace_at(st, i);
+    return r ? pp_store_read_record(r, out) : 0;
 }
 
 int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out)
@@ -1019,7 +1200,7 @@ int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
         return 0;
     }
     /* a kept copy has the final status: prefer it to an in-flight slot */
-    for (i = 0; i < st->keep; i++) {
+    for (i = 0; i < pp_store_all_traces(st); i++) {
         const pp_record_t *r = pp_store_trace_at(st, i);
         if (pp_store_read_req(r, &q) && strncmp(q.id, id, PP_ID_MAX) == 0 &&
             pp_store_read_record(r, out) &&
@@ -1039,6 +1220,36 @@ int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
         }
     }
     return 0;
+}
+
+int pp_store_find_trace_id(const pp_store_t *st, const char *trace_id,
+                           pp_req_t *out)
+{
+    uint32_t i;
+    pp_req_t q;
+    int found = 0;
+
+    if (!trace_id || !*trace_id) {
+        return 0;
+    }
+    for (i = 0; i < pp_store_all_traces(st); i++) {
+        if (pp_store_read_req(pp_store_trace_at(st, i), &q) &&
+            strncmp(q.trace_id, trace_id, PP_TRACE_ID_MAX) == 0 &&
+            (!found || q.start_us > out->start_us)) {
+            *out = q;
+            found = 1;
+        }
+    }
+    for (i = 0; i < st->nslots; i++) {
+        const pp_record_t *r = pp_store_slot_rec(st, i);
+        if (r && pp_store_read_req(r, &q) &&
+            strncmp(q.trace_id, trace_id, PP_TRACE_ID_MAX) == 0 &&
+            (!found || q.start_us > out->start_us)) {
+            *out = q;
+            found = 1;
+        }
+    }
+    return found;
 }
 
 pp_agg_entry_t *pp_store_agg(const pp_store_t *st, uint32_t *n)

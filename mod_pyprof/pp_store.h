@@ -43,6 +43,20 @@
 
 /* record flags */
 #define PP_REQ_TRUNCATED 0x1u /* some stack was deeper than PyProfMaxDepth */
+#define PP_REQ_TRIGGERED 0x2u /* PyProfTrigger header with the secret */
+#define PP_REQ_CAPTURED 0x4u  /* one of the next N requests of a capture */
+#define PP_REQ_FAST 0x8u      /* kept only because its id was sent out */
+
+#define PP_TRACE_ID_MAX 33  /* W3C trace-id: 32 hex digits */
+#define PP_SPAN_ID_MAX 17   /* W3C parent-id: 16 hex digits */
+#define PP_FAST_KEEP 64     /* fast requests kept for their X-PyProf-Id */
+
+/* how a sample's interval was spent, from the thread's CPU clock and, off
+ * CPU, its kernel wait channel */
+enum { PP_SAMPLE_ON_CPU = 0, PP_SAMPLE_OFF_CPU = 1, PP_SAMPLE_GIL_WAIT = 2 };
+
+/* what pp_store_finish keeps */
+enum { PP_KEEP_NONE = 0, PP_KEEP_SLOW = 1, PP_KEEP_FAST = 2 };
 
 /* special frame ids (interned like any other frame at create time) */
 #define PP_FRAME_TRUNCATED_TEXT "[truncated]"
@@ -79,8 +93,18 @@ typedef struct pp_req {
     uint32_t samples_overflow; /* samples folded into [other stacks] */
     uint32_t flags;
     uint32_t last_node; /* most recent sampled stack */
-    uint32_t pad;
+    uint32_t capture;   /* capture id, for PP_REQ_CAPTURED */
     int64_t last_sample_us;
+    char trace_id[PP_TRACE_ID_MAX];
+    char parent_id[PP_SPAN_ID_MAX];
+    char unique_id[PP_ID_MAX];
+    uint32_t samples_on_cpu;
+    uint32_t samples_off_cpu;
+    uint32_t samples_gil_wait;
+    uint32_t samples_outside; /* the thread had no Python frame */
+    int64_t outside_us;       /* their weight */
+    int64_t handler_start_us; /* wall clock; 0 = unknown */
+    int64_t app_end_us;       /* response complete (EOS); 0 = unknown */
 } pp_req_t;
 
 typedef struct pp_record {
@@ -122,6 +146,11 @@ typedef struct pp_location {
      * the Prometheus histogram */
     _Atomic uint64_t class_hist[PP_STATUS_CLASSES][PP_HIST_BUCKETS];
     _Atomic uint64_t class_sum_us[PP_STATUS_CLASSES];
+    /* an armed capture: keep the next capture_n requests (X-Ray) */
+    _Atomic int32_t capture_left;
+    _Atomic uint32_t capture_id;
+    uint32_t capture_n;
+    int64_t capture_armed_us;
 } pp_location_t;
 
 typedef struct pp_agg_entry {
@@ -162,6 +191,9 @@ typedef struct pp_store {
     int64_t created_us;
     uint32_t nslots;
     uint32_t keep;
+    uint32_t nspecial; /* ring of triggered and captured traces */
+    uint32_t nfast;    /* ring of fast requests whose id was sent out */
+    char nonce[33];    /* for the capture form (like balancer-manager) */
     uint32_t nframes;
     uint32_t nnodes;
     uint32_t nagg;
@@ -175,6 +207,9 @@ typedef struct pp_store {
         off_agg, off_agg_slow, off_epochs, off_epoch_stamps, off_arena;
     _Atomic uint64_t serial_next;
     _Atomic uint64_t trace_next;
+    _Atomic uint64_t special_next;
+    _Atomic uint64_t fast_next;
+    _Atomic uint32_t capture_seq;
     _Atomic uint64_t arena_used;
     pp_counters_t c;
 } pp_store_t;
@@ -219,6 +254,10 @@ const char *pp_store_location_root(const pp_store_t *st, int idx, char *buf,
 
 typedef struct pp_req_info {
     const char *id;
+    const char *trace_id;  /* validated W3C ids, or NULL */
+    const char *parent_id;
+    uint32_t flags;        /* PP_REQ_TRIGGERED / PP_REQ_CAPTURED */
+    uint32_t capture;
     const char *method;
     const char *uri;
     const char *vhost;
@@ -241,9 +280,29 @@ pp_slot_t *pp_store_slot(pp_store_t *st, int idx);
  * call this; it brackets the change with the record's sequence counter. */
 void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                          int64_t now_us, uint64_t weight_us, uint64_t cpu_us);
+/* The same with how the interval was spent (PP_SAMPLE_*). */
+void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
+                            int64_t now_us, uint64_t weight_us,
+                            uint64_t cpu_us, int how);
+/* A sample that found the thread outside Python (no frame). */
+void pp_store_add_outside(pp_store_t *st, pp_slot_t *slot, int64_t now_us,
+                          uint64_t weight_us);
+/* Request facts learnt after the claim (writer only). */
+void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us);
+void pp_store_note_app_end(pp_store_t *st, int idx, int64_t us);
+void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id);
 
-/* Finish a request: histogram, per-location aggregate, trace (if keep), and
- * free the slot.  The caller must be the slot's only writer. */
+/* Arm a capture of the next n requests of a location; its id. */
+uint32_t pp_store_capture_arm(pp_store_t *st, int location, uint32_t n);
+/* Take one request from an armed capture: its id, or 0 if none left. */
+uint32_t pp_store_capture_take(pp_store_t *st, int location);
+
+/* Finish a request: histogram, per-location aggregate, trace, and free the
+ * slot.  keep is PP_KEEP_*: slow traces go to the main ring, or, when the
+ * request was triggered or captured, to their own smaller ring so a flood
+ * of them never evicts ordinary slow traces; PP_KEEP_FAST keeps it in the
+ * small ring of fast requests, out of the slow list.  The caller must be
+ * the slot's only writer. */
 void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
                      int64_t cpu_us, int keep);
 
@@ -274,7 +333,10 @@ int pp_store_node_get(const pp_store_t *st, uint32_t node, uint32_t *parent,
 int pp_store_read_record(const pp_record_t *rec, pp_record_t *out);
 /* Copy only the request header of a record (cheap, for listings). */
 int pp_store_read_req(const pp_record_t *rec, pp_req_t *out);
+/* Kept traces: i < keep + nspecial (the slow list), then the fast ring. */
 const pp_record_t *pp_store_trace_at(const pp_store_t *st, uint32_t i);
+uint32_t pp_store_listed_traces(const pp_store_t *st);
+uint32_t pp_store_all_traces(const pp_store_t *st);
 /* The record of in-flight slot i, or NULL if the slot is not active. */
 const pp_record_t *pp_store_slot_rec(const pp_store_t *st, uint32_t i);
 int pp_store_read_trace(const pp_store_t *st, uint32_t i, pp_record_t *out);
@@ -284,6 +346,9 @@ int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out);
 /* Find a kept trace, or an in-flight request, by request id. */
 int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
                   int *inflight);
+/* The newest request (kept or in flight) with this W3C trace id. */
+int pp_store_find_trace_id(const pp_store_t *st, const char *trace_id,
+                           pp_req_t *out);
 
 /* Aggregates, keyed (location + 1) << 32 | node: every sampled request of
  * a location since the store began; the same for only the requests at or
