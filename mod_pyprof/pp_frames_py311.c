@@ -126,12 +126,48 @@ static PyThreadState *tstate_for(PyInterpreterState *interp)
     return ts;
 }
 
+/* The interpreter of the thread holding the GIL right now, or NULL.
+ * tstate_current is only a pointer to compare: it is dereferenced after
+ * it is found in an interpreter's thread list, under HEAD_LOCK, which
+ * every thread-state deletion takes, so it cannot be freed meanwhile. */
+static PyInterpreterState *gil_holder_interp(void)
+{
+    PyThreadState *cur = (PyThreadState *)_Py_atomic_load_relaxed(
+        &_PyRuntime.gilstate.tstate_current);
+    PyInterpreterState *i, *found = NULL;
+
+    if (!cur) {
+        return NULL;
+    }
+    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+    for (i = _PyRuntime.interpreters.head; i && !found; i = i->next) {
+        PyThreadState *ts;
+        for (ts = i->threads.head; ts; ts = ts->next) {
+            if (ts == cur) {
+                found = ts->interp;
+                break;
+            }
+        }
+    }
+    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+    return found;
+}
+
 int pp_py_acquire(void *interp)
 {
+    PyInterpreterState *holder;
+
     if (!sampler_tstate || _Py_IsFinalizing()) {
         return 0;
     }
-    PyEval_RestoreThread(tstate_for((PyInterpreterState *)interp));
+    /* Ask through the interpreter of whoever holds the GIL: in 3.11 only
+     * a thread running in that interpreter notices the drop request that
+     * take_gil() makes after a switch interval.  Without a holder (the
+     * GIL is free) any interpreter will do; the hint keeps thread states
+     * few. */
+    holder = gil_holder_interp();
+    PyEval_RestoreThread(
+        tstate_for(holder ? holder : (PyInterpreterState *)interp));
     return 1;
 }
 
