@@ -1,0 +1,116 @@
+"""WSGI application served by the mod_pyprof integration tests.
+
+Every view calls functions with distinctive names so that a test can look
+for them in sampled stacks: a request runs
+    application -> dispatch -> view_<name> -> burn_cpu | sleep_for
+so the stacks have depth and a known root-to-leaf order.  The first path
+segment after the mount point picks the view; anything after it (e.g. a
+per-test tag) is ignored, so a test can make its requests recognisable in
+/server-profile even when the query string is redacted.
+
+    /app/fast               returns at once
+    /app/slow?ms=N          sleep_for(N)
+    /app/cpu?ms=N           burn_cpu(N): pure-Python loop, N ms of thread CPU
+    /app/mixed?cpu=N&sleep=M burn_cpu(N) then sleep_for(M)
+    /app/pid                the serving process' pid
+    /app/anything-else      200, echoes the path; sleeps ?ms=N if given
+
+Any view also takes ?pre=N: sleep_for(N) before the view runs.  A CPU burst
+at the very start of a child's first request is a known blind spot of the
+sampler (see test_preload.py); tests about something else use pre= so that
+the sampler has seen the request's interpreter before the burst.
+
+It must stay importable by the Python that mod_wsgi embeds (Debian's 3.11)
+and never writes to stderr: the harness treats [error] log lines as failures.
+"""
+
+import os
+import time
+from urllib.parse import parse_qs
+
+MAX_MS = 10000
+
+
+def burn_cpu(ms):
+    """Spin in Python bytecode until this thread has used `ms` of CPU."""
+    deadline = time.thread_time() + ms / 1000.0
+    spins = 0
+    while time.thread_time() < deadline:
+        spins += 1
+        spins = (spins * 7 + 3) % 1000003
+    return spins
+
+
+def sleep_for(ms):
+    """Wait `ms` milliseconds off-CPU (releases the GIL)."""
+    time.sleep(ms / 1000.0)
+
+
+def _ms(params, name, default=0):
+    try:
+        value = int(params.get(name, [default])[0])
+    except ValueError:
+        value = default
+    return max(0, min(value, MAX_MS))
+
+
+def view_fast(environ, params):
+    return "fast\n"
+
+
+def view_slow(environ, params):
+    ms = _ms(params, "ms", 100)
+    sleep_for(ms)
+    return "slept %d ms\n" % ms
+
+
+def view_cpu(environ, params):
+    ms = _ms(params, "ms", 100)
+    burn_cpu(ms)
+    return "burned %d ms\n" % ms
+
+
+def view_mixed(environ, params):
+    cpu = _ms(params, "cpu", 100)
+    sleep = _ms(params, "sleep", 100)
+    burn_cpu(cpu)
+    sleep_for(sleep)
+    return "burned %d ms, slept %d ms\n" % (cpu, sleep)
+
+
+def view_pid(environ, params):
+    return "%d\n" % os.getpid()
+
+
+def view_echo(environ, params):
+    ms = _ms(params, "ms", 0)
+    if ms:
+        sleep_for(ms)
+    return "echo %s\n" % environ.get("PATH_INFO", "")
+
+
+VIEWS = {
+    "fast": view_fast,
+    "slow": view_slow,
+    "cpu": view_cpu,
+    "mixed": view_mixed,
+    "pid": view_pid,
+}
+
+
+def dispatch(environ):
+    path = environ.get("PATH_INFO", "") or "/"
+    name = path.split("/")[1] if path.count("/") >= 1 else ""
+    params = parse_qs(environ.get("QUERY_STRING", ""))
+    view = VIEWS.get(name, view_echo)
+    pre = _ms(params, "pre", 0)
+    if pre:
+        sleep_for(pre)
+    return view(environ, params)
+
+
+def application(environ, start_response):
+    body = dispatch(environ).encode("utf-8", "backslashreplace")
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
