@@ -18,6 +18,11 @@ packages=(
     wrk                 # benchmarks
     apache2-utils       # ab
     curl                # demo traffic
+    zlib1g-dev          # gzip for the pprof export
+    python3-jsonschema  # checks the speedscope export against its schema
+    protobuf-compiler   # protoc: decodes the pprof export
+    prometheus          # promtool and a real scraper for /metrics
+    chromium            # headless browser test of the pages
 )
 
 missing=()
