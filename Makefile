@@ -26,7 +26,8 @@ CC          ?= cc
 UNIT_CFLAGS := -std=gnu11 -O1 -g $(WARN) -Imod_pyprof
 UNIT_TESTS  := $(patsubst tests/unit/%.c,build/unit/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps test unit integration demo demo-stop install clean format bench
+.PHONY: all deps test unit integration demo demo-stop install clean format bench \
+        render-bench
 
 all: $(MODULE)
 
@@ -64,6 +65,13 @@ demo-stop:
 
 bench: $(MODULE)
 	$(PYTHON) tests/bench/overhead.py
+
+build/render_bench: tests/bench/render_bench.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -o $@ $< $(CORE_SRC) -lz -lm -lpthread
+
+render-bench: build/render_bench
+	build/render_bench
 
 install: $(MODULE)
 	cd mod_pyprof && $(APXS) -i -n pyprof mod_pyprof.la

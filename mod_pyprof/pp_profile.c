@@ -42,24 +42,53 @@ static uint32_t hash64(uint64_t key)
     return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> 32);
 }
 
-/* Value slot for key, inserting `val` if absent; NULL when full. */
+/* Double the table; on failure the map stays as it was. */
+static int map_grow(u64map_t *m)
+{
+    u64map_t n;
+    uint32_t i;
+
+    if (m->cap >= (1u << 30)) {
+        return -1;
+    }
+    n.cap = m->cap * 2;
+    n.used = m->used;
+    n.keys = calloc(n.cap, sizeof(uint64_t));
+    n.vals = calloc(n.cap, sizeof(uint32_t));
+    if (!n.keys || !n.vals) {
+        free(n.keys);
+        free(n.vals);
+        return -1;
+    }
+    for (i = 0; i < m->cap; i++) {
+        if (m->keys[i]) {
+            uint32_t h = hash64(m->keys[i] - 1);
+            while (n.keys[h & (n.cap - 1)]) {
+                h++;
+            }
+            n.keys[h & (n.cap - 1)] = m->keys[i];
+            n.vals[h & (n.cap - 1)] = m->vals[i];
+        }
+    }
+    free(m->keys);
+    free(m->vals);
+    *m = n;
+    return 0;
+}
+
+/* Value slot for key, inserting `val` if absent (growing the table at
+ * 70% full); NULL only when memory runs out. */
 static uint32_t *map_get(u64map_t *m, uint64_t key, uint32_t val)
 {
-    uint32_t h = hash64(key), i;
+    uint32_t h, i;
 
-    if (m->used * 10 >= m->cap * 9) {
-        /* lookups only past 90%: a full map must still find keys */
-        for (i = 0; i < m->cap; i++) {
-            uint32_t at = (h + i) & (m->cap - 1);
-            if (m->keys[at] == key + 1) {
-                return &m->vals[at];
-            }
-            if (m->keys[at] == 0) {
-                return NULL;
-            }
+    if ((uint64_t)m->used * 10 >= (uint64_t)m->cap * 7 && map_grow(m)) {
+        /* cannot grow: look up only, while there is an empty slot */
+        if (m->used + 1 >= m->cap) {
+            return NULL;
         }
-        return NULL;
     }
+    h = hash64(key);
     for (i = 0; i < m->cap; i++) {
         uint32_t at = (h + i) & (m->cap - 1);
         if (m->keys[at] == key + 1) {
@@ -70,6 +99,23 @@ static uint32_t *map_get(u64map_t *m, uint64_t key, uint32_t val)
             m->vals[at] = val;
             m->used++;
             return &m->vals[at];
+        }
+    }
+    return NULL;
+}
+
+/* Look up without inserting. */
+static uint32_t *map_find(const u64map_t *m, uint64_t key)
+{
+    uint32_t h = hash64(key), i;
+
+    for (i = 0; i < m->cap; i++) {
+        uint32_t at = (h + i) & (m->cap - 1);
+        if (m->keys[at] == key + 1) {
+            return &m->vals[at];
+        }
+        if (m->keys[at] == 0) {
+            return NULL;
         }
     }
     return NULL;
@@ -134,6 +180,9 @@ int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
     m.cap = p->mcap;
     m.used = (uint32_t)p->n;
     slot = map_get(&m, node, (uint32_t)p->n + 1);
+    p->mkeys = m.keys; /* map_get may have grown the table */
+    p->mvals = m.vals;
+    p->mcap = m.cap;
     if (!slot) {
         return -1;
     }
@@ -223,8 +272,8 @@ void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
     m.keys = p->mkeys;
     m.vals = p->mvals;
     m.cap = p->mcap;
-    m.used = m.cap; /* lookup only */
-    slot = map_get(&m, node, 0);
+    m.used = (uint32_t)p->n;
+    slot = map_find(&m, node);
     if (!slot || !*slot) {
         return;
     }
@@ -265,6 +314,9 @@ void pp_profile_sort(pp_profile_t *p)
         for (i = 0; i < p->n; i++) {
             map_get(&m, p->v[i].node, (uint32_t)i + 1);
         }
+        p->mkeys = m.keys;
+        p->mvals = m.vals;
+        p->mcap = m.cap;
     }
 }
 
@@ -351,7 +403,9 @@ static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
 /* ---- call tree ---- */
 
 typedef struct tree_priv {
-    u64map_t index; /* (parent, fkey) -> index + 1 */
+    u64map_t index;   /* (parent, fkey) -> index + 1 */
+    u64map_t by_node; /* store node id -> index + 1, so stacks that share
+                       * a prefix walk the store only down to it */
     fkeys_t fk;
 } tree_priv_t;
 
@@ -359,14 +413,32 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
                            const pp_prof_stack_t *e)
 {
     tree_priv_t *pv = t->priv;
-    uint32_t frames[PP_DEPTH_LIMIT + 2];
-    uint32_t d = pp_profile_frames(st, e->node, frames, PP_DEPTH_LIMIT + 2);
-    uint32_t parent = 0, j;
+    uint32_t chain[PP_DEPTH_LIMIT + 2], frames[PP_DEPTH_LIMIT + 2];
+    uint32_t n = 0, node = e->node, parent = 0, pframe, j, leaf = 0;
+    uint32_t *known;
 
-    for (j = 0; j < d; j++) {
+    /* walk up the store's trie until a node this tree already has */
+    while (node && n < PP_DEPTH_LIMIT + 2) {
+        known = map_get(&pv->by_node, node, 0);
+        if (known && *known) {
+            parent = *known;
+            break;
+        }
+        if (!pp_store_node_get(st, node, &pframe, &frames[n])) {
+            break;
+        }
+        chain[n++] = node;
+        node = pframe;
+    }
+    if (n == 0) {
+        leaf = parent;
+    }
+    /* create the missing part top-down */
+    for (j = n; j-- > 0;) {
         uint32_t fkey = function_key(&pv->fk, st, frames[j]);
         uint32_t *slot =
             map_get(&pv->index, ((uint64_t)parent << 32) | fkey, 0);
+        uint32_t *bn;
         pp_tnode_t *x;
 
         if (!slot) {
@@ -374,20 +446,33 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
         }
         if (*slot == 0) {
             if (t->n >= t->cap) {
-                return;
+                uint32_t ncap = t->cap * 2;
+                pp_tnode_t *nv;
+                if (ncap > PP_TREE_MAX_NODES ||
+                    !(nv = realloc(t->v, sizeof(pp_tnode_t) * ncap))) {
+                    t->truncated = 1;
+                    return;
+                }
+                t->v = nv;
+                t->cap = ncap;
             }
             x = &t->v[t->n];
             memset(x, 0, sizeof(*x));
             x->parent = parent;
             x->fkey = fkey;
             x->frame = frames[j];
-            x->depth = j;
+            x->depth = parent ? t->v[parent - 1].depth + 1 : 0;
             *slot = ++t->n;
-            if (j + 1 > t->max_depth) {
-                t->max_depth = j + 1;
+            if (x->depth + 1 > t->max_depth) {
+                t->max_depth = x->depth + 1;
             }
         }
+        bn = map_get(&pv->by_node, chain[j], *slot);
+        if (bn) {
+            *bn = *slot;
+        }
         x = &t->v[*slot - 1];
+        /* the line most samples were on, judged per stack as it comes */
         if (x->frame == frames[j]) {
             x->frame_hits += e->count;
         }
@@ -395,13 +480,19 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
             x->frame = frames[j];
             x->frame_hits = e->count;
         }
+        parent = *slot;
+    }
+    leaf = n ? parent : leaf;
+    if (!leaf) {
+        return;
+    }
+    /* counts along the whole path, leaf to root */
+    t->v[leaf - 1].self += e->count;
+    for (j = leaf; j; j = t->v[j - 1].parent) {
+        pp_tnode_t *x = &t->v[j - 1];
         x->count += e->count;
         x->weight_us += e->weight_us;
         x->cpu_us += e->cpu_us;
-        if (j + 1 == d) {
-            x->self += e->count;
-        }
-        parent = *slot;
     }
 }
 
@@ -475,23 +566,25 @@ int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
     size_t i;
 
     memset(t, 0, sizeof(*t));
-    for (i = 0; i < p->n; i++) {
-        cap += PP_DEPTH_LIMIT + 2;
-        if (cap > (1u << 22)) {
-            cap = 1u << 22; /* 4M nodes: far beyond any page worth drawing */
-            break;
-        }
-    }
-    t->cap = (uint32_t)cap;
+    (void)cap;
+    t->cap = 1024;
     t->v = malloc(sizeof(pp_tnode_t) * t->cap);
     pv = calloc(1, sizeof(*pv));
     t->priv = pv;
     if (!t->v || !pv || map_init(&pv->index, t->cap) ||
-        fkeys_init(&pv->fk, 1024)) {
+        map_init(&pv->by_node, t->cap) || fkeys_init(&pv->fk, 1024)) {
         return -1;
     }
-    for (i = 0; i < p->n; i++) {
+    /* stacks come most samples first: past the limit only rare ones are
+     * left out of the views (the exports keep them all) */
+    for (i = 0; i < p->n && i < PP_TREE_MAX_STACKS; i++) {
         tree_add_stack(t, st, &p->v[i]);
+    }
+    if (i < p->n) {
+        t->truncated = 1;
+        for (; i < p->n; i++) {
+            t->left_out += p->v[i].count;
+        }
     }
     tree_link(t);
     return 0;
@@ -502,6 +595,7 @@ void pp_tree_free(pp_tree_t *t)
     tree_priv_t *pv = t->priv;
     if (pv) {
         map_free(&pv->index);
+        map_free(&pv->by_node);
         fkeys_free(&pv->fk);
         free(pv);
     }

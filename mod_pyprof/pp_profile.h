@@ -73,9 +73,16 @@ typedef struct pp_tnode {
     uint64_t x; /* flame graph: samples before it among its siblings' span */
 } pp_tnode_t;
 
+/* Views draw at most this many distinct stacks (the commonest) and nodes;
+ * a location with more is summarised, the exports stay complete. */
+#define PP_TREE_MAX_STACKS 20000
+#define PP_TREE_MAX_NODES (1u << 20)
+
 typedef struct pp_tree {
     pp_tnode_t *v;
     uint32_t n, cap;
+    int truncated;
+    uint64_t left_out; /* samples of the stacks left out */
     uint32_t roots; /* index + 1 of the first top-level node */
     uint64_t total;
     uint32_t max_depth;

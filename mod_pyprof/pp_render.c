@@ -1667,6 +1667,12 @@ static void profile_sections(pp_sink_t *o, const pp_store_t *st,
         return;
     }
     pp_puts(o, "<h2>Flame graph</h2>");
+    if (tree.truncated) {
+        pp_printf(o, "<p class=muted>Drawn from the %d commonest distinct "
+                     "stacks; %llu samples of rarer ones are left out of "
+                     "the views (the exports have them).</p>",
+                  PP_TREE_MAX_STACKS, (unsigned long long)tree.left_out);
+    }
     pp_view_flamegraph(o, st, &tree, app_root);
     pp_puts(o, "<h2>Hot functions <span class=muted>(bottom-up)</span>"
                "</h2>");

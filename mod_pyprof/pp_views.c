@@ -10,7 +10,10 @@
 
 #define FLAME_W 1200.0   /* SVG user units across */
 #define FLAME_ROW 18     /* px per stack level */
-#define FLAME_MIN_W 0.25 /* narrower frames are not drawn */
+#define FLAME_MIN_W 0.5  /* narrower frames are not drawn */
+#define FLAME_MAX_RECTS 12000
+#define TREE_MIN_SHARE 0.0005 /* tree nodes under 0.05% are summarised */
+#define TREE_MAX_ROWS 4000
 #define FLAME_MAX_DEPTH 256
 #define NAME_MAX_SHOWN 90
 #define HOT_ROWS 40
@@ -126,7 +129,7 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
                         const pp_tree_t *t, const char *app_root)
 {
     uint32_t depth = 0;
-    uint32_t i;
+    uint32_t i, drawn = 0;
     int height;
 
     if (!t->total) {
@@ -155,7 +158,7 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
               "%d\" preserveAspectRatio=none "
               "xmlns=\"http://www.w3.org/2000/svg\">",
               height, (int)FLAME_W, height);
-    for (i = 0; i < t->n; i++) {
+    for (i = 0; i < t->n && drawn < FLAME_MAX_RECTS; i++) {
         const pp_tnode_t *x = &t->v[i];
         double xx = FLAME_W * (double)x->x / (double)t->total;
         double w = FLAME_W * (double)x->count / (double)t->total;
@@ -169,6 +172,7 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
         if (w < FLAME_MIN_W || x->depth >= depth) {
             continue;
         }
+        drawn++;
         pp_profile_frame(st, x->frame, &fv);
         file = pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf));
         name = pp_view_short_name(fv.function, nbuf, sizeof(nbuf));
@@ -222,13 +226,32 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
 
 /* ---- call tree ---- */
 
+typedef struct tree_budget {
+    uint32_t rows;
+    uint64_t omitted; /* samples under nodes too small or past the cap */
+    uint32_t omitted_nodes;
+} tree_budget_t;
+
 static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
-                      uint32_t first, uint32_t depth, const char *app_root)
+                      uint32_t first, uint32_t depth, const char *app_root,
+                      tree_budget_t *bud)
 {
     uint32_t c;
 
     for (c = first; c; c = t->v[c - 1].next_sibling) {
         const pp_tnode_t *x = &t->v[c - 1];
+        /* children come biggest first: once one is too small to show,
+         * so are its later siblings */
+        if ((double)x->count < TREE_MIN_SHARE * (double)t->total ||
+            bud->rows >= TREE_MAX_ROWS) {
+            uint32_t r;
+            for (r = c; r; r = t->v[r - 1].next_sibling) {
+                bud->omitted += t->v[r - 1].count;
+                bud->omitted_nodes++;
+            }
+            return;
+        }
+        bud->rows++;
         pp_frame_view_t fv;
         char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
         double pct = t->total ? 100.0 * (double)x->count / t->total : 0;
@@ -276,7 +299,8 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         if (x->first_child) {
             pp_puts(o, "</summary>");
             if (depth < PP_DEPTH_LIMIT + 2) {
-                tree_rows(o, st, t, x->first_child, depth + 1, app_root);
+                tree_rows(o, st, t, x->first_child, depth + 1, app_root,
+                          bud);
             }
             pp_puts(o, "</details>");
         }
@@ -289,9 +313,18 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
 void pp_view_tree(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
                   const char *app_root)
 {
+    tree_budget_t bud = {0, 0, 0};
+
     pp_puts(o, "<div class=tree>");
-    tree_rows(o, st, t, t->roots, 0, app_root);
+    tree_rows(o, st, t, t->roots, 0, app_root, &bud);
     pp_puts(o, "</div>");
+    if (bud.omitted_nodes) {
+        pp_printf(o, "<p class=muted>%u smaller branches (%llu samples, "
+                     "under 0.05%% each or past %d rows) are left out here; "
+                     "the exports have every stack.</p>",
+                  bud.omitted_nodes, (unsigned long long)bud.omitted,
+                  TREE_MAX_ROWS);
+    }
 }
 
 /* ---- hot functions ---- */
