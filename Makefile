@@ -13,7 +13,8 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_store.c mod_pyprof/pp_profile.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
                mod_pyprof/pp_render.c
-SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_frames_py311.c
+SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_frames_py311.c \
+               mod_pyprof/pp_api.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
                mod_pyprof/mod_pyprof_handler.c
 HEADERS     := $(wildcard mod_pyprof/*.h)
@@ -26,10 +27,19 @@ CC          ?= cc
 UNIT_CFLAGS := -std=gnu11 -O1 -g $(WARN) -Imod_pyprof
 UNIT_TESTS  := $(patsubst tests/unit/%.c,build/unit/%,$(wildcard tests/unit/test_*.c))
 
+PY_EXT_SUFFIX := $(shell $(PYCONFIG) --extension-suffix 2>/dev/null)
+PYEXT       := pyext/pyprof/_pyprof$(PY_EXT_SUFFIX)
+PY_SITE     ?= /usr/lib/python3/dist-packages
+
 .PHONY: all deps test unit integration demo demo-stop install clean format bench \
         render-bench
 
-all: $(MODULE)
+all: $(MODULE) $(PYEXT)
+
+# the "pyprof" extension, against the Python mod_wsgi links
+$(PYEXT): pyext/_pyprof.c mod_pyprof/pp_api.h Makefile
+	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -shared $(PY_INCLUDES) \
+	    -Imod_pyprof -o $@ pyext/_pyprof.c
 
 $(MODULE): $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) Makefile
 	cd mod_pyprof && $(APXS) -c -o mod_pyprof.la \
@@ -49,7 +59,7 @@ unit: $(UNIT_TESTS)
 	@failed=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || failed=1; done; \
 	    exit $$failed
 
-integration: $(MODULE)
+integration: $(MODULE) $(PYEXT)
 	$(PYTHON) -m pytest -q tests/integration
 
 test: deps
@@ -73,12 +83,16 @@ build/render_bench: tests/bench/render_bench.c $(CORE_SRC) $(HEADERS)
 render-bench: build/render_bench
 	build/render_bench
 
-install: $(MODULE)
+install: $(MODULE) $(PYEXT)
 	cd mod_pyprof && $(APXS) -i -n pyprof mod_pyprof.la
+	install -d $(DESTDIR)$(PY_SITE)/pyprof
+	install -m 644 pyext/pyprof/__init__.py $(DESTDIR)$(PY_SITE)/pyprof/
+	install -m 755 $(PYEXT) $(DESTDIR)$(PY_SITE)/pyprof/
 
 format:
 	clang-format -i mod_pyprof/*.c mod_pyprof/*.h tests/unit/*.c tests/unit/*.h
 
 clean:
+	rm -f pyext/pyprof/*.so
 	rm -rf build mod_pyprof/.libs mod_pyprof/*.la mod_pyprof/*.lo \
 	    mod_pyprof/*.slo mod_pyprof/*.o mod_pyprof/build.log

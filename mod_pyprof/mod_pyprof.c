@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "mod_pyprof.h"
+#include "pp_api_impl.h"
 #include "pp_frames.h"
 #include "pp_log.h"
 #include "pp_parse.h"
@@ -68,6 +69,12 @@ static const char PYPROF_FILTER[] = "PYPROF_HEADERS";
 pp_store_t *pyprof_shared_store(void)
 {
     return pyprof_store;
+}
+
+/* What pyext finds with dlsym() (see pp_api.h). */
+PYPROF_EXPORT const pp_api_t *pyprof_api(void)
+{
+    return pp_api_table();
 }
 
 static void log_to_httpd(pp_log_level_t level, const char *msg)
@@ -177,6 +184,7 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             ret->store = NULL;
         }
         pyprof_store = NULL;
+        pp_api_set_store(NULL);
         return OK;
     }
     if (ret->store && !pp_store_compatible(ret->store, size, nslots, keep)) {
@@ -201,6 +209,7 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ret->store->generation++;
     }
     pyprof_store = ret->store;
+    pp_api_set_store(pyprof_store);
     /* mark previous rows as not configured until re-registered below */
     for (vs = s; vs; vs = vs->next) {
         pyprof_server_conf_t *c =
@@ -354,6 +363,8 @@ static const char *request_id(request_rec *r)
             *p = '_';
         }
     }
+    /* one id everywhere: logs (%L), mod_wsgi's daemons and our pages */
+    r->log_id = id;
     return id;
 }
 
@@ -434,7 +445,7 @@ static apr_status_t request_cleanup(void *data)
         if (rs->registered) {
             pp_sampler_unregister(rs->slot);
         }
-        pp_store_finish(rs->store, rs->slot, 0, 0, 0, 0);
+        pp_store_abandon(rs->store, rs->slot);
         rs->done = 1;
     }
     return APR_SUCCESS;
@@ -453,20 +464,18 @@ static int pyprof_post_read_request(request_rec *r)
         return DECLINED;
     }
     c = ap_get_module_config(r->server->module_config, &pyprof_module);
-    if (!c || !c->locations->nelts ||
-        !(loc = match_location(c, r->uri))) {
+    if (!c) {
         return DECLINED;
     }
     memset(&info, 0, sizeof(info));
-    info.interval_us = loc->interval_us;
     if (c->trigger_header) {
         const char *given = apr_table_get(r->headers_in, c->trigger_header);
         if (given) {
-            /* the app never sees it, whatever it held */
+            /* the app never sees it, whatever it held and wherever it
+             * went */
             apr_table_unset(r->headers_in, c->trigger_header);
             if (secret_equal(given, c->trigger_secret)) {
                 info.flags |= PP_REQ_TRIGGERED;
-                info.interval_us = c->trigger_interval_us;
             }
             else {
                 ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
@@ -476,6 +485,11 @@ static int pyprof_post_read_request(request_rec *r)
             }
         }
     }
+    if (!c->locations->nelts || !(loc = match_location(c, r->uri))) {
+        return DECLINED;
+    }
+    info.interval_us = (info.flags & PP_REQ_TRIGGERED) ? c->trigger_interval_us
+                                                       : loc->interval_us;
     if (!(info.flags & PP_REQ_TRIGGERED) &&
         (info.capture = pp_store_capture_take(st, loc->store_idx))) {
         info.flags |= PP_REQ_CAPTURED;

@@ -273,10 +273,14 @@ static int serve_request(request_rec *r, pp_store_t *st, const char *id,
         int rc = OK;
         char lp[PP_PREFIX_MAX];
         pp_location_t *loc = pp_store_location(st, rec->req.location);
-        pp_pprof_label_t labels[3] = {
+        pp_pprof_label_t labels[6] = {
             {"request_id", rec->req.id, 0},
             {"location", "", 0},
-            {"status", NULL, rec->req.status}};
+            {"status", NULL, rec->req.status},
+            {"trace_id", rec->req.trace_id, 0},
+            {"parent_id", rec->req.parent_id, 0},
+            {"process_group", rec->req.process_group, 0}};
+        size_t nlabels = rec->req.trace_id[0] ? 5 : 3;
 
         if (loc) {
             snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
@@ -286,7 +290,11 @@ static int serve_request(request_rec *r, pp_store_t *st, const char *id,
         pp_profile_add_record(&p, rec);
         pp_profile_sort(&p);
         if (q->format == FMT_PPROF) {
-            rc = send_pprof(r, st, &p, labels, 3, rec->req.start_us * 1000,
+            if (rec->req.flags & PP_REQ_DAEMON) {
+                labels[nlabels++] = labels[5];
+            }
+            rc = send_pprof(r, st, &p, labels, nlabels,
+                            rec->req.start_us * 1000,
                             rec->req.duration_us * 1000,
                             (int64_t)rec->req.interval_us * 1000);
         }
@@ -399,7 +407,12 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
                               "seconds must be a whole number from 1 to 60");
         }
     }
-    if (!q->path || idx < 0) {
+    if (!q->path) {
+        return error_page(r, sink, opt, FMT_JSON, HTTP_BAD_REQUEST,
+                          "path is required: ?path=/PREFIX of a "
+                          "PyProfSample location");
+    }
+    if (idx < 0) {
         return error_page(r, sink, opt, FMT_JSON, HTTP_NOT_FOUND,
                           "path must name a PyProfSample location");
     }
@@ -570,8 +583,14 @@ static int serve_trace_lookup(request_rec *r, pp_store_t *st, query_t *q,
         return error_page(r, sink, opt, q->format, HTTP_BAD_REQUEST,
                           "trace must be a W3C trace id: 32 hex digits");
     }
-    if (!st || !pp_store_find_trace_id(st, apr_pstrdup(r->pool, q->trace),
-                                       &found)) {
+    {
+        char *lower = apr_pstrdup(r->pool, q->trace), *c;
+        for (c = lower; *c; c++) {
+            *c = (char)apr_tolower(*c);
+        }
+        q->trace = lower;
+    }
+    if (!st || !pp_store_find_trace_id(st, q->trace, &found)) {
         return error_page(r, sink, opt, q->format, HTTP_NOT_FOUND,
                           "No kept or running request of this trace.");
     }
@@ -712,9 +731,10 @@ int pyprof_handler(request_rec *r)
     }
     if (q.since) {
         opt.since_us = parse_window_us(q.since);
-        if (opt.since_us < 0) {
+        if (opt.since_us < 0 || opt.since_us > PP_WINDOW_MAX_US) {
             return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
-                              "since must be a window like 30s, 10m or 1h");
+                              "since must be a window from 1s to 1h, like "
+                              "30s, 10m or 1h");
         }
     }
     if (q.view) {
@@ -730,6 +750,16 @@ int pyprof_handler(request_rec *r)
         else if (strcmp(q.view, "all") != 0) {
             return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
                               "view must be all, diff, slow or rest");
+        }
+        if (opt.diff && q.format != FMT_HTML) {
+            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
+                              "view=diff is a page; export one side with "
+                              "view=slow or view=rest");
+        }
+        if ((opt.diff || opt.side) && opt.since_us) {
+            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
+                              "the slow/rest split covers the whole run: "
+                              "drop since= or view=");
         }
     }
 

@@ -513,6 +513,37 @@ static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
     else {
         pp_puts(o, "null");
     }
+    if (q->flags & PP_REQ_DAEMON) {
+        pp_printf(o, ",\"daemon_pid\":%d,\"process_group\":",
+                  (int)q->daemon_pid);
+        json_str(o, q->process_group);
+        pp_puts(o, ",\"application_group\":");
+        json_str(o, q->app_group);
+    }
+    else {
+        pp_puts(o, ",\"daemon_pid\":null,\"process_group\":null,"
+                   "\"application_group\":null");
+    }
+}
+
+static void json_segments(pp_sink_t *o, const pp_record_t *rec)
+{
+    uint32_t i, n = rec->req.nsegments;
+
+    pp_puts(o, "\"segments\":[");
+    for (i = 0; i < n && i < PP_SEGMENTS_MAX; i++) {
+        const pp_segment_t *g = &rec->segments[i];
+        pp_puts(o, i ? ",{\"name\":" : "{\"name\":");
+        json_str(o, g->name);
+        pp_puts(o, ",\"detail\":");
+        json_str(o, g->detail);
+        pp_printf(o,
+                  ",\"start_ms\":%.3f,\"duration_ms\":%s%.3f,\"depth\":%u,"
+                  "\"parent\":%u,\"samples\":%u,\"weight_ms\":%.3f}",
+                  g->start_us / 1e3, "", g->dur_us < 0 ? -1.0 : g->dur_us / 1e3,
+                  g->depth, g->parent, g->samples, g->weight_us / 1e3);
+    }
+    pp_printf(o, "],\"segments_dropped\":%u", rec->req.segments_dropped);
 }
 
 void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
@@ -671,6 +702,8 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
                   (double)(opt->now_us - rec->req.start_us) / 1e3);
     }
     pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
+    json_segments(o, rec);
+    pp_puts(o, ",");
     json_stacks(o, st, &p);
     pp_puts(o, "}\n");
     pp_profile_free(&p);
@@ -882,6 +915,9 @@ static const char CSS[] =
     "table.legend td{border:0;padding:2px 10px 2px 0}"
     ".flag{display:inline-block;background:#fff3bf;color:#7a5b00;"
     "border-radius:3px;padding:0 6px;font-size:11px;margin-left:6px}"
+    ".tl{position:relative;height:10px;background:#eef1f5}"
+    ".tl span{position:absolute;top:0;height:10px;background:#4a7fc1}"
+    "td.detail{max-width:420px;word-break:break-all;color:#46556a}"
     ".stack{font-family:ui-monospace,monospace;font-size:12px;"
     "color:#46556a;margin:4px 0 0 0;padding:0;list-style:none}";
 
@@ -1701,6 +1737,73 @@ static void export_links(pp_sink_t *o, const char *query_prefix)
     }
 }
 
+/* The timeline of pyprof.segment() blocks, like a transaction trace. */
+static void segments_table(pp_sink_t *o, const pp_record_t *rec)
+{
+    const pp_req_t *q = &rec->req;
+    double total = q->duration_us > 0 ? q->duration_us / 1e3 : 0;
+    uint32_t i, n = q->nsegments < PP_SEGMENTS_MAX ? q->nsegments
+                                                   : PP_SEGMENTS_MAX;
+
+    if (!n) {
+        return;
+    }
+    if (total <= 0) { /* in flight: scale to the latest end seen */
+        for (i = 0; i < n; i++) {
+            double end = (rec->segments[i].start_us +
+                          (rec->segments[i].dur_us > 0 ? rec->segments[i].dur_us
+                                                       : 0)) / 1e3;
+            if (end > total) {
+                total = end;
+            }
+        }
+    }
+    pp_puts(o, "<h2>Segments <span class=muted>(exact timings from "
+               "pyprof.segment / @pyprof.trace; samples inside each are "
+               "counted to it)</span></h2><table class=segs><tr>"
+               "<th>Segment</th><th>Detail</th><th class=num>Start</th>"
+               "<th class=num>Duration</th><th class=num>Share</th>"
+               "<th class=num>Samples</th><th style=\"width:30%\">Timeline"
+               "</th></tr>");
+    for (i = 0; i < n; i++) {
+        const pp_segment_t *g = &rec->segments[i];
+        double start = g->start_us / 1e3;
+        double dur = g->dur_us < 0 ? -1 : g->dur_us / 1e3;
+        double left = total > 0 ? 100.0 * start / total : 0;
+        double width = total > 0 && dur > 0 ? 100.0 * dur / total : 0;
+
+        if (left > 100) {
+            left = 100;
+        }
+        if (left + width > 100) {
+            width = 100 - left;
+        }
+        pp_printf(o, "<tr><td class=fn style=\"padding-left:%upx\">",
+                  10 + 16 * (g->depth < 20 ? g->depth : 20));
+        html(o, g->name);
+        pp_puts(o, "</td><td class=\"mono detail\">");
+        html(o, g->detail);
+        pp_printf(o, "</td><td class=num>%.1f ms</td>", start);
+        if (dur < 0) {
+            pp_puts(o, "<td class=num>open</td><td class=num></td>");
+        }
+        else {
+            pp_printf(o, "<td class=num>%.1f ms</td><td class=num>%.1f%%</td>",
+                      dur, total > 0 ? 100.0 * dur / total : 0.0);
+        }
+        pp_printf(o, "<td class=num>%u</td><td><div class=tl><span "
+                     "style=\"left:%.2f%%;width:%.2f%%\"></span></div></td>"
+                     "</tr>",
+                  g->samples, left, width < 0.3 ? 0.3 : width);
+    }
+    pp_puts(o, "</table>");
+    if (q->segments_dropped) {
+        pp_printf(o, "<p class=muted>%u more segments were not recorded "
+                     "(at most %d a request).</p>",
+                  q->segments_dropped, PP_SEGMENTS_MAX);
+    }
+}
+
 static void split_part(pp_sink_t *o, const char *cls, double ms,
                        double total, const char *label)
 {
@@ -1830,8 +1933,18 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     }
     pp_puts(o, "</dd><dt>Virtual host</dt><dd>");
     html(o, q->vhost);
-    pp_printf(o, "</dd><dt>Process / thread</dt><dd>pid %d, tid %d</dd>",
+    pp_printf(o, "</dd><dt>Process / thread</dt><dd>pid %d, tid %d",
               (int)q->pid, (int)q->tid);
+    if (q->flags & PP_REQ_DAEMON) {
+        pp_printf(o, "; the app ran in mod_wsgi daemon pid %d, process "
+                     "group <span class=mono>",
+                  (int)q->daemon_pid);
+        html(o, q->process_group);
+        pp_puts(o, "</span>, application group <span class=mono>");
+        html(o, q->app_group[0] ? q->app_group : "(main interpreter)");
+        pp_puts(o, "</span>");
+    }
+    pp_puts(o, "</dd>");
     pp_printf(o, "<dt>Started</dt><dd class=mono>%s</dd>", t);
     pp_puts(o, "<dt>Request id</dt><dd class=mono>");
     html(o, q->id);
@@ -1864,6 +1977,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     if (!inflight) {
         time_split(o, q);
     }
+    segments_table(o, rec);
 
     if (q->samples == 0) {
         pp_puts(o, "<p class=empty>No sample landed in Python code during "
@@ -2000,7 +2114,7 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
     }
     else {
         pp_render_location_profile(&p, st, location, opt->now_us,
-                                   opt->since_us, PP_SIDE_ALL);
+                                   opt->since_us, opt->side);
         if (!p.samples) {
             pp_puts(o, "<p class=empty>No samples in this window.</p>");
         }

@@ -174,6 +174,24 @@ out:
     return rc;
 }
 
+int pp_sampler_current(int *slot, uint64_t *serial)
+{
+    pthread_t self = pthread_self();
+    int i, found = 0;
+
+    pthread_mutex_lock(&S.mu);
+    for (i = 0; i < S.n; i++) {
+        if (pthread_equal(S.entries[i].thread, self)) {
+            *slot = S.entries[i].slot;
+            *serial = S.entries[i].serial;
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&S.mu);
+    return found;
+}
+
 void pp_sampler_unregister(int slot)
 {
     int i;
@@ -236,6 +254,13 @@ static void sample_due(int64_t now)
 
     for (i = 0; i < S.n && n < LOCAL_MAX; i++) {
         entry_t *e = &S.entries[i];
+        if (e->next_due_ns <= now &&
+            !pp_store_samples_here(st, e->slot, S.pid)) {
+            /* a mod_wsgi daemon runs this request's Python and samples it;
+             * here the thread only proxies */
+            e->next_due_ns = now + e->interval_ns;
+            continue;
+        }
         if (e->next_due_ns <= now) {
             pp_walk_target_t *t = &S.targets[n];
             t->thread_ident = (unsigned long)e->thread;
@@ -330,9 +355,9 @@ static void sample_due(int64_t now)
              * no Python frame: time of the request outside Python */
             atomic_fetch_add(&st->c.threads_missing, 1);
             if (slot) {
-                pp_store_add_outside(st, slot, pp_wall_us(),
-                                     (uint64_t)(weight > 0 ? weight / 1000
-                                                           : 0));
+                pp_store_sample_outside(
+                    st, e->slot, e->serial, pp_wall_us(),
+                    (uint64_t)(weight > 0 ? weight / 1000 : 0));
             }
             e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {
@@ -347,8 +372,8 @@ static void sample_due(int64_t now)
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
             }
             if (slot && node) {
-                pp_store_add_sample_ex(
-                    st, slot, node, pp_wall_us(),
+                pp_store_sample(
+                    st, e->slot, e->serial, node, pp_wall_us(),
                     (uint64_t)(weight > 0 ? weight / 1000 : 0),
                     (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
                                    ? (cpu - e->last_cpu_ns) / 1000

@@ -25,6 +25,8 @@ int pp_sampler_running(void);
 /* Register the calling thread as serving the request in slot `slot`. */
 int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
                         uint32_t max_depth);
+/* The request the calling thread is registered for; 0 if none. */
+int pp_sampler_current(int *slot, uint64_t *serial);
 /* After this returns, the sampler will not write to the slot again. */
 void pp_sampler_unregister(int slot);
 

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -441,6 +442,47 @@ static void copy_str(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* ---- the slot write token ---- */
+
+#define TOKEN_SPINS 200000 /* a write holds it for microseconds */
+
+static int32_t self_pid(void)
+{
+    return (int32_t)getpid();
+}
+
+static int slot_lock(pp_slot_t *slot)
+{
+    int32_t me = self_pid(), cur;
+    uint32_t spins;
+
+    for (spins = 0; spins < TOKEN_SPINS; spins++) {
+        cur = 0;
+        if (atomic_compare_exchange_weak_explicit(&slot->token, &cur, me,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            return 1;
+        }
+        if (cur == me) {
+            return 0; /* not reentrant: a bug, never block on ourselves */
+        }
+        if ((spins & 1023) == 1023) {
+            /* the holder died mid-write: take the token over */
+            if (cur > 0 && kill(cur, 0) == -1 && errno == ESRCH &&
+                atomic_compare_exchange_strong(&slot->token, &cur, me)) {
+                return 1;
+            }
+            sched_yield();
+        }
+    }
+    return 0;
+}
+
+static void slot_unlock(pp_slot_t *slot)
+{
+    atomic_store_explicit(&slot->token, 0, memory_order_release);
+}
+
 pp_slot_t *pp_store_slot(pp_store_t *st, int idx)
 {
     if (!st || idx < 0 || (uint32_t)idx >= st->nslots) {
@@ -470,6 +512,7 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
         rec_write_begin(&slot->rec);
         memset(&slot->rec.req, 0, sizeof(slot->rec.req));
         memset(slot->rec.stacks, 0, sizeof(slot->rec.stacks));
+        memset(slot->rec.segments, 0, sizeof(slot->rec.segments));
         q = &slot->rec.req;
         q->serial = atomic_fetch_add(&st->serial_next, 1);
         copy_str(q->id, sizeof(q->id), info->id);
@@ -488,6 +531,8 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
         copy_str(q->trace_id, sizeof(q->trace_id), info->trace_id);
         copy_str(q->parent_id, sizeof(q->parent_id), info->parent_id);
         rec_write_end(&slot->rec);
+        atomic_store(&slot->token, 0);
+        atomic_store(&slot->sampler_pid, 0);
         atomic_store(&slot->state, PP_SLOT_STATE(info->pid, PP_SLOT_ACTIVE));
         return (int)idx;
     }
@@ -530,49 +575,66 @@ void pp_store_add_outside(pp_store_t *st, pp_slot_t *slot, int64_t now_us,
 {
     pp_record_t *rec = &slot->rec;
     (void)st;
+    if (!slot_lock(slot)) {
+        return;
+    }
     rec_write_begin(rec);
     rec->req.samples_outside++;
     rec->req.outside_us += (int64_t)weight_us;
     rec->req.last_sample_us = now_us;
     rec_write_end(rec);
+    slot_unlock(slot);
 }
 
-static pp_record_t *slot_rec_for_writer(pp_store_t *st, int idx)
+/* The claimer's own notes; the token keeps them apart from a daemon's
+ * samples. */
+static pp_record_t *note_begin(pp_store_t *st, int idx, pp_slot_t **slotp)
 {
     pp_slot_t *slot = pp_store_slot(st, idx);
-    if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
+    if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE ||
+        !slot_lock(slot)) {
         return NULL;
     }
+    *slotp = slot;
+    rec_write_begin(&slot->rec);
     return &slot->rec;
+}
+
+static void note_end(pp_slot_t *slot)
+{
+    rec_write_end(&slot->rec);
+    slot_unlock(slot);
 }
 
 void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us)
 {
-    pp_record_t *rec = slot_rec_for_writer(st, idx);
-    if (rec && !rec->req.handler_start_us) {
-        rec_write_begin(rec);
-        rec->req.handler_start_us = us;
-        rec_write_end(rec);
+    pp_slot_t *slot;
+    pp_record_t *rec = note_begin(st, idx, &slot);
+    if (rec) {
+        if (!rec->req.handler_start_us) {
+            rec->req.handler_start_us = us;
+        }
+        note_end(slot);
     }
 }
 
 void pp_store_note_app_end(pp_store_t *st, int idx, int64_t us)
 {
-    pp_record_t *rec = slot_rec_for_writer(st, idx);
+    pp_slot_t *slot;
+    pp_record_t *rec = note_begin(st, idx, &slot);
     if (rec) {
-        rec_write_begin(rec);
         rec->req.app_end_us = us;
-        rec_write_end(rec);
+        note_end(slot);
     }
 }
 
 void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id)
 {
-    pp_record_t *rec = slot_rec_for_writer(st, idx);
-    if (rec && id) {
-        rec_write_begin(rec);
+    pp_slot_t *slot;
+    pp_record_t *rec = id ? note_begin(st, idx, &slot) : NULL;
+    if (rec) {
         copy_str(rec->req.unique_id, sizeof(rec->req.unique_id), id);
-        rec_write_end(rec);
+        note_end(slot);
     }
 }
 
@@ -613,16 +675,14 @@ uint32_t pp_store_capture_take(pp_store_t *st, int location)
     return 0;
 }
 
-void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
-                            int64_t now_us, uint64_t weight_us,
-                            uint64_t cpu_us, int how)
+/* One sample into a record; the caller holds the slot's token. */
+static void record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
+                          int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                          int how)
 {
-    pp_record_t *rec = &slot->rec;
     pp_stack_count_t *e;
+    uint32_t seg;
 
-    if (node == 0) {
-        return;
-    }
     rec_write_begin(rec);
     /* keep one entry free for [other stacks] */
     e = rec->req.nstacks < PP_STACKS_MAX - 1 ? stack_entry(rec, node, 1)
@@ -648,11 +708,198 @@ void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
             rec->req.samples_gil_wait++;
         }
     }
+    seg = rec->req.open_segment;
+    if (seg >= 1 && seg <= PP_SEGMENTS_MAX) {
+        rec->segments[seg - 1].samples++;
+        rec->segments[seg - 1].weight_us += weight_us;
+    }
     rec->req.sampled_cpu_us += (int64_t)cpu_us;
     rec->req.last_node = node;
     rec->req.last_sample_us = now_us;
     rec_write_end(rec);
     atomic_fetch_add_explicit(&st->c.samples, 1, memory_order_relaxed);
+}
+
+void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
+                            int64_t now_us, uint64_t weight_us,
+                            uint64_t cpu_us, int how)
+{
+    if (node == 0 || !slot_lock(slot)) {
+        return;
+    }
+    record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us, how);
+    slot_unlock(slot);
+}
+
+/* Lock a slot for a write on behalf of request `serial` by this process;
+ * NULL (and unlocked) if the slot moved on or belongs to another sampler. */
+static pp_slot_t *lock_for(pp_store_t *st, int idx, uint64_t serial,
+                           int sampling)
+{
+    pp_slot_t *slot = pp_store_slot(st, idx);
+    int32_t owner;
+
+    if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE ||
+        !slot_lock(slot)) {
+        return NULL;
+    }
+    owner = atomic_load(&slot->sampler_pid);
+    if (slot->rec.req.serial != serial ||
+        PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE ||
+        owner < 0 || (sampling && owner > 0 && owner != self_pid())) {
+        slot_unlock(slot);
+        return NULL;
+    }
+    return slot;
+}
+
+void pp_store_sample(pp_store_t *st, int idx, uint64_t serial, uint32_t node,
+                     int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                     int how)
+{
+    pp_slot_t *slot;
+
+    if (node == 0 || !(slot = lock_for(st, idx, serial, 1))) {
+        return;
+    }
+    record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us, how);
+    slot_unlock(slot);
+}
+
+void pp_store_sample_outside(pp_store_t *st, int idx, uint64_t serial,
+                             int64_t now_us, uint64_t weight_us)
+{
+    pp_slot_t *slot = lock_for(st, idx, serial, 1);
+    pp_record_t *rec;
+
+    if (!slot) {
+        return;
+    }
+    rec = &slot->rec;
+    rec_write_begin(rec);
+    rec->req.samples_outside++;
+    rec->req.outside_us += (int64_t)weight_us;
+    rec->req.last_sample_us = now_us;
+    rec_write_end(rec);
+    slot_unlock(slot);
+}
+
+int pp_store_samples_here(pp_store_t *st, int idx, int32_t pid)
+{
+    pp_slot_t *slot = pp_store_slot(st, idx);
+    int32_t owner = slot ? atomic_load(&slot->sampler_pid) : -1;
+    return owner == 0 || owner == pid;
+}
+
+int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
+                   const char *process_group, const char *app_group,
+                   uint64_t *serial, uint32_t *interval_us,
+                   uint32_t *max_depth)
+{
+    uint32_t i;
+
+    if (!id || !*id) {
+        return -1;
+    }
+    for (i = 0; i < st->nslots; i++) {
+        pp_slot_t *slot = pp_store_slot(st, (int)i);
+        int32_t none = 0;
+
+        if (PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE ||
+            strncmp(slot->rec.req.id, id, PP_ID_MAX) != 0) {
+            continue;
+        }
+        if (!atomic_compare_exchange_strong(&slot->sampler_pid, &none, pid)) {
+            return -1; /* finished, or another daemon has it */
+        }
+        if (!slot_lock(slot)) {
+            return -1;
+        }
+        /* the id may have been reused between the scan and the adoption */
+        if (strncmp(slot->rec.req.id, id, PP_ID_MAX) != 0) {
+            slot_unlock(slot);
+            return -1;
+        }
+        rec_write_begin(&slot->rec);
+        slot->rec.req.flags |= PP_REQ_DAEMON;
+        slot->rec.req.daemon_pid = pid;
+        copy_str(slot->rec.req.process_group,
+                 sizeof(slot->rec.req.process_group), process_group);
+        copy_str(slot->rec.req.app_group, sizeof(slot->rec.req.app_group),
+                 app_group);
+        rec_write_end(&slot->rec);
+        *serial = slot->rec.req.serial;
+        *interval_us = slot->rec.req.interval_us;
+        *max_depth = slot->rec.req.max_depth;
+        slot_unlock(slot);
+        return (int)i;
+    }
+    return -1;
+}
+
+uint32_t pp_store_segment_begin(pp_store_t *st, int idx, uint64_t serial,
+                                const char *name, const char *detail,
+                                int64_t now_us)
+{
+    pp_slot_t *slot = lock_for(st, idx, serial, 0);
+    pp_record_t *rec;
+    pp_segment_t *g;
+    uint32_t n, parent;
+
+    if (!slot) {
+        return 0;
+    }
+    rec = &slot->rec;
+    n = rec->req.nsegments;
+    if (n >= PP_SEGMENTS_MAX) {
+        rec_write_begin(rec);
+        rec->req.segments_dropped++;
+        rec_write_end(rec);
+        slot_unlock(slot);
+        return 0;
+    }
+    parent = rec->req.open_segment <= PP_SEGMENTS_MAX ? rec->req.open_segment
+                                                      : 0;
+    rec_write_begin(rec);
+    g = &rec->segments[n];
+    memset(g, 0, sizeof(*g));
+    copy_str(g->name, sizeof(g->name), name);
+    copy_str(g->detail, sizeof(g->detail), detail);
+    g->start_us = now_us - rec->req.start_us;
+    g->dur_us = -1;
+    g->parent = (uint16_t)parent;
+    g->depth = parent ? (uint16_t)(rec->segments[parent - 1].depth + 1) : 0;
+    rec->req.nsegments = n + 1;
+    rec->req.open_segment = n + 1;
+    rec_write_end(rec);
+    slot_unlock(slot);
+    return n + 1;
+}
+
+void pp_store_segment_end(pp_store_t *st, int idx, uint64_t serial,
+                          uint32_t seg, int64_t now_us)
+{
+    pp_slot_t *slot;
+    pp_record_t *rec;
+    pp_segment_t *g;
+
+    if (seg == 0 || seg > PP_SEGMENTS_MAX ||
+        !(slot = lock_for(st, idx, serial, 0))) {
+        return;
+    }
+    rec = &slot->rec;
+    if (seg <= rec->req.nsegments) {
+        rec_write_begin(rec);
+        g = &rec->segments[seg - 1];
+        g->dur_us = now_us - rec->req.start_us - g->start_us;
+        if (g->dur_us < 0) {
+            g->dur_us = 0;
+        }
+        /* close it, and any inner one left open by an exception path */
+        rec->req.open_segment = g->parent;
+        rec_write_end(rec);
+    }
+    slot_unlock(slot);
 }
 
 static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc,
@@ -783,6 +1030,7 @@ static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
         }
         memcpy(&dst->req, &src->req, sizeof(dst->req));
         memcpy(dst->stacks, src->stacks, sizeof(dst->stacks));
+        memcpy(dst->segments, src->segments, sizeof(dst->segments));
         if (keep == PP_KEEP_FAST) {
             dst->req.flags |= PP_REQ_FAST;
         }
@@ -803,11 +1051,19 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
     pp_record_t *rec;
     pp_agg_entry_t *all, *slow = NULL, *window;
     uint32_t i;
+    int locked;
 
     if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
         return;
     }
     rec = &slot->rec;
+    /* from here on no daemon writes: it sees sampler_pid -1 */
+    locked = slot_lock(slot);
+    if (!locked) {
+        /* cannot happen short of a stuck live writer; finish anyway */
+        atomic_fetch_add(&st->c.traces_torn, 1);
+    }
+    atomic_store(&slot->sampler_pid, -1);
     rec_write_begin(rec);
     rec->req.status = status;
     rec->req.duration_us = duration_us < 0 ? 0 : duration_us;
@@ -879,6 +1135,26 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
     if (keep == PP_KEEP_SLOW || keep == PP_KEEP_FAST) {
         keep_trace(st, rec, keep);
     }
+    if (locked) {
+        slot_unlock(slot);
+    }
+    atomic_store_explicit(&slot->state, PP_SLOT_FREE, memory_order_release);
+}
+
+void pp_store_abandon(pp_store_t *st, int idx)
+{
+    pp_slot_t *slot = pp_store_slot(st, idx);
+    int locked;
+
+    if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
+        return;
+    }
+    locked = slot_lock(slot);
+    atomic_store(&slot->sampler_pid, -1);
+    if (locked) {
+        slot_unlock(slot);
+    }
+    atomic_fetch_add(&st->c.slots_lost, 1);
     atomic_store_explicit(&slot->state, PP_SLOT_FREE, memory_order_release);
 }
 
@@ -1094,11 +1370,20 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
         }
         memcpy(&out->req, &rec->req, sizeof(out->req));
         memcpy(out->stacks, rec->stacks, sizeof(out->stacks));
+        memcpy(out->segments, rec->segments, sizeof(out->segments));
         atomic_thread_fence(memory_order_acquire);
         s2 = atomic_load_explicit(&rec->seq, memory_order_relaxed);
         if (s1 == s2) {
             /* the copy is ours now: make its strings safe to print */
+            uint32_t g;
             terminate_req(&out->req);
+            for (g = 0; g < PP_SEGMENTS_MAX; g++) {
+                out->segments[g].name[PP_SEGMENT_NAME_MAX - 1] = '\0';
+                out->segments[g].detail[PP_SEGMENT_DETAIL_MAX - 1] = '\0';
+                if (out->segments[g].parent > PP_SEGMENTS_MAX) {
+                    out->segments[g].parent = 0;
+                }
+            }
             return out->req.serial != 0;
         }
     }
@@ -1107,6 +1392,11 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
 
 static void terminate_req(pp_req_t *q)
 {
+    q->process_group[PP_GROUP_MAX - 1] = '\0';
+    q->app_group[PP_APP_GROUP_MAX - 1] = '\0';
+    if (q->nsegments > PP_SEGMENTS_MAX) {
+        q->nsegments = PP_SEGMENTS_MAX;
+    }
     q->trace_id[PP_TRACE_ID_MAX - 1] = '\0';
     q->parent_id[PP_SPAN_ID_MAX - 1] = '\0';
     q->unique_id[PP_ID_MAX - 1] = '\0';

@@ -40,12 +40,22 @@
 #define PP_EPOCHS 64           /* per-minute aggregates: windows up to 1 h */
 #define PP_EPOCH_US 60000000LL
 #define PP_EPOCH_RESETTING (1ULL << 63)
+/* the longest window the per-minute tables can answer (a minute stays in
+ * reserve for the one being rewritten) */
+#define PP_WINDOW_MAX_US ((int64_t)(PP_EPOCHS - 4) * PP_EPOCH_US)
 
 /* record flags */
 #define PP_REQ_TRUNCATED 0x1u /* some stack was deeper than PyProfMaxDepth */
 #define PP_REQ_TRIGGERED 0x2u /* PyProfTrigger header with the secret */
 #define PP_REQ_CAPTURED 0x4u  /* one of the next N requests of a capture */
 #define PP_REQ_FAST 0x8u      /* kept only because its id was sent out */
+#define PP_REQ_DAEMON 0x10u   /* sampled in a mod_wsgi daemon process */
+
+#define PP_GROUP_MAX 48       /* mod_wsgi process group name */
+#define PP_APP_GROUP_MAX 96   /* mod_wsgi application group name */
+#define PP_SEGMENTS_MAX 48    /* timed segments kept per request */
+#define PP_SEGMENT_NAME_MAX 24
+#define PP_SEGMENT_DETAIL_MAX 96
 
 #define PP_TRACE_ID_MAX 33  /* W3C trace-id: 32 hex digits */
 #define PP_SPAN_ID_MAX 17   /* W3C parent-id: 16 hex digits */
@@ -105,13 +115,32 @@ typedef struct pp_req {
     int64_t outside_us;       /* their weight */
     int64_t handler_start_us; /* wall clock; 0 = unknown */
     int64_t app_end_us;       /* response complete (EOS); 0 = unknown */
+    int32_t daemon_pid;       /* the daemon process that ran the app */
+    uint32_t nsegments;
+    uint32_t open_segment;    /* index + 1 of the innermost open segment */
+    uint32_t segments_dropped;
+    char process_group[PP_GROUP_MAX];
+    char app_group[PP_APP_GROUP_MAX];
 } pp_req_t;
+
+/* An exact timing inside a request: pyprof.segment() / @pyprof.trace. */
+typedef struct pp_segment {
+    char name[PP_SEGMENT_NAME_MAX];
+    char detail[PP_SEGMENT_DETAIL_MAX];
+    int64_t start_us; /* from the request's start */
+    int64_t dur_us;   /* -1 while open */
+    uint16_t depth;
+    uint16_t parent;  /* index + 1; 0 = top level */
+    uint32_t samples; /* samples taken while it was the innermost open one */
+    uint64_t weight_us;
+} pp_segment_t;
 
 typedef struct pp_record {
     _Atomic uint32_t seq; /* odd while being written */
     uint32_t pad;
     pp_req_t req;
     pp_stack_count_t stacks[PP_STACKS_MAX]; /* open-addressed by node */
+    pp_segment_t segments[PP_SEGMENTS_MAX];
 } pp_record_t;
 
 /* A slot's state word holds its owner's pid and its phase together, so a
@@ -122,8 +151,16 @@ enum { PP_SLOT_FREE = 0, PP_SLOT_CLAIMED = 1, PP_SLOT_ACTIVE = 2 };
 #define PP_SLOT_PID(state) ((int32_t)((state) >> 2))
 #define PP_SLOT_STATE(pid, phase) (((uint32_t)(pid) << 2) | (phase))
 
+/* Writers of one slot may live in two processes (the Apache child that
+ * claimed it, and the mod_wsgi daemon that runs the app and samples it),
+ * so writes take the slot's token: a compare-and-swap of the writer's pid,
+ * held for microseconds.  A token left by a dead process is taken over
+ * (kill(pid, 0) says ESRCH), so nothing can wedge on it. */
 typedef struct pp_slot {
     _Atomic uint32_t state;
+    _Atomic int32_t token;       /* pid of the writer, 0 = free */
+    _Atomic int32_t sampler_pid; /* 0: the claimer samples; > 0: a daemon
+                                  * adopted it; -1: finished */
     uint32_t pad;
     pp_record_t rec;
 } pp_slot_t;
@@ -292,6 +329,32 @@ void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us);
 void pp_store_note_app_end(pp_store_t *st, int idx, int64_t us);
 void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id);
 
+/* Samples checked against the request they were taken for: nothing is
+ * written if the slot now holds another request (serial), or if another
+ * process adopted it.  segment: index + 1 of the open segment, or 0. */
+void pp_store_sample(pp_store_t *st, int idx, uint64_t serial, uint32_t node,
+                     int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                     int how);
+void pp_store_sample_outside(pp_store_t *st, int idx, uint64_t serial,
+                             int64_t now_us, uint64_t weight_us);
+/* Is this process the one that samples slot idx? */
+int pp_store_samples_here(pp_store_t *st, int idx, int32_t pid);
+
+/* Daemon mode: the in-flight request with this id, adopted by `pid` (a
+ * daemon process) for sampling.  Slot index, or -1 (not found, not
+ * sampled, or already adopted).  Fills serial, interval and depth. */
+int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
+                   const char *process_group, const char *app_group,
+                   uint64_t *serial, uint32_t *interval_us,
+                   uint32_t *max_depth);
+
+/* Segments: begin returns index + 1 (0 if the request is gone or full). */
+uint32_t pp_store_segment_begin(pp_store_t *st, int idx, uint64_t serial,
+                                const char *name, const char *detail,
+                                int64_t now_us);
+void pp_store_segment_end(pp_store_t *st, int idx, uint64_t serial,
+                          uint32_t seg, int64_t now_us);
+
 /* Arm a capture of the next n requests of a location; its id. */
 uint32_t pp_store_capture_arm(pp_store_t *st, int location, uint32_t n);
 /* Take one request from an armed capture: its id, or 0 if none left. */
@@ -305,6 +368,10 @@ uint32_t pp_store_capture_take(pp_store_t *st, int location);
  * the slot's only writer. */
 void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
                      int64_t cpu_us, int keep);
+
+/* Free a slot without counting the request (it never finished: the
+ * connection went away before logging); counted as lost. */
+void pp_store_abandon(pp_store_t *st, int idx);
 
 /* Free slots whose owner process no longer exists (SIGKILL); counted. */
 void pp_store_reap_dead(pp_store_t *st);

@@ -18,7 +18,8 @@
 #include "pp_store.h"
 
 #define STORE_SIZE       (4ULL << 20)
-#define SMALL_STORE_SIZE (2ULL << 20)
+/* the tables at their minimum sizes, whatever the records weigh */
+#define SMALL_STORE_SIZE (pp_store_min_size(1, 1) + (256ULL << 10))
 
 /* ---- helpers ---- */
 
