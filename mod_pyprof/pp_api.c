@@ -55,7 +55,19 @@ static int api_daemon_begin(const char *id, const char *process_group,
 
 static void api_daemon_end(int slot)
 {
-    pp_sampler_unregister(slot);
+    uint64_t serial;
+    int cur;
+    int64_t cpu_ns;
+
+    /* the serial before unregistering: the CPU time belongs to it */
+    if (!pp_sampler_current(&cur, &serial) || cur != slot) {
+        pp_sampler_unregister(slot);
+        return;
+    }
+    cpu_ns = pp_sampler_unregister_cpu(slot);
+    if (api_store && cpu_ns >= 0) {
+        pp_store_note_daemon_cpu(api_store, slot, serial, cpu_ns / 1000);
+    }
 }
 
 static int api_current(int *slot, uint64_t *serial, char *id, size_t idcap)

@@ -40,6 +40,7 @@ typedef struct entry {
     int64_t last_cpu_ns;
     void *interp; /* where its thread was last found */
     int wchan_fd; /* /proc/self/task/TID/wchan, opened on first need */
+    int64_t start_cpu_ns; /* the thread's CPU clock at registration */
 } entry_t;
 
 /* What the sampler learns about one due request during a tick. */
@@ -159,6 +160,7 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
     e->tid = (pid_t)syscall(SYS_gettid);
     e->has_cpu_clock = pthread_getcpuclockid(e->thread, &e->cpu_clock) == 0;
     e->last_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    e->start_cpu_ns = e->last_cpu_ns;
     e->max_depth = max_depth;
     e->interval_ns = (int64_t)interval_us * 1000;
     e->last_ns = now;
@@ -192,16 +194,19 @@ int pp_sampler_current(int *slot, uint64_t *serial)
     return found;
 }
 
-void pp_sampler_unregister(int slot)
+int64_t pp_sampler_unregister_cpu(int slot)
 {
     int i;
-
     int fd = -1;
+    int64_t start = -1, now;
 
     pthread_mutex_lock(&S.mu);
     for (i = 0; i < S.n; i++) {
         if (S.entries[i].slot == slot) {
             fd = S.entries[i].wchan_fd;
+            if (pthread_equal(S.entries[i].thread, pthread_self())) {
+                start = S.entries[i].start_cpu_ns;
+            }
             S.entries[i] = S.entries[--S.n];
             break;
         }
@@ -210,6 +215,13 @@ void pp_sampler_unregister(int slot)
     if (fd >= 0) {
         close(fd);
     }
+    now = start >= 0 ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : -1;
+    return start >= 0 && now >= start ? now - start : -1;
+}
+
+void pp_sampler_unregister(int slot)
+{
+    (void)pp_sampler_unregister_cpu(slot);
 }
 
 static entry_t *find_entry(int slot, uint64_t serial)

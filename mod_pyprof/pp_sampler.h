@@ -29,6 +29,9 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
 int pp_sampler_current(int *slot, uint64_t *serial);
 /* After this returns, the sampler will not write to the slot again. */
 void pp_sampler_unregister(int slot);
+/* The same, returning the CPU time the calling thread used since it
+ * registered (-1 if it is not the registered thread). */
+int64_t pp_sampler_unregister_cpu(int slot);
 
 /* CPU time of a thread in nanoseconds (its CPU clock); -1 on error. */
 int64_t pp_thread_cpu_ns(pthread_t thread);

@@ -837,6 +837,20 @@ int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
     return -1;
 }
 
+void pp_store_note_daemon_cpu(pp_store_t *st, int idx, uint64_t serial,
+                              int64_t cpu_us)
+{
+    pp_slot_t *slot = lock_for(st, idx, serial, 1);
+
+    if (!slot) {
+        return;
+    }
+    rec_write_begin(&slot->rec);
+    slot->rec.req.daemon_cpu_us = cpu_us;
+    rec_write_end(&slot->rec);
+    slot_unlock(slot);
+}
+
 uint32_t pp_store_segment_begin(pp_store_t *st, int idx, uint64_t serial,
                                 const char *name, const char *detail,
                                 int64_t now_us)
@@ -1067,6 +1081,11 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
     rec_write_begin(rec);
     rec->req.status = status;
     rec->req.duration_us = duration_us < 0 ? 0 : duration_us;
+    /* in daemon mode the CPU that matters is the daemon thread's; the
+     * Apache child only proxied */
+    if ((rec->req.flags & PP_REQ_DAEMON) && rec->req.daemon_cpu_us > 0) {
+        cpu_us = rec->req.daemon_cpu_us;
+    }
     rec->req.cpu_us = cpu_us < 0 ? 0 : cpu_us;
     rec_write_end(rec);
 

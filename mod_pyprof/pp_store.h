@@ -116,6 +116,7 @@ typedef struct pp_req {
     int64_t handler_start_us; /* wall clock; 0 = unknown */
     int64_t app_end_us;       /* response complete (EOS); 0 = unknown */
     int32_t daemon_pid;       /* the daemon process that ran the app */
+    int64_t daemon_cpu_us;    /* its thread's CPU time for the request */
     uint32_t nsegments;
     uint32_t open_segment;    /* index + 1 of the innermost open segment */
     uint32_t segments_dropped;
@@ -328,6 +329,9 @@ void pp_store_add_outside(pp_store_t *st, pp_slot_t *slot, int64_t now_us,
 void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us);
 void pp_store_note_app_end(pp_store_t *st, int idx, int64_t us);
 void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id);
+/* The daemon's thread CPU time for the request (by the adopter). */
+void pp_store_note_daemon_cpu(pp_store_t *st, int idx, uint64_t serial,
+                              int64_t cpu_us);
 
 /* Samples checked against the request they were taken for: nothing is
  * written if the slot now holds another request (serial), or if another
