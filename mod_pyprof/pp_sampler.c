@@ -168,7 +168,14 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
     /* first sample at a random phase inside the interval, so periodic
      * work in the app cannot alias with the sampling clock */
     e->next_due_ns = now + (int64_t)(phase_random() % (uint64_t)e->interval_ns);
-    if (S.waiting && e->next_due_ns < S.sleep_until_ns) {
+    /* Wake the sampler only when it would otherwise miss this request's
+     * whole first interval: when it sleeps with nothing to do, or until
+     * later than that.  Under steady traffic it is already waking for
+     * other requests, and a futex wake per request would cost more than
+     * the sampling (a context switch on a busy core). */
+    if (S.waiting &&
+        (S.sleep_until_ns == INT64_MAX ||
+         e->next_due_ns + e->interval_ns < S.sleep_until_ns)) {
         pthread_cond_signal(&S.cv);
     }
 out:
@@ -257,12 +264,10 @@ static uint32_t intern_stack(pp_store_t *st, const pp_walk_target_t *t)
 }
 
 /* One tick: sample every due entry.  Called and returns with S.mu held. */
-static void sample_due(int64_t now)
+/* Snapshot the due entries into S.targets / S.refs; with S.mu held. */
+static int collect_due(pp_store_t *st, int64_t now)
 {
-    pp_store_t *st = S.st;
-    int i, n = 0, best = 0;
-    int64_t t_ask, t_got, t_walked, t_done, cpu0, cpu1;
-    void *interp = NULL;
+    int i, n = 0;
 
     for (i = 0; i < S.n && n < LOCAL_MAX; i++) {
         entry_t *e = &S.entries[i];
@@ -295,6 +300,17 @@ static void sample_due(int64_t now)
             n++;
         }
     }
+    return n;
+}
+
+static void sample_due(int64_t now)
+{
+    pp_store_t *st = S.st;
+    int i, n = 0, best = 0;
+    int64_t t_ask, t_got, t_walked, t_done, cpu0, cpu1;
+    void *interp = NULL;
+
+    n = collect_due(st, now);
     if (n == 0) {
         return;
     }
@@ -319,6 +335,18 @@ static void sample_due(int64_t now)
         return;
     }
     t_got = pp_mono_ns();
+    /* Waiting for the GIL can take a switch interval (5 ms): requests that
+     * were due have often finished, and others have come due meanwhile.
+     * Sample what is due now, while nothing can run Python; short busy
+     * requests would otherwise never be seen. */
+    pthread_mutex_lock(&S.mu);
+    n = collect_due(st, t_got);
+    pthread_mutex_unlock(&S.mu);
+    if (n == 0) {
+        pp_py_release();
+        pthread_mutex_lock(&S.mu);
+        return;
+    }
     pp_py_walk(st, S.targets, n);
     t_walked = pp_mono_ns();
     /* Still holding the GIL, every other Python thread is parked where it
@@ -419,6 +447,7 @@ static void sample_due(int64_t now)
 
 static void *sampler_main(void *arg)
 {
+    int64_t last_wake = 0;
     (void)arg;
     if (pp_py_attach() != 0) {
         pp_log(PP_LOG_WARN, "sampler could not create its Python thread "
@@ -430,13 +459,23 @@ static void *sampler_main(void *arg)
     }
     pthread_mutex_lock(&S.mu);
     while (!S.stop) {
-        int64_t now = pp_mono_ns(), due = INT64_MAX;
+        int64_t now = pp_mono_ns(), due = INT64_MAX, tick = INT64_MAX;
         int i;
 
         for (i = 0; i < S.n; i++) {
             if (S.entries[i].next_due_ns < due) {
                 due = S.entries[i].next_due_ns;
             }
+            if (S.entries[i].interval_ns < tick) {
+                tick = S.entries[i].interval_ns;
+            }
+        }
+        /* Many short requests each bring a due time of their own, and most
+         * end before it: wake at most twice per interval, and sample
+         * whatever is due by then (a little late, never early; the weights
+         * are measured, not assumed). */
+        if (due != INT64_MAX && due < last_wake + tick / 2) {
+            due = last_wake + tick / 2;
         }
         if (due > now) {
             S.waiting = 1;
@@ -454,6 +493,7 @@ static void *sampler_main(void *arg)
             S.waiting = 0;
             continue;
         }
+        last_wake = now;
         sample_due(now);
     }
     S.running = 0;

@@ -23,6 +23,8 @@ packages=(
     protobuf-compiler   # protoc: decodes the pprof export
     prometheus          # promtool and a real scraper for /metrics
     chromium            # headless browser test of the pages
+    postgresql          # a real database for the DB-API instrumentation test
+    python3-psycopg2
 )
 
 missing=()
