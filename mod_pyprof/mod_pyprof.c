@@ -679,13 +679,15 @@ static apr_status_t pyprof_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 static void pyprof_register_hooks(apr_pool_t *p)
 {
     static const char *const wsgi[] = {"mod_wsgi.c", NULL};
+    static const char *const unique_id[] = {"mod_unique_id.c", NULL};
     (void)p;
 
     ap_hook_check_config(pyprof_check_config, NULL, NULL,
                          APR_HOOK_REALLY_LAST);
     ap_hook_post_config(pyprof_post_config, NULL, wsgi, APR_HOOK_MIDDLE);
     ap_hook_child_init(pyprof_child_init, wsgi, NULL, APR_HOOK_MIDDLE);
-    ap_hook_post_read_request(pyprof_post_read_request, NULL, NULL,
+    /* after mod_unique_id: its UNIQUE_ID becomes the request's id */
+    ap_hook_post_read_request(pyprof_post_read_request, unique_id, NULL,
                               APR_HOOK_MIDDLE);
     ap_hook_log_transaction(pyprof_log_transaction, NULL, NULL,
                             APR_HOOK_MIDDLE);

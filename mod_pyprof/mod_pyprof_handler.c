@@ -64,6 +64,38 @@ static void sink_write(void *ctx, const char *s, size_t n)
     }
 }
 
+/* Decode a form-urlencoded value in place: %XX (any byte but NUL, '/'
+ * included, which is what the pages put in their links) and '+' for
+ * space.  0 if malformed. */
+static int unescape_query(char *s)
+{
+    char *w = s;
+
+    for (; *s; s++) {
+        if (*s == '+') {
+            *w++ = ' ';
+        }
+        else if (*s == '%') {
+            int hi, lo;
+            if (!apr_isxdigit(s[1]) || !apr_isxdigit(s[2])) {
+                return 0;
+            }
+            hi = apr_isdigit(s[1]) ? s[1] - '0' : (apr_tolower(s[1]) - 'a' + 10);
+            lo = apr_isdigit(s[2]) ? s[2] - '0' : (apr_tolower(s[2]) - 'a' + 10);
+            if (hi == 0 && lo == 0) {
+                return 0;
+            }
+            *w++ = (char)(hi * 16 + lo);
+            s += 2;
+        }
+        else {
+            *w++ = *s;
+        }
+    }
+    *w = '\0';
+    return 1;
+}
+
 static void parse_query(request_rec *r, query_t *q)
 {
     char *args, *tok, *state;
@@ -79,7 +111,7 @@ static void parse_query(request_rec *r, query_t *q)
         char *val = strchr(tok, '=');
         if (val) {
             *val++ = '\0';
-            if (ap_unescape_url(val) != OK) {
+            if (!unescape_query(val)) {
                 q->error = "badly escaped query string";
                 return;
             }
@@ -491,13 +523,9 @@ static const char *form_value(request_rec *r, const char *form,
             continue;
         }
         *val++ = '\0';
-        for (k = val; *k; k++) {
-            if (*k == '+') {
-                *k = ' ';
-            }
-        }
+        (void)k;
         if (strcmp(tok, key) == 0) {
-            return ap_unescape_url(val) == OK ? val : NULL;
+            return unescape_query(val) ? val : NULL;
         }
     }
     return NULL;
@@ -640,13 +668,13 @@ static const char *overview_filters(pp_store_t *st, query_t *q,
             return "status must be a code (404) or a class (5xx)";
         }
     }
-    if (q->min_ms) {
+    if (q->min_ms && *q->min_ms) {
         opt->min_us = parse_ms(q->min_ms);
         if (opt->min_us < 0) {
             return "min_ms must be a number of milliseconds";
         }
     }
-    if (q->max_ms) {
+    if (q->max_ms && *q->max_ms) {
         opt->max_us = parse_ms(q->max_ms);
         if (opt->max_us < 0) {
             return "max_ms must be a number of milliseconds";

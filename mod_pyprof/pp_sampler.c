@@ -418,7 +418,7 @@ static void sample_due(int64_t now)
                     (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
                                    ? (cpu - e->last_cpu_ns) / 1000
                                    : 0),
-                    S.refs[i].how);
+                    S.refs[i].how | (t->truncated ? PP_SAMPLE_TRUNCATED : 0));
             }
             e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {

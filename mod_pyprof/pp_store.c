@@ -699,6 +699,10 @@ static void record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
         e->cpu_us += cpu_us;
     }
     rec->req.samples++;
+    if (how & PP_SAMPLE_TRUNCATED) {
+        rec->req.flags |= PP_REQ_TRUNCATED;
+        how &= ~PP_SAMPLE_TRUNCATED;
+    }
     if (how == PP_SAMPLE_ON_CPU) {
         rec->req.samples_on_cpu++;
     }

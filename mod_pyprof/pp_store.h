@@ -64,6 +64,7 @@
 /* how a sample's interval was spent, from the thread's CPU clock and, off
  * CPU, its kernel wait channel */
 enum { PP_SAMPLE_ON_CPU = 0, PP_SAMPLE_OFF_CPU = 1, PP_SAMPLE_GIL_WAIT = 2 };
+#define PP_SAMPLE_TRUNCATED 0x100 /* or'ed in: the stack was cut */
 
 /* what pp_store_finish keeps */
 enum { PP_KEEP_NONE = 0, PP_KEEP_SLOW = 1, PP_KEEP_FAST = 2 };

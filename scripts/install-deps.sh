@@ -37,6 +37,12 @@ for pkg in "${packages[@]}"; do
     fi
 done
 
+# npm fetches speedscope's published schema for the export test; the
+# machine may have Node.js (with npm) from elsewhere, so ask for the command
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-deps: all ${#packages[@]} packages already installed, nothing to do"
     exit 0

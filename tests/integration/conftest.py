@@ -703,3 +703,55 @@ def pyprof_module():
 @pytest.fixture(scope="module", params=selected_mpms())
 def mpm(request):
     return request.param
+
+
+# ---------------------------------------------------------------------------
+# Appended for the issue [3] tests (test_headers, test_trigger, test_capture,
+# test_correlation, test_cpu_wall, test_bad_input): a second WSGI app,
+# tests/integration/apps/app3.py, mounted at /app3 next to the usual /app.
+# ---------------------------------------------------------------------------
+
+APP3_SOURCE = os.path.join(HERE, "apps", "app3.py")
+
+
+def serving_app3(mounts=("/app3",), **kw):
+    """Like serving(), but the server also mounts apps/app3.py at each of
+    `mounts` (default /app3; copied into the server directory, so www-data
+    can read it).  The PyProf* lines in `extra` may sample a mount like any
+    other prefix, or leave it unsampled."""
+    pools = _pool_fixture()
+    pool = next(pools)
+    try:
+        srv = pool.create(**kw)
+        app3 = os.path.join(srv.root, "app3.py")
+        shutil.copyfile(APP3_SOURCE, app3)
+        os.chmod(app3, 0o644)
+        srv.app3 = app3
+        aliases = "".join('WSGIScriptAlias %s "%s"\n' % (m, app3) for m in mounts)
+        srv.extra = aliases + srv.extra
+        srv.start()
+    except BaseException:
+        pools.close()
+        raise
+    yield srv
+    next(pools, None)
+
+
+def finished_request(srv, request_id, timeout=10):
+    """The JSON of /server-profile/request/ID once the request has ended.
+
+    A client has its response before log_transaction ran, and an id from
+    X-PyProf-Id resolves while the request is still in flight (status 0,
+    "inflight": true): wait (bounded) for the final record."""
+    path = srv.request_path(request_id, "json")
+
+    def final():
+        r = srv.get(path)
+        if r.status_code != 200:
+            return None
+        detail = r.json()
+        return detail if not detail.get("inflight") else None
+
+    detail = wait_for(final, timeout)
+    assert detail, "%s did not resolve to a finished request within %ss" % (path, timeout)
+    return detail
