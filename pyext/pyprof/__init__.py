@@ -168,7 +168,7 @@ _local = threading.local()
 _setup_lock = threading.Lock()
 
 
-def _on_event(name, **event):
+def _on_event(name, *args, **event):
     if name == "request_started":
         rid = event.get("request_id")
         if not rid:
@@ -187,7 +187,7 @@ def _on_event(name, **event):
             _pyprof.daemon_end(slot)
 
 
-def _on_shutdown(**event):
+def _on_shutdown(*args, **kwargs):
     # before Py_Finalize: a sampler asking for the GIL then would be killed
     _pyprof.stop(5000)
 
