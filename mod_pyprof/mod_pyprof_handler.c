@@ -51,6 +51,7 @@ typedef struct query {
     const char *seconds;
     const char *min_ms, *max_ms;
     const char *trace;
+    const char *process_group, *app_group;
     const char *error;
 } query_t;
 
@@ -172,6 +173,12 @@ static void parse_query(request_rec *r, query_t *q)
         }
         else if (strcmp(tok, "trace") == 0) {
             q->trace = val;
+        }
+        else if (strcmp(tok, "process_group") == 0) {
+            q->process_group = val;
+        }
+        else if (strcmp(tok, "app_group") == 0) {
+            q->app_group = val;
         }
     }
 }
@@ -667,6 +674,12 @@ static const char *overview_filters(pp_store_t *st, query_t *q,
         else {
             return "status must be a code (404) or a class (5xx)";
         }
+    }
+    if (q->process_group && *q->process_group) {
+        opt->process_group = q->process_group;
+    }
+    if (q->app_group && *q->app_group) {
+        opt->app_group = q->app_group;
     }
     if (q->min_ms && *q->min_ms) {
         opt->min_us = parse_ms(q->min_ms);

@@ -384,7 +384,11 @@ static void collect_traces(const pp_store_t *st, req_list_t *l,
         if (!pp_store_read_req(pp_store_trace_at(st, i), q)) {
             continue;
         }
-        if ((opt->filter_location >= 0 && q->location != opt->filter_location) ||
+        if ((opt->process_group &&
+             strncmp(q->process_group, opt->process_group, PP_GROUP_MAX)) ||
+            (opt->app_group &&
+             strncmp(q->app_group, opt->app_group, PP_APP_GROUP_MAX)) ||
+            (opt->filter_location >= 0 && q->location != opt->filter_location) ||
             !status_matches(q->status, opt->filter_status) ||
             (opt->min_us >= 0 && q->duration_us < opt->min_us) ||
             (opt->max_us >= 0 && q->duration_us >= opt->max_us)) {
@@ -1124,6 +1128,15 @@ static void filter_query(pp_sink_t *o, const pp_store_t *st,
     if (opt->max_us >= 0) {
         pp_printf(o, "&amp;max_ms=%.3f", opt->max_us / 1e3);
     }
+    if (opt->process_group) {
+        pp_puts(o, "&amp;process_group=");
+        pp_put_url_segment(o, opt->process_group,
+                           strlen(opt->process_group));
+    }
+    if (opt->app_group) {
+        pp_puts(o, "&amp;app_group=");
+        pp_put_url_segment(o, opt->app_group, strlen(opt->app_group));
+    }
 }
 
 static void sort_link(pp_sink_t *o, const pp_store_t *st,
@@ -1178,6 +1191,16 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
                "placeholder=ms value=\"");
     if (opt->max_us >= 0) {
         pp_printf(o, "%.0f", opt->max_us / 1e3);
+    }
+    pp_puts(o, "\"></label> <label>Daemon group <input name=process_group "
+               "size=8 value=\"");
+    if (opt->process_group) {
+        html(o, opt->process_group);
+    }
+    pp_puts(o, "\"></label> <label>App group <input name=app_group size=12 "
+               "value=\"");
+    if (opt->app_group) {
+        html(o, opt->app_group);
     }
     pp_puts(o, "\"></label> <button>Filter</button> <a href=\"?#slow\">"
                "clear</a></form>");
@@ -1416,7 +1439,8 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
                  "%s first)</span></h2>",
               traces.n,
               opt->filter_location >= 0 || opt->filter_status ||
-                      opt->min_us >= 0 || opt->max_us >= 0
+                      opt->min_us >= 0 || opt->max_us >= 0 ||
+                      opt->process_group || opt->app_group
                   ? " matching the filter"
                   : "",
               opt->sort == PP_SORT_TIME
@@ -1452,6 +1476,15 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
             if (q->flags & PP_REQ_CAPTURED) {
                 pp_printf(o, "<span class=flag>capture %u</span>",
                           q->capture);
+            }
+            if (q->flags & PP_REQ_DAEMON) {
+                pp_puts(o, "<br><span class=muted>daemon ");
+                html(o, q->process_group);
+                if (q->app_group[0]) {
+                    pp_puts(o, " &middot; ");
+                    html(o, q->app_group);
+                }
+                pp_puts(o, "</span>");
             }
             pp_puts(o, "</td>");
             status_cell(o, q->status);

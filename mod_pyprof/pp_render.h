@@ -46,6 +46,8 @@ typedef struct pp_render_opts {
     int filter_location;         /* store row, -1 = any */
     int filter_status;           /* 0 any; 1..5: class Nxx; else exact */
     int64_t min_us, max_us;      /* duration range, -1 = open */
+    const char *process_group;   /* mod_wsgi daemon group, NULL = any */
+    const char *app_group;       /* mod_wsgi application group, NULL = any */
     /* location page */
     int64_t since_us;            /* 0 = since the start */
     int side;                    /* PP_SIDE_*; diff page shows both */

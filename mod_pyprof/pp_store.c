@@ -433,9 +433,22 @@ static void rec_write_end(pp_record_t *rec)
     atomic_store_explicit(&rec->seq, s + 1, memory_order_release);
 }
 
+/* Copy at most cap - 1 bytes, never ending inside a UTF-8 sequence. */
 static void copy_str(char *dst, size_t cap, const char *src)
 {
     size_t n = src ? strnlen(src, cap - 1) : 0;
+
+    if (n == cap - 1 && src[n] != '\0') {
+        /* cut: step back over continuation bytes to a lead byte, and drop
+         * that lead byte too */
+        size_t k = n;
+        while (k > 0 && ((unsigned char)src[k] & 0xc0) == 0x80) {
+            k--;
+        }
+        if (k < n || ((unsigned char)src[n] & 0xc0) == 0x80) {
+            n = k;
+        }
+    }
     if (n) {
         memcpy(dst, src, n);
     }

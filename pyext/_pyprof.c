@@ -20,15 +20,17 @@
 #include "pp_api.h"
 
 static const pp_api_t *api;
+static int api_missing; /* looked once and found nothing: stay quiet */
 
 static const pp_api_t *find_api(void)
 {
     const pp_api_t *(*get)(void);
     const pp_api_t *t;
 
-    if (api) {
+    if (api || api_missing) {
         return api;
     }
+    api_missing = 1;
     *(void **)&get = dlsym(RTLD_DEFAULT, PP_API_SYMBOL);
     if (!get) {
         return NULL;
@@ -38,6 +40,7 @@ static const pp_api_t *find_api(void)
         return NULL;
     }
     api = t;
+    api_missing = 0;
     return api;
 }
 

@@ -28,7 +28,7 @@ import time
 
 import requests
 
-from conftest import HERE, REPO, _alive, _children_of, _free_port, _pool_fixture, wait_for
+from conftest import HERE, REPO, _alive, _free_port, _pool_fixture, wait_for
 
 DAEMON_APP_SOURCE = os.path.join(HERE, "apps", "daemon_app.py")
 # The pyext build tree the daemons import pyprof from (PYPROF_PYEXT: try

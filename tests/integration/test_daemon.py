@@ -10,9 +10,13 @@ module's tests run.
 
 Each test tags its paths with a unique marker and finds its own requests by
 the id the app reports (pyprof.current_request_id()).  Servers of their own:
-the lifecycle test (graceful + SIGKILL of a daemon under traffic), the
+WSGIImportScript into %{GLOBAL}, the lifecycle test (maximum-requests
+restarts, a graceful restart and a SIGKILLed daemon under traffic), the
 shutdown test, and Apache without mod_pyprof.  PostgreSQL is started by a
 fixture on 127.0.0.1 (initdb as the postgres user into a temporary dir).
+
+PYPROF_PYEXT=DIR makes the daemons import pyprof from another build tree
+(default <repo>/pyext), e.g. to try a fix without touching the repository.
 """
 
 import datetime
@@ -24,6 +28,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import pytest
 import requests
@@ -241,12 +246,32 @@ def test_segments_are_nested_timed_and_carry_samples(dsrv, mount):
     assert traced["start_ms"] >= sql["start_ms"] + sql["duration_ms"] - 0.5
     assert named["start_ms"] >= outer["start_ms"] + outer["duration_ms"] - 0.5
     assert named["start_ms"] + named["duration_ms"] <= req["duration_ms"] + 1
-    # samples go to the innermost open segment, with about its duration as weight
+    # samples go to the innermost open segment, with about its duration as
+    # weight (a sample's weight is the time since the thread's previous
+    # one, so a late sample just after a boundary brings some of the
+    # previous segment's time with it)
     for s in (sql, traced, named):
         assert s["samples"] > 0, s
-        assert 0.5 * s["duration_ms"] <= s["weight_ms"] <= s["duration_ms"] + 25, s
+        assert 0.5 * s["duration_ms"] <= s["weight_ms"] <= s["duration_ms"] + 50, s
     assert sum(s["samples"] for s in segs) <= req["samples"]
     assert outer["samples"] <= 3, outer
+
+
+def test_segments_of_concurrent_requests_stay_in_their_own_request(dsrv):
+    tag = unique("segconc")
+    n = min(6, MAX_CONCURRENCY[dsrv.mpm])
+    paths = ["/%s/segments/%s-%d?ms=100&note=%s-%d" % ("alpha" if i % 2 else "beta", tag, i, tag, i)
+             for i in range(n)]
+    responses = get_concurrently(dsrv, paths, timeout=20)
+    for i, (path, r) in enumerate(zip(paths, responses)):
+        assert isinstance(r, requests.Response) and r.status_code == 200, (path, r)
+        req, detail = detail_of(dsrv, r.json())
+        assert "%s-%d" % (tag, i) in req["uri"]
+        assert [s["name"] for s in detail["segments"]] == \
+            ["outer", "SQL", "traced_step", "named-step"], detail["segments"]
+        assert detail["segments"][1]["detail"] == "SELECT 1 FROM inner_table -- %s-%d" % (tag, i)
+        assert [(s["depth"], s["parent"]) for s in detail["segments"]] == \
+            [(0, 0), (1, 1), (1, 1), (0, 0)]
 
 
 def test_request_page_shows_the_segments_table_and_the_daemon(dsrv):
@@ -640,3 +665,25 @@ def test_import_pyprof_in_a_daemon_without_mod_pyprof_reports_not_attached(serve
     assert body["view"]["rows"] == [[424242, "secret-value-7f3a"]]
     body = app_json(srv, "/alpha/hostile/%s?ms=0" % tag)
     assert body["view"]["hostile"].startswith("<script>")
+
+
+def test_overview_filters_kept_requests_by_daemon_and_application_group(dsrv):
+    """The slow list can be narrowed to one mod_wsgi process group or one
+    application group (sub-interpreter)."""
+    tag = unique("groups")
+    for mount in ("alpha", "beta"):
+        body = app_json(dsrv, "/%s/slow/%s?ms=400" % (mount, tag))
+        assert kept_by_id(dsrv, body["request_id"])
+    data = dsrv.get("/server-profile?format=json").json()
+    groups = {r["application_group"] for r in data["requests"] if r["application_group"]}
+    assert {"one", "two"} <= groups, groups
+    for group in groups:
+        got = dsrv.get("/server-profile?format=json&app_group=%s"
+                       % urllib.parse.quote(group, safe="")).json()["requests"]
+        assert got and {r["application_group"] for r in got} == {group}
+    got = dsrv.get("/server-profile?format=json&process_group=dm").json()["requests"]
+    assert got and {r["process_group"] for r in got} == {"dm"}
+    none = dsrv.get("/server-profile?format=json&process_group=nosuch").json()["requests"]
+    assert none == []
+    page = dsrv.get("/server-profile?app_group=%s" % urllib.parse.quote(sorted(groups)[0], safe=""))
+    assert page.status_code == 200 and "name=app_group" in page.text

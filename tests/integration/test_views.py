@@ -277,7 +277,8 @@ def form_fields(form):
 def submit_filter_form(srv, page, **choose):
     form = section(page, "<form class=filters method=get", "</form>")
     fields = form_fields(form)
-    assert [n for n, _ in fields] == ["sort", "location", "status", "min_ms", "max_ms"], fields
+    assert [n for n, _ in fields] == ["sort", "location", "status", "min_ms", "max_ms",
+                                      "process_group", "app_group"], fields
     for f in fields:
         if f[0] in choose:
             f[1] = choose[f[0]]

@@ -147,16 +147,19 @@ def named_step(ms):
 def view_segments(environ, params):
     """outer [ SQL(detail) [ sleep ms ] ; traced_step [ sleep ms ] ] ;
     named-step [ sleep ms ]  -- with ms (default 100) of sleep in each
-    innermost segment, and a little sleep outside all of them.  Returns how
+    innermost segment, and a little sleep outside all of them (?note=X is
+    appended to the SQL detail as a comment).  Returns how
     long each block took as the app measured it (perf_counter around it)."""
     ms = _ms(params, "ms", 100)
+    note = params.get("note", [""])[0]
+    sql = "SELECT 1 FROM inner_table" + (" -- " + note if note else "")
     clock = time.perf_counter
     took = {}
     sleep_for(20)
     t_outer = clock()
     with pyprof.segment("outer"):
         t = clock()
-        with pyprof.segment("SQL", detail="SELECT 1 FROM inner_table"):
+        with pyprof.segment("SQL", detail=sql):
             sleep_for(ms)
         took["SQL"] = clock() - t
         t = clock()
