@@ -209,6 +209,8 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ret->store->generation++;
     }
     pyprof_store = ret->store;
+    pyprof_store->sampler_mode =
+        mc->sampler_mode >= 0 ? (uint32_t)mc->sampler_mode : PP_SAMPLER_NOGIL;
     pp_api_set_store(pyprof_store);
     /* mark previous rows as not configured until re-registered below */
     for (vs = s; vs; vs = vs->next) {

@@ -41,6 +41,7 @@ typedef struct pyprof_server_conf {
     long max_depth;                /* -1 = unset */
     uint64_t memory;               /* 0 = unset; main server only */
     int record_query;              /* -1 = unset */
+    int sampler_mode;              /* -1 = unset; PP_SAMPLER_*; main only */
     const char *trigger_header;    /* NULL = no trigger */
     const char *trigger_secret;
     uint32_t trigger_interval_us;

@@ -22,6 +22,7 @@ void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s)
     c->max_depth = -1;
     c->memory = 0;
     c->record_query = -1;
+    c->sampler_mode = -1;
     return c;
 }
 
@@ -39,6 +40,8 @@ void *pyprof_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->memory = add->memory ? add->memory : base->memory;
     c->record_query =
         add->record_query >= 0 ? add->record_query : base->record_query;
+    c->sampler_mode =
+        add->sampler_mode >= 0 ? add->sampler_mode : base->sampler_mode;
     if (add->trigger_header) {
         c->trigger_header = add->trigger_header;
         c->trigger_secret = add->trigger_secret;
@@ -212,6 +215,23 @@ static const char *set_query(cmd_parms *cmd, void *dummy, int on)
     return NULL;
 }
 
+static const char *set_sampler(cmd_parms *cmd, void *dummy, const char *v)
+{
+    (void)dummy;
+    if (strcasecmp(v, "nogil") == 0) {
+        conf_of(cmd)->sampler_mode = PP_SAMPLER_NOGIL;
+    }
+    else if (strcasecmp(v, "gil") == 0) {
+        conf_of(cmd)->sampler_mode = PP_SAMPLER_GIL;
+    }
+    else {
+        return fail(cmd, v, "expected nogil (read stacks without the GIL, "
+                            "the default) or gil (take the GIL for each "
+                            "sample)");
+    }
+    return NULL;
+}
+
 static const char *set_headers(cmd_parms *cmd, void *dconf, int on)
 {
     (void)cmd;
@@ -273,6 +293,9 @@ const command_rec pyprof_cmds[] = {
                   "shared memory budget, e.g. 32M (main server only)"),
     AP_INIT_FLAG("PyProfRecordQuery", set_query, NULL, RSRC_CONF,
                  "On to keep query strings in recorded URIs (default Off)"),
+    AP_INIT_TAKE1("PyProfSampler", set_sampler, NULL, RSRC_CONF,
+                  "nogil (default: read stacks without taking the GIL) or "
+                  "gil (main server only)"),
     AP_INIT_FLAG("PyProfHeaders", set_headers, NULL, RSRC_CONF | ACCESS_CONF,
                  "On to add X-PyProf-Id and Server-Timing to sampled "
                  "responses (default Off)"),

@@ -18,6 +18,7 @@ typedef struct pp_walk_target {
     uint32_t max_depth;
     void *interp;  /* out: the interpreter the thread was found in */
     int found;     /* a thread state with a current frame was found */
+    int torn;      /* GIL-free: it kept changing while read; dropped */
     int truncated; /* deeper than max_depth: the root side was cut */
     uint32_t depth;
     uint32_t frames[PP_DEPTH_LIMIT]; /* interned frame ids, leaf first */
@@ -44,6 +45,14 @@ void pp_py_detach(void);
 /* With the GIL held: find each target's thread in every interpreter and
  * intern its current stack into the store. */
 void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n);
+
+/* GIL-free mode: set up (sampler thread, once); 0 if this process can
+ * read its own memory with process_vm_readv.  Then pp_py_walk_nogil()
+ * does what pp_py_walk() does, without the GIL, and counts the samples it
+ * had to drop. */
+int pp_py_nogil_init(void);
+void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n);
+uint64_t pp_py_nogil_torn(void);
 
 /* Python version this file was compiled for, e.g. "3.11". */
 const char *pp_py_version(void);

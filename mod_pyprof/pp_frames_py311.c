@@ -352,3 +352,510 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
     }
     PyThread_release_lock(_PyRuntime.interpreters.mutex);
 }
+
+/* ======================================================================
+ * GIL-free reading.
+ *
+ * The sampler does not take the GIL: the threads it samples keep running
+ * while it reads them, so every byte that can change or be freed under it
+ * (frames, code objects, strings) is copied with process_vm_readv() on
+ * our own pid, which fails cleanly on an unmapped page instead of
+ * faulting.  Thread states are found under HEAD_LOCK, which every
+ * thread-state deletion takes, so the tstate structs themselves stay
+ * valid while we look.  A sample whose top frame changed while it was
+ * read is read once more, then dropped (counted as torn); a frame whose
+ * code object does not look like a code object ends the sample too.
+ * ====================================================================== */
+
+#include <sys/uio.h>
+
+#define CODE_CACHE_SIZE 4096      /* power of two */
+#define NOGIL_CHUNK_MAX (512 * 1024)
+#define NOGIL_NAME_MAX 1024       /* characters read of a name */
+#define NOGIL_LINETABLE_MAX 32768 /* bytes of location table kept */
+#define NOGIL_IOV_MAX 512
+
+typedef struct code_info {
+    const void *code; /* remote address; NULL = empty entry */
+    const void *qualname, *filename, *linetable_obj;
+    int firstlineno;
+    int firsttraceable;
+    Py_ssize_t ncodeunits;
+    uint8_t *linetable;
+    size_t linetable_len;
+    char func[PP_FRAME_TEXT_MAX + 1];
+    char file[PP_FRAME_TEXT_MAX + 1];
+    size_t func_len, file_len;
+} code_info_t;
+
+static code_info_t *code_cache; /* sampler thread only */
+static char *chunk_copy;        /* sampler thread only */
+static pid_t own_pid;
+static uint64_t nogil_torn;
+
+uint64_t pp_py_nogil_torn(void)
+{
+    return nogil_torn;
+}
+
+static int remote_read(void *dst, const void *src, size_t n)
+{
+    struct iovec l, r;
+
+    if (!src || !n) {
+        return -1;
+    }
+    l.iov_base = dst;
+    l.iov_len = n;
+    r.iov_base = (void *)src;
+    r.iov_len = n;
+    return process_vm_readv(own_pid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+int pp_py_nogil_init(void)
+{
+    own_pid = getpid();
+    if (!code_cache) {
+        code_cache = calloc(CODE_CACHE_SIZE, sizeof(code_info_t));
+    }
+    if (!chunk_copy) {
+        chunk_copy = malloc(NOGIL_CHUNK_MAX);
+    }
+    if (!code_cache || !chunk_copy) {
+        return -1;
+    }
+    /* can we read ourselves at all (a seccomp filter or a hardened
+     * kernel may say no)? */
+    {
+        int probe = 42, got = 0;
+        if (remote_read(&got, &probe, sizeof(got)) != 0 || got != 42) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A str, copied out as UTF-8 (at most NOGIL_NAME_MAX characters). */
+static size_t remote_str(const void *obj, char *out, size_t cap)
+{
+    PyCompactUnicodeObject head;
+    const uint8_t *data_at;
+    unsigned kind;
+    Py_ssize_t n, i;
+    size_t w = 0;
+    static uint8_t buf[NOGIL_NAME_MAX * 4];
+
+    out[0] = '\0';
+    if (remote_read(&head, obj, sizeof(head)) != 0 ||
+        Py_TYPE((PyObject *)&head) != &PyUnicode_Type ||
+        !head._base.state.compact || !head._base.state.ready) {
+        return 0;
+    }
+    kind = head._base.state.kind;
+    if (kind != 1 && kind != 2 && kind != 4) {
+        return 0;
+    }
+    n = head._base.length;
+    if (n < 0) {
+        return 0;
+    }
+    if (n > NOGIL_NAME_MAX) {
+        n = NOGIL_NAME_MAX;
+    }
+    data_at = head._base.state.ascii
+                  ? (const uint8_t *)obj + sizeof(PyASCIIObject)
+                  : (const uint8_t *)obj + sizeof(PyCompactUnicodeObject);
+    if (n && remote_read(buf, data_at, (size_t)n * kind) != 0) {
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        Py_UCS4 c = kind == 1 ? buf[i]
+                    : kind == 2 ? ((const uint16_t *)buf)[i]
+                                : ((const uint32_t *)buf)[i];
+        if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            c = 0xfffd;
+        }
+        if (c < 0x80) {
+            if (w + 1 >= cap) break;
+            out[w++] = (char)c;
+        }
+        else if (c < 0x800) {
+            if (w + 2 >= cap) break;
+            out[w++] = (char)(0xc0 | (c >> 6));
+            out[w++] = (char)(0x80 | (c & 0x3f));
+        }
+        else if (c < 0x10000) {
+            if (w + 3 >= cap) break;
+            out[w++] = (char)(0xe0 | (c >> 12));
+            out[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[w++] = (char)(0x80 | (c & 0x3f));
+        }
+        else {
+            if (w + 4 >= cap) break;
+            out[w++] = (char)(0xf0 | (c >> 18));
+            out[w++] = (char)(0x80 | ((c >> 12) & 0x3f));
+            out[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
+            out[w++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    out[w] = '\0';
+    return w;
+}
+
+/* ---- 3.11 location table (Objects/locations.md), bounds-checked ---- */
+
+static int lt_varint(const uint8_t *p, size_t n, size_t *i, unsigned *out)
+{
+    unsigned val, shift = 0, read;
+
+    if (*i >= n) {
+        return -1;
+    }
+    read = p[(*i)++];
+    val = read & 63;
+    while (read & 64) {
+        if (*i >= n || shift > 24) {
+            return -1;
+        }
+        read = p[(*i)++];
+        shift += 6;
+        val |= (read & 63) << shift;
+    }
+    *out = val;
+    return 0;
+}
+
+/* The line of the code unit at `unit`, or firstlineno if unknown. */
+static int linetable_line(const code_info_t *ci, Py_ssize_t unit)
+{
+    const uint8_t *p = ci->linetable;
+    size_t n = ci->linetable_len, i = 0;
+    int line = ci->firstlineno, result = ci->firstlineno;
+    Py_ssize_t at = 0;
+
+    if (!p || unit < 0) {
+        return ci->firstlineno;
+    }
+    while (i < n) {
+        uint8_t first = p[i];
+        int code, len, delta = 0;
+        size_t j;
+
+        if (!(first & 128)) {
+            return result; /* not an entry start: give up */
+        }
+        code = (first >> 3) & 15;
+        len = (first & 7) + 1;
+        j = i + 1;
+        if (code == 13 || code == 14) {
+            unsigned u;
+            if (lt_varint(p, n, &j, &u) != 0) {
+                return result;
+            }
+            delta = (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
+        }
+        else if (code >= 10 && code <= 12) {
+            delta = code - 10;
+        }
+        line += delta;
+        if (unit >= at && unit < at + len) {
+            return code == 15 ? result : line;
+        }
+        if (code != 15) {
+            result = line;
+        }
+        at += len;
+        /* skip to the next entry start */
+        i++;
+        while (i < n && !(p[i] & 128)) {
+            i++;
+        }
+    }
+    return result;
+}
+
+/* Fill a cache entry from the code object's header; 0 on success. */
+static int load_code(code_info_t *ci, const void *code,
+                     const PyCodeObject *head)
+{
+    PyBytesObject bhead;
+    Py_ssize_t blen;
+
+    free(ci->linetable);
+    memset(ci, 0, sizeof(*ci));
+    ci->func_len = remote_str(head->co_qualname, ci->func, sizeof(ci->func));
+    ci->file_len = remote_str(head->co_filename, ci->file, sizeof(ci->file));
+    if (!ci->func_len) {
+        return -1;
+    }
+    if (remote_read(&bhead, head->co_linetable,
+                    offsetof(PyBytesObject, ob_sval)) == 0 &&
+        Py_TYPE((PyObject *)&bhead) == &PyBytes_Type &&
+        (blen = Py_SIZE((PyObject *)&bhead)) > 0 &&
+        blen <= NOGIL_LINETABLE_MAX) {
+        ci->linetable = malloc((size_t)blen);
+        if (ci->linetable &&
+            remote_read(ci->linetable,
+                        (const char *)head->co_linetable +
+                            offsetof(PyBytesObject, ob_sval),
+                        (size_t)blen) == 0) {
+            ci->linetable_len = (size_t)blen;
+        }
+        else {
+            free(ci->linetable);
+            ci->linetable = NULL;
+        }
+    }
+    ci->code = code;
+    ci->qualname = head->co_qualname;
+    ci->filename = head->co_filename;
+    ci->linetable_obj = head->co_linetable;
+    ci->firstlineno = head->co_firstlineno;
+    ci->firsttraceable = head->_co_firsttraceable;
+    ci->ncodeunits = Py_SIZE((PyObject *)head);
+    return 0;
+}
+
+typedef struct nogil_frame {
+    const void *code;
+    const void *prev_instr;
+    char owner;
+} nogil_frame_t;
+
+/* Copy the frame chain of one thread state.  -1 if it changed under us or
+ * does not decode. */
+static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
+                      uint32_t *n, int *truncated, const void **top)
+{
+    _PyCFrame *cf = ts->cframe;
+    _PyInterpreterFrame *f = NULL;
+    _PyStackChunk *chunk = ts->datastack_chunk;
+    PyObject **dtop = ts->datastack_top;
+    const char *base = NULL;
+    size_t used = 0;
+    uint32_t guard = 0;
+
+    *n = 0;
+    *truncated = 0;
+    if (!cf || remote_read(&f, &cf->current_frame, sizeof(f)) != 0) {
+        return -1;
+    }
+    *top = f;
+    /* the frames of the current data-stack chunk, in one copy */
+    if (chunk && dtop) {
+        base = (const char *)&chunk->data[0];
+        if ((const char *)dtop > base &&
+            (size_t)((const char *)dtop - base) <= NOGIL_CHUNK_MAX) {
+            used = (size_t)((const char *)dtop - base);
+            if (remote_read(chunk_copy, base, used) != 0) {
+                used = 0;
+            }
+        }
+    }
+    while (f && guard++ < 4 * PP_DEPTH_LIMIT) {
+        _PyInterpreterFrame fr;
+        const char *fp = (const char *)f;
+
+        if (used && fp >= base && fp + sizeof(fr) <= base + used) {
+            memcpy(&fr, chunk_copy + (fp - base), sizeof(fr));
+        }
+        else if (remote_read(&fr, f, sizeof(fr)) != 0) {
+            return -1;
+        }
+        if (*n >= cap) {
+            *truncated = 1;
+            break;
+        }
+        out[*n].code = fr.f_code;
+        out[*n].prev_instr = fr.prev_instr;
+        out[*n].owner = fr.owner;
+        (*n)++;
+        if (fr.previous == f) {
+            return -1; /* a cycle: torn */
+        }
+        f = fr.previous;
+    }
+    return 0;
+}
+
+/* Code objects of the chain, validated in one batched read; then names
+ * and lines from the cache.  Fills t->frames. */
+static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
+                        pp_walk_target_t *t)
+{
+    static struct iovec liov[NOGIL_IOV_MAX], riov[NOGIL_IOV_MAX];
+    static unsigned char heads[NOGIL_IOV_MAX][offsetof(PyCodeObject,
+                                                       co_code_adaptive)];
+    static const void *addrs[NOGIL_IOV_MAX];
+    const size_t hsize = offsetof(PyCodeObject, co_code_adaptive);
+    uint32_t i, k, nuniq = 0;
+    ssize_t got;
+
+    /* distinct code objects (stacks repeat functions) */
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < nuniq; k++) {
+            if (addrs[k] == fr[i].code) {
+                break;
+            }
+        }
+        if (k == nuniq && nuniq < NOGIL_IOV_MAX) {
+            addrs[nuniq] = fr[i].code;
+            liov[nuniq].iov_base = heads[nuniq];
+            liov[nuniq].iov_len = hsize;
+            riov[nuniq].iov_base = (void *)fr[i].code;
+            riov[nuniq].iov_len = hsize;
+            nuniq++;
+        }
+    }
+    if (!nuniq) {
+        return -1;
+    }
+    got = process_vm_readv(own_pid, liov, nuniq, riov, nuniq, 0);
+    if (got != (ssize_t)(hsize * nuniq)) {
+        return -1; /* some frame pointed at freed memory: torn */
+    }
+    t->depth = 0;
+    for (i = 0; i < n && t->depth < t->max_depth; i++) {
+        const PyCodeObject *head = NULL;
+        code_info_t *ci;
+        uintptr_t h;
+        Py_ssize_t unit;
+        const char *code_start;
+        int line, lasti;
+        frame_cache_entry_t *fe;
+        uint32_t id;
+
+        for (k = 0; k < nuniq; k++) {
+            if (addrs[k] == fr[i].code) {
+                head = (const PyCodeObject *)heads[k];
+                break;
+            }
+        }
+        if (!head || Py_TYPE((PyObject *)head) != &PyCode_Type) {
+            return -1;
+        }
+        h = ((uintptr_t)fr[i].code >> 4) & (CODE_CACHE_SIZE - 1);
+        ci = &code_cache[h];
+        if (ci->code != fr[i].code || ci->qualname != head->co_qualname ||
+            ci->filename != head->co_filename ||
+            ci->linetable_obj != head->co_linetable ||
+            ci->firstlineno != head->co_firstlineno) {
+            if (load_code(ci, fr[i].code, head) != 0) {
+                return -1;
+            }
+        }
+        code_start = (const char *)fr[i].code +
+                     offsetof(PyCodeObject, co_code_adaptive);
+        unit = ((const char *)fr[i].prev_instr - code_start) /
+               (Py_ssize_t)sizeof(_Py_CODEUNIT);
+        /* _PyFrame_IsIncomplete: not started yet */
+        if (fr[i].owner != FRAME_OWNED_BY_GENERATOR &&
+            unit < ci->firsttraceable - 1) {
+            continue;
+        }
+        if (unit < -1 || unit > ci->ncodeunits) {
+            return -1; /* prev_instr outside its code: torn */
+        }
+        lasti = (int)unit;
+        /* shared with the GIL path: (code, instruction) -> frame id */
+        h = ((uintptr_t)fr[i].code >> 4) ^ ((uintptr_t)lasti * 0x9e3779b1u);
+        fe = &frame_cache[h & (FRAME_CACHE_SIZE - 1)];
+        if (fe->code == fr[i].code && fe->lasti == lasti &&
+            fe->qualname == ci->qualname && fe->filename == ci->filename &&
+            fe->frame) {
+            t->frames[t->depth++] = fe->frame;
+            continue;
+        }
+        line = linetable_line(ci, lasti);
+        id = pp_store_intern_frame(st, ci->func, ci->func_len, ci->file,
+                                   ci->file_len,
+                                   line < 0 ? 0u : (uint32_t)line);
+        if (!id) {
+            id = st->frame_unknown;
+        }
+        else {
+            fe->code = fr[i].code;
+            fe->qualname = ci->qualname;
+            fe->filename = ci->filename;
+            fe->lasti = lasti;
+            fe->frame = id;
+        }
+        t->frames[t->depth++] = id;
+    }
+    if (i < n) {
+        t->truncated = 1;
+    }
+    return 0;
+}
+
+static int chain_top(PyThreadState *ts, const void **top)
+{
+    _PyCFrame *cf = ts->cframe;
+    _PyInterpreterFrame *f = NULL;
+    if (!cf || remote_read(&f, &cf->current_frame, sizeof(f)) != 0) {
+        return -1;
+    }
+    *top = f;
+    return 0;
+}
+
+void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
+{
+    static nogil_frame_t chain[PP_DEPTH_LIMIT];
+    PyInterpreterState *interp;
+    int i, left = n;
+
+    for (i = 0; i < n; i++) {
+        targets[i].found = 0;
+        targets[i].depth = 0;
+        targets[i].truncated = 0;
+        if (targets[i].max_depth == 0 ||
+            targets[i].max_depth > PP_DEPTH_LIMIT) {
+            targets[i].max_depth = PP_DEPTH_LIMIT;
+        }
+    }
+    /* HEAD_LOCK: no thread state is freed while we look at it */
+    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+    for (interp = _PyRuntime.interpreters.head; interp && left > 0;
+         interp = interp->next) {
+        PyThreadState *ts;
+        for (ts = interp->threads.head; ts && left > 0; ts = ts->next) {
+            const void *top = NULL, *again = NULL;
+            for (i = 0; i < n; i++) {
+                pp_walk_target_t *t = &targets[i];
+                uint32_t depth = 0;
+                int tries, truncated = 0;
+
+                if (t->found ||
+                    !(ts->thread_id == t->thread_ident ||
+                      (t->native_tid > 0 && ts->native_thread_id ==
+                                                (unsigned long)t->native_tid))) {
+                    continue;
+                }
+                /* several interpreters may know this thread: the one with
+                 * a frame is where it runs */
+                if (chain_top(ts, &top) != 0 || !top) {
+                    break;
+                }
+                for (tries = 0; tries < 2; tries++) {
+                    if (copy_chain(ts, chain, t->max_depth, &depth,
+                                   &truncated, &top) == 0 &&
+                        chain_top(ts, &again) == 0 && again == top &&
+                        decode_chain(st, chain, depth, t) == 0) {
+                        t->truncated |= truncated;
+                        t->found = 1;
+                        t->interp = interp;
+                        break;
+                    }
+                }
+                if (!t->found) {
+                    nogil_torn++;
+                    t->torn = 1;
+                }
+                left--;
+                break;
+            }
+        }
+    }
+    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+}

@@ -628,7 +628,7 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         "],\"sampler\":{\"samples\":%llu,\"ticks\":%llu,\"cpu_s\":%.6f,"
         "\"samples_per_s\":%.3f,\"sample_cost_p50_us\":%.2f,"
         "\"sample_cost_p99_us\":%.2f,\"gil_wait_s\":%.6f,\"walk_s\":%.6f,"
-        "\"threads_missing\":%llu},",
+        "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu},",
         (unsigned long long)atomic_load(&st->c.samples),
         (unsigned long long)atomic_load(&st->c.ticks),
         atomic_load(&st->c.sampler_cpu_ns) / 1e9,
@@ -636,7 +636,9 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         cost_quantile_us(st, 0.5), cost_quantile_us(st, 0.99),
         atomic_load(&st->c.gil_wait_ns) / 1e9,
         atomic_load(&st->c.walk_ns) / 1e9,
-        (unsigned long long)atomic_load(&st->c.threads_missing));
+        (unsigned long long)atomic_load(&st->c.threads_missing),
+        st->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
+        (unsigned long long)atomic_load(&st->c.torn));
     pp_printf(
         o,
         "\"store\":{\"memory\":%llu,\"arena_used\":%llu,\"arena_size\":%llu,"
@@ -1506,7 +1508,12 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
 
     captures_section(o, st, opt);
 
-    pp_puts(o, "<h2>Sampler cost</h2><div class=cards>");
+    pp_printf(o, "<h2>Sampler cost <span class=muted>(%s)</span></h2>"
+                 "<div class=cards>",
+              st->sampler_mode == PP_SAMPLER_GIL
+                  ? "GIL mode: each sample takes the GIL"
+                  : "GIL-free: stacks are copied with process_vm_readv while "
+                    "the app runs on");
     pp_printf(o, "<div class=card><b>%llu</b><span>samples</span></div>",
               (unsigned long long)samples);
     pp_printf(o, "<div class=card><b>%.3f s</b><span>sampler CPU</span>"
@@ -1545,6 +1552,14 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o, "<div class=card><b>%llu</b><span>lost (process died)"
                  "</span></div>",
               (unsigned long long)atomic_load(&st->c.slots_lost));
+    pp_printf(o, "<div class=card><b>%llu</b><span>samples dropped as torn"
+                 "</span></div>",
+              (unsigned long long)atomic_load(&st->c.torn));
+    if (uptime_s > 0) {
+        pp_printf(o, "<div class=card><b>%.4f</b><span>CPU s sampling per "
+                     "s of wall time</span></div>",
+                  atomic_load(&st->c.sampler_cpu_ns) / 1e9 / uptime_s);
+    }
     pp_puts(o, "</div><p class=muted>Machine-readable: <a href=\"");
     html(o, opt->base);
     pp_puts(o, "?format=json\">?format=json</a>. Reload every N seconds "

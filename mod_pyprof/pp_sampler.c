@@ -70,6 +70,7 @@ static struct sampler {
     pp_store_t *st;
     pid_t pid;
     void *last_interp; /* default for requests not found yet */
+    int nogil;         /* read stacks without the GIL */
     /* sampler-thread private */
     pp_walk_target_t *targets;
     target_ref_t refs[LOCAL_MAX];
@@ -303,6 +304,35 @@ static int collect_due(pp_store_t *st, int64_t now)
     return n;
 }
 
+/* How each request's interval was spent, read right after its stack.
+ * With the GIL held every other Python thread is parked where it was; GIL-
+ * free, the reading is a few microseconds after the stack.  On CPU for at
+ * least half the interval counts as on CPU; off CPU, a thread blocked on a
+ * futex is waiting for the GIL (or a lock); anything else (nanosleep,
+ * poll, read) is sleep or I/O. */
+static void classify_targets(int n, int64_t at)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        target_ref_t *ref = &S.refs[i];
+        ref->at_ns = at;
+        ref->cpu_ns = ref->has_cpu_clock ? clock_ns(ref->cpu_clock) : -1;
+        ref->how = PP_SAMPLE_OFF_CPU;
+        if (ref->cpu_ns >= 0 && ref->last_cpu_ns >= 0 &&
+            (ref->cpu_ns - ref->last_cpu_ns) * 2 >= at - ref->last_ns) {
+            ref->how = PP_SAMPLE_ON_CPU;
+        }
+        else if (ref->wchan_fd >= 0 && S.targets[i].found) {
+            char w[32];
+            ssize_t got = pread(ref->wchan_fd, w, sizeof(w) - 1, 0);
+            if (got > 0 && strncmp(w, "futex", 5) == 0) {
+                ref->how = PP_SAMPLE_GIL_WAIT;
+            }
+        }
+    }
+}
+
 static void sample_due(int64_t now)
 {
     pp_store_t *st = S.st;
@@ -329,6 +359,16 @@ static void sample_due(int64_t now)
 
     cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     t_ask = pp_mono_ns();
+    if (S.nogil) {
+        /* nothing to wait for: the threads run on while we read them */
+        (void)interp;
+        t_got = t_ask;
+        pp_py_walk_nogil(st, S.targets, n);
+        t_walked = pp_mono_ns();
+        classify_targets(n, t_walked);
+        t_done = t_walked;
+        goto record;
+    }
     if (!pp_py_acquire(interp)) {
         pthread_mutex_lock(&S.mu);
         S.stop = 1; /* the interpreter is going away */
@@ -349,33 +389,13 @@ static void sample_due(int64_t now)
     }
     pp_py_walk(st, S.targets, n);
     t_walked = pp_mono_ns();
-    /* Still holding the GIL, every other Python thread is parked where it
-     * was: read how each request's interval was spent now, before they
-     * run again.  On CPU for at least half the interval counts as on
-     * CPU; off CPU, a thread blocked on a futex is waiting for the GIL (or
-     * a lock), anything else (nanosleep, poll, read) is sleep or I/O. */
-    for (i = 0; i < n; i++) {
-        target_ref_t *ref = &S.refs[i];
-        ref->at_ns = t_walked;
-        ref->cpu_ns = ref->has_cpu_clock ? clock_ns(ref->cpu_clock) : -1;
-        ref->how = PP_SAMPLE_OFF_CPU;
-        if (ref->cpu_ns >= 0 && ref->last_cpu_ns >= 0 &&
-            (ref->cpu_ns - ref->last_cpu_ns) * 2 >= t_walked - ref->last_ns) {
-            ref->how = PP_SAMPLE_ON_CPU;
-        }
-        else if (ref->wchan_fd >= 0 && S.targets[i].found) {
-            char w[32];
-            ssize_t got = pread(ref->wchan_fd, w, sizeof(w) - 1, 0);
-            if (got > 0 && strncmp(w, "futex", 5) == 0) {
-                ref->how = PP_SAMPLE_GIL_WAIT;
-            }
-        }
-    }
+    classify_targets(n, t_walked);
     /* may wait until the thread we preempted has the GIL back (3.11's
      * forced switching); that is wall time, not the sampler's cost */
     pp_py_release();
     t_done = pp_mono_ns();
 
+record:
     pthread_mutex_lock(&S.mu);
     now = pp_mono_ns();
     for (i = 0; i < n; i++) {
@@ -390,6 +410,12 @@ static void sample_due(int64_t now)
         }
         slot = pp_store_slot(st, e->slot);
         weight = S.refs[i].at_ns - e->last_ns;
+        if (t->torn) {
+            /* dropped, not outside Python: its time goes to the next
+             * sample's weight */
+            atomic_fetch_add(&st->c.torn, 1);
+            continue;
+        }
         if (!t->found) {
             /* in Apache before or after the app, or in C code that runs
              * no Python frame: time of the request outside Python */
@@ -449,7 +475,16 @@ static void *sampler_main(void *arg)
 {
     int64_t last_wake = 0;
     (void)arg;
-    if (pp_py_attach() != 0) {
+    if (S.nogil && pp_py_nogil_init() != 0) {
+        pp_log(PP_LOG_WARN, "GIL-free sampling is not available in pid %d "
+                            "(process_vm_readv on ourselves failed); "
+                            "sampling with the GIL",
+               (int)getpid());
+        S.nogil = 0;
+    }
+    atomic_fetch_add(S.nogil ? &S.st->c.nogil_processes
+                             : &S.st->c.gil_processes, 1);
+    if (!S.nogil && pp_py_attach() != 0) {
         pp_log(PP_LOG_WARN, "sampler could not create its Python thread "
                             "state; not sampling in pid %d", (int)getpid());
         pthread_mutex_lock(&S.mu);
@@ -498,7 +533,9 @@ static void *sampler_main(void *arg)
     }
     S.running = 0;
     pthread_mutex_unlock(&S.mu);
-    pp_py_detach();
+    if (!S.nogil) {
+        pp_py_detach();
+    }
     return NULL;
 }
 
@@ -529,6 +566,7 @@ int pp_sampler_start(pp_store_t *st)
         }
     }
     S.st = st;
+    S.nogil = st->sampler_mode == PP_SAMPLER_NOGIL;
     S.stop = 0;
     S.n = 0;
     S.pid = getpid();

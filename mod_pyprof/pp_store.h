@@ -66,6 +66,9 @@
 enum { PP_SAMPLE_ON_CPU = 0, PP_SAMPLE_OFF_CPU = 1, PP_SAMPLE_GIL_WAIT = 2 };
 #define PP_SAMPLE_TRUNCATED 0x100 /* or'ed in: the stack was cut */
 
+/* how the samplers read stacks (PyProfSampler) */
+enum { PP_SAMPLER_NOGIL = 0, PP_SAMPLER_GIL = 1 };
+
 /* what pp_store_finish keeps */
 enum { PP_KEEP_NONE = 0, PP_KEEP_SLOW = 1, PP_KEEP_FAST = 2 };
 
@@ -215,6 +218,9 @@ typedef struct pp_counters {
     _Atomic uint64_t epoch_busy; /* samples not windowed: minute rolling */
     _Atomic uint64_t stacks_overflow;
     _Atomic uint64_t threads_missing; /* in-flight thread had no frame */
+    _Atomic uint64_t torn;            /* GIL-free samples dropped */
+    _Atomic uint64_t nogil_processes; /* samplers running GIL-free */
+    _Atomic uint64_t gil_processes;   /* samplers that take the GIL */
     _Atomic uint64_t sample_cost[PP_COST_BUCKETS]; /* log2(ns per sample) */
 } pp_counters_t;
 
@@ -233,6 +239,7 @@ typedef struct pp_store {
     uint32_t nspecial; /* ring of triggered and captured traces */
     uint32_t nfast;    /* ring of fast requests whose id was sent out */
     char nonce[33];    /* for the capture form (like balancer-manager) */
+    uint32_t sampler_mode; /* PP_SAMPLER_*, from PyProfSampler */
     uint32_t nframes;
     uint32_t nnodes;
     uint32_t nagg;
