@@ -670,8 +670,13 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
         out[*n].prev_instr = fr.prev_instr;
         out[*n].owner = fr.owner;
         (*n)++;
-        if (fr.previous == f) {
-            return -1; /* a cycle: torn */
+        /* within one data-stack chunk callers lie below callees; anything
+         * else there is a torn copy (or a cycle) */
+        if (fr.previous == f ||
+            (used && fp >= base && fp < base + used &&
+             (const char *)fr.previous >= fp &&
+             (const char *)fr.previous < base + used)) {
+            return -1;
         }
         f = fr.previous;
     }
@@ -750,7 +755,7 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
                (Py_ssize_t)sizeof(_Py_CODEUNIT);
         /* _PyFrame_IsIncomplete: not started yet */
         if (fr[i].owner != FRAME_OWNED_BY_GENERATOR &&
-            unit < ci->firsttraceable - 1) {
+            unit < ci->firsttraceable) {
             continue;
         }
         if (unit < -1 || unit > ci->ncodeunits) {
@@ -820,7 +825,7 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
          interp = interp->next) {
         PyThreadState *ts;
         for (ts = interp->threads.head; ts && left > 0; ts = ts->next) {
-            const void *top = NULL, *again = NULL;
+            const void *top = NULL;
             for (i = 0; i < n; i++) {
                 pp_walk_target_t *t = &targets[i];
                 uint32_t depth = 0;
@@ -837,18 +842,27 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
                 if (chain_top(ts, &top) != 0 || !top) {
                     break;
                 }
+                /* The thread runs on while we copy: the chain is checked
+                 * (every code object really is one, every instruction
+                 * lies inside its code, callers below callees) rather
+                 * than required to stand still, which a thread calling
+                 * small functions never does for a microsecond. */
                 for (tries = 0; tries < 2; tries++) {
                     if (copy_chain(ts, chain, t->max_depth, &depth,
-                                   &truncated, &top) == 0 &&
-                        chain_top(ts, &again) == 0 && again == top &&
-                        decode_chain(st, chain, depth, t) == 0) {
+                                   &truncated, &top) != 0) {
+                        continue;
+                    }
+                    if (!top) {
+                        break; /* it left Python meanwhile */
+                    }
+                    if (decode_chain(st, chain, depth, t) == 0) {
                         t->truncated |= truncated;
                         t->found = 1;
                         t->interp = interp;
                         break;
                     }
                 }
-                if (!t->found) {
+                if (!t->found && top) {
                     nogil_torn++;
                     t->torn = 1;
                 }
