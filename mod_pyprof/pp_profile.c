@@ -331,13 +331,13 @@ uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node, uint32_t *out,
         tmp[n++] = frame;
         node = parent;
     }
-    if (n > cap) {
-        n = cap;
-    }
-    for (i = 0; i < n; i++) {
+    /* root first; if cap is smaller, the root-most cap frames */
+    for (i = 0; i < n && i < cap; i++) {
+        /* tmp[0..n) was written by the loop above */
+        // cppcheck-suppress uninitvar
         out[i] = tmp[n - 1 - i];
     }
-    return n;
+    return i;
 }
 
 void pp_profile_frame(const pp_store_t *st, uint32_t frame,
@@ -381,8 +381,8 @@ static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
     if (!slot) {
         return frame;
     }
-    if (*slot) {
-        return *slot;
+    if (*slot != 0) {
+        return *slot; /* cppcheck-suppress identicalInnerCondition */
     }
     if (!pp_store_frame_view(st, frame, &fv)) {
         *slot = frame;

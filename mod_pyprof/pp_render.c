@@ -1062,7 +1062,7 @@ static void req_link(pp_sink_t *o, const pp_render_opts_t *opt,
         char buf[PP_ID_MAX * 3 + 1];
         size_t n = 0, i;
         static const char hex[] = "0123456789ABCDEF";
-        for (i = 0; id[i] && i < PP_ID_MAX; i++) {
+        for (i = 0; i < PP_ID_MAX && id[i]; i++) {
             unsigned char c = (unsigned char)id[i];
             if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                 (c >= '0' && c <= '9') || c == '-' || c == '_' ||
@@ -1956,12 +1956,22 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
         double sampled_ms = (q->duration_us - q->outside_us) / 1e3;
         double achieved = sampled_ms > 0 ? sampled_ms / q->samples : 0;
         if (achieved > 1.25 * q->interval_us / 1e3) {
-            pp_printf(o, " &mdash; achieved one per %.1f ms. While a thread "
-                         "runs Python it gives up the GIL only every switch "
-                         "interval (5 ms by default), so a GIL-holding "
-                         "sampler cannot see it more often than about 200 "
-                         "times a second",
-                      achieved);
+            if (st->sampler_mode == PP_SAMPLER_GIL) {
+                pp_printf(o, " &mdash; achieved one per %.1f ms. While a "
+                             "thread runs Python it gives up the GIL only "
+                             "every switch interval (5 ms by default), so a "
+                             "sampler that takes the GIL (PyProfSampler gil) "
+                             "cannot see it more often than about 200 times "
+                             "a second",
+                          achieved);
+            }
+            else {
+                pp_printf(o, " &mdash; achieved one per %.1f ms: the machine "
+                             "was too busy to run the sampler on time, or "
+                             "samples were dropped as torn (see the "
+                             "overview)",
+                          achieved);
+            }
         }
     }
     if (q->samples_overflow) {
