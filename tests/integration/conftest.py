@@ -12,7 +12,7 @@ Environment:
     PYPROF_MODULE      module under test (default <repo>/mod_pyprof/.libs/mod_pyprof.so)
     PYPROF_NO_MODULE=1 run the harness without mod_pyprof: only the harness
                        self-tests run, everything needing the module is skipped
-    PYPROF_MPMS        comma-separated MPMs to run (default "event,prefork")
+    PYPROF_MPMS        comma-separated MPMs to run (default "event,prefork,worker")
     PYPROF_KEEP_TMP=1  keep every server directory (they are kept on failure)
     PYPROF_TMPDIR      where the server directories go (default /tmp)
     PYPROF_EXTRA_CONF  directives appended to every generated config, for
@@ -67,6 +67,16 @@ MinSpareThreads 1
 MaxSpareThreads 16
 MaxConnectionsPerChild 0
 """,
+    "worker": """\
+StartServers 2
+ServerLimit 2
+ThreadLimit 8
+ThreadsPerChild 8
+MaxRequestWorkers 16
+MinSpareThreads 1
+MaxSpareThreads 16
+MaxConnectionsPerChild 0
+""",
     "prefork": """\
 StartServers 3
 MinSpareServers 3
@@ -79,7 +89,7 @@ MaxConnectionsPerChild 0
 
 # How many requests a test may have in flight at once per MPM without
 # reaching MaxRequestWorkers (which httpd logs at error level).
-MAX_CONCURRENCY = {"event": 10, "prefork": 6}
+MAX_CONCURRENCY = {"event": 10, "worker": 10, "prefork": 6}
 
 # Error-log lines that are failures whatever their level, never whitelisted.
 CRASH_MARKERS = ("Segmentation fault", "exit signal", "Fatal Python error")
@@ -96,7 +106,7 @@ def module_disabled():
 
 
 def selected_mpms():
-    raw = os.environ.get("PYPROF_MPMS", "event,prefork")
+    raw = os.environ.get("PYPROF_MPMS", "event,prefork,worker")
     return [m.strip() for m in raw.split(",") if m.strip()]
 
 
