@@ -578,7 +578,8 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
                   ",\"interval_ms\":%.3f,\"requests\":%llu,\"samples\":%llu,"
                   "\"kept\":%llu,\"rate_per_s\":%.3f,\"p50_ms\":%.3f,"
                   "\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-                  "\"mean_ms\":%.3f,\"histogram\":[",
+                  "\"mean_ms\":%.3f,\"nominal_samples\":%.1f,"
+                  "\"histogram\":[",
                   loc->interval_us / 1000.0, (unsigned long long)s.requests,
                   (unsigned long long)s.samples, (unsigned long long)s.kept,
                   age > 0 ? (double)s.requests / age : 0.0,
@@ -587,7 +588,8 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
                   pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) / 1e3,
                   s.max_us / 1e3,
                   s.requests ? (double)s.sum_us / (double)s.requests / 1e3
-                             : 0.0);
+                             : 0.0,
+                  loc->interval_us ? (double)s.sum_us / loc->interval_us : 0.0);
         for (b = 0; b < PP_HIST_BUCKETS; b++) {
             int64_t hi = pp_hist_hi_us(b);
             if (!s.hist[b]) {
@@ -1362,8 +1364,23 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
         put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) /
                            1e3);
         put_ms_cell(o, s.max_us / 1e3);
-        pp_printf(o, "<td class=num>%llu</td><td class=num>%llu</td><td>",
-                  (unsigned long long)s.kept, (unsigned long long)s.samples);
+        {
+            /* achieved vs nominal: one sample per interval of request time
+             * is what the configuration asks for */
+            double nominal = loc->interval_us
+                                 ? (double)s.sum_us / (double)loc->interval_us
+                                 : 0;
+            pp_printf(o, "<td class=num>%llu</td><td class=num>%llu",
+                      (unsigned long long)s.kept,
+                      (unsigned long long)s.samples);
+            if (nominal >= 1) {
+                pp_printf(o, "<br><span class=muted title=\"samples taken "
+                             "against one per interval of request time\">"
+                             "%.0f%% of nominal</span>",
+                          100.0 * (double)s.samples / nominal);
+            }
+            pp_puts(o, "</td><td>");
+        }
         {
             char pb[PP_PREFIX_MAX];
             snprintf(pb, sizeof(pb), "%.*s", PP_PREFIX_MAX - 1, loc->path);
