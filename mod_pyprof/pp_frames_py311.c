@@ -199,33 +199,20 @@ static int is_sampler(PyThreadState *ts)
     return ts->thread_id == sampler_ident;
 }
 
-/* Copy a str as UTF-8 into buf without creating objects (PyUnicode_AsUTF8
- * would cache an encoded copy on the object). */
-static size_t str_to_utf8(PyObject *o, char *buf, size_t cap)
+/* UTF-8 of n code points of a PEP 393 buffer (kind 1, 2 or 4), cut at
+ * cap - 1 bytes on a character boundary; lone surrogates become U+FFFD. */
+static size_t ucs_to_utf8(int kind, const void *data, Py_ssize_t n, char *buf,
+                          size_t cap)
 {
-    Py_ssize_t i, n;
-    int kind;
-    const void *data;
+    Py_ssize_t i;
     size_t w = 0;
 
-    if (!o || !PyUnicode_Check(o) || !PyUnicode_IS_READY(o)) {
-        buf[0] = '?';
-        buf[1] = '\0';
-        return 1;
-    }
-    n = PyUnicode_GET_LENGTH(o);
-    kind = PyUnicode_KIND(o);
-    data = PyUnicode_DATA(o);
-    if (PyUnicode_IS_ASCII(o)) {
-        size_t len = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
-        memcpy(buf, data, len);
-        buf[len] = '\0';
-        return len;
-    }
     for (i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c >= 0xd800 && c <= 0xdfff) {
-            c = 0xfffd; /* lone surrogate */
+        Py_UCS4 c = kind == 1 ? ((const Py_UCS1 *)data)[i]
+                    : kind == 2 ? ((const Py_UCS2 *)data)[i]
+                                : ((const Py_UCS4 *)data)[i];
+        if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            c = 0xfffd;
         }
         if (c < 0x80) {
             if (w + 1 >= cap) break;
@@ -252,6 +239,31 @@ static size_t str_to_utf8(PyObject *o, char *buf, size_t cap)
     }
     buf[w] = '\0';
     return w;
+}
+
+/* Copy a str as UTF-8 into buf without creating objects (PyUnicode_AsUTF8
+ * would cache an encoded copy on the object). */
+static size_t str_to_utf8(PyObject *o, char *buf, size_t cap)
+{
+    Py_ssize_t n;
+    int kind;
+    const void *data;
+
+    if (!o || !PyUnicode_Check(o) || !PyUnicode_IS_READY(o)) {
+        buf[0] = '?';
+        buf[1] = '\0';
+        return 1;
+    }
+    n = PyUnicode_GET_LENGTH(o);
+    kind = PyUnicode_KIND(o);
+    data = PyUnicode_DATA(o);
+    if (PyUnicode_IS_ASCII(o)) {
+        size_t len = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
+        memcpy(buf, data, len);
+        buf[len] = '\0';
+        return len;
+    }
+    return ucs_to_utf8(kind, data, n, buf, cap);
 }
 
 static uint32_t frame_id(pp_store_t *st, _PyInterpreterFrame *f)
@@ -441,8 +453,7 @@ static size_t remote_str(const void *obj, char *out, size_t cap)
     PyCompactUnicodeObject head;
     const uint8_t *data_at;
     unsigned kind;
-    Py_ssize_t n, i;
-    size_t w = 0;
+    Py_ssize_t n;
     static uint8_t buf[NOGIL_NAME_MAX * 4];
 
     out[0] = '\0';
@@ -468,38 +479,7 @@ static size_t remote_str(const void *obj, char *out, size_t cap)
     if (n && remote_read(buf, data_at, (size_t)n * kind) != 0) {
         return 0;
     }
-    for (i = 0; i < n; i++) {
-        Py_UCS4 c = kind == 1 ? buf[i]
-                    : kind == 2 ? ((const uint16_t *)buf)[i]
-                                : ((const uint32_t *)buf)[i];
-        if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-            c = 0xfffd;
-        }
-        if (c < 0x80) {
-            if (w + 1 >= cap) break;
-            out[w++] = (char)c;
-        }
-        else if (c < 0x800) {
-            if (w + 2 >= cap) break;
-            out[w++] = (char)(0xc0 | (c >> 6));
-            out[w++] = (char)(0x80 | (c & 0x3f));
-        }
-        else if (c < 0x10000) {
-            if (w + 3 >= cap) break;
-            out[w++] = (char)(0xe0 | (c >> 12));
-            out[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
-            out[w++] = (char)(0x80 | (c & 0x3f));
-        }
-        else {
-            if (w + 4 >= cap) break;
-            out[w++] = (char)(0xf0 | (c >> 18));
-            out[w++] = (char)(0x80 | ((c >> 12) & 0x3f));
-            out[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
-            out[w++] = (char)(0x80 | (c & 0x3f));
-        }
-    }
-    out[w] = '\0';
-    return w;
+    return ucs_to_utf8((int)kind, buf, n, out, cap);
 }
 
 /* ---- 3.11 location table (Objects/locations.md), bounds-checked ---- */

@@ -96,28 +96,25 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 
 static const char REPLACEMENT[] = "\xef\xbf\xbd"; /* U+FFFD */
 
-void pp_put_html(pp_sink_t *o, const char *s, size_t n)
+/* What an escaper replaces the character at p (a valid UTF-8 sequence of
+ * len bytes, or len 0 for an invalid byte) with; NULL keeps it. */
+typedef const char *escape_fn(const unsigned char *p, size_t len,
+                              char scratch[8]);
+
+/* Copy s to o, in runs, through an escaper.  Invalid bytes are passed to
+ * the escaper one at a time, which must replace them. */
+static void put_escaped(pp_sink_t *o, const char *s, size_t n, escape_fn *fn)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, run = 0;
+    char scratch[8];
 
     while (i < n) {
-        const char *rep = NULL;
         size_t len = utf8_seq(p + i, n - i);
+        const char *rep = fn(p + i, len, scratch);
 
-        switch (p[i]) {
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '&': rep = "&amp;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&#39;"; break;
-        default:
-            if (len == 0) {
-                rep = REPLACEMENT;
-            }
-            else if (p[i] < 0x20 && p[i] != '\t' && p[i] != '\n') {
-                rep = "\xef\xbf\xbd";
-            }
+        if (!rep && len == 0) {
+            rep = REPLACEMENT; /* an escaper that forgot invalid bytes */
         }
         if (rep) {
             if (run) {
@@ -137,88 +134,92 @@ void pp_put_html(pp_sink_t *o, const char *s, size_t n)
     }
 }
 
+static const char *html_rep(const unsigned char *p, size_t len, char *scratch)
+{
+    (void)scratch;
+    if (len == 0) {
+        return REPLACEMENT;
+    }
+    switch (p[0]) {
+    case '<': return "&lt;";
+    case '>': return "&gt;";
+    case '&': return "&amp;";
+    case '"': return "&quot;";
+    case '\'': return "&#39;";
+    default:
+        return p[0] < 0x20 && p[0] != '\t' && p[0] != '\n' ? REPLACEMENT
+                                                          : NULL;
+    }
+}
+
+static const char *json_rep(const unsigned char *p, size_t len, char *scratch)
+{
+    if (len == 0) {
+        return "\\ufffd";
+    }
+    if (p[0] == '"') {
+        return "\\\"";
+    }
+    if (p[0] == '\\') {
+        return "\\\\";
+    }
+    /* controls, and <>& so the JSON is safe inside a <script> block */
+    if (p[0] < 0x20 || p[0] == 0x7f || p[0] == '<' || p[0] == '>' ||
+        p[0] == '&') {
+        snprintf(scratch, 8, "\\u%04x", p[0]);
+        return scratch;
+    }
+    return NULL;
+}
+
+static const char *folded_rep(const unsigned char *p, size_t len,
+                              char *scratch)
+{
+    (void)scratch;
+    if (len == 0) {
+        return REPLACEMENT;
+    }
+    if (p[0] == ';') {
+        return ":";
+    }
+    return p[0] < 0x20 || p[0] == 0x7f ? " " : NULL;
+}
+
+static const char *prom_rep(const unsigned char *p, size_t len, char *scratch)
+{
+    (void)scratch;
+    if (len == 0) {
+        return REPLACEMENT;
+    }
+    switch (p[0]) {
+    case '\\': return "\\\\";
+    case '"': return "\\\"";
+    case '\n': return "\\n";
+    default:
+        return p[0] < 0x20 || p[0] == 0x7f ? " " : NULL;
+    }
+}
+
+void pp_put_html(pp_sink_t *o, const char *s, size_t n)
+{
+    put_escaped(o, s, n, html_rep);
+}
+
 void pp_put_json_str(pp_sink_t *o, const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run = 0;
-
     pp_puts(o, "\"");
-    while (i < n) {
-        char esc[8];
-        const char *rep = NULL;
-        size_t len = utf8_seq(p + i, n - i);
-
-        if (len == 0) {
-            rep = "\\ufffd";
-        }
-        else if (p[i] == '"') {
-            rep = "\\\"";
-        }
-        else if (p[i] == '\\') {
-            rep = "\\\\";
-        }
-        else if (p[i] < 0x20 || p[i] == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
-            rep = esc;
-        }
-        else if (p[i] == '<' || p[i] == '>' || p[i] == '&') {
-            /* keeps the JSON safe to embed in a <script> block */
-            snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
-            rep = esc;
-        }
-        if (rep) {
-            if (run) {
-                o->write(o->ctx, s + i - run, run);
-                run = 0;
-            }
-            pp_puts(o, rep);
-            i += len ? len : 1;
-        }
-        else {
-            run += len;
-            i += len;
-        }
-    }
-    if (run) {
-        o->write(o->ctx, s + n - run, run);
-    }
+    put_escaped(o, s, n, json_rep);
     pp_puts(o, "\"");
 }
 
 void pp_put_folded(pp_sink_t *o, const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run = 0;
+    put_escaped(o, s, n, folded_rep);
+}
 
-    while (i < n) {
-        const char *rep = NULL;
-        size_t len = utf8_seq(p + i, n - i);
-
-        if (len == 0) {
-            rep = REPLACEMENT;
-        }
-        else if (p[i] == ';') {
-            rep = ":";
-        }
-        else if (p[i] < 0x20 || p[i] == 0x7f) {
-            rep = " ";
-        }
-        if (rep) {
-            if (run) {
-                o->write(o->ctx, s + i - run, run);
-                run = 0;
-            }
-            pp_puts(o, rep);
-            i += len ? len : 1;
-        }
-        else {
-            run += len;
-            i += len;
-        }
-    }
-    if (run) {
-        o->write(o->ctx, s + n - run, run);
-    }
+void pp_put_prom_label(pp_sink_t *o, const char *s, size_t n)
+{
+    put_escaped(o, s, n, prom_rep);
 }
 
 void pp_put_url_segment(pp_sink_t *o, const char *s, size_t n)
@@ -1585,47 +1586,6 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
 }
 
 /* ---- Prometheus ---- */
-
-void pp_put_prom_label(pp_sink_t *o, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run = 0;
-
-    while (i < n) {
-        const char *rep = NULL;
-        size_t len = utf8_seq(p + i, n - i);
-        if (len == 0) {
-            rep = REPLACEMENT;
-        }
-        else if (p[i] == '\\') {
-            rep = "\\\\";
-        }
-        else if (p[i] == '"') {
-            rep = "\\\"";
-        }
-        else if (p[i] == '\n') {
-            rep = "\\n";
-        }
-        else if (p[i] < 0x20 || p[i] == 0x7f) {
-            rep = " ";
-        }
-        if (rep) {
-            if (run) {
-                o->write(o->ctx, s + i - run, run);
-                run = 0;
-            }
-            pp_puts(o, rep);
-            i += len ? len : 1;
-        }
-        else {
-            run += len;
-            i += len;
-        }
-    }
-    if (run) {
-        o->write(o->ctx, s + n - run, run);
-    }
-}
 
 static const char *const CLASS_NAMES[PP_STATUS_CLASSES] = {
     "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
