@@ -355,8 +355,13 @@ static const char *request_id(request_rec *r)
     char *id, *p;
 
     if (!r->log_id) {
-        r->log_id = make_request_id(r);
-        return r->log_id;
+        /* mod_unique_id (when loaded, its hook runs before ours) sets
+         * UNIQUE_ID but leaves log_id alone until something logs */
+        const char *uid = apr_table_get(r->subprocess_env, "UNIQUE_ID");
+        r->log_id = uid && *uid ? uid : make_request_id(r);
+        if (!uid || !*uid) {
+            return r->log_id;
+        }
     }
     id = apr_pstrndup(r->pool, r->log_id, PP_ID_MAX - 1);
     for (p = id; *p; p++) {

@@ -1,14 +1,22 @@
 /* pp_frames_py311.c: reads CPython 3.11 stacks for the sampler.
  *
- * Runs on the sampler thread with the GIL held.  It follows
- * tstate->cframe->current_frame through _PyInterpreterFrame.previous the way
- * Python/traceback.c's _Py_DumpTraceback does: no Python object is created,
- * no reference is taken or kept, no Python code runs.  Names are copied
- * into C buffers and interned in the shared store; a small per-process
- * cache maps (code object, instruction) to the interned frame id so a warm
- * stack costs a few loads per frame.  The interpreters' thread lists are
- * walked under the runtime's HEAD_LOCK because thread states are created
- * and deleted by threads that do not hold the GIL.
+ * Two readers, one per PyProfSampler mode, both on the sampler thread only:
+ *
+ * gil:   with the GIL held, follows tstate->cframe->current_frame through
+ *        _PyInterpreterFrame.previous the way Python/traceback.c's
+ *        _Py_DumpTraceback does: no Python object is created, no reference
+ *        taken or kept, no Python code run.  The GIL is asked for in the
+ *        interpreter of its holder (3.11's drop request is per interpreter).
+ * nogil: without the GIL, every byte that can change or be freed under us
+ *        (frames, code objects, strings, location tables) is copied with
+ *        process_vm_readv() on our own pid, and the copied chain is checked
+ *        (real code objects, instructions inside their code, callers below
+ *        callees) before it is trusted; otherwise the sample is dropped.
+ *
+ * In both, thread lists are walked under the runtime's HEAD_LOCK (thread
+ * states are created and deleted by threads that do not hold the GIL), and
+ * names are copied into C buffers and interned in the shared store; a small
+ * cache maps (code object, instruction) to the interned frame id.
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>
@@ -374,9 +382,9 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
  * our own pid, which fails cleanly on an unmapped page instead of
  * faulting.  Thread states are found under HEAD_LOCK, which every
  * thread-state deletion takes, so the tstate structs themselves stay
- * valid while we look.  A sample whose top frame changed while it was
- * read is read once more, then dropped (counted as torn); a frame whose
- * code object does not look like a code object ends the sample too.
+ * valid while we look.  A copied chain that does not check out (a code
+ * object that is not one, an instruction outside its code, a caller above
+ * its callee) is read once more, then dropped (counted as torn).
  * ====================================================================== */
 
 #include <sys/uio.h>

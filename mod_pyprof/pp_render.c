@@ -631,7 +631,8 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         "],\"sampler\":{\"samples\":%llu,\"ticks\":%llu,\"cpu_s\":%.6f,"
         "\"samples_per_s\":%.3f,\"sample_cost_p50_us\":%.2f,"
         "\"sample_cost_p99_us\":%.2f,\"gil_wait_s\":%.6f,\"walk_s\":%.6f,"
-        "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu},",
+        "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
+        "\"samplers_nogil\":%llu,\"samplers_gil\":%llu},",
         (unsigned long long)atomic_load(&st->c.samples),
         (unsigned long long)atomic_load(&st->c.ticks),
         atomic_load(&st->c.sampler_cpu_ns) / 1e9,
@@ -641,7 +642,9 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         atomic_load(&st->c.walk_ns) / 1e9,
         (unsigned long long)atomic_load(&st->c.threads_missing),
         st->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
-        (unsigned long long)atomic_load(&st->c.torn));
+        (unsigned long long)atomic_load(&st->c.torn),
+        (unsigned long long)atomic_load(&st->c.nogil_processes),
+        (unsigned long long)atomic_load(&st->c.gil_processes));
     pp_printf(
         o,
         "\"store\":{\"memory\":%llu,\"arena_used\":%llu,\"arena_size\":%llu,"
@@ -1567,8 +1570,8 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
                      "see JSON)</span></div>",
                   drops);
     }
-    pp_printf(o, "<div class=card><b>%llu</b><span>lost (process died)"
-                 "</span></div>",
+    pp_printf(o, "<div class=card><b>%llu</b><span>lost (process died or "
+                 "connection dropped)</span></div>",
               (unsigned long long)atomic_load(&st->c.slots_lost));
     pp_printf(o, "<div class=card><b>%llu</b><span>samples dropped as torn"
                  "</span></div>",
@@ -1696,7 +1699,7 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
               "pyprof_dropped_total{reason=\"nodes_full\"} %llu\n"
               "pyprof_dropped_total{reason=\"aggregate_full\"} %llu\n"
               "pyprof_dropped_total{reason=\"stacks_overflow\"} %llu\n"
-              "pyprof_dropped_total{reason=\"process_died\"} %llu\n"
+              "pyprof_dropped_total{reason=\"lost\"} %llu\n"
               "# HELP pyprof_store_bytes Shared store size and frame text "
               "in use.\n"
               "# TYPE pyprof_store_bytes gauge\n"

@@ -160,7 +160,7 @@ int main(void)
     int loc, slot;
     pp_req_info_t info;
 
-    st = pp_store_create(64ULL << 20, 64, 2000, &err);
+    st = pp_store_create(160ULL << 20, 64, 2000, &err);
     if (!st) {
         fprintf(stderr, "store: %s\n", err);
         return 1;
