@@ -539,8 +539,22 @@ static void *sampler_main(void *arg)
     return NULL;
 }
 
+/* An app may fork inside a request (os.fork, subprocess with preexec).
+ * The child has no sampler thread, and the registry's mutex may have been
+ * held by it at the fork: start the child with an empty, unlocked
+ * registry, so pyprof calls in the child neither hang nor write. */
+static void sampler_atfork_child(void)
+{
+    pthread_mutex_init(&S.mu, NULL);
+    S.running = 0;
+    S.n = 0;
+    S.waiting = 0;
+    S.thread = 0;
+}
+
 int pp_sampler_start(pp_store_t *st)
 {
+    static int atfork_done;
     pthread_condattr_t ca;
     pthread_attr_t attr;
     sigset_t all, old;
@@ -550,6 +564,10 @@ int pp_sampler_start(pp_store_t *st)
     if (S.running) {
         pthread_mutex_unlock(&S.mu);
         return 0;
+    }
+    if (!atfork_done) {
+        pthread_atfork(NULL, NULL, sampler_atfork_child);
+        atfork_done = 1;
     }
     if (!S.cv_ready) {
         pthread_condattr_init(&ca);
