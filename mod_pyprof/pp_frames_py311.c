@@ -43,10 +43,15 @@ static int ntstates;
 static PyThreadState *sampler_tstate; /* main interpreter's */
 static unsigned long sampler_ident;
 
+/* (code object, instruction) -> interned frame.  A freed code object's
+ * address can be reused: an entry counts only if the names, the location
+ * table and the first line are the same objects too. */
 typedef struct frame_cache_entry {
     const void *code;
     const void *qualname;
     const void *filename;
+    const void *linetable;
+    int firstlineno;
     int lasti;
     uint32_t frame;
 } frame_cache_entry_t;
@@ -90,47 +95,46 @@ int pp_py_attach(void)
     return 0;
 }
 
-static int interp_alive(PyInterpreterState *interp)
+/* Still listed, and not being torn down (Py_EndInterpreter sets
+ * finalizing before it insists on being the last thread)?  Known gap of
+ * GIL mode: an interpreter the app made itself with _xxsubinterpreters
+ * refuses run_string()/destroy() while our borrowed thread state is in it
+ * (see README, limits); GIL-free mode never creates thread states. */
+static int interp_usable(PyInterpreterState *interp)
 {
     PyInterpreterState *i;
-    int alive = 0;
+    int ok = 0;
 
     PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
     for (i = _PyRuntime.interpreters.head; i; i = i->next) {
         if (i == interp) {
-            alive = 1;
+            ok = !interp->finalizing;
             break;
         }
     }
     PyThread_release_lock(_PyRuntime.interpreters.mutex);
-    return alive;
+    return ok;
 }
+
+/* The thread state to wait for the GIL with.  In the main interpreter the
+ * sampler keeps one; in a sub-interpreter it borrows one for this tick
+ * only (see pp_py_release): the app may create and destroy interpreters
+ * of its own, and Py_EndInterpreter insists on being their last thread. */
+static PyThreadState *tick_tstate;
 
 static PyThreadState *tstate_for(PyInterpreterState *interp)
 {
     PyThreadState *ts;
-    int k;
 
-    if (!interp) {
-        return sampler_tstate;
-    }
-    for (k = 0; k < ntstates; k++) {
-        if (tstates[k].interp == interp) {
-            return tstates[k].tstate;
-        }
-    }
-    /* first wait in this interpreter: make sure it still exists (the
-     * hint comes from an earlier tick) before giving it a thread state */
-    if (ntstates >= MAX_TSTATES || !interp_alive(interp)) {
+    tick_tstate = NULL;
+    if (!interp || interp == tstates[0].interp || !interp_usable(interp)) {
         return sampler_tstate;
     }
     ts = PyThreadState_New(interp);
     if (!ts) {
         return sampler_tstate;
     }
-    tstates[ntstates].interp = interp;
-    tstates[ntstates].tstate = ts;
-    ntstates++;
+    tick_tstate = ts;
     return ts;
 }
 
@@ -181,6 +185,13 @@ int pp_py_acquire(void *interp)
 
 void pp_py_release(void)
 {
+    if (tick_tstate) {
+        /* give the borrowed thread state back, GIL and all */
+        PyThreadState_Clear(tick_tstate);
+        PyThreadState_DeleteCurrent();
+        tick_tstate = NULL;
+        return;
+    }
     PyEval_SaveThread();
 }
 
@@ -192,6 +203,7 @@ void pp_py_detach(void)
         return;
     }
     if (!_Py_IsFinalizing()) {
+        /* only the main interpreter's is kept between ticks */
         for (k = ntstates - 1; k >= 0; k--) {
             PyEval_RestoreThread(tstates[k].tstate);
             PyThreadState_Clear(tstates[k].tstate);
@@ -288,12 +300,18 @@ static uint32_t frame_id(pp_store_t *st, _PyInterpreterFrame *f)
     /* a freed code object's address can be reused: the names' identities
      * must match too */
     if (e->code == co && e->lasti == lasti && e->qualname == co->co_qualname &&
-        e->filename == co->co_filename && e->frame) {
+        e->filename == co->co_filename && e->linetable == co->co_linetable &&
+        e->firstlineno == co->co_firstlineno && e->frame) {
         return e->frame;
     }
     fl = str_to_utf8(co->co_qualname, func, sizeof(func));
     fil = str_to_utf8(co->co_filename, file, sizeof(file));
     line = PyCode_Addr2Line(co, lasti * (int)sizeof(_Py_CODEUNIT));
+    /* an instruction without a location (-1) is charged to the
+     * function's first line rather than to a line 0 that never ran */
+    if (line <= 0) {
+        line = co->co_firstlineno;
+    }
     id = pp_store_intern_frame(st, func, fl, file, fil,
                                line < 0 ? 0u : (uint32_t)line);
     if (!id) {
@@ -302,6 +320,8 @@ static uint32_t frame_id(pp_store_t *st, _PyInterpreterFrame *f)
     e->code = co;
     e->qualname = co->co_qualname;
     e->filename = co->co_filename;
+    e->linetable = co->co_linetable;
+    e->firstlineno = co->co_firstlineno;
     e->lasti = lasti;
     e->frame = id;
     return id;
@@ -339,6 +359,7 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
 
     for (i = 0; i < n; i++) {
         targets[i].found = 0;
+        targets[i].torn = 0;
         targets[i].depth = 0;
         if (targets[i].max_depth == 0 ||
             targets[i].max_depth > PP_DEPTH_LIMIT) {
@@ -467,6 +488,7 @@ static size_t remote_str(const void *obj, char *out, size_t cap)
     out[0] = '\0';
     if (remote_read(&head, obj, sizeof(head)) != 0 ||
         Py_TYPE((PyObject *)&head) != &PyUnicode_Type ||
+        Py_REFCNT((PyObject *)&head) <= 0 ||
         !head._base.state.compact || !head._base.state.ready) {
         return 0;
     }
@@ -573,7 +595,7 @@ static int load_code(code_info_t *ci, const void *code,
     memset(ci, 0, sizeof(*ci));
     ci->func_len = remote_str(head->co_qualname, ci->func, sizeof(ci->func));
     ci->file_len = remote_str(head->co_filename, ci->file, sizeof(ci->file));
-    if (!ci->func_len) {
+    if (!ci->func_len || !ci->file_len) {
         return -1;
     }
     if (remote_read(&bhead, head->co_linetable,
@@ -592,6 +614,24 @@ static int load_code(code_info_t *ci, const void *code,
         else {
             free(ci->linetable);
             ci->linetable = NULL;
+        }
+    }
+    /* the code object may have been freed (and its memory reused) while
+     * we read its parts: they count only if its header is still the one
+     * they were read from */
+    {
+        PyCodeObject again;
+        const size_t hsize = offsetof(PyCodeObject, co_code_adaptive);
+        if (remote_read(&again, code, hsize) != 0 ||
+            Py_TYPE((PyObject *)&again) != &PyCode_Type ||
+            Py_REFCNT((PyObject *)&again) <= 0 ||
+            again.co_qualname != head->co_qualname ||
+            again.co_filename != head->co_filename ||
+            again.co_linetable != head->co_linetable ||
+            again.co_firstlineno != head->co_firstlineno) {
+            free(ci->linetable);
+            ci->linetable = NULL;
+            return -1;
         }
     }
     ci->code = code;
@@ -644,7 +684,13 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
         _PyInterpreterFrame fr;
         const char *fp = (const char *)f;
 
-        if (used && fp >= base && fp + sizeof(fr) <= base + used) {
+        /* a torn pointer can be anything: no arithmetic on it that can
+         * wrap, and nothing outside user space */
+        if ((uintptr_t)fp < 4096 || (uintptr_t)fp > 0x00007fffffffffffULL) {
+            return -1;
+        }
+        if (used >= sizeof(fr) && fp >= base &&
+            (size_t)(fp - base) <= used - sizeof(fr)) {
             memcpy(&fr, chunk_copy + (fp - base), sizeof(fr));
         }
         else if (remote_read(&fr, f, sizeof(fr)) != 0) {
@@ -661,9 +707,9 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
         /* within one data-stack chunk callers lie below callees; anything
          * else there is a torn copy (or a cycle) */
         if (fr.previous == f ||
-            (used && fp >= base && fp < base + used &&
+            (used && fp >= base && (size_t)(fp - base) < used &&
              (const char *)fr.previous >= fp &&
-             (const char *)fr.previous < base + used)) {
+             (size_t)((const char *)fr.previous - base) < used)) {
             return -1;
         }
         f = fr.previous;
@@ -724,7 +770,10 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
                 break;
             }
         }
-        if (!head || Py_TYPE((PyObject *)head) != &PyCode_Type) {
+        /* a code object being deallocated (refcount 0) may already have
+         * released its names: not one to read */
+        if (!head || Py_TYPE((PyObject *)head) != &PyCode_Type ||
+            Py_REFCNT((PyObject *)head) <= 0) {
             return -1;
         }
         h = ((uintptr_t)fr[i].code >> 4) & (CODE_CACHE_SIZE - 1);
@@ -755,11 +804,15 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
         fe = &frame_cache[h & (FRAME_CACHE_SIZE - 1)];
         if (fe->code == fr[i].code && fe->lasti == lasti &&
             fe->qualname == ci->qualname && fe->filename == ci->filename &&
-            fe->frame) {
+            fe->linetable == ci->linetable_obj &&
+            fe->firstlineno == ci->firstlineno && fe->frame) {
             t->frames[t->depth++] = fe->frame;
             continue;
         }
         line = linetable_line(ci, lasti);
+        if (line <= 0) {
+            line = ci->firstlineno;
+        }
         id = pp_store_intern_frame(st, ci->func, ci->func_len, ci->file,
                                    ci->file_len,
                                    line < 0 ? 0u : (uint32_t)line);
@@ -770,6 +823,8 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
             fe->code = fr[i].code;
             fe->qualname = ci->qualname;
             fe->filename = ci->filename;
+            fe->linetable = ci->linetable_obj;
+            fe->firstlineno = ci->firstlineno;
             fe->lasti = lasti;
             fe->frame = id;
         }
@@ -800,6 +855,7 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
 
     for (i = 0; i < n; i++) {
         targets[i].found = 0;
+        targets[i].torn = 0;
         targets[i].depth = 0;
         targets[i].truncated = 0;
         if (targets[i].max_depth == 0 ||
@@ -844,13 +900,15 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
                         break; /* it left Python meanwhile */
                     }
                     if (decode_chain(st, chain, depth, t) == 0) {
+                        /* every frame still starting up: not in Python
+                         * code yet, as far as a sample can tell */
+                        t->found = t->depth > 0 || t->truncated;
                         t->truncated |= truncated;
-                        t->found = 1;
                         t->interp = interp;
                         break;
                     }
                 }
-                if (!t->found && top) {
+                if (tries == 2 && top) {
                     nogil_torn++;
                     t->torn = 1;
                 }

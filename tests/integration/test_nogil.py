@@ -1,0 +1,665 @@
+"""The GIL-free sampler (`PyProfSampler nogil|gil`, default nogil), issue [5].
+
+Two servers per MPM serve apps/nogil_app.py at three mounts:
+    /app    sampled every 1 ms   (rate, torture)
+    /app10  sampled every 10 ms  (long GIL-holding C call, mixed request)
+    /busy   sampled every 1 ms   (short requests under concurrency: its own
+                                  location, so its aggregate holds only them)
+Everything from 1 ms on is kept (PyProfSlowThreshold 1ms, PyProfKeep 5000)
+and stacks may be 1,024 frames deep (the most PyProfMaxDepth allows), so the
+5,000-deep recursion makes the GIL-free reader copy long chains.  `nogil`
+has no PyProfSampler line (the default); `gil` says `PyProfSampler gil`.
+
+Numbers worth reading (samples, torn counts) are printed with a "[nogil]"
+prefix: run with -s to see them.
+
+Every loop is bounded in count and time; servers listen on 127.0.0.1.
+"""
+
+import concurrent.futures
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import (HERE, MAX_CONCURRENCY, _pool_fixture, get_concurrently,
+                      scan_error_log, selected_mpms, unique, wait_for)
+
+NOGIL_APP = os.path.join(HERE, "apps", "nogil_app.py")
+
+COMMON = """\
+PyProfSample /app 1ms
+PyProfSample /app10 10ms
+PyProfSample /busy 1ms
+PyProfSlowThreshold 1ms
+PyProfKeep 5000
+PyProfMaxDepth 1024
+PyProfMemory 192M
+"""
+
+SYNTHETIC_FRAMES = {"[truncated]", "[other stacks]"}
+# Module code that runs on a request thread but that no inventory can list:
+# every new interpreter (the torture's sub-interpreters) runs the frozen
+# getpath module and site, which exec()s the import lines of .pth files as
+# "<string>" (on some machines several lines long).  Any line of these.
+UNLISTED_MODULE_CODE = {("<module>", "<frozen getpath>"), ("<module>", "<string>")}
+NONCE_FUNCTION = re.compile(r"^nonce_(?:inner|outer)_([0-9a-f]+)$")
+NONCE_FILE = re.compile(r"^<nonce-([0-9a-f]+)>$")
+NONCE_IN_URI = re.compile(r"-n([0-9a-f]+)(?:\?|$)")
+
+TORTURE_KINDS = ["threads", "gen", "exc", "recurse", "subinterp", "exec"]
+TORTURE_SECONDS = 30          # per MPM
+TORTURE_CLIENTS = {"event": 6, "prefork": 4}
+# The threaded MPM (event) and the forking one (prefork); worker would add a
+# minute and nothing the sampler sees differently from event.
+MPMS = [m for m in selected_mpms() if m in TORTURE_CLIENTS]
+TORTURE_BUDGET_MS = 30        # work per torture request
+
+
+@pytest.fixture(scope="module", params=MPMS)
+def mpm(request):
+    return request.param
+
+
+def report(*parts):
+    print("[nogil]", *parts, flush=True)
+
+
+def start_nogil_app(pool, name, mpm, sampler_line):
+    """A started server from `pool` (a conftest ServerPool) with
+    apps/nogil_app.py as the app (copied into the server directory, so
+    www-data can read it) mounted at /app, /app10 and /busy."""
+    srv = pool.create(name=name, mpm=mpm)
+    shutil.copyfile(NOGIL_APP, srv.app)
+    os.chmod(srv.app, 0o644)
+    srv.extra = ('WSGIScriptAlias /app10 "%s"\nWSGIScriptAlias /busy "%s"\n'
+                 % (srv.app, srv.app)) + COMMON + sampler_line
+    srv.start()
+    return srv
+
+
+def serving_nogil_app(name, mpm, sampler_line):
+    """Like conftest.serving(): the server is stopped and its error log
+    checked when the fixture ends."""
+    pools = _pool_fixture()
+    pool = next(pools)
+    try:
+        srv = start_nogil_app(pool, name, mpm, sampler_line)
+    except BaseException:
+        pools.close()
+        raise
+    yield srv
+    next(pools, None)
+
+
+@pytest.fixture(scope="module")
+def nogil(mpm, pyprof_module):
+    yield from serving_nogil_app("nogil", mpm, "")
+
+
+@pytest.fixture(scope="module")
+def gil(mpm, pyprof_module):
+    yield from serving_nogil_app("gil", mpm, "PyProfSampler gil\n")
+
+
+def functions(stack):
+    return [f["function"] for f in stack["frames"]]
+
+
+def stack_weight(stack):
+    weight = stack.get("weight_ms")
+    return weight if weight is not None else stack["count"]
+
+
+def warm_get(srv, path, first="/app/fast"):
+    """GET `path` on a keep-alive connection whose process has just served
+    `first` (same child, app already imported there)."""
+    with requests.Session() as s:
+        assert s.get(srv.url(first), timeout=15).status_code == 200
+        srv._record(path)
+        r = s.get(srv.url(path), timeout=30)
+    assert r.status_code == 200, "GET %s -> %d: %s" % (path, r.status_code, r.text[:300])
+    return r
+
+
+def kept_one(srv, tag):
+    kept = srv.wait_kept(tag, 1)
+    assert len(kept) == 1, kept
+    return kept[0]
+
+
+def python_ms(req):
+    """Wall time of the request that the sampler could see in Python."""
+    return req["duration_ms"] - req.get("outside_python_ms", 0.0)
+
+
+# -- 1. which sampler runs, and the directive --------------------------------------
+
+def test_default_sampler_mode_is_nogil_and_the_overview_says_so(nogil):
+    assert "PyProfSampler" not in nogil.extra  # the default, not a choice
+    nogil.get_ok("/app/fast")
+    assert nogil.profile()["sampler"]["mode"] == "nogil"
+    page = nogil.profile_html()
+    assert "GIL-free" in page, page[-3000:]
+
+
+def test_pyprofsampler_gil_selects_the_gil_sampler(gil):
+    gil.get_ok("/app/fast")
+    assert gil.profile()["sampler"]["mode"] == "gil"
+    page = gil.profile_html()
+    assert "GIL mode" in page
+    assert "GIL-free" not in page
+
+
+@pytest.mark.parametrize("value", ["bogus", "nogil-please", '""'])
+def test_bad_pyprofsampler_value_fails_configtest_naming_the_directive(nogil, value):
+    rc, out = nogil.configtest(COMMON + "PyProfSampler %s\n" % value)
+    assert rc != 0, "apache2 -t accepted PyProfSampler %s:\n%s" % (value, out)
+    assert "Syntax OK" not in out
+    assert "PyProfSampler" in out.split("Syntax error", 1)[-1], out
+
+
+def test_good_pyprofsampler_values_pass_configtest(nogil):
+    for value in ("nogil", "gil", "NoGIL", "GIL"):
+        rc, out = nogil.configtest(COMMON + "PyProfSampler %s\n" % value)
+        assert rc == 0 and "Syntax OK" in out, (value, out)
+
+
+# -- 2. achieved rate at 1 ms ---------------------------------------------------
+
+def cpu_request(srv, tag):
+    # pre=30: clear of GIL mode's first-burst blind spot (test_preload.py);
+    # the same request in both modes.
+    warm_get(srv, "/app/cpu/%s?ms=300&pre=30" % tag)
+    req = kept_one(srv, tag)
+    assert req["interval_ms"] == 1
+    assert req["cpu_ms"] >= 250, req
+    return req
+
+
+def achieved(req):
+    """Samples per nominal sample (1.0: one per interval of time in Python)."""
+    return req["samples"] * req["interval_ms"] / python_ms(req)
+
+
+def test_nogil_reaches_90_percent_of_nominal_rate_at_1ms_where_gil_cannot(nogil, gil):
+    # Best of up to 5: on a machine busy with other work the sampler thread
+    # itself may not be scheduled every millisecond.
+    tries = []
+    for _ in range(5):
+        tries.append(cpu_request(nogil, unique("rate-nogil")))
+        if achieved(tries[-1]) >= 0.9 and tries[-1]["samples"] >= 270:
+            break
+    fast = max(tries, key=achieved)
+    slow = cpu_request(gil, unique("rate-gil"))
+    nominal = python_ms(fast) / fast["interval_ms"]
+    if len(tries) > 1:
+        report("%s: nogil rate attempts %s" % (nogil.mpm, [round(achieved(t), 3) for t in tries]))
+    report("%s: 300 ms CPU at 1 ms: nogil %d samples (nominal %.0f, one per %s ms), "
+           "gil %d samples (one per %s ms)"
+           % (nogil.mpm, fast["samples"], nominal, fast.get("achieved_interval_ms"),
+              slow["samples"], slow.get("achieved_interval_ms")))
+    assert fast["samples"] >= 270, fast
+    assert fast["samples"] >= 0.9 * nominal, (
+        "nogil: %d samples in %.1f ms of Python at 1 ms (< 90%% of nominal)"
+        % (fast["samples"], python_ms(fast)))
+    assert slow["samples"] < fast["samples"], (slow, fast)
+
+
+# -- 3. a long GIL-holding C call --------------------------------------------------
+
+def regex_request(srv):
+    """(response JSON, kept request, detail) of one /app10/regex on a child
+    that calibrated its N on the same connection just before."""
+    tag = unique("regex")
+    r = warm_get(srv, "/app10/regex/%s" % tag, first="/app10/regex_calibrate?target_ms=900")
+    answer = r.json()
+    assert 300 <= answer["ms"] <= 3000, (
+        "the calibrated backtrack took %.0f ms (N=%d), outside 0.3..3 s" % (answer["ms"], answer["n"]))
+    req = kept_one(srv, tag)
+    return answer, req, srv.request_detail(req["id"])
+
+
+def leaf_at(detail, function, file, line):
+    return sum(s["count"] for s in detail["stacks"]
+               if s["frames"] and s["frames"][-1]["function"] == function
+               and s["frames"][-1]["file"] == file and s["frames"][-1]["line"] == line)
+
+
+def test_long_gil_holding_c_call_is_attributed_to_the_calling_line(nogil):
+    answer, req, detail = regex_request(nogil)
+    assert answer["function"] == "catastrophic_regex"
+    at_line = leaf_at(detail, "catastrophic_regex", nogil.app, answer["line"])
+    leaves = {}
+    for s in detail["stacks"]:
+        if s["frames"]:
+            leaf = s["frames"][-1]
+            key = "%s:%s" % (leaf["function"], leaf["line"])
+            leaves[key] = leaves.get(key, 0) + s["count"]
+    report("%s: nogil regex N=%d took %.0f ms: %d samples, %d at catastrophic_regex:%d; "
+           "leaves %s" % (nogil.mpm, answer["n"], answer["ms"], req["samples"], at_line,
+                          answer["line"], leaves))
+    # at 10 ms, a call of answer["ms"] should give about ms/10 samples
+    assert req["samples"] >= 0.5 * answer["ms"] / 10, req
+    assert at_line >= 0.8 * req["samples"], (
+        "%d of %d samples at catastrophic_regex line %d; leaves: %s"
+        % (at_line, req["samples"], answer["line"], leaves))
+    # and the frames above it are the app's own chain
+    chain = next(functions(s) for s in detail["stacks"]
+                 if s["frames"] and s["frames"][-1]["function"] == "catastrophic_regex")
+    assert chain[-4:] == ["application", "dispatch", "view_regex", "catastrophic_regex"], chain
+
+
+def test_gil_sampler_cannot_see_inside_the_long_c_call(nogil, gil):
+    answer_n, req_n, detail_n = regex_request(nogil)
+    answer_g, req_g, detail_g = regex_request(gil)
+    inside_n = leaf_at(detail_n, "catastrophic_regex", nogil.app, answer_n["line"])
+    inside_g = leaf_at(detail_g, "catastrophic_regex", gil.app, answer_g["line"])
+    report("%s: regex at 10 ms: nogil %d samples (%d inside, %.0f ms), "
+           "gil %d samples (%d inside, %.0f ms)"
+           % (nogil.mpm, req_n["samples"], inside_n, answer_n["ms"],
+              req_g["samples"], inside_g, answer_g["ms"]))
+    # per second of backtracking, so two different calibrations compare
+    rate_n = inside_n / answer_n["ms"]
+    rate_g = inside_g / answer_g["ms"]
+    assert rate_n >= 5 * rate_g and inside_n >= 5 * max(inside_g, 1), (
+        "nogil %d inside in %.0f ms vs gil %d inside in %.0f ms"
+        % (inside_n, answer_n["ms"], inside_g, answer_g["ms"]))
+    assert req_g["samples"] * 3 < req_n["samples"], (req_g["samples"], req_n["samples"])
+
+
+# -- 4. short CPU-bound requests under concurrency ----------------------------------
+
+def stack_key(stack):
+    return tuple((f["function"], f["file"], f["line"]) for f in stack["frames"])
+
+
+def location_stacks(srv, path):
+    loc = srv.get_json("/server-profile/location?path=%s&format=json" % path)
+    return loc, {stack_key(s): (stack_weight(s), s["count"]) for s in loc["stacks"]}
+
+
+def test_short_cpu_bound_requests_under_concurrency_are_seen(nogil):
+    clients = min(8, MAX_CONCURRENCY[nogil.mpm])
+    per_client = 40
+    tag = unique("busy")
+    statuses, errors = [], []
+    lock = threading.Lock()
+    # Import the app in the children first: the aggregate is compared with
+    # this snapshot, so what the children did before is not counted.
+    for _ in range(3 * clients):
+        nogil.get_ok("/busy/fast")
+    before_loc, before = location_stacks(nogil, "/busy")
+
+    def client(k):
+        deadline = time.monotonic() + 40
+        with requests.Session() as s:
+            for i in range(per_client):
+                if time.monotonic() > deadline:
+                    return
+                path = "/busy/busy/%s-%d-%d?ms=3" % (tag, k, i)
+                nogil._record(path)
+                try:
+                    code = s.get(nogil.url(path), timeout=15).status_code
+                except requests.RequestException as e:
+                    with lock:
+                        errors.append(repr(e))
+                    continue
+                with lock:
+                    statuses.append(code)
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
+    assert statuses.count(200) == clients * per_client, (len(statuses), set(statuses))
+    want = before_loc["requests"] + clients * per_client
+    wait_for(lambda: (nogil.location("/busy") or {}).get("requests", 0) >= want, 10)
+    loc, after = location_stacks(nogil, "/busy")
+    added = {}
+    for key, (weight, count) in after.items():
+        w0, c0 = before.get(key, (0, 0))
+        if count > c0:
+            added[key] = (weight - w0, count - c0)
+    total = sum(w for w, _ in added.values())
+    busy = sum(w for key, (w, _) in added.items() if "busy_render" in [f[0] for f in key])
+    busy_count = sum(c for key, (_, c) in added.items() if "busy_render" in [f[0] for f in key])
+    leaves = {}
+    for key, (w, _) in added.items():
+        leaf = key[-1][0] if key else "?"
+        leaves[leaf] = round(leaves.get(leaf, 0) + w, 1)
+    report("%s: %d clients x %d requests of ~3 ms CPU at 1 ms: %d new requests, "
+           "weight %.1f ms, busy_render %.1f ms (%d samples); by leaf %s"
+           % (nogil.mpm, clients, per_client, loc["requests"] - before_loc["requests"], total,
+              busy, busy_count, sorted(leaves.items(), key=lambda kv: -kv[1])[:6]))
+    assert loc["requests"] >= want, (loc["requests"], want)
+    assert total > 0 and busy / total > 0.5, (
+        "busy_render holds %.1f of %.1f ms of the new sample weight at /busy; by leaf %s"
+        % (busy, total, leaves))
+    # and it is sampled often: at least one sample per request on average
+    assert busy_count >= clients * per_client, busy_count
+
+
+# -- 6. the GIL sampler still does the basics ---------------------------------------
+
+def starved(req, sleep_ms):
+    """True when the computing part took much longer in wall time than in
+    CPU time: the machine is oversubscribed, and the samples rightly give
+    the computing function that wall time."""
+    return req["duration_ms"] - sleep_ms > 1.3 * req["cpu_ms"]
+
+
+def test_gil_mode_splits_a_mixed_request_between_cpu_and_sleep(gil):
+    # 300 ms of CPU then 330 ms asleep (pre=30 is a sleep_for too).  Up to 3
+    # attempts, for one whose computing half was not starved of CPU.
+    for _ in range(3):
+        tag = unique("mixed")
+        warm_get(gil, "/app10/mixed/%s?cpu=300&sleep=300&pre=30" % tag, first="/app10/fast")
+        req = kept_one(gil, tag)
+        if not starved(req, 330):
+            break
+    stacks = gil.request_detail(req["id"])["stacks"]
+    burn = sum(stack_weight(s) for s in stacks if "burn_cpu" in functions(s))
+    sleep = sum(stack_weight(s) for s in stacks if "sleep_for" in functions(s))
+    report("%s: gil mixed request: burn_cpu %.1f ms, sleep_for %.1f ms, %d samples, "
+           "%.0f ms for %.0f ms CPU" % (gil.mpm, burn, sleep, req["samples"],
+                                        req["duration_ms"], req["cpu_ms"]))
+    assert burn > 0 and sleep > 0, stacks
+    share = burn / (burn + sleep)
+    if starved(req, 330):
+        # An oversubscribed machine stretched burn_cpu's wall time: the
+        # split must still follow the wall time each half really took.
+        truth = (req["duration_ms"] - 330) / req["duration_ms"]
+        assert abs(share - truth) <= 0.15, (
+            "burn_cpu share %.2f, its wall-time share %.2f (burn %s, sleep %s)"
+            % (share, truth, burn, sleep))
+    else:
+        assert 0.25 <= share <= 0.75, (
+            "burn_cpu share %.2f (burn %s, sleep %s)" % (share, burn, sleep))
+
+
+# GIL mode and the app's own sub-interpreters: a known gap, not tested here.
+# To wait for the GIL where its holder runs, the GIL sampler borrows a
+# thread state in that interpreter for one tick; an interpreter the app
+# made with _xxsubinterpreters refuses run_string()/destroy() ("interpreter
+# has more than one thread") while it exists.  GIL-free mode (the default)
+# creates no thread states; the torture tests above run it with app-made
+# sub-interpreters.  See README, Limits.
+
+
+# -- 5. torture --------------------------------------------------------------------
+
+class Inventory:
+    """What the app's processes can have executed: {qualname: {file: lines}},
+    the union over the children asked."""
+
+    def __init__(self):
+        self.functions = {}
+        self.pids = set()
+        self.subinterpreters = None
+
+    def add(self, answer):
+        self.pids.add(answer["pid"])
+        self.subinterpreters = answer["subinterpreters"]
+        for name, files in answer["functions"].items():
+            mine = self.functions.setdefault(name, {})
+            for file, lines in files.items():
+                mine.setdefault(file, set()).update(lines)
+
+
+def collect_inventory(srv, pids, tries=80, seconds=30):
+    inv = Inventory()
+    deadline = time.monotonic() + seconds
+    for _ in range(tries):
+        if pids <= inv.pids or time.monotonic() > deadline:
+            break
+        inv.add(srv.get_json("/app/inventory"))
+    return inv
+
+
+def frame_problems(frames, inv, store, own_nonce, known_nonces):
+    """Why each frame could not have been executed (an empty list if all
+    could).  store: the overview's "store" block; own_nonce: the request's
+    nonce ("-": it exec'd nothing; None: an aggregate); known_nonces: for an
+    aggregate, every nonce any request created."""
+    problems = []
+    for f in frames:
+        name, file, line = f["function"], f["file"], f["line"]
+        if name in SYNTHETIC_FRAMES and file == "":
+            continue
+        if name == "[frame table full]" and file == "":
+            if not (store.get("frames_full") or store.get("nodes_full")):
+                names = [g["function"] for g in frames]
+                problems.append("[frame table full] shown while the store says frames_full "
+                                "%s, nodes_full %s, in a stack of %d frames: %s"
+                                % (store.get("frames_full"), store.get("nodes_full"),
+                                   len(names), names if len(names) < 8
+                                   else names[:3] + ["..."] + names[-3:]))
+            continue
+        if (name, file) in UNLISTED_MODULE_CODE:
+            continue
+        m, mf = NONCE_FUNCTION.match(name), NONCE_FILE.match(file)
+        if m or mf:
+            nonce = (m or mf).group(1)
+            # the exec'd code: its module code, and the two functions it defines
+            if not mf or not (name == "<module>" or (m and m.group(1) == mf.group(1))):
+                problems.append("exec'd frame with mismatched names: %r" % f)
+            elif own_nonce is not None and nonce != own_nonce:
+                problems.append("nonce %s frame in the request of nonce %s: %r"
+                                % (nonce, own_nonce, f))
+            elif own_nonce is None and nonce not in known_nonces:
+                problems.append("frame of nonce %s that no request created: %r" % (nonce, f))
+            continue
+        files = inv.functions.get(name)
+        if not files:
+            problems.append("function never defined in the app's processes: %r" % f)
+            continue
+        if file not in files:
+            problems.append("function %s is not in file %s (it is in %s): %r"
+                            % (name, file, sorted(files)[:3], f))
+            continue
+        if line not in files[file]:
+            problems.append("line %s is not a line of %s in %s: %r" % (line, name, file, f))
+    return problems
+
+
+def exec_lines(template):
+    return {i + 1 for i, text in enumerate(template.splitlines()) if text.strip()}
+
+
+def check_exec_lines(frames, lines):
+    return ["line %s is not a line of the exec'd template: %r" % (f["line"], f)
+            for f in frames
+            if NONCE_FILE.match(f["file"]) and f["line"] not in lines]
+
+
+class Torturer(threading.Thread):
+    """One client cycling through the torture kinds until its deadline."""
+
+    def __init__(self, srv, tag, k, seconds):
+        super().__init__(daemon=True)
+        self.srv, self.tag, self.k, self.seconds = srv, tag, k, seconds
+        self.results = []     # (path, status, json-or-text)
+        self.errors = []
+
+    def run(self):
+        deadline = time.monotonic() + self.seconds
+        with requests.Session() as s:
+            for i in range(5000):
+                if time.monotonic() > deadline:
+                    return
+                kind = TORTURE_KINDS[(self.k + i) % len(TORTURE_KINDS)]
+                path = "/app/torture/%s/%s-%d-%d" % (kind, self.tag, self.k, i)
+                if kind == "exec":
+                    path += "-n" + uuid.uuid4().hex[:12]
+                path += "?ms=%d" % TORTURE_BUDGET_MS
+                self.srv._record(path)
+                try:
+                    r = s.get(self.srv.url(path), timeout=30)
+                except requests.RequestException as e:
+                    self.errors.append((path, repr(e)))
+                    continue
+                try:
+                    body = r.json()
+                except ValueError:
+                    body = r.text[:300]
+                self.results.append((path, r.status_code, body))
+
+
+@pytest.fixture(scope="module")
+def torture(nogil):
+    """The torture run on the nogil server: every response, the kept
+    records of it, the overview's sampler block before and after."""
+    before = nogil.profile()["sampler"]
+    tag = unique("torture")
+    clients = [Torturer(nogil, tag, k, TORTURE_SECONDS)
+               for k in range(min(TORTURE_CLIENTS[nogil.mpm], MAX_CONCURRENCY[nogil.mpm]))]
+    started = time.monotonic()
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(TORTURE_SECONDS + 60)
+    took = time.monotonic() - started
+    results = [r for c in clients for r in c.results]
+    errors = [e for c in clients for e in c.errors]
+    sent = len(results) + len(errors)
+    # log_transaction may still run for the last ones (those that failed
+    # at the connection level may never be logged)
+    kept = wait_for(lambda: (lambda k: k if len(k) >= len(results) else None)(nogil.kept(tag)),
+                    15) or nogil.kept(tag)
+    after = nogil.profile()
+    report("%s: torture %d clients, %.1f s, %d requests (%d errors), %d kept; "
+           "sampler before %s; after %s; store %s"
+           % (nogil.mpm, len(clients), took, sent, len(errors), len(kept), before,
+              after["sampler"], {k: v for k, v in after["store"].items()
+                                 if k.endswith("full") or k.endswith("overflow")}))
+    return {"tag": tag, "results": results, "errors": errors, "kept": kept,
+            "before": before, "after": after["sampler"], "store": after["store"]}
+
+
+def test_torture_requests_all_succeed(torture):
+    assert not torture["errors"], torture["errors"][:5]
+    bad = [(p, s, b) for p, s, b in torture["results"]
+           if s != 200 or not isinstance(b, dict) or "error" in b]
+    assert not bad, bad[:5]
+    kinds = {}
+    for path, _, body in torture["results"]:
+        kinds[body["kind"]] = kinds.get(body["kind"], 0) + 1
+    assert set(kinds) == set(TORTURE_KINDS), kinds
+    sub = [b for _, _, b in torture["results"] if b["kind"] == "subinterp"]
+    unavailable = [b for b in sub if b.get("unavailable")]
+    report("torture requests per kind %s; sub-interpreters %s"
+           % (kinds, "unavailable (skipped)" if unavailable else
+              "created and destroyed %d times" % sum(b["rounds"] for b in sub)))
+    exec_bodies = [b for _, _, b in torture["results"] if b["kind"] == "exec"]
+    for b in exec_bodies:
+        assert b["names"] == ["nonce_inner_%s" % b["nonce"], "nonce_outer_%s" % b["nonce"]], b
+
+
+def test_torture_leaves_no_crash_in_the_error_log(nogil, torture):
+    text = nogil.error_log_text()
+    problems = scan_error_log(text, nogil.destroy_interpreter_off, nogil.allowed_log)
+    assert not problems, "\n".join(problems[:20])
+    assert nogil.running
+    report("%s: torn samples during torture: %d (sampler.torn %d -> %d)"
+           % (nogil.mpm, torture["after"]["torn"] - torture["before"]["torn"],
+              torture["before"]["torn"], torture["after"]["torn"]))
+
+
+def test_torture_records_parse_and_count_up_and_show_only_executed_frames(nogil, torture):
+    kept = torture["kept"]
+    sent = len(torture["results"])
+    assert len(kept) >= 0.5 * sent, "only %d of %d torture requests kept" % (len(kept), sent)
+    pids = {int(r["pid"]) for r in kept}
+    inv = collect_inventory(nogil, pids)
+    assert inv.functions, "no inventory"
+    template = nogil.get_json("/app/inventory")["exec_template"]
+    lines = exec_lines(template)
+    store = nogil.profile()["store"]
+
+    def check(req):
+        detail = nogil.request_detail(req["id"])   # strict UTF-8 JSON
+        m = NONCE_IN_URI.search(req["uri"])
+        own = m.group(1) if m else "-"             # "-": may show no nonce at all
+        counted = sum(s["count"] for s in detail["stacks"])
+        problems = []
+        if counted != detail["samples"]:
+            problems.append("samples %d != sum of stack counts %d"
+                            % (detail["samples"], counted))
+        for s in detail["stacks"]:
+            problems += frame_problems(s["frames"], inv, store, own, ())
+            problems += check_exec_lines(s["frames"], lines)
+        return req["uri"], detail["samples"], problems
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        checked = list(pool.map(check, kept, timeout=120))
+    bad = [(uri, problems) for uri, _, problems in checked if problems]
+    samples = sum(n for _, n, _ in checked)
+    report("%s: %d kept torture requests checked, %d samples, %d with problems; "
+           "inventory from pids %s of %s"
+           % (nogil.mpm, len(checked), samples, len(bad), sorted(inv.pids), sorted(pids)))
+    for uri, problems in bad[:10]:
+        report("  %s: %s" % (uri, problems[:5]))
+    assert samples > 0
+    assert not bad, "%d of %d requests show frames never executed there, e.g. %s" % (
+        len(bad), len(checked), bad[:3])
+
+
+def test_torture_location_aggregate_shows_only_executed_frames(nogil, torture):
+    known = set()
+    for _, _, body in torture["results"]:
+        if isinstance(body, dict) and body.get("nonce"):
+            known.add(body["nonce"])
+    pids = {int(r["pid"]) for r in torture["kept"]}
+    inv = collect_inventory(nogil, pids)
+    template = nogil.get_json("/app/inventory")["exec_template"]
+    lines = exec_lines(template)
+    loc = nogil.get_json("/server-profile/location?path=/app&format=json")
+    store = nogil.profile()["store"]
+    counted = sum(s["count"] for s in loc["stacks"])
+    problems = []
+    for s in loc["stacks"]:
+        problems += frame_problems(s["frames"], inv, store, None, known)
+        problems += check_exec_lines(s["frames"], lines)
+    nonce_stacks = sum(1 for s in loc["stacks"]
+                       if any(NONCE_FUNCTION.match(n) for n in functions(s)))
+    report("%s: /app aggregate: %d requests, %d samples (%d in stacks), %d stacks, "
+           "%d with exec'd frames, %d problems"
+           % (nogil.mpm, loc["requests"], loc["samples"], counted, len(loc["stacks"]),
+              nonce_stacks, len(problems)))
+    for p in problems[:10]:
+        report("  " + p)
+    assert loc["stacks"] and nonce_stacks > 0
+    assert not problems, "%d frames never executed, e.g. %s" % (len(problems), problems[:5])
+
+
+def test_sampler_still_samples_after_the_torture(nogil, torture):
+    """Whatever the torture did (torn samples included), the next CPU-bound
+    requests are sampled again, in every child that serves them: at least
+    half the nominal rate for the best of each child's requests (half, not
+    90%: test 2 measures the rate; this one must not fail for a machine
+    busy with other work)."""
+    tag = unique("after")
+    sent = 6
+    for i in range(sent):
+        warm_get(nogil, "/app/cpu/%s-%d?ms=300" % (tag, i))
+    kept = nogil.wait_kept(tag, sent)
+    assert len(kept) == sent, kept
+    sampler = nogil.profile()["sampler"]
+    best = {}
+    for r in kept:
+        best[r["pid"]] = max(best.get(r["pid"], 0.0), achieved(r))
+    report("%s: after torture: (pid, samples, ms in Python) %s; torn now %d"
+           % (nogil.mpm, [(r["pid"], r["samples"], round(python_ms(r))) for r in kept],
+              sampler["torn"]))
+    short = {pid: round(a, 3) for pid, a in best.items() if a < 0.5}
+    assert not short, (
+        "after the torture, 300 ms CPU requests at 1 ms got at best these fractions of "
+        "their nominal samples, by pid: %s; sampler %s" % (short, sampler))
