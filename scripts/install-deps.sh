@@ -25,6 +25,7 @@ packages=(
     chromium            # headless browser test of the pages
     postgresql          # a real database for the DB-API instrumentation test
     python3-psycopg2
+    python3-yappi       # a peer in the overhead benchmark
 )
 
 missing=()
