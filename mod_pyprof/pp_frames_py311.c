@@ -652,6 +652,72 @@ typedef struct nogil_frame {
 
 /* Copy the frame chain of one thread state.  -1 if it changed under us or
  * does not decode. */
+/* Copied data-stack chunks of one thread: frames live in them, so a walk
+ * costs one read per chunk instead of one per frame. */
+#define NOGIL_REGIONS 16
+
+typedef struct region {
+    const char *base; /* remote address of the chunk's data */
+    size_t used;
+    size_t at;        /* offset of the copy in chunk_copy */
+} region_t;
+
+typedef struct regions {
+    region_t r[NOGIL_REGIONS];
+    int n;
+    size_t fill;              /* bytes of chunk_copy in use */
+    _PyStackChunk *next;      /* the next older chunk not copied yet */
+} regions_t;
+
+static int copy_region(regions_t *rs, const char *base, size_t used)
+{
+    region_t *r;
+
+    if (rs->n >= NOGIL_REGIONS || used == 0 ||
+        used > NOGIL_CHUNK_MAX - rs->fill ||
+        remote_read(chunk_copy + rs->fill, base, used) != 0) {
+        return -1;
+    }
+    r = &rs->r[rs->n++];
+    r->base = base;
+    r->used = used;
+    r->at = rs->fill;
+    rs->fill += used;
+    return 0;
+}
+
+/* The region holding a whole frame at fp, copying older chunks as the
+ * walk reaches them; NULL if fp is in none (e.g. a generator's frame). */
+static const region_t *region_of(regions_t *rs, const char *fp, size_t size)
+{
+    int i;
+
+    for (;;) {
+        for (i = 0; i < rs->n; i++) {
+            const region_t *r = &rs->r[i];
+            if (r->used >= size && fp >= r->base &&
+                (size_t)(fp - r->base) <= r->used - size) {
+                return r;
+            }
+        }
+        if (!rs->next) {
+            return NULL;
+        }
+        {
+            _PyStackChunk head;
+            if (remote_read(&head, rs->next, offsetof(_PyStackChunk, data)) !=
+                    0 ||
+                head.top > head.size / sizeof(PyObject *) ||
+                copy_region(rs, (const char *)&rs->next->data[0],
+                            head.top * sizeof(PyObject *)) != 0) {
+                rs->next = NULL;
+                return NULL;
+            }
+            rs->next = head.previous;
+        }
+    }
+}
+
 static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
                       uint32_t *n, int *truncated, const void **top)
 {
@@ -659,39 +725,42 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
     _PyInterpreterFrame *f = NULL;
     _PyStackChunk *chunk = ts->datastack_chunk;
     PyObject **dtop = ts->datastack_top;
-    const char *base = NULL;
-    size_t used = 0;
+    regions_t rs;
     uint32_t guard = 0;
 
     *n = 0;
     *truncated = 0;
+    rs.n = 0;
+    rs.fill = 0;
+    rs.next = NULL;
     if (!cf || remote_read(&f, &cf->current_frame, sizeof(f)) != 0) {
         return -1;
     }
     *top = f;
-    /* the frames of the current data-stack chunk, in one copy */
+    /* the current chunk now; older ones when the walk gets there */
     if (chunk && dtop) {
-        base = (const char *)&chunk->data[0];
+        const char *base = (const char *)&chunk->data[0];
         if ((const char *)dtop > base &&
             (size_t)((const char *)dtop - base) <= NOGIL_CHUNK_MAX) {
-            used = (size_t)((const char *)dtop - base);
-            if (remote_read(chunk_copy, base, used) != 0) {
-                used = 0;
-            }
+            copy_region(&rs, base, (size_t)((const char *)dtop - base));
+        }
+        if (remote_read(&rs.next, &chunk->previous, sizeof(rs.next)) != 0) {
+            rs.next = NULL;
         }
     }
     while (f && guard++ < 4 * PP_DEPTH_LIMIT) {
         _PyInterpreterFrame fr;
         const char *fp = (const char *)f;
+        const region_t *r;
 
         /* a torn pointer can be anything: no arithmetic on it that can
          * wrap, and nothing outside user space */
         if ((uintptr_t)fp < 4096 || (uintptr_t)fp > 0x00007fffffffffffULL) {
             return -1;
         }
-        if (used >= sizeof(fr) && fp >= base &&
-            (size_t)(fp - base) <= used - sizeof(fr)) {
-            memcpy(&fr, chunk_copy + (fp - base), sizeof(fr));
+        if ((r = region_of(&rs, fp, sizeof(fr)))) {
+            memcpy(&fr, chunk_copy + r->at + (size_t)(fp - r->base),
+                   sizeof(fr));
         }
         else if (remote_read(&fr, f, sizeof(fr)) != 0) {
             return -1;
@@ -707,9 +776,8 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
         /* within one data-stack chunk callers lie below callees; anything
          * else there is a torn copy (or a cycle) */
         if (fr.previous == f ||
-            (used && fp >= base && (size_t)(fp - base) < used &&
-             (const char *)fr.previous >= fp &&
-             (size_t)((const char *)fr.previous - base) < used)) {
+            (r && (const char *)fr.previous >= fp &&
+             (size_t)((const char *)fr.previous - r->base) < r->used)) {
             return -1;
         }
         f = fr.previous;
