@@ -96,3 +96,6 @@ clean:
 	rm -f pyext/pyprof/*.so
 	rm -rf build mod_pyprof/.libs mod_pyprof/*.la mod_pyprof/*.lo \
 	    mod_pyprof/*.slo mod_pyprof/*.o mod_pyprof/build.log
+
+# fuzzing, sanitizer builds, valgrind and lint (docs/HARDENING.md)
+-include mk/hardening.mk

@@ -287,6 +287,14 @@ static void put_ms_cell(pp_sink_t *o, double ms)
     pp_printf(o, "<td class=num>%s</td>", b);
 }
 
+/* How long an in-flight request has run.  The page's clock is read once,
+ * before the slots: a request that arrived while they were read would
+ * come out negative. */
+static double elapsed_ms(const pp_render_opts_t *opt, int64_t start_us)
+{
+    return opt->now_us > start_us ? (opt->now_us - start_us) / 1e3 : 0.0;
+}
+
 static int location_current(const pp_store_t *st, const pp_location_t *loc)
 {
     return atomic_load(&loc->used) && loc->config_gen == st->generation;
@@ -623,7 +631,7 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, k ? ",{" : "{");
         json_req_fields(o, st, &live.v[k]);
         pp_printf(o, ",\"elapsed_ms\":%.3f}",
-                  (double)(opt->now_us - live.v[k].start_us) / 1e3);
+                  elapsed_ms(opt, live.v[k].start_us));
     }
     free(live.v);
     pp_printf(
@@ -711,7 +719,7 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o, ",\"inflight\":%s", inflight ? "true" : "false");
     if (inflight) {
         pp_printf(o, ",\"elapsed_ms\":%.3f",
-                  (double)(opt->now_us - rec->req.start_us) / 1e3);
+                  elapsed_ms(opt, rec->req.start_us));
     }
     pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
     json_segments(o, rec);
@@ -1414,7 +1422,7 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
             const pp_req_t *q = &live.v[k];
             char leaf[600];
             pp_puts(o, "<tr>");
-            put_ms_cell(o, (opt->now_us - q->start_us) / 1e3);
+            put_ms_cell(o, elapsed_ms(opt, q->start_us));
             pp_puts(o, "<td>");
             html(o, q->method);
             pp_puts(o, "</td><td class=uri>");
@@ -1919,7 +1927,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, "</span></h2><dl class=kv>");
     if (inflight) {
         pp_printf(o, "<dt>State</dt><dd>in flight, %.1f ms so far</dd>",
-                  (opt->now_us - q->start_us) / 1e3);
+                  elapsed_ms(opt, q->start_us));
     }
     else {
         pp_printf(o, "<dt>Status</dt><dd>%d</dd>", (int)q->status);

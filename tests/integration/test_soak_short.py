@@ -1,0 +1,54 @@
+"""Issue [6]: a short soak for CI (the full run is tests/soak/soak.py).
+
+One event-MPM server in embedded mode with the soak's sampling (/app every
+10 ms, /app/deep every 1 ms, PyProfSlowThreshold 50ms, PyProfKeep 200)
+serving tests/soak/soak_app.py, for SOAK_SECONDS (default 40) of load from
+two wrk processes (fast, slow, CPU, deep recursion up to 5,000 frames,
+generators, exceptions, coroutines), while a driver does a few `apache2 -k
+graceful` and SIGKILLs children (half of them while they have a sampled
+request in flight) and three threads take successive overview snapshots
+and fetch every kind of page and export in parallel.
+
+It fails on anything soak.py counts as a failure: a crash marker or an
+unexpected [error] line in the error log, a counter that went down between
+snapshots, a kept trace that is not readable or not self-consistent (or a
+frame that does not resolve to a function of its file), an invalid page or
+export, a histogram that disagrees with the access log or with what wrk
+completed minus the requests lost with killed children, or a request left
+in flight.  Bounded: about SOAK_SECONDS + 60 s.
+"""
+
+import os
+import shutil
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "tests", "soak"))
+import soak  # noqa: E402
+
+SECONDS = int(os.environ.get("SOAK_SECONDS", "40"))
+
+
+def test_short_soak_event_embedded_survives_graceful_restarts_kills_and_page_load(
+        pyprof_module, record_property):
+    rundir = soak.RunDir()
+    res = None
+    try:
+        res = soak.run_combination(rundir, "event", "embedded", True, duration=SECONDS,
+                                   gracefuls=3, kills=6, seed=6, log=print)
+    finally:
+        if res is not None and not res["failures"]:
+            shutil.rmtree(rundir.path, ignore_errors=True)
+    for key in ("gracefuls", "kills", "kills_sampling", "traces_checked", "balance", "hist",
+                "access", "snapshots"):
+        record_property(key, res.get(key))
+    assert res["failures"] == [], "soak failures (server directory %s):\n%s" % (
+        res.get("server_dir"), "\n".join(soak.short(f, 1500) for f in res["failures"]))
+    # the run really did what it claims
+    assert res["gracefuls"] == 3, res["graceful_failures"]
+    assert res["kills"] >= 5, res["kill_log"]
+    assert res["snapshots"] >= 5
+    assert res["traces_checked"] >= 50, res["traces_checked"]
+    assert res["balance"]["wrk_completed"] > 500, res["balance"]
+    assert sum(res["pages"].values()) > 50, res["pages"]
