@@ -410,6 +410,12 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
 
 #include <sys/uio.h>
 
+/* A live object's reference count is a small positive number.  A freed
+ * pymalloc block keeps its type pointer but its first word becomes the
+ * free list's next pointer (or NULL): a count outside this range is how a
+ * copy of a dead object gives itself away. */
+#define LIVE_REFCNT(o) (Py_REFCNT(o) > 0 && Py_REFCNT(o) < ((Py_ssize_t)1 << 32))
+
 #define CODE_CACHE_SIZE 4096      /* power of two */
 #define NOGIL_CHUNK_MAX (512 * 1024)
 #define NOGIL_NAME_MAX 1024       /* characters read of a name */
@@ -488,7 +494,7 @@ static size_t remote_str(const void *obj, char *out, size_t cap)
     out[0] = '\0';
     if (remote_read(&head, obj, sizeof(head)) != 0 ||
         Py_TYPE((PyObject *)&head) != &PyUnicode_Type ||
-        Py_REFCNT((PyObject *)&head) <= 0 ||
+        !LIVE_REFCNT((PyObject *)&head) ||
         !head._base.state.compact || !head._base.state.ready) {
         return 0;
     }
@@ -601,6 +607,7 @@ static int load_code(code_info_t *ci, const void *code,
     if (remote_read(&bhead, head->co_linetable,
                     offsetof(PyBytesObject, ob_sval)) == 0 &&
         Py_TYPE((PyObject *)&bhead) == &PyBytes_Type &&
+        LIVE_REFCNT((PyObject *)&bhead) &&
         (blen = Py_SIZE((PyObject *)&bhead)) > 0 &&
         blen <= NOGIL_LINETABLE_MAX) {
         ci->linetable = malloc((size_t)blen);
@@ -624,7 +631,7 @@ static int load_code(code_info_t *ci, const void *code,
         const size_t hsize = offsetof(PyCodeObject, co_code_adaptive);
         if (remote_read(&again, code, hsize) != 0 ||
             Py_TYPE((PyObject *)&again) != &PyCode_Type ||
-            Py_REFCNT((PyObject *)&again) <= 0 ||
+            !LIVE_REFCNT((PyObject *)&again) ||
             again.co_qualname != head->co_qualname ||
             again.co_filename != head->co_filename ||
             again.co_linetable != head->co_linetable ||
@@ -841,7 +848,7 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
         /* a code object being deallocated (refcount 0) may already have
          * released its names: not one to read */
         if (!head || Py_TYPE((PyObject *)head) != &PyCode_Type ||
-            Py_REFCNT((PyObject *)head) <= 0) {
+            !LIVE_REFCNT((PyObject *)head)) {
             return -1;
         }
         h = ((uintptr_t)fr[i].code >> 4) & (CODE_CACHE_SIZE - 1);
