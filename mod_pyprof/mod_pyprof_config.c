@@ -200,9 +200,10 @@ static const char *set_memory(cmd_parms *cmd, void *dummy, const char *v)
     if (n < floor) {
         return apr_psprintf(cmd->pool,
                             "%s: '%s' is too small to hold the store; it "
-                            "needs at least %lluK (e.g. 16M)",
+                            "needs at least %" APR_UINT64_T_FMT "K (e.g. "
+                            "16M)",
                             cmd->cmd->name, v,
-                            (unsigned long long)(floor + 1023) / 1024);
+                            (apr_uint64_t)((floor + 1023) / 1024));
     }
     conf_of(cmd)->memory = n;
     return NULL;
