@@ -192,7 +192,7 @@ def test_sampler_counters_are_present_and_move(srv, traffic):
         assert metric(samples, name) is not None, name
     assert metric(samples, "pyprof_samples_total") > 0
     assert metric(samples, "pyprof_traces_kept_total") >= 1
-    for reason in ("slots_full", "frames_full", "process_died"):
+    for reason in ("slots_full", "frames_full", "lost"):
         assert metric(samples, "pyprof_dropped_total", reason=reason) == 0, reason
     before = metric(samples, "pyprof_samples_total")
     srv.get_ok("/app/slow/%s?ms=100" % unique("more"))
