@@ -248,7 +248,9 @@ int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
     if (window_us > (PP_EPOCHS - 1) * PP_EPOCH_US) {
         window_us = (PP_EPOCHS - 1) * PP_EPOCH_US;
     }
-    first = (now_us - window_us) / PP_EPOCH_US + 1;
+    /* whole minutes: from the one that holds now - window, so a window
+     * never misses what finished just before a minute boundary */
+    first = (now_us - window_us) / PP_EPOCH_US;
     for (m = first; m <= last; m++) {
         uint32_t n;
         const pp_agg_entry_t *tab = pp_store_epoch(st, m, &n);
