@@ -1,9 +1,9 @@
 # mk/hardening.mk: fuzzing, sanitizer builds, valgrind and lint.
 #
-# Included by the Makefile (`-include mk/hardening.mk`); usable before that
-# as `make -f Makefile -f mk/hardening.mk TARGET`.  Everything it builds
-# goes under build/ (never into mod_pyprof/ or pyext/, so it cannot clash
-# with `make all`).  See docs/HARDENING.md.
+# Included by the Makefile (`-include mk/hardening.mk`), whose variables it
+# uses (CORE_SRC, HEADERS, WARN, MOD_CFLAGS, APXS, PY_INCLUDES...).
+# Everything it builds goes under build/ (never into mod_pyprof/ or pyext/,
+# so it cannot clash with `make all`).  See docs/HARDENING.md.
 #
 #   make fuzz [FUZZ_SECONDS=30] [FUZZ_TARGETS="parse escape"]
 #                         build the libFuzzer targets and run each for
