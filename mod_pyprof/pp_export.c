@@ -215,6 +215,9 @@ static void b_need(pp_bytes_t *b, size_t n)
 
 static void b_put(pp_bytes_t *b, const void *p, size_t n)
 {
+    if (!n) {
+        return;
+    }
     b_need(b, n);
     if (!b->failed) {
         memcpy(b->data + b->len, p, n);

@@ -302,7 +302,9 @@ void pp_profile_sort(pp_profile_t *p)
     size_t i;
     u64map_t m;
 
-    qsort(p->v, p->n, sizeof(*p->v), cmp_stack);
+    if (p->n > 1) {
+        qsort(p->v, p->n, sizeof(*p->v), cmp_stack);
+    }
     while (p->n && p->v[p->n - 1].count == 0) {
         p->n--; /* emptied by pp_profile_subtract */
     }
@@ -498,7 +500,9 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
     }
 }
 
-static const pp_tree_t *sort_tree;
+/* qsort takes no context: the tree being sorted, per thread (threaded
+ * MPMs render several pages at once in one process). */
+static __thread const pp_tree_t *sort_tree;
 
 static int cmp_children(const void *a, const void *b)
 {
@@ -521,8 +525,6 @@ static void tree_link(pp_tree_t *t)
     for (i = 0; i < t->n; i++) {
         order[i] = i + 1;
     }
-    /* qsort takes no context; a handler thread builds one tree at a time,
-     * and the pointer is only read inside this call */
     sort_tree = t;
     qsort(order, t->n, sizeof(uint32_t), cmp_children);
     sort_tree = NULL;
@@ -686,7 +688,9 @@ pp_hot_t *pp_hot_functions(const pp_store_t *st, const pp_profile_t *p,
             }
         }
     }
-    qsort(v, *n, sizeof(*v), cmp_hot);
+    if (*n > 1) {
+        qsort(v, *n, sizeof(*v), cmp_hot);
+    }
     fkeys_free(&fk);
     map_free(&idx);
     return v;

@@ -305,8 +305,9 @@ static const char *location_path(const pp_store_t *st, int idx, char *buf,
 {
     const pp_location_t *loc =
         pp_store_location((pp_store_t *)st, idx);
+    buf[0] = '\0';
     if (!loc || !atomic_load(&loc->used)) {
-        return "";
+        return buf;
     }
     snprintf(buf, cap, "%.*s", PP_PREFIX_MAX - 1, loc->path);
     return buf;
