@@ -609,12 +609,9 @@ void pp_tree_free(pp_tree_t *t)
 
 /* ---- hot functions ---- */
 
-static const pp_hot_t *sort_hot;
-
 static int cmp_hot(const void *a, const void *b)
 {
     const pp_hot_t *x = a, *y = b;
-    (void)sort_hot;
     if (x->self != y->self) {
         return x->self < y->self ? 1 : -1;
     }

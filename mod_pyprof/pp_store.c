@@ -583,22 +583,6 @@ void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                                                    : PP_SAMPLE_OFF_CPU);
 }
 
-void pp_store_add_outside(pp_store_t *st, pp_slot_t *slot, int64_t now_us,
-                          uint64_t weight_us)
-{
-    pp_record_t *rec = &slot->rec;
-    (void)st;
-    if (!slot_lock(slot)) {
-        return;
-    }
-    rec_write_begin(rec);
-    rec->req.samples_outside++;
-    rec->req.outside_us += (int64_t)weight_us;
-    rec->req.last_sample_us = now_us;
-    rec_write_end(rec);
-    slot_unlock(slot);
-}
-
 /* The claimer's own notes; the token keeps them apart from a daemon's
  * samples. */
 static pp_record_t *note_begin(pp_store_t *st, int idx, pp_slot_t **slotp)

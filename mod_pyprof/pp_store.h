@@ -330,9 +330,6 @@ void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
 void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                             int64_t now_us, uint64_t weight_us,
                             uint64_t cpu_us, int how);
-/* A sample that found the thread outside Python (no frame). */
-void pp_store_add_outside(pp_store_t *st, pp_slot_t *slot, int64_t now_us,
-                          uint64_t weight_us);
 /* Request facts learnt after the claim (writer only). */
 void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us);
 void pp_store_note_app_end(pp_store_t *st, int idx, int64_t us);
