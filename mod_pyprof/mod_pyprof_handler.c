@@ -203,7 +203,7 @@ static int64_t parse_window_us(const char *s)
     else if (!(*end == '\0' || (*end == 's' && end[1] == '\0'))) {
         return -1;
     }
-    if (v <= 0 || v > 7 * 24 * 3600) {
+    if (v <= 0 || v > 7LL * 24 * 3600) {
         return -1;
     }
     return (int64_t)v * mult;
@@ -669,7 +669,7 @@ static const char *overview_filters(pp_store_t *st, query_t *q,
         }
         else if (strlen(s) == 3 && apr_isdigit(s[0]) && apr_isdigit(s[1]) &&
                  apr_isdigit(s[2]) && s[0] >= '1') {
-            opt->filter_status = atoi(s);
+            opt->filter_status = (int)strtol(s, NULL, 10);
         }
         else {
             return "status must be a code (404) or a class (5xx)";

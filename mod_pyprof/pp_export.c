@@ -52,7 +52,7 @@ void pp_export_folded(pp_sink_t *o, const pp_store_t *st,
 /* ---- frame indexing shared by speedscope and pprof ---- */
 
 typedef struct frame_index {
-    uint32_t *ids;  /* store frame ids, in first-seen order */
+    uint64_t *ids;  /* keys (store frame ids), in first-seen order */
     uint32_t n, cap;
     uint64_t *keys; /* open addressing: frame id + 1 */
     uint32_t *vals; /* index + 1 */
@@ -91,7 +91,7 @@ static int fi_rehash(frame_index_t *fi)
         while (keys[h & (ncap - 1)]) {
             h++;
         }
-        keys[h & (ncap - 1)] = (uint64_t)fi->ids[i] + 1;
+        keys[h & (ncap - 1)] = fi->ids[i] + 1;
         vals[h & (ncap - 1)] = i + 1;
     }
     free(fi->keys);
@@ -102,8 +102,9 @@ static int fi_rehash(frame_index_t *fi)
     return 0;
 }
 
-/* Index (0-based) of a frame id, added if new; -1 on ENOMEM. */
-static int64_t fi_get(frame_index_t *fi, uint32_t frame)
+/* Index (0-based) of a key (a frame id, or any value < UINT64_MAX), added
+ * if new; -1 on ENOMEM. */
+static int64_t fi_get(frame_index_t *fi, uint64_t frame)
 {
     uint32_t h;
 
@@ -113,13 +114,13 @@ static int64_t fi_get(frame_index_t *fi, uint32_t frame)
     h = (uint32_t)((frame * 0x9e3779b97f4a7c15ULL) >> 32);
     for (;; h++) {
         uint32_t at = h & (fi->mcap - 1);
-        if (fi->keys[at] == (uint64_t)frame + 1) {
+        if (fi->keys[at] == frame + 1) {
             return fi->vals[at] - 1;
         }
         if (fi->keys[at] == 0) {
             if (fi->n >= fi->cap) {
                 uint32_t ncap = fi->cap ? fi->cap * 2 : 256;
-                uint32_t *ids = realloc(fi->ids, ncap * sizeof(uint32_t));
+                uint64_t *ids = realloc(fi->ids, ncap * sizeof(uint64_t));
                 if (!ids) {
                     return -1;
                 }
@@ -127,7 +128,7 @@ static int64_t fi_get(frame_index_t *fi, uint32_t frame)
                 fi->cap = ncap;
             }
             fi->ids[fi->n] = frame;
-            fi->keys[at] = (uint64_t)frame + 1;
+            fi->keys[at] = frame + 1;
             fi->vals[at] = ++fi->n;
             return fi->n - 1;
         }
@@ -176,7 +177,7 @@ void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, "]}],\"shared\":{\"frames\":[");
     for (k = 0; k < fi.n; k++) {
         pp_frame_view_t fv;
-        pp_profile_frame(st, fi.ids[k], &fv);
+        pp_profile_frame(st, (uint32_t)fi.ids[k], &fv);
         pp_puts(o, k ? ",{\"name\":" : "{\"name\":");
         pp_put_json_str(o, fv.function, strlen(fv.function));
         if (fv.file[0]) {
@@ -271,6 +272,43 @@ static void pb_message(pp_bytes_t *b, uint32_t field, pp_bytes_t *sub)
     sub->len = 0;
 }
 
+/* A string field that proto3 requires to be valid UTF-8 (string_table):
+ * names come from applications and file systems, so invalid sequences are
+ * written as U+FFFD, as the JSON writer does. */
+static void pb_utf8(pp_bytes_t *b, uint32_t field, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), i = 0, len;
+    pp_bytes_t fixed = {0};
+
+    while (i < n && (len = pp_utf8_seq(p + i, n - i)) != 0) {
+        i += len;
+    }
+    if (i == n) {
+        pb_bytes(b, field, s, n);
+        return;
+    }
+    b_put(&fixed, s, i);
+    while (i < n) {
+        len = pp_utf8_seq(p + i, n - i);
+        if (len) {
+            b_put(&fixed, s + i, len);
+            i += len;
+        }
+        else {
+            b_put(&fixed, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+    if (fixed.failed) {
+        b->failed = 1;
+    }
+    else {
+        pb_bytes(b, field, (const char *)fixed.data, fixed.len);
+    }
+    free(fixed.data);
+}
+
 /* string table: index of s, appended if new (linear-probe hash) */
 typedef struct strtab {
     pp_bytes_t *out;  /* the Profile being written: strings go to field 6 */
@@ -327,6 +365,8 @@ static int64_t strtab_get(strtab_t *t, const char *s)
             t->slots[at] = ++t->n;
             return t->n - 1;
         }
+        /* a non-zero slot was filled after t->v grew to hold its string */
+        // NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
         if (strcmp(t->v[v - 1], s) == 0) {
             return v - 1;
         }
@@ -339,12 +379,9 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
                     int64_t interval_ns)
 {
     pp_bytes_t prof = {0}, sub = {0}, sub2 = {0};
-    frame_index_t fi;
+    frame_index_t fi, fns = {0};
     strtab_t strs = {0};
     uint32_t frames[PP_DEPTH_LIMIT + 2];
-    uint32_t *fn_of = NULL; /* frame index -> function id */
-    const char **fnames = NULL, **ffiles = NULL;
-    uint32_t nfn = 0;
     size_t i;
     uint32_t k;
     int64_t s_samples, s_count, s_wall, s_ns;
@@ -400,47 +437,42 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
         pb_message(&prof, 2, &sub);
     }
 
-    /* functions: one per (name, file); locations: one per frame (line) */
-    fn_of = calloc(fi.n ? fi.n : 1, sizeof(uint32_t));
-    fnames = calloc(fi.n ? fi.n : 1, sizeof(char *));
-    ffiles = calloc(fi.n ? fi.n : 1, sizeof(char *));
-    if (!fn_of || !fnames || !ffiles) {
+    /* functions: one per (name, file), found through their string table
+     * indices; locations: one per frame (line) */
+    if (fi_init(&fns)) {
         goto done;
     }
     for (k = 0; k < fi.n; k++) {
         pp_frame_view_t fv;
-        uint32_t f;
-        pp_profile_frame(st, fi.ids[k], &fv);
-        for (f = 0; f < nfn; f++) {
-            if (strcmp(fnames[f], fv.function) == 0 &&
-                strcmp(ffiles[f], fv.file) == 0) {
-                break;
-            }
+        int64_t nm, fl, f;
+        pp_profile_frame(st, (uint32_t)fi.ids[k], &fv);
+        nm = strtab_get(&strs, fv.function);
+        fl = strtab_get(&strs, fv.file);
+        if (nm < 0 || fl < 0) {
+            goto done;
         }
-        if (f == nfn) {
-            fnames[nfn] = fv.function;
-            ffiles[nfn] = fv.file;
-            nfn++;
+        f = fi_get(&fns, ((uint64_t)nm << 32) | (uint64_t)fl);
+        if (f < 0) {
+            goto done;
         }
-        fn_of[k] = f + 1;
         /* Location { id, line { function_id, line } } */
         pb_uint(&sub, 1, k + 1);
-        pb_uint(&sub2, 1, f + 1);
+        pb_uint(&sub2, 1, (uint64_t)f + 1);
         pb_uint(&sub2, 2, fv.line);
         pb_message(&sub, 4, &sub2);
         pb_message(&prof, 4, &sub);
     }
-    for (k = 0; k < nfn; k++) {
+    for (k = 0; k < fns.n; k++) {
         /* Function { id, name, system_name, filename } */
-        int64_t nm = strtab_get(&strs, fnames[k]);
+        uint64_t nm = fns.ids[k] >> 32;
         pb_uint(&sub, 1, k + 1);
-        pb_uint(&sub, 2, (uint64_t)nm);
-        pb_uint(&sub, 3, (uint64_t)nm);
-        pb_uint(&sub, 4, (uint64_t)strtab_get(&strs, ffiles[k]));
+        pb_uint(&sub, 2, nm);
+        pb_uint(&sub, 3, nm);
+        pb_uint(&sub, 4, fns.ids[k] & 0xffffffffu);
         pb_message(&prof, 5, &sub);
     }
     for (k = 0; k < strs.n; k++) {
-        pb_bytes(&prof, 6, strs.v[k], strlen(strs.v[k]));
+        pb_utf8(&prof, 6, strs.v[k]);
     }
     pb_uint(&prof, 9, (uint64_t)time_ns);
     pb_uint(&prof, 10, (uint64_t)duration_ns);
@@ -482,11 +514,9 @@ done:
     free(prof.data);
     free(sub.data);
     free(sub2.data);
-    free(fn_of);
-    free(fnames);
-    free(ffiles);
     free(strs.v);
     free(strs.slots);
     fi_free(&fi);
+    fi_free(&fns);
     return rc;
 }

@@ -417,7 +417,7 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
 #define LIVE_REFCNT(o) (Py_REFCNT(o) > 0 && Py_REFCNT(o) < ((Py_ssize_t)1 << 32))
 
 #define CODE_CACHE_SIZE 4096      /* power of two */
-#define NOGIL_CHUNK_MAX (512 * 1024)
+#define NOGIL_CHUNK_MAX ((size_t)512 * 1024)
 #define NOGIL_NAME_MAX 1024       /* characters read of a name */
 #define NOGIL_LINETABLE_MAX 32768 /* bytes of location table kept */
 #define NOGIL_IOV_MAX 512
@@ -740,7 +740,8 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
     rs.n = 0;
     rs.fill = 0;
     rs.next = NULL;
-    if (!cf || remote_read(&f, &cf->current_frame, sizeof(f)) != 0) {
+    /* copies the pointer itself (sizeof a pointer, as meant) */
+    if (!cf || remote_read(&f, &cf->current_frame, sizeof(void *)) != 0) {
         return -1;
     }
     *top = f;
@@ -751,7 +752,7 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
             (size_t)((const char *)dtop - base) <= NOGIL_CHUNK_MAX) {
             copy_region(&rs, base, (size_t)((const char *)dtop - base));
         }
-        if (remote_read(&rs.next, &chunk->previous, sizeof(rs.next)) != 0) {
+        if (remote_read(&rs.next, &chunk->previous, sizeof(void *)) != 0) {
             rs.next = NULL;
         }
     }
@@ -915,7 +916,8 @@ static int chain_top(PyThreadState *ts, const void **top)
 {
     _PyCFrame *cf = ts->cframe;
     _PyInterpreterFrame *f = NULL;
-    if (!cf || remote_read(&f, &cf->current_frame, sizeof(f)) != 0) {
+    /* copies the pointer itself (sizeof a pointer, as meant) */
+    if (!cf || remote_read(&f, &cf->current_frame, sizeof(void *)) != 0) {
         return -1;
     }
     *top = f;

@@ -19,10 +19,13 @@ static const char *parse_fixed(const char *s, int64_t *out, int *ok)
 
     *ok = 0;
     while (isdigit((unsigned char)*s)) {
-        if (whole > (INT64_MAX / 10 - 10) / 1000000) {
+        /* whole * 1000000 + a fraction (< 1000000) must fit in int64_t:
+         * whole <= INT64_MAX / 1000000 - 1 */
+        int d = *s - '0';
+        if (whole > (INT64_MAX / 1000000 - 1 - d) / 10) {
             return s;
         }
-        whole = whole * 10 + (*s - '0');
+        whole = whole * 10 + d;
         s++;
         digits++;
     }

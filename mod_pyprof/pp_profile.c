@@ -223,7 +223,7 @@ int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab,
         uint64_t key = atomic_load_explicit(&tab[i].key, memory_order_acquire);
         uint64_t count = atomic_load_explicit(&tab[i].count,
                                               memory_order_relaxed);
-        if (!key || (key >> 32) != (uint64_t)(location + 1) || !count) {
+        if (!key || (key >> 32) != (uint64_t)location + 1 || !count) {
             continue;
         }
         /* aggregates carry no CPU split; the weight stands for both */
@@ -457,6 +457,7 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
                     t->truncated = 1;
                     return;
                 }
+                memset(nv + t->cap, 0, sizeof(pp_tnode_t) * (ncap - t->cap));
                 t->v = nv;
                 t->cap = ncap;
             }
@@ -572,7 +573,9 @@ int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
     memset(t, 0, sizeof(*t));
     (void)cap;
     t->cap = 1024;
-    t->v = malloc(sizeof(pp_tnode_t) * t->cap);
+    /* zeroed (and the grown part below): every node is written when first
+     * mapped, but the analyzer cannot see that invariant */
+    t->v = calloc(t->cap, sizeof(pp_tnode_t));
     pv = calloc(1, sizeof(*pv));
     t->priv = pv;
     if (!t->v || !pv || map_init(&pv->index, t->cap) ||
@@ -625,7 +628,7 @@ pp_hot_t *pp_hot_functions(const pp_store_t *st, const pp_profile_t *p,
                            size_t *n)
 {
     fkeys_t fk;
-    u64map_t idx;
+    u64map_t idx = {0};
     pp_hot_t *v = NULL;
     size_t cap = 0, i;
     uint32_t frames[PP_DEPTH_LIMIT + 2];
@@ -673,6 +676,8 @@ pp_hot_t *pp_hot_functions(const pp_store_t *st, const pp_profile_t *p,
             }
             h = &v[*slot - 1];
             if (!dup) {
+                /* *slot maps to an entry zeroed when first seen, above */
+                // NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign)
                 h->total += e->count;
                 h->total_weight_us += e->weight_us;
                 seen[nseen++] = fkey;

@@ -53,8 +53,7 @@ void pp_printf(pp_sink_t *o, const char *fmt, ...)
     o->write(o->ctx, buf, (size_t)n);
 }
 
-/* Length of a valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t pp_utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     size_t len, i;
@@ -110,7 +109,7 @@ static void put_escaped(pp_sink_t *o, const char *s, size_t n, escape_fn *fn)
     char scratch[8];
 
     while (i < n) {
-        size_t len = utf8_seq(p + i, n - i);
+        size_t len = pp_utf8_seq(p + i, n - i);
         const char *rep = fn(p + i, len, scratch);
 
         if (!rep && len == 0) {
@@ -147,8 +146,13 @@ static const char *html_rep(const unsigned char *p, size_t len, char *scratch)
     case '"': return "&quot;";
     case '\'': return "&#39;";
     default:
-        return p[0] < 0x20 && p[0] != '\t' && p[0] != '\n' ? REPLACEMENT
-                                                          : NULL;
+        /* C0 controls but tab and newline, DEL and the C1 controls
+         * (U+0080..U+009F) are parse errors in HTML */
+        if ((p[0] < 0x20 && p[0] != '\t' && p[0] != '\n') || p[0] == 0x7f ||
+            (len == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
+            return REPLACEMENT;
+        }
+        return NULL;
     }
 }
 
@@ -395,9 +399,9 @@ static void collect_traces(const pp_store_t *st, req_list_t *l,
             continue;
         }
         if ((opt->process_group &&
-             strncmp(q->process_group, opt->process_group, PP_GROUP_MAX)) ||
+             strncmp(q->process_group, opt->process_group, PP_GROUP_MAX) != 0) ||
             (opt->app_group &&
-             strncmp(q->app_group, opt->app_group, PP_APP_GROUP_MAX)) ||
+             strncmp(q->app_group, opt->app_group, PP_APP_GROUP_MAX) != 0) ||
             (opt->filter_location >= 0 && q->location != opt->filter_location) ||
             !status_matches(q->status, opt->filter_status) ||
             (opt->min_us >= 0 && q->duration_us < opt->min_us) ||

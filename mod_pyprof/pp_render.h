@@ -25,6 +25,10 @@ void pp_printf(pp_sink_t *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Escapers.  Invalid UTF-8 becomes U+FFFD in HTML and JSON. */
+/* Length of the valid UTF-8 sequence at s (1..4; n >= 1 bytes left), or 0
+ * if s starts an invalid one (overlong, surrogate, > U+10FFFF, cut). */
+size_t pp_utf8_seq(const unsigned char *s, size_t n);
+
 void pp_put_html(pp_sink_t *o, const char *s, size_t n);
 void pp_put_json_str(pp_sink_t *o, const char *s, size_t n); /* quoted */
 /* Folded format: ';' separates frames and the last ' ' precedes the count,

@@ -590,7 +590,7 @@ int pp_sampler_start(pp_store_t *st)
     S.pid = getpid();
     S.running = 1;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setstacksize(&attr, (size_t)256 * 1024);
     /* the sampler must never receive the signals Apache uses to stop and
      * restart children */
     sigfillset(&all);

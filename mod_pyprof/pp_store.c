@@ -26,7 +26,7 @@
 #define MIN_NODES 4096u
 #define MIN_AGG 4096u
 #define MIN_EPOCH 256u
-#define MIN_ARENA (256u * 1024u)
+#define MIN_ARENA ((uint64_t)256 * 1024)
 
 static int64_t wall_us(void)
 {
@@ -116,7 +116,7 @@ static uint64_t tables_size(uint32_t nframes, uint32_t nnodes, uint32_t nagg,
     return ALIGN64((uint64_t)nframes * 8) + ALIGN64((uint64_t)nnodes * 8) +
            ALIGN64((uint64_t)nagg * sizeof(pp_agg_entry_t)) * 2 +
            ALIGN64((uint64_t)PP_EPOCHS * MIN_EPOCH * sizeof(pp_agg_entry_t)) +
-           ALIGN64(PP_EPOCHS * 8) + ALIGN64(arena);
+           ALIGN64((uint64_t)PP_EPOCHS * 8) + ALIGN64(arena);
 }
 
 uint64_t pp_store_min_size(uint32_t nslots, uint32_t keep)
@@ -139,7 +139,7 @@ static uint64_t place_tables(layout_t *l, uint64_t off)
     off = ALIGN64(off + (uint64_t)PP_EPOCHS * l->nepoch *
                             sizeof(pp_agg_entry_t));
     l->off_epoch_stamps = off;
-    off = ALIGN64(off + PP_EPOCHS * 8);
+    off = ALIGN64(off + (uint64_t)PP_EPOCHS * 8);
     l->off_arena = off;
     return off;
 }
@@ -268,8 +268,9 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
                "traces";
         return NULL;
     }
+    /* MAP_ANONYMOUS takes fd -1 (cppcheck's posix.cfg wants fd >= 0) */
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-             -1, 0);
+             -1, 0); // cppcheck-suppress invalidFunctionArg
     if (p == MAP_FAILED) {
         *err = "mmap of the shared store failed";
         return NULL;
@@ -347,6 +348,9 @@ int pp_store_location_register(pp_store_t *st, const char *path,
 {
     int i, free_idx = -1;
 
+    if (!st || !path) {
+        return -1;
+    }
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {
         pp_location_t *loc = pp_store_location(st, i);
         if (atomic_load(&loc->used)) {
@@ -433,21 +437,26 @@ static void rec_write_end(pp_record_t *rec)
     atomic_store_explicit(&rec->seq, s + 1, memory_order_release);
 }
 
+/* Where to cut s, of which only the first n bytes are kept, so the kept
+ * part never ends inside a UTF-8 sequence: when s[n] is a continuation
+ * byte, step back to the sequence's lead byte and drop it too. */
+static size_t utf8_cut(const char *s, size_t n)
+{
+    size_t k = n;
+
+    while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80) {
+        k--;
+    }
+    return k;
+}
+
 /* Copy at most cap - 1 bytes, never ending inside a UTF-8 sequence. */
 static void copy_str(char *dst, size_t cap, const char *src)
 {
     size_t n = src ? strnlen(src, cap - 1) : 0;
 
     if (n == cap - 1 && src[n] != '\0') {
-        /* cut: step back over continuation bytes to a lead byte, and drop
-         * that lead byte too */
-        size_t k = n;
-        while (k > 0 && ((unsigned char)src[k] & 0xc0) == 0x80) {
-            k--;
-        }
-        if (k < n || ((unsigned char)src[n] & 0xc0) == 0x80) {
-            n = k;
-        }
+        n = utf8_cut(src, n);
     }
     if (n) {
         memcpy(dst, src, n);
@@ -1245,15 +1254,18 @@ uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
     uint32_t mask = st->nframes - 1, i;
     uint64_t h, unit = 0;
 
+    /* a NUL inside a name would split it: cut there; a name longer than
+     * PP_FRAME_TEXT_MAX is cut on a character boundary */
+    funclen = strnlen(func, funclen > PP_FRAME_TEXT_MAX ? PP_FRAME_TEXT_MAX + 1
+                                                        : funclen);
+    filelen = strnlen(file, filelen > PP_FRAME_TEXT_MAX ? PP_FRAME_TEXT_MAX + 1
+                                                        : filelen);
     if (funclen > PP_FRAME_TEXT_MAX) {
-        funclen = PP_FRAME_TEXT_MAX;
+        funclen = utf8_cut(func, PP_FRAME_TEXT_MAX);
     }
     if (filelen > PP_FRAME_TEXT_MAX) {
-        filelen = PP_FRAME_TEXT_MAX;
+        filelen = utf8_cut(file, PP_FRAME_TEXT_MAX);
     }
-    /* a NUL inside a name would split it: cut there */
-    funclen = strnlen(func, funclen);
-    filelen = strnlen(file, filelen);
     h = hash_bytes(0xcbf29ce484222325ULL, func, funclen);
     h = hash_bytes(h ^ 0xff, file, filelen);
     h = mix64(h ^ line);

@@ -232,6 +232,61 @@ typedef struct tree_budget {
     uint32_t omitted_nodes;
 } tree_budget_t;
 
+/* One row's opening (everything up to its children).  Kept out of
+ * tree_rows (noinline) so the recursion's frames stay small: a stack of
+ * PP_DEPTH_LIMIT frames recurses that deep, and the name buffers here are
+ * over 1 KB (1.35 MB of stack in all when they were in the recursive
+ * frame; a ThreadStackSize of 1M would not hold it). */
+__attribute__((noinline)) static void
+tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
+              const pp_tnode_t *x, uint32_t depth, const char *app_root)
+{
+    pp_frame_view_t fv;
+    char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
+    double pct = t->total ? 100.0 * (double)x->count / t->total : 0;
+    double cpu_share =
+        x->weight_us ? (double)x->cpu_us / (double)x->weight_us : 0;
+    int w = (int)(pct * 1.2 + 0.5), wc;
+    int open = pct >= 5.0 && depth < 64;
+
+    if (cpu_share > 1) {
+        cpu_share = 1;
+    }
+    wc = (int)(w * cpu_share + 0.5);
+    pp_profile_frame(st, x->frame, &fv);
+    pp_puts(o, x->first_child ? (open ? "<details open><summary>"
+                                      : "<details><summary>")
+                              : "<div class=leaf>");
+    pp_printf(o, "<span class=pct>%.1f%%</span>", pct);
+    pp_printf(o,
+              "<span class=bars><span class=\"bar cpu\" "
+              "style=\"width:%dpx\"></span><span class=\"bar wait\" "
+              "style=\"width:%dpx\"></span></span>",
+              wc, w - wc);
+    pp_puts(o, "<span class=fn title=\"");
+    html(o, fv.function);
+    pp_puts(o, "\">");
+    html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+    pp_puts(o, "</span> ");
+    if (fv.file[0]) {
+        pp_puts(o, "<span class=loc title=\"");
+        html(o, fv.file);
+        pp_puts(o, "\">");
+        html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+        pp_printf(o, ":%u</span>", fv.line);
+    }
+    pp_printf(o, "<span class=cnt>%llu sample%s, %.1f ms",
+              (unsigned long long)x->count, x->count == 1 ? "" : "s",
+              x->weight_us / 1e3);
+    if (x->self && x->first_child) {
+        pp_printf(o, ", %llu in itself", (unsigned long long)x->self);
+    }
+    if (x->cpu_us || x->weight_us) {
+        pp_printf(o, ", %.0f%% on CPU", cpu_share * 100);
+    }
+    pp_puts(o, "</span>");
+}
+
 static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
                       uint32_t first, uint32_t depth, const char *app_root,
                       tree_budget_t *bud)
@@ -252,50 +307,7 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
             return;
         }
         bud->rows++;
-        pp_frame_view_t fv;
-        char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
-        double pct = t->total ? 100.0 * (double)x->count / t->total : 0;
-        double cpu_share =
-            x->weight_us ? (double)x->cpu_us / (double)x->weight_us : 0;
-        int w = (int)(pct * 1.2 + 0.5), wc;
-        int open = pct >= 5.0 && depth < 64;
-
-        if (cpu_share > 1) {
-            cpu_share = 1;
-        }
-        wc = (int)(w * cpu_share + 0.5);
-        pp_profile_frame(st, x->frame, &fv);
-        pp_puts(o, x->first_child ? (open ? "<details open><summary>"
-                                          : "<details><summary>")
-                                  : "<div class=leaf>");
-        pp_printf(o, "<span class=pct>%.1f%%</span>", pct);
-        pp_printf(o,
-                  "<span class=bars><span class=\"bar cpu\" "
-                  "style=\"width:%dpx\"></span><span class=\"bar wait\" "
-                  "style=\"width:%dpx\"></span></span>",
-                  wc, w - wc);
-        pp_puts(o, "<span class=fn title=\"");
-        html(o, fv.function);
-        pp_puts(o, "\">");
-        html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
-        pp_puts(o, "</span> ");
-        if (fv.file[0]) {
-            pp_puts(o, "<span class=loc title=\"");
-            html(o, fv.file);
-            pp_puts(o, "\">");
-            html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
-            pp_printf(o, ":%u</span>", fv.line);
-        }
-        pp_printf(o, "<span class=cnt>%llu sample%s, %.1f ms",
-                  (unsigned long long)x->count, x->count == 1 ? "" : "s",
-                  x->weight_us / 1e3);
-        if (x->self && x->first_child) {
-            pp_printf(o, ", %llu in itself", (unsigned long long)x->self);
-        }
-        if (x->cpu_us || x->weight_us) {
-            pp_printf(o, ", %.0f%% on CPU", cpu_share * 100);
-        }
-        pp_puts(o, "</span>");
+        tree_row_open(o, st, t, x, depth, app_root);
         if (x->first_child) {
             pp_puts(o, "</summary>");
             if (depth < PP_DEPTH_LIMIT + 2) {

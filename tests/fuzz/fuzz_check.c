@@ -243,6 +243,28 @@ void fz_sanitize(fz_buf_t *b, const char *s, size_t n, const char *ctl_to,
     }
 }
 
+/* What pp_put_html promises before escaping markup: fz_sanitize with C0
+ * controls but tab and newline, DEL and the C1 controls (U+0080..U+009F:
+ * C2 80..C2 9F once the text is valid UTF-8) as U+FFFD. */
+void fz_sanitize_html(fz_buf_t *b, const char *s, size_t n)
+{
+    fz_buf_t t = {0};
+    size_t i;
+
+    fz_sanitize(&t, s, n, "\xef\xbf\xbd", "\t\n");
+    for (i = 0; i < t.n; i++) {
+        if ((unsigned char)t.p[i] == 0xc2 && i + 1 < t.n &&
+            (unsigned char)t.p[i + 1] < 0xa0) {
+            fz_buf_put(b, "\xef\xbf\xbd", 3);
+            i++;
+        }
+        else {
+            fz_buf_put(b, t.p + i, 1);
+        }
+    }
+    fz_buf_free(&t);
+}
+
 /* ---- JSON ---- */
 
 typedef struct jp {

@@ -124,17 +124,32 @@ static inline const fz_stack_t *fz_stack_of(const fz_world_t *w,
     return NULL;
 }
 
-/* The store must give back what was interned: the name cut at its first
- * NUL and at PP_FRAME_TEXT_MAX bytes. */
+/* Length of what the store keeps of a name: cut at its first NUL; past
+ * PP_FRAME_TEXT_MAX bytes, the longest prefix of at most that many bytes
+ * that is not followed by a UTF-8 continuation byte (no half character). */
+static inline size_t fz_interned_len(const char *s, size_t n)
+{
+    size_t w = strnlen(s, n);
+
+    if (w > PP_FRAME_TEXT_MAX) {
+        w = PP_FRAME_TEXT_MAX;
+        while (w > 0 && ((unsigned char)s[w] & 0xc0) == 0x80) {
+            w--;
+        }
+    }
+    return w;
+}
+
+/* The store must give back what was interned, cut as fz_interned_len
+ * says. */
 static inline void fz_check_interned(const pp_store_t *st, uint32_t fid,
                                      const char *func, size_t fl,
                                      const char *file, size_t fil,
                                      uint32_t line)
 {
     pp_frame_view_t fv;
-    size_t wf = strnlen(func, fl < PP_FRAME_TEXT_MAX ? fl : PP_FRAME_TEXT_MAX);
-    size_t wfi = strnlen(file, fil < PP_FRAME_TEXT_MAX ? fil
-                                                       : PP_FRAME_TEXT_MAX);
+    size_t wf = fz_interned_len(func, fl);
+    size_t wfi = fz_interned_len(file, fil);
 
     FZ_ASSERT("an interned frame resolves", pp_store_frame_view(st, fid, &fv));
     FZ_ASSERT("interned function name comes back as given (cut at NUL "
@@ -337,7 +352,8 @@ static inline int fz_world_build(fz_world_t *w, fz_in_t *in)
                 fz_count_add(&r->counts, s->node, 1, wt);
             }
             if (how == 2 && (sel & 0x40)) {
-                pp_store_add_outside(w->st, slot, info.start_us, wt);
+                pp_store_sample_outside(w->st, r->slot, serial, info.start_us,
+                                        wt);
             }
         }
         r->fate = fz_u8(in) % 4;
@@ -491,7 +507,7 @@ static inline void fz_expect_html(fz_buf_t *b, const char *s, size_t n)
     fz_buf_t t = {0};
     size_t i;
 
-    fz_sanitize(&t, s, n, "\xef\xbf\xbd", "\t\n\x7f");
+    fz_sanitize_html(&t, s, n);
     for (i = 0; i < t.n; i++) {
         switch (t.p[i]) {
         case '<': fz_buf_put(b, "&lt;", 4); break;

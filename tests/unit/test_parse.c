@@ -101,6 +101,19 @@ static void test_duration_refuses_zero(void **state)
     dur_bad("0.0001ms", 0, 10 * S); /* rounds to 0 us */
 }
 
+/* The whole part is refused before it can overflow int64_t once scaled to
+ * millionths (it was one digit late: UB, caught by UBSan in fuzz_parse). */
+static void test_duration_refuses_values_that_would_overflow(void **state)
+{
+    (void)state;
+    dur_bad("9223372036859ms", 1, INT64_MAX);
+    dur_bad("9223372036855s", 1, INT64_MAX);
+    dur_bad("99999999999999999999999us", 1, INT64_MAX);
+    dur_bad("9223372036854.775807s", 1, INT64_MAX);
+    /* the largest whole part that still fits is accepted */
+    assert_true(dur_ok("9223372036853us", 1, INT64_MAX) == 9223372036853LL);
+}
+
 static void test_duration_refuses_empty_and_null(void **state)
 {
     int64_t v = SENTINEL_I64;
@@ -431,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_duration_refuses_negative),
         cmocka_unit_test(test_duration_refuses_zero),
         cmocka_unit_test(test_duration_refuses_empty_and_null),
+        cmocka_unit_test(test_duration_refuses_values_that_would_overflow),
         cmocka_unit_test(test_duration_refuses_unit_without_number),
         cmocka_unit_test(test_duration_refuses_bare_number),
         cmocka_unit_test(test_duration_refuses_space_before_unit),

@@ -133,6 +133,14 @@ static void test_html_replaces_control_characters(void **state)
     assert_string_equal(html_of("a\tb\nc", 5), "a\tb\nc");
 }
 
+static void test_html_replaces_del_and_c1_controls(void **state)
+{
+    (void)state;
+    /* DEL, U+0080, U+009F are parse errors in HTML; U+00A0 is not */
+    assert_string_equal(html_of("a\x7f" "b\xc2\x80" "c\xc2\x9f" "d\xc2\xa0", 11),
+                        "a" FFFD "b" FFFD "c" FFFD "d\xc2\xa0");
+}
+
 static void test_html_writes_exactly_n_bytes_of_input(void **state)
 {
     (void)state;
@@ -709,6 +717,7 @@ int main(void)
         B(test_html_keeps_valid_utf8),
         B(test_html_replaces_invalid_utf8),
         B(test_html_replaces_control_characters),
+        B(test_html_replaces_del_and_c1_controls),
         B(test_html_writes_exactly_n_bytes_of_input),
         B(test_json_escapes_quote_backslash_and_controls),
         B(test_json_escapes_nul),

@@ -540,6 +540,45 @@ static void test_intern_truncates_names_at_frame_text_max(void **state)
     free(file);
 }
 
+/* A long non-ASCII name is cut on a character boundary, never inside a
+ * UTF-8 sequence (strict readers such as proto3 refuse half a character). */
+static void test_intern_cuts_long_names_between_characters(void **state)
+{
+    fix_t *f = *state;
+    size_t n = PP_FRAME_TEXT_MAX + 300, i;
+    char *fn = malloc(n + 1), *file = malloc(n + 1);
+    pp_frame_view_t fv;
+    uint32_t a;
+
+    assert_non_null(fn);
+    assert_non_null(file);
+    /* "x" then euro signs (3 bytes): the cut at PP_FRAME_TEXT_MAX falls
+     * inside one; "yy" then 4-byte characters for the file */
+    fn[0] = 'x';
+    for (i = 1; i + 3 <= n; i += 3) {
+        memcpy(fn + i, "\xe2\x82\xac", 3);
+    }
+    fn[i] = '\0';
+    file[0] = file[1] = 'y';
+    for (i = 2; i + 4 <= n; i += 4) {
+        memcpy(file + i, "\xf0\x9f\x90\x8d", 4);
+    }
+    file[i] = '\0';
+    a = pp_store_intern_frame(f->st, fn, strlen(fn), file, strlen(file), 3);
+    assert_true(a != 0);
+    assert_true(pp_store_frame_view(f->st, a, &fv));
+    assert_true(strlen(fv.function) <= PP_FRAME_TEXT_MAX);
+    assert_true(strlen(fv.function) > PP_FRAME_TEXT_MAX - 3);
+    assert_int_equal((strlen(fv.function) - 1) % 3, 0);
+    assert_true(strlen(fv.file) <= PP_FRAME_TEXT_MAX);
+    assert_true(strlen(fv.file) > PP_FRAME_TEXT_MAX - 4);
+    assert_int_equal((strlen(fv.file) - 2) % 4, 0);
+    assert_memory_equal(fv.function, fn, strlen(fv.function));
+    assert_memory_equal(fv.file, file, strlen(fv.file));
+    free(fn);
+    free(file);
+}
+
 static void test_intern_cuts_names_at_embedded_nul(void **state)
 {
     fix_t *f = *state;
@@ -1590,6 +1629,7 @@ int main(void)
         T(test_intern_different_line_different_id),
         T(test_intern_truncates_names_at_frame_text_max),
         T(test_intern_cuts_names_at_embedded_nul),
+        T(test_intern_cuts_long_names_between_characters),
         T(test_frame_view_returns_the_exact_strings),
         T(test_frame_view_refuses_invalid_ids),
         cmocka_unit_test(test_intern_table_full_returns_zero_and_counts),
