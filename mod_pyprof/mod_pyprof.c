@@ -248,6 +248,12 @@ static apr_status_t pyprof_child_stop(void *data)
     if (!pp_sampler_running()) {
         return APR_SUCCESS;
     }
+    /* logged before the stop too: a child that dies after this line died
+     * in the stop or after it; one that never logged it, while running */
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                 PYPROF_LOGNO(00014) "stopping the sampler in pid %d "
+                 "(child exit)",
+                 (int)getpid());
     if (pp_sampler_stop(5000) == 0) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      PYPROF_LOGNO(00007) "sampler stopped in pid %d before "
@@ -566,7 +572,12 @@ static int pyprof_log_transaction(request_rec *r)
         last = last->next;
     }
     duration = (int64_t)(apr_time_now() - r->request_time);
-    cpu_now = pp_thread_cpu_ns(rs->thread);
+    /* only this thread's clock: if logging runs on another thread, the
+     * request's thread may have exited and its descriptor be gone (CPU is
+     * then unknown rather than read through a stale pthread_t) */
+    cpu_now = pthread_equal(rs->thread, pthread_self())
+                  ? pp_thread_cpu_ns(rs->thread)
+                  : -1;
     if (cpu_now >= 0 && rs->cpu_start_ns >= 0 && cpu_now >= rs->cpu_start_ns) {
         cpu = (cpu_now - rs->cpu_start_ns) / 1000;
     }

@@ -617,6 +617,7 @@ int pp_sampler_running(void)
 int pp_sampler_stop(int timeout_ms)
 {
     struct timespec ts;
+    pthread_t thread;
     int rc;
 
     pthread_mutex_lock(&S.mu);
@@ -624,6 +625,11 @@ int pp_sampler_stop(int timeout_ms)
         pthread_mutex_unlock(&S.mu);
         return 0;
     }
+    /* claimed under the lock: two stoppers (the child's pre-cleanup and
+     * pyext's stop from mod_wsgi's shutdown event) never join one thread
+     * twice */
+    thread = S.thread;
+    S.thread = 0;
     S.stop = 1;
     pthread_cond_signal(&S.cv);
     pthread_mutex_unlock(&S.mu);
@@ -635,10 +641,12 @@ int pp_sampler_stop(int timeout_ms)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    rc = pthread_timedjoin_np(S.thread, NULL, &ts);
+    rc = pthread_timedjoin_np(thread, NULL, &ts);
     if (rc == 0) {
-        S.thread = 0;
         return 0;
     }
+    /* still running (e.g. waiting for the GIL): detached, so it is never
+     * joined twice and its resources go when it ends */
+    pthread_detach(thread);
     return -1;
 }
