@@ -98,4 +98,4 @@ clean:
 	    mod_pyprof/*.slo mod_pyprof/*.o mod_pyprof/build.log
 
 # fuzzing, sanitizer builds, valgrind and lint (docs/HARDENING.md)
--include mk/hardening.mk
+include mk/hardening.mk

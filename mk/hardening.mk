@@ -17,6 +17,10 @@
 #   make check-valgrind   the cmocka suite under valgrind memcheck
 #   make fuzz-http        scripts/fuzz-http.py against a real httpd
 #   make lint             cppcheck + clang-tidy (scripts/lint.sh)
+#   make hardening        what CI runs after `make test`: lint, the fuzz
+#                         seeds, every fuzz target for HARDENING_FUZZ_SECONDS,
+#                         concurrent rendering under TSan, the unit tests
+#                         under valgrind, the integration suite under ASan
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
@@ -47,7 +51,7 @@ ASAN_MODULE  := $(ASAN_DIR)/mod_pyprof/.libs/mod_pyprof.so
 ASAN_PYEXT   := $(ASAN_DIR)/pyext/pyprof/_pyprof$(PY_EXT_SUFFIX)
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-msan stress-tsan stress-asan \
-        asan check-asan check-valgrind fuzz-http lint
+        asan check-asan check-valgrind fuzz-http lint hardening
 
 # ---- libFuzzer ----
 
@@ -226,3 +230,24 @@ fuzz-http: $(MODULE)
 
 lint:
 	bash scripts/lint.sh
+
+# ---- all of it, bounded (CI: .ci/run) ----
+#
+# Each step runs even if an earlier one failed, so one CI run shows every
+# finding; the target fails if any did.
+HARDENING_FUZZ_SECONDS ?= 30
+HARDENING_STEPS := lint fuzz-regress fuzz stress-tsan check-valgrind check-asan
+
+hardening: deps
+	@failed=; for step in $(HARDENING_STEPS); do \
+	    echo "==== make $$step"; started=$$(date +%s); \
+	    if $(MAKE) --no-print-directory $$step \
+	        FUZZ_SECONDS=$(HARDENING_FUZZ_SECONDS); then \
+	        echo "==== make $$step: passed in $$(( $$(date +%s) - started ))s"; \
+	    else \
+	        echo "==== make $$step: FAILED after $$(( $$(date +%s) - started ))s"; \
+	        failed="$$failed $$step"; \
+	    fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "hardening: failed:$$failed"; exit 1; fi; \
+	echo "hardening: all of $(HARDENING_STEPS) passed"

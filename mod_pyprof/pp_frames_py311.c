@@ -24,6 +24,7 @@
 #include <internal/pycore_pystate.h>
 #include <internal/pycore_runtime.h>
 
+#include <pthread.h>
 #include <string.h>
 
 #include "pp_frames.h"
@@ -95,6 +96,50 @@ int pp_py_attach(void)
     return 0;
 }
 
+/* The runtime's HEAD_LOCK, taken only through these two.  CPython 3.11
+ * deadlocks a child forked while another thread holds it: os.fork() in
+ * the child runs PyOS_AfterFork_Child -> _PyEval_ReInitThreads ->
+ * _PyThreadState_DeleteExcept, which takes HEAD_LOCK before
+ * _PyRuntimeState_ReInitThreads re-creates it (python/cpython#112275).
+ * An app that forks in a request (found by the fork torture test) would
+ * hang in the child whenever the fork fell inside a GIL-free sample.  So
+ * the sampler holds a process-local mutex around HEAD_LOCK, and fork()
+ * waits for that mutex (pthread_atfork): no fork happens while the
+ * sampler holds HEAD_LOCK.  The forking thread holds the GIL, which the
+ * sampler never waits for while it holds the mutex. */
+static pthread_mutex_t fork_guard = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_guard_once = PTHREAD_ONCE_INIT;
+
+static void fork_guard_lock(void)
+{
+    pthread_mutex_lock(&fork_guard);
+}
+
+static void fork_guard_unlock(void)
+{
+    pthread_mutex_unlock(&fork_guard);
+}
+
+static void fork_guard_register(void)
+{
+    /* prepare, parent, child: the child's copy is locked by its only
+     * thread, the one that forked */
+    pthread_atfork(fork_guard_lock, fork_guard_unlock, fork_guard_unlock);
+}
+
+static void head_lock(void)
+{
+    pthread_once(&fork_guard_once, fork_guard_register);
+    fork_guard_lock();
+    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+}
+
+static void head_unlock(void)
+{
+    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+    fork_guard_unlock();
+}
+
 /* Still listed, and not being torn down (Py_EndInterpreter sets
  * finalizing before it insists on being the last thread)?  Known gap of
  * GIL mode: an interpreter the app made itself with _xxsubinterpreters
@@ -105,14 +150,14 @@ static int interp_usable(PyInterpreterState *interp)
     PyInterpreterState *i;
     int ok = 0;
 
-    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+    head_lock();
     for (i = _PyRuntime.interpreters.head; i; i = i->next) {
         if (i == interp) {
             ok = !interp->finalizing;
             break;
         }
     }
-    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+    head_unlock();
     return ok;
 }
 
@@ -151,7 +196,7 @@ static PyInterpreterState *gil_holder_interp(void)
     if (!cur) {
         return NULL;
     }
-    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+    head_lock();
     for (i = _PyRuntime.interpreters.head; i && !found; i = i->next) {
         PyThreadState *ts;
         for (ts = i->threads.head; ts; ts = ts->next) {
@@ -161,7 +206,7 @@ static PyInterpreterState *gil_holder_interp(void)
             }
         }
     }
-    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+    head_unlock();
     return found;
 }
 
@@ -366,7 +411,7 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
             targets[i].max_depth = PP_DEPTH_LIMIT;
         }
     }
-    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+    head_lock();
     for (interp = _PyRuntime.interpreters.head; interp && left > 0;
          interp = interp->next) {
         PyThreadState *ts;
@@ -391,7 +436,7 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
             }
         }
     }
-    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+    head_unlock();
 }
 
 /* ======================================================================
@@ -514,6 +559,22 @@ static size_t remote_str(const void *obj, char *out, size_t cap)
                   : (const uint8_t *)obj + sizeof(PyCompactUnicodeObject);
     if (n && remote_read(buf, data_at, (size_t)n * kind) != 0) {
         return 0;
+    }
+    /* the str may have been freed and its block handed to a new object
+     * between the two reads (pymalloc reuses the last freed block first):
+     * the characters count only if the header is still the one they were
+     * read under (type, length, hash, state; the count may move) */
+    {
+        PyCompactUnicodeObject again;
+        const size_t skip = offsetof(PyObject, ob_type);
+        if (remote_read(&again, obj, sizeof(again)) != 0 ||
+            !LIVE_REFCNT((PyObject *)&again) ||
+            memcmp((const char *)&again + skip, (const char *)&head + skip,
+                   (head._base.state.ascii ? sizeof(PyASCIIObject)
+                                           : sizeof(again)) -
+                       skip) != 0) {
+            return 0;
+        }
     }
     return ucs_to_utf8((int)kind, buf, n, out, cap);
 }
@@ -941,7 +1002,7 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
         }
     }
     /* HEAD_LOCK: no thread state is freed while we look at it */
-    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+    head_lock();
     for (interp = _PyRuntime.interpreters.head; interp && left > 0;
          interp = interp->next) {
         PyThreadState *ts;
@@ -994,5 +1055,5 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
             }
         }
     }
-    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+    head_unlock();
 }

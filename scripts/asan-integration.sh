@@ -22,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 
 if [[ "${ASAN_SKIP_BUILD:-0}" != 1 ]]; then
-    make -s -f Makefile -f mk/hardening.mk asan || exit 2
+    make -s asan || exit 2
 fi
 module=$repo/build/asan/mod_pyprof/.libs/mod_pyprof.so
 pyext=$repo/build/asan/pyext

@@ -26,6 +26,16 @@ packages=(
     postgresql          # a real database for the DB-API instrumentation test
     python3-psycopg2
     python3-yappi       # a peer in the overhead benchmark
+    # `make hardening` (docs/HARDENING.md): libFuzzer and clang's sanitizer
+    # runtimes (clang-14 does not pull libclang-rt-14-dev), llvm-symbolizer
+    # for readable sanitizer stacks, valgrind, and the linters; gcc's own
+    # libasan/libubsan come with gcc
+    clang
+    libclang-rt-14-dev
+    llvm
+    valgrind
+    cppcheck
+    clang-tidy
 )
 
 missing=()

@@ -1,6 +1,8 @@
 """`apache2 -t` validates every PyProf* directive: a bad value fails the
 config test and the message names the directive; good values pass."""
 
+import re
+
 import pytest
 
 
@@ -86,3 +88,18 @@ PyProfRecordQuery Off
 def test_configtest_accepts_good_values(cfg, name):
     rc, out = cfg.configtest(GOOD[name])
     assert rc == 0 and "Syntax OK" in out, out
+
+
+def test_too_small_memory_names_the_size_it_needs(cfg):
+    """Soak finding 4: the message printed a literal '%luK' (APR's
+    formatter has no %llu) instead of the minimum size."""
+    rc, out = cfg.configtest("PyProfMemory 1K")
+    assert rc != 0
+    m = re.search(r"too small to hold the store; it needs at least (\d+)K", out)
+    assert m, out
+    assert "%" not in out.split("Syntax error", 1)[-1], out
+    need = int(m.group(1))
+    assert 64 <= need <= 64 * 1024, need
+    # and that size is indeed enough
+    rc, out = cfg.configtest("PyProfMemory %dK" % need)
+    assert rc == 0, out

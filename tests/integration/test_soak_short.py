@@ -52,3 +52,29 @@ def test_short_soak_event_embedded_survives_graceful_restarts_kills_and_page_loa
     assert res["traces_checked"] >= 50, res["traces_checked"]
     assert res["balance"]["wrk_completed"] > 500, res["balance"]
     assert sum(res["pages"].values()) > 50, res["pages"]
+
+
+def test_short_store_exhaustion_evicts_counts_and_never_shows_a_wrong_name(
+        pyprof_module, record_property):
+    """Issue [6], store exhaustion: PyProfMemory at its minimum under a
+    flood of slow requests with deep, unique stacks (the frame table
+    fills): soak.py's run_exhaustion fails if nothing filled up, if the
+    drops the overview shows differ from the store's counters, if a kept
+    trace is unreadable, or if any frame of a live or final trace resolves
+    to a name its request never ran (an evicted or refused string id
+    resolving to another string)."""
+    rundir = soak.RunDir()
+    res = None
+    try:
+        res = soak.run_exhaustion(rundir, "table", "event", max(15, SECONDS // 2), seed=7,
+                                  log=print)
+    finally:
+        if res is not None and not res["failures"]:
+            shutil.rmtree(rundir.path, ignore_errors=True)
+    for key in ("memory", "store", "live_traces_checked", "traces_listed", "flood_requests"):
+        record_property(key, res.get(key))
+    assert res["failures"] == [], "exhaustion failures (server directory %s):\n%s" % (
+        res.get("server_dir"), "\n".join(soak.short(f, 1500) for f in res["failures"]))
+    store = res["store"]
+    assert store["frames_full"] or store["nodes_full"], store
+    assert res["live_traces_checked"] > 0 and res["traces_listed"] > 0, res

@@ -20,6 +20,7 @@ import time
 import urllib.parse
 
 import pytest
+import requests
 
 from conftest import unique, wait_for
 from views_util import (HOSTILE_SOURCE, hist_bars, inflight_section, parse_human_ms, serve,
@@ -303,6 +304,50 @@ def test_filter_form_with_a_location_and_status_filters(srv, spread):
 
 
 # -- in flight ----------------------------------------------------------------
+
+def test_in_flight_elapsed_is_never_negative_while_requests_start(srv):
+    """Soak finding 3: the overview took its clock before it read the
+    in-flight slots, so a request that started in between showed a negative
+    elapsed_ms (down to -117 ms under load).  Short requests start all the
+    time while the overview JSON is read over and over."""
+    tag = unique("neg")
+    stop = threading.Event()
+    errors = []
+
+    def churn(k):
+        with requests.Session() as s:
+            for i in range(400):
+                if stop.is_set():
+                    return
+                try:
+                    s.get(srv.url("/app/slow/%s-%d-%d?ms=3" % (tag, k, i)), timeout=10)
+                except requests.RequestException as e:
+                    errors.append(repr(e))
+
+    workers = [threading.Thread(target=churn, args=(k,), daemon=True) for k in range(3)]
+    for w in workers:
+        w.start()
+    seen, negative = 0, []
+    deadline = time.monotonic() + 8
+    try:
+        with requests.Session() as s:
+            for _ in range(300):
+                if time.monotonic() > deadline:
+                    break
+                data = s.get(srv.url("/server-profile/?format=json"), timeout=10).json()
+                for e in data["inflight"]:
+                    if tag in e["uri"]:
+                        seen += 1
+                        if e["elapsed_ms"] < 0:
+                            negative.append(e)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(15)
+    assert not errors, errors[:3]
+    assert seen >= 5, "only %d in-flight sightings: the test did not race" % seen
+    assert not negative, negative[:5]
+
 
 def test_in_flight_shows_elapsed_time_and_latest_stack(srv):
     tag = unique("live")
