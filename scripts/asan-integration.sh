@@ -55,7 +55,7 @@ echo "asan-integration: module $module"
 echo "asan-integration: runtime $asan_lib, reports in $reports"
 started=$(date +%s)
 mkdir -p build/asan
-/usr/bin/python3 -m pytest -p pytest_sanitizer_env -q -rfE tests/integration "$@" \
+/usr/bin/python3 -m pytest -p pytest_sanitizer_env -q -rfE -m "not timing" tests/integration "$@" \
     2>&1 | tee build/asan/pytest.log
 rc=${PIPESTATUS[0]}
 echo "asan-integration: pytest exit status $rc after $(( $(date +%s) - started ))s"

@@ -204,8 +204,11 @@ def test_headers_are_off_by_default(loc_srv):
                  "/app3/status/404/%s" % tag):
         r = loc_srv.get(path)
         assert pyprof_headers(r) == {}, (path, pyprof_headers(r))
-    # sampled all the same: the slow one is kept
-    assert len(loc_srv.wait_kept(tag, 1)) == 1
+    # sampled all the same: the slow one is kept (the fast one may be too,
+    # when it is a fresh child's first request and importing the app takes
+    # longer than the threshold on a loaded machine)
+    kept = loc_srv.wait_kept(tag, 1)
+    assert len([r for r in kept if "/slow/" in r["uri"]]) == 1, kept
 
 
 def test_headers_on_in_a_location_apply_only_there(loc_srv):

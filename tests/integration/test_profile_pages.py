@@ -61,6 +61,7 @@ def stack_weight(stack):
 
 # -- 1. slow requests kept, fast ones not ------------------------------------
 
+@pytest.mark.timing
 def test_slow_requests_are_kept_slowest_first_and_fast_ones_are_not(srv):
     tag = unique("keep")
     for i in range(20):
@@ -144,6 +145,7 @@ def mixed(srv):
     return req, srv.request_detail(req["id"]), srv.request_folded(req["id"])
 
 
+@pytest.mark.timing
 def test_mixed_request_splits_time_between_cpu_and_sleep(mixed):
     req, detail, _ = mixed
     stacks = detail["stacks"]
