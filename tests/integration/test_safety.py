@@ -383,6 +383,28 @@ def test_thousand_deep_stack_renders_and_exports(srv):
     assert r.status_code == 200 and len(r.content) < 5 * 1024 * 1024 and took < 3
 
 
+def test_deep_call_tree_renders_with_small_thread_stacks(pyprof_module, module_servers):
+    """The call tree recursed once per level with 1.3 KB of name buffers in
+    each frame: 1.35 MB of stack for a 1,026-deep stack, a segfault with
+    `ThreadStackSize 512K` (about 100 KB now).  Pages are rendered on
+    httpd's worker threads, whose size the admin sets."""
+    small = serve(module_servers, "safety-small-stack", EXTRA + "ThreadStackSize 524288\n",
+                  mounts=[("/h", HOSTILE_SOURCE)], mpm="event")
+    try:
+        tag = unique("deepsmall")
+        small.get_ok("/h/deep/%s?n=1000&ms=300" % tag, timeout=30)
+        [req] = small.wait_kept(tag, 1)
+        for path in (small.request_path(req["id"]), "/server-profile/location?path=/h"):
+            r = small.get(path, timeout=30)
+            assert r.status_code == 200, (path, r.status_code)
+            assert r.text.rstrip().endswith("</html>"), r.text[-200:]
+            assert "<details" in r.text
+        problems = small.log_problems()
+        assert not problems, problems
+    finally:
+        small.stop()
+
+
 def test_stack_deeper_than_max_depth_is_marked_truncated(srv):
     tag = unique("deeper")
     srv.get_ok("/h/deep/%s?n=1100&ms=250" % tag, timeout=30)
