@@ -5,6 +5,16 @@ Two servers per MPM serve apps/nogil_app.py at three mounts:
     /app10  sampled every 10 ms  (long GIL-holding C call, mixed request)
     /busy   sampled every 1 ms   (short requests under concurrency: its own
                                   location, so its aggregate holds only them)
+each mount in its own mod_wsgi sub-interpreter.  A third, `nogil-main`,
+serves it in the main interpreter (WSGIApplicationGroup %{GLOBAL}) for the
+torture's os.fork(): Python 3.11 cannot fork while a sub-interpreter exists.
+From a sub-interpreter the child dies in PyOS_AfterFork_Child ("Fatal
+Python error: _PyInterpreterState_DeleteExceptMain: not main interpreter",
+cpython#78832); from the main interpreter the child hangs there for good
+(_PyInterpreterState_DeleteExceptMain clears the other interpreters under
+HEAD_LOCK, which clearing takes again: cpython#84139, #101437).  Both
+happen without mod_pyprof, and with a bare `python3` that made one
+interpreter with _xxsubinterpreters.create().
 Everything from 1 ms on is kept (PyProfSlowThreshold 1ms, PyProfKeep 5000)
 and stacks may be 1,024 frames deep (the most PyProfMaxDepth allows), so the
 5,000-deep recursion makes the GIL-free reader copy long chains.  `nogil`
@@ -48,13 +58,33 @@ SYNTHETIC_FRAMES = {"[truncated]", "[other stacks]"}
 # getpath module and site, which exec()s the import lines of .pth files as
 # "<string>" (on some machines several lines long).  Any line of these.
 UNLISTED_MODULE_CODE = {("<module>", "<frozen getpath>"), ("<module>", "<string>")}
-NONCE_FUNCTION = re.compile(r"^nonce_(?:inner|outer)_([0-9a-f]+)$")
-NONCE_FILE = re.compile(r"^<nonce-([0-9a-f]+)>$")
+# Code named after a request's nonce: exec'd ("<nonce-N>") or imported
+# (IMPORT_DIR/nonce_mod_N.py, see NonceCode); any function named nonce_*
+# and any file of either form is checked against what its nonce's code
+# defines, whatever file or name it shows up with.
+NONCE_FUNCTION = re.compile(r"^nonce_(?:inner|outer|imported)_([0-9a-f]+)$")
+EXEC_FILE = re.compile(r"^<nonce-([0-9a-f]+)>$")
+IMPORT_FILE = re.compile(r"(?:^|/)nonce_mod_([0-9a-f]+)\.py$")
 NONCE_IN_URI = re.compile(r"-n([0-9a-f]+)(?:\?|$)")
+# Functions that run in the app's processes but never on a request's
+# thread: the threads kind's workers (threads the app starts are not
+# sampled), and what only a forked child runs (the child must never write
+# samples into the request of the parent it was forked from).
+NEVER_IN_REQUESTS = {
+    "thread_worker": "a thread the app started",
+    "forked_child_work": "the forked child",
+}
 
-TORTURE_KINDS = ["threads", "gen", "exc", "recurse", "subinterp", "exec"]
-TORTURE_SECONDS = 30          # per MPM
-TORTURE_CLIENTS = {"event": 6, "prefork": 4}
+TORTURE_KINDS = ["threads", "gen", "exc", "recurse", "subinterp", "exec",
+                 "sqlite", "import"]
+# On nogil-main, at the same time: os.fork() (see the top), between kinds
+# that need no sub-interpreter, so a threaded child forks while its other
+# threads run them.
+MAIN_TORTURE_KINDS = ["fork", "threads", "sqlite", "fork", "import", "exec"]
+NONCE_KINDS = {"exec", "import"}
+TORTURE_SECONDS = 30          # per MPM, both servers at once
+TORTURE_CLIENTS = {"event": 5, "prefork": 3}
+MAIN_TORTURE_CLIENTS = {"event": 2, "prefork": 2}
 # The threaded MPM (event) and the forking one (prefork); worker would add a
 # minute and nothing the sampler sees differently from event.
 MPMS = [m for m in selected_mpms() if m in TORTURE_CLIENTS]
@@ -70,26 +100,38 @@ def report(*parts):
     print("[nogil]", *parts, flush=True)
 
 
-def start_nogil_app(pool, name, mpm, sampler_line):
+def import_dir(srv):
+    """Where the app writes the modules it imports (apps/nogil_app.py's
+    IMPORT_DIR): beside the app, writable by www-data only."""
+    return os.path.join(os.path.dirname(srv.app), "nogil_imports")
+
+
+def start_nogil_app(pool, name, mpm, sampler_line, main_interpreter=False):
     """A started server from `pool` (a conftest ServerPool) with
     apps/nogil_app.py as the app (copied into the server directory, so
-    www-data can read it) mounted at /app, /app10 and /busy."""
+    www-data can read it) mounted at /app, /app10 and /busy, each in a
+    sub-interpreter of its own, or all in the main interpreter."""
     srv = pool.create(name=name, mpm=mpm)
     shutil.copyfile(NOGIL_APP, srv.app)
     os.chmod(srv.app, 0o644)
+    os.mkdir(import_dir(srv))
+    os.chmod(import_dir(srv), 0o755)
+    shutil.chown(import_dir(srv), "www-data", "www-data")
     srv.extra = ('WSGIScriptAlias /app10 "%s"\nWSGIScriptAlias /busy "%s"\n'
                  % (srv.app, srv.app)) + COMMON + sampler_line
+    if main_interpreter:
+        srv.extra += "WSGIApplicationGroup %{GLOBAL}\n"
     srv.start()
     return srv
 
 
-def serving_nogil_app(name, mpm, sampler_line):
+def serving_nogil_app(name, mpm, sampler_line, main_interpreter=False):
     """Like conftest.serving(): the server is stopped and its error log
     checked when the fixture ends."""
     pools = _pool_fixture()
     pool = next(pools)
     try:
-        srv = start_nogil_app(pool, name, mpm, sampler_line)
+        srv = start_nogil_app(pool, name, mpm, sampler_line, main_interpreter)
     except BaseException:
         pools.close()
         raise
@@ -105,6 +147,11 @@ def nogil(mpm, pyprof_module):
 @pytest.fixture(scope="module")
 def gil(mpm, pyprof_module):
     yield from serving_nogil_app("gil", mpm, "PyProfSampler gil\n")
+
+
+@pytest.fixture(scope="module")
+def nogil_main(mpm, pyprof_module):
+    yield from serving_nogil_app("nogil-main", mpm, "", main_interpreter=True)
 
 
 def functions(stack):
@@ -424,11 +471,62 @@ def collect_inventory(srv, pids, tries=80, seconds=30):
     return inv
 
 
-def frame_problems(frames, inv, store, own_nonce, known_nonces):
+def template_lines(template):
+    return {i + 1 for i, text in enumerate(template.splitlines()) if text.strip()}
+
+
+class NonceCode:
+    """What code named after a nonce may show, by kind: its file name, the
+    functions it defines (besides its module code) and the lines of its
+    template.  exec'd code is compiled as "<nonce-N>"; imported code is
+    the file IMPORT_DIR/nonce_mod_N.py, so its file name is known to the
+    byte."""
+
+    def __init__(self, answer):
+        self.lines = {"exec": template_lines(answer["exec_template"]),
+                      "import": template_lines(answer["import_template"])}
+        self.import_dir = answer["import_dir"]
+
+    def file_of(self, kind, nonce):
+        if kind == "exec":
+            return "<nonce-%s>" % nonce
+        return os.path.join(self.import_dir, "nonce_mod_%s.py" % nonce)
+
+    @staticmethod
+    def functions_of(kind, nonce):
+        if kind == "exec":
+            return {"<module>", "nonce_inner_%s" % nonce, "nonce_outer_%s" % nonce}
+        return {"<module>", "nonce_imported_%s" % nonce}
+
+    def check(self, f):
+        """(nonce, problems) for a frame of code named after a nonce (by
+        its function or its file); (None, []) for any other frame."""
+        name, file, line = f["function"], f["file"], f["line"]
+        m = NONCE_FUNCTION.match(name)
+        me, mi = EXEC_FILE.match(file), IMPORT_FILE.search(file)
+        if not (m or me or mi):
+            return None, []
+        if not (me or mi):
+            return m.group(1), ["nonce function in a file of no nonce: %r" % f]
+        kind, nonce = ("exec", me.group(1)) if me else ("import", mi.group(1))
+        problems = []
+        if file != self.file_of(kind, nonce):
+            problems.append("%s code of nonce %s under the wrong file name (not %r): %r"
+                            % (kind, nonce, self.file_of(kind, nonce), f))
+        if name not in self.functions_of(kind, nonce):
+            problems.append("%s frame with mismatched names (that code defines only %s): %r"
+                            % (kind, sorted(self.functions_of(kind, nonce)), f))
+        if line not in self.lines[kind]:
+            problems.append("line %s is not a line of the %s template: %r" % (line, kind, f))
+        return nonce, problems
+
+
+def frame_problems(frames, inv, store, own_nonce, known_nonces, nonce_code):
     """Why each frame could not have been executed (an empty list if all
     could).  store: the overview's "store" block; own_nonce: the request's
-    nonce ("-": it exec'd nothing; None: an aggregate); known_nonces: for an
-    aggregate, every nonce any request created."""
+    nonce ("-": it exec'd or imported nothing; None: an aggregate);
+    known_nonces: for an aggregate, every nonce any request created;
+    nonce_code: a NonceCode."""
     problems = []
     for f in frames:
         name, file, line = f["function"], f["file"], f["line"]
@@ -445,17 +543,18 @@ def frame_problems(frames, inv, store, own_nonce, known_nonces):
             continue
         if (name, file) in UNLISTED_MODULE_CODE:
             continue
-        m, mf = NONCE_FUNCTION.match(name), NONCE_FILE.match(file)
-        if m or mf:
-            nonce = (m or mf).group(1)
-            # the exec'd code: its module code, and the two functions it defines
-            if not mf or not (name == "<module>" or (m and m.group(1) == mf.group(1))):
-                problems.append("exec'd frame with mismatched names: %r" % f)
-            elif own_nonce is not None and nonce != own_nonce:
+        nonce, wrong = nonce_code.check(f)
+        if nonce is not None:
+            problems += wrong
+            if own_nonce is not None and nonce != own_nonce:
                 problems.append("nonce %s frame in the request of nonce %s: %r"
                                 % (nonce, own_nonce, f))
             elif own_nonce is None and nonce not in known_nonces:
                 problems.append("frame of nonce %s that no request created: %r" % (nonce, f))
+            continue
+        if name in NEVER_IN_REQUESTS:
+            problems.append("%s runs only in %s, never on a request's thread: %r"
+                            % (name, NEVER_IN_REQUESTS[name], f))
             continue
         files = inv.functions.get(name)
         if not files:
@@ -470,22 +569,12 @@ def frame_problems(frames, inv, store, own_nonce, known_nonces):
     return problems
 
 
-def exec_lines(template):
-    return {i + 1 for i, text in enumerate(template.splitlines()) if text.strip()}
-
-
-def check_exec_lines(frames, lines):
-    return ["line %s is not a line of the exec'd template: %r" % (f["line"], f)
-            for f in frames
-            if NONCE_FILE.match(f["file"]) and f["line"] not in lines]
-
-
 class Torturer(threading.Thread):
-    """One client cycling through the torture kinds until its deadline."""
+    """One client cycling through `kinds` until its deadline."""
 
-    def __init__(self, srv, tag, k, seconds):
+    def __init__(self, srv, tag, k, seconds, kinds):
         super().__init__(daemon=True)
-        self.srv, self.tag, self.k, self.seconds = srv, tag, k, seconds
+        self.srv, self.tag, self.k, self.seconds, self.kinds = srv, tag, k, seconds, kinds
         self.results = []     # (path, status, json-or-text)
         self.errors = []
 
@@ -495,9 +584,9 @@ class Torturer(threading.Thread):
             for i in range(5000):
                 if time.monotonic() > deadline:
                     return
-                kind = TORTURE_KINDS[(self.k + i) % len(TORTURE_KINDS)]
+                kind = self.kinds[(self.k + i) % len(self.kinds)]
                 path = "/app/torture/%s/%s-%d-%d" % (kind, self.tag, self.k, i)
-                if kind == "exec":
+                if kind in NONCE_KINDS:
                     path += "-n" + uuid.uuid4().hex[:12]
                 path += "?ms=%d" % TORTURE_BUDGET_MS
                 self.srv._record(path)
@@ -513,131 +602,307 @@ class Torturer(threading.Thread):
                 self.results.append((path, r.status_code, body))
 
 
+class TortureRun:
+    """The torture clients of one server: every response, the kept records
+    of them, the overview's sampler block before and after."""
+
+    def __init__(self, srv, kinds, clients):
+        self.srv, self.kinds = srv, kinds
+        self.tag = unique("torture")
+        self.clients = [Torturer(srv, self.tag, k, TORTURE_SECONDS, kinds)
+                        for k in range(min(clients, MAX_CONCURRENCY[srv.mpm]))]
+        self.before = srv.profile()["sampler"]
+
+    def finish(self, took):
+        srv = self.srv
+        self.results = [r for c in self.clients for r in c.results]
+        self.errors = [e for c in self.clients for e in c.errors]
+        # log_transaction may still run for the last ones (those that failed
+        # at the connection level may never be logged)
+        self.kept = wait_for(lambda: (lambda k: k if len(k) >= len(self.results) else None)(
+            srv.kept(self.tag)), 15) or srv.kept(self.tag)
+        overview = srv.profile()
+        self.after, self.store = overview["sampler"], overview["store"]
+        report("%s %s: torture %d clients, %.1f s, %d requests (%d errors), %d kept; "
+               "sampler before %s; after %s; store %s"
+               % (srv.name, srv.mpm, len(self.clients), took,
+                  len(self.results) + len(self.errors), len(self.errors), len(self.kept),
+                  self.before, self.after,
+                  {k: v for k, v in self.store.items()
+                   if k.endswith("full") or k.endswith("overflow")}))
+
+    def bodies(self, kind):
+        return [b for _, _, b in self.results if isinstance(b, dict) and b.get("kind") == kind]
+
+
 @pytest.fixture(scope="module")
-def torture(nogil):
-    """The torture run on the nogil server: every response, the kept
-    records of it, the overview's sampler block before and after."""
-    before = nogil.profile()["sampler"]
-    tag = unique("torture")
-    clients = [Torturer(nogil, tag, k, TORTURE_SECONDS)
-               for k in range(min(TORTURE_CLIENTS[nogil.mpm], MAX_CONCURRENCY[nogil.mpm]))]
+def torture(nogil, nogil_main):
+    """Both torture runs at once: TORTURE_KINDS on the nogil server,
+    MAIN_TORTURE_KINDS (os.fork()) on nogil-main."""
+    runs = [TortureRun(nogil, TORTURE_KINDS, TORTURE_CLIENTS[nogil.mpm]),
+            TortureRun(nogil_main, MAIN_TORTURE_KINDS, MAIN_TORTURE_CLIENTS[nogil.mpm])]
+    clients = [c for run in runs for c in run.clients]
     started = time.monotonic()
     for c in clients:
         c.start()
     for c in clients:
         c.join(TORTURE_SECONDS + 60)
     took = time.monotonic() - started
-    results = [r for c in clients for r in c.results]
-    errors = [e for c in clients for e in c.errors]
-    sent = len(results) + len(errors)
-    # log_transaction may still run for the last ones (those that failed
-    # at the connection level may never be logged)
-    kept = wait_for(lambda: (lambda k: k if len(k) >= len(results) else None)(nogil.kept(tag)),
-                    15) or nogil.kept(tag)
-    after = nogil.profile()
-    report("%s: torture %d clients, %.1f s, %d requests (%d errors), %d kept; "
-           "sampler before %s; after %s; store %s"
-           % (nogil.mpm, len(clients), took, sent, len(errors), len(kept), before,
-              after["sampler"], {k: v for k, v in after["store"].items()
-                                 if k.endswith("full") or k.endswith("overflow")}))
-    return {"tag": tag, "results": results, "errors": errors, "kept": kept,
-            "before": before, "after": after["sampler"], "store": after["store"]}
+    for run in runs:
+        run.finish(took)
+    return runs
+
+
+def bodies(torture, kind):
+    return [b for run in torture for b in run.bodies(kind)]
+
+
+def kind_of_uri(uri):
+    parts = uri.split("?", 1)[0].split("/")
+    return parts[3] if len(parts) > 3 and parts[2] == "torture" else None
 
 
 def test_torture_requests_all_succeed(torture):
-    assert not torture["errors"], torture["errors"][:5]
-    bad = [(p, s, b) for p, s, b in torture["results"]
-           if s != 200 or not isinstance(b, dict) or "error" in b]
-    assert not bad, bad[:5]
-    kinds = {}
-    for path, _, body in torture["results"]:
-        kinds[body["kind"]] = kinds.get(body["kind"], 0) + 1
-    assert set(kinds) == set(TORTURE_KINDS), kinds
-    sub = [b for _, _, b in torture["results"] if b["kind"] == "subinterp"]
+    for run in torture:
+        assert not run.errors, (run.srv.name, run.errors[:5])
+        bad = [(p, s, b) for p, s, b in run.results
+               if s != 200 or not isinstance(b, dict) or "error" in b]
+        assert not bad, (run.srv.name, bad[:5])
+        kinds = {}
+        for path, _, body in run.results:
+            kinds[body["kind"]] = kinds.get(body["kind"], 0) + 1
+        assert set(kinds) == set(run.kinds), (run.srv.name, kinds)
+        report("%s: torture requests per kind %s" % (run.srv.name, kinds))
+    sub = bodies(torture, "subinterp")
     unavailable = [b for b in sub if b.get("unavailable")]
-    report("torture requests per kind %s; sub-interpreters %s"
-           % (kinds, "unavailable (skipped)" if unavailable else
-              "created and destroyed %d times" % sum(b["rounds"] for b in sub)))
-    exec_bodies = [b for _, _, b in torture["results"] if b["kind"] == "exec"]
-    for b in exec_bodies:
+    report("sub-interpreters %s" % ("unavailable (skipped)" if unavailable else
+                                    "created and destroyed %d times" % sum(b["rounds"] for b in sub)))
+    for b in bodies(torture, "exec"):
         assert b["names"] == ["nonce_inner_%s" % b["nonce"], "nonce_outer_%s" % b["nonce"]], b
+    for b in bodies(torture, "sqlite"):
+        assert b["rounds"] >= 1 and b["function"] == "sqlite_count_rows", b
+    for run in torture:
+        imports = run.bodies("import")
+        for b in imports:
+            # the module dels its function: nothing named after the nonce is left
+            assert b["rounds"] >= 1 and b["calls"] >= b["rounds"] and b["leftover"] == [], b
+            assert b["file"] == os.path.join(import_dir(run.srv),
+                                             "nonce_mod_%s.py" % b["nonce"]), b
+        left = sorted(os.listdir(import_dir(run.srv)))
+        cache = os.path.join(import_dir(run.srv), "__pycache__")
+        left += sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+        assert left in ([], ["__pycache__"]), "imported modules not removed: %s" % left[:10]
+        report("%s: imported %d fresh modules in %d requests (%d calls of their function)"
+               % (run.srv.name, sum(b["rounds"] for b in imports), len(imports),
+                  sum(b["calls"] for b in imports)))
 
 
-def test_torture_leaves_no_crash_in_the_error_log(nogil, torture):
-    text = nogil.error_log_text()
-    problems = scan_error_log(text, nogil.destroy_interpreter_off, nogil.allowed_log)
-    assert not problems, "\n".join(problems[:20])
-    assert nogil.running
-    report("%s: torn samples during torture: %d (sampler.torn %d -> %d)"
-           % (nogil.mpm, torture["after"]["torn"] - torture["before"]["torn"],
-              torture["before"]["torn"], torture["after"]["torn"]))
+def fork_outcomes(torture):
+    forks = bodies(torture, "fork")
+    assert forks
+    assert all(b["rounds"] >= 1 and len(b["codes"]) == b["rounds"] for b in forks), forks[:3]
+    codes = [c for b in forks for c in b["codes"]]
+    hows = {h for b in forks for h in b["hows"]}
+    report("%d forks in %d requests, exit codes %s, reaped %s, slowest %.1f ms"
+           % (len(codes), len(forks), sorted(set(codes), key=str), sorted(hows),
+              max(b["max_reap_ms"] for b in forks)))
+    return forks, codes
 
 
-def test_torture_records_parse_and_count_up_and_show_only_executed_frames(nogil, torture):
-    kept = torture["kept"]
-    sent = len(torture["results"])
-    assert len(kept) >= 0.5 * sent, "only %d of %d torture requests kept" % (len(kept), sent)
-    pids = {int(r["pid"]) for r in kept}
-    inv = collect_inventory(nogil, pids)
-    assert inv.functions, "no inventory"
-    template = nogil.get_json("/app/inventory")["exec_template"]
-    lines = exec_lines(template)
-    store = nogil.profile()["store"]
+def test_torture_forked_children_exit_0(torture):
+    """Every forked child that ended by itself did its Python work and
+    left with os._exit(0) (the error log check below covers the rest)."""
+    forks, codes = fork_outcomes(torture)
+    waited = [c for c in codes if c is not None]
+    assert waited, forks[:3]
+    # the app reaps its own children ("reaped elsewhere": something else did)
+    assert {h for b in forks for h in b["hows"]} <= {"waited", "timeout"}, forks[:3]
+    assert set(waited) == {0}, [b for b in forks if set(b["codes"]) - {0, None}][:5]
 
-    def check(req):
-        detail = nogil.request_detail(req["id"])   # strict UTF-8 JSON
-        m = NONCE_IN_URI.search(req["uri"])
-        own = m.group(1) if m else "-"             # "-": may show no nonce at all
-        counted = sum(s["count"] for s in detail["stacks"])
-        problems = []
-        if counted != detail["samples"]:
-            problems.append("samples %d != sum of stack counts %d"
-                            % (detail["samples"], counted))
+
+def test_torture_forked_children_never_hang(torture):
+    """A child forked while the GIL-free sampler holds the runtime's
+    HEAD_LOCK would inherit it locked and hang in PyOS_AfterFork_Child
+    (CPython 3.11 takes it there before re-creating it, cpython#112275):
+    the sampler must not let a fork happen inside a sample."""
+    forks, codes = fork_outcomes(torture)
+    hung = [b for b in forks if "timeout" in b["hows"]]
+    assert not hung, ("%d of %d forked children still running after the app's bounded "
+                      "wait (then killed): %s" % (codes.count(None), len(codes), hung[:3]))
+
+
+def test_torture_leaves_no_crash_in_the_error_log(torture):
+    for run in torture:
+        srv = run.srv
+        problems = scan_error_log(srv.error_log_text(), srv.destroy_interpreter_off,
+                                  srv.allowed_log)
+        assert not problems, "%s:\n%s" % (srv.name, "\n".join(problems[:20]))
+        assert srv.running
+        report("%s %s: torn samples during torture: %d (sampler.torn %d -> %d)"
+               % (srv.name, srv.mpm, run.after["torn"] - run.before["torn"],
+                  run.before["torn"], run.after["torn"]))
+
+
+@pytest.fixture(scope="module")
+def torture_details(torture):
+    """Per run: (kept record, request JSON) of every kept torture request,
+    and the inventory and NonceCode to check their frames against."""
+    out = []
+    for run in torture:
+        srv = run.srv
+        pids = {int(r["pid"]) for r in run.kept}
+        inv = collect_inventory(srv, pids)
+        nonce_code = NonceCode(srv.get_json("/app/inventory"))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            details = list(pool.map(lambda r: (r, srv.request_detail(r["id"])),  # strict UTF-8
+                                    run.kept, timeout=120))
+        out.append({"run": run, "details": details, "inv": inv, "nonce_code": nonce_code,
+                    "pids": pids})
+    return out
+
+
+def all_details(torture_details):
+    return [rd for d in torture_details for rd in d["details"]]
+
+
+def test_torture_records_parse_and_count_up_and_show_only_executed_frames(torture_details):
+    for checked_run in torture_details:
+        run, inv, nonce_code = checked_run["run"], checked_run["inv"], checked_run["nonce_code"]
+        srv = run.srv
+        sent = len(run.results)
+        assert len(run.kept) >= 0.5 * sent, "%s: only %d of %d torture requests kept" % (
+            srv.name, len(run.kept), sent)
+        assert inv.functions, "no inventory"
+        store = srv.profile()["store"]
+
+        def check(req, detail):
+            m = NONCE_IN_URI.search(req["uri"])
+            own = m.group(1) if m else "-"             # "-": may show no nonce at all
+            counted = sum(s["count"] for s in detail["stacks"])
+            problems = []
+            if counted != detail["samples"]:
+                problems.append("samples %d != sum of stack counts %d"
+                                % (detail["samples"], counted))
+            for s in detail["stacks"]:
+                problems += frame_problems(s["frames"], inv, store, own, (), nonce_code)
+            return req["uri"], detail["samples"], problems
+
+        checked = [check(req, detail) for req, detail in checked_run["details"]]
+        bad = [(uri, problems) for uri, _, problems in checked if problems]
+        samples = sum(n for _, n, _ in checked)
+        by_kind = {}
+        for uri, n, _ in checked:
+            kind = kind_of_uri(uri)
+            by_kind[kind] = by_kind.get(kind, 0) + n
+        report("%s %s: %d kept torture requests checked, %d samples (by kind %s), "
+               "%d with problems; inventory from pids %s of %s"
+               % (srv.name, srv.mpm, len(checked), samples, by_kind, len(bad),
+                  sorted(inv.pids), sorted(checked_run["pids"])))
+        for uri, problems in bad[:10]:
+            report("  %s: %s" % (uri, problems[:5]))
+        assert samples > 0
+        assert not bad, "%s: %d of %d requests show frames never executed there, e.g. %s" % (
+            srv.name, len(bad), len(checked), bad[:3])
+        # every kind was sampled, so the checks above saw each kind's frames
+        assert all(by_kind.get(k) for k in run.kinds), by_kind
+
+
+def stacks_with(details, kind, function):
+    """(requests of `kind` with a sample in `function`, samples in it, all
+    samples of those requests, requests of `kind`)."""
+    hit = inside = total = n = 0
+    for req, detail in details:
+        if kind_of_uri(req["uri"]) != kind:
+            continue
+        n += 1
+        total += detail["samples"]
+        here = sum(s["count"] for s in detail["stacks"] if function in functions(s))
+        inside += here
+        hit += 1 if here else 0
+    return hit, inside, total, n
+
+
+def test_torture_time_inside_sqlite_goes_to_the_calling_line(torture_details):
+    """sqlite3 steps its query with the GIL released: the GIL-free sampler
+    reads the request thread's frames all the same, and the leaf is the
+    line of sqlite_count_rows that called execute()."""
+    for checked_run in torture_details:
+        run, details = checked_run["run"], checked_run["details"]
+        answers = run.bodies("sqlite")
+        if not answers:
+            continue
+        answer = answers[0]
+        hit, inside, total, n = stacks_with(details, "sqlite", "sqlite_count_rows")
+        at_line = sum(leaf_at(d, "sqlite_count_rows", answer["file"], answer["line"])
+                      for r, d in details if kind_of_uri(r["uri"]) == "sqlite")
+        report("%s %s: sqlite: %d kept requests (%d queries), %d with samples in "
+               "sqlite_count_rows; %d of their %d samples in it, %d at its line %d"
+               % (run.srv.name, run.srv.mpm, n, sum(b["rounds"] for b in answers), hit,
+                  inside, total, at_line, answer["line"]))
+        assert n > 0 and total > 0
+        assert hit >= 0.5 * n, "only %d of %d sqlite requests show sqlite_count_rows" % (hit, n)
+        assert at_line >= 0.5 * total, (
+            "%d of %d samples of sqlite requests at sqlite_count_rows:%d (%d anywhere in it)"
+            % (at_line, total, answer["line"], inside))
+
+
+def test_torture_app_threads_and_forked_children_never_show_in_requests(torture_details):
+    """Frames only the app's own threads or a forked child run are never
+    in a request's samples (frame_problems says so too, for every request
+    and aggregate; this one counts), while the request threads of those
+    kinds are sampled."""
+    details = all_details(torture_details)
+    found = {}
+    for req, detail in details:
         for s in detail["stacks"]:
-            problems += frame_problems(s["frames"], inv, store, own, ())
-            problems += check_exec_lines(s["frames"], lines)
-        return req["uri"], detail["samples"], problems
+            for name in NEVER_IN_REQUESTS:
+                if name in functions(s):
+                    found.setdefault(name, []).append(req["uri"])
+    threads = stacks_with(details, "threads", "torture_threads")
+    forks = stacks_with(details, "fork", "fork_and_reap")
+    # a child writing into its parent's request would add samples too
+    over = [(r["uri"], d["samples"], r["duration_ms"]) for r, d in details
+            if kind_of_uri(r["uri"]) == "fork"
+            and d["samples"] > r["duration_ms"] / r["interval_ms"] + 5]
+    report("threads kind: %d of %d requests sampled in torture_threads; fork kind: %d of %d "
+           "in fork_and_reap (%d samples); requests showing %s: %s"
+           % (threads[0], threads[3], forks[0], forks[3], forks[2],
+              sorted(NEVER_IN_REQUESTS), {k: len(v) for k, v in found.items()}))
+    assert not found, {k: v[:3] for k, v in found.items()}
+    assert threads[0] > 0 and forks[0] > 0, (threads, forks)
+    assert not over, "fork requests with more samples than 1 ms ticks: %s" % over[:5]
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        checked = list(pool.map(check, kept, timeout=120))
-    bad = [(uri, problems) for uri, _, problems in checked if problems]
-    samples = sum(n for _, n, _ in checked)
-    report("%s: %d kept torture requests checked, %d samples, %d with problems; "
-           "inventory from pids %s of %s"
-           % (nogil.mpm, len(checked), samples, len(bad), sorted(inv.pids), sorted(pids)))
-    for uri, problems in bad[:10]:
-        report("  %s: %s" % (uri, problems[:5]))
-    assert samples > 0
-    assert not bad, "%d of %d requests show frames never executed there, e.g. %s" % (
-        len(bad), len(checked), bad[:3])
 
-
-def test_torture_location_aggregate_shows_only_executed_frames(nogil, torture):
+def test_torture_location_aggregate_shows_only_executed_frames(torture, torture_details):
     known = set()
-    for _, _, body in torture["results"]:
+    for _, _, body in (r for run in torture for r in run.results):
         if isinstance(body, dict) and body.get("nonce"):
             known.add(body["nonce"])
-    pids = {int(r["pid"]) for r in torture["kept"]}
-    inv = collect_inventory(nogil, pids)
-    template = nogil.get_json("/app/inventory")["exec_template"]
-    lines = exec_lines(template)
-    loc = nogil.get_json("/server-profile/location?path=/app&format=json")
-    store = nogil.profile()["store"]
-    counted = sum(s["count"] for s in loc["stacks"])
-    problems = []
-    for s in loc["stacks"]:
-        problems += frame_problems(s["frames"], inv, store, None, known)
-        problems += check_exec_lines(s["frames"], lines)
-    nonce_stacks = sum(1 for s in loc["stacks"]
-                       if any(NONCE_FUNCTION.match(n) for n in functions(s)))
-    report("%s: /app aggregate: %d requests, %d samples (%d in stacks), %d stacks, "
-           "%d with exec'd frames, %d problems"
-           % (nogil.mpm, loc["requests"], loc["samples"], counted, len(loc["stacks"]),
-              nonce_stacks, len(problems)))
-    for p in problems[:10]:
-        report("  " + p)
-    assert loc["stacks"] and nonce_stacks > 0
-    assert not problems, "%d frames never executed, e.g. %s" % (len(problems), problems[:5])
+    nonce_stacks = {}
+    for checked_run in torture_details:
+        srv, inv, nonce_code = checked_run["run"].srv, checked_run["inv"], checked_run["nonce_code"]
+        loc = srv.get_json("/server-profile/location?path=/app&format=json")
+        store = srv.profile()["store"]
+        counted = sum(s["count"] for s in loc["stacks"])
+        problems = []
+        for s in loc["stacks"]:
+            problems += frame_problems(s["frames"], inv, store, None, known, nonce_code)
+            named = [n for n in functions(s) if NONCE_FUNCTION.match(n)]
+            for kind, prefixes in (("exec", ("nonce_inner_", "nonce_outer_")),
+                                   ("import", ("nonce_imported_",))):
+                if any(n.startswith(prefixes) for n in named):
+                    nonce_stacks[kind] = nonce_stacks.get(kind, 0) + 1
+        report("%s %s: /app aggregate: %d requests, %d samples (%d in stacks), %d stacks, "
+               "%d problems"
+               % (srv.name, srv.mpm, loc["requests"], loc["samples"], counted,
+                  len(loc["stacks"]), len(problems)))
+        for p in problems[:10]:
+            report("  " + p)
+        assert loc["stacks"], srv.name
+        assert not problems, "%s: %d frames never executed, e.g. %s" % (
+            srv.name, len(problems), problems[:5])
+    report("aggregate stacks with exec'd / imported nonce functions: %s" % nonce_stacks)
+    assert all(nonce_stacks.get(kind) for kind in NONCE_KINDS), nonce_stacks
 
 
 def test_sampler_still_samples_after_the_torture(nogil, torture):

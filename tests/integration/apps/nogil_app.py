@@ -20,8 +20,11 @@ unless it says otherwise.
                                   function}
     /app/torture/KIND/TAG-nNONCE?ms=B
                                   about B ms of one kind of frame churn:
-                                  threads, gen, exc, recurse, subinterp, exec
-                                  (exec names its functions after NONCE)
+                                  threads, gen, exc, recurse, subinterp, exec,
+                                  sqlite, fork, import (exec and import name
+                                  their functions, and import its file, after
+                                  NONCE; fork answers an error unless this is
+                                  the main interpreter and the only one)
     /app/inventory                JSON {pid, functions: {qualname: {file:
                                   [lines]}}}: every code object this process
                                   can have run (see code_inventory)
@@ -45,6 +48,8 @@ import json
 import marshal
 import os
 import re
+import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -329,7 +334,7 @@ def torture_exec(deadline, nonce):
     (and their names' addresses) are reused by the next round's."""
     names = []
     rounds = 0
-    while time.perf_counter() < deadline and rounds < 2000:
+    while rounds < 2000 and (rounds == 0 or time.perf_counter() < deadline):
         source = EXEC_TEMPLATE.format(nonce=nonce)
         namespace = {}
         exec(compile(source, exec_filename(nonce), "exec"), namespace)
@@ -339,6 +344,201 @@ def torture_exec(deadline, nonce):
         del namespace
         rounds += 1
     return rounds, names
+
+
+# A C extension that releases the GIL: sqlite3 steps its statement with
+# Py_BEGIN_ALLOW_THREADS, so the request thread is in the app, off the GIL,
+# with sqlite_count_rows as its leaf Python frame for the whole query.
+SQLITE_QUERY = ("WITH RECURSIVE counter(x) AS (SELECT 1 UNION ALL "
+                "SELECT x + 1 FROM counter WHERE x < ?) SELECT count(*), sum(x) FROM counter")
+SQLITE_ROWS = 25000     # about 5 ms on a 2020s CPU
+
+
+def sqlite_count_rows(conn, rows):
+    return conn.execute(SQLITE_QUERY, (rows,)).fetchone()  # the GIL-free C call
+
+
+SQLITE_LINE = _line_of(sqlite_count_rows, "conn.execute(")
+
+
+def torture_sqlite(deadline):
+    conn = sqlite3.connect(":memory:")
+    rounds = 0
+    try:
+        while rounds < 200 and (rounds == 0 or time.perf_counter() < deadline):
+            count, total = sqlite_count_rows(conn, SQLITE_ROWS)
+            if count != SQLITE_ROWS or total != SQLITE_ROWS * (SQLITE_ROWS + 1) // 2:
+                raise ValueError("sqlite counted %r, %r" % (count, total))
+            rounds += 1
+    finally:
+        conn.close()
+    return rounds
+
+
+# os.fork() inside a request.  The child runs forked_child_work (a function
+# nothing else runs: if its frames ever reach the request's samples, the
+# child wrote into the parent's request) and always leaves with os._exit,
+# never returning into mod_wsgi.  The parent reaps it with a bounded wait.
+FORK_WAIT_SECONDS = 2.0     # a child exits within ~50 ms; a hung one is killed
+
+
+def forked_child_work(rounds):
+    total = 0
+    for i in range(rounds):
+        total += tiny_leaf(i) % 7
+    return total
+
+
+def fork_parent_work(rounds):
+    return tiny_calls(rounds)
+
+
+def fork_and_reap():
+    """(exit code or None, how, ms to reap) of one forked child."""
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            forked_child_work(20000)
+            code = 0
+        finally:
+            os._exit(code)
+    fork_parent_work(50)
+    deadline = time.perf_counter() + FORK_WAIT_SECONDS
+    how = "timeout"
+    status = None
+    for _ in range(100000):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            how = "reaped elsewhere"
+            break
+        if done == pid:
+            how = "waited"
+            break
+        if time.perf_counter() >= deadline:
+            break
+        time.sleep(0.0005)
+    if how == "timeout":
+        os.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    code = os.waitstatus_to_exitcode(status) if how == "waited" else None
+    return code, how, (time.perf_counter() - started) * 1000.0
+
+
+def fork_refused():
+    """Why os.fork() here would break the child (None if it would not).
+    Python 3.11's child of a fork from a sub-interpreter dies of a fatal
+    error in PyOS_AfterFork_Child; from the main interpreter while another
+    interpreter exists, it hangs there (test_nogil.py, at the top)."""
+    if subinterpreters is None:
+        return None
+    if subinterpreters.get_current() != subinterpreters.get_main():
+        return "not in the main interpreter"
+    others = len(subinterpreters.list_all()) - 1
+    if others:
+        return "%d other interpreters exist" % others
+    return None
+
+
+def torture_fork(deadline):
+    """{rounds, codes, hows, max_reap_ms}: at least one fork, then more
+    until the deadline (at most 20)."""
+    refused = fork_refused()
+    if refused:
+        return {"error": "os.fork() refused: %s" % refused}
+    codes, hows, slowest = [], [], 0.0
+    for _ in range(20):
+        code, how, ms = fork_and_reap()
+        codes.append(code)
+        if how not in hows:
+            hows.append(how)
+        slowest = max(slowest, ms)
+        if time.perf_counter() >= deadline:
+            break
+    return {"rounds": len(codes), "codes": codes, "hows": hows,
+            "max_reap_ms": round(slowest, 2)}
+
+
+# A brand-new module imported in the request (hashlib's pattern: module
+# code that defines a function, calls it at import time, then dels it),
+# freed again at once: the module's code objects live only while it is
+# imported, so their addresses are reused by the next round's.  The file
+# is named after the request's nonce and lives in IMPORT_DIR, a directory
+# the test makes writable beside this file.
+IMPORT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nogil_imports")
+IMPORT_TEMPLATE = """\
+import time
+
+def nonce_imported_{nonce}(k):
+    total = 0
+    for i in range(k):
+        total += i * i
+    return total
+
+_deadline = time.perf_counter() + {seconds!r}
+_rounds = 0
+while _rounds < 1000 and (_rounds == 0 or time.perf_counter() < _deadline):
+    nonce_imported_{nonce}(300)
+    _rounds += 1
+ROUNDS = _rounds
+del nonce_imported_{nonce}
+"""
+IMPORT_ROUND_SECONDS = 0.005
+_import_lock = threading.Lock()
+
+
+def import_module_name(nonce):
+    return "nonce_mod_%s" % nonce
+
+
+def import_filename(nonce):
+    return os.path.join(IMPORT_DIR, import_module_name(nonce) + ".py")
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def import_fresh_module(nonce, seconds):
+    name = import_module_name(nonce)
+    path = import_filename(nonce)
+    with _import_lock:
+        if IMPORT_DIR not in sys.path:
+            sys.path.append(IMPORT_DIR)
+    with open(path, "w") as f:
+        f.write(IMPORT_TEMPLATE.format(nonce=nonce, seconds=seconds))
+    try:
+        importlib.invalidate_caches()
+        module = importlib.import_module(name)
+        rounds = module.ROUNDS
+        leftover = [k for k in vars(module) if k.startswith("nonce_")]
+    finally:
+        sys.modules.pop(name, None)
+        _remove(path)
+        _remove(importlib.util.cache_from_source(path))
+    del module
+    return rounds, leftover
+
+
+def torture_import(deadline, nonce):
+    rounds, calls, leftover = 0, 0, []
+    while rounds < 50:
+        seconds = min(IMPORT_ROUND_SECONDS, max(deadline - time.perf_counter(), 0.0))
+        n, left = import_fresh_module(nonce, seconds)
+        calls += n
+        leftover += left
+        rounds += 1
+        if time.perf_counter() >= deadline:
+            break
+    return rounds, calls, leftover
 
 
 # -- what this process can have run -------------------------------------------
@@ -459,6 +659,7 @@ TORTURE = {
     "exc": torture_exc,
     "recurse": torture_recurse,
     "subinterp": torture_subinterp,
+    "sqlite": torture_sqlite,
 }
 
 
@@ -475,10 +676,23 @@ def view_torture(environ, params):
         result["nonce"] = match.group(1)
         result["rounds"], result["names"] = torture_exec(deadline, match.group(1))
         result["file"] = exec_filename(match.group(1))
+    elif kind == "import":
+        match = NONCE.search(parts[-1])
+        if not match:
+            return json.dumps({"error": "no nonce in %s" % parts[-1]})
+        result["nonce"] = match.group(1)
+        result["rounds"], result["calls"], result["leftover"] = torture_import(
+            deadline, match.group(1))
+        result["file"] = import_filename(match.group(1))
+    elif kind == "fork":
+        result.update(torture_fork(deadline))
     elif kind in TORTURE:
         result["rounds"] = TORTURE[kind](deadline)
         if kind == "subinterp" and result["rounds"] < 0:
             result["unavailable"] = True
+        if kind == "sqlite":
+            result.update(function=sqlite_count_rows.__qualname__, line=SQLITE_LINE,
+                          file=sqlite_count_rows.__code__.co_filename)
     else:
         return json.dumps({"error": "unknown kind %r" % kind})
     return json.dumps(result)
@@ -487,6 +701,7 @@ def view_torture(environ, params):
 def view_inventory(environ, params):
     return json.dumps({"pid": os.getpid(), "functions": code_inventory(),
                        "exec_template": EXEC_TEMPLATE,
+                       "import_template": IMPORT_TEMPLATE, "import_dir": IMPORT_DIR,
                        "subinterpreters": subinterpreters is not None})
 
 
