@@ -25,6 +25,7 @@
 #include <internal/pycore_runtime.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "pp_frames.h"
@@ -973,6 +974,18 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
     return 0;
 }
 
+/* Is ts the target's thread?  The ids are read through volatile: a
+ * thread just started may be rewriting them (see pp_py_walk_nogil). */
+static int is_thread_of(const PyThreadState *ts, const pp_walk_target_t *t)
+{
+    unsigned long id = *(const volatile unsigned long *)&ts->thread_id;
+    unsigned long nid =
+        *(const volatile unsigned long *)&ts->native_thread_id;
+
+    return id == t->thread_ident ||
+           (t->native_tid > 0 && nid == (unsigned long)t->native_tid);
+}
+
 static int chain_top(PyThreadState *ts, const void **top)
 {
     _PyCFrame *cf = ts->cframe;
@@ -1013,10 +1026,7 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
                 uint32_t depth = 0;
                 int tries, truncated = 0;
 
-                if (t->found ||
-                    !(ts->thread_id == t->thread_ident ||
-                      (t->native_tid > 0 && ts->native_thread_id ==
-                                                (unsigned long)t->native_tid))) {
+                if (t->found || !is_thread_of(ts, t)) {
                     continue;
                 }
                 /* several interpreters may know this thread: the one with
@@ -1045,6 +1055,21 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
                         t->interp = interp;
                         break;
                     }
+                }
+                /* A thread state that threading.Thread.start() has just
+                 * made carries its creator's ids until the new thread sets
+                 * its own (3.11 init_threadstate), and it comes first in
+                 * the list: had the new thread started meanwhile, the
+                 * chain copied would be its stack, not the request's.  It
+                 * sets its ids before it runs any Python, so ids that
+                 * still match after the copy mean the copy was the
+                 * target's. */
+                atomic_thread_fence(memory_order_acquire);
+                if (!is_thread_of(ts, t)) {
+                    t->found = 0;
+                    t->depth = 0;
+                    t->truncated = 0;
+                    break; /* not this thread state: look on */
                 }
                 if (tries == 2 && top) {
                     nogil_torn++;

@@ -37,6 +37,12 @@ sys.path.insert(0, HERE)
 import requests  # noqa: E402
 
 from conftest import APACHE, CLEAN_ENV, MPM_SETTINGS, Httpd, _children_of  # noqa: E402
+
+if os.environ.get("PYPROF_HTTPD_ENV"):
+    # the sanitizer build (scripts/asan-integration.sh): its runtime goes
+    # into every apache2 this script starts
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import pytest_sanitizer_env  # noqa: E402,F401
 from soak import Wrk, lua_script  # noqa: E402
 
 SOAK_APP = os.path.join(HERE, "soak_app.py")
