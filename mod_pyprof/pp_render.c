@@ -422,6 +422,16 @@ static int cmp_oldest(const void *a, const void *b)
     return x->start_us > y->start_us ? 1 : (x->start_us < y->start_us ? -1 : 0);
 }
 
+/* Slot k's request, if one is running: a request being finished already
+ * has its final status in the slot while its trace is copied out, and is
+ * not listed as in flight any more. */
+static int read_inflight(const pp_store_t *st, uint32_t k, pp_req_t *q)
+{
+    const pp_record_t *r = pp_store_slot_rec(st, k);
+
+    return r && pp_store_read_req(r, q) && q->status == 0;
+}
+
 static void collect_inflight(const pp_store_t *st, req_list_t *l)
 {
     uint32_t i;
@@ -432,8 +442,7 @@ static void collect_inflight(const pp_store_t *st, req_list_t *l)
         return;
     }
     for (i = 0; i < st->nslots; i++) {
-        const pp_record_t *r = pp_store_slot_rec(st, i);
-        if (r && pp_store_read_req(r, &l->v[l->n])) {
+        if (read_inflight(st, i, &l->v[l->n])) {
             l->n++;
         }
     }
@@ -1615,8 +1624,7 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
 
     for (k = 0; k < st->nslots; k++) {
         pp_req_t q;
-        const pp_record_t *r = pp_store_slot_rec(st, k);
-        if (r && pp_store_read_req(r, &q) && q.location >= 0 &&
+        if (read_inflight(st, k, &q) && q.location >= 0 &&
             q.location < PP_MAX_LOCATIONS) {
             inflight[q.location]++;
         }

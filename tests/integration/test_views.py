@@ -306,7 +306,8 @@ def test_filter_form_with_a_location_and_status_filters(srv, spread):
 # -- in flight ----------------------------------------------------------------
 
 def test_in_flight_elapsed_is_never_negative_while_requests_start(srv):
-    """Soak finding 3: the overview took its clock before it read the
+    """In flight means running: never a finished request, never a negative
+    elapsed time.  Soak finding 3: the overview took its clock before it read the
     in-flight slots, so a request that started in between showed a negative
     elapsed_ms (down to -117 ms under load).  Short requests start all the
     time while the overview JSON is read over and over."""
@@ -327,7 +328,7 @@ def test_in_flight_elapsed_is_never_negative_while_requests_start(srv):
     workers = [threading.Thread(target=churn, args=(k,), daemon=True) for k in range(3)]
     for w in workers:
         w.start()
-    seen, negative = 0, []
+    seen, negative, finished = 0, [], []
     deadline = time.monotonic() + 8
     try:
         with requests.Session() as s:
@@ -340,6 +341,8 @@ def test_in_flight_elapsed_is_never_negative_while_requests_start(srv):
                         seen += 1
                         if e["elapsed_ms"] < 0:
                             negative.append(e)
+                        if e["status"] != 0:
+                            finished.append(e)
     finally:
         stop.set()
         for w in workers:
@@ -347,6 +350,9 @@ def test_in_flight_elapsed_is_never_negative_while_requests_start(srv):
     assert not errors, errors[:3]
     assert seen >= 5, "only %d in-flight sightings: the test did not race" % seen
     assert not negative, negative[:5]
+    # soak: a request being finished (final status already in its slot)
+    # was still listed as in flight
+    assert not finished, finished[:5]
 
 
 def test_in_flight_shows_elapsed_time_and_latest_stack(srv):
