@@ -528,8 +528,8 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
             if (!item_is_text(string_at(&pf, l.v[1]), labels[k].key)) {
                 fz_fail("pprof", "a label key differs", NULL, 0, 0);
             }
-            if (labels[k].str ? !item_is(string_at(&pf, l.v[2]),
-                                         labels[k].str)
+            if (labels[k].str ? !item_is_text(string_at(&pf, l.v[2]),
+                                              labels[k].str)
                               : l.v[3] != (uint64_t)labels[k].num) {
                 fz_fail("pprof", "a label value differs", NULL, 0, 0);
             }
