@@ -1246,6 +1246,26 @@ static int frame_equal(const frame_text_t *t, const char *func, size_t fl,
            memcmp(t->text + fl + 1, file, fil) == 0;
 }
 
+/* Claim `units` arena units at *at, only if they fit.  Never a fetch_add
+ * undone by a fetch_sub when it did not fit: between the two, another
+ * writer (another process) could be handed units that a third one was
+ * then handed again, and two frames' texts overlapped (one frame's name
+ * over another's file; found by the GIL-free torture under ASan). */
+static int arena_claim(pp_store_t *st, uint64_t units, uint64_t *at)
+{
+    uint64_t used = atomic_load(&st->arena_used);
+
+    do {
+        if ((used + units) * ARENA_UNIT > st->arena_size ||
+            used + 1 > 0xffffffffULL) {
+            return -1;
+        }
+    } while (!atomic_compare_exchange_weak(&st->arena_used, &used,
+                                           used + units));
+    *at = used;
+    return 0;
+}
+
 uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
                                size_t funclen, const char *file,
                                size_t filelen, uint32_t line)
@@ -1279,12 +1299,10 @@ uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
             if (!unit) {
                 uint64_t need = sizeof(frame_text_t) + funclen + filelen + 2;
                 uint64_t units = (need + ARENA_UNIT - 1) / ARENA_UNIT;
-                uint64_t at = atomic_fetch_add(&st->arena_used, units);
+                uint64_t at;
                 frame_text_t *t;
 
-                if ((at + units) * ARENA_UNIT > st->arena_size ||
-                    at + 1 > 0xffffffffULL) {
-                    atomic_fetch_sub(&st->arena_used, units);
+                if (arena_claim(st, units, &at) != 0) {
                     break;
                 }
                 t = (frame_text_t *)(arena(st) + at * ARENA_UNIT);

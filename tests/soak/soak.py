@@ -1553,19 +1553,35 @@ def final_checks(srv, final, res, resolver, mode, wrk_results, kills=()):
     if len(problems) > 40:
         fail.append("... and %d more trace problems" % (len(problems) - 40))
 
-    # metrics agree with the JSON once quiet
+    # metrics agree with the JSON once quiet: compared between two JSON
+    # snapshots that agree with each other (a request whose daemon was
+    # killed can still be logged, and counted, after the final snapshot)
     try:
-        samples = parse_prometheus(srv.get_ok("/server-profile/metrics").text)
+        def json_counts():
+            data = srv.get_json("/server-profile/?format=json")
+            locs_now = {l["path"]: l for l in data.get("locations", [])}
+            return ({p: locs_now.get(p, {}).get("requests") for p in LOCATIONS},
+                    (data.get("store") or {}).get("slots_lost") or 0)
+
+        for attempt in range(5):
+            before = json_counts()
+            samples = parse_prometheus(srv.get_ok("/server-profile/metrics").text)
+            if json_counts() == before:
+                break
+            time.sleep(1)
+        hist_now, lost_now = before
+        res["metrics_compare_attempts"] = attempt + 1
         for loc in LOCATIONS:
             count = sum(v for n, l, v in samples if n == "pyprof_request_duration_seconds_count"
                         and l.get("location") == loc)
-            if count != res["hist"][loc]:
-                fail.append("metrics count %s for %s, JSON %r" % (count, loc, res["hist"][loc]))
+            if count != hist_now[loc]:
+                fail.append("metrics count %s for %s, JSON %r" % (count, loc, hist_now[loc]))
         lost_metric = [v for n, l, v in samples if n == "pyprof_dropped_total"
                        and l.get("reason") == "lost"]
-        if lost_metric != [lost]:
-            fail.append("metrics dropped{reason=lost} %s, JSON slots_lost %s" % (lost_metric, lost))
-    except (requests.RequestException, AssertionError) as e:
+        if lost_metric != [lost_now]:
+            fail.append("metrics dropped{reason=lost} %s, JSON slots_lost %s"
+                        % (lost_metric, lost_now))
+    except (requests.RequestException, AssertionError, ValueError) as e:
         fail.append("metrics after the load: %s" % e)
 
 

@@ -735,6 +735,92 @@ static void test_full_arena_never_misresolves_ids(void **state)
     pp_store_destroy(st);
 }
 
+/* Threads interning unique frames of mixed sizes into a nearly full
+ * arena at once (processes do the same through the shared mapping): every
+ * id handed out resolves to its own text.  A claim that was undone when it
+ * did not fit (fetch_add then fetch_sub) once let two writers get the same
+ * arena units, and a frame showed another's name over its own file. */
+#define ARENA_THREADS 4
+#define ARENA_PER_THREAD 400
+
+typedef struct arena_worker {
+    pp_store_t *st;
+    int k;
+    uint32_t ids[ARENA_PER_THREAD];
+    uint32_t len[ARENA_PER_THREAD];
+} arena_worker_t;
+
+static void arena_name(char *buf, int k, int i, uint32_t len)
+{
+    int n = snprintf(buf, 32, "t%d-%d-", k, i);
+    memset(buf + n, 'a' + (k + i) % 26, len - (uint32_t)n);
+    buf[len] = '\0';
+}
+
+static void *arena_worker_main(void *arg)
+{
+    arena_worker_t *w = arg;
+    char *name = malloc(PP_FRAME_TEXT_MAX + 1);
+    int i;
+
+    for (i = 0; i < ARENA_PER_THREAD && name; i++) {
+        /* small and large frames: large ones fail near the end while
+         * small ones still fit */
+        w->len[i] = (i + w->k) % 3 ? 40 + (uint32_t)i % 50 : PP_FRAME_TEXT_MAX;
+        arena_name(name, w->k, i, w->len[i]);
+        w->ids[i] = pp_store_intern_frame(w->st, name, w->len[i], name,
+                                          w->len[i], (uint32_t)i + 1);
+    }
+    free(name);
+    return NULL;
+}
+
+static void test_concurrent_interning_into_a_full_arena_never_overlaps(void **state)
+{
+    char *want = malloc(PP_FRAME_TEXT_MAX + 1);
+    int round, k, i, full_rounds = 0;
+    (void)state;
+
+    assert_non_null(want);
+    for (round = 0; round < 20; round++) {
+        pp_store_t *st = make_store(SMALL_STORE_SIZE, 1, 1);
+        arena_worker_t *w = calloc(ARENA_THREADS, sizeof(*w));
+        pthread_t th[ARENA_THREADS];
+
+        assert_non_null(w);
+        for (k = 0; k < ARENA_THREADS; k++) {
+            w[k].st = st;
+            w[k].k = k;
+            assert_int_equal(pthread_create(&th[k], NULL, arena_worker_main, &w[k]), 0);
+        }
+        for (k = 0; k < ARENA_THREADS; k++) {
+            pthread_join(th[k], NULL);
+        }
+        full_rounds += atomic_load(&st->c.frames_full) > 0;
+        for (k = 0; k < ARENA_THREADS; k++) {
+            for (i = 0; i < ARENA_PER_THREAD; i++) {
+                pp_frame_view_t fv;
+                if (!w[k].ids[i]) {
+                    continue;
+                }
+                arena_name(want, k, i, w[k].len[i]);
+                assert_true(pp_store_frame_view(st, w[k].ids[i], &fv));
+                if (strcmp(fv.function, want) != 0 || strcmp(fv.file, want) != 0 ||
+                    fv.line != (uint32_t)i + 1) {
+                    fail_msg("round %d: frame t%d-%d resolves to \"%.30s\" in "
+                             "\"%.30s\" line %u", round, k, i, fv.function,
+                             fv.file, fv.line);
+                }
+            }
+        }
+        assert_true(pp_store_arena_used(st) <= st->arena_size);
+        free(w);
+        pp_store_destroy(st);
+    }
+    assert_true(full_rounds > 0); /* the arena did fill up */
+    free(want);
+}
+
 static void test_node_interning_is_stable(void **state)
 {
     fix_t *f = *state;
@@ -1635,6 +1721,7 @@ int main(void)
         cmocka_unit_test(test_intern_table_full_returns_zero_and_counts),
         cmocka_unit_test(test_full_frame_table_never_misresolves_ids),
         cmocka_unit_test(test_full_arena_never_misresolves_ids),
+        cmocka_unit_test(test_concurrent_interning_into_a_full_arena_never_overlaps),
         T(test_node_interning_is_stable),
         T(test_node_with_frame_zero_is_refused),
         T(test_add_sample_aggregates_per_stack),
