@@ -20,7 +20,6 @@ import argparse
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -36,14 +35,14 @@ sys.path.insert(0, HERE)
 
 import requests  # noqa: E402
 
-from conftest import APACHE, CLEAN_ENV, MPM_SETTINGS, Httpd, _children_of  # noqa: E402
+from conftest import APACHE, MPM_SETTINGS, Httpd, _children_of  # noqa: E402
 
 if os.environ.get("PYPROF_HTTPD_ENV"):
     # the sanitizer build (scripts/asan-integration.sh): its runtime goes
     # into every apache2 this script starts
     sys.path.insert(0, os.path.join(REPO, "scripts"))
     import pytest_sanitizer_env  # noqa: E402,F401
-from soak import Wrk, lua_script  # noqa: E402
+from soak import Wrk, apache_with_cores, lua_script  # noqa: E402
 
 SOAK_APP = os.path.join(HERE, "soak_app.py")
 
@@ -71,13 +70,7 @@ class ReproHttpd(Httpd):
                       % (self.cores, os.path.join(REPO, "pyext"), sampling))
 
     def _apache(self, args, conf=None, timeout=30):
-        def unlimited_core():
-            resource.setrlimit(resource.RLIMIT_CORE,
-                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        proc = subprocess.run([APACHE, "-f", conf or self.conf] + args, env=CLEAN_ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout, cwd=self.root, preexec_fn=unlimited_core)
-        return proc.returncode, proc.stdout.decode("utf-8", "replace")
+        return apache_with_cores(self, args, conf, timeout)
 
     def config_text(self, extra=None):
         text = super().config_text(extra)

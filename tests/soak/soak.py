@@ -395,6 +395,18 @@ class Wrk:
 # the server
 # ---------------------------------------------------------------------------
 
+def apache_with_cores(srv, args, conf=None, timeout=30):
+    """Httpd._apache, with RLIMIT_CORE unlimited so crashed children leave
+    a core in the server's CoreDumpDirectory."""
+    def unlimited_core():
+        resource.setrlimit(resource.RLIMIT_CORE,
+                           (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    proc = subprocess.run([APACHE, "-f", conf or srv.conf] + args, env=CLEAN_ENV,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=timeout, cwd=srv.root, preexec_fn=unlimited_core)
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
 class SoakHttpd(Httpd):
     """The harness' Httpd with the soak app at /app, roomier MPM settings
     and a second access log whose lines carry the request id and pid."""
@@ -424,13 +436,7 @@ class SoakHttpd(Httpd):
         self.extra = "\n".join(lines) + "\n" + (sampling or "") + self.extra
 
     def _apache(self, args, conf=None, timeout=30):
-        def unlimited_core():
-            resource.setrlimit(resource.RLIMIT_CORE,
-                               (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        proc = subprocess.run([APACHE, "-f", conf or self.conf] + args, env=CLEAN_ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout, cwd=self.root, preexec_fn=unlimited_core)
-        return proc.returncode, proc.stdout.decode("utf-8", "replace")
+        return apache_with_cores(self, args, conf, timeout)
 
     def core_backtraces(self, limit=3):
         """[(core path, gdb backtrace of every thread)] of the cores left."""
