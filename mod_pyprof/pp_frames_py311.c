@@ -56,6 +56,7 @@ typedef struct frame_cache_entry {
     int firstlineno;
     int lasti;
     uint32_t frame;
+    uint64_t gen; /* GIL-free reader: the code_info load it came from */
 } frame_cache_entry_t;
 
 #define FRAME_CACHE_SIZE 8192 /* power of two */
@@ -468,6 +469,21 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
 #define NOGIL_LINETABLE_MAX 32768 /* bytes of location table kept */
 #define NOGIL_IOV_MAX 512
 
+/* The last bytes of a str's characters as read, and where they are.  A
+ * code object freed and replaced by one of the same shape (the same
+ * template exec'd or imported again) can get the same address, and so can
+ * its name and file strs (pymalloc and malloc hand out the last freed
+ * block first): all the pointers a cache entry is checked against match,
+ * yet the names differ.  They differ in their characters, most often at
+ * the end (a nonce, a module name): a cache hit counts only if these bytes
+ * are still there (re-read in one batch per sample). */
+#define STR_TAIL 24
+typedef struct str_tail {
+    const void *at; /* remote address of the bytes; NULL: not checked */
+    uint8_t bytes[STR_TAIL];
+    uint8_t len;
+} str_tail_t;
+
 typedef struct code_info {
     const void *code; /* remote address; NULL = empty entry */
     const void *qualname, *filename, *linetable_obj;
@@ -479,7 +495,11 @@ typedef struct code_info {
     char func[PP_FRAME_TEXT_MAX + 1];
     char file[PP_FRAME_TEXT_MAX + 1];
     size_t func_len, file_len;
+    str_tail_t func_tail, file_tail; /* see str_tail_t */
+    uint64_t gen;                    /* which load this is (never 0) */
 } code_info_t;
+
+static uint64_t code_loads; /* sampler thread only */
 
 static code_info_t *code_cache; /* sampler thread only */
 static char *chunk_copy;        /* sampler thread only */
@@ -529,7 +549,8 @@ int pp_py_nogil_init(void)
 }
 
 /* A str, copied out as UTF-8 (at most NOGIL_NAME_MAX characters). */
-static size_t remote_str(const void *obj, char *out, size_t cap)
+static size_t remote_str(const void *obj, char *out, size_t cap,
+                         str_tail_t *tail)
 {
     PyCompactUnicodeObject head;
     const uint8_t *data_at;
@@ -575,6 +596,14 @@ static size_t remote_str(const void *obj, char *out, size_t cap)
                                            : sizeof(again)) -
                        skip) != 0) {
             return 0;
+        }
+    }
+    if (tail) {
+        size_t bytes = (size_t)n * kind, t = bytes < STR_TAIL ? bytes : STR_TAIL;
+        tail->at = t ? data_at + bytes - t : NULL;
+        tail->len = (uint8_t)t;
+        if (t) {
+            memcpy(tail->bytes, buf + bytes - t, t);
         }
     }
     return ucs_to_utf8((int)kind, buf, n, out, cap);
@@ -661,8 +690,10 @@ static int load_code(code_info_t *ci, const void *code,
 
     free(ci->linetable);
     memset(ci, 0, sizeof(*ci));
-    ci->func_len = remote_str(head->co_qualname, ci->func, sizeof(ci->func));
-    ci->file_len = remote_str(head->co_filename, ci->file, sizeof(ci->file));
+    ci->func_len = remote_str(head->co_qualname, ci->func, sizeof(ci->func),
+                              &ci->func_tail);
+    ci->file_len = remote_str(head->co_filename, ci->file, sizeof(ci->file),
+                              &ci->file_tail);
     if (!ci->func_len || !ci->file_len) {
         return -1;
     }
@@ -704,6 +735,7 @@ static int load_code(code_info_t *ci, const void *code,
         }
     }
     ci->code = code;
+    ci->gen = ++code_loads;
     ci->qualname = head->co_qualname;
     ci->filename = head->co_filename;
     ci->linetable_obj = head->co_linetable;
@@ -857,6 +889,62 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
 
 /* Code objects of the chain, validated in one batched read; then names
  * and lines from the cache.  Fills t->frames. */
+/* Cache entries that still match their code object's pointers keep
+ * their names only if the last bytes of those names are still the ones
+ * read (see str_tail_t); the others are dropped, to be loaded again.  One
+ * batched read for every code object of the sample. */
+static void check_cached_names(unsigned char (*heads)[offsetof(PyCodeObject,
+                                                              co_code_adaptive)],
+                               const void *const *addrs, uint32_t nuniq)
+{
+    static struct iovec liov[2 * NOGIL_IOV_MAX], riov[2 * NOGIL_IOV_MAX];
+    static uint8_t now[2 * NOGIL_IOV_MAX][STR_TAIL];
+    static code_info_t *owner[2 * NOGIL_IOV_MAX];
+    static const str_tail_t *tails[2 * NOGIL_IOV_MAX];
+    uint32_t k, m = 0, j;
+    ssize_t want = 0, got;
+
+    for (k = 0; k < nuniq; k++) {
+        const PyCodeObject *head = (const PyCodeObject *)heads[k];
+        code_info_t *ci =
+            &code_cache[((uintptr_t)addrs[k] >> 4) & (CODE_CACHE_SIZE - 1)];
+        const str_tail_t *pair[2];
+        int t;
+
+        if (ci->code != addrs[k] || ci->qualname != head->co_qualname ||
+            ci->filename != head->co_filename ||
+            ci->linetable_obj != head->co_linetable ||
+            ci->firstlineno != head->co_firstlineno) {
+            continue; /* not a hit: loaded anew anyway */
+        }
+        pair[0] = &ci->func_tail;
+        pair[1] = &ci->file_tail;
+        for (t = 0; t < 2; t++) {
+            if (!pair[t]->at || !pair[t]->len) {
+                continue;
+            }
+            liov[m].iov_base = now[m];
+            liov[m].iov_len = pair[t]->len;
+            riov[m].iov_base = (void *)pair[t]->at;
+            riov[m].iov_len = pair[t]->len;
+            owner[m] = ci;
+            tails[m] = pair[t];
+            want += pair[t]->len;
+            m++;
+        }
+    }
+    if (!m) {
+        return;
+    }
+    got = process_vm_readv(own_pid, liov, m, riov, m, 0);
+    for (j = 0; j < m; j++) {
+        if (got != want ||
+            memcmp(now[j], tails[j]->bytes, tails[j]->len) != 0) {
+            owner[j]->code = NULL; /* reload: its names changed */
+        }
+    }
+}
+
 static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
                         pp_walk_target_t *t)
 {
@@ -891,6 +979,7 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
     if (got != (ssize_t)(hsize * nuniq)) {
         return -1; /* some frame pointed at freed memory: torn */
     }
+    check_cached_names(heads, addrs, nuniq);
     t->depth = 0;
     for (i = 0; i < n && t->depth < t->max_depth; i++) {
         const PyCodeObject *head = NULL;
@@ -941,9 +1030,7 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
         h = ((uintptr_t)fr[i].code >> 4) ^ ((uintptr_t)lasti * 0x9e3779b1u);
         fe = &frame_cache[h & (FRAME_CACHE_SIZE - 1)];
         if (fe->code == fr[i].code && fe->lasti == lasti &&
-            fe->qualname == ci->qualname && fe->filename == ci->filename &&
-            fe->linetable == ci->linetable_obj &&
-            fe->firstlineno == ci->firstlineno && fe->frame) {
+            fe->gen == ci->gen && fe->frame) {
             t->frames[t->depth++] = fe->frame;
             continue;
         }
@@ -964,6 +1051,7 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
             fe->linetable = ci->linetable_obj;
             fe->firstlineno = ci->firstlineno;
             fe->lasti = lasti;
+            fe->gen = ci->gen;
             fe->frame = id;
         }
         t->frames[t->depth++] = id;
