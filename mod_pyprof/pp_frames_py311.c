@@ -889,6 +889,23 @@ static int copy_chain(PyThreadState *ts, nogil_frame_t *out, uint32_t cap,
 
 /* Code objects of the chain, validated in one batched read; then names
  * and lines from the cache.  Fills t->frames. */
+/* The cache entry of a code object, and whether it was loaded from this
+ * very header (same address and the same name, file and line-table
+ * pointers; check_cached_names then checks the names' last bytes). */
+static code_info_t *cache_entry(const void *code)
+{
+    return &code_cache[((uintptr_t)code >> 4) & (CODE_CACHE_SIZE - 1)];
+}
+
+static int cache_matches(const code_info_t *ci, const void *code,
+                         const PyCodeObject *head)
+{
+    return ci->code == code && ci->qualname == head->co_qualname &&
+           ci->filename == head->co_filename &&
+           ci->linetable_obj == head->co_linetable &&
+           ci->firstlineno == head->co_firstlineno;
+}
+
 /* Cache entries that still match their code object's pointers keep
  * their names only if the last bytes of those names are still the ones
  * read (see str_tail_t); the others are dropped, to be loaded again.  One
@@ -906,15 +923,11 @@ static void check_cached_names(unsigned char (*heads)[offsetof(PyCodeObject,
 
     for (k = 0; k < nuniq; k++) {
         const PyCodeObject *head = (const PyCodeObject *)heads[k];
-        code_info_t *ci =
-            &code_cache[((uintptr_t)addrs[k] >> 4) & (CODE_CACHE_SIZE - 1)];
+        code_info_t *ci = cache_entry(addrs[k]);
         const str_tail_t *pair[2];
         int t;
 
-        if (ci->code != addrs[k] || ci->qualname != head->co_qualname ||
-            ci->filename != head->co_filename ||
-            ci->linetable_obj != head->co_linetable ||
-            ci->firstlineno != head->co_firstlineno) {
+        if (!cache_matches(ci, addrs[k], head)) {
             continue; /* not a hit: loaded anew anyway */
         }
         pair[0] = &ci->func_tail;
@@ -1003,12 +1016,8 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
             !LIVE_REFCNT((PyObject *)head)) {
             return -1;
         }
-        h = ((uintptr_t)fr[i].code >> 4) & (CODE_CACHE_SIZE - 1);
-        ci = &code_cache[h];
-        if (ci->code != fr[i].code || ci->qualname != head->co_qualname ||
-            ci->filename != head->co_filename ||
-            ci->linetable_obj != head->co_linetable ||
-            ci->firstlineno != head->co_firstlineno) {
+        ci = cache_entry(fr[i].code);
+        if (!cache_matches(ci, fr[i].code, head)) {
             if (load_code(ci, fr[i].code, head) != 0) {
                 return -1;
             }
