@@ -17,7 +17,8 @@ void pp_view_tree(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
                   const char *app_root);
 void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p,
                  int with_cpu, const char *app_root);
-/* Functions whose share of samples grows most in `slow` against `rest`. */
+/* Functions whose share of samples grows most in `slow` against `rest`,
+ * then those that shrink most (including functions only in `rest`). */
 void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
                   const pp_profile_t *rest, const char *app_root);
 

@@ -10,8 +10,10 @@
 #include <ctype.h>
 #include <time.h>
 
+#include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_store.h"
+#include "pp_views.h"
 
 #define FFFD     "\xef\xbf\xbd"
 #define START_US 1700000000123000LL /* 2023-11-14T22:13:20.123Z */
@@ -137,7 +139,11 @@ static void test_html_replaces_del_and_c1_controls(void **state)
 {
     (void)state;
     /* DEL, U+0080, U+009F are parse errors in HTML; U+00A0 is not */
-    assert_string_equal(html_of("a\x7f" "b\xc2\x80" "c\xc2\x9f" "d\xc2\xa0", 11),
+    assert_string_equal(html_of("a\x7f"
+                                "b\xc2\x80"
+                                "c\xc2\x9f"
+                                "d\xc2\xa0",
+                                11),
                         "a" FFFD "b" FFFD "c" FFFD "d\xc2\xa0");
 }
 
@@ -708,6 +714,109 @@ static void test_renderers_survive_an_empty_store(void **state)
     pp_store_destroy(st);
 }
 
+/* ---- the differential table ---- */
+
+static uint32_t diff_stack(pp_store_t *st, const char *leaf)
+{
+    uint32_t root =
+        pp_store_intern_node(st, 0, frame(st, "handler", "app.py", 1));
+    return pp_store_intern_node(st, root, frame(st, leaf, "app.py", 2));
+}
+
+/* the row of a function: its delta cell, or NULL if it has no row */
+static const char *diff_row(const char *page, const char *fn)
+{
+    char key[96];
+    const char *r;
+    snprintf(key, sizeof(key), "<tr><td class=fn>%s</td>", fn);
+    r = strstr(page, key);
+    return r ? strstr(r, "<td class=\"num") : NULL;
+}
+
+static void test_diff_lists_functions_only_outside_the_slow_side(void **state)
+{
+    const char *err = NULL;
+    pp_store_t *st = pp_store_create(4ULL << 20, 2, 2, &err);
+    pp_profile_t slow, rest;
+    const char *page, *row;
+    (void)state;
+
+    assert_non_null(st);
+    pp_profile_init(&slow);
+    pp_profile_init(&rest);
+    /* the slow requests burn CPU only; the rest only sleep */
+    assert_int_equal(
+        pp_profile_add(&slow, diff_stack(st, "burn_cpu"), 30, 300000, 0), 0);
+    assert_int_equal(
+        pp_profile_add(&rest, diff_stack(st, "sleep_for"), 40, 400000, 0), 0);
+    pp_profile_sort(&slow);
+    pp_profile_sort(&rest);
+    pp_view_diff(&out, st, &slow, &rest, "");
+    page = unit_buf_str(&buf);
+    row = diff_row(page, "burn_cpu");
+    assert_non_null(row);
+    assert_memory_equal(row, "<td class=\"num up\">+100.0</td>", 29);
+    row = diff_row(page, "sleep_for");
+    assert_non_null(row); /* it was missing: rows came from the slow side */
+    assert_memory_equal(row, "<td class=\"num down\">-100.0</td>", 31);
+    row = diff_row(page, "handler");
+    assert_non_null(row);
+    assert_memory_equal(row, "<td class=\"num \">+0.0</td>", 25);
+    assert_true(strstr(page, "<td class=fn>burn_cpu")
+                < strstr(page, "<td class=fn>handler"));
+    assert_true(strstr(page, "<td class=fn>handler")
+                < strstr(page, "<td class=fn>sleep_for"));
+    pp_profile_free(&slow);
+    pp_profile_free(&rest);
+    pp_store_destroy(st);
+}
+
+static void test_diff_keeps_the_most_shrinking_when_cut(void **state)
+{
+    const char *err = NULL;
+    pp_store_t *st = pp_store_create(4ULL << 20, 2, 2, &err);
+    pp_profile_t slow, rest;
+    const char *page;
+    char name[32];
+    int i, shown = 0;
+    (void)state;
+
+    assert_non_null(st);
+    pp_profile_init(&slow);
+    pp_profile_init(&rest);
+    /* 40 functions grow (grow_0 most), 40 shrink (shrink_0 most) */
+    for (i = 0; i < 40; i++) {
+        snprintf(name, sizeof(name), "grow_%d", i);
+        assert_int_equal(pp_profile_add(&slow, diff_stack(st, name),
+                                        (uint64_t)(100 - i), 1000, 0),
+                         0);
+        snprintf(name, sizeof(name), "shrink_%d", i);
+        assert_int_equal(pp_profile_add(&rest, diff_stack(st, name),
+                                        (uint64_t)(100 - i), 1000, 0),
+                         0);
+    }
+    pp_profile_sort(&slow);
+    pp_profile_sort(&rest);
+    pp_view_diff(&out, st, &slow, &rest, "");
+    page = unit_buf_str(&buf);
+    assert_non_null(diff_row(page, "grow_0"));
+    assert_non_null(diff_row(page, "shrink_0"));
+    assert_non_null(diff_row(page, "shrink_7"));
+    assert_null(diff_row(page, "shrink_8"));
+    assert_null(diff_row(page, "grow_39"));
+    assert_non_null(strstr(page, "functions with smaller changes"));
+    /* the shrinking ones end the table, the most shrinking last */
+    assert_true(strstr(page, "<td class=fn>shrink_1<")
+                < strstr(page, "<td class=fn>shrink_0<"));
+    for (const char *p = page; (p = strstr(p, "<tr><td class=fn>")); p++) {
+        shown++;
+    }
+    assert_int_equal(shown, 30);
+    pp_profile_free(&slow);
+    pp_profile_free(&rest);
+    pp_store_destroy(st);
+}
+
 int main(void)
 {
 #define B(f) cmocka_unit_test_setup_teardown(f, buf_setup, buf_teardown)
@@ -743,6 +852,8 @@ int main(void)
         B(test_message_page_escapes_text),
         S(test_renderers_survive_a_node_cycle),
         B(test_renderers_survive_an_empty_store),
+        B(test_diff_lists_functions_only_outside_the_slow_side),
+        B(test_diff_keeps_the_most_shrinking_when_cut),
     };
 #undef B
 #undef S
