@@ -18,7 +18,8 @@
 #define NAME_MAX_SHOWN   90
 #define HOT_ROWS         40
 #define DIFF_ROWS        30
-#define DIFF_SHRINK_ROWS 8 /* of DIFF_ROWS, kept for what shrinks most */
+#define DIFF_SHRINK_ROWS 8    /* of DIFF_ROWS, kept for what shrinks most */
+#define DIFF_EPS         0.05 /* points of share: under it, no change */
 
 static void html(pp_sink_t *o, const char *s)
 {
@@ -412,6 +413,11 @@ typedef struct diff_row {
     double slow_total, rest_total, slow_self, rest_self;
 } diff_row_t;
 
+static double diff_delta(const diff_row_t *r)
+{
+    return r->slow_total - r->rest_total;
+}
+
 static int cmp_diff(const void *a, const void *b)
 {
     const diff_row_t *x = a, *y = b;
@@ -431,10 +437,31 @@ static int same_function(const pp_store_t *st, uint32_t a, uint32_t b)
     return strcmp(x.function, y.function) == 0 && strcmp(x.file, y.file) == 0;
 }
 
+static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
+                          const diff_row_t *r, const char *app_root)
+{
+    pp_frame_view_t fv;
+    char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
+    double d = diff_delta(r);
+
+    pp_profile_frame(st, r->frame, &fv);
+    pp_puts(o, "<tr><td class=fn>");
+    html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+    pp_puts(o, "</td><td class=loc>");
+    html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+    pp_printf(o,
+              "</td><td class=num>%.1f%%</td><td class=num>%.1f%%</td>"
+              "<td class=\"num %s\">%+.1f</td><td class=num>%.1f%%</td>"
+              "<td class=num>%.1f%%</td></tr>",
+              r->slow_total, r->rest_total,
+              d > DIFF_EPS ? "up" : (d < -DIFF_EPS ? "down" : ""), d,
+              r->slow_self, r->rest_self);
+}
+
 void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
                   const pp_profile_t *rest, const char *app_root)
 {
-    size_t ns, nr, i, j, k, nrows = 0;
+    size_t ns, nr, i, j, nrows = 0, up = 0, down = 0, show_up, show_down;
     pp_hot_t *hs = pp_hot_functions(st, slow, &ns);
     pp_hot_t *hr = pp_hot_functions(st, rest, &nr);
     diff_row_t *rows = calloc(ns + nr + 1, sizeof(*rows));
@@ -486,36 +513,33 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
                "<th class=num>Total, slow</th><th class=num>Total, rest</th>"
                "<th class=num>&Delta;</th><th class=num>Self, slow</th>"
                "<th class=num>Self, rest</th></tr>");
-    for (k = 0; k < nrows && k < DIFF_ROWS; k++) {
-        pp_frame_view_t fv;
-        char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
-        double d;
-
-        /* the most growing first, then the most shrinking at the end:
-         * over DIFF_ROWS, the middle (the smallest changes) is cut */
-        i = k;
-        if (nrows > DIFF_ROWS && k >= DIFF_ROWS - DIFF_SHRINK_ROWS) {
-            i = nrows - (DIFF_ROWS - k);
-            if (k == DIFF_ROWS - DIFF_SHRINK_ROWS) {
-                pp_printf(o,
-                          "<tr><td class=muted colspan=7>&hellip; %zu "
-                          "functions with smaller changes</td></tr>",
-                          nrows - DIFF_ROWS);
-            }
-        }
-        d = rows[i].slow_total - rows[i].rest_total;
-        pp_profile_frame(st, rows[i].frame, &fv);
-        pp_puts(o, "<tr><td class=fn>");
-        html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
-        pp_puts(o, "</td><td class=loc>");
-        html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+    /* the most growing first and the most shrinking last; the rest
+     * (changes under 0.05 points, or past DIFF_ROWS) is counted, not shown */
+    while (up < nrows && diff_delta(&rows[up]) > DIFF_EPS) {
+        up++;
+    }
+    while (down < nrows - up
+           && diff_delta(&rows[nrows - 1 - down]) < -DIFF_EPS) {
+        down++;
+    }
+    show_down = down < DIFF_SHRINK_ROWS ? down : DIFF_SHRINK_ROWS;
+    show_up = up < DIFF_ROWS - show_down ? up : DIFF_ROWS - show_down;
+    if (down > show_down) {
+        size_t room = DIFF_ROWS - show_up - show_down;
+        show_down += down - show_down < room ? down - show_down : room;
+    }
+    for (i = 0; i < show_up; i++) {
+        diff_row_html(o, st, &rows[i], app_root);
+    }
+    if (nrows > show_up + show_down) {
         pp_printf(o,
-                  "</td><td class=num>%.1f%%</td><td class=num>%.1f%%</td>"
-                  "<td class=\"num %s\">%+.1f</td><td class=num>%.1f%%</td>"
-                  "<td class=num>%.1f%%</td></tr>",
-                  rows[i].slow_total, rows[i].rest_total,
-                  d > 0.05 ? "up" : (d < -0.05 ? "down" : ""), d,
-                  rows[i].slow_self, rows[i].rest_self);
+                  "<tr><td class=muted colspan=7>&hellip; %zu %s with "
+                  "smaller changes</td></tr>",
+                  nrows - show_up - show_down,
+                  nrows - show_up - show_down == 1 ? "function" : "functions");
+    }
+    for (i = nrows - show_down; i < nrows; i++) {
+        diff_row_html(o, st, &rows[i], app_root);
     }
     pp_puts(o, "</table>");
 out:
