@@ -16,11 +16,14 @@
 #   make check-asan       the integration suite against that build
 #   make check-valgrind   the cmocka suite under valgrind memcheck
 #   make fuzz-http        scripts/fuzz-http.py against a real httpd
+#   make fuzz-http-asan   the same against the ASan build, embedded mode
+#                         then daemon mode (FUZZ_HTTP_SECONDS each)
 #   make lint             cppcheck + clang-tidy (scripts/lint.sh)
 #   make hardening        what CI runs after `make test`: lint, the fuzz
 #                         seeds, every fuzz target for HARDENING_FUZZ_SECONDS,
 #                         concurrent rendering under TSan, the unit tests
-#                         under valgrind, the integration suite under ASan
+#                         under valgrind, the integration suite under ASan,
+#                         hostile HTTP against the ASan build
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
@@ -51,7 +54,7 @@ ASAN_MODULE  := $(ASAN_DIR)/mod_pyprof/.libs/mod_pyprof.so
 ASAN_PYEXT   := $(ASAN_DIR)/pyext/pyprof/_pyprof$(PY_EXT_SUFFIX)
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-msan stress-tsan stress-asan \
-        asan check-asan check-valgrind fuzz-http lint hardening
+        asan check-asan check-valgrind fuzz-http fuzz-http-asan lint hardening
 
 # ---- libFuzzer ----
 
@@ -223,8 +226,17 @@ check-valgrind: $(UNIT_TESTS)
 # ---- HTTP fuzzing against a real httpd ----
 
 FUZZ_HTTP_SECONDS ?= 60
+FUZZ_HTTP_MPM ?= event
 fuzz-http: $(MODULE)
-	$(PYTHON) scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS)
+	$(PYTHON) scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM)
+
+fuzz-http-asan: asan
+	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(PYTHON) \
+	    scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
+	    --out build/asan/fuzz-http
+	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(PYTHON) \
+	    scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
+	    --daemon --out build/asan/fuzz-http-daemon
 
 # ---- static analysis ----
 
@@ -236,13 +248,16 @@ lint:
 # Each step runs even if an earlier one failed, so one CI run shows every
 # finding; the target fails if any did.
 HARDENING_FUZZ_SECONDS ?= 30
-HARDENING_STEPS := lint fuzz-regress fuzz stress-tsan check-valgrind check-asan
+HARDENING_FUZZ_HTTP_SECONDS ?= 30
+HARDENING_STEPS := lint fuzz-regress fuzz stress-tsan check-valgrind check-asan \
+                   fuzz-http-asan
 
 hardening: deps
 	@failed=; for step in $(HARDENING_STEPS); do \
 	    echo "==== make $$step"; started=$$(date +%s); \
 	    if $(MAKE) --no-print-directory $$step \
-	        FUZZ_SECONDS=$(HARDENING_FUZZ_SECONDS); then \
+	        FUZZ_SECONDS=$(HARDENING_FUZZ_SECONDS) \
+	        FUZZ_HTTP_SECONDS=$(HARDENING_FUZZ_HTTP_SECONDS); then \
 	        echo "==== make $$step: passed in $$(( $$(date +%s) - started ))s"; \
 	    else \
 	        echo "==== make $$step: FAILED after $$(( $$(date +%s) - started ))s"; \

@@ -15,6 +15,9 @@
 # Fails if pytest fails or if any AddressSanitizer or UBSan report was
 # written.  Extra arguments go to pytest, e.g.:
 #   scripts/asan-integration.sh -k "views or exports" -x
+# or, after --run, are a command to run instead of pytest, with the same
+# environment and the same report checks (make fuzz-http-asan):
+#   scripts/asan-integration.sh --run /usr/bin/python3 scripts/fuzz-http.py --daemon
 # Environment: PYPROF_MPMS as for the suite; ASAN_SKIP_BUILD=1 to use the
 # existing build/asan/ as is.
 set -uo pipefail
@@ -51,14 +54,22 @@ export PYPROF_PYEXT=$pyext
 export PYPROF_HTTPD_ENV="LD_PRELOAD=$asan_lib ASAN_OPTIONS=$asan_options UBSAN_OPTIONS=$ubsan_options"
 export PYTHONPATH=$repo/scripts${PYTHONPATH:+:$PYTHONPATH}
 
+if [[ "${1:-}" == --run ]]; then
+    shift
+    cmd=("$@")
+    log=build/asan/run.log
+else
+    cmd=(/usr/bin/python3 -m pytest -p pytest_sanitizer_env -q -rfE -m "not timing" tests/integration "$@")
+    log=build/asan/pytest.log
+fi
+
 echo "asan-integration: module $module"
 echo "asan-integration: runtime $asan_lib, reports in $reports"
 started=$(date +%s)
 mkdir -p build/asan
-/usr/bin/python3 -m pytest -p pytest_sanitizer_env -q -rfE -m "not timing" tests/integration "$@" \
-    2>&1 | tee build/asan/pytest.log
+"${cmd[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-echo "asan-integration: pytest exit status $rc after $(( $(date +%s) - started ))s"
+echo "asan-integration: ${cmd[0]##*/} exit status $rc after $(( $(date +%s) - started ))s"
 
 mkdir -p build/asan/reports
 found=0
@@ -76,7 +87,7 @@ done
 # plugin makes them fail the test that owned the server, and the harness
 # prints them: count them here.
 in_logs=$(grep -hoE '(ERROR: AddressSanitizer: [a-z-]+|[A-Za-z0-9_./-]+:[0-9]+:[0-9]+: runtime error: .*|SUMMARY: AddressSanitizer: .*)' \
-    build/asan/pytest.log | sed 's/^ *//' | sort | uniq -c | sort -rn)
+    "$log" | sed 's/^ *//' | sort | uniq -c | sort -rn)
 if [[ -n "$in_logs" ]]; then
     echo "asan-integration: sanitizer reports in server error logs (count, report):"
     echo "$in_logs"

@@ -22,7 +22,14 @@ Bounded: --seconds of fuzzing (default 60), at most --max-requests, every
 socket operation times out, /pprof?seconds= is at most 1.
 
     /usr/bin/python3 scripts/fuzz-http.py --seconds 120 --mpm event
+    /usr/bin/python3 scripts/fuzz-http.py --seconds 120 --daemon
     PYPROF_MODULE=build/asan/mod_pyprof/.libs/mod_pyprof.so ... (any build)
+
+--daemon serves the app from a mod_wsgi daemon process group instead
+(tests/integration/daemon_util.py: /alpha and /beta, two application
+groups, 2 processes of 4 threads recycled every 50 requests), so hostile
+URIs, trace ids and triggers travel to the daemons' samplers and back
+through the store, and the pages render what the daemons recorded.
 """
 
 import argparse
@@ -42,6 +49,7 @@ REPO = os.path.abspath(os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import conftest  # noqa: E402  (the integration harness)
+import daemon_util  # noqa: E402
 
 if os.environ.get("PYPROF_HTTPD_ENV"):
     # sanitizer runtime into httpd (see scripts/asan-integration.sh); its
@@ -52,8 +60,11 @@ if os.environ.get("PYPROF_HTTPD_ENV"):
 ALLOWED = {200, 302, 303, 400, 404, 405}
 SECRET = "fuzz-secret-0123456789"
 TRIGGER = "X-PyProf-Trigger"
+# the profiled prefixes: /app (embedded), or /alpha and /beta (--daemon)
+APPS = ["/app"]
+SAMPLE_LINES = "PyProfSample /app 1ms\n"
+DAEMON_SAMPLE_LINES = "PyProfSample /alpha 1ms\nPyProfSample /beta 1ms\n"
 EXTRA_CONF = """\
-PyProfSample /app 1ms
 PyProfSlowThreshold 1ms
 PyProfKeep 200
 PyProfHeaders On
@@ -113,6 +124,20 @@ def enc(r, text):
     # raw, minus what cannot go in a request line at all
     return "".join(c if 0x21 <= ord(c) < 0x7f else "%%%02X" % ord(c) for c in
                    data.decode("latin-1"))
+
+
+def app_target(r, rest, query):
+    """An app request: /app/<rest>, or in --daemon a view of daemon_app.py
+    (whatever follows the view is ignored, so the hostile rest stays in the
+    URI) with ?ms= kept short; its segments views record hostile and
+    over-long segment names and details."""
+    app = r.choice(APPS)
+    if app == "/app":
+        return "/app/%s%s" % (rest, "?" + query if query is not None else "")
+    view = r.choices(["/flood", "/info", "/segments", "/slow", "/hostile"],
+                     [4, 3, 2, 2, 1])[0]
+    return "%s%s/%s?ms=%d%s" % (app, view, rest, r.choice([0, 1, 3]),
+                                "&" + query if query else "")
 
 
 def rnd_query(r, ids):
@@ -215,10 +240,11 @@ def one(r, srv, ids, nonce, res, outdir, valid_pages=0.25):
     if kind == "page" and r.random() < valid_pages:
         # a valid page that builds a call tree: concurrent renders in one
         # threaded child are what the parsers' fuzzing alone would not do
-        target = r.choice(["/server-profile/location?path=/app",
-                           "/server-profile/location?path=/app&view=diff",
-                           "/server-profile/location?path=/app&since=10m",
-                           "/server-profile/location?path=/app&format=pprof",
+        app = r.choice(APPS)
+        target = r.choice(["/server-profile/location?path=" + app,
+                           "/server-profile/location?path=%s&view=diff" % app,
+                           "/server-profile/location?path=%s&since=10m" % app,
+                           "/server-profile/location?path=%s&format=pprof" % app,
                            "/server-profile"] +
                           ["/server-profile/request/%s%s" % (
                               urllib.parse.quote(i, safe=""),
@@ -234,8 +260,8 @@ def one(r, srv, ids, nonce, res, outdir, valid_pages=0.25):
         q = rnd_query(r, ids)
         target = path + ("?" + q if q or r.random() < 0.1 else "")
     elif kind == "app":
-        target = "/app/%s%s" % (enc(r, rnd_text(r, 20)),
-                                "?" + rnd_query(r, ids) if r.random() < 0.3 else "")
+        target = app_target(r, enc(r, rnd_text(r, 20)),
+                            rnd_query(r, ids) if r.random() < 0.3 else None)
         if r.random() < 0.6:
             headers.append(("traceparent", r.choice(TRACEPARENTS) if r.random() < 0.7
                             else rnd_text(r, 80).encode("utf-8", "surrogatepass")
@@ -254,7 +280,7 @@ def one(r, srv, ids, nonce, res, outdir, valid_pages=0.25):
             elif key == "action" and r.random() < 0.5:
                 val = "capture"
             elif key == "path" and r.random() < 0.5:
-                val = "/app"
+                val = r.choice(APPS)
             elif key == "count" and r.random() < 0.5:
                 val = str(r.choice([1, 2, 0, 1001, -1]))
             else:
@@ -304,7 +330,7 @@ def warm_up(srv, r):
     """Traffic with hostile paths, trace ids and triggers, so the pages the
     fuzzer reads hold hostile data; returns the ids of kept requests."""
     for i in range(60):
-        path = "/app/%s?ms=%d" % (enc(r, rnd_text(r, 30)), r.choice([0, 2, 5]))
+        path = app_target(r, enc(r, rnd_text(r, 30)), "ms=%d" % r.choice([0, 2, 5]))
         hdrs = [("traceparent", r.choice(TRACEPARENTS[:2]))]
         if i % 5 == 0:
             hdrs.append((TRIGGER, SECRET))
@@ -323,6 +349,19 @@ def warm_up(srv, r):
     return ids, m.group(1).decode() if m else None
 
 
+def profiled_locations(srv):
+    """{path: (requests, samples)} of the fuzzed app prefixes: proof that
+    the app requests were profiled where they ran (the daemons in
+    --daemon), not only refused on the way."""
+    try:
+        status, _, body = http(srv.port, request("GET", "/server-profile?format=json"))
+        data = json.loads(body.decode("utf-8")) if status == 200 else {}
+    except (OSError, IOError, ValueError):
+        return {}
+    return {loc["path"]: (loc.get("requests", 0), loc.get("samples", 0))
+            for loc in data.get("locations", []) if loc.get("path") in APPS}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60)
@@ -330,6 +369,8 @@ def main():
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--mpm", default="event", choices=sorted(conftest.MPM_SETTINGS))
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--daemon", action="store_true",
+                    help="serve the app from a mod_wsgi daemon process group")
     ap.add_argument("--valid-pages", type=float, default=0.25,
                     help="share of page requests that are valid renders of "
                          "the overview, location and request pages")
@@ -344,8 +385,9 @@ def main():
         print("fuzz-http: --threads %d lowered to %d for %s" % (args.threads, limit, args.mpm))
         args.threads = limit
     os.makedirs(args.out, exist_ok=True)
-    print("fuzz-http: seed %d, %s MPM, %d threads, %.0fs, module %s"
-          % (seed, args.mpm, args.threads, args.seconds, conftest.module_path()))
+    print("fuzz-http: seed %d, %s MPM%s, %d threads, %.0fs, module %s"
+          % (seed, args.mpm, ", daemon mode" if args.daemon else "", args.threads,
+             args.seconds, conftest.module_path()))
     # a private copy: a rebuild of the module under a running httpd would
     # change the code it runs
     args.out = os.path.abspath(args.out)
@@ -356,10 +398,14 @@ def main():
     # invalid URI path, AH00036 file name too long), and the MPM says so
     # when the fuzzer keeps every worker busy (AH00161, AH00484): not the
     # module's doing
-    srv = conftest.Httpd(name="fuzz-http", extra=EXTRA_CONF, mpm=args.mpm,
-                         log_level="warn", module=module,
+    srv = conftest.Httpd(name="fuzz-http",
+                         extra=(EXTRA_CONF if args.daemon else SAMPLE_LINES + EXTRA_CONF),
+                         mpm=args.mpm, log_level="warn", module=module,
                          allowed_log=[r"\[(core|http):error\]",
                                       r"AH00161|AH00484"])
+    if args.daemon:
+        APPS[:] = ["/alpha", "/beta"]
+        daemon_util.prepare(srv, sampling=DAEMON_SAMPLE_LINES)
     # the trigger with a wrong secret is logged at info: not a problem
     srv.start()
     res = Result()
@@ -386,6 +432,7 @@ def main():
         for t in threads:
             t.join(args.seconds + 60)
         alive = srv.running
+        reached = profiled_locations(srv) if alive else {}
         end_pids = set([srv.pid] + srv.children()) if alive else set()
     finally:
         srv.stop()
@@ -398,7 +445,11 @@ def main():
     print("fuzz-http: processes at start %d, at end %d (gone, by crash or by "
           "the MPM's own maintenance: %s)"
           % (len(start_pids), len(end_pids), sorted(start_pids - end_pids)))
+    print("fuzz-http: profiled (requests, samples) by prefix: %s" % reached)
     failed = False
+    if alive and not all(reached.get(app, (0, 0))[1] > 0 for app in APPS):
+        failed = True
+        print("fuzz-http: an app prefix has no samples: %s" % reached)
     if res.unexpected:
         failed = True
         print("fuzz-http: %d unexpected answers, e.g.:" % len(res.unexpected))
