@@ -12,7 +12,7 @@ PY_LIB      := python3.11
 CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_store.c mod_pyprof/pp_profile.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
-               mod_pyprof/pp_render.c
+               mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c
 SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_frames_py311.c \
                mod_pyprof/pp_api.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \

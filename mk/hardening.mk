@@ -27,7 +27,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= parse escape render export
+FUZZ_TARGETS ?= parse escape render export linetable
 FUZZ_FLAGS   ?=
 FUZZ_NICE    ?= 10
 FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
@@ -122,7 +122,7 @@ fuzz-regress: $(FUZZ_BINS)
 # not instrumented, so every deflate output would look uninitialised).
 # `make fuzz-msan` replays the committed seeds, then fuzzes FUZZ_SECONDS.
 
-FUZZ_MSAN_TARGETS ?= parse escape render
+FUZZ_MSAN_TARGETS ?= parse escape render linetable
 FUZZ_MSAN_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
                      -fsanitize=memory -fsanitize-memory-track-origins \
                      -fsanitize-ignorelist=tests/fuzz/msan.ignorelist \

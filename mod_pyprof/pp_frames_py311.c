@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "pp_frames.h"
+#include "pp_linetable.h"
 
 #if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
 #error "pp_frames_py311.c reads CPython 3.11 frames only"
@@ -609,78 +610,6 @@ static size_t remote_str(const void *obj, char *out, size_t cap,
     return ucs_to_utf8((int)kind, buf, n, out, cap);
 }
 
-/* ---- 3.11 location table (Objects/locations.md), bounds-checked ---- */
-
-static int lt_varint(const uint8_t *p, size_t n, size_t *i, unsigned *out)
-{
-    unsigned val, shift = 0, read;
-
-    if (*i >= n) {
-        return -1;
-    }
-    read = p[(*i)++];
-    val = read & 63;
-    while (read & 64) {
-        if (*i >= n || shift > 24) {
-            return -1;
-        }
-        read = p[(*i)++];
-        shift += 6;
-        val |= (read & 63) << shift;
-    }
-    *out = val;
-    return 0;
-}
-
-/* The line of the code unit at `unit`, or firstlineno if unknown. */
-static int linetable_line(const code_info_t *ci, Py_ssize_t unit)
-{
-    const uint8_t *p = ci->linetable;
-    size_t n = ci->linetable_len, i = 0;
-    int line = ci->firstlineno, result = ci->firstlineno;
-    Py_ssize_t at = 0;
-
-    if (!p || unit < 0) {
-        return ci->firstlineno;
-    }
-    while (i < n) {
-        uint8_t first = p[i];
-        int code, len, delta = 0;
-        size_t j;
-
-        if (!(first & 128)) {
-            return result; /* not an entry start: give up */
-        }
-        code = (first >> 3) & 15;
-        len = (first & 7) + 1;
-        j = i + 1;
-        if (code == 13 || code == 14) {
-            unsigned u;
-            if (lt_varint(p, n, &j, &u) != 0) {
-                return result;
-            }
-            delta = (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
-        }
-        else if (code >= 10 && code <= 12) {
-            delta = code - 10;
-        }
-        line += delta;
-        if (unit >= at && unit < at + len) {
-            return code == 15 ? result : line;
-        }
-        if (code != 15) {
-            result = line;
-        }
-        at += len;
-        /* skip to the next entry start */
-        i++;
-        while (i < n && !(p[i] & 128)) {
-            i++;
-        }
-    }
-    return result;
-}
-
 /* Fill a cache entry from the code object's header; 0 on success. */
 static int load_code(code_info_t *ci, const void *code,
                      const PyCodeObject *head)
@@ -1043,7 +972,9 @@ static int decode_chain(pp_store_t *st, const nogil_frame_t *fr, uint32_t n,
             t->frames[t->depth++] = fe->frame;
             continue;
         }
-        line = linetable_line(ci, lasti);
+        line = pp_linetable_line(ci->linetable, ci->linetable_len,
+                                 ci->firstlineno, lasti);
+        /* as the GIL path: no location is the function's first line */
         if (line <= 0) {
             line = ci->firstlineno;
         }

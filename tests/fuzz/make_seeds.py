@@ -212,6 +212,34 @@ def seeds_parse():
     return out
 
 
+def seeds_linetable():
+    """Real 3.11 location tables (firstlineno, then co_linetable) of a few
+    functions of different shapes, and two hand-made hostile ones."""
+    import sys
+    assert sys.version_info[:2] == (3, 11), "run with /usr/bin/python3 (3.11)"
+    src = "\n" * 3000 + '''
+def f(x):
+    return [i
+            for i in range(x)
+            if i % 3]
+
+
+async def g(a):
+    async with a as z:
+        try:
+            yield z
+        except Exception:
+            pass
+'''
+    out = []
+    mod = compile(src, "<seed>", "exec")
+    for co in [mod] + [c for c in mod.co_consts if hasattr(c, "co_linetable")]:
+        out.append(struct.pack("<i", co.co_firstlineno) + co.co_linetable)
+    out.append(struct.pack("<i", 1) + (b"\xe8\x7e\x7f\x7f\x7f\x3f" * 6))
+    out.append(struct.pack("<i", -5) + b"\x05\x80\xf8\xe8\x7f")
+    return out
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -226,6 +254,7 @@ def main():
     write("escape", seeds_escape())
     write("render", seeds_render())
     write("export", seeds_export())
+    write("linetable", seeds_linetable())
 
 
 if __name__ == "__main__":
