@@ -835,6 +835,7 @@ static void test_diff_keeps_the_most_shrinking_when_cut(void **state)
     assert_null(diff_row(page, "grow_29"));
     assert_non_null(diff_row(page, "shrink_0"));
     assert_non_null(strstr(page, "12 functions with smaller changes"));
+    pp_profile_free(&slow);
     pp_profile_free(&rest);
     pp_store_destroy(st);
 }
