@@ -12,7 +12,7 @@ per-test tag) is ignored, so a test can make its requests recognisable in
     /app/slow?ms=N          sleep_for(N)
     /app/cpu?ms=N           burn_cpu(N): pure-Python loop, N ms of thread CPU
     /app/mixed?cpu=N&sleep=M burn_cpu(N) then sleep_for(M)
-    /app/pid                the serving process' pid
+    /app/pid[?ms=N]         the serving process' pid (after N ms of sleep)
     /app/anything-else      200, echoes the path; sleeps ?ms=N if given
 
 Any view also takes ?pre=N: sleep_for(N) before the view runs.  A CPU burst
@@ -79,6 +79,9 @@ def view_mixed(environ, params):
 
 
 def view_pid(environ, params):
+    ms = _ms(params, "ms", 0)
+    if ms:
+        time.sleep(ms / 1000.0)
     return "%d\n" % os.getpid()
 
 
