@@ -8,18 +8,18 @@
 
 #include "pp_views.h"
 
-#define FLAME_W          1200.0 /* SVG user units across */
-#define FLAME_ROW        18     /* px per stack level */
-#define FLAME_MIN_W      0.5    /* narrower frames are not drawn */
-#define FLAME_MAX_RECTS  12000
-#define TREE_MIN_SHARE   0.0005 /* tree nodes under 0.05% are summarised */
-#define TREE_MAX_ROWS    4000
-#define FLAME_MAX_DEPTH  256
-#define NAME_MAX_SHOWN   90
-#define HOT_ROWS         40
-#define DIFF_ROWS        30
-#define DIFF_SHRINK_ROWS 8    /* of DIFF_ROWS, kept for what shrinks most */
-#define DIFF_EPS         0.05 /* points of share: under it, no change */
+#define FLAME_W 1200.0   /* SVG user units across */
+#define FLAME_ROW 18     /* px per stack level */
+#define FLAME_MIN_W 0.5  /* narrower frames are not drawn */
+#define FLAME_MAX_RECTS 12000
+#define TREE_MIN_SHARE 0.0005 /* tree nodes under 0.05% are summarised */
+#define TREE_MAX_ROWS 4000
+#define FLAME_MAX_DEPTH 256
+#define NAME_MAX_SHOWN 90
+#define HOT_ROWS 40
+#define DIFF_ROWS 30
+#define DIFF_SHRINK_ROWS 8 /* of DIFF_ROWS, kept for what shrinks most */
+#define DIFF_EPS 0.05      /* points of share: under it, no change */
 
 static void html(pp_sink_t *o, const char *s)
 {
@@ -89,8 +89,8 @@ static uint32_t name_hash(const char *s)
 
 static int is_library(const char *file)
 {
-    return file[0] == '<' || strstr(file, "/lib/python3.")
-           || strstr(file, "-packages/");
+    return file[0] == '<' || strstr(file, "/lib/python3.") ||
+           strstr(file, "-packages/");
 }
 
 static const char FLAME_JS[] =
@@ -127,8 +127,8 @@ static const char FLAME_JS[] =
     "m.textContent=re?('matched '+(100*hit/W).toFixed(1)+'%'):''}"
     "})();</script>";
 
-void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
-                        const char *app_root)
+void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
+                        const pp_tree_t *t, const char *app_root)
 {
     uint32_t depth = 0;
     uint32_t i, drawn = 0;
@@ -139,8 +139,8 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     }
     /* as deep as the deepest frame wide enough to draw */
     for (i = 0; i < t->n; i++) {
-        if (FLAME_W * (double)t->v[i].count / (double)t->total >= FLAME_MIN_W
-            && t->v[i].depth + 1 > depth) {
+        if (FLAME_W * (double)t->v[i].count / (double)t->total >= FLAME_MIN_W &&
+            t->v[i].depth + 1 > depth) {
             depth = t->v[i].depth + 1;
         }
     }
@@ -180,9 +180,8 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         name = pp_view_short_name(fv.function, nbuf, sizeof(nbuf));
         h = name_hash(fv.function);
         lib = is_library(fv.file);
-        pp_printf(o,
-                  "<g class=f data-x=\"%.3f\" data-w=\"%.3f\" data-d=%u "
-                  "data-n=\"",
+        pp_printf(o, "<g class=f data-x=\"%.3f\" data-w=\"%.3f\" data-d=%u "
+                     "data-n=\"",
                   xx, w, x->depth);
         html(o, name);
         pp_puts(o, "\"><title>");
@@ -193,8 +192,8 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
             pp_printf(o, ":%u)", fv.line);
         }
         pp_printf(o, " \xe2\x80\x94 %llu sample%s, %.1f%%, %.1f ms</title>",
-                  (unsigned long long)x->count, x->count == 1 ? "" : "s", pct,
-                  x->weight_us / 1e3);
+                  (unsigned long long)x->count, x->count == 1 ? "" : "s",
+                  pct, x->weight_us / 1e3);
         /* warm for the app's code, cool for the library's: what the eye
          * should look for first */
         pp_printf(o,
@@ -257,9 +256,9 @@ tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     }
     wc = (int)(w * cpu_share + 0.5);
     pp_profile_frame(st, x->frame, &fv);
-    pp_puts(o, x->first_child
-                   ? (open ? "<details open><summary>" : "<details><summary>")
-                   : "<div class=leaf>");
+    pp_puts(o, x->first_child ? (open ? "<details open><summary>"
+                                      : "<details><summary>")
+                              : "<div class=leaf>");
     pp_printf(o, "<span class=pct>%.1f%%</span>", pct);
     pp_printf(o,
               "<span class=bars><span class=\"bar cpu\" "
@@ -300,8 +299,8 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         const pp_tnode_t *x = &t->v[c - 1];
         /* children come biggest first: once one is too small to show,
          * so are its later siblings */
-        if ((double)x->count < TREE_MIN_SHARE * (double)t->total
-            || bud->rows >= TREE_MAX_ROWS) {
+        if ((double)x->count < TREE_MIN_SHARE * (double)t->total ||
+            bud->rows >= TREE_MAX_ROWS) {
             uint32_t r;
             for (r = c; r; r = t->v[r - 1].next_sibling) {
                 bud->omitted += t->v[r - 1].count;
@@ -314,7 +313,8 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         if (x->first_child) {
             pp_puts(o, "</summary>");
             if (depth < PP_DEPTH_LIMIT + 2) {
-                tree_rows(o, st, t, x->first_child, depth + 1, app_root, bud);
+                tree_rows(o, st, t, x->first_child, depth + 1, app_root,
+                          bud);
             }
             pp_puts(o, "</details>");
         }
@@ -333,10 +333,9 @@ void pp_view_tree(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     tree_rows(o, st, t, t->roots, 0, app_root, &bud);
     pp_puts(o, "</div>");
     if (bud.omitted_nodes) {
-        pp_printf(o,
-                  "<p class=muted>%u smaller branches (%llu samples, "
-                  "under 0.05%% each or past %d rows) are left out here; "
-                  "the exports have every stack.</p>",
+        pp_printf(o, "<p class=muted>%u smaller branches (%llu samples, "
+                     "under 0.05%% each or past %d rows) are left out here; "
+                     "the exports have every stack.</p>",
                   bud.omitted_nodes, (unsigned long long)bud.omitted,
                   TREE_MAX_ROWS);
     }
@@ -392,8 +391,8 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p,
         if (with_cpu) {
             pp_printf(o, "<td class=num>%.0f%%</td>",
                       hot[i].self_weight_us
-                          ? 100.0 * (double)hot[i].self_cpu_us
-                                / (double)hot[i].self_weight_us
+                          ? 100.0 * (double)hot[i].self_cpu_us /
+                                (double)hot[i].self_weight_us
                           : 0.0);
         }
         pp_puts(o, "</tr>");
@@ -421,8 +420,7 @@ static double diff_delta(const diff_row_t *r)
 static int cmp_diff(const void *a, const void *b)
 {
     const diff_row_t *x = a, *y = b;
-    double dx = x->slow_total - x->rest_total,
-           dy = y->slow_total - y->rest_total;
+    double dx = diff_delta(x), dy = diff_delta(y);
     if (dx != dy) {
         return dx < dy ? 1 : -1;
     }
@@ -435,6 +433,14 @@ static int same_function(const pp_store_t *st, uint32_t a, uint32_t b)
     pp_profile_frame(st, a, &x);
     pp_profile_frame(st, b, &y);
     return strcmp(x.function, y.function) == 0 && strcmp(x.file, y.file) == 0;
+}
+
+/* a function's total and self shares of one side's samples, in % */
+static void share(const pp_hot_t *h, const pp_profile_t *p, double *total,
+                  double *self)
+{
+    *total = 100.0 * (double)h->total / (double)p->samples;
+    *self = 100.0 * (double)h->self / (double)p->samples;
 }
 
 static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
@@ -461,7 +467,8 @@ static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
 void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
                   const pp_profile_t *rest, const char *app_root)
 {
-    size_t ns, nr, i, j, nrows = 0, up = 0, down = 0, show_up, show_down;
+    size_t ns, nr, i, j, nrows = 0, up = 0, down = 0, show_up, show_down,
+           hidden;
     pp_hot_t *hs = pp_hot_functions(st, slow, &ns);
     pp_hot_t *hr = pp_hot_functions(st, rest, &nr);
     diff_row_t *rows = calloc(ns + nr + 1, sizeof(*rows));
@@ -478,15 +485,11 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
     for (i = 0; i < ns && i < 2000; i++) {
         diff_row_t *r = &rows[nrows++];
         r->frame = hs[i].frame;
-        r->slow_total = 100.0 * (double)hs[i].total / (double)slow->samples;
-        r->slow_self = 100.0 * (double)hs[i].self / (double)slow->samples;
+        share(&hs[i], slow, &r->slow_total, &r->slow_self);
         for (j = 0; j < nr && j < 2000; j++) {
             if (!matched[j] && same_function(st, hs[i].frame, hr[j].frame)) {
                 matched[j] = 1;
-                r->rest_total =
-                    100.0 * (double)hr[j].total / (double)rest->samples;
-                r->rest_self =
-                    100.0 * (double)hr[j].self / (double)rest->samples;
+                share(&hr[j], rest, &r->rest_total, &r->rest_self);
                 break;
             }
         }
@@ -497,16 +500,14 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
         if (!matched[j]) {
             diff_row_t *r = &rows[nrows++];
             r->frame = hr[j].frame;
-            r->rest_total = 100.0 * (double)hr[j].total / (double)rest->samples;
-            r->rest_self = 100.0 * (double)hr[j].self / (double)rest->samples;
+            share(&hr[j], rest, &r->rest_total, &r->rest_self);
         }
     }
     qsort(rows, nrows, sizeof(*rows), cmp_diff);
-    pp_printf(o,
-              "<p class=muted>%llu samples from the slowest requests "
-              "(at or over p95) against %llu from the rest. Positive "
-              "&Delta;: the function takes a bigger share of the time "
-              "in slow requests.</p>",
+    pp_printf(o, "<p class=muted>%llu samples from the slowest requests "
+                 "(at or over p95) against %llu from the rest. Positive "
+                 "&Delta;: the function takes a bigger share of the time "
+                 "in slow requests.</p>",
               (unsigned long long)slow->samples,
               (unsigned long long)rest->samples);
     pp_puts(o, "<table class=hot><tr><th>Function</th><th>File</th>"
@@ -518,8 +519,8 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
     while (up < nrows && diff_delta(&rows[up]) > DIFF_EPS) {
         up++;
     }
-    while (down < nrows - up
-           && diff_delta(&rows[nrows - 1 - down]) < -DIFF_EPS) {
+    while (down < nrows - up &&
+           diff_delta(&rows[nrows - 1 - down]) < -DIFF_EPS) {
         down++;
     }
     show_down = down < DIFF_SHRINK_ROWS ? down : DIFF_SHRINK_ROWS;
@@ -531,12 +532,12 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
     for (i = 0; i < show_up; i++) {
         diff_row_html(o, st, &rows[i], app_root);
     }
-    if (nrows > show_up + show_down) {
+    hidden = nrows - show_up - show_down;
+    if (hidden) {
         pp_printf(o,
                   "<tr><td class=muted colspan=7>&hellip; %zu %s with "
                   "smaller changes</td></tr>",
-                  nrows - show_up - show_down,
-                  nrows - show_up - show_down == 1 ? "function" : "functions");
+                  hidden, hidden == 1 ? "function" : "functions");
     }
     for (i = nrows - show_down; i < nrows; i++) {
         diff_row_html(o, st, &rows[i], app_root);

@@ -139,11 +139,7 @@ static void test_html_replaces_del_and_c1_controls(void **state)
 {
     (void)state;
     /* DEL, U+0080, U+009F are parse errors in HTML; U+00A0 is not */
-    assert_string_equal(html_of("a\x7f"
-                                "b\xc2\x80"
-                                "c\xc2\x9f"
-                                "d\xc2\xa0",
-                                11),
+    assert_string_equal(html_of("a\x7f" "b\xc2\x80" "c\xc2\x9f" "d\xc2\xa0", 11),
                         "a" FFFD "b" FFFD "c" FFFD "d\xc2\xa0");
 }
 
@@ -716,11 +712,71 @@ static void test_renderers_survive_an_empty_store(void **state)
 
 /* ---- the differential table ---- */
 
-static uint32_t diff_stack(pp_store_t *st, const char *leaf)
+typedef struct diff_fix {
+    pp_store_t *st;
+    pp_profile_t slow, rest;
+} diff_fix_t;
+
+static int diff_setup(void **state)
+{
+    const char *err = NULL;
+    diff_fix_t *d = calloc(1, sizeof(*d));
+
+    if (!d || !(d->st = pp_store_create(4ULL << 20, 2, 2, &err))) {
+        free(d);
+        return -1;
+    }
+    pp_profile_init(&d->slow);
+    pp_profile_init(&d->rest);
+    memset(&buf, 0, sizeof(buf));
+    out = unit_sink(&buf);
+    *state = d;
+    return 0;
+}
+
+static int diff_teardown(void **state)
+{
+    diff_fix_t *d = *state;
+
+    pp_profile_free(&d->slow);
+    pp_profile_free(&d->rest);
+    pp_store_destroy(d->st);
+    free(d);
+    unit_buf_free(&buf);
+    return 0;
+}
+
+/* handler -> leaf, `count` samples of it in p */
+static void diff_add(diff_fix_t *d, pp_profile_t *p, const char *leaf,
+                     uint64_t count)
 {
     uint32_t root =
-        pp_store_intern_node(st, 0, frame(st, "handler", "app.py", 1));
-    return pp_store_intern_node(st, root, frame(st, leaf, "app.py", 2));
+        pp_store_intern_node(d->st, 0, frame(d->st, "handler", "app.py", 1));
+    uint32_t node =
+        pp_store_intern_node(d->st, root, frame(d->st, leaf, "app.py", 2));
+    assert_int_equal(pp_profile_add(p, node, count, count * 10000, 0), 0);
+}
+
+/* n functions prefix_0 .. prefix_<n-1>, prefix_0 with the most samples */
+static void diff_add_ranked(diff_fix_t *d, pp_profile_t *p, const char *prefix,
+                            int n)
+{
+    char name[32];
+    int i;
+
+    for (i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "%s_%d", prefix, i);
+        diff_add(d, p, name, (uint64_t)(100 - i));
+    }
+}
+
+static const char *diff_page(diff_fix_t *d)
+{
+    pp_profile_sort(&d->slow);
+    pp_profile_sort(&d->rest);
+    unit_buf_reset(&buf);
+    pp_view_diff(&out, d->st, &d->slow, &d->rest, "");
+    return unit_buf_str(&buf);
 }
 
 /* the row of a function: its delta cell, or NULL if it has no row */
@@ -735,24 +791,13 @@ static const char *diff_row(const char *page, const char *fn)
 
 static void test_diff_lists_functions_only_outside_the_slow_side(void **state)
 {
-    const char *err = NULL;
-    pp_store_t *st = pp_store_create(4ULL << 20, 2, 2, &err);
-    pp_profile_t slow, rest;
+    diff_fix_t *d = *state;
     const char *page, *row;
-    (void)state;
 
-    assert_non_null(st);
-    pp_profile_init(&slow);
-    pp_profile_init(&rest);
     /* the slow requests burn CPU only; the rest only sleep */
-    assert_int_equal(
-        pp_profile_add(&slow, diff_stack(st, "burn_cpu"), 30, 300000, 0), 0);
-    assert_int_equal(
-        pp_profile_add(&rest, diff_stack(st, "sleep_for"), 40, 400000, 0), 0);
-    pp_profile_sort(&slow);
-    pp_profile_sort(&rest);
-    pp_view_diff(&out, st, &slow, &rest, "");
-    page = unit_buf_str(&buf);
+    diff_add(d, &d->slow, "burn_cpu", 30);
+    diff_add(d, &d->rest, "sleep_for", 40);
+    page = diff_page(d);
     row = diff_row(page, "burn_cpu");
     assert_non_null(row);
     assert_memory_equal(row, "<td class=\"num up\">+100.0</td>", 29);
@@ -762,43 +807,22 @@ static void test_diff_lists_functions_only_outside_the_slow_side(void **state)
     /* handler is on every stack: no change, counted but not listed */
     assert_null(diff_row(page, "handler"));
     assert_non_null(strstr(page, "1 function with smaller changes"));
-    assert_true(strstr(page, "<td class=fn>burn_cpu")
-                < strstr(page, "smaller changes"));
-    assert_true(strstr(page, "smaller changes")
-                < strstr(page, "<td class=fn>sleep_for"));
-    pp_profile_free(&slow);
-    pp_profile_free(&rest);
-    pp_store_destroy(st);
+    assert_true(strstr(page, "<td class=fn>burn_cpu") <
+                strstr(page, "smaller changes"));
+    assert_true(strstr(page, "smaller changes") <
+                strstr(page, "<td class=fn>sleep_for"));
 }
 
 static void test_diff_keeps_the_most_shrinking_when_cut(void **state)
 {
-    const char *err = NULL;
-    pp_store_t *st = pp_store_create(4ULL << 20, 2, 2, &err);
-    pp_profile_t slow, rest;
-    const char *page;
-    char name[32];
-    int i, shown = 0;
-    (void)state;
+    diff_fix_t *d = *state;
+    const char *page, *p;
+    int shown = 0;
 
-    assert_non_null(st);
-    pp_profile_init(&slow);
-    pp_profile_init(&rest);
     /* 40 functions grow (grow_0 most), 40 shrink (shrink_0 most) */
-    for (i = 0; i < 40; i++) {
-        snprintf(name, sizeof(name), "grow_%d", i);
-        assert_int_equal(pp_profile_add(&slow, diff_stack(st, name),
-                                        (uint64_t)(100 - i), 1000, 0),
-                         0);
-        snprintf(name, sizeof(name), "shrink_%d", i);
-        assert_int_equal(pp_profile_add(&rest, diff_stack(st, name),
-                                        (uint64_t)(100 - i), 1000, 0),
-                         0);
-    }
-    pp_profile_sort(&slow);
-    pp_profile_sort(&rest);
-    pp_view_diff(&out, st, &slow, &rest, "");
-    page = unit_buf_str(&buf);
+    diff_add_ranked(d, &d->slow, "grow", 40);
+    diff_add_ranked(d, &d->rest, "shrink", 40);
+    page = diff_page(d);
     assert_non_null(diff_row(page, "grow_0"));
     assert_non_null(diff_row(page, "shrink_0"));
     assert_non_null(diff_row(page, "shrink_7"));
@@ -806,44 +830,33 @@ static void test_diff_keeps_the_most_shrinking_when_cut(void **state)
     assert_null(diff_row(page, "grow_39"));
     assert_non_null(strstr(page, "functions with smaller changes"));
     /* the shrinking ones end the table, the most shrinking last */
-    assert_true(strstr(page, "<td class=fn>shrink_1<")
-                < strstr(page, "<td class=fn>shrink_0<"));
-    for (const char *p = page; (p = strstr(p, "<tr><td class=fn>")); p++) {
+    assert_true(strstr(page, "<td class=fn>shrink_1<") <
+                strstr(page, "<td class=fn>shrink_0<"));
+    for (p = page; (p = strstr(p, "<tr><td class=fn>")); p++) {
         shown++;
     }
     assert_int_equal(shown, 30);
-    pp_profile_free(&slow);
-    pp_profile_free(&rest);
+}
 
-    /* few shrink: the room goes to what grows */
-    unit_buf_reset(&buf);
-    pp_profile_init(&slow);
-    pp_profile_init(&rest);
-    for (i = 0; i < 40; i++) {
-        snprintf(name, sizeof(name), "grow_%d", i);
-        assert_int_equal(pp_profile_add(&slow, diff_stack(st, name),
-                                        (uint64_t)(100 - i), 1000, 0),
-                         0);
-    }
-    assert_int_equal(
-        pp_profile_add(&rest, diff_stack(st, "shrink_0"), 5, 1000, 0), 0);
-    pp_profile_sort(&slow);
-    pp_profile_sort(&rest);
-    pp_view_diff(&out, st, &slow, &rest, "");
-    page = unit_buf_str(&buf);
+static void test_diff_gives_the_room_of_few_shrinking_to_growing(void **state)
+{
+    diff_fix_t *d = *state;
+    const char *page;
+
+    diff_add_ranked(d, &d->slow, "grow", 40);
+    diff_add(d, &d->rest, "shrink_0", 5);
+    page = diff_page(d);
     assert_non_null(diff_row(page, "grow_28"));
     assert_null(diff_row(page, "grow_29"));
     assert_non_null(diff_row(page, "shrink_0"));
     assert_non_null(strstr(page, "12 functions with smaller changes"));
-    pp_profile_free(&slow);
-    pp_profile_free(&rest);
-    pp_store_destroy(st);
 }
 
 int main(void)
 {
 #define B(f) cmocka_unit_test_setup_teardown(f, buf_setup, buf_teardown)
 #define S(f) cmocka_unit_test_setup_teardown(f, store_setup, store_teardown)
+#define D(f) cmocka_unit_test_setup_teardown(f, diff_setup, diff_teardown)
     const struct CMUnitTest tests[] = {
         B(test_html_escapes_markup_characters),
         B(test_html_keeps_valid_utf8),
@@ -875,10 +888,12 @@ int main(void)
         B(test_message_page_escapes_text),
         S(test_renderers_survive_a_node_cycle),
         B(test_renderers_survive_an_empty_store),
-        B(test_diff_lists_functions_only_outside_the_slow_side),
-        B(test_diff_keeps_the_most_shrinking_when_cut),
+        D(test_diff_lists_functions_only_outside_the_slow_side),
+        D(test_diff_keeps_the_most_shrinking_when_cut),
+        D(test_diff_gives_the_room_of_few_shrinking_to_growing),
     };
 #undef B
 #undef S
+#undef D
     return cmocka_run_group_tests_name("pp_render", tests, NULL, NULL);
 }
