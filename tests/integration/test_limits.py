@@ -42,7 +42,11 @@ def test_max_depth_keeps_the_deepest_frames(srv):
         names = [f["function"] for f in stack["frames"]]
         # at most 3 frames plus a truncation marker at the root
         assert len(names) <= 4, names
-        assert "application" not in names, names
+        # a sample taken in sleep_for, 4 frames deep, lost its root; one
+        # taken in view_slow before the sleep (a slow ASan build) is a
+        # whole 3-frame stack and keeps it
+        if names[-1] == "sleep_for":
+            assert "application" not in names, names
     sleeping = [[f["function"] for f in s["frames"]] for s in stacks
                 if s["frames"][-1]["function"] == "sleep_for"]
     assert sleeping and all(n[-3:] == ["dispatch", "view_slow", "sleep_for"] for n in sleeping), sleeping
