@@ -67,8 +67,9 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) integration
 
-demo: $(MODULE)
-	bash scripts/demo.sh start
+demo: deps
+	$(MAKE) all
+	PYPROF_WSGI_SO=$${PYPROF_WSGI_SO:-$(WSGI_SO)} bash scripts/demo.sh start
 
 demo-stop:
 	bash scripts/demo.sh stop

@@ -15,6 +15,9 @@
 #   PYPROF_DEMO_REQUESTS   requests to send after start (default 60; 0: none)
 #   PYPROF_DEMO_NO_MODULE  1: leave mod_pyprof out (LoadModule, PyProf*,
 #                          /server-profile) to debug the demo set-up itself
+#   PYPROF_WSGI_SO         the mod_wsgi to load (default
+#                          /usr/lib/apache2/modules/mod_wsgi.so); the module
+#                          must be built for the same Python
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +25,7 @@ state=${PYPROF_DEMO_DIR:-/tmp/mod_pyprof-demo}
 module=${PYPROF_MODULE:-$repo/mod_pyprof/.libs/mod_pyprof.so}
 requests=${PYPROF_DEMO_REQUESTS:-60}
 no_module=${PYPROF_DEMO_NO_MODULE:-0}
+wsgi_so=${PYPROF_WSGI_SO:-/usr/lib/apache2/modules/mod_wsgi.so}
 httpd=/usr/sbin/apache2
 python=/usr/bin/python3
 conf=$state/httpd.conf
@@ -38,7 +42,7 @@ pid_alive() {
 }
 
 # Run httpd with a clean Python environment: mod_wsgi embeds Debian's
-# Python 3.11, which must not pick up another Python's home or path.
+# Python, which must not pick up another Python's home or path.
 run_httpd() {
     env -u PYTHONHOME -u PYTHONPATH "$httpd" -f "$conf" "$@"
 }
@@ -119,7 +123,7 @@ LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
 <IfModule !unixd_module>
     LoadModule unixd_module /usr/lib/apache2/modules/mod_unixd.so
 </IfModule>
-LoadModule wsgi_module /usr/lib/apache2/modules/mod_wsgi.so
+LoadModule wsgi_module $wsgi_so
 $pyprof_load
 
 # Started as root without User/Group, httpd logs AH02155 at alert level.
@@ -211,8 +215,8 @@ if reqs:
 
 start_demo() {
     [[ -x $httpd ]] || die "$httpd not found: run 'make deps' first"
-    [[ -r /usr/lib/apache2/modules/mod_wsgi.so ]] ||
-        die "mod_wsgi not installed: run 'make deps' first"
+    [[ -r $wsgi_so ]] ||
+        die "mod_wsgi not installed ($wsgi_so): run 'make deps' first"
     if [[ $no_module != 1 && ! -r $module ]]; then
         die "$module not found: run 'make' first (or 'make demo')"
     fi

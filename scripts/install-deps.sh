@@ -4,15 +4,43 @@
 # Idempotent: asks dpkg which packages are missing and does nothing else when
 # none are. Only when something is missing does it run `apt-get update` and
 # install exactly those packages. Runs without a terminal (CI); uses sudo
-# only when not already root.
+# only when not already root. Works on Debian 12 (bookworm), 13 (trixie)
+# and sid: the one release-specific name, clang's runtime package, follows
+# the release's default clang.
+#
+# Environment:
+#   PYPROF_DEPS_SKIP   space-separated packages (or shell patterns:
+#                      'libclang-rt-*') not to install, npm included (for a
+#                      machine that runs only part of the tests, e.g. the
+#                      CI chroots of scripts/ci-chroots.sh; their tests skip
+#                      or are not run)
 set -euo pipefail
+
+# libclang-rt-N-dev for the release's default clang (clang depends on
+# clang-N): 14 on bookworm, 19 on trixie, 21 on sid at the time of writing.
+clang_rt_package() {
+    local dep major=""
+    dep=$(dpkg-query -W -f='${Depends}' clang 2>/dev/null || true)
+    [[ $dep =~ clang-([0-9]+) ]] ||
+        dep=$(apt-cache show clang 2>/dev/null | sed -n 's/^Depends: //p' | head -n 1)
+    if [[ $dep =~ clang-([0-9]+) ]]; then
+        major=${BASH_REMATCH[1]}
+    else
+        case $(sed -n "s/^VERSION_CODENAME=//p" /etc/os-release 2>/dev/null) in
+        bookworm) major=14 ;;
+        trixie) major=19 ;;
+        esac
+    fi
+    [[ -z $major ]] || echo "libclang-rt-$major-dev"
+}
+clang_rt=$(clang_rt_package)
 
 packages=(
     apache2             # httpd itself, mpm_event, the modules the tests load
     apache2-dev         # apxs, httpd headers
     libapache2-mod-wsgi-py3
     libcmocka-dev       # unit tests
-    python3-dev         # Python 3.11 headers the module builds against
+    python3-dev         # headers of the Python the module builds against
     python3-pytest      # integration tests
     python3-requests
     wrk                 # benchmarks
@@ -31,15 +59,28 @@ packages=(
     # for readable sanitizer stacks, valgrind, and the linters; gcc's own
     # libasan/libubsan come with gcc
     clang
-    libclang-rt-14-dev
+    ${clang_rt:+"$clang_rt"}    # libclang-rt-14-dev on bookworm
     llvm
     valgrind
     cppcheck
     clang-tidy
 )
 
+# shellcheck disable=SC2206
+skip=(${PYPROF_DEPS_SKIP:-})
+# each word a shell pattern: PYPROF_DEPS_SKIP='libclang-rt-*' works
+skipped() {
+    local s
+    # shellcheck disable=SC2053
+    for s in "${skip[@]}"; do [[ $1 == $s ]] && return 0; done
+    return 1
+}
+
 missing=()
 for pkg in "${packages[@]}"; do
+    if skipped "$pkg"; then
+        continue
+    fi
     # db:Status-Abbrev is "ii " only for a fully installed package; removed
     # packages that left config files behind ("rc ") count as missing.
     status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
@@ -50,7 +91,7 @@ done
 
 # npm fetches speedscope's published schema for the export test; the
 # machine may have Node.js (with npm) from elsewhere, so ask for the command
-if ! command -v npm >/dev/null 2>&1; then
+if ! command -v npm >/dev/null 2>&1 && ! skipped npm; then
     missing+=(npm)
 fi
 
@@ -72,6 +113,11 @@ fi
 echo "install-deps: missing: ${missing[*]}"
 echo "install-deps: running apt-get update"
 "${sudo[@]}" apt-get update -q
+if [[ -z $clang_rt ]] && ! skipped clang; then
+    # an unknown release with no package lists before the update
+    clang_rt=$(clang_rt_package)
+    [[ -z $clang_rt ]] || skipped "$clang_rt" || missing+=("$clang_rt")
+fi
 echo "install-deps: installing: ${missing[*]}"
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}"

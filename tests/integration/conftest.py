@@ -17,6 +17,11 @@ Environment:
     PYPROF_TMPDIR      where the server directories go (default /tmp)
     PYPROF_EXTRA_CONF  directives appended to every generated config, for
                        diagnosis (e.g. "WSGIApplicationGroup %{GLOBAL}")
+    PYPROF_WSGI_SO     the mod_wsgi to load (default
+                       /usr/lib/apache2/modules/mod_wsgi.so, Debian's link to
+                       the one for the default python3); e.g.
+                       /usr/lib/apache2/modules/mod_wsgi.so-3.15 to test
+                       under another Python mod_wsgi supports
 
 Every wait in here is bounded in time and every loop in count.
 """
@@ -42,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 APACHE = "/usr/sbin/apache2"
 APACHE_MODULES = "/usr/lib/apache2/modules"
-WSGI_SO = os.path.join(APACHE_MODULES, "mod_wsgi.so")
+WSGI_SO = os.environ.get("PYPROF_WSGI_SO") or os.path.join(APACHE_MODULES, "mod_wsgi.so")
 DEFAULT_MODULE = os.path.join(REPO, "mod_pyprof", ".libs", "mod_pyprof.so")
 APP_SOURCE = os.path.join(HERE, "apps", "app.py")
 
