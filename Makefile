@@ -4,16 +4,33 @@
 # never the python3 that happens to be first on PATH.
 
 APXS        ?= apxs
-PYTHON      ?= /usr/bin/python3
-PYCONFIG    ?= /usr/bin/python3-config
+WSGI_DIR    := /usr/lib/apache2/modules
+# The Python the installed mod_wsgi links (Debian: libpython3.X), unless
+# PYTHON= names another installed one (sid: PYTHON=/usr/bin/python3.15 for
+# its mod_wsgi.so-3.15).  Before mod_wsgi is installed (`make deps` does
+# that): the system's python3.
+WSGI_PYVER  := $(shell ldd $(WSGI_DIR)/mod_wsgi.so 2>/dev/null | \
+                 sed -n 's/.*libpython\([0-9]*\.[0-9]*\).*/\1/p' | head -n1)
+PYTHON      ?= $(if $(WSGI_PYVER),/usr/bin/python$(WSGI_PYVER),/usr/bin/python3)
+PYCONFIG    ?= $(PYTHON)-config
+PY_VER      := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 PY_INCLUDES := $(shell $(PYCONFIG) --includes 2>/dev/null)
-PY_LIB      := python3.11
+PY_LIB      := python$(PY_VER)
+PY_SUPPORTED := 3.11 3.13 3.14 3.15
+# the runtime half of the Python layer: 3.11's, or 3.13 and later's
+PY_RT       := $(if $(filter 3.11,$(PY_VER)),pp_py_rt311.c,pp_py_rt.c)
+# the mod_wsgi built for that Python (sid ships one per version)
+WSGI_SO     ?= $(firstword $(wildcard $(WSGI_DIR)/mod_wsgi.so-$(PY_VER)) \
+                 $(WSGI_DIR)/mod_wsgi.so)
+# pytest runs with the system's python3, whatever Python the module is for
+TEST_PYTHON ?= /usr/bin/python3
 
 CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_store.c mod_pyprof/pp_profile.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
                mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c
-SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_frames_py311.c \
+SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
+               mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
                mod_pyprof/pp_api.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
                mod_pyprof/mod_pyprof_handler.c
@@ -32,16 +49,25 @@ PYEXT       := pyext/pyprof/_pyprof$(PY_EXT_SUFFIX)
 PY_SITE     ?= /usr/lib/python3/dist-packages
 
 .PHONY: all deps test unit integration demo demo-stop install clean format bench \
-        render-bench
+        render-bench pycheck
 
-all: $(MODULE) $(PYEXT)
+all: pycheck $(MODULE) $(PYEXT)
+
+# one clear line when the Python is missing or not one we support
+pycheck:
+	@if [ -z "$(PY_VER)" ]; then \
+	    echo "mod_pyprof: no Python at $(PYTHON) (make deps installs Debian's; PYTHON=/usr/bin/python3.X picks one)" >&2; exit 1; fi
+	@case " $(PY_SUPPORTED) " in *" $(PY_VER) "*) ;; *) \
+	    echo "mod_pyprof: CPython $(PY_VER) ($(PYTHON)) is not supported; supported: $(PY_SUPPORTED)" >&2; exit 1;; esac
+	@if [ -z "$(PY_INCLUDES)" ]; then \
+	    echo "mod_pyprof: $(PYCONFIG) not found: install python$(PY_VER)-dev" >&2; exit 1; fi
 
 # the "pyprof" extension, against the Python mod_wsgi links
-$(PYEXT): pyext/_pyprof.c mod_pyprof/pp_api.h Makefile
+$(PYEXT): pyext/_pyprof.c mod_pyprof/pp_api.h Makefile | pycheck
 	$(CC) -std=gnu11 -O2 -g $(WARN) -fPIC -shared $(PY_INCLUDES) \
 	    -Imod_pyprof -o $@ pyext/_pyprof.c
 
-$(MODULE): $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) Makefile
+$(MODULE): $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) Makefile | pycheck
 	cd mod_pyprof && $(APXS) -c -o mod_pyprof.la \
 	    $(foreach f,$(MOD_CFLAGS),-Wc,$(f)) -Wl,-l$(PY_LIB) -lz \
 	    $(notdir $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC)) >build.log 2>&1 \
@@ -60,7 +86,7 @@ unit: $(UNIT_TESTS)
 	    exit $$failed
 
 integration: $(MODULE) $(PYEXT)
-	$(PYTHON) -m pytest -q tests/integration
+	PYPROF_WSGI_SO=$${PYPROF_WSGI_SO:-$(WSGI_SO)} $(TEST_PYTHON) -m pytest -q tests/integration
 
 test: deps
 	$(MAKE) all
@@ -75,7 +101,7 @@ demo-stop:
 	bash scripts/demo.sh stop
 
 bench: $(MODULE)
-	$(PYTHON) tests/bench/overhead.py
+	$(TEST_PYTHON) tests/bench/overhead.py
 
 build/render_bench: tests/bench/render_bench.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p build

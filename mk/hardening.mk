@@ -228,13 +228,13 @@ check-valgrind: $(UNIT_TESTS)
 FUZZ_HTTP_SECONDS ?= 60
 FUZZ_HTTP_MPM ?= event
 fuzz-http: $(MODULE)
-	$(PYTHON) scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM)
+	$(TEST_PYTHON) scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM)
 
 fuzz-http-asan: asan
-	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(PYTHON) \
+	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(TEST_PYTHON) \
 	    scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
 	    --out build/asan/fuzz-http
-	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(PYTHON) \
+	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(TEST_PYTHON) \
 	    scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
 	    --daemon --out build/asan/fuzz-http-daemon
 

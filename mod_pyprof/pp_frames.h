@@ -1,8 +1,10 @@
 /* pp_frames.h: the only interface to CPython's internals.
  *
  * Everything version-specific about reading Python stacks lives behind this
- * header, in pp_frames_py311.c.  The sampler calls pp_py_* from its own
- * thread only; nothing here is ever called from an Apache hook.
+ * header, in the Python layer (pp_py.h: pp_py_walk.c, pp_py_layout.c and
+ * the runtime file of the version built for, pp_py_rt311.c or pp_py_rt.c).
+ * The sampler calls pp_py_* from its own thread only; nothing here is ever
+ * called from an Apache hook but pp_py_initialized (child_init).
  */
 #ifndef PP_FRAMES_H
 #define PP_FRAMES_H
@@ -54,7 +56,7 @@ int pp_py_nogil_init(void);
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n);
 uint64_t pp_py_nogil_torn(void);
 
-/* Python version this file was compiled for, e.g. "3.11". */
+/* Python version the module was compiled for, e.g. "3.13". */
 const char *pp_py_version(void);
 
 #endif

@@ -26,13 +26,24 @@ case "${1:-}" in
 --tidy-only) run_cppcheck=0; shift ;;
 esac
 files=("$@")
-if [[ ${#files[@]} -eq 0 ]]; then
-    files=(mod_pyprof/*.c pyext/_pyprof.c)
-fi
 
 PY_INC=$(/usr/bin/python3-config --includes 2>/dev/null | tr ' ' '\n' | sed -n 's/^-I//p' | head -n1)
 PY_INC=${PY_INC:-/usr/include/python3.11}
 PY_VER=$(basename "$PY_INC")
+
+if [[ ${#files[@]} -eq 0 ]]; then
+    # every file, but the Python runtime file of the other versions
+    # (pp_py_rt311.c is 3.11's, pp_py_rt.c 3.13+'s: each #errors on the
+    # other's headers)
+    for f in mod_pyprof/*.c pyext/_pyprof.c; do
+        case "$f:$PY_VER" in
+        mod_pyprof/pp_py_rt311.c:python3.11) ;;
+        mod_pyprof/pp_py_rt311.c:*) continue ;;
+        mod_pyprof/pp_py_rt.c:python3.11) continue ;;
+        esac
+        files+=("$f")
+    done
+fi
 MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 INCLUDES=(-Imod_pyprof -I/usr/include/apache2 -I/usr/include/apr-1.0 "-I$PY_INC")
 # what apxs compiles with (apxs -q CFLAGS EXTRA_CPPFLAGS)

@@ -1,0 +1,888 @@
+/* pp_py_walk.c: reads Python stacks for the sampler, for every supported
+ * CPython, from a pp_py_layout_t (see pp_py.h).  Sampler thread only.
+ *
+ * No Python header is included here: what a thread state, a frame, a code
+ * object or a str looks like comes from the layout, filled from the
+ * headers of the Python being sampled.  Memory is copied through a reader:
+ *
+ * GIL-free: the threads read run on meanwhile, so every byte that can
+ *        change or be freed under us (frames, code objects, strings,
+ *        location tables) is copied with process_vm_readv() on our own
+ *        pid, which fails cleanly on an unmapped page instead of faulting,
+ *        and the copied chain is checked (real code objects, instructions
+ *        inside their code, callers below callees) before it is trusted; a
+ *        chain that does not check out is copied again, up to NOGIL_TRIES
+ *        times, then the sample is dropped (counted as torn).
+ * GIL:   the sampler holds the GIL, so nothing runs Python meanwhile and
+ *        plain copies are enough (and no process_vm_readv is needed, which
+ *        is why this mode remains when a seccomp filter refuses it).
+ *
+ * In both, thread lists are walked under the runtime's HEAD_LOCK (thread
+ * states are created and deleted by threads that do not hold the GIL), no
+ * Python object is created, no reference taken, no Python code run; names
+ * are copied into C buffers and interned in the shared store, and a cache
+ * maps (code object, instruction) to the interned frame id.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "pp_frames.h"
+#include "pp_linetable.h"
+#include "pp_py.h"
+
+#define CODE_CACHE_SIZE 4096  /* power of two */
+#define FRAME_CACHE_SIZE 8192 /* power of two */
+#define CHUNK_COPY_MAX ((size_t)512 * 1024)
+#define NAME_MAX_CHARS 1024    /* characters read of a name */
+#define LINETABLE_MAX 32768    /* bytes of location table kept */
+#define BATCH_MAX 512          /* code objects read in one batch */
+#define REGIONS_MAX 16         /* data-stack chunks copied per chain */
+/* Headers copied whole: bigger than any supported version's (checked at
+ * init against the layout). */
+#define CODE_HDR_MAX 512
+#define FRAME_HDR_MAX 128
+#define STR_HDR_MAX 128
+#define BYTES_HDR_MAX 64
+/* Copies of a chain before a sample is dropped as torn.  A thread calling
+ * small functions changes its chain while it is copied; only failed
+ * copies are retried, so more tries cost nothing when the first works.
+ * tests/bench (p1ms, /app/render: ~15k calls in 2 ms, 3.11): torn 5.3% of
+ * samples with 2 tries, 2.2% with 3, 0.3-0.4% with 5, the sampler's CPU
+ * the same within noise. */
+#ifndef NOGIL_TRIES
+#define NOGIL_TRIES 5
+#endif
+
+static const pp_py_layout_t *L;
+static const pp_py_reader_t *R;
+static int tries_per_chain = 1;
+static pid_t own_pid;
+static uint64_t torn_samples;
+
+/* ---------------------------------------------------------------- reads */
+
+static int vm_read(void *dst, const void *src, size_t n)
+{
+    struct iovec l, r;
+
+    if (!src || !n) {
+        return -1;
+    }
+    l.iov_base = dst;
+    l.iov_len = n;
+    r.iov_base = (void *)src;
+    r.iov_len = n;
+    return process_vm_readv(own_pid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+static int vm_readv(void *const *dst, const void *const *src,
+                    const size_t *len, size_t n)
+{
+    static struct iovec l[BATCH_MAX * 2], r[BATCH_MAX * 2];
+    size_t i, want = 0;
+
+    if (n > BATCH_MAX * 2) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!src[i]) {
+            return -1;
+        }
+        l[i].iov_base = dst[i];
+        l[i].iov_len = len[i];
+        r[i].iov_base = (void *)src[i];
+        r[i].iov_len = len[i];
+        want += len[i];
+    }
+    return n == 0 ||
+                   process_vm_readv(own_pid, l, n, r, n, 0) == (ssize_t)want
+               ? 0
+               : -1;
+}
+
+static const pp_py_reader_t vm_reader = {vm_read, vm_readv};
+
+/* With the GIL held nothing the chain points to can change or be freed;
+ * NULL is the only bad pointer a consistent chain holds. */
+static int local_read(void *dst, const void *src, size_t n)
+{
+    if (!src || !n) {
+        return -1;
+    }
+    memcpy(dst, src, n);
+    return 0;
+}
+
+static int local_readv(void *const *dst, const void *const *src,
+                       const size_t *len, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (local_read(dst[i], src[i], len[i]) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const pp_py_reader_t local_reader = {local_read, local_readv};
+
+/* Fields of a copied struct (copies are byte buffers: no alignment). */
+static const void *ptr_at(const void *base, size_t off)
+{
+    const void *p;
+    memcpy(&p, (const char *)base + off, sizeof(p));
+    return p;
+}
+
+static int int_at(const void *base, size_t off)
+{
+    int v;
+    memcpy(&v, (const char *)base + off, sizeof(v));
+    return v;
+}
+
+static ssize_t ssize_at(const void *base, size_t off)
+{
+    ssize_t v;
+    memcpy(&v, (const char *)base + off, sizeof(v));
+    return v;
+}
+
+/* A field of a live struct another thread may be writing (a thread
+ * state's ids and pointers), read once. */
+static uintptr_t word_in_place(const void *base, size_t off)
+{
+    return *(const volatile uintptr_t *)((const char *)base + off);
+}
+
+/* A torn pointer can be anything: nothing below the first page and
+ * nothing outside x86-64/aarch64 user space. */
+static int plausible(const void *p)
+{
+    return (uintptr_t)p >= 4096 && (uintptr_t)p <= 0x00007fffffffffffULL;
+}
+
+/* ---------------------------------------------------------------- names */
+
+/* UTF-8 of n code points of a PEP 393 buffer (kind 1, 2 or 4), cut at
+ * cap - 1 bytes on a character boundary; lone surrogates become U+FFFD. */
+static size_t ucs_to_utf8(unsigned kind, const uint8_t *data, size_t n,
+                          char *buf, size_t cap)
+{
+    size_t i, w = 0;
+
+    for (i = 0; i < n; i++) {
+        uint32_t c;
+        if (kind == 1) {
+            c = data[i];
+        }
+        else if (kind == 2) {
+            uint16_t u;
+            memcpy(&u, data + 2 * i, 2);
+            c = u;
+        }
+        else {
+            memcpy(&c, data + 4 * i, 4);
+        }
+        if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            c = 0xfffd;
+        }
+        if (c < 0x80) {
+            if (w + 1 >= cap) break;
+            buf[w++] = (char)c;
+        }
+        else if (c < 0x800) {
+            if (w + 2 >= cap) break;
+            buf[w++] = (char)(0xc0 | (c >> 6));
+            buf[w++] = (char)(0x80 | (c & 0x3f));
+        }
+        else if (c < 0x10000) {
+            if (w + 3 >= cap) break;
+            buf[w++] = (char)(0xe0 | (c >> 12));
+            buf[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
+            buf[w++] = (char)(0x80 | (c & 0x3f));
+        }
+        else {
+            if (w + 4 >= cap) break;
+            buf[w++] = (char)(0xf0 | (c >> 18));
+            buf[w++] = (char)(0x80 | ((c >> 12) & 0x3f));
+            buf[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
+            buf[w++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    buf[w] = '\0';
+    return w;
+}
+
+/* The last bytes of a str's characters as read, and where they are.  A
+ * code object freed and replaced by one of the same shape (the same
+ * template exec'd or imported again) can get the same address, and so can
+ * its name and file strs (pymalloc and malloc hand out the last freed
+ * block first): all the pointers a cache entry is checked against match,
+ * yet the names differ.  They differ in their characters, most often at
+ * the end (a nonce, a module name): a cache hit counts only if these bytes
+ * are still there (re-read in one batch per sample). */
+#define STR_TAIL 24
+typedef struct str_tail {
+    const void *at; /* address of the bytes; NULL: not checked */
+    uint8_t bytes[STR_TAIL];
+    uint8_t len;
+} str_tail_t;
+
+/* A str, copied out as UTF-8 (at most NAME_MAX_CHARS characters); 0 if
+ * it is not a live str. */
+static size_t read_str(const void *obj, char *out, size_t cap,
+                       str_tail_t *tail)
+{
+    static uint8_t buf[NAME_MAX_CHARS * 4];
+    uint8_t head[STR_HDR_MAX], again[STR_HDR_MAX];
+    const size_t skip = L->obj_type; /* the count may move */
+    pp_py_str_t s;
+    size_t n, bytes;
+
+    out[0] = '\0';
+    if (R->read(head, obj, L->str_header) != 0 ||
+        ptr_at(head, L->obj_type) != L->str_type || !L->live(head) ||
+        L->str_decode(head, &s) != 0 || s.hdr_len > L->str_header ||
+        s.hdr_len < skip) {
+        return 0;
+    }
+    n = s.length < NAME_MAX_CHARS ? s.length : NAME_MAX_CHARS;
+    bytes = n * s.kind;
+    if (bytes &&
+        R->read(buf, (const uint8_t *)obj + s.data_off, bytes) != 0) {
+        return 0;
+    }
+    /* the str may have been freed and its block handed to a new object
+     * between the two reads (pymalloc reuses the last freed block first):
+     * the characters count only if the header is still the one they were
+     * read under */
+    if (R->read(again, obj, L->str_header) != 0 || !L->live(again) ||
+        memcmp(again + skip, head + skip, s.hdr_len - skip) != 0) {
+        return 0;
+    }
+    if (tail) {
+        size_t t = bytes < STR_TAIL ? bytes : STR_TAIL;
+        tail->at = t ? (const uint8_t *)obj + s.data_off + bytes - t : NULL;
+        tail->len = (uint8_t)t;
+        if (t) {
+            memcpy(tail->bytes, buf + bytes - t, t);
+        }
+    }
+    return ucs_to_utf8(s.kind, buf, n, out, cap);
+}
+
+/* ---------------------------------------------------------- code cache */
+
+typedef struct code_info {
+    const void *code; /* address; NULL = empty entry */
+    const void *qualname, *filename, *linetable_obj;
+    int firstlineno;
+    int firsttraceable;
+    ssize_t ncodeunits;
+    uint8_t *linetable;
+    size_t linetable_len;
+    char func[PP_FRAME_TEXT_MAX + 1];
+    char file[PP_FRAME_TEXT_MAX + 1];
+    size_t func_len, file_len;
+    str_tail_t func_tail, file_tail; /* see str_tail_t */
+    uint64_t gen;                    /* which load this is (never 0) */
+} code_info_t;
+
+/* (code object, instruction) -> interned frame, valid for one load of
+ * the code object (gen). */
+typedef struct frame_cache_entry {
+    const void *code;
+    int lasti;
+    uint32_t frame;
+    uint64_t gen;
+} frame_cache_entry_t;
+
+static code_info_t *code_cache;
+static frame_cache_entry_t *frame_cache;
+static uint64_t code_loads;
+static char *chunk_copy;
+
+static code_info_t *cache_entry(const void *code)
+{
+    return &code_cache[((uintptr_t)code >> 4) & (CODE_CACHE_SIZE - 1)];
+}
+
+static int cache_matches(const code_info_t *ci, const void *code,
+                         const uint8_t *head)
+{
+    return ci->code == code &&
+           ci->qualname == ptr_at(head, L->code_qualname) &&
+           ci->filename == ptr_at(head, L->code_filename) &&
+           ci->linetable_obj == ptr_at(head, L->code_linetable) &&
+           ci->firstlineno == int_at(head, L->code_firstlineno);
+}
+
+static int is_live_code(const uint8_t *head)
+{
+    return ptr_at(head, L->obj_type) == L->code_type && L->live(head);
+}
+
+/* Fill a cache entry from a copied code object header; 0 on success. */
+static int load_code(code_info_t *ci, const void *code, const uint8_t *head)
+{
+    uint8_t bhead[BYTES_HDR_MAX], again[CODE_HDR_MAX];
+    const void *lt = ptr_at(head, L->code_linetable);
+    ssize_t blen;
+
+    free(ci->linetable);
+    memset(ci, 0, sizeof(*ci));
+    ci->func_len = read_str(ptr_at(head, L->code_qualname), ci->func,
+                            sizeof(ci->func), &ci->func_tail);
+    ci->file_len = read_str(ptr_at(head, L->code_filename), ci->file,
+                            sizeof(ci->file), &ci->file_tail);
+    if (!ci->func_len || !ci->file_len) {
+        return -1;
+    }
+    if (R->read(bhead, lt, L->bytes_data) == 0 &&
+        ptr_at(bhead, L->obj_type) == L->bytes_type && L->live(bhead) &&
+        (blen = ssize_at(bhead, L->var_size)) > 0 && blen <= LINETABLE_MAX) {
+        ci->linetable = malloc((size_t)blen);
+        if (ci->linetable &&
+            R->read(ci->linetable, (const char *)lt + L->bytes_data,
+                    (size_t)blen) == 0) {
+            ci->linetable_len = (size_t)blen;
+        }
+        else {
+            free(ci->linetable);
+            ci->linetable = NULL;
+        }
+    }
+    /* the code object may have been freed (and its memory reused) while
+     * we read its parts: they count only if its header is still the one
+     * they were read from */
+    if (R->read(again, code, L->code_header) != 0 || !is_live_code(again) ||
+        ptr_at(again, L->code_qualname) != ptr_at(head, L->code_qualname) ||
+        ptr_at(again, L->code_filename) != ptr_at(head, L->code_filename) ||
+        ptr_at(again, L->code_linetable) != lt ||
+        int_at(again, L->code_firstlineno) !=
+            int_at(head, L->code_firstlineno)) {
+        free(ci->linetable);
+        ci->linetable = NULL;
+        return -1;
+    }
+    ci->code = code;
+    ci->gen = ++code_loads;
+    ci->qualname = ptr_at(head, L->code_qualname);
+    ci->filename = ptr_at(head, L->code_filename);
+    ci->linetable_obj = lt;
+    ci->firstlineno = int_at(head, L->code_firstlineno);
+    ci->firsttraceable = int_at(head, L->code_firsttraceable);
+    ci->ncodeunits = ssize_at(head, L->var_size);
+    return 0;
+}
+
+/* Cache entries that still match their code object's pointers keep
+ * their names only if the last bytes of those names are still the ones
+ * read (see str_tail_t); the others are dropped, to be loaded again.  One
+ * batched read for every code object of the sample. */
+static void check_cached_names(uint8_t (*heads)[CODE_HDR_MAX],
+                               const void *const *addrs, uint32_t nuniq)
+{
+    static void *dst[2 * BATCH_MAX];
+    static const void *src[2 * BATCH_MAX];
+    static size_t len[2 * BATCH_MAX];
+    static uint8_t now[2 * BATCH_MAX][STR_TAIL];
+    static code_info_t *owner[2 * BATCH_MAX];
+    static const str_tail_t *tails[2 * BATCH_MAX];
+    uint32_t k, m = 0, j;
+    int ok;
+
+    for (k = 0; k < nuniq; k++) {
+        code_info_t *ci = cache_entry(addrs[k]);
+        const str_tail_t *pair[2];
+        int t;
+
+        if (!cache_matches(ci, addrs[k], heads[k])) {
+            continue; /* not a hit: loaded anew anyway */
+        }
+        pair[0] = &ci->func_tail;
+        pair[1] = &ci->file_tail;
+        for (t = 0; t < 2; t++) {
+            if (!pair[t]->at || !pair[t]->len) {
+                continue;
+            }
+            dst[m] = now[m];
+            src[m] = pair[t]->at;
+            len[m] = pair[t]->len;
+            owner[m] = ci;
+            tails[m] = pair[t];
+            m++;
+        }
+    }
+    if (!m) {
+        return;
+    }
+    ok = R->readv(dst, src, len, m) == 0;
+    for (j = 0; j < m; j++) {
+        if (!ok || memcmp(now[j], tails[j]->bytes, tails[j]->len) != 0) {
+            owner[j]->code = NULL; /* reload: its names changed */
+        }
+    }
+}
+
+/* --------------------------------------------------------------- chains */
+
+typedef struct chain_frame {
+    const void *code;
+    const void *instr;
+    int owner;
+} chain_frame_t;
+
+/* Copied data-stack chunks of one thread: frames live in them, so a walk
+ * costs one read per chunk instead of one per frame. */
+typedef struct region {
+    const char *base; /* address of the chunk's data */
+    size_t used;
+    size_t at;        /* offset of the copy in chunk_copy */
+} region_t;
+
+typedef struct regions {
+    region_t r[REGIONS_MAX];
+    int n;
+    size_t fill;      /* bytes of chunk_copy in use */
+    const void *next; /* the next older chunk not copied yet */
+} regions_t;
+
+static int copy_region(regions_t *rs, const char *base, size_t used)
+{
+    region_t *r;
+
+    if (rs->n >= REGIONS_MAX || used == 0 ||
+        used > CHUNK_COPY_MAX - rs->fill ||
+        R->read(chunk_copy + rs->fill, base, used) != 0) {
+        return -1;
+    }
+    r = &rs->r[rs->n++];
+    r->base = base;
+    r->used = used;
+    r->at = rs->fill;
+    rs->fill += used;
+    return 0;
+}
+
+/* The region holding a whole frame at fp, copying older chunks as the
+ * walk reaches them; NULL if fp is in none (e.g. a generator's frame). */
+static const region_t *region_of(regions_t *rs, const char *fp, size_t size)
+{
+    int i;
+
+    for (;;) {
+        uint8_t head[64];
+        size_t csize, ctop;
+
+        for (i = 0; i < rs->n; i++) {
+            const region_t *r = &rs->r[i];
+            if (r->used >= size && fp >= r->base &&
+                (size_t)(fp - r->base) <= r->used - size) {
+                return r;
+            }
+        }
+        if (!rs->next) {
+            return NULL;
+        }
+        if (!plausible(rs->next) ||
+            R->read(head, rs->next, L->chunk_data) != 0) {
+            rs->next = NULL;
+            return NULL;
+        }
+        csize = (size_t)ssize_at(head, L->chunk_size);
+        ctop = (size_t)ssize_at(head, L->chunk_top);
+        if (ctop > csize / sizeof(void *) ||
+            copy_region(rs, (const char *)rs->next + L->chunk_data,
+                        ctop * sizeof(void *)) != 0) {
+            rs->next = NULL;
+            return NULL;
+        }
+        rs->next = ptr_at(head, L->chunk_previous);
+    }
+}
+
+/* The thread's innermost frame, or NULL; -1 if it cannot be read. */
+static int top_frame(const void *ts, const void **top)
+{
+    const void *at = (const char *)ts + L->ts_frame;
+
+    if (L->ts_frame_indirect) {
+        const void *cf = (const void *)word_in_place(ts, L->ts_frame);
+        if (!plausible(cf)) {
+            return -1;
+        }
+        at = (const char *)cf + L->cframe_frame;
+    }
+    return R->read(top, at, sizeof(*top));
+}
+
+/* Copy the frame chain of one thread state: -1 if it changed under us or
+ * does not decode.  Frames that run no Python code (C-stack entry frames,
+ * the interpreter's own) are left out here. */
+static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
+                      uint32_t *n, int *truncated, const void **top)
+{
+    const void *chunk = (const void *)word_in_place(ts, L->ts_datastack_chunk);
+    const char *dtop = (const char *)word_in_place(ts, L->ts_datastack_top);
+    const void *f;
+    regions_t rs;
+    uint32_t guard = 0;
+
+    *n = 0;
+    *truncated = 0;
+    rs.n = 0;
+    rs.fill = 0;
+    rs.next = NULL;
+    if (top_frame(ts, &f) != 0) {
+        return -1;
+    }
+    *top = f;
+    /* the current chunk now; older ones when the walk gets there */
+    if (plausible(chunk) && plausible(dtop)) {
+        const char *base = (const char *)chunk + L->chunk_data;
+        if (dtop > base && (size_t)(dtop - base) <= CHUNK_COPY_MAX) {
+            copy_region(&rs, base, (size_t)(dtop - base));
+        }
+        if (R->read(&rs.next, (const char *)chunk + L->chunk_previous,
+                    sizeof(void *)) != 0) {
+            rs.next = NULL;
+        }
+    }
+    while (f && guard++ < 4 * PP_DEPTH_LIMIT) {
+        uint8_t fr[FRAME_HDR_MAX];
+        const char *fp = (const char *)f;
+        const void *prev;
+        const region_t *r;
+        int owner;
+
+        if (!plausible(fp)) {
+            return -1;
+        }
+        if ((r = region_of(&rs, fp, L->frame_size))) {
+            memcpy(fr, chunk_copy + r->at + (size_t)(fp - r->base),
+                   L->frame_size);
+        }
+        else if (R->read(fr, f, L->frame_size) != 0) {
+            return -1;
+        }
+        owner = (signed char)fr[L->frame_owner];
+        prev = ptr_at(fr, L->frame_previous);
+        if (owner < 0 || owner > L->owner_max) {
+            return -1;
+        }
+        if (owner < L->owner_not_python) {
+            if (*n >= cap) {
+                *truncated = 1;
+                break;
+            }
+            out[*n].code = (const void *)((uintptr_t)ptr_at(fr, L->frame_code) &
+                                          ~L->code_tag);
+            out[*n].instr = ptr_at(fr, L->frame_instr);
+            out[*n].owner = owner;
+            (*n)++;
+        }
+        /* within one data-stack chunk callers lie below callees; anything
+         * else there is a torn copy (or a cycle) */
+        if (prev == f ||
+            (r && (const char *)prev >= fp &&
+             (size_t)((const char *)prev - r->base) < r->used)) {
+            return -1;
+        }
+        f = prev;
+    }
+    return 0;
+}
+
+/* Code objects of the chain, validated in one batched read; then names
+ * and lines from the cache.  Fills t->frames; -1: torn. */
+static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
+                        pp_walk_target_t *t)
+{
+    static uint8_t heads[BATCH_MAX][CODE_HDR_MAX];
+    static void *dst[BATCH_MAX];
+    static size_t len[BATCH_MAX];
+    static const void *addrs[BATCH_MAX];
+    uint32_t i, k, nuniq = 0;
+
+    /* distinct code objects (stacks repeat functions) */
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < nuniq; k++) {
+            if (addrs[k] == fr[i].code) {
+                break;
+            }
+        }
+        if (k == nuniq && nuniq < BATCH_MAX) {
+            if (!plausible(fr[i].code)) {
+                return -1;
+            }
+            addrs[nuniq] = fr[i].code;
+            dst[nuniq] = heads[nuniq];
+            len[nuniq] = L->code_header;
+            nuniq++;
+        }
+    }
+    t->depth = 0;
+    if (!nuniq) {
+        return 0;
+    }
+    if (R->readv(dst, addrs, len, nuniq) != 0) {
+        return -1; /* some frame pointed at freed memory: torn */
+    }
+    check_cached_names(heads, addrs, nuniq);
+    for (i = 0; i < n && t->depth < t->max_depth; i++) {
+        const uint8_t *head = NULL;
+        code_info_t *ci;
+        frame_cache_entry_t *fe;
+        uintptr_t h;
+        intptr_t unit;
+        int line, lasti;
+        uint32_t id;
+
+        for (k = 0; k < nuniq; k++) {
+            if (addrs[k] == fr[i].code) {
+                head = heads[k];
+                break;
+            }
+        }
+        /* a code object being deallocated (refcount 0) may already have
+         * released its names: not one to read */
+        if (!head || !is_live_code(head)) {
+            return -1;
+        }
+        ci = cache_entry(fr[i].code);
+        if (!cache_matches(ci, fr[i].code, head) &&
+            load_code(ci, fr[i].code, head) != 0) {
+            return -1;
+        }
+        unit = ((intptr_t)fr[i].instr -
+                (intptr_t)((const char *)fr[i].code + L->code_header)) /
+               (intptr_t)L->code_unit;
+        /* _PyFrame_IsIncomplete: not started yet */
+        if (fr[i].owner != L->owner_generator && unit < ci->firsttraceable) {
+            continue;
+        }
+        if (unit < -1 || unit > ci->ncodeunits) {
+            return -1; /* instruction outside its code: torn */
+        }
+        lasti = (int)unit;
+        h = ((uintptr_t)fr[i].code >> 4) ^ ((uintptr_t)lasti * 0x9e3779b1u);
+        fe = &frame_cache[h & (FRAME_CACHE_SIZE - 1)];
+        if (fe->code == fr[i].code && fe->lasti == lasti &&
+            fe->gen == ci->gen && fe->frame) {
+            t->frames[t->depth++] = fe->frame;
+            continue;
+        }
+        line = pp_linetable_line(ci->linetable, ci->linetable_len,
+                                 ci->firstlineno, lasti);
+        /* an instruction without a location is charged to the function's
+         * first line rather than to a line 0 that never ran */
+        if (line <= 0) {
+            line = ci->firstlineno;
+        }
+        id = pp_store_intern_frame(st, ci->func, ci->func_len, ci->file,
+                                   ci->file_len,
+                                   line < 0 ? 0u : (uint32_t)line);
+        if (!id) {
+            id = st->frame_unknown;
+        }
+        else {
+            fe->code = fr[i].code;
+            fe->lasti = lasti;
+            fe->gen = ci->gen;
+            fe->frame = id;
+        }
+        t->frames[t->depth++] = id;
+    }
+    if (i < n) {
+        t->truncated = 1;
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------------- threads */
+
+/* Is ts the target's thread?  The ids are read once each: a thread just
+ * started may be rewriting them (see walk()). */
+static int is_thread_of(const void *ts, const pp_walk_target_t *t)
+{
+    unsigned long id = (unsigned long)word_in_place(ts, L->ts_thread_id);
+    unsigned long nid =
+        (unsigned long)word_in_place(ts, L->ts_native_thread_id);
+
+    return id == t->thread_ident ||
+           (t->native_tid > 0 && nid == (unsigned long)t->native_tid);
+}
+
+static void sample_thread(pp_store_t *st, const void *ts, void *interp,
+                          pp_walk_target_t *t)
+{
+    static chain_frame_t chain[PP_DEPTH_LIMIT];
+    const void *top = NULL;
+    uint32_t depth = 0;
+    int tries, truncated = 0;
+
+    /* The thread runs on while we copy: the chain is checked (every code
+     * object really is one, every instruction lies inside its code,
+     * callers below callees) rather than required to stand still, which
+     * a thread calling small functions never does for a microsecond. */
+    for (tries = 0; tries < tries_per_chain; tries++) {
+        if (copy_chain(ts, chain, t->max_depth, &depth, &truncated, &top) !=
+            0) {
+            continue;
+        }
+        if (!top) {
+            break; /* it left Python meanwhile */
+        }
+        if (decode_chain(st, chain, depth, t) == 0) {
+            /* every frame still starting up: not in Python code yet, as
+             * far as a sample can tell */
+            t->found = t->depth > 0 || t->truncated;
+            t->truncated |= truncated;
+            t->interp = interp;
+            break;
+        }
+    }
+    if (tries == tries_per_chain && top) {
+        torn_samples++;
+        t->torn = 1;
+    }
+}
+
+static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
+{
+    const void *interp;
+    int i, left = n;
+
+    for (i = 0; i < n; i++) {
+        targets[i].found = 0;
+        targets[i].torn = 0;
+        targets[i].depth = 0;
+        targets[i].truncated = 0;
+        if (targets[i].max_depth == 0 ||
+            targets[i].max_depth > PP_DEPTH_LIMIT) {
+            targets[i].max_depth = PP_DEPTH_LIMIT;
+        }
+    }
+    if (!L || !code_cache) {
+        return;
+    }
+    /* HEAD_LOCK: no thread state is freed while we look at it */
+    pp_py_rt_head_lock();
+    for (interp = pp_py_rt_interpreters(); interp && left > 0;
+         interp = (const void *)word_in_place(interp, L->interp_next)) {
+        const void *ts;
+        if (R == &local_reader && !pp_py_rt_shares_gil(interp)) {
+            continue; /* runs on under its own GIL: not ours to copy */
+        }
+        for (ts = (const void *)word_in_place(interp, L->interp_threads_head);
+             ts && left > 0;
+             ts = (const void *)word_in_place(ts, L->ts_next)) {
+            const void *top = NULL;
+            for (i = 0; i < n; i++) {
+                pp_walk_target_t *t = &targets[i];
+
+                if (t->found || !is_thread_of(ts, t)) {
+                    continue;
+                }
+                /* several interpreters may know this thread: the one with
+                 * a frame is where it runs */
+                if (top_frame(ts, &top) != 0 || !top) {
+                    break;
+                }
+                sample_thread(st, ts, (void *)interp, t);
+                /* A thread state that threading.Thread.start() has just
+                 * made carries its creator's ids until the new thread sets
+                 * its own (init_threadstate), and it comes first in the
+                 * list: had the new thread started meanwhile, the chain
+                 * copied would be its stack, not the request's.  It sets
+                 * its ids before it runs any Python, so ids that still
+                 * match after the copy mean the copy was the target's. */
+                atomic_thread_fence(memory_order_acquire);
+                if (!is_thread_of(ts, t)) {
+                    t->found = 0;
+                    t->torn = 0;
+                    t->depth = 0;
+                    t->truncated = 0;
+                    break; /* not this thread state: look on */
+                }
+                left--;
+                break;
+            }
+        }
+    }
+    pp_py_rt_head_unlock();
+}
+
+/* ------------------------------------------------------------ interface */
+
+int pp_py_walker_init(int gil_free)
+{
+    const char *why = NULL;
+
+    L = pp_py_layout();
+    if (!L || L->code_header > CODE_HDR_MAX ||
+        L->frame_size > FRAME_HDR_MAX || L->str_header > STR_HDR_MAX ||
+        L->bytes_data > BYTES_HDR_MAX || L->chunk_data > 64 ||
+        pp_py_layout_check(&why) != 0) {
+        L = NULL;
+        return -1;
+    }
+    own_pid = getpid();
+    if (!code_cache) {
+        code_cache = calloc(CODE_CACHE_SIZE, sizeof(code_info_t));
+    }
+    if (!frame_cache) {
+        frame_cache = calloc(FRAME_CACHE_SIZE, sizeof(frame_cache_entry_t));
+    }
+    if (!chunk_copy) {
+        chunk_copy = malloc(CHUNK_COPY_MAX);
+    }
+    if (!code_cache || !frame_cache || !chunk_copy) {
+        return -1;
+    }
+    if (gil_free) {
+        /* can we read ourselves at all (a seccomp filter or a hardened
+         * kernel may say no)? */
+        int probe = 42, got = 0;
+        if (vm_read(&got, &probe, sizeof(got)) != 0 || got != 42) {
+            return -1;
+        }
+        R = &vm_reader;
+        tries_per_chain = NOGIL_TRIES;
+    }
+    else {
+        R = &local_reader;
+        tries_per_chain = 1;
+    }
+    return 0;
+}
+
+int pp_py_nogil_init(void)
+{
+    return pp_py_walker_init(1);
+}
+
+void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
+{
+    walk(st, targets, n);
+}
+
+void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
+{
+    walk(st, targets, n);
+}
+
+uint64_t pp_py_nogil_torn(void)
+{
+    return torn_samples;
+}
