@@ -77,6 +77,13 @@ $(MODULE): $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) Makefile | pycheck
 deps:
 	bash scripts/install-deps.sh
 
+# test_pywalk also links the stack reader (it includes no Python header)
+build/unit/test_pywalk: tests/unit/test_pywalk.c mod_pyprof/pp_py_walk.c \
+                        $(CORE_SRC) $(HEADERS) tests/unit/unit.h
+	@mkdir -p build/unit
+	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_walk.c $(CORE_SRC) \
+	    -lcmocka -lz -lm -lpthread
+
 build/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lz -lm -lpthread

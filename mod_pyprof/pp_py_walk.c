@@ -667,8 +667,10 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
         unit = ((intptr_t)fr[i].instr -
                 (intptr_t)((const char *)fr[i].code + L->code_header)) /
                (intptr_t)L->code_unit;
-        /* _PyFrame_IsIncomplete: not started yet */
-        if (fr[i].owner != L->owner_generator && unit < ci->firsttraceable) {
+        /* _PyFrame_IsIncomplete: not started yet (an instruction before
+         * the code's start is torn, below) */
+        if (fr[i].owner != L->owner_generator && unit >= -1 &&
+            unit < ci->firsttraceable) {
             continue;
         }
         if (unit < -1 || unit > ci->ncodeunits) {

@@ -1,0 +1,1183 @@
+/* test_pywalk.c: the Python stack reader (pp_py_walk.c) on synthetic
+ * memory, without Python.
+ *
+ * pp_py_walk.c knows CPython only through a pp_py_layout_t, so this test
+ * supplies its own: fake pp_py_layout(), pp_py_layout_check() and
+ * pp_py_rt_*(), and hand-built "interpreters", "thread states", data-stack
+ * chunks, frames, code objects, strs and bytes laid out at the offsets of
+ * three made-up layouts shaped like CPython's versions:
+ *
+ *   3.11-like  the current frame behind a _PyCFrame (ts_frame_indirect),
+ *              no frames that run no Python (owner_not_python 3 >
+ *              owner_max 2);
+ *   3.13-like  tstate->current_frame, C-stack entry frames (owner 3 =
+ *              owner_not_python = owner_max);
+ *   3.14-like  f_executable tagged in its low bit (code_tag 1), interpreter
+ *              frames (3) and C-stack entry frames (4), and immortal
+ *              objects whose reference count carries flags in its top 16
+ *              bits.
+ *
+ * The fields are at different offsets in each (the reader must use the
+ * layout's, not one it assumed), and every scenario runs on each layout
+ * with both readers: GIL-free (pp_py_nogil_init: process_vm_readv on our
+ * own pid) and GIL (pp_py_walker_init(0): plain copies).  Interned frames
+ * are read back from a store (pp_store_frame_view).
+ *
+ * Each test builds its memory in a static arena that is never reused, so
+ * the reader's caches (keyed by code object address) never see an old
+ * test's objects at a new test's addresses.
+ */
+#include "unit.h"
+
+#include <sys/uio.h>
+
+#include "pp_frames.h"
+#include "pp_linetable.h"
+#include "pp_py.h"
+#include "pp_store.h"
+
+#define STORE_SIZE  (4ULL << 20)
+#define TID         0x7f0012345600UL /* pthread_self() of the sampled thread */
+#define NTID        4242             /* its kernel tid */
+#define NCODE       16               /* code units of every code object */
+#define CHUNK_BYTES 2048
+#define GEN         1 /* FRAME_OWNED_BY_GENERATOR, all versions */
+
+/* ---- the fake Python: types, runtime, layouts ---- */
+
+/* what the code/str/bytes type pointers point at: only compared */
+static const char code_type[16] = "code", str_type[16] = "str",
+                  bytes_type[16] = "bytes", none_type[16] = "NoneType";
+
+/* str header (all layouts): refcount, type, then our own fields */
+#define STR_LENGTH  16 /* int64: code points */
+#define STR_KIND    24 /* uint32: 1, 2 or 4 */
+#define STR_COMPACT 28 /* uint32: 1 if the characters follow */
+#define STR_HEADER  32
+
+static int str_decode(const void *hdr, pp_py_str_t *out)
+{
+    int64_t len;
+    uint32_t kind, compact;
+
+    memcpy(&len, (const char *)hdr + STR_LENGTH, sizeof(len));
+    memcpy(&kind, (const char *)hdr + STR_KIND, sizeof(kind));
+    memcpy(&compact, (const char *)hdr + STR_COMPACT, sizeof(compact));
+    if (!compact || len < 0 || (kind != 1 && kind != 2 && kind != 4)) {
+        return -1;
+    }
+    out->length = (size_t)len;
+    out->kind = kind;
+    out->data_off = STR_HEADER;
+    out->hdr_len = STR_HEADER;
+    return 0;
+}
+
+/* 3.11 and 3.13: a live object's count is small and positive; a freed
+ * block's first word is a free-list pointer or NULL. */
+static int live_small(const void *hdr)
+{
+    uint64_t r;
+
+    memcpy(&r, hdr, sizeof(r));
+    return r > 0 && r < ((uint64_t)1 << 32);
+}
+
+/* 3.14: a copy of the rule in pp_py_layout.c's live(), which cannot be
+ * tested here (it needs the Python headers): immortal objects keep flags
+ * in the top 16 bits, which no user-space address has.  Keep the two in
+ * step. */
+static int live_314(const void *hdr)
+{
+    uint64_t r;
+
+    memcpy(&r, hdr, sizeof(r));
+    if ((r >> 48) != 0 && (r >> 63) == 0 && (uint32_t)r != 0) {
+        return 1;
+    }
+    return r > 0 && r < ((uint64_t)1 << 32);
+}
+
+/* a 3.14 immortal count: static-immortal flag bits over 3 << 30 */
+#define IMMORTAL_314 (((uint64_t)0x4 << 48) | ((uint64_t)3 << 30))
+/* a pymalloc free-list pointer where the count was (a freed block) */
+#define FREED_LINK ((uint64_t)0x00007f3a12345670ULL)
+
+static void layout_common(pp_py_layout_t *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->interp_next = 0;
+    l->interp_threads_head = 24;
+    l->chunk_previous = 0;
+    l->chunk_size = 8;
+    l->chunk_top = 16;
+    l->chunk_data = 24;
+    l->owner_generator = GEN;
+    l->obj_type = 8;
+    l->var_size = 16;
+    l->code_type = code_type;
+    l->str_type = str_type;
+    l->bytes_type = bytes_type;
+    l->code_unit = 2;
+    l->bytes_data = 32; /* a hash word, then the bytes */
+    l->str_header = STR_HEADER;
+    l->str_decode = str_decode;
+}
+
+static void layout_311(pp_py_layout_t *l)
+{
+    layout_common(l);
+    l->version = "3.11";
+    l->ts_next = 8;
+    l->ts_thread_id = 40;
+    l->ts_native_thread_id = 48;
+    l->ts_frame = 56; /* tstate->cframe */
+    l->ts_frame_indirect = 1;
+    l->cframe_frame = 8;
+    l->ts_datastack_chunk = 96;
+    l->ts_datastack_top = 104;
+    l->frame_size = 72;
+    l->frame_code = 32;
+    l->frame_previous = 48;
+    l->frame_instr = 56;
+    l->frame_owner = 69;
+    l->owner_not_python = 3;
+    l->owner_max = 2;
+    l->code_linetable = 24;
+    l->code_filename = 32;
+    l->code_qualname = 40;
+    l->code_firstlineno = 48;
+    l->code_firsttraceable = 52;
+    l->code_header = 64;
+    l->live = live_small;
+}
+
+static void layout_313(pp_py_layout_t *l)
+{
+    layout_common(l);
+    l->version = "3.13";
+    l->ts_next = 8;
+    l->ts_frame = 56; /* tstate->current_frame */
+    l->ts_thread_id = 64;
+    l->ts_native_thread_id = 72;
+    l->ts_datastack_chunk = 88;
+    l->ts_datastack_top = 96;
+    l->frame_size = 72;
+    l->frame_code = 0;
+    l->frame_previous = 8;
+    l->frame_instr = 56;
+    l->frame_owner = 70;
+    l->owner_not_python = 3;
+    l->owner_max = 3;
+    l->code_qualname = 24;
+    l->code_filename = 32;
+    l->code_linetable = 40;
+    l->code_firstlineno = 48;
+    l->code_firsttraceable = 56;
+    l->code_header = 72;
+    l->live = live_small;
+}
+
+static void layout_314(pp_py_layout_t *l)
+{
+    layout_313(l);
+    l->version = "3.14";
+    l->frame_size = 80;
+    l->frame_owner = 74;
+    l->code_tag = 1;
+    l->owner_not_python = 3; /* FRAME_OWNED_BY_INTERPRETER */
+    l->owner_max = 4;        /* FRAME_OWNED_BY_CSTACK */
+    l->code_firstlineno = 60;
+    l->code_firsttraceable = 64;
+    l->code_header = 80;
+    l->live = live_314;
+}
+
+typedef void (*layout_fn)(pp_py_layout_t *);
+static const layout_fn versions[] = {layout_311, layout_313, layout_314};
+#define NVERSIONS ((int)(sizeof(versions) / sizeof(versions[0])))
+
+static pp_py_layout_t cur_layout; /* what pp_py_layout() hands out */
+static int layout_check_fails;
+static int head_locks, head_unlocks;
+static const void *first_interp;
+static const void *unshared_interp; /* has its own GIL */
+
+const pp_py_layout_t *pp_py_layout(void)
+{
+    return &cur_layout;
+}
+
+int pp_py_layout_check(const char **why)
+{
+    if (layout_check_fails) {
+        *why = "test: the interpreter describes itself otherwise";
+        return -1;
+    }
+    return 0;
+}
+
+void pp_py_rt_head_lock(void)
+{
+    head_locks++;
+}
+
+void pp_py_rt_head_unlock(void)
+{
+    head_unlocks++;
+}
+
+const void *pp_py_rt_interpreters(void)
+{
+    /* called under the lock only */
+    assert_int_equal(head_locks, head_unlocks + 1);
+    return first_interp;
+}
+
+unsigned long pp_py_rt_sampler_ident(void)
+{
+    return 0;
+}
+
+int pp_py_rt_shares_gil(const void *interp)
+{
+    return interp != unshared_interp;
+}
+
+/* ---- synthetic memory ---- */
+
+static uint8_t arena[8 << 20] __attribute__((aligned(64)));
+static size_t arena_used;
+
+static void *arena_alloc(size_t n)
+{
+    void *p;
+
+    n = (n + 63) & ~(size_t)63;
+    if (arena_used + n > sizeof(arena)) {
+        fail_msg("test arena full");
+    }
+    p = arena + arena_used;
+    arena_used += n;
+    return p;
+}
+
+static void put_ptr(void *base, size_t off, const void *p)
+{
+    memcpy((char *)base + off, &p, sizeof(p));
+}
+
+static void put_u64(void *base, size_t off, uint64_t v)
+{
+    memcpy((char *)base + off, &v, sizeof(v));
+}
+
+static void put_int(void *base, size_t off, int v)
+{
+    memcpy((char *)base + off, &v, sizeof(v));
+}
+
+static void *get_ptr(const void *base, size_t off)
+{
+    void *p;
+    memcpy(&p, (const char *)base + off, sizeof(p));
+    return p;
+}
+
+enum where { IN_CHUNK, IN_OLD_CHUNK, ON_HEAP };
+
+/* One interpreter with one thread state, its current data-stack chunk
+ * and an older one, laid out per cur_layout. */
+typedef struct world {
+    const pp_py_layout_t *L;
+    uint8_t *interp, *ts, *cframe;
+    uint8_t *chunk, *old_chunk;
+    size_t fill, old_fill; /* bytes of each chunk's data in use */
+    uint8_t *top;          /* the innermost frame */
+    uint64_t refcnt;       /* of the objects made from now on */
+    uintptr_t tag;         /* or'ed into f_code / f_executable */
+} world_t;
+
+static void set_top(world_t *w, uint8_t *f)
+{
+    w->top = f;
+    if (w->L->ts_frame_indirect) {
+        put_ptr(w->cframe, w->L->cframe_frame, f);
+    }
+    else {
+        put_ptr(w->ts, w->L->ts_frame, f);
+    }
+}
+
+static uint8_t *thread_state(world_t *w, unsigned long tid, unsigned long ntid)
+{
+    const pp_py_layout_t *L = w->L;
+    uint8_t *ts = arena_alloc(128), *chunk = arena_alloc(CHUNK_BYTES);
+
+    put_u64(ts, L->ts_thread_id, tid);
+    put_u64(ts, L->ts_native_thread_id, ntid);
+    put_ptr(ts, L->ts_datastack_chunk, chunk);
+    put_ptr(ts, L->ts_datastack_top, chunk + L->chunk_data);
+    put_u64(chunk, L->chunk_size, CHUNK_BYTES);
+    if (L->ts_frame_indirect) {
+        uint8_t *cf = arena_alloc(32);
+        put_ptr(ts, L->ts_frame, cf);
+    }
+    return ts;
+}
+
+static void world_new(world_t *w, layout_fn version)
+{
+    const pp_py_layout_t *L = &cur_layout;
+
+    version(&cur_layout);
+    memset(w, 0, sizeof(*w));
+    w->L = L;
+    w->refcnt = L->code_tag ? IMMORTAL_314 : 1;
+    w->tag = L->code_tag;
+    w->interp = arena_alloc(64);
+    w->ts = thread_state(w, TID, NTID);
+    w->cframe = L->ts_frame_indirect ? get_ptr(w->ts, L->ts_frame) : NULL;
+    w->chunk = get_ptr(w->ts, L->ts_datastack_chunk);
+    w->old_chunk = arena_alloc(CHUNK_BYTES);
+    put_u64(w->old_chunk, L->chunk_size, CHUNK_BYTES);
+    put_ptr(w->chunk, L->chunk_previous, w->old_chunk);
+    put_ptr(w->interp, L->interp_threads_head, w->ts);
+    first_interp = w->interp;
+    unshared_interp = NULL;
+}
+
+static uint8_t *object(world_t *w, size_t size, const void *type)
+{
+    uint8_t *o = arena_alloc(size);
+
+    put_u64(o, 0, w->refcnt);
+    put_ptr(o, w->L->obj_type, type);
+    return o;
+}
+
+/* a str of n code points of `kind` bytes each */
+static uint8_t *str_kind(world_t *w, const void *chars, size_t n, unsigned kind)
+{
+    uint8_t *s = object(w, STR_HEADER + n * kind + 4, str_type);
+
+    put_u64(s, STR_LENGTH, n);
+    memcpy(s + STR_KIND, &kind, 4);
+    put_int(s, STR_COMPACT, 1);
+    memcpy(s + STR_HEADER, chars, n * kind);
+    return s;
+}
+
+static uint8_t *str(world_t *w, const char *ascii)
+{
+    return str_kind(w, ascii, strlen(ascii), 1);
+}
+
+/* The location table of every code object (CPython 3.11+ format,
+ * Objects/locations.md): two entries of code 13 (no column), 8 code units
+ * each; line deltas +1 and +2 (signed varints 2 and 4).  Units 0-7 are on
+ * firstlineno + 1, units 8-15 on firstlineno + 3. */
+static const uint8_t linetable[] = {0x80 | (13 << 3) | 7, 0x02,
+                                    0x80 | (13 << 3) | 7, 0x04};
+
+static int line_of(int firstlineno, int unit)
+{
+    return unit < 8 ? firstlineno + 1 : firstlineno + 3;
+}
+
+static uint8_t *bytes(world_t *w, const uint8_t *data, size_t n)
+{
+    uint8_t *b = object(w, w->L->bytes_data + n + 1, bytes_type);
+
+    put_u64(b, w->L->var_size, n);
+    memcpy(b + w->L->bytes_data, data, n);
+    return b;
+}
+
+static uint8_t *code_named(world_t *w, uint8_t *qualname, uint8_t *filename,
+                           int firstlineno)
+{
+    const pp_py_layout_t *L = w->L;
+    uint8_t *c = object(w, L->code_header + NCODE * L->code_unit, code_type);
+    int i;
+
+    put_u64(c, L->var_size, NCODE);
+    put_ptr(c, L->code_qualname, qualname);
+    put_ptr(c, L->code_filename, filename);
+    put_ptr(c, L->code_linetable, bytes(w, linetable, sizeof(linetable)));
+    put_int(c, L->code_firstlineno, firstlineno);
+    put_int(c, L->code_firsttraceable, 1);
+    for (i = 0; i < NCODE * (int)L->code_unit; i++) {
+        c[L->code_header + i] = (uint8_t)(0x97 + i); /* "bytecode" */
+    }
+    return c;
+}
+
+static uint8_t *code(world_t *w, const char *func, const char *file,
+                     int firstlineno)
+{
+    return code_named(w, str(w, func), str(w, file), firstlineno);
+}
+
+static const void *unit_ptr(world_t *w, const uint8_t *c, int unit)
+{
+    return c + w->L->code_header + (ptrdiff_t)unit * (ptrdiff_t)w->L->code_unit;
+}
+
+/* Push a frame running code object c at code unit `unit` (callers first,
+ * as the interpreter does); it becomes the thread's current frame. */
+static uint8_t *push(world_t *w, enum where where, const void *c, int unit,
+                     int owner)
+{
+    const pp_py_layout_t *L = w->L;
+    size_t stride = L->frame_size + 2 * sizeof(void *); /* + two locals */
+    uint8_t *f;
+
+    if (where == IN_CHUNK) {
+        f = w->chunk + L->chunk_data + w->fill;
+        w->fill += stride;
+        assert_true(L->chunk_data + w->fill <= CHUNK_BYTES);
+        put_ptr(w->ts, L->ts_datastack_top, w->chunk + L->chunk_data + w->fill);
+    }
+    else if (where == IN_OLD_CHUNK) {
+        f = w->old_chunk + L->chunk_data + w->old_fill;
+        w->old_fill += stride;
+        assert_true(L->chunk_data + w->old_fill <= CHUNK_BYTES);
+        put_u64(w->old_chunk, L->chunk_top, w->old_fill / sizeof(void *));
+    }
+    else {
+        f = arena_alloc(stride); /* a generator's frame */
+    }
+    put_ptr(f, L->frame_code, (const void *)((uintptr_t)c | w->tag));
+    put_ptr(f, L->frame_previous, w->top);
+    put_ptr(f, L->frame_instr, unit_ptr(w, c, unit));
+    f[L->frame_owner] = (uint8_t)owner;
+    set_top(w, f);
+    return f;
+}
+
+/* The usual 3-frame chain: main (line 11) -> handler (line 23) -> leaf
+ * (line 31), all in the current chunk. */
+typedef struct chain3 {
+    uint8_t *code[3];  /* root first */
+    uint8_t *frame[3]; /* root first */
+} chain3_t;
+
+static void chain3(world_t *w, chain3_t *c)
+{
+    c->code[0] = code(w, "main", "/srv/app.py", 10);
+    c->code[1] = code(w, "Handler.get", "/srv/views.py", 20);
+    c->code[2] = code(w, "leaf", "/srv/util.py", 30);
+    c->frame[0] = push(w, IN_CHUNK, c->code[0], 3, 0);  /* line 11 */
+    c->frame[1] = push(w, IN_CHUNK, c->code[1], 12, 0); /* line 23 */
+    c->frame[2] = push(w, IN_CHUNK, c->code[2], 5, 0);  /* line 31 */
+}
+
+/* ---- sampling and checks ---- */
+
+typedef struct fix {
+    pp_store_t *st;
+    pp_walk_target_t t;
+} fix_t;
+
+static int setup(void **state)
+{
+    fix_t *f = calloc(1, sizeof(*f));
+    const char *err = NULL;
+
+    if (!f) {
+        return -1;
+    }
+    f->st = pp_store_create(STORE_SIZE, 8, 16, &err);
+    if (!f->st) {
+        free(f);
+        return -1;
+    }
+    layout_check_fails = 0;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fix_t *f = *state;
+    pp_store_destroy(f->st);
+    free(f);
+    return 0;
+}
+
+static const char *cur_mode = "";
+
+/* Walk once for thread (tid, ntid) with the reader of the mode; the
+ * result is f->t. */
+static pp_walk_target_t *sample_as(fix_t *f, int gil_free, unsigned long tid,
+                                   pid_t ntid, uint32_t max_depth)
+{
+    pp_walk_target_t *t = &f->t;
+
+    cur_mode = gil_free ? "GIL-free" : "GIL";
+    if (gil_free) {
+        if (pp_py_nogil_init() != 0) {
+            fail_msg("pp_py_nogil_init: this process cannot read itself "
+                     "with process_vm_readv (seccomp?)");
+        }
+    }
+    else {
+        assert_int_equal(pp_py_walker_init(0), 0);
+    }
+    memset(t, 0, sizeof(*t));
+    t->thread_ident = tid;
+    t->native_tid = ntid;
+    t->max_depth = max_depth;
+    t->found = t->torn = t->truncated = 7; /* must be reset */
+    t->depth = 99;
+    head_locks = head_unlocks = 0;
+    if (gil_free) {
+        pp_py_walk_nogil(f->st, t, 1);
+    }
+    else {
+        pp_py_walk(f->st, t, 1);
+    }
+    assert_int_equal(head_locks, 1);
+    assert_int_equal(head_unlocks, 1);
+    return t;
+}
+
+static pp_walk_target_t *sample(fix_t *f, int gil_free)
+{
+    return sample_as(f, gil_free, TID, 0, 0);
+}
+
+#define check_frame(f, t, i, func_, file_, line_) \
+    check_frame_at(f, t, i, func_, file_, line_, __FILE__, __LINE__)
+
+static void check_frame_at(fix_t *f, const pp_walk_target_t *t, uint32_t i,
+                           const char *func, const char *file, uint32_t line,
+                           const char *src, int srcline)
+{
+    pp_frame_view_t fv;
+
+    if (i >= t->depth) {
+        fail_msg("%s:%d: (%s, %s) frame %u of a stack %u deep", src, srcline,
+                 cur_layout.version, cur_mode, i, t->depth);
+    }
+    if (!pp_store_frame_view(f->st, t->frames[i], &fv)) {
+        fail_msg("%s:%d: (%s, %s) frame %u: id %u not in the store", src,
+                 srcline, cur_layout.version, cur_mode, i, t->frames[i]);
+    }
+    if (strcmp(fv.function, func) != 0 || strcmp(fv.file, file) != 0
+        || fv.line != line) {
+        fail_msg("%s:%d: (%s, %s) frame %u is %s (%s:%u), want %s (%s:%u)", src,
+                 srcline, cur_layout.version, cur_mode, i, fv.function, fv.file,
+                 fv.line, func, file, line);
+    }
+}
+
+#define check_found(t, depth_)                                               \
+    do {                                                                     \
+        if (!(t)->found || (t)->torn || (t)->depth != (depth_)) {            \
+            fail_msg(                                                        \
+                "(%s, %s) found %d torn %d depth %u, want found, not torn, " \
+                "depth %u",                                                  \
+                cur_layout.version, cur_mode, (t)->found, (t)->torn,         \
+                (t)->depth, (unsigned)(depth_));                             \
+        }                                                                    \
+    } while (0)
+
+/* A torn sample: counted once, nothing found.  (t->depth is not checked:
+ * a chain that fails half-way through decoding leaves the frames it got
+ * to in t->frames; the sampler looks at torn first and drops them.) */
+#define check_torn(t_, torn_before)                                        \
+    do {                                                                   \
+        const pp_walk_target_t *tt_ = (t_);                                \
+        if (tt_->found || !tt_->torn                                       \
+            || pp_py_nogil_torn() != (torn_before) + 1) {                  \
+            fail_msg(                                                      \
+                "(%s, %s) found %d torn %d, torn count +%llu; "            \
+                "want one torn sample",                                    \
+                cur_layout.version, cur_mode, tt_->found, tt_->torn,       \
+                (unsigned long long)(pp_py_nogil_torn() - (torn_before))); \
+        }                                                                  \
+    } while (0)
+
+static void check_chain3(fix_t *f, const pp_walk_target_t *t, uint32_t depth)
+{
+    check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+    check_frame(f, t, 1, "Handler.get", "/srv/views.py", 23);
+    if (depth > 2) {
+        check_frame(f, t, 2, "main", "/srv/app.py", 11);
+    }
+}
+
+/* every layout, both readers */
+#define FOR_EACH(v, g)              \
+    for (v = 0; v < NVERSIONS; v++) \
+        for (g = 1; g >= 0; g--)
+
+/* ---- tests ---- */
+
+/* The line table really says what the tests expect of it. */
+static void test_linetable_fixture(void **state)
+{
+    int u;
+    (void)state;
+
+    for (u = 0; u < NCODE; u++) {
+        assert_int_equal(pp_linetable_line(linetable, sizeof(linetable), 30, u),
+                         line_of(30, u));
+    }
+    assert_int_equal(pp_linetable_line(linetable, sizeof(linetable), 30, u),
+                     -1);
+}
+
+/* 1. A 3-frame chain decodes leaf first with names, files and lines; the
+ * second walk (from the caches) gives the same frame ids. */
+static void test_three_frames_leaf_first(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint32_t ids[3];
+        uint64_t torn = pp_py_nogil_torn();
+
+        world_new(&w, versions[v]);
+        chain3(&w, &c);
+        t = sample(f, g);
+        check_found(t, 3);
+        assert_int_equal(t->truncated, 0);
+        assert_ptr_equal(t->interp, w.interp);
+        check_chain3(f, t, 3);
+        memcpy(ids, t->frames, sizeof(ids));
+        t = sample(f, g);
+        check_found(t, 3);
+        assert_memory_equal(t->frames, ids, sizeof(ids));
+        assert_int_equal(pp_py_nogil_torn(), torn);
+    }
+}
+
+/* 2. Frames that run no Python (C-stack entry frames, the interpreter's
+ * own: owner >= owner_not_python) are left out, not read (their code
+ * pointer is None there) and do not make the sample torn.  3.11 has none:
+ * owner 3 is beyond owner_max there, so torn. */
+static void test_entry_frame_skipped(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint8_t *none;
+        uint64_t torn;
+        int owner;
+
+        for (owner = 3; owner <= 4; owner++) {
+            world_new(&w, versions[v]);
+            if (owner > w.L->owner_max && owner != 3) {
+                continue;
+            }
+            none = object(&w, 64, none_type);
+            c.code[0] = code(&w, "main", "/srv/app.py", 10);
+            c.code[2] = code(&w, "leaf", "/srv/util.py", 30);
+            push(&w, IN_CHUNK, c.code[0], 3, 0);
+            push(&w, IN_CHUNK, none, 0, owner);
+            push(&w, IN_CHUNK, c.code[2], 5, 0);
+            torn = pp_py_nogil_torn();
+            t = sample(f, g);
+            if (owner > w.L->owner_max) { /* 3.11 */
+                check_torn(t, torn);
+                continue;
+            }
+            check_found(t, 2);
+            check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+            check_frame(f, t, 1, "main", "/srv/app.py", 11);
+            assert_int_equal(pp_py_nogil_torn(), torn);
+        }
+    }
+}
+
+/* 3. 3.14's f_executable is a tagged stack reference: with the layout's
+ * code_tag the frames decode; the same memory read with code_tag 0 (the
+ * mask not applied) is a torn sample, every time. */
+static void test_tagged_code_pointer(void **state)
+{
+    fix_t *f = *state;
+    int g;
+
+    for (g = 1; g >= 0; g--) {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint64_t torn;
+
+        world_new(&w, layout_314);
+        chain3(&w, &c);
+        assert_true((uintptr_t)get_ptr(c.frame[1], w.L->frame_code) & 1);
+        torn = pp_py_nogil_torn();
+        t = sample(f, g);
+        check_found(t, 3);
+        check_chain3(f, t, 3);
+        assert_int_equal(pp_py_nogil_torn(), torn);
+
+        cur_layout.code_tag = 0;
+        t = sample(f, g);
+        check_torn(t, torn);
+    }
+}
+
+/* 3.14's immortal objects: a count with flags in its top 16 bits is live
+ * under the 3.14 rule (every object of the 3.14 world has one), and the
+ * same memory read with the 3.13 rule is torn: the reader asks the
+ * layout, it has no rule of its own. */
+static void test_immortal_refcount_314(void **state)
+{
+    fix_t *f = *state;
+    int g;
+
+    for (g = 1; g >= 0; g--) {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint64_t torn;
+        uint64_t r;
+
+        world_new(&w, layout_314);
+        chain3(&w, &c);
+        memcpy(&r, c.code[0], sizeof(r));
+        assert_true(r == IMMORTAL_314 && r >= ((uint64_t)1 << 32));
+        torn = pp_py_nogil_torn();
+        t = sample(f, g);
+        check_found(t, 3);
+
+        cur_layout.live = live_small;
+        t = sample(f, g);
+        check_torn(t, torn);
+    }
+}
+
+/* 4. An owner beyond owner_max (or negative: a signed char) is garbage: a
+ * torn copy. */
+static void test_bad_owner_torn(void **state)
+{
+    fix_t *f = *state;
+    int v, g, k;
+
+    FOR_EACH(v, g)
+    {
+        for (k = 0; k < 2; k++) {
+            world_t w;
+            chain3_t c;
+            uint64_t torn;
+
+            world_new(&w, versions[v]);
+            chain3(&w, &c);
+            c.frame[1][w.L->frame_owner] =
+                (uint8_t)(k == 0 ? w.L->owner_max + 1 : 0x80);
+            torn = pp_py_nogil_torn();
+            check_torn(sample(f, g), torn);
+        }
+    }
+}
+
+/* 5. A code object that is not a live one: a freed block (count 0, or a
+ * free-list pointer where the count was), a block reused by an object of
+ * another type, a name that is not a live str.  Also when the code object
+ * was read fine before (it is in the caches). */
+static void test_freed_code_torn(void **state)
+{
+    fix_t *f = *state;
+    int v, g, k;
+
+    FOR_EACH(v, g)
+    {
+        for (k = 0; k < 5; k++) {
+            world_t w;
+            chain3_t c;
+            pp_walk_target_t *t;
+            uint64_t torn;
+
+            world_new(&w, versions[v]);
+            chain3(&w, &c);
+            t = sample(f, g);
+            check_found(t, 3); /* now cached */
+            switch (k) {
+            case 0:
+                put_u64(c.code[1], 0, 0);
+                break;
+            case 1:
+                put_u64(c.code[1], 0, FREED_LINK);
+                break;
+            case 2:
+                put_ptr(c.code[1], w.L->obj_type, str_type);
+                break;
+            case 3: /* a name freed; a fresh code object: not cached */
+                c.code[1] = code(&w, "Handler.post", "/srv/views.py", 40);
+                put_ptr(c.frame[1], w.L->frame_code,
+                        (const void *)((uintptr_t)c.code[1] | w.tag));
+                put_ptr(c.frame[1], w.L->frame_instr,
+                        unit_ptr(&w, c.code[1], 12));
+                put_u64(get_ptr(c.code[1], w.L->code_qualname), 0, 0);
+                break;
+            case 4: /* a name that is no str */
+                c.code[1] = code(&w, "Handler.put", "/srv/views.py", 50);
+                put_ptr(c.frame[1], w.L->frame_code,
+                        (const void *)((uintptr_t)c.code[1] | w.tag));
+                put_ptr(c.frame[1], w.L->frame_instr,
+                        unit_ptr(&w, c.code[1], 12));
+                put_ptr(c.code[1], w.L->code_filename,
+                        object(&w, 64, none_type));
+                break;
+            }
+            torn = pp_py_nogil_torn();
+            check_torn(sample(f, g), torn);
+        }
+    }
+}
+
+/* 6. An instruction pointer outside its code object's code (past its end,
+ * or far before its start) is a torn copy, not a frame to charge.  Before
+ * its start used to pass for a frame not started yet (unit <
+ * firsttraceable) and the frame was silently left out of a sample counted
+ * as good. */
+static void test_instr_outside_code_torn(void **state)
+{
+    fix_t *f = *state;
+    int v, g, k;
+    static const int units[] = {NCODE + 1, NCODE + 1000, -2, -1000};
+
+    FOR_EACH(v, g)
+    {
+        for (k = 0; k < (int)(sizeof(units) / sizeof(units[0])); k++) {
+            world_t w;
+            chain3_t c;
+            pp_walk_target_t *t;
+            uint64_t torn;
+
+            world_new(&w, versions[v]);
+            chain3(&w, &c);
+            put_ptr(c.frame[1], w.L->frame_instr,
+                    unit_ptr(&w, c.code[1], units[k]));
+            torn = pp_py_nogil_torn();
+            t = sample(f, g);
+            if (t->found || !t->torn) {
+                fail_msg("(%s, %s) instruction at unit %d of %d: found %d "
+                         "depth %u torn %d; want torn",
+                         cur_layout.version, cur_mode, units[k], NCODE,
+                         t->found, t->depth, t->torn);
+            }
+            check_torn(t, torn);
+        }
+    }
+}
+
+/* 7. A frame not started yet (_PyFrame_IsIncomplete: owned by the thread,
+ * instruction before _co_firsttraceable) is left out; a generator's frame
+ * at the same instruction is not (generators are never incomplete), and
+ * it lies outside every data-stack chunk: read on its own.  A thread whose
+ * every frame is incomplete is not in Python code yet: not found, not
+ * torn. */
+static void test_incomplete_frame_skipped(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint64_t torn = pp_py_nogil_torn();
+
+        world_new(&w, versions[v]);
+        chain3(&w, &c);
+        put_int(c.code[1], w.L->code_firsttraceable, 2);
+        put_ptr(c.frame[1], w.L->frame_instr, unit_ptr(&w, c.code[1], 1));
+        t = sample(f, g);
+        check_found(t, 2);
+        check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+        check_frame(f, t, 1, "main", "/srv/app.py", 11);
+
+        /* the same code in a generator's frame, on the heap */
+        world_new(&w, versions[v]);
+        c.code[0] = code(&w, "main", "/srv/app.py", 10);
+        c.code[1] = code(&w, "gen", "/srv/gen.py", 60);
+        c.code[2] = code(&w, "leaf", "/srv/util.py", 30);
+        put_int(c.code[1], w.L->code_firsttraceable, 2);
+        push(&w, IN_CHUNK, c.code[0], 3, 0);
+        push(&w, ON_HEAP, c.code[1], 1, GEN);
+        push(&w, IN_CHUNK, c.code[2], 5, 0);
+        t = sample(f, g);
+        check_found(t, 3);
+        check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+        check_frame(f, t, 1, "gen", "/srv/gen.py", 61);
+        check_frame(f, t, 2, "main", "/srv/app.py", 11);
+
+        /* nothing started: unit -1 is 3.11's prev_instr before the first
+         * instruction */
+        world_new(&w, versions[v]);
+        c.code[0] = code(&w, "main", "/srv/app.py", 10);
+        push(&w, IN_CHUNK, c.code[0], -1, 0);
+        t = sample(f, g);
+        assert_int_equal(t->found, 0);
+        assert_int_equal(t->torn, 0);
+        assert_int_equal(t->depth, 0);
+        assert_int_equal(pp_py_nogil_torn(), torn);
+    }
+}
+
+/* 8. A target whose ids match no thread state is not found and not torn;
+ * the kernel tid alone finds it; a thread state without a frame (it left
+ * Python) is not found either. */
+static void test_thread_matching(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint64_t torn = pp_py_nogil_torn();
+
+        world_new(&w, versions[v]);
+        chain3(&w, &c);
+        t = sample_as(f, g, TID + 1, NTID + 1, 0);
+        assert_int_equal(t->found, 0);
+        assert_int_equal(t->torn, 0);
+        assert_int_equal(t->depth, 0);
+        assert_int_equal(t->truncated, 0);
+
+        t = sample_as(f, g, TID + 1, NTID, 0);
+        check_found(t, 3);
+        check_chain3(f, t, 3);
+
+        set_top(&w, NULL);
+        t = sample(f, g);
+        assert_int_equal(t->found, 0);
+        assert_int_equal(t->torn, 0);
+        assert_int_equal(pp_py_nogil_torn(), torn);
+    }
+}
+
+/* 9. max_depth 2 on a 3-frame chain: the two innermost frames, truncated. */
+static void test_truncated(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+
+        world_new(&w, versions[v]);
+        chain3(&w, &c);
+        t = sample_as(f, g, TID, 0, 2);
+        check_found(t, 2);
+        assert_int_equal(t->truncated, 1);
+        check_chain3(f, t, 2);
+
+        t = sample_as(f, g, TID, 0, 3);
+        check_found(t, 3);
+        assert_int_equal(t->truncated, 0);
+    }
+}
+
+/* Frames spread over two data-stack chunks (the older one copied when the
+ * walk reaches it) and a generator's frame on the heap in between. */
+static void test_frames_across_chunks_and_heap(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        uint8_t *c0, *c1, *c2, *c3;
+        pp_walk_target_t *t;
+
+        world_new(&w, versions[v]);
+        c0 = code(&w, "main", "/srv/app.py", 10);
+        c1 = code(&w, "run", "/srv/app.py", 100);
+        c2 = code(&w, "agen", "/srv/gen.py", 200);
+        c3 = code(&w, "leaf", "/srv/util.py", 30);
+        push(&w, IN_OLD_CHUNK, c0, 3, 0);
+        push(&w, IN_OLD_CHUNK, c1, 8, 0);
+        push(&w, ON_HEAP, c2, 5, GEN);
+        push(&w, IN_CHUNK, c3, 5, 0);
+        t = sample(f, g);
+        check_found(t, 4);
+        check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+        check_frame(f, t, 1, "agen", "/srv/gen.py", 201);
+        check_frame(f, t, 2, "run", "/srv/app.py", 103);
+        check_frame(f, t, 3, "main", "/srv/app.py", 11);
+    }
+}
+
+/* Within a chunk callers lie below callees: a chain that points to itself
+ * or upward (a torn copy, or a cycle) is torn, not walked forever. */
+static void test_chain_cycle_torn(void **state)
+{
+    fix_t *f = *state;
+    int v, g, k;
+
+    FOR_EACH(v, g)
+    {
+        for (k = 0; k < 2; k++) {
+            world_t w;
+            chain3_t c;
+            uint64_t torn;
+
+            world_new(&w, versions[v]);
+            chain3(&w, &c);
+            put_ptr(c.frame[1], w.L->frame_previous,
+                    k == 0 ? c.frame[1] : c.frame[2]);
+            torn = pp_py_nogil_torn();
+            check_torn(sample(f, g), torn);
+        }
+    }
+}
+
+/* Names of every PEP 393 kind come out as UTF-8; a name longer than
+ * PP_FRAME_TEXT_MAX is cut. */
+static void test_names_utf8(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+    static const uint16_t ucs2[] = {'f', 'a', 0xe7, 'a', 'd', 'e', '_', 0x3bb};
+    static const uint32_t ucs4[] = {'/', 0x1f40d, '.', 'p', 'y'};
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        uint8_t *c0;
+        pp_walk_target_t *t;
+        char *longname = malloc(3000);
+        pp_frame_view_t fv;
+
+        assert_non_null(longname);
+        memset(longname, 'n', 2999);
+        longname[2999] = '\0';
+        world_new(&w, versions[v]);
+        c0 = code_named(&w, str_kind(&w, ucs2, 8, 2), str_kind(&w, ucs4, 5, 4),
+                        70);
+        push(&w, IN_CHUNK, c0, 1, 0);
+        push(&w, IN_CHUNK, code(&w, longname, "/srv/long.py", 80), 1, 0);
+        free(longname);
+        t = sample(f, g);
+        check_found(t, 2);
+        check_frame(f, t, 1,
+                    "fa\xc3\xa7"
+                    "ade_\xce\xbb",
+                    "/\xf0\x9f\x90\x8d.py", 71);
+        assert_true(pp_store_frame_view(f->st, t->frames[0], &fv));
+        assert_int_equal(strlen(fv.function), PP_FRAME_TEXT_MAX);
+        assert_int_equal(fv.line, 81);
+    }
+}
+
+/* Several interpreters: the GIL reader copies only those that share the
+ * GIL it holds; the GIL-free one reads them all. */
+static void test_interpreters(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint8_t *main_interp, *main_ts, *sub;
+
+        world_new(&w, versions[v]);
+        chain3(&w, &c);
+        sub = w.interp;
+        /* a main interpreter first, with another thread (no frame) */
+        main_interp = arena_alloc(64);
+        main_ts = thread_state(&w, TID + 5, NTID + 5);
+        put_ptr(main_interp, w.L->interp_threads_head, main_ts);
+        put_ptr(main_interp, w.L->interp_next, sub);
+        first_interp = main_interp;
+        t = sample(f, g);
+        check_found(t, 3);
+        assert_ptr_equal(t->interp, sub);
+
+        unshared_interp = sub;
+        t = sample(f, g);
+        if (g) {
+            check_found(t, 3);
+            check_chain3(f, t, 3);
+        }
+        else {
+            assert_int_equal(t->found, 0);
+            assert_int_equal(t->torn, 0);
+        }
+    }
+}
+
+/* The walker refuses a layout its buffers cannot hold, or one the running
+ * interpreter contradicts; a walk without a walker finds nothing. */
+static void test_init_refuses(void **state)
+{
+    fix_t *f = *state;
+    world_t w;
+    chain3_t c;
+    pp_walk_target_t *t = &f->t;
+
+    world_new(&w, layout_313);
+    chain3(&w, &c);
+    layout_check_fails = 1;
+    assert_int_equal(pp_py_walker_init(0), -1);
+    assert_int_equal(pp_py_nogil_init(), -1);
+    layout_check_fails = 0;
+    cur_layout.code_header = 4096;
+    assert_int_equal(pp_py_walker_init(0), -1);
+    memset(t, 0, sizeof(*t));
+    t->thread_ident = TID;
+    pp_py_walk(f->st, t, 1);
+    assert_int_equal(t->found, 0);
+    assert_int_equal(t->torn, 0);
+    layout_313(&cur_layout);
+    assert_int_equal(pp_py_walker_init(0), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linetable_fixture),
+        cmocka_unit_test_setup_teardown(test_three_frames_leaf_first, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_entry_frame_skipped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tagged_code_pointer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_immortal_refcount_314, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_owner_torn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_freed_code_torn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_instr_outside_code_torn, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_incomplete_frame_skipped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_thread_matching, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frames_across_chunks_and_heap,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_cycle_torn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interpreters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_refuses, setup, teardown),
+    };
+
+    return cmocka_run_group_tests_name("pp_py_walk", tests, NULL, NULL);
+}
