@@ -41,7 +41,7 @@ WARN        := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initialize
 MOD_CFLAGS  := -std=gnu11 -O2 -g $(WARN) -fvisibility=hidden $(PY_INCLUDES)
 
 CC          ?= cc
-UNIT_CFLAGS := -std=gnu11 -O1 -g $(WARN) -Imod_pyprof
+UNIT_CFLAGS := -std=gnu11 -O1 -g $(WARN) -Imod_pyprof -DUNIT_MODULE_PYTHON='"$(PYTHON)"'
 UNIT_TESTS  := $(patsubst tests/unit/%.c,build/unit/%,$(wildcard tests/unit/test_*.c))
 
 PY_EXT_SUFFIX := $(shell $(PYCONFIG) --extension-suffix 2>/dev/null)

@@ -34,6 +34,7 @@
 
 #include "pp_frames.h"
 #include "pp_linetable.h"
+#include "pp_log.h"
 #include "pp_py.h"
 
 #define CODE_CACHE_SIZE 4096  /* power of two */
@@ -834,8 +835,20 @@ int pp_py_walker_init(int gil_free)
     L = pp_py_layout();
     if (!L || L->code_header > CODE_HDR_MAX ||
         L->frame_size > FRAME_HDR_MAX || L->str_header > STR_HDR_MAX ||
-        L->bytes_data > BYTES_HDR_MAX || L->chunk_data > 64 ||
-        pp_py_layout_check(&why) != 0) {
+        L->bytes_data > BYTES_HDR_MAX || L->chunk_data > 64) {
+        why = "a structure is larger than the reader's buffers";
+    }
+    else if (pp_py_layout_check(&why) != 0 && !why) {
+        why = "unknown";
+    }
+    if (why) {
+        /* the interpreter running is not the one the module was built
+         * for: reading its memory with these offsets could only mislead */
+        pp_log(PP_LOG_ERR,
+               "not sampling in pid %d: the running Python does not match "
+               "the CPython %s headers mod_pyprof was built with (%s); "
+               "rebuild mod_pyprof against the Python mod_wsgi links",
+               (int)getpid(), L ? L->version : "?", why);
         L = NULL;
         return -1;
     }

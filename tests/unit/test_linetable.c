@@ -1,18 +1,24 @@
-/* test_linetable.c: the GIL-free reader's location-table decoder
- * (pp_linetable.c) against CPython 3.11 itself, and against tables no
+/* test_linetable.c: the stack reader's location-table decoder
+ * (pp_linetable.c) against the CPython the module is built for (3.11,
+ * 3.13, 3.14 and 3.15 share the table format), and against tables no
  * compiler writes (torn or hostile bytes: the reader copies them from
  * another thread's memory without the GIL).
  *
  * The reference is co_lines() of every code object of several stdlib
  * modules and of a source with large and backward line jumps
- * (tests/unit/linetables.py, run with the system Python that mod_wsgi
- * embeds): the decoder must give the same line for every code unit.
+ * (tests/unit/linetables.py, run with the Python the module is built for,
+ * the Makefile's PYTHON): the decoder must give the same line for every
+ * code unit.
  */
 #include "unit.h"
 
 #include <limits.h>
 
 #include "pp_linetable.h"
+
+#ifndef UNIT_MODULE_PYTHON
+#define UNIT_MODULE_PYTHON UNIT_PYTHON
+#endif
 
 #define SCRIPT "tests/unit/linetables.py"
 
@@ -29,7 +35,7 @@ static int hexval(char c)
 
 static void test_agrees_with_cpython_co_lines(void **state)
 {
-    FILE *f = popen(UNIT_PYTHON " " SCRIPT, "r");
+    FILE *f = popen(UNIT_MODULE_PYTHON " " SCRIPT, "r");
     char *line = NULL;
     size_t cap = 0, codes = 0, units = 0, located = 0;
     ssize_t len;
