@@ -182,6 +182,17 @@ def test_unsampled_mount_in_the_daemon_has_no_request_id_and_segments_are_no_ops
     assert dsrv.kept(tag) == []
 
 
+PRELOAD = """\
+import json, os
+import mod_wsgi
+import pyprof  # WSGIImportScript: starts the daemon's sampler
+with open(os.path.join(%(state)r, "%%d.json" %% os.getpid()), "w") as f:
+    json.dump({"process_group": mod_wsgi.process_group,
+               "application_group": mod_wsgi.application_group,
+               "daemon_mode": pyprof.daemon_mode, "status": pyprof._daemon_status}, f)
+"""
+
+
 def test_wsgi_import_script_into_the_global_group_profiles_an_app_that_never_imports_pyprof(
         servers, pyprof_module):
     """The other documented way: `WSGIImportScript` loads pyprof into the
@@ -190,8 +201,11 @@ def test_wsgi_import_script_into_the_global_group_profiles_an_app_that_never_imp
     srv = servers.create(name="daemon-import", mpm="event")
     prepare(srv, sampling="PyProfSample /plain 10ms\nPyProfSlowThreshold 200ms\n")
     preload = os.path.join(srv.root, "preload_pyprof.py")
+    state = os.path.join(srv.root, "state")   # what the import saw, per daemon
+    os.mkdir(state)
+    os.chmod(state, 0o777)
     with open(preload, "w") as f:
-        f.write("import pyprof  # WSGIImportScript: starts the daemon's sampler\n")
+        f.write(PRELOAD % {"state": state})
     os.chmod(preload, 0o644)
     srv.extra += ('WSGIImportScript "%s" process-group=dm application-group=%%{GLOBAL}\n'
                   'WSGIScriptAlias /plain "%s" process-group=dm application-group=%%{GLOBAL}\n'
@@ -200,6 +214,25 @@ def test_wsgi_import_script_into_the_global_group_profiles_an_app_that_never_imp
     tag = unique("import")
     daemon = int(srv.get_ok("/plain/pid").text)
     assert is_daemon_process(daemon), cmdline(daemon)
+    # At WSGIImportScript time mod_wsgi.process_group is already the
+    # daemon's group (mod_wsgi sets it before it runs the daemon's import
+    # scripts), so the import itself started the sampler.  On CPython 3.12+
+    # mod_wsgi runs this %{GLOBAL} import in the sub-interpreter of /beta's
+    # preload ("two", the one before it), and pyprof then hooks the main
+    # interpreter from there, where /plain runs.
+    seen = {}
+    for name in os.listdir(state):
+        with open(os.path.join(state, name)) as f:
+            seen[int(name.split(".")[0])] = json.load(f)
+    assert daemon in seen, (daemon, seen)
+    for s in seen.values():
+        assert s["process_group"] == "dm" and s["daemon_mode"] is True, seen
+        if s["application_group"] == "":
+            assert s["status"] == "daemon process group 'dm': sampling", seen
+        else:
+            assert s["application_group"] == "two", seen
+            assert s["status"] == ("daemon process group 'dm': sampling "
+                                   "(main interpreter hooked too)"), seen
     srv.get_ok("/plain/slow/%s?ms=300" % tag)
     [req] = srv.wait_kept(tag, 1)
     assert req["process_group"] == "dm"
