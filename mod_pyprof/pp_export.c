@@ -329,7 +329,7 @@ static uint32_t str_hash(const char *s)
 
 static int64_t strtab_get(strtab_t *t, const char *s)
 {
-    uint32_t h, i;
+    uint32_t h;
 
     if (t->n * 2 >= t->mcap) {
         uint32_t ncap = t->mcap ? t->mcap * 2 : 1024, k;
@@ -349,7 +349,7 @@ static int64_t strtab_get(strtab_t *t, const char *s)
         t->mcap = ncap;
     }
     h = str_hash(s);
-    for (i = 0;; i++, h++) {
+    for (;; h++) {
         uint32_t at = h & (t->mcap - 1), v = t->slots[at];
         if (v == 0) {
             if (t->n >= t->cap) {

@@ -13,6 +13,13 @@ A daemon-mode server is the harness' usual Httpd plus:
     /gamma  -> the same script in group "one" again, under a prefix no
                PyProfSample covers (requests there are not profiled)
 
+With only_global=True (daemon_conf) the daemon runs one application, /delta,
+in the main interpreter (%{GLOBAL}) and no sub-interpreter ever exists in
+it: for C extensions that do not support sub-interpreters (psycopg2 on
+CPython 3.12+: "cannot import name 'encodings'" once any interpreter of
+the process has imported it, and mod_wsgi 5 on 3.12+ may run a %{GLOBAL}
+request in a sub-interpreter its thread used before).
+
 The script is copied into the server directory (www-data must read it);
 pyprof is imported from the build tree (<repo>/pyext).
 """
@@ -44,8 +51,21 @@ PyProfSlowThreshold 200ms
 """
 
 
-def daemon_conf(app, processes=2, threads=4, maximum_requests=50, options=""):
+GLOBAL_SAMPLING = """\
+PyProfSample /delta 10ms
+PyProfSlowThreshold 200ms
+"""
+
+
+def daemon_conf(app, processes=2, threads=4, maximum_requests=50, options="",
+                only_global=False):
     """The WSGI lines of a daemon-mode server (no PyProf* lines)."""
+    if only_global:
+        return """\
+WSGIDaemonProcess {group} processes={processes} threads={threads} maximum-requests={maxreq} python-path={pyext} display-name=%{{GROUP}} {options}
+WSGIScriptAlias /delta "{app}" process-group={group} application-group=%{{GLOBAL}}
+""".format(group=DAEMON_GROUP, processes=processes, threads=threads,
+           maxreq=maximum_requests, pyext=PYEXT, app=app, options=options)
     return """\
 WSGIDaemonProcess {group} processes={processes} threads={threads} maximum-requests={maxreq} python-path={pyext} display-name=%{{GROUP}} {options}
 WSGIScriptAlias /alpha "{app}"

@@ -34,7 +34,7 @@ import pytest
 import requests
 
 from conftest import MAX_CONCURRENCY, _alive, get_concurrently, unique, wait_for
-from daemon_util import (PYEXT, Postgres, apache_worker_pids, app_json, cmdline, daemon_pids,
+from daemon_util import (GLOBAL_SAMPLING, PYEXT, Postgres, apache_worker_pids, app_json, cmdline, daemon_pids,
                          is_daemon_process, kept_by_id, prepare, serving_daemon)
 
 PYTHON = "/usr/bin/python3"
@@ -389,10 +389,22 @@ def test_sqlite_queries_become_segments_with_literals_stripped(dsrv):
     ], sql
 
 
-def test_postgres_queries_become_segments_with_literals_stripped(dsrv, pg):
+@pytest.fixture(scope="module")
+def gsrv(mpm, pyprof_module):
+    """A daemon whose only application is in the main interpreter."""
+    yield from serving_daemon(name="daemon_global", mpm=mpm,
+                              sampling=GLOBAL_SAMPLING,
+                              daemon_kw={"only_global": True})
+
+
+def test_postgres_queries_become_segments_with_literals_stripped(gsrv, pg):
+    # psycopg2 cannot be imported in a sub-interpreter on CPython 3.12+
+    # (with or without mod_pyprof): served from the main interpreter of a
+    # daemon that has no other
+    dsrv = gsrv
     pg.write_app_config(dsrv.root)
     tag = unique("pg")
-    body = app_json(dsrv, "/beta/pg/%s?ms=250" % tag, timeout=30)
+    body = app_json(dsrv, "/delta/pg/%s?ms=250" % tag, timeout=30)
     assert body["view"]["rows"] == [[424242, "secret-value-7f3a"]], body
     req, detail = detail_of(dsrv, body)
     sql = _assert_sql_stripped(detail, "secret-value-7f3a", 424242)
