@@ -61,10 +61,17 @@ try:
 except ImportError:  # pragma: no cover
     _imp = None
 
+# Sub-interpreters the app makes itself: _xxsubinterpreters (3.11, 3.12),
+# renamed _interpreters in 3.13 (exec() instead of run_string(), and a
+# config: "legacy" shares the main GIL as mod_wsgi's groups do, "isolated"
+# has a GIL of its own, which GIL mode must leave alone).
 try:
     import _xxsubinterpreters as subinterpreters
 except ImportError:
-    subinterpreters = None
+    try:
+        import _interpreters as subinterpreters
+    except ImportError:
+        subinterpreters = None
 
 MAX_MS = 10000
 RECURSION_DEPTH = 5000
@@ -303,9 +310,17 @@ def torture_subinterp(deadline):
         return -1
     rounds = 0
     while time.perf_counter() < deadline and rounds < 20:
-        interp = subinterpreters.create()
+        if hasattr(subinterpreters, "run_string"):
+            interp = subinterpreters.create()
+        else:
+            interp = subinterpreters.create("isolated" if rounds % 2 else "legacy")
         try:
-            subinterpreters.run_string(interp, SUBINTERP_BOOT)
+            if hasattr(subinterpreters, "run_string"):
+                subinterpreters.run_string(interp, SUBINTERP_BOOT)
+            else:
+                failed = subinterpreters.exec(interp, SUBINTERP_BOOT)
+                if failed is not None:
+                    raise RuntimeError("sub-interpreter: %s" % (failed.formatted,))
         finally:
             subinterpreters.destroy(interp)
         rounds += 1
