@@ -39,14 +39,15 @@ CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # What the unit and integration tests and `make demo` need (see
 # scripts/install-deps.sh for the host's list). Left out on purpose, the
 # tests that use them skip or are not run: chromium (test_browser skips),
-# wrk/apache2-utils/python3-yappi (benchmarks only), the hardening tools,
-# and npm (the speedscope schema is copied from the host's build/ cache).
-# prometheus (and its promtool) is small and test_metrics needs both.
+# apache2-utils/python3-yappi (benchmarks only), the hardening tools, and
+# npm (the speedscope schema is copied from the host's build/ cache).
+# prometheus (with promtool: test_metrics) and wrk (test_soak_short) are
+# small.
 PACKAGES=(
     gcc make apache2 apache2-dev libapache2-mod-wsgi-py3 python3-dev
     libcmocka-dev python3-pytest python3-requests curl zlib1g-dev
     python3-jsonschema protobuf-compiler postgresql python3-psycopg2
-    prometheus procps iproute2 ca-certificates git
+    prometheus wrk procps iproute2 ca-certificates git
 )
 
 log() { echo "chroot.sh: $*" >&2; }

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# CI stage: build and test mod_pyprof on Debian 13 (trixie: CPython 3.13,
+# mod_wsgi 5.0) and Debian sid (CPython 3.14, and 3.15 through
+# mod_wsgi.so-3.15) in chroots (scripts/chroot.sh), check `make demo` from a
+# fresh clone, and run docker/Dockerfile's steps (scripts/docker-check.sh).
+#
+#   bash scripts/ci-chroots.sh
+#
+# Steps (each bounded by `timeout`; a failed step does not stop the others;
+# the exit status is 1 if any failed):
+#   trixie-base    debootstrap trixie once into WORK/trixie-base (never
+#                  entered: the pristine image for the Dockerfile check and
+#                  the seed of WORK/trixie)
+#   create-*       WORK/trixie and WORK/sid with the test packages (both at
+#                  once; reused when they exist, only missing packages are
+#                  installed)
+#   trixie         make all unit && PYPROF_MPMS=event make integration
+#   trixie-demo    git clone of the tree; `make demo` there must print the
+#                  profile URL and its /server-profile?format=json must list
+#                  requests; then `make demo-stop`
+#   sid-3.14       as trixie, with sid's default python3
+#   sid-3.15       the same with PYTHON=/usr/bin/python3.15 and
+#                  PYPROF_WSGI_SO=.../mod_wsgi.so-3.15 (in a fresh copy of
+#                  the tree, like every step)
+#   trixie-docker  scripts/docker-check.sh trixie in a fresh copy of
+#                  WORK/trixie-base, deleted afterwards
+#
+# Environment:
+#   PYPROF_CI_CHROOT_DIR  work directory (default /var/tmp/pyprof-ci)
+#   PYPROF_CI_STEPS       steps to run (default: all, in the order above;
+#                         the create steps run when a later step needs them)
+#
+# Needs root and a network (deb.debian.org). Installs debootstrap when it
+# is missing. Prints each step's time and a summary.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${PYPROF_CI_CHROOT_DIR:-/var/tmp/pyprof-ci}
+STEPS=${PYPROF_CI_STEPS:-"trixie trixie-demo sid-3.14 sid-3.15 trixie-docker"}
+CHROOT=(bash "$REPO/scripts/chroot.sh")
+
+# what the chroots leave out (scripts/chroot.sh PACKAGES): `make demo`'s
+# deps step must not install them there
+DEPS_SKIP="apache2-utils chromium python3-yappi clang libclang-rt-* llvm valgrind cppcheck clang-tidy npm"
+
+mkdir -p "$WORK" && WORK=$(realpath "$WORK") || exit 1
+
+declare -a summary=()
+failed=0
+t_all=$(date +%s)
+
+log() { echo "ci-chroots: $*"; }
+
+# step NAME TIMEOUT CMD...: run, time and record
+step() {
+    local name=$1 limit=$2 t0 rc=0
+    shift 2
+    log "=== $name (limit $limit) ==="
+    t0=$(date +%s)
+    timeout -k 30 "$limit" "$@" || rc=$?
+    local dt=$(($(date +%s) - t0))
+    local what=ok
+    if [[ $rc -eq 124 ]]; then
+        what="TIMED OUT"
+    elif [[ $rc -ne 0 ]]; then
+        what="FAILED (exit $rc)"
+    fi
+    [[ $rc -eq 0 ]] || failed=1
+    log "=== $name: $what in ${dt}s ==="
+    summary+=("$(printf '%-14s %-18s %5ss' "$name" "$what" "$dt")")
+    return $rc
+}
+
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
+
+safe_rm() {
+    # nothing mounted under it (a bind-mounted /dev would be emptied)
+    local d=$1
+    "${CHROOT[@]}" umount "$d" >/dev/null || return 1
+    if awk '{print $5}' /proc/self/mountinfo | grep -q "^$d/"; then
+        log "still mounted under $d; not removing it"
+        return 1
+    fi
+    rm -rf --one-file-system -- "$d"
+}
+
+# internal: the parts a step runs under `timeout` (which runs programs, not
+# shell functions)
+if [[ ${1:-} == --do ]]; then
+    case ${2:-} in
+    create-trixie)
+        "${CHROOT[@]}" bootstrap trixie "$WORK/trixie-base" || exit 1
+        if [[ ! -x "$WORK/trixie/usr/bin/apt-get" ]]; then
+            safe_rm "$WORK/trixie" || exit 1
+            cp -a "$WORK/trixie-base" "$WORK/trixie" || exit 1
+        fi
+        exec "${CHROOT[@]}" create trixie "$WORK/trixie"
+        ;;
+    docker-trixie)
+        safe_rm "$WORK/trixie-docker" || exit 1
+        cp -a "$WORK/trixie-base" "$WORK/trixie-docker" || exit 1
+        rc=0
+        bash "$REPO/scripts/docker-check.sh" trixie "$WORK/trixie-docker" || rc=$?
+        safe_rm "$WORK/trixie-docker" || true
+        exit $rc
+        ;;
+    esac
+    exit 2
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    log "must run as root (chroot, mount)"
+    exit 1
+fi
+if ! command -v debootstrap >/dev/null; then
+    log "installing debootstrap"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends debootstrap || exit 1
+fi
+
+# -- chroots ----------------------------------------------------------------
+
+need_trixie=0
+need_sid=0
+for s in trixie trixie-demo trixie-docker; do wants "$s" && need_trixie=1; done
+for s in sid-3.14 sid-3.15; do wants "$s" && need_sid=1; done
+
+ok_trixie=1
+ok_sid=1
+if [[ $need_trixie == 1 || $need_sid == 1 ]]; then
+    # both at once: mostly waiting on the mirror
+    log "creating the chroots in $WORK (logs: $WORK/create-*.log)"
+    pids=()
+    if [[ $need_trixie == 1 ]]; then
+        step create-trixie 25m bash "$0" --do create-trixie >"$WORK/create-trixie.log" 2>&1 &
+        pids+=("trixie:$!")
+    fi
+    if [[ $need_sid == 1 ]]; then
+        step create-sid 25m "${CHROOT[@]}" create sid "$WORK/sid" >"$WORK/create-sid.log" 2>&1 &
+        pids+=("sid:$!")
+    fi
+    for p in "${pids[@]}"; do
+        s=${p%%:*}
+        rc=0
+        wait "${p#*:}" || rc=$?
+        if [[ $rc -ne 0 ]]; then
+            cat "$WORK/create-$s.log"
+            failed=1
+            eval "ok_$s=0"
+        else
+            # the apt noise only when it failed
+            grep -E '^(ci-chroots|chroot.sh):' "$WORK/create-$s.log"
+        fi
+        summary+=("$(grep -E '^ci-chroots: === create-[a-z]+: ' "$WORK/create-$s.log" |
+            sed -E 's/^ci-chroots: === (create-[a-z]+): (.*) in ([0-9]+)s ===$/\1|\2|\3/' |
+            awk -F'|' '{printf "%-14s %-18s %5ss", $1, $2, $3}')")
+    done
+fi
+
+# -- tests ------------------------------------------------------------------
+
+TESTS='make all unit && PYPROF_MPMS=event make integration'
+# no `make clean`: every step builds in a fresh copy of the tree, and
+# `make clean` would delete build/speedscope, the schema cache chroot.sh
+# copies in (the chroots have no npm)
+PY315='make PYTHON=/usr/bin/python3.15 all unit && \
+PYPROF_WSGI_SO=/usr/lib/apache2/modules/mod_wsgi.so-3.15 PYPROF_MPMS=event \
+make PYTHON=/usr/bin/python3.15 integration'
+
+DEMO_CHECK="set -eo pipefail
+rm -rf /src/fresh-src /src/fresh /tmp/pyprof-ci-demo
+cp -a /src/mod_pyprof /src/fresh-src
+cd /src/fresh-src
+git init -q && git add -A
+git -c user.name=ci -c user.email=ci@localhost commit -q -m 'working tree'
+git clone -q /src/fresh-src /src/fresh
+cd /src/fresh
+export PYPROF_DEMO_DIR=/tmp/pyprof-ci-demo PYPROF_DEMO_REQUESTS=12
+export PYPROF_DEPS_SKIP='$DEPS_SKIP'
+make demo 2>&1 | tee /tmp/pyprof-ci-demo.out
+grep -Eq '^  profile: +http://127\\.0\\.0\\.1:[0-9]+/server-profile\$' /tmp/pyprof-ci-demo.out
+port=\$(cat /tmp/pyprof-ci-demo/port)
+curl -sf --max-time 10 \"http://127.0.0.1:\$port/server-profile?format=json\" |
+    python3 -c 'import json, sys
+d = json.load(sys.stdin)
+app = [l for l in d[\"locations\"] if l[\"path\"] == \"/app\"]
+assert app and app[0][\"requests\"] >= 12, d[\"locations\"]
+assert d[\"requests\"], \"no kept requests\"
+print(\"ci-chroots: demo profile: /app %d requests, %d samples, %d kept\"
+      % (app[0][\"requests\"], app[0][\"samples\"], len(d[\"requests\"])))'
+make demo-stop"
+
+if wants trixie; then
+    if [[ $ok_trixie == 1 ]]; then step trixie 30m "${CHROOT[@]}" run "$WORK/trixie" "$TESTS"; else summary+=("trixie         skipped (no chroot)"); fi
+fi
+if wants trixie-demo; then
+    if [[ $ok_trixie == 1 ]]; then step trixie-demo 15m "${CHROOT[@]}" run "$WORK/trixie" "$DEMO_CHECK"; else summary+=("trixie-demo    skipped (no chroot)"); fi
+fi
+if wants sid-3.14; then
+    if [[ $ok_sid == 1 ]]; then step sid-3.14 30m "${CHROOT[@]}" run "$WORK/sid" "$TESTS"; else summary+=("sid-3.14       skipped (no chroot)"); fi
+fi
+if wants sid-3.15; then
+    if [[ $ok_sid == 1 ]]; then step sid-3.15 30m "${CHROOT[@]}" run "$WORK/sid" "$PY315"; else summary+=("sid-3.15       skipped (no chroot)"); fi
+fi
+if wants trixie-docker; then
+    if [[ $ok_trixie == 1 ]]; then
+        step trixie-docker 20m bash "$0" --do docker-trixie
+    else
+        summary+=("trixie-docker  skipped (no chroot)")
+    fi
+fi
+
+log "summary (total $(($(date +%s) - t_all))s):"
+for line in "${summary[@]}"; do echo "    $line"; done
+exit $failed
