@@ -128,7 +128,11 @@ umount_all() {
 
 cleanup() {
     local rc=$?
-    trap - EXIT INT TERM HUP
+    trap - EXIT
+    # ignore, not default: a signal often comes twice (`timeout` sends it to
+    # its child and then to the child's process group), and the second must
+    # not cut the cleanup short
+    trap '' INT TERM HUP
     if [[ -n "${CLEAN_DIR:-}" ]]; then
         kill_in "$CLEAN_DIR"
         umount_all "$CLEAN_DIR" || true
@@ -137,6 +141,7 @@ cleanup() {
 }
 
 on_signal() {
+    trap '' INT TERM HUP
     log "interrupted ($1)"
     exit $((128 + $2))
 }

@@ -51,16 +51,45 @@ t_all=$(date +%s)
 
 log() { echo "ci-chroots: $*"; }
 
-# step NAME TIMEOUT CMD...: run, time and record
-step() {
-    local name=$1 limit=$2 t0 rc=0
+# Every step runs under `timeout`, started in the background and waited
+# for, so that a SIGTERM or SIGINT to this script (.ci/run's own timeout,
+# Ctrl-C) is handled at once: it is passed to the running steps' timeout
+# processes, which pass it to their commands (scripts/chroot.sh then kills
+# what runs in the chroot and unmounts), and waited for. (`timeout` puts
+# itself in its own process group, so a signal to ours does not reach it.)
+declare -A live=()
+# shellcheck disable=SC2317  # reached through the traps
+on_signal() {
+    trap '' INT TERM
+    log "interrupted: stopping the running steps (${!live[*]})"
+    local p
+    for p in "${!live[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${!live[@]}"; do wait "$p" 2>/dev/null || true; done
+    exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+# start_step NAME TIMEOUT CMD...: start in the background; sets STEP_PID
+start_step() {
+    local name=$1 limit=$2
     shift 2
     log "=== $name (limit $limit) ==="
-    t0=$(date +%s)
-    timeout -k 30 "$limit" "$@" || rc=$?
-    local dt=$(($(date +%s) - t0))
+    STEP_T0[$name]=$(date +%s)
+    timeout -k 30 "$limit" "$@" &
+    STEP_PID=$!
+    live[$STEP_PID]=$name
+}
+declare -A STEP_T0=()
+
+# finish_step NAME PID: wait, time and record; returns the step's status
+finish_step() {
+    local name=$1 pid=$2 rc=0
+    wait "$pid" || rc=$?
+    unset "live[$pid]"
+    local dt=$(($(date +%s) - STEP_T0[$name]))
     local what=ok
-    if [[ $rc -eq 124 ]]; then
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
         what="TIMED OUT"
     elif [[ $rc -ne 0 ]]; then
         what="FAILED (exit $rc)"
@@ -69,6 +98,12 @@ step() {
     log "=== $name: $what in ${dt}s ==="
     summary+=("$(printf '%-14s %-18s %5ss' "$name" "$what" "$dt")")
     return $rc
+}
+
+# step NAME TIMEOUT CMD...: run, time and record
+step() {
+    start_step "$@"
+    finish_step "$1" "$STEP_PID"
 }
 
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
@@ -130,30 +165,24 @@ ok_sid=1
 if [[ $need_trixie == 1 || $need_sid == 1 ]]; then
     # both at once: mostly waiting on the mirror
     log "creating the chroots in $WORK (logs: $WORK/create-*.log)"
-    pids=()
+    declare -A create_pid=()
     if [[ $need_trixie == 1 ]]; then
-        step create-trixie 25m bash "$0" --do create-trixie >"$WORK/create-trixie.log" 2>&1 &
-        pids+=("trixie:$!")
+        start_step create-trixie 25m bash "$0" --do create-trixie >"$WORK/create-trixie.log" 2>&1
+        create_pid[trixie]=$STEP_PID
     fi
     if [[ $need_sid == 1 ]]; then
-        step create-sid 25m "${CHROOT[@]}" create sid "$WORK/sid" >"$WORK/create-sid.log" 2>&1 &
-        pids+=("sid:$!")
+        start_step create-sid 25m "${CHROOT[@]}" create sid "$WORK/sid" >"$WORK/create-sid.log" 2>&1
+        create_pid[sid]=$STEP_PID
     fi
-    for p in "${pids[@]}"; do
-        s=${p%%:*}
-        rc=0
-        wait "${p#*:}" || rc=$?
-        if [[ $rc -ne 0 ]]; then
-            cat "$WORK/create-$s.log"
-            failed=1
-            eval "ok_$s=0"
-        else
+    for s in trixie sid; do
+        [[ -n "${create_pid[$s]:-}" ]] || continue
+        if finish_step "create-$s" "${create_pid[$s]}"; then
             # the apt noise only when it failed
-            grep -E '^(ci-chroots|chroot.sh):' "$WORK/create-$s.log"
+            grep -E '^chroot.sh:' "$WORK/create-$s.log"
+        else
+            cat "$WORK/create-$s.log"
+            eval "ok_$s=0"
         fi
-        summary+=("$(grep -E '^ci-chroots: === create-[a-z]+: ' "$WORK/create-$s.log" |
-            sed -E 's/^ci-chroots: === (create-[a-z]+): (.*) in ([0-9]+)s ===$/\1|\2|\3/' |
-            awk -F'|' '{printf "%-14s %-18s %5ss", $1, $2, $3}')")
     done
 fi
 
