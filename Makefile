@@ -93,7 +93,8 @@ unit: $(UNIT_TESTS)
 	    exit $$failed
 
 integration: $(MODULE) $(PYEXT)
-	PYPROF_WSGI_SO=$${PYPROF_WSGI_SO:-$(WSGI_SO)} $(TEST_PYTHON) -m pytest -q tests/integration
+	PYPROF_WSGI_SO=$${PYPROF_WSGI_SO:-$(WSGI_SO)} PYPROF_PYTHON=$(PYTHON) \
+	    $(TEST_PYTHON) -m pytest -q tests/integration
 
 test: deps
 	$(MAKE) all

@@ -818,6 +818,17 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
                     t->truncated = 0;
                     break; /* not this thread state: look on */
                 }
+                /* No Python frame here: not where the thread runs now.  A
+                 * thread that has run in several interpreters (mod_wsgi's
+                 * application groups) has a thread state in each, and
+                 * from 3.14 an idle one is not empty but holds its base
+                 * frame (owned by the interpreter, skipped): look on in
+                 * the other interpreters. */
+                if (!t->found && !t->torn) {
+                    t->depth = 0;
+                    t->truncated = 0;
+                    break;
+                }
                 left--;
                 break;
             }

@@ -37,7 +37,8 @@ from conftest import MAX_CONCURRENCY, _alive, get_concurrently, unique, wait_for
 from daemon_util import (GLOBAL_SAMPLING, PYEXT, Postgres, apache_worker_pids, app_json, cmdline, daemon_pids,
                          is_daemon_process, kept_by_id, prepare, serving_daemon)
 
-PYTHON = "/usr/bin/python3"
+# the Python the module and the pyprof extension are built for
+PYTHON = os.environ.get("PYPROF_PYTHON") or "/usr/bin/python3"
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,7 @@ import argparse
 import ast
 import datetime
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -553,10 +554,72 @@ def qualnames(source):
     return names
 
 
+# The Python the module under test runs (mod_wsgi's; PYPROF_PYTHON, set by
+# `make integration`): its stdlib, frozen modules and syntax are the ones the
+# frames come from, which the Python running this file may not share (sid:
+# pytest on 3.14, the module on 3.15, whose stdlib uses 3.15-only syntax).
+TARGET_PYTHON = os.environ.get("PYPROF_PYTHON") or sys.executable
+
+
+def _target_is_us():
+    try:
+        return os.path.samefile(TARGET_PYTHON, sys.executable)
+    except OSError:
+        return False
+
+
+def _in_target(script, *args):
+    """Run `script` (python -c) with the target Python; its stdout as JSON."""
+    proc = subprocess.run([TARGET_PYTHON, "-c", script] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=60, check=True)
+    return json.loads(proc.stdout)
+
+
+_QUALNAMES_MAIN = """
+import json, sys
+try:
+    with open(sys.argv[1], encoding="utf-8") as f:
+        text = f.read()
+    print(json.dumps([sorted(qualnames(text)), text.count("\\n") + 1]))
+except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+    print("null")
+"""
+
+
+def _target_stdlib():
+    if _target_is_us():
+        return sysconfig.get_paths()["stdlib"]
+    return _in_target('import json, sysconfig; print(json.dumps(sysconfig.get_paths()["stdlib"]))')
+
+
+def _target_is_frozen(name):
+    if _target_is_us():
+        return _imp.is_frozen(name)
+    return _in_target("import _imp, json, sys; print(json.dumps(_imp.is_frozen(sys.argv[1])))", name)
+
+
+def _source_info(src):
+    """(qualnames, number of lines) of a source file, parsed by the target
+    Python; None if it cannot be read or parsed."""
+    if _target_is_us():
+        with open(src, encoding="utf-8") as f:
+            text = f.read()
+        return (qualnames(text), text.count("\n") + 1)
+    script = ("import ast\n_COMPREHENSIONS = {ast.GeneratorExp: '<genexpr>', "
+              "ast.ListComp: '<listcomp>', ast.SetComp: '<setcomp>', "
+              "ast.DictComp: '<dictcomp>'}\n" + inspect.getsource(qualnames) +
+              _QUALNAMES_MAIN)
+    got = _in_target(script, src)
+    if got is None:
+        raise ValueError("the target Python cannot parse %s" % src)
+    return (set(got[0]), got[1])
+
+
 class FrameResolver:
     """Checks a frame {function, file, line} against the source it names."""
 
-    STDLIB = sysconfig.get_paths()["stdlib"]
+    STDLIB = None
 
     def __init__(self, app_path, allow_missing=None):
         self.app_path = app_path
@@ -569,6 +632,8 @@ class FrameResolver:
     def source_of(self, path):
         m = re.match(r"^<frozen ([\w.]+)>$", path)
         if m:
+            if FrameResolver.STDLIB is None:
+                FrameResolver.STDLIB = _target_stdlib()
             return os.path.join(self.STDLIB, m.group(1).replace(".", "/") + ".py")
         return path
 
@@ -581,9 +646,7 @@ class FrameResolver:
         if src == self.app_path:
             src = SOAK_APP     # the server's copy is the same file
         try:
-            with open(src, encoding="utf-8") as f:
-                text = f.read()
-            result = (qualnames(text), text.count("\n") + 1)
+            result = _source_info(src)
         except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
             result = None
         with self.lock:
@@ -606,7 +669,7 @@ class FrameResolver:
                     self.unverifiable_files.add(path)
             frozen = re.match(r"^<frozen ([\w.]+)>$", path)
             if (fn, path) == ("<module>", "<string>") or (
-                    frozen and (_imp.is_frozen(frozen.group(1)) or
+                    frozen and (_target_is_frozen(frozen.group(1)) or
                                 (fn, path) == ("<module>", "<frozen getpath>"))) or (
                     self.allow_missing and self.allow_missing(fn, path)):
                 # exec()'d code (site runs .pth lines so); a frozen module

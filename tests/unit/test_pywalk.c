@@ -1125,6 +1125,54 @@ static void test_interpreters(void **state)
     }
 }
 
+/* A thread that has run in two interpreters has a thread state in each.
+ * From 3.14 the idle one is not empty: its current frame is the thread
+ * state's base frame, owned by the interpreter, with nothing above it.
+ * That one (found first: the newer interpreter comes first) holds no
+ * Python frame, so the walk must look on and find the stack where the
+ * thread runs now; stopping at the first thread state gave requests in a
+ * preloaded mod_wsgi application group no samples at all (3.15). */
+static void test_idle_thread_state_in_another_interpreter(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t *t;
+        uint8_t *idle_interp, *idle_ts, *base, *none;
+
+        world_new(&w, versions[v]);
+        if (w.L->owner_not_python > w.L->owner_max) {
+            continue; /* 3.11: no frame that runs no Python */
+        }
+        chain3(&w, &c);
+        none = object(&w, 64, none_type);
+        idle_interp = arena_alloc(64);
+        idle_ts = thread_state(&w, TID, NTID);
+        base = arena_alloc(w.L->frame_size + 16);
+        put_ptr(base, w.L->frame_code, none);
+        put_ptr(base, w.L->frame_previous, NULL);
+        put_ptr(base, w.L->frame_instr, NULL);
+        base[w.L->frame_owner] = (uint8_t)w.L->owner_not_python;
+        put_ptr(idle_ts, w.L->ts_frame, base);
+        put_ptr(idle_interp, w.L->interp_threads_head, idle_ts);
+        put_ptr(idle_interp, w.L->interp_next, w.interp);
+        first_interp = idle_interp;
+        t = sample(f, g);
+        check_found(t, 3);
+        check_chain3(f, t, 3);
+        assert_ptr_equal(t->interp, w.interp);
+        /* and where it runs no Python anywhere: not found, not torn */
+        put_ptr(w.ts, w.L->ts_frame, base);
+        t = sample(f, g);
+        assert_int_equal(t->found, 0);
+        assert_int_equal(t->torn, 0);
+    }
+}
+
 /* The walker refuses a layout its buffers cannot hold, or one the running
  * interpreter contradicts; a walk without a walker finds nothing. */
 static void test_init_refuses(void **state)
@@ -1175,6 +1223,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_cycle_torn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_thread_state_in_another_interpreter,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_interpreters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_refuses, setup, teardown),
     };
