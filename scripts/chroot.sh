@@ -10,7 +10,8 @@
 #                                        all unit integration` and `make
 #                                        demo` need
 #   scripts/chroot.sh run DIR CMD...     copy this working tree (tracked and
-#                                        untracked-not-ignored files) to
+#                                        untracked-not-ignored files, and the
+#                                        build/speedscope schema cache) to
 #                                        DIR/src/mod_pyprof, fresh each time,
 #                                        and run CMD there with bash -lc under
 #                                        a clean environment; exits with
@@ -29,7 +30,8 @@
 #   PYPROF_CHROOT_EXTRA   more packages for create to install
 #
 # The chroot shares the host's network (httpd in there listens on the host's
-# 127.0.0.1) and its /dev. Needs root, debootstrap and util-linux.
+# 127.0.0.1) and its /dev. One command at a time per DIR: the cleanup of one
+# would kill the other's processes. Needs root, debootstrap and util-linux.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
