@@ -601,6 +601,8 @@ def code_inventory():
             pending.append(code)
     pending.append(compile(SUBINTERP_SRC, SUBINTERP_FILE, "exec"))
     pending.append(compile(SUBINTERP_BOOT, "<string>", "exec"))
+    # _interpreters.exec() (3.13+) names its text "<script>"
+    pending.append(compile(SUBINTERP_BOOT, "<script>", "exec"))
     for _ in range(2000000):
         if not pending:
             break
