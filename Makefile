@@ -94,7 +94,7 @@ unit: $(UNIT_TESTS)
 
 integration: $(MODULE) $(PYEXT)
 	PYPROF_WSGI_SO=$${PYPROF_WSGI_SO:-$(WSGI_SO)} PYPROF_PYTHON=$(PYTHON) \
-	    $(TEST_PYTHON) -m pytest -q tests/integration
+	    $(TEST_PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all
