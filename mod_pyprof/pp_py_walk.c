@@ -88,7 +88,7 @@ static int vm_readv(void *const *dst, const void *const *src,
     static struct iovec l[BATCH_MAX * 2], r[BATCH_MAX * 2];
     size_t i, want = 0;
 
-    if (n > BATCH_MAX * 2) {
+    if (n > (size_t)BATCH_MAX * 2) {
         return -1;
     }
     for (i = 0; i < n; i++) {
@@ -576,9 +576,11 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
         else if (R->read(fr, f, L->frame_size) != 0) {
             return -1;
         }
-        owner = (signed char)fr[L->frame_owner];
+        /* a char in CPython; any value above the largest owner (a byte
+         * of a torn copy, read unsigned) is garbage */
+        owner = fr[L->frame_owner];
         prev = ptr_at(fr, L->frame_previous);
-        if (owner < 0 || owner > L->owner_max) {
+        if (owner > L->owner_max) {
             return -1;
         }
         if (owner < L->owner_not_python) {
