@@ -53,6 +53,10 @@ PY_SITE     ?= /usr/lib/python3/dist-packages
 
 all: pycheck $(MODULE) $(PYEXT)
 
+# `make print-VAR`: a variable's value (the build tests ask for PY_VER)
+print-%:
+	@echo '$*=$($*)'
+
 # one clear line when the Python is missing or not one we support
 pycheck:
 	@if [ -z "$(PY_VER)" ]; then \
