@@ -18,6 +18,7 @@ import argparse
 import datetime
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -62,7 +63,11 @@ def run_env(label, chroot, host_out, rounds, duration):
              % (py, wsgi, overhead_cmd("build/" + name, rounds, duration)))
     subprocess.run(["bash", os.path.join(REPO, "scripts", "chroot.sh"), "run", chroot, inner],
                    check=True)
-    return os.path.join(chroot, "src", "mod_pyprof", "build", name)
+    # out of the chroot now: its tree is copied afresh for the next run
+    out = os.path.join(REPO, "build", name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    shutil.copyfile(os.path.join(chroot, "src", "mod_pyprof", "build", name), out)
+    return out
 
 
 ROW = re.compile(r"^\| (off|p10ms|p1ms) \| (/app/render(?:_sleep)?) \|(.*)\|$")
@@ -76,6 +81,9 @@ def parse(path):
         for line in f:
             if line.startswith("| variant | endpoint | req/s"):
                 header = [c.strip() for c in line.strip().strip("|").split("|")]
+                continue
+            if not line.startswith("|"):
+                header = None  # the overhead table ended: later tables differ
                 continue
             m = ROW.match(line.strip())
             if m and header:
@@ -94,7 +102,7 @@ def number(s):
 def render(results, args):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     L = [SECTION, ""]
-    L.append("_Measured %s by `/usr/bin/python3 tests/bench/versions.py%s%s` "
+    L.append("_Written %s by `/usr/bin/python3 tests/bench/versions.py%s%s` "
              "(overhead.py --part overhead --variants p10ms,p1ms, %d interleaved rounds of "
              "%d s per variant and endpoint; GIL-free sampler; event MPM, 1 child x 8 "
              "threads, mod_wsgi embedded)._"
@@ -147,11 +155,17 @@ def main():
     p.add_argument("--only", help="comma-separated versions (3.11,3.13,3.14,3.15)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=5)
+    p.add_argument("--parse-only", action="store_true",
+                   help="measure nothing: write the table from the last runs' files")
     args = p.parse_args()
     results = []
     for label, dist, chroot, host_out in environments(args):
         print("versions: CPython %s (%s)" % (label, dist), flush=True)
-        out = run_env(label, chroot, host_out, args.rounds, args.duration)
+        if args.parse_only:
+            name = "bench-py%s.md" % label.replace(".", "")
+            out = os.path.join(REPO, "build", name)
+        else:
+            out = run_env(label, chroot, host_out, args.rounds, args.duration)
         results.append((label, dist, parse(out)))
     text = render(results, args)
     print(text)
