@@ -29,9 +29,14 @@ def fake_python(tmp_path, version):
 
 
 def make(*args):
+    # a make of its own: not the variables of the `make PYTHON=... integration`
+    # that runs this suite (command-line variables travel in MAKEFLAGS)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHON",
+                        "PYCONFIG")}
     return subprocess.run(["make", "--no-print-directory", "-C", REPO] + list(args),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=120)
+                          universal_newlines=True, timeout=120, env=env)
 
 
 @pytest.mark.parametrize("version", ["3.12", "3.10", "2.7"])
