@@ -24,6 +24,7 @@
 
 #include "pp_frames.h"
 #include "pp_py.h"
+#include "pp_py_rt_common.h"
 
 #if PY_VERSION_HEX < 0x030D0000 || PY_VERSION_HEX >= 0x03100000
 #error "pp_py_rt.c is the runtime of CPython 3.13 to 3.15"
@@ -75,26 +76,10 @@ int pp_py_rt_shares_gil(const void *interp)
 
 int pp_py_attach(void)
 {
-    PyInterpreterState *main_interp;
-
-    if (sampler_tstate) {
-        return 0;
-    }
-    if (!pp_py_initialized() || pp_py_walker_init(0) != 0) {
-        return -1;
-    }
-    main_interp = PyInterpreterState_Main();
-    if (!main_interp) {
-        return -1;
-    }
-    /* needs no GIL: new_threadstate() links it in under HEAD_LOCK, and
-     * binds it to this thread */
-    sampler_tstate = PyThreadState_New(main_interp);
     if (!sampler_tstate) {
-        return -1;
+        sampler_tstate = new_sampler_tstate(&sampler_ident);
     }
-    sampler_ident = PyThread_get_thread_ident();
-    return 0;
+    return sampler_tstate ? 0 : -1;
 }
 
 int pp_py_acquire(void *interp)

@@ -12,6 +12,7 @@
 
 #include "pp_frames.h"
 #include "pp_py.h"
+#include "pp_py_rt_common.h"
 
 #if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
 #error "pp_py_rt311.c is the runtime of CPython 3.11 only"
@@ -95,25 +96,14 @@ const void *pp_py_rt_interpreters(void)
 
 int pp_py_attach(void)
 {
-    PyInterpreterState *main_interp;
-
     if (sampler_tstate) {
         return 0;
     }
-    if (!pp_py_initialized() || pp_py_walker_init(0) != 0) {
-        return -1;
-    }
-    main_interp = PyInterpreterState_Main();
-    if (!main_interp) {
-        return -1;
-    }
-    /* needs no GIL: new_threadstate() links it in under HEAD_LOCK */
-    sampler_tstate = PyThreadState_New(main_interp);
+    sampler_tstate = new_sampler_tstate(&sampler_ident);
     if (!sampler_tstate) {
         return -1;
     }
-    sampler_ident = PyThread_get_thread_ident();
-    tstates[0].interp = main_interp;
+    tstates[0].interp = sampler_tstate->interp;
     tstates[0].tstate = sampler_tstate;
     ntstates = 1;
     return 0;
