@@ -69,6 +69,15 @@ once more at the end, names a function the app did not create for that
 very request (u_<TOKEN>_<k> from another TOKEN, a p<k> off the request's
 walk, anything not in the app).
 
+With --scrape-only nobody opens a page while the load runs (no snapshot or
+fetcher threads; kills pick a random process): a real Prometheus (Debian's
+`prometheus`, on a free port, its TSDB in the run directory) scrapes
+/server-profile/metrics every second, and its data must show profiling never
+stopped (every 5-s window of the load counted requests and took samples,
+dropped{reason="slots_full"} stayed 0, scrapes succeeded) and, once the load
+is over, histogram totals equal to the access log.  The pages are opened
+only after that, for the usual final checks.
+
 Usage (as root, from the repository; /usr/bin/python3 with requests,
 pytest and jsonschema; wrk and apache2 installed):
 
@@ -116,7 +125,7 @@ sys.path.insert(0, INTEGRATION)
 import requests  # noqa: E402
 
 from conftest import (APACHE, CLEAN_ENV, CRASH_MARKERS, MPM_SETTINGS, SEVERE_LEVEL, Httpd,  # noqa: E402
-                      HttpdError, _alive, _children_of, module_path, path_under)
+                      HttpdError, _alive, _children_of, _free_port, module_path, path_under)
 from views_util import Pprof, check_speedscope, folded_stacks, parse_prometheus  # noqa: E402
 
 SOAK_APP = os.path.join(HERE, "soak_app.py")
@@ -1124,13 +1133,140 @@ class Fetcher(threading.Thread):
             self.halt.wait(0.05)
 
 
+class Prometheus(object):
+    """A real Prometheus (Debian's `prometheus`) scraping the server's
+    /server-profile/metrics every second, its TSDB in the run directory;
+    queried over its HTTP API after the load (--scrape-only)."""
+
+    def __init__(self, rundir, target_port, name):
+        self.dir = os.path.join(rundir.path, "prom-%s" % name)
+        os.makedirs(self.dir)
+        self.port = _free_port()
+        cfg = os.path.join(self.dir, "prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
+                    "scrape_configs:\n  - job_name: pyprof\n"
+                    "    metrics_path: /server-profile/metrics\n"
+                    "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % target_port)
+        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen(
+            ["prometheus", "--config.file=" + cfg,
+             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+             "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=warn"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url("/-/ready"), timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("prometheus did not become ready (log %s)" % self.log.name)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def query(self, expr, at=None):
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = "%.3f" % at
+        r = requests.get(self.url("/api/v1/query"), params=params, timeout=10)
+        r.raise_for_status()
+        return [(m["metric"], float(m["value"][1])) for m in r.json()["data"]["result"]]
+
+    def range(self, expr, start, end, step):
+        r = requests.get(self.url("/api/v1/query_range"),
+                         params={"query": expr, "start": "%.3f" % start, "end": "%.3f" % end,
+                                 "step": "%gs" % step}, timeout=20)
+        r.raise_for_status()
+        return [(m["metric"], [(float(t), float(v)) for t, v in m["values"]])
+                for m in r.json()["data"]["result"]]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+WINDOW_S = 5
+
+
+def scrape_checks(prom, res, t0, t1):
+    """Nobody opened a page during the load (--scrape-only): what Prometheus
+    recorded must show profiling never stopped.  Every WINDOW_S-second
+    window of the load saw requests counted by the histogram and samples
+    taken; no request was dropped for want of a slot; scrapes succeeded."""
+    fail = res["failures"]
+    start, end = t0 + WINDOW_S, t1 - 1
+    inc = "increase(%s[" + str(WINDOW_S) + "s])"
+    reqs = prom.range("sum(" + inc % "pyprof_request_duration_seconds_count" + ")",
+                      start, end, WINDOW_S)
+    samples = prom.range("sum(" + inc % "pyprof_samples_total" + ")", start, end, WINDOW_S)
+    ups = prom.range("up", t0, t1, 1)
+    full = prom.query("max_over_time(pyprof_dropped_total{reason=\"slots_full\"}[1h])")
+    reaped = prom.query("max_over_time({__name__=~\"pyprof_.*reap.*\"}[1h])")
+    rv = [v for _, vals in reqs for _, v in vals]
+    sv = [v for _, vals in samples for _, v in vals]
+    up = [v for _, vals in ups for _, v in vals]
+    res["scrape"] = {"windows": len(rv), "windows_without_requests": sum(1 for v in rv if v <= 0),
+                     "windows_without_samples": sum(1 for v in sv if v <= 0),
+                     "min_requests_per_window": min(rv) if rv else None,
+                     "min_samples_per_window": min(sv) if sv else None,
+                     "scrapes": len(up), "scrapes_failed": sum(1 for v in up if v < 1),
+                     "slots_full_max": max([v for _, v in full] or [0]),
+                     "reaped": {m.get("__name__"): v for m, v in reaped}}
+    sc = res["scrape"]
+    if not rv or len(rv) < (end - start) / WINDOW_S - 1:
+        fail.append("prometheus: %d %d-s windows of data for %.0f s of load"
+                    % (len(rv), WINDOW_S, end - start))
+    if sc["windows_without_requests"] or sc["windows_without_samples"]:
+        fail.append("profiling stopped: %d of %d windows counted no request, %d took no sample"
+                    % (sc["windows_without_requests"], len(rv), sc["windows_without_samples"]))
+    if sc["slots_full_max"]:
+        fail.append("prometheus: dropped_total{reason=slots_full} reached %g"
+                    % sc["slots_full_max"])
+    if not up or sc["scrapes_failed"] > max(2, len(up) // 100):
+        fail.append("prometheus: %d of %d scrapes failed" % (sc["scrapes_failed"], len(up)))
+
+
+def scrape_vs_access(prom, res, srv):
+    """After the load, the histogram totals Prometheus last scraped equal the
+    access log's lines per location."""
+    acc = access_lines(srv.soak_log)
+    want = {loc: sum(1 for a in acc if location_for(a["uri"]) == loc) for loc in LOCATIONS}
+    got = {}
+    for attempt in range(10):
+        time.sleep(1.5)
+        got = {m.get("location"): v for m, v in
+               prom.query("pyprof_request_duration_seconds_count")}
+        if all(got.get(loc) == want[loc] for loc in LOCATIONS):
+            break
+    res["scrape"]["final_count"] = got
+    res["scrape"]["access"] = want
+    for loc in LOCATIONS:
+        if got.get(loc) != want[loc]:
+            res["failures"].append("prometheus: %s count %r, access log %d"
+                                   % (loc, got.get(loc), want[loc]))
+
+
 class Driver(threading.Thread):
     """Graceful restarts and SIGKILLs, spread over the load's duration."""
 
-    def __init__(self, srv, duration, gracefuls, kills, mode, snap, seed, with_module):
+    def __init__(self, srv, duration, gracefuls, kills, mode, snap, seed, with_module,
+                 peek=True):
         super().__init__(daemon=True)
         self.srv, self.duration, self.mode, self.snap = srv, duration, mode, snap
-        self.with_module = with_module
+        # peek=False (--scrape-only): never open a page, so kill at random
+        self.with_module = with_module and peek
         self.rng = random.Random(seed)
         self.halt = threading.Event()
         events = []
@@ -1326,11 +1462,12 @@ def wait_old_generation(srv, last_graceful, timeout=35):
 
 
 def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, seed,
-                    keep_dirs=False, log=print):
+                    keep_dirs=False, log=print, scrape_only=False):
     label = "%s/%s/%s" % (mpm, mode, "module" if with_module else "no-module")
     log("== %s: %ds, %d gracefuls, %d kills" % (label, duration, gracefuls, kills))
     res = {"mpm": mpm, "mode": mode, "module": with_module, "duration_s": duration,
-           "gracefuls_planned": gracefuls, "kills_planned": kills, "failures": []}
+           "gracefuls_planned": gracefuls, "kills_planned": kills, "failures": [],
+           "scrape_only": scrape_only}
     fail = res["failures"]
     srv = SoakHttpd(mode, rundir, SAMPLING if with_module else "",
                     name="soak-%s-%s-%s" % (mpm, mode, "mod" if with_module else "nomod"),
@@ -1338,6 +1475,7 @@ def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, 
     res["server_dir"] = srv.root
     wrks, threads = [], []
     started = False
+    prom = None
     try:
         srv.start()
         started = True
@@ -1345,12 +1483,17 @@ def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, 
         snap = Snapshotter(srv, max_seconds=duration + 120)
         fetchers = [Fetcher(srv, snap, resolver, mode, seed + i, max_seconds=duration + 120)
                     for i in range(2)]
-        if with_module:
+        if scrape_only:
+            prom = Prometheus(rundir, srv.port, os.path.basename(srv.root))
+            snap, fetchers = None, []
+        if with_module and snap is not None:
             snap.take()
         nonce = "s%x" % random.Random(seed).getrandbits(24)
+        load_t0 = time.time()
         wrks = [Wrk(rundir.lua, srv.port, m, nonce, duration).start() for m in ("app", "deep")]
-        driver = Driver(srv, duration, gracefuls, kills, mode, snap, seed, with_module)
-        threads = [driver] + ([snap] + fetchers if with_module else [])
+        driver = Driver(srv, duration, gracefuls, kills, mode, snap, seed, with_module,
+                        peek=not scrape_only)
+        threads = [driver] + ([snap] + fetchers if with_module and snap is not None else [])
         for t in threads:
             t.start()
         results = []
@@ -1359,8 +1502,12 @@ def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, 
                 results.append(w.wait())
             except RuntimeError as e:
                 fail.append(str(e))
+        load_t1 = time.time()
         driver.halt.set()
         driver.join(30)
+        if prom is not None and with_module:
+            # before anything opens a page: what the scrapes alone saw
+            scrape_checks(prom, res, load_t0, load_t1)
         time.sleep(1.0)
         for t in threads[1:]:
             t.halt.set()
@@ -1387,7 +1534,13 @@ def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, 
         res["old_generation_alive"] = wait_old_generation(
             srv, max(driver.gracefuls) if driver.gracefuls else None)
 
-        if with_module:
+        if with_module and prom is not None:
+            final, quiet = quiesce(srv)
+            if not quiet:
+                fail.append("the store did not settle within 30 s")
+            scrape_vs_access(prom, res, srv)
+            final_checks(srv, final or {}, res, resolver, mode, results, driver.kills)
+        elif with_module:
             final, quiet = quiesce(srv)
             if final is None:
                 fail.append("no overview JSON after the load")
@@ -1429,6 +1582,8 @@ def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, 
             w.stop()
         for t in threads:
             t.halt.set()
+        if prom is not None:
+            prom.stop()
         if started:
             srv.stop()
         res["stop_seconds"] = srv.stop_seconds
@@ -2129,6 +2284,30 @@ def write_results(path, args, rundir, runs, exhausts, started, finished, argv):
                          "%.1f" % r["stop_seconds"] if r.get("stop_seconds") is not None else "-",
                          len(r["failures"])))
         L.append("")
+        scraped = [r for r in runs if r.get("scrape")]
+        if scraped:
+            L.append("Scrape-only runs (`--scrape-only`): nobody opened a page during the load; "
+                     "a real Prometheus scraped `/server-profile/metrics` every second. Per "
+                     "%d-s window of the load: requests the histogram counted and samples "
+                     "taken (their minimum over the windows; 0 would mean profiling stopped), "
+                     "the most `dropped_total{reason=\"slots_full\"}` reached, and the last "
+                     "scraped histogram totals against the access log:" % WINDOW_S)
+            L.append("")
+            L.append("| MPM | mode | windows | min requests / window | min samples / window | "
+                     "scrapes (failed) | slots_full | reaped | Prometheus count | access log |")
+            L.append("|---|---|---:|---:|---:|---|---:|---|---|---|")
+            for r in scraped:
+                sc = r["scrape"]
+                L.append("| %s | %s | %d | %s | %s | %d (%d) | %g | %s | %s | %s |" % (
+                    r["mpm"], r["mode"], sc["windows"], sc["min_requests_per_window"],
+                    sc["min_samples_per_window"], sc["scrapes"], sc["scrapes_failed"],
+                    sc["slots_full_max"],
+                    ", ".join("%s %g" % kv for kv in sorted(sc["reaped"].items())) or "-",
+                    ", ".join("%s %d" % (k, v) for k, v in sorted(
+                        (sc.get("final_count") or {}).items())),
+                    ", ".join("%s %d" % (k, v) for k, v in sorted(
+                        (sc.get("access") or {}).items()))))
+            L.append("")
         L.append("Whitelisted [error]-or-worse lines (anything else fails the run; each is "
                  "allowed only from 1 s before to the given time after one of its causes):")
         L.append("")
@@ -2318,6 +2497,10 @@ def main(argv=None):
     ap.add_argument("--exhaust-duration", type=int)
     ap.add_argument("--exhaust", default="table:event,arena:prefork",
                     help="comma-separated VARIANT:MPM (table, arena)")
+    ap.add_argument("--scrape-only", action="store_true",
+                    help="nobody opens a page during the load: a real Prometheus scrapes "
+                         "/server-profile/metrics every second, and its data must show "
+                         "profiling never stopped and end equal to the access log")
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--keep", action="store_true", help="keep every server directory")
     ap.add_argument("--output", default=os.path.join(HERE, "RESULTS.md"))
@@ -2367,7 +2550,8 @@ def main(argv=None):
         if not args.exhaustion_only:
             for i, (mpm, mode) in enumerate(combos):
                 runs.append(run_combination(rundir, mpm, mode, True, duration, gracefuls, kills,
-                                            args.seed + 100 * i, args.keep))
+                                            args.seed + 100 * i, args.keep,
+                                            scrape_only=args.scrape_only))
                 if not args.no_compare:
                     runs.append(run_combination(rundir, mpm, mode, False, duration, gracefuls,
                                                 kills, args.seed + 100 * i, args.keep))
