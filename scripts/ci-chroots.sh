@@ -5,6 +5,7 @@
 # fresh clone, and run docker/Dockerfile's steps (scripts/docker-check.sh).
 #
 #   bash scripts/ci-chroots.sh
+#   bash scripts/ci-chroots.sh --create    only make the chroots
 #
 # Steps (each bounded by `timeout`; a failed step does not stop the others;
 # the exit status is 1 if any failed):
@@ -202,6 +203,13 @@ if [[ $need_trixie == 1 || $need_sid == 1 ]]; then
             eval "ok_$s=0"
         fi
     done
+fi
+
+# `ci-chroots.sh --create`: only the chroots (.ci/run makes them while
+# `make test` runs; the later full run reuses them)
+if [[ ${1:-} == --create ]]; then
+    [[ $ok_trixie == 1 && $ok_sid == 1 ]]
+    exit $?
 fi
 
 # -- tests ------------------------------------------------------------------

@@ -54,6 +54,7 @@ packages=(
     postgresql          # a real database for the DB-API instrumentation test
     python3-psycopg2
     python3-yappi       # a peer in the overhead benchmark
+    iproute2            # `ip netns`: the page-access tests' client on "another host"
     # `make hardening` (docs/HARDENING.md): libFuzzer and clang's sanitizer
     # runtimes (clang-14 does not pull libclang-rt-14-dev), llvm-symbolizer
     # for readable sanitizer stacks, valgrind, and the linters; gcc's own
