@@ -383,6 +383,14 @@ static int load_code(code_info_t *ci, const void *code, const uint8_t *head)
     ci->firstlineno = int_at(head, L->code_firstlineno);
     ci->firsttraceable = int_at(head, L->code_firsttraceable);
     ci->ncodeunits = ssize_at(head, L->var_size);
+    /* a real code object starts tracing inside its code */
+    if (ci->ncodeunits <= 0 || ci->firsttraceable < 0 ||
+        ci->firsttraceable > ci->ncodeunits) {
+        ci->code = NULL;
+        free(ci->linetable);
+        ci->linetable = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -670,14 +678,16 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
         unit = ((intptr_t)fr[i].instr -
                 (intptr_t)((const char *)fr[i].code + L->code_header)) /
                (intptr_t)L->code_unit;
-        /* _PyFrame_IsIncomplete: not started yet (an instruction before
-         * the code's start is torn, below) */
-        if (fr[i].owner != L->owner_generator && unit >= -1 &&
-            unit < ci->firsttraceable) {
-            continue;
-        }
+        /* An instruction outside its code is a torn copy.  Checked first:
+         * _co_firsttraceable is read from the same copy, and a garbage one
+         * larger than the code would otherwise pass the frame off as not
+         * started yet, and the sample as good with a frame left out. */
         if (unit < -1 || unit > ci->ncodeunits) {
-            return -1; /* instruction outside its code: torn */
+            return -1;
+        }
+        /* _PyFrame_IsIncomplete: not started yet */
+        if (fr[i].owner != L->owner_generator && unit < ci->firsttraceable) {
+            continue;
         }
         lasti = (int)unit;
         h = ((uintptr_t)fr[i].code >> 4) ^ ((uintptr_t)lasti * 0x9e3779b1u);

@@ -877,6 +877,48 @@ static void test_instr_outside_code_torn(void **state)
     }
 }
 
+/* 6b. _co_firsttraceable comes from the same copy as the rest of the code
+ * object's header: a garbage one (larger than the code) must not turn an
+ * instruction outside the code into "a frame not started yet", which left
+ * the frame out of a sample counted as good.  The instruction's range is
+ * checked first, and a code object whose firsttraceable lies outside its
+ * code is no code object to trust. */
+static void test_garbage_firsttraceable_torn(void **state)
+{
+    fix_t *f = *state;
+    int v, g, k;
+    /* (firsttraceable, unit): past the code; inside it */
+    static const int cases[][2] = {{1 << 20, NCODE + 5},
+                                   {1 << 20, NCODE + 1000},
+                                   {NCODE + 1, 3},
+                                   {-5, 3}};
+
+    FOR_EACH(v, g)
+    {
+        for (k = 0; k < (int)(sizeof(cases) / sizeof(cases[0])); k++) {
+            world_t w;
+            chain3_t c;
+            pp_walk_target_t *t;
+            uint64_t torn;
+
+            world_new(&w, versions[v]);
+            chain3(&w, &c);
+            put_int(c.code[1], w.L->code_firsttraceable, cases[k][0]);
+            put_ptr(c.frame[1], w.L->frame_instr,
+                    unit_ptr(&w, c.code[1], cases[k][1]));
+            torn = pp_py_nogil_torn();
+            t = sample(f, g);
+            if (t->found || !t->torn) {
+                fail_msg("(%s, %s) firsttraceable %d, instruction at unit %d "
+                         "of %d: found %d depth %u torn %d; want torn",
+                         cur_layout.version, cur_mode, cases[k][0],
+                         cases[k][1], NCODE, t->found, t->depth, t->torn);
+            }
+            check_torn(t, torn);
+        }
+    }
+}
+
 /* 7. A frame not started yet (_PyFrame_IsIncomplete: owned by the thread,
  * instruction before _co_firsttraceable) is left out; a generator's frame
  * at the same instruction is not (generators are never incomplete), and
@@ -1215,6 +1257,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_freed_code_torn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_instr_outside_code_torn, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_firsttraceable_torn,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_incomplete_frame_skipped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_thread_matching, setup, teardown),
