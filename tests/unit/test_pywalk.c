@@ -246,7 +246,7 @@ int pp_py_rt_shares_gil(const void *interp)
 
 /* ---- synthetic memory ---- */
 
-static uint8_t arena[8 << 20] __attribute__((aligned(64)));
+static uint8_t arena[16 << 20] __attribute__((aligned(64)));
 static size_t arena_used;
 
 static void *arena_alloc(size_t n)
@@ -1034,6 +1034,66 @@ static void test_truncated(void **state)
     }
 }
 
+/* A chain of `n` frames, each running a code object of its own ("g0" at
+ * the root, line 1001 .. "g<n-1>" at the leaf), on the heap as a
+ * generator's frames are: deep recursion through generated functions. */
+static void distinct_chain(world_t *w, int n)
+{
+    uint8_t *file = str(w, "/srv/generated.py");
+    char name[16];
+    int k;
+
+    for (k = 0; k < n; k++) {
+        snprintf(name, sizeof(name), "g%d", k);
+        push(w, ON_HEAP, code_named(w, str(w, name), file, 1000 + k), 3, 0);
+    }
+}
+
+static void check_distinct_frames(fix_t *f, const pp_walk_target_t *t, int n)
+{
+    char name[16];
+    uint32_t i;
+
+    for (i = 0; i < t->depth; i++) {
+        snprintf(name, sizeof(name), "g%d", n - 1 - (int)i);
+        check_frame(f, t, i, name, "/srv/generated.py",
+                    (uint32_t)(1000 + n - 1 - (int)i + 1));
+    }
+}
+
+/* More distinct code objects than one batched read used to hold (512):
+ * such a stack was dropped as torn on every sample, however it was read.
+ * It is read whole; deeper than PP_DEPTH_LIMIT it is cut at the limit
+ * like any other deep stack, keeping the leaf side. */
+static void test_many_distinct_code_objects(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        pp_walk_target_t *t;
+        uint64_t torn = pp_py_nogil_torn();
+
+        world_new(&w, versions[v]);
+        distinct_chain(&w, 700);
+        t = sample(f, g);
+        check_found(t, 700);
+        assert_int_equal(t->truncated, 0);
+        check_distinct_frames(f, t, 700);
+        assert_int_equal(pp_py_nogil_torn(), torn);
+
+        world_new(&w, versions[v]);
+        distinct_chain(&w, PP_DEPTH_LIMIT + 100);
+        t = sample(f, g);
+        check_found(t, PP_DEPTH_LIMIT);
+        assert_int_equal(t->truncated, 1);
+        check_distinct_frames(f, t, PP_DEPTH_LIMIT + 100);
+        assert_int_equal(pp_py_nogil_torn(), torn);
+    }
+}
+
 /* Frames spread over two data-stack chunks (the older one copied when the
  * walk reaches it) and a generator's frame on the heap in between. */
 static void test_frames_across_chunks_and_heap(void **state)
@@ -1263,6 +1323,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_thread_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_distinct_code_objects,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_across_chunks_and_heap,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_cycle_torn, setup, teardown),
