@@ -262,8 +262,9 @@ static apr_status_t pyprof_child_stop(void *data)
     }
     else {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     PYPROF_LOGNO(00008) "sampler in pid %d did not stop "
-                     "within 5s",
+                     PYPROF_LOGNO(00008) "sampler in pid %d took more "
+                     "than 5s to stop (it waited for the GIL); it stopped "
+                     "before Python finalisation",
                      (int)getpid());
     }
     return APR_SUCCESS;
