@@ -88,6 +88,13 @@ build/unit/test_pywalk: tests/unit/test_pywalk.c mod_pyprof/pp_py_walk.c \
 	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_walk.c $(CORE_SRC) \
 	    -lcmocka -lz -lm -lpthread
 
+# test_sampler links the sampler thread with a fake Python layer of its own
+build/unit/test_sampler: tests/unit/test_sampler.c mod_pyprof/pp_sampler.c \
+                         $(CORE_SRC) $(HEADERS) tests/unit/unit.h
+	@mkdir -p build/unit
+	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_sampler.c $(CORE_SRC) \
+	    -lcmocka -lz -lm -lpthread
+
 build/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lz -lm -lpthread

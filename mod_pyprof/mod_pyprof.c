@@ -150,6 +150,63 @@ static int pyprof_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* Every deploy of new code adds frames that are never freed, and every
+ * prefix ever configured keeps a location row: after enough graceful
+ * restarts the store would name no new function and sample no new
+ * location.  When it fills, a graceful restart renews it (pp_store_renew):
+ * what is still referred to moves over, the rest is reclaimed.  Children
+ * of the old generation finish their requests in the old mapping. */
+static void renew_if_full(pyprof_retained_t *ret, server_rec *s,
+                          apr_pool_t *ptemp, uint64_t size, uint32_t nslots,
+                          uint32_t keep)
+{
+    apr_array_header_t *prefixes =
+        apr_array_make(ptemp, 8, sizeof(const char *));
+    const char *why = NULL, *err = NULL;
+    pp_store_t *fresh;
+    server_rec *vs;
+    int dropped;
+
+    for (vs = s; vs; vs = vs->next) {
+        pyprof_server_conf_t *c =
+            ap_get_module_config(vs->module_config, &pyprof_module);
+        int i;
+        for (i = 0; c && i < c->locations->nelts; i++) {
+            APR_ARRAY_PUSH(prefixes, const char *) =
+                APR_ARRAY_IDX(c->locations, i, pyprof_location_t).prefix;
+        }
+    }
+    if (!pp_store_wants_renewal(ret->store,
+                                (const char *const *)prefixes->elts,
+                                prefixes->nelts, &why)) {
+        return;
+    }
+    fresh = pp_store_create(size, nslots, keep, &err);
+    if (!fresh) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                     PYPROF_LOGNO(00401) "%s, but a new store of %"
+                     APR_UINT64_T_FMT " bytes cannot be made (%s): keeping "
+                     "the full one", why, (apr_uint64_t)size, err);
+        return;
+    }
+    dropped = pp_store_renew(fresh, ret->store,
+                             (const char *const *)prefixes->elts,
+                             prefixes->nelts);
+    if (dropped < 0) {
+        pp_store_destroy(fresh);
+        return;
+    }
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                 PYPROF_LOGNO(00402) "%s: renewing the store (renewal %"
+                 APR_UINT64_T_FMT "); kept traces, histograms and counters "
+                 "carried over; frames of code no kept trace shows, the "
+                 "profiles since start and %d location row(s) no longer "
+                 "configured reclaimed",
+                 why, (apr_uint64_t)atomic_load(&fresh->c.renewals), dropped);
+    pp_store_destroy(ret->store);
+    ret->store = fresh;
+}
+
 static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                               apr_pool_t *ptemp, server_rec *s)
 {
@@ -194,6 +251,9 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "starting a new, empty store");
         pp_store_destroy(ret->store);
         ret->store = NULL;
+    }
+    if (ret->store) {
+        renew_if_full(ret, s, ptemp, size, nslots, keep);
     }
     if (!ret->store) {
         ret->store = pp_store_create(size, nslots, keep, &err);
@@ -262,8 +322,9 @@ static apr_status_t pyprof_child_stop(void *data)
     }
     else {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     PYPROF_LOGNO(00008) "sampler in pid %d did not stop "
-                     "within 5s",
+                     PYPROF_LOGNO(00008) "sampler in pid %d took more "
+                     "than 5s to stop (it waited for the GIL); it stopped "
+                     "before Python finalisation",
                      (int)getpid());
     }
     return APR_SUCCESS;

@@ -42,7 +42,13 @@
 #define CHUNK_COPY_MAX ((size_t)512 * 1024)
 #define NAME_MAX_CHARS 1024    /* characters read of a name */
 #define LINETABLE_MAX 32768    /* bytes of location table kept */
-#define BATCH_MAX 512          /* code objects read in one batch */
+/* Distinct code objects of one chain: as many as frames, so a stack of
+ * PyProfMaxDepth frames that are all different functions (deep recursion
+ * through generated code) is read whole, not dropped.  The kernel reads
+ * at most IOV_BATCH pieces a call (UIO_MAXIOV). */
+#define UNIQ_MAX PP_DEPTH_LIMIT
+#define UNIQ_HASH (2 * UNIQ_MAX) /* power of two */
+#define IOV_BATCH 1024
 #define REGIONS_MAX 16         /* data-stack chunks copied per chain */
 /* Headers copied whole: bigger than any supported version's (checked at
  * init against the layout). */
@@ -85,26 +91,28 @@ static int vm_read(void *dst, const void *src, size_t n)
 static int vm_readv(void *const *dst, const void *const *src,
                     const size_t *len, size_t n)
 {
-    static struct iovec l[BATCH_MAX * 2], r[BATCH_MAX * 2];
-    size_t i, want = 0;
+    static struct iovec l[IOV_BATCH], r[IOV_BATCH];
+    size_t i, at, k;
 
-    if (n > (size_t)BATCH_MAX * 2) {
-        return -1;
-    }
-    for (i = 0; i < n; i++) {
-        if (!src[i]) {
+    for (at = 0; at < n; at += k) {
+        size_t want = 0;
+
+        for (k = 0; k < IOV_BATCH && at + k < n; k++) {
+            i = at + k;
+            if (!src[i]) {
+                return -1;
+            }
+            l[k].iov_base = dst[i];
+            l[k].iov_len = len[i];
+            r[k].iov_base = (void *)src[i];
+            r[k].iov_len = len[i];
+            want += len[i];
+        }
+        if (process_vm_readv(own_pid, l, k, r, k, 0) != (ssize_t)want) {
             return -1;
         }
-        l[i].iov_base = dst[i];
-        l[i].iov_len = len[i];
-        r[i].iov_base = (void *)src[i];
-        r[i].iov_len = len[i];
-        want += len[i];
     }
-    return n == 0 ||
-                   process_vm_readv(own_pid, l, n, r, n, 0) == (ssize_t)want
-               ? 0
-               : -1;
+    return 0;
 }
 
 static const pp_py_reader_t vm_reader = {vm_read, vm_readv};
@@ -309,6 +317,8 @@ typedef struct frame_cache_entry {
 
 static code_info_t *code_cache;
 static frame_cache_entry_t *frame_cache;
+static uint8_t *code_heads; /* UNIQ_MAX copied code object headers */
+static size_t code_head_stride;
 static uint64_t code_loads;
 static char *chunk_copy;
 
@@ -383,6 +393,14 @@ static int load_code(code_info_t *ci, const void *code, const uint8_t *head)
     ci->firstlineno = int_at(head, L->code_firstlineno);
     ci->firsttraceable = int_at(head, L->code_firsttraceable);
     ci->ncodeunits = ssize_at(head, L->var_size);
+    /* a real code object starts tracing inside its code */
+    if (ci->ncodeunits <= 0 || ci->firsttraceable < 0 ||
+        ci->firsttraceable > ci->ncodeunits) {
+        ci->code = NULL;
+        free(ci->linetable);
+        ci->linetable = NULL;
+        return -1;
+    }
     return 0;
 }
 
@@ -390,15 +408,15 @@ static int load_code(code_info_t *ci, const void *code, const uint8_t *head)
  * their names only if the last bytes of those names are still the ones
  * read (see str_tail_t); the others are dropped, to be loaded again.  One
  * batched read for every code object of the sample. */
-static void check_cached_names(uint8_t (*heads)[CODE_HDR_MAX],
+static void check_cached_names(const uint8_t *heads, size_t stride,
                                const void *const *addrs, uint32_t nuniq)
 {
-    static void *dst[2 * BATCH_MAX];
-    static const void *src[2 * BATCH_MAX];
-    static size_t len[2 * BATCH_MAX];
-    static uint8_t now[2 * BATCH_MAX][STR_TAIL];
-    static code_info_t *owner[2 * BATCH_MAX];
-    static const str_tail_t *tails[2 * BATCH_MAX];
+    static void *dst[2 * UNIQ_MAX];
+    static const void *src[2 * UNIQ_MAX];
+    static size_t len[2 * UNIQ_MAX];
+    static uint8_t now[2 * UNIQ_MAX][STR_TAIL];
+    static code_info_t *owner[2 * UNIQ_MAX];
+    static const str_tail_t *tails[2 * UNIQ_MAX];
     uint32_t k, m = 0, j;
     int ok;
 
@@ -407,7 +425,7 @@ static void check_cached_names(uint8_t (*heads)[CODE_HDR_MAX],
         const str_tail_t *pair[2];
         int t;
 
-        if (!cache_matches(ci, addrs[k], heads[k])) {
+        if (!cache_matches(ci, addrs[k], heads + k * stride)) {
             continue; /* not a hit: loaded anew anyway */
         }
         pair[0] = &ci->func_tail;
@@ -611,27 +629,50 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
 static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
                         pp_walk_target_t *t)
 {
-    static uint8_t heads[BATCH_MAX][CODE_HDR_MAX];
-    static void *dst[BATCH_MAX];
-    static size_t len[BATCH_MAX];
-    static const void *addrs[BATCH_MAX];
-    uint32_t i, k, nuniq = 0;
+    static void *dst[UNIQ_MAX];
+    static size_t len[UNIQ_MAX];
+    static const void *addrs[UNIQ_MAX];
+    static uint16_t uniq_of[PP_DEPTH_LIMIT]; /* frame -> index in addrs */
+    /* code object -> index + 1 in addrs, valid where stamp is this call's */
+    static struct {
+        const void *code;
+        uint32_t stamp;
+        uint16_t at;
+    } seen[UNIQ_HASH];
+    static uint32_t stamp;
+    const size_t stride = code_head_stride;
+    uint32_t i, nuniq = 0;
 
-    /* distinct code objects (stacks repeat functions) */
+    /* distinct code objects (stacks repeat functions): at most one a
+     * frame, and a chain holds at most PP_DEPTH_LIMIT frames */
+    if (n > PP_DEPTH_LIMIT) {
+        return -1;
+    }
+    if (++stamp == 0) {
+        memset(seen, 0, sizeof(seen));
+        stamp = 1;
+    }
     for (i = 0; i < n; i++) {
-        for (k = 0; k < nuniq; k++) {
-            if (addrs[k] == fr[i].code) {
+        uint32_t h = (uint32_t)(((uintptr_t)fr[i].code >> 4) * 0x9e3779b1u);
+
+        for (;; h++) {
+            h &= UNIQ_HASH - 1;
+            if (seen[h].stamp != stamp) {
+                if (!plausible(fr[i].code)) {
+                    return -1;
+                }
+                seen[h].stamp = stamp;
+                seen[h].code = fr[i].code;
+                seen[h].at = (uint16_t)nuniq;
+                addrs[nuniq] = fr[i].code;
+                dst[nuniq] = code_heads + nuniq * stride;
+                len[nuniq] = L->code_header;
+                nuniq++;
+            }
+            if (seen[h].code == fr[i].code) {
+                uniq_of[i] = seen[h].at;
                 break;
             }
-        }
-        if (k == nuniq && nuniq < BATCH_MAX) {
-            if (!plausible(fr[i].code)) {
-                return -1;
-            }
-            addrs[nuniq] = fr[i].code;
-            dst[nuniq] = heads[nuniq];
-            len[nuniq] = L->code_header;
-            nuniq++;
         }
     }
     t->depth = 0;
@@ -641,9 +682,9 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
     if (R->readv(dst, addrs, len, nuniq) != 0) {
         return -1; /* some frame pointed at freed memory: torn */
     }
-    check_cached_names(heads, addrs, nuniq);
+    check_cached_names(code_heads, stride, addrs, nuniq);
     for (i = 0; i < n && t->depth < t->max_depth; i++) {
-        const uint8_t *head = NULL;
+        const uint8_t *head = code_heads + uniq_of[i] * stride;
         code_info_t *ci;
         frame_cache_entry_t *fe;
         uintptr_t h;
@@ -651,15 +692,9 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
         int line, lasti;
         uint32_t id;
 
-        for (k = 0; k < nuniq; k++) {
-            if (addrs[k] == fr[i].code) {
-                head = heads[k];
-                break;
-            }
-        }
         /* a code object being deallocated (refcount 0) may already have
          * released its names: not one to read */
-        if (!head || !is_live_code(head)) {
+        if (!is_live_code(head)) {
             return -1;
         }
         ci = cache_entry(fr[i].code);
@@ -670,14 +705,16 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
         unit = ((intptr_t)fr[i].instr -
                 (intptr_t)((const char *)fr[i].code + L->code_header)) /
                (intptr_t)L->code_unit;
-        /* _PyFrame_IsIncomplete: not started yet (an instruction before
-         * the code's start is torn, below) */
-        if (fr[i].owner != L->owner_generator && unit >= -1 &&
-            unit < ci->firsttraceable) {
-            continue;
-        }
+        /* An instruction outside its code is a torn copy.  Checked first:
+         * _co_firsttraceable is read from the same copy, and a garbage one
+         * larger than the code would otherwise pass the frame off as not
+         * started yet, and the sample as good with a frame left out. */
         if (unit < -1 || unit > ci->ncodeunits) {
-            return -1; /* instruction outside its code: torn */
+            return -1;
+        }
+        /* _PyFrame_IsIncomplete: not started yet */
+        if (fr[i].owner != L->owner_generator && unit < ci->firsttraceable) {
+            continue;
         }
         lasti = (int)unit;
         h = ((uintptr_t)fr[i].code >> 4) ^ ((uintptr_t)lasti * 0x9e3779b1u);
@@ -872,10 +909,16 @@ int pp_py_walker_init(int gil_free)
     if (!frame_cache) {
         frame_cache = calloc(FRAME_CACHE_SIZE, sizeof(frame_cache_entry_t));
     }
+    /* headers are copied whole, each at its own 16-byte aligned place */
+    if (code_head_stride != ((L->code_header + 15) & ~(size_t)15)) {
+        free(code_heads);
+        code_head_stride = (L->code_header + 15) & ~(size_t)15;
+        code_heads = malloc(UNIQ_MAX * code_head_stride);
+    }
     if (!chunk_copy) {
         chunk_copy = malloc(CHUNK_COPY_MAX);
     }
-    if (!code_cache || !frame_cache || !chunk_copy) {
+    if (!code_cache || !frame_cache || !chunk_copy || !code_heads) {
         return -1;
     }
     if (gil_free) {

@@ -674,7 +674,9 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         "\"nodes_capacity\":%u,\"traces_kept\":%llu,\"traces_evicted\":%llu,"
         "\"traces_dropped\":%llu,\"slots_full\":%llu,\"slots_lost\":%llu,"
         "\"frames_full\":%llu,\"nodes_full\":%llu,\"aggregate_full\":%llu,"
-        "\"stacks_overflow\":%llu,\"uptime_s\":%.3f}}\n",
+        "\"stacks_overflow\":%llu,\"renewals\":%llu,"
+        "\"locations_reclaimed\":%llu,\"renewed_us\":%llu,"
+        "\"uptime_s\":%.3f}}\n",
         (unsigned long long)st->total_size,
         (unsigned long long)pp_store_arena_used(st),
         (unsigned long long)st->arena_size, st->nslots, st->keep,
@@ -687,7 +689,10 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         (unsigned long long)atomic_load(&st->c.frames_full),
         (unsigned long long)atomic_load(&st->c.nodes_full),
         (unsigned long long)atomic_load(&st->c.agg_full),
-        (unsigned long long)atomic_load(&st->c.stacks_overflow), uptime_s);
+        (unsigned long long)atomic_load(&st->c.stacks_overflow),
+        (unsigned long long)atomic_load(&st->c.renewals),
+        (unsigned long long)atomic_load(&st->c.locations_reclaimed),
+        (unsigned long long)atomic_load(&st->c.renewed_us), uptime_s);
 }
 
 /* ---- stacks of one record or location ---- */
@@ -884,6 +889,7 @@ static const char CSS[] =
     "word-break:break-all}"
     "a{color:#1f5fbf}"
     ".muted{color:#6b778a}.empty{color:#6b778a;padding:10px;background:#fff}"
+    ".notice{background:#fff3bf;color:#7a5b00;padding:8px 10px}"
     ".s5{color:#b3261e;font-weight:600}.s4{color:#9a5b00}"
     "code,.mono{font-family:ui-monospace,monospace;font-size:12.5px}"
     ".kv{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px;"
@@ -1603,7 +1609,28 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
                      "s of wall time</span></div>",
                   atomic_load(&st->c.sampler_cpu_ns) / 1e9 / uptime_s);
     }
-    pp_puts(o, "</div><p class=muted>Machine-readable: <a href=\"");
+    pp_puts(o, "</div>");
+    if (atomic_load(&st->c.renewals)) {
+        /* say what a renewal took away: the numbers above still count
+         * from the start, the profiles only from the renewal */
+        time_t at = (time_t)(atomic_load(&st->c.renewed_us) / 1000000);
+        struct tm tm;
+        char when[32] = "?";
+        if (gmtime_r(&at, &tm)) {
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+        }
+        pp_printf(o, "<p class=notice>The store was renewed %llu time(s) "
+                     "at graceful restarts, the last at %s, because it was "
+                     "filling with the code of earlier deploys: profiles "
+                     "since start begin there; frames of old code and %llu "
+                     "location row(s) no longer configured were reclaimed. "
+                     "Counters, histograms and the newest kept traces "
+                     "carried over.</p>",
+                  (unsigned long long)atomic_load(&st->c.renewals), when,
+                  (unsigned long long)atomic_load(
+                      &st->c.locations_reclaimed));
+    }
+    pp_puts(o, "<p class=muted>Machine-readable: <a href=\"");
     html(o, opt->base);
     pp_puts(o, "?format=json\">?format=json</a>. Reload every N seconds "
                "with <code>?refresh=N</code>.</p>");

@@ -43,14 +43,13 @@ typedef struct entry {
     int64_t start_cpu_ns; /* the thread's CPU clock at registration */
 } entry_t;
 
-/* What the sampler learns about one due request during a tick. */
+/* What the sampler learns about one due request during a tick.  Only the
+ * request's identity is kept across the unlocked walk: the thread's CPU
+ * clock and wait-channel descriptor are read from its registry entry,
+ * under the registry lock, once the walk is done (see classify_targets). */
 typedef struct target_ref {
     int slot;
     uint64_t serial;
-    clockid_t cpu_clock;
-    int has_cpu_clock;
-    int64_t last_cpu_ns, last_ns;
-    int wchan_fd;
     int64_t cpu_ns; /* thread CPU clock at the sample, -1 unknown */
     int64_t at_ns;  /* monotonic time of the sample */
     int how;        /* PP_SAMPLE_* */
@@ -65,6 +64,12 @@ static struct sampler {
     int stop;
     int running;
     int waiting;
+    /* The sampler thread has made its last call into Python (or never
+     * will): set by it, waited for by pp_sampler_stop, so that stop never
+     * returns while the thread can still touch an interpreter that the
+     * caller is about to finalise. */
+    int py_done;
+    pthread_cond_t done_cv;
     int64_t sleep_until_ns;
     pthread_t thread;
     pp_store_t *st;
@@ -287,17 +292,12 @@ static int collect_due(pp_store_t *st, int64_t now)
             t->interp = e->interp ? e->interp : S.last_interp;
             S.refs[n].slot = e->slot;
             S.refs[n].serial = e->serial;
-            S.refs[n].cpu_clock = e->cpu_clock;
-            S.refs[n].has_cpu_clock = e->has_cpu_clock;
-            S.refs[n].last_cpu_ns = e->last_cpu_ns;
-            S.refs[n].last_ns = e->last_ns;
             if (e->wchan_fd < 0) {
                 char path[64];
                 snprintf(path, sizeof(path), "/proc/self/task/%d/wchan",
                          (int)e->tid);
                 e->wchan_fd = open(path, O_RDONLY | O_CLOEXEC);
             }
-            S.refs[n].wchan_fd = e->wchan_fd;
             n++;
         }
     }
@@ -309,23 +309,37 @@ static int collect_due(pp_store_t *st, int64_t now)
  * free, the reading is a few microseconds after the stack.  On CPU for at
  * least half the interval counts as on CPU; off CPU, a thread blocked on a
  * futex is waiting for the GIL (or a lock); anything else (nanosleep,
- * poll, read) is sleep or I/O. */
-static void classify_targets(int n, int64_t at)
+ * poll, read) is sleep or I/O.
+ *
+ * Called with S.mu held, and reads only requests still registered: the
+ * walk ran unlocked, and a request that ended meanwhile has had its
+ * wait-channel descriptor closed by pp_sampler_unregister (the number may
+ * already name another file of the process) and its thread may have gone
+ * on to other work.  Under the lock an entry's descriptor is open and its
+ * thread is the one serving the request. */
+static void classify_targets(int n)
 {
+    int64_t at = pp_mono_ns();
     int i;
 
     for (i = 0; i < n; i++) {
         target_ref_t *ref = &S.refs[i];
+        const entry_t *e = find_entry(ref->slot, ref->serial);
+
         ref->at_ns = at;
-        ref->cpu_ns = ref->has_cpu_clock ? clock_ns(ref->cpu_clock) : -1;
+        ref->cpu_ns = -1;
         ref->how = PP_SAMPLE_OFF_CPU;
-        if (ref->cpu_ns >= 0 && ref->last_cpu_ns >= 0 &&
-            (ref->cpu_ns - ref->last_cpu_ns) * 2 >= at - ref->last_ns) {
+        if (!e) {
+            continue; /* ended during the walk: not recorded */
+        }
+        ref->cpu_ns = e->has_cpu_clock ? clock_ns(e->cpu_clock) : -1;
+        if (ref->cpu_ns >= 0 && e->last_cpu_ns >= 0 &&
+            (ref->cpu_ns - e->last_cpu_ns) * 2 >= at - e->last_ns) {
             ref->how = PP_SAMPLE_ON_CPU;
         }
-        else if (ref->wchan_fd >= 0 && S.targets[i].found) {
+        else if (e->wchan_fd >= 0 && S.targets[i].found) {
             char w[32];
-            ssize_t got = pread(ref->wchan_fd, w, sizeof(w) - 1, 0);
+            ssize_t got = pread(e->wchan_fd, w, sizeof(w) - 1, 0);
             if (got > 0 && strncmp(w, "futex", 5) == 0) {
                 ref->how = PP_SAMPLE_GIL_WAIT;
             }
@@ -365,7 +379,8 @@ static void sample_due(int64_t now)
         t_got = t_ask;
         pp_py_walk_nogil(st, S.targets, n);
         t_walked = pp_mono_ns();
-        classify_targets(n, t_walked);
+        pthread_mutex_lock(&S.mu);
+        classify_targets(n);
         t_done = t_walked;
         goto record;
     }
@@ -389,14 +404,19 @@ static void sample_due(int64_t now)
     }
     pp_py_walk(st, S.targets, n);
     t_walked = pp_mono_ns();
-    classify_targets(n, t_walked);
+    /* with the GIL still held (the threads parked where they were read);
+     * S.mu only excludes register/unregister, which never wait for the
+     * GIL while they hold it */
+    pthread_mutex_lock(&S.mu);
+    classify_targets(n);
+    pthread_mutex_unlock(&S.mu);
     /* may wait until the thread we preempted has the GIL back (3.11's
      * forced switching); that is wall time, not the sampler's cost */
     pp_py_release();
     t_done = pp_mono_ns();
-
-record:
     pthread_mutex_lock(&S.mu);
+
+record: /* S.mu held */
     now = pp_mono_ns();
     for (i = 0; i < n; i++) {
         entry_t *e = find_entry(S.refs[i].slot, S.refs[i].serial);
@@ -471,10 +491,35 @@ record:
         &st->c.sample_cost[cost_bucket((t_walked - t_got) / n)], (uint64_t)n);
 }
 
+/* The sampler's last word, however it ends: from its own return, or from
+ * pthread_exit() inside CPython (3.11 and 3.13 end a thread that waits for
+ * the GIL while Python finalises, PyThread_exit_thread).  After this the
+ * thread touches nothing of Python. */
+static void sampler_left_python(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&S.mu);
+    S.running = 0;
+    S.py_done = 1;
+    pthread_cond_broadcast(&S.done_cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void sampler_loop(void);
+
 static void *sampler_main(void *arg)
 {
-    int64_t last_wake = 0;
     (void)arg;
+    pthread_cleanup_push(sampler_left_python, NULL);
+    sampler_loop();
+    pthread_cleanup_pop(1);
+    return NULL;
+}
+
+static void sampler_loop(void)
+{
+    int64_t last_wake = 0;
+
     if (S.nogil && pp_py_nogil_init() != 0) {
         pp_log(PP_LOG_WARN, "GIL-free sampling is not available in pid %d "
                             "(process_vm_readv on ourselves failed); "
@@ -487,10 +532,7 @@ static void *sampler_main(void *arg)
     if (!S.nogil && pp_py_attach() != 0) {
         pp_log(PP_LOG_WARN, "sampler could not create its Python thread "
                             "state; not sampling in pid %d", (int)getpid());
-        pthread_mutex_lock(&S.mu);
-        S.running = 0;
-        pthread_mutex_unlock(&S.mu);
-        return NULL;
+        return;
     }
     pthread_mutex_lock(&S.mu);
     while (!S.stop) {
@@ -536,7 +578,6 @@ static void *sampler_main(void *arg)
     if (!S.nogil) {
         pp_py_detach();
     }
-    return NULL;
 }
 
 /* An app may fork inside a request (os.fork, subprocess with preexec).
@@ -547,6 +588,7 @@ static void sampler_atfork_child(void)
 {
     pthread_mutex_init(&S.mu, NULL);
     S.running = 0;
+    S.py_done = 1;
     S.n = 0;
     S.waiting = 0;
     S.thread = 0;
@@ -573,6 +615,7 @@ int pp_sampler_start(pp_store_t *st)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&S.cv, &ca);
+        pthread_cond_init(&S.done_cv, &ca);
         pthread_condattr_destroy(&ca);
         S.cv_ready = 1;
     }
@@ -589,6 +632,7 @@ int pp_sampler_start(pp_store_t *st)
     S.n = 0;
     S.pid = getpid();
     S.running = 1;
+    S.py_done = 0;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, (size_t)256 * 1024);
     /* the sampler must never receive the signals Apache uses to stop and
@@ -600,6 +644,8 @@ int pp_sampler_start(pp_store_t *st)
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         S.running = 0;
+        S.py_done = 1;
+        S.thread = 0;
     }
     pthread_mutex_unlock(&S.mu);
     return rc == 0 ? 0 : -1;
@@ -618,7 +664,7 @@ int pp_sampler_stop(int timeout_ms)
 {
     struct timespec ts;
     pthread_t thread;
-    int rc;
+    int late = 0;
 
     pthread_mutex_lock(&S.mu);
     if (S.pid != getpid() || !S.thread) {
@@ -632,21 +678,35 @@ int pp_sampler_stop(int timeout_ms)
     S.thread = 0;
     S.stop = 1;
     pthread_cond_signal(&S.cv);
-    pthread_mutex_unlock(&S.mu);
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
+    /* The caller finalises Python next, so the sampler must be out of it
+     * for good before this returns; it used to be detached after the
+     * timeout and could wake in an interpreter already torn down.  Where
+     * it can be slow is the GIL (GIL mode: a C call that holds the GIL
+     * for seconds).  Py_Finalize needs that same GIL, so waiting for it
+     * here delays nothing that would not wait anyway; the timeout only
+     * says when to tell the log. */
+    ns_to_timespec(pp_mono_ns() + (int64_t)timeout_ms * 1000000, &ts);
+    while (!S.py_done) {
+        if (!late) {
+            if (pthread_cond_timedwait(&S.done_cv, &S.mu, &ts) == ETIMEDOUT &&
+                !S.py_done) {
+                late = 1;
+                pthread_mutex_unlock(&S.mu);
+                pp_log(PP_LOG_WARN,
+                       "sampler in pid %d has not stopped after %d ms (it "
+                       "waits for the GIL, held by another thread); "
+                       "waiting for it before Python is finalised",
+                       (int)getpid(), timeout_ms);
+                pthread_mutex_lock(&S.mu);
+            }
+        }
+        else {
+            pthread_cond_wait(&S.done_cv, &S.mu);
+        }
     }
-    rc = pthread_timedjoin_np(thread, NULL, &ts);
-    if (rc == 0) {
-        return 0;
-    }
-    /* still running (e.g. waiting for the GIL): detached, so it is never
-     * joined twice and its resources go when it ends */
-    pthread_detach(thread);
-    return -1;
+    pthread_mutex_unlock(&S.mu);
+    /* nothing of Python is left to it: it is returning */
+    pthread_join(thread, NULL);
+    return late ? -1 : 0;
 }

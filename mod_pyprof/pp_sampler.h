@@ -18,7 +18,10 @@
 /* Start the sampler of this process (idempotent).  0 on success. */
 int pp_sampler_start(pp_store_t *st);
 /* Stop and join it; it deletes its Python thread state before returning.
- * Safe to call when it never started.  Returns 0 if it stopped in time. */
+ * Safe to call when it never started.  Whatever the timeout, it returns
+ * only once the thread has made its last call into Python (the caller
+ * may finalise Python next): 0 if that took at most timeout_ms, -1 if
+ * longer (the sampler was waiting for the GIL; logged). */
 int pp_sampler_stop(int timeout_ms);
 int pp_sampler_running(void);
 

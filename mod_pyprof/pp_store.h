@@ -222,6 +222,11 @@ typedef struct pp_counters {
     _Atomic uint64_t nogil_processes; /* samplers running GIL-free */
     _Atomic uint64_t gil_processes;   /* samplers that take the GIL */
     _Atomic uint64_t sample_cost[PP_COST_BUCKETS]; /* log2(ns per sample) */
+    /* graceful restarts that renewed the store (pp_store_renew): frames,
+     * nodes and location rows of code and prefixes gone were reclaimed */
+    _Atomic uint64_t renewals;
+    _Atomic uint64_t renewed_us;          /* wall clock of the last one */
+    _Atomic uint64_t locations_reclaimed; /* rows left behind by them */
 } pp_counters_t;
 
 typedef struct pp_store {
@@ -438,5 +443,26 @@ pp_agg_entry_t *pp_store_epoch(const pp_store_t *st, int64_t minute,
                                uint32_t *n);
 
 uint64_t pp_store_arena_used(const pp_store_t *st);
+
+/* ---- renewal at a graceful restart (parent, single-threaded) ---- */
+
+/* The intern tables only grow: every deploy of new code adds frames and
+ * nodes that are never freed, and every prefix ever configured keeps its
+ * location row.  Should this graceful restart renew the store?  1, with
+ * *why, when the frame table, the node table or the frame text is half
+ * full, or when the `n` prefixes configured now need more
+ * location rows than are free. */
+int pp_store_wants_renewal(const pp_store_t *st, const char *const *prefixes,
+                           int n, const char **why);
+/* Fill `dst`, a new, empty store of the same sizes, from `src`: the
+ * counters, the location rows of the prefixes configured now (same rows,
+ * histograms and all), and the kept traces, newest first, with their
+ * stacks interned anew, as long as they take at most a quarter of each
+ * table (the older ones count as evicted).  Frames and nodes that no kept trace refers to, the per-location
+ * profiles (since start, per minute, slow side) and the rows of prefixes
+ * no longer configured stay behind, to go with `src`.  Returns the number
+ * of location rows left behind, -1 if dst cannot take src's contents. */
+int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
+                   const char *const *prefixes, int n);
 
 #endif

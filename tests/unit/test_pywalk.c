@@ -246,7 +246,7 @@ int pp_py_rt_shares_gil(const void *interp)
 
 /* ---- synthetic memory ---- */
 
-static uint8_t arena[8 << 20] __attribute__((aligned(64)));
+static uint8_t arena[16 << 20] __attribute__((aligned(64)));
 static size_t arena_used;
 
 static void *arena_alloc(size_t n)
@@ -877,6 +877,48 @@ static void test_instr_outside_code_torn(void **state)
     }
 }
 
+/* 6b. _co_firsttraceable comes from the same copy as the rest of the code
+ * object's header: a garbage one (larger than the code) must not turn an
+ * instruction outside the code into "a frame not started yet", which left
+ * the frame out of a sample counted as good.  The instruction's range is
+ * checked first, and a code object whose firsttraceable lies outside its
+ * code is no code object to trust. */
+static void test_garbage_firsttraceable_torn(void **state)
+{
+    fix_t *f = *state;
+    int v, g, k;
+    /* (firsttraceable, unit): past the code; inside it */
+    static const int cases[][2] = {{1 << 20, NCODE + 5},
+                                   {1 << 20, NCODE + 1000},
+                                   {NCODE + 1, 3},
+                                   {-5, 3}};
+
+    FOR_EACH(v, g)
+    {
+        for (k = 0; k < (int)(sizeof(cases) / sizeof(cases[0])); k++) {
+            world_t w;
+            chain3_t c;
+            pp_walk_target_t *t;
+            uint64_t torn;
+
+            world_new(&w, versions[v]);
+            chain3(&w, &c);
+            put_int(c.code[1], w.L->code_firsttraceable, cases[k][0]);
+            put_ptr(c.frame[1], w.L->frame_instr,
+                    unit_ptr(&w, c.code[1], cases[k][1]));
+            torn = pp_py_nogil_torn();
+            t = sample(f, g);
+            if (t->found || !t->torn) {
+                fail_msg("(%s, %s) firsttraceable %d, instruction at unit %d "
+                         "of %d: found %d depth %u torn %d; want torn",
+                         cur_layout.version, cur_mode, cases[k][0],
+                         cases[k][1], NCODE, t->found, t->depth, t->torn);
+            }
+            check_torn(t, torn);
+        }
+    }
+}
+
 /* 7. A frame not started yet (_PyFrame_IsIncomplete: owned by the thread,
  * instruction before _co_firsttraceable) is left out; a generator's frame
  * at the same instruction is not (generators are never incomplete), and
@@ -989,6 +1031,66 @@ static void test_truncated(void **state)
         t = sample_as(f, g, TID, 0, 3);
         check_found(t, 3);
         assert_int_equal(t->truncated, 0);
+    }
+}
+
+/* A chain of `n` frames, each running a code object of its own ("g0" at
+ * the root, line 1001 .. "g<n-1>" at the leaf), on the heap as a
+ * generator's frames are: deep recursion through generated functions. */
+static void distinct_chain(world_t *w, int n)
+{
+    uint8_t *file = str(w, "/srv/generated.py");
+    char name[16];
+    int k;
+
+    for (k = 0; k < n; k++) {
+        snprintf(name, sizeof(name), "g%d", k);
+        push(w, ON_HEAP, code_named(w, str(w, name), file, 1000 + k), 3, 0);
+    }
+}
+
+static void check_distinct_frames(fix_t *f, const pp_walk_target_t *t, int n)
+{
+    char name[16];
+    uint32_t i;
+
+    for (i = 0; i < t->depth; i++) {
+        snprintf(name, sizeof(name), "g%d", n - 1 - (int)i);
+        check_frame(f, t, i, name, "/srv/generated.py",
+                    (uint32_t)(1000 + n - 1 - (int)i + 1));
+    }
+}
+
+/* More distinct code objects than one batched read used to hold (512):
+ * such a stack was dropped as torn on every sample, however it was read.
+ * It is read whole; deeper than PP_DEPTH_LIMIT it is cut at the limit
+ * like any other deep stack, keeping the leaf side. */
+static void test_many_distinct_code_objects(void **state)
+{
+    fix_t *f = *state;
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+        pp_walk_target_t *t;
+        uint64_t torn = pp_py_nogil_torn();
+
+        world_new(&w, versions[v]);
+        distinct_chain(&w, 700);
+        t = sample(f, g);
+        check_found(t, 700);
+        assert_int_equal(t->truncated, 0);
+        check_distinct_frames(f, t, 700);
+        assert_int_equal(pp_py_nogil_torn(), torn);
+
+        world_new(&w, versions[v]);
+        distinct_chain(&w, PP_DEPTH_LIMIT + 100);
+        t = sample(f, g);
+        check_found(t, PP_DEPTH_LIMIT);
+        assert_int_equal(t->truncated, 1);
+        check_distinct_frames(f, t, PP_DEPTH_LIMIT + 100);
+        assert_int_equal(pp_py_nogil_torn(), torn);
     }
 }
 
@@ -1215,10 +1317,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_freed_code_torn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_instr_outside_code_torn, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_firsttraceable_torn,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_incomplete_frame_skipped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_thread_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_distinct_code_objects,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_across_chunks_and_heap,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_cycle_torn, setup, teardown),
