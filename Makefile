@@ -93,8 +93,11 @@ build/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lz -lm -lpthread
 
+# the C core's cmocka tests, then the pyprof package's pure-Python parts
 unit: $(UNIT_TESTS)
 	@failed=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || failed=1; done; \
+	    echo "== tests/unit/test_*.py"; \
+	    $(TEST_PYTHON) -m pytest -q -p no:cacheprovider tests/unit || failed=1; \
 	    exit $$failed
 
 integration: $(MODULE) $(PYEXT)
