@@ -422,8 +422,22 @@ out:
     return err;
 }
 
+/* Appends n bytes to out (used of PP_URI_MAX - 1): what does not fit is
+ * dropped, as the store would drop it. */
+static void redact_append(char *out, size_t *used, const char *s, size_t n)
+{
+    if (n > PP_URI_MAX - 1 - *used) {
+        n = PP_URI_MAX - 1 - *used;
+    }
+    memcpy(out + *used, s, n);
+    *used += n;
+    out[*used] = '\0';
+}
+
 /* The path after every rule, each applied to the previous one's result;
- * every match of a rule's expression is replaced (like sed's s///g). */
+ * every match of a rule's expression is replaced (like sed's s///g).  The
+ * result is built in one buffer of the store's URI size: however many
+ * matches a long path has, the work is linear and the memory fixed. */
 const char *pyprof_redact_path(apr_pool_t *pool, const pyprof_server_conf_t *c,
                                const char *path)
 {
@@ -433,30 +447,30 @@ const char *pyprof_redact_path(apr_pool_t *pool, const pyprof_server_conf_t *c,
         const pyprof_redact_t *rule =
             &APR_ARRAY_IDX(c->redact, i, pyprof_redact_t);
         ap_regmatch_t m[AP_MAX_REG_MATCH];
+        char *out = apr_palloc(pool, PP_URI_MAX);
         const char *s = path;
-        char *out = "";
-        int eflags = 0;
-        size_t guard = strlen(path) + 1; /* each round consumes >= 1 char */
+        size_t used = 0;
+        int eflags = 0, hit = 0;
 
-        while (guard-- && ap_regexec(rule->re, s, AP_MAX_REG_MATCH, m,
-                                     eflags) == 0) {
-            char *rep = ap_pregsub(pool, rule->replacement, s,
-                                   AP_MAX_REG_MATCH, m);
-            if (!rep) {
-                /* longer than ap_pregsub allows: never the raw path */
+        out[0] = '\0';
+        while (used < PP_URI_MAX - 1 &&
+               ap_regexec(rule->re, s, AP_MAX_REG_MATCH, m, eflags) == 0) {
+            char *rep = NULL;
+            if (ap_pregsub_ex(pool, &rep, rule->replacement, s,
+                              AP_MAX_REG_MATCH, m, PP_URI_MAX) != APR_SUCCESS) {
+                /* longer than any recorded path: never the raw one */
                 return "/(redacted)";
             }
-            out = apr_pstrcat(pool, out,
-                              apr_pstrndup(pool, s, (apr_size_t)m[0].rm_so),
-                              rep, NULL);
-            matched = 1;
+            redact_append(out, &used, s, (size_t)m[0].rm_so);
+            redact_append(out, &used, rep, strlen(rep));
+            hit = 1;
             s += m[0].rm_eo;
             if (m[0].rm_eo == m[0].rm_so) {
                 /* an empty match: step over one character */
                 if (!*s) {
                     break;
                 }
-                out = apr_pstrcat(pool, out, apr_pstrndup(pool, s, 1), NULL);
+                redact_append(out, &used, s, 1);
                 s++;
             }
             if (!*s) {
@@ -464,8 +478,14 @@ const char *pyprof_redact_path(apr_pool_t *pool, const pyprof_server_conf_t *c,
             }
             eflags = AP_REG_NOTBOL;
         }
-        if (s != path) {
-            path = apr_pstrcat(pool, out, s, NULL);
+        if (hit) {
+            /* a cut result drops the rest: unmatched text is never kept
+             * past a point the rule did not look at */
+            if (used < PP_URI_MAX - 1) {
+                redact_append(out, &used, s, strlen(s));
+            }
+            path = out;
+            matched = 1;
         }
     }
     return matched ? path : NULL;
