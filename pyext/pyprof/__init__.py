@@ -301,16 +301,20 @@ def strip_sql_literals(sql):
     :name, :1, $1) stay.
 
     A backslash before a quote escapes it in MySQL and ends the string in
-    PostgreSQL's standard strings ('C:\\'): read as an escape first; if
-    that leaves a string open, the text is read again without, and if
-    both leave one open everything from the first such string on is '?'.
-    Linear time: at most two passes, no backtracking.
+    PostgreSQL's standard strings ('C:\\').  The text is read both ways;
+    the wrong reading of a valid query leaves a string open, or a comment
+    runs to the end (from inside what is really a string), so: the reading
+    that closes everything when the other does not, else, when they
+    differ, everything from the first such string on is '?'.  Linear time:
+    at most two passes, no backtracking.
     """
     text, left_open, before_ambiguous = _strip(sql, True)
-    if not left_open or before_ambiguous is None:
+    if before_ambiguous is None:
         return text
-    text, left_open, _ = _strip(sql, False)
-    if not left_open:
+    plain, plain_left_open, _ = _strip(sql, False)
+    if plain == text or (left_open and not plain_left_open):
+        return plain
+    if plain_left_open and not left_open:
         return text
     return before_ambiguous + "?"
 class _Cursor(object):

@@ -164,3 +164,52 @@ def test_linear_time_on_hostile_input(unit):
     took = time.process_time() - started
     assert took < 5.0, "%r x %d took %.1f s" % (unit, len(sql) // len(unit), took)
     assert len(out) <= len(sql) + 1
+
+
+# -- random queries of one dialect -----------------------------------------------
+
+def _literal(rng, dialect, n):
+    """A literal of `dialect` whose data is the marker SECRETn, with the
+    characters that make tokenizing hard around it."""
+    data = rng.choice(["", "it", "a\\", "--", "/*", "*/", "$$", "\"", "x y"]) + \
+        "SECRET%d" % n + rng.choice(["", "\\", " ", "''", "--", "*/", "$1"])
+    if dialect == "mysql":
+        kind = rng.choice(["single", "double", "number"])
+        if kind == "single":
+            return "'%s'" % data.replace("\\", "\\\\").replace("'", "\\'")
+        if kind == "double":
+            return '"%s"' % data.replace("\\", "\\\\").replace('"', '\\"')
+    else:
+        kind = rng.choice(["standard", "escape", "dollar", "number"])
+        if kind == "standard":                 # backslashes are plain here
+            return "'%s'" % data.replace("'", "''")
+        if kind == "escape":
+            return "E'%s'" % data.replace("\\", "\\\\").replace("'", "\\'")
+        if kind == "dollar":
+            return "$q$%s$q$" % data.replace("$q$", "")
+    return "-%d" % (900000 + n) if rng.random() < 0.3 else "%d.5" % (900000 + n)
+
+
+def test_random_queries_of_one_dialect_leak_no_literal():
+    import random
+    rng = random.Random(20261204)
+    for _ in range(3000):
+        dialect = rng.choice(["mysql", "postgresql"])
+        parts, n = ["SELECT"], 0
+        for _ in range(rng.randint(1, 8)):
+            n += 1
+            piece = rng.choice(["lit", "lit", "name", "op", "comment", "placeholder"])
+            if piece == "lit":
+                parts.append(_literal(rng, dialect, n))
+            elif piece == "name":
+                parts.append(rng.choice(["t1.col2", "`odd name`" if dialect == "mysql"
+                                         else '"Odd"."Name"', "x$1", "col"]))
+            elif piece == "op":
+                parts.append(rng.choice(["=", ",", "||", "-", "AND", "(", ")"]))
+            elif piece == "comment":
+                parts.append(rng.choice(["/* SECRET%d */" % n, "-- SECRET%d\n" % n]))
+            else:
+                parts.append(rng.choice(["%s", "?", ":name", "$1"]))
+        sql = " ".join(parts)
+        out = strip_sql_literals(sql)
+        assert "SECRET" not in out and "90000" not in out, (dialect, sql, out)
