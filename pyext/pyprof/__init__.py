@@ -93,7 +93,12 @@ _WORDCHARS = re.compile(r"[\w$]*")
 _NUMBER = re.compile(r"0[xX][0-9A-Fa-f_]+|0[bB][01_]+|0[oO][0-7_]+"
                      r"|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?")
 _DIGITS = re.compile(r"\d*")
-_PLAIN = re.compile(r"[^\w'\"`$./-]+")           # runs no token starts in
+# Words, blanks and operators, up to the next character a literal, a
+# comment or a number may start at: copied as one block.  Each
+# alternative starts with a different character and the run ends where
+# none matches, so the match never backtracks.
+_RUN = re.compile(r"(?:[^\W\d][\w$]*|[^\w'\"`$./-]|\.(?!\d)|-(?![\d.-])|/(?!\*))+")
+_TRAILING_WORD = re.compile(r"[\w$]+\Z")
 _QUOTE_OR_BACKSLASH = {q: re.compile(r"[\\%s]" % q) for q in "'\""}
 _DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _COMMENT_MARK = re.compile(r"/\*|\*/")
@@ -190,6 +195,16 @@ def _strip(sql, backslash):
             last = text.rstrip()[-1]
             word = w
 
+    def prefix(k):
+        # the k characters before the quote at i, when they start a token
+        # (E'..', U&'..'): taken off the run they ended and returned
+        if i < k or (i > k and _WORDCHARS.match(sql, i - k - 1).end() > i - k - 1):
+            return ""
+        text = sql[i - k:i]
+        if out and out[-1].endswith(text):
+            out[-1] = out[-1][:-k]
+        return text
+
     def string(quote_at, escapes=backslash, definite=False):
         # a literal (after its prefix, if any) to its closing quote
         nonlocal left_open, before_ambiguous
@@ -204,12 +219,28 @@ def _strip(sql, backslash):
 
     while i < n:
         c = sql[i]
-        m = _PLAIN.match(sql, i)
-        if m:                                   # blanks, operators, ( , ;
-            emit(m.group())
-            i = m.end()
+        m = _RUN.match(sql, i)
+        if m:                                   # names, blanks, operators
+            text = m.group()
+            out.append(text)
+            tail = text.rstrip()[-7:]
+            if tail:
+                last = tail[-1]
+                m = _TRAILING_WORD.search(tail)
+                # a keyword (at most 6 letters) ends the run, or no word
+                word = m.group().upper() if m and m.start() > 0 or \
+                    (m and len(tail) < 7) else None
+            i += len(text)
         elif c == "'":
-            i = string(i)
+            if sql[i - 1:i] in _STRING_PREFIXES and prefix(1):
+                if sql[i - 1] in "eE":          # always backslash escapes
+                    i = string(i, True, True)
+                else:
+                    i = string(i)
+            elif sql[i - 2:i] in ("u&", "U&") and prefix(2):
+                i = string(i)                   # U&'...'
+            else:
+                i = string(i)
         elif c == '"':
             j = _name_end(sql, i)
             if last == "." or word in _NAME_KEYWORDS or \
@@ -266,24 +297,9 @@ def _strip(sql, backslash):
             else:
                 emit("?")
                 i = m.end()
-        else:
-            m = _WORD.match(sql, i)
-            if not m:                           # '/', or \w no word starts
-                emit(c)
-                i += 1
-                continue
-            j = m.end()
-            text = m.group()
-            if text in _STRING_PREFIXES and sql.startswith("'", j):
-                if text in ("e", "E"):          # always backslash escapes
-                    i = string(j, True, True)
-                else:
-                    i = string(j)
-            elif text in ("u", "U") and sql.startswith("&'", j):
-                i = string(j + 1)               # U&'...'
-            else:
-                emit(text, text.upper())
-                i = j
+        else:                                   # a lone '$', '\w' no
+            emit(c)                             # word starts with
+            i += 1
     return "".join(out), left_open, before_ambiguous
 
 
