@@ -3,7 +3,9 @@
 The app reads a password from the query string, a session cookie, an
 Authorization header and a form body, and runs SQL with the password as a
 literal.  Every page and export mod_pyprof serves is then fetched and
-searched for each planted secret (issue [6], Security)."""
+searched for each planted secret (issue [6], Security).  A token in the
+path is rewritten by PyProfRedactPath before it is stored, so no page or
+export shows it either (issue [8])."""
 
 import gzip
 import http.client
