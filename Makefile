@@ -28,7 +28,8 @@ TEST_PYTHON ?= /usr/bin/python3
 CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_store.c mod_pyprof/pp_profile.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
-               mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c
+               mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c \
+               mod_pyprof/pp_hash.c
 SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
                mod_pyprof/pp_api.c
@@ -99,8 +100,11 @@ build/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lz -lm -lpthread
 
+# the C core's cmocka tests, then the pyprof package's pure-Python parts
 unit: $(UNIT_TESTS)
 	@failed=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || failed=1; done; \
+	    echo "== tests/unit/test_*.py"; \
+	    $(TEST_PYTHON) -m pytest -q -p no:cacheprovider tests/unit || failed=1; \
 	    exit $$failed
 
 integration: $(MODULE) $(PYEXT)

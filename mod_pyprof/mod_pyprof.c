@@ -442,9 +442,31 @@ static const char *request_id(request_rec *r)
     return id;
 }
 
+/* PyProfRedactPath rules match the path as <Location> sees it (decoded,
+ * without dot segments), so "/res%65t/TOKEN" is caught like "/reset/TOKEN";
+ * a redacted path is re-encoded like the raw one. */
+static const char *redacted_path(request_rec *r, pyprof_server_conf_t *c,
+                                 const char *raw)
+{
+    char *decoded;
+    const char *out;
+
+    if (!c->redact || !c->redact->nelts) {
+        return raw;
+    }
+    decoded = apr_pstrdup(r->pool, raw);
+    if (ap_unescape_url_keep2f(decoded, 0) != OK) {
+        decoded = apr_pstrdup(r->pool, raw);
+    }
+    ap_getparents(decoded);
+    out = pyprof_redact_path(r->pool, c, decoded);
+    return out ? ap_escape_uri(r->pool, out) : raw;
+}
+
 static const char *recorded_uri(request_rec *r, pyprof_server_conf_t *c)
 {
-    const char *path = r->parsed_uri.path ? r->parsed_uri.path : r->uri;
+    const char *path = redacted_path(
+        r, c, r->parsed_uri.path ? r->parsed_uri.path : r->uri);
 
     if (!r->args) {
         return path;
@@ -456,16 +478,14 @@ static const char *recorded_uri(request_rec *r, pyprof_server_conf_t *c)
     return apr_pstrcat(r->pool, path, "?...", NULL);
 }
 
-/* Constant-time comparison: the time taken depends on the lengths only. */
-static int secret_equal(const char *given, const char *secret)
+/* Only the secret's SHA-256 is kept: hash what was given and compare the
+ * hashes in constant time (the time depends on the given length only). */
+static int secret_equal(const char *given, const pyprof_server_conf_t *c)
 {
-    size_t gl = strlen(given), sl = strlen(secret), i;
-    unsigned char diff = (unsigned char)(gl != sl);
+    unsigned char h[PP_SHA256_LEN];
 
-    for (i = 0; i < sl; i++) {
-        diff |= (unsigned char)(secret[i] ^ (i < gl ? given[i] : 0));
-    }
-    return diff == 0;
+    pp_sha256(given, strlen(given), h);
+    return pp_hash_equal(h, c->trigger_hash, sizeof(h));
 }
 
 static int all_lower_hex(const char *s, size_t n)
@@ -534,8 +554,8 @@ static int pyprof_post_read_request(request_rec *r)
     pp_slot_t *slot;
     pp_store_t *st = pyprof_store;
 
-    if (!st || r->main || r->prev || !r->uri) {
-        return DECLINED;
+    if (r->main || r->prev) {
+        return DECLINED; /* their headers_in come from r, already done */
     }
     c = ap_get_module_config(r->server->module_config, &pyprof_module);
     if (!c) {
@@ -545,10 +565,10 @@ static int pyprof_post_read_request(request_rec *r)
     if (c->trigger_header) {
         const char *given = apr_table_get(r->headers_in, c->trigger_header);
         if (given) {
-            /* the app never sees it, whatever it held and wherever it
-             * went */
+            /* the app never sees it, whatever it held, wherever it went
+             * and whether or not anything is sampled in this server */
             apr_table_unset(r->headers_in, c->trigger_header);
-            if (secret_equal(given, c->trigger_secret)) {
+            if (secret_equal(given, c)) {
                 info.flags |= PP_REQ_TRIGGERED;
             }
             else {
@@ -559,7 +579,8 @@ static int pyprof_post_read_request(request_rec *r)
             }
         }
     }
-    if (!c->locations->nelts || !(loc = match_location(c, r->uri))) {
+    if (!st || !r->uri || !c->locations->nelts ||
+        !(loc = match_location(c, r->uri))) {
         return DECLINED;
     }
     info.interval_us = (info.flags & PP_REQ_TRIGGERED) ? c->trigger_interval_us

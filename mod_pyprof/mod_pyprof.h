@@ -9,6 +9,9 @@
 #include "http_config.h"
 #include "http_log.h"
 
+#include "ap_regex.h"
+
+#include "pp_hash.h"
 #include "pp_store.h"
 
 #define PYPROF_VERSION "0.1.0"
@@ -43,9 +46,20 @@ typedef struct pyprof_server_conf {
     int record_query;              /* -1 = unset */
     int sampler_mode;              /* -1 = unset; PP_SAMPLER_*; main only */
     const char *trigger_header;    /* NULL = no trigger */
-    const char *trigger_secret;
+    /* only the secret's SHA-256: the plaintext is kept nowhere */
+    unsigned char trigger_hash[PP_SHA256_LEN];
     uint32_t trigger_interval_us;
+    apr_array_header_t *redact;    /* pyprof_redact_t, in order */
 } pyprof_server_conf_t;
+
+/* PyProfRedactPath REGEX REPLACEMENT */
+typedef struct pyprof_redact {
+    ap_regex_t *re;
+    const char *replacement;
+} pyprof_redact_t;
+
+#define PYPROF_MAX_REDACT 32        /* rules per server */
+#define PYPROF_SECRET_FILE_MAX 1024 /* longest PyProfTrigger secret file */
 
 typedef struct pyprof_dir_conf {
     int headers; /* -1 = unset */
@@ -59,6 +73,11 @@ long pyprof_conf_keep(const pyprof_server_conf_t *c);
 long pyprof_conf_max_depth(const pyprof_server_conf_t *c);
 uint64_t pyprof_conf_memory(const pyprof_server_conf_t *c);
 int pyprof_conf_record_query(const pyprof_server_conf_t *c);
+
+/* The path as kept in the store after c's PyProfRedactPath rules, or
+ * NULL when no rule matched. */
+const char *pyprof_redact_path(apr_pool_t *p, const pyprof_server_conf_t *c,
+                               const char *path);
 
 extern const command_rec pyprof_cmds[];
 void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s);

@@ -9,6 +9,12 @@
 #include "httpd.h"
 #include "http_config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "mod_pyprof.h"
 #include "pp_parse.h"
 
@@ -23,6 +29,7 @@ void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s)
     c->memory = 0;
     c->record_query = -1;
     c->sampler_mode = -1;
+    c->redact = apr_array_make(p, 2, sizeof(pyprof_redact_t));
     return c;
 }
 
@@ -44,14 +51,17 @@ void *pyprof_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
         add->sampler_mode >= 0 ? add->sampler_mode : base->sampler_mode;
     if (add->trigger_header) {
         c->trigger_header = add->trigger_header;
-        c->trigger_secret = add->trigger_secret;
+        memcpy(c->trigger_hash, add->trigger_hash, sizeof(c->trigger_hash));
         c->trigger_interval_us = add->trigger_interval_us;
     }
     else {
         c->trigger_header = base->trigger_header;
-        c->trigger_secret = base->trigger_secret;
+        memcpy(c->trigger_hash, base->trigger_hash, sizeof(c->trigger_hash));
         c->trigger_interval_us = base->trigger_interval_us;
     }
+    /* like the prefixes: the vhost's own rules first, then the main
+     * server's */
+    c->redact = apr_array_append(p, add->redact, base->redact);
     return c;
 }
 
@@ -240,41 +250,280 @@ static const char *set_headers(cmd_parms *cmd, void *dconf, int on)
     return NULL;
 }
 
+/* Wipes a secret's bytes; the compiler may not drop the stores as dead. */
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--) {
+        *v++ = 0;
+    }
+}
+
+/* "file:PATH": the secret is the file's one line.  It is read here, by
+ * the user httpd starts as (root), so it must be readable by that user
+ * only: a file the children's user (or anyone else) could read would
+ * hand the secret to every application the server runs.  Fills out[] and
+ * returns NULL, or returns what was wrong and what is accepted. */
+static const char *read_secret_file(cmd_parms *cmd, const char *name,
+                                    unsigned char out[PP_SHA256_LEN])
+{
+    const char *path = ap_server_root_relative(cmd->temp_pool, name);
+    char buf[PYPROF_SECRET_FILE_MAX + 1];
+    const char *err = NULL;
+    struct stat st;
+    ssize_t n = 0, got;
+    int fd;
+
+    if (!path || !*name) {
+        return apr_psprintf(cmd->pool, "%s: invalid secret file '%s': "
+                            "expected file:PATH, e.g. "
+                            "file:/etc/apache2/pyprof.secret",
+                            cmd->cmd->name, name);
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        return apr_psprintf(cmd->pool, "%s: cannot open the secret file "
+                            "%s: %s", cmd->cmd->name, path, strerror(errno));
+    }
+    /* the file opened, not the name: no race with a rename */
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err = "it is not a regular file";
+    }
+    else if (st.st_uid != geteuid()) {
+        err = apr_psprintf(cmd->temp_pool,
+                           "it must be owned by the user httpd starts as "
+                           "(uid %ld), not uid %ld: chown root and chmod "
+                           "600 it",
+                           (long)geteuid(), (long)st.st_uid);
+    }
+    else if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        err = apr_psprintf(cmd->temp_pool,
+                           "its mode %04o gives access to group or others; "
+                           "it must be readable by its owner only (chmod "
+                           "600 or 400)",
+                           (unsigned)(st.st_mode & 07777));
+    }
+    else if (st.st_size > PYPROF_SECRET_FILE_MAX) {
+        err = apr_psprintf(cmd->temp_pool,
+                           "it holds %ld bytes; a secret file holds one line "
+                           "of at most %d bytes",
+                           (long)st.st_size, PYPROF_SECRET_FILE_MAX);
+    }
+    while (!err && n < PYPROF_SECRET_FILE_MAX + 1 &&
+           (got = read(fd, buf + n, sizeof(buf) - (size_t)n)) != 0) {
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            err = apr_psprintf(cmd->temp_pool, "cannot read it: %s",
+                               strerror(errno));
+            break;
+        }
+        n += got;
+    }
+    close(fd);
+    if (!err && n > PYPROF_SECRET_FILE_MAX) {
+        err = apr_psprintf(cmd->temp_pool, "a secret file holds one line of "
+                           "at most %d bytes", PYPROF_SECRET_FILE_MAX);
+    }
+    if (!err) {
+        /* the newline an editor adds, and trailing blanks, are not part
+         * of the secret */
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+                         buf[n - 1] == ' ' || buf[n - 1] == '\t')) {
+            n--;
+        }
+        if (memchr(buf, '\n', (size_t)n) || memchr(buf, '\r', (size_t)n) ||
+            memchr(buf, '\0', (size_t)n)) {
+            err = "it must hold the secret on one line (no NUL)";
+        }
+        else if (n < 8) {
+            err = "the secret in it must be at least 8 characters long";
+        }
+        else {
+            pp_sha256(buf, (size_t)n, out);
+        }
+    }
+    wipe(buf, sizeof(buf));
+    if (err) {
+        return apr_psprintf(cmd->pool, "%s: secret file %s refused: %s",
+                            cmd->cmd->name, path, err);
+    }
+    return NULL;
+}
+
 static const char *set_trigger(cmd_parms *cmd, void *dummy, const char *args)
 {
     pyprof_server_conf_t *c = conf_of(cmd);
+    const char *all = args;
     const char *header = ap_getword_conf(cmd->pool, &args);
-    const char *secret = ap_getword_conf(cmd->pool, &args);
+    char *secret = ap_getword_conf(cmd->pool, &args);
     const char *interval = ap_getword_conf(cmd->pool, &args);
     const char *err, *p;
+    unsigned char hash[PP_SHA256_LEN];
     int64_t us = PYPROF_DEFAULT_TRIGGER_INTERVAL_US;
+    int from_file = strncmp(secret, "file:", 5) == 0;
     (void)dummy;
 
     if (!*header || !*secret || *ap_getword_conf(cmd->pool, &args)) {
-        return apr_psprintf(cmd->pool, "%s: expected HEADER SECRET "
-                            "[INTERVAL], e.g. X-PyProf-Trigger "
-                            "s3cr3t-token 1ms", cmd->cmd->name);
+        err = apr_psprintf(cmd->pool, "%s: expected HEADER SECRET "
+                           "[INTERVAL] or HEADER file:PATH [INTERVAL], e.g. "
+                           "X-PyProf-Trigger file:/etc/apache2/pyprof.secret "
+                           "1ms", cmd->cmd->name);
+        goto out;
     }
+    err = NULL;
     for (p = header; *p; p++) {
         /* an HTTP token (RFC 9110) */
         if (!apr_isalnum(*p) && !strchr("!#$%&'*+-.^_`|~", *p)) {
-            return fail(cmd, header, "the header name must be an HTTP "
-                                     "token (letters, digits, '-')");
+            err = fail(cmd, header, "the header name must be an HTTP "
+                                    "token (letters, digits, '-')");
+            goto out;
         }
-    }
-    if (strlen(secret) < 8) {
-        return fail(cmd, "(secret)", "the secret must be at least 8 "
-                                     "characters long");
     }
     if (*interval && (err = pp_parse_duration(interval, PYPROF_MIN_INTERVAL_US,
                                               PYPROF_MAX_INTERVAL_US, &us))) {
-        return apr_psprintf(cmd->pool, "%s: invalid interval '%s': %s; the "
-                            "interval must lie between 1ms and 10s",
-                            cmd->cmd->name, interval, err);
+        err = apr_psprintf(cmd->pool, "%s: invalid interval '%s': %s; the "
+                           "interval must lie between 1ms and 10s",
+                           cmd->cmd->name, interval, err);
+        goto out;
+    }
+    if (from_file) {
+        if ((err = read_secret_file(cmd, secret + 5, hash))) {
+            goto out;
+        }
+    }
+    else if (strlen(secret) < 8) {
+        err = fail(cmd, "(secret)", "the secret must be at least 8 "
+                                    "characters long");
+        goto out;
+    }
+    else {
+        pp_sha256(secret, strlen(secret), hash);
     }
     c->trigger_header = header;
-    c->trigger_secret = secret;
+    memcpy(c->trigger_hash, hash, sizeof(hash));
     c->trigger_interval_us = (uint32_t)us;
+out:
+    wipe(hash, sizeof(hash));
+    if (!from_file) {
+        wipe(secret, strlen(secret));
+        /* mod_info (/server-info, -DDUMP_CONFIG) prints each directive's
+         * arguments from the configuration tree: show it there without
+         * the secret.  The tree's strings are the parser's own copies
+         * (apr_pstrdup), so they can be wiped in place. */
+        if (cmd->directive && cmd->directive->args == all) {
+            ap_directive_t *d = (ap_directive_t *)cmd->directive;
+            d->args = apr_pstrcat(cmd->pool, header, " (secret hidden)",
+                                  *interval ? " " : "", interval, NULL);
+            wipe((char *)all, strlen(all));
+        }
+    }
+    return err;
+}
+
+/* Appends n bytes to out (used of PP_URI_MAX - 1): what does not fit is
+ * dropped, as the store would drop it. */
+static void redact_append(char *out, size_t *used, const char *s, size_t n)
+{
+    if (n > PP_URI_MAX - 1 - *used) {
+        n = PP_URI_MAX - 1 - *used;
+    }
+    memcpy(out + *used, s, n);
+    *used += n;
+    out[*used] = '\0';
+}
+
+/* The path after every rule, each applied to the previous one's result;
+ * every match of a rule's expression is replaced (like sed's s///g).  The
+ * result is built in one buffer of the store's URI size: however many
+ * matches a long path has, the work is linear and the memory fixed. */
+const char *pyprof_redact_path(apr_pool_t *pool, const pyprof_server_conf_t *c,
+                               const char *path)
+{
+    int i, matched = 0;
+
+    for (i = 0; c->redact && i < c->redact->nelts; i++) {
+        const pyprof_redact_t *rule =
+            &APR_ARRAY_IDX(c->redact, i, pyprof_redact_t);
+        ap_regmatch_t m[AP_MAX_REG_MATCH];
+        char *out = apr_palloc(pool, PP_URI_MAX);
+        const char *s = path;
+        size_t used = 0;
+        int eflags = 0, hit = 0;
+
+        out[0] = '\0';
+        while (used < PP_URI_MAX - 1 &&
+               ap_regexec(rule->re, s, AP_MAX_REG_MATCH, m, eflags) == 0) {
+            char *rep = NULL;
+            if (ap_pregsub_ex(pool, &rep, rule->replacement, s,
+                              AP_MAX_REG_MATCH, m, PP_URI_MAX) != APR_SUCCESS) {
+                /* longer than any recorded path: never the raw one */
+                return "/(redacted)";
+            }
+            redact_append(out, &used, s, (size_t)m[0].rm_so);
+            redact_append(out, &used, rep, strlen(rep));
+            hit = 1;
+            s += m[0].rm_eo;
+            if (m[0].rm_eo == m[0].rm_so) {
+                /* an empty match: step over one character */
+                if (!*s) {
+                    break;
+                }
+                redact_append(out, &used, s, 1);
+                s++;
+            }
+            if (!*s) {
+                break;
+            }
+            eflags = AP_REG_NOTBOL;
+        }
+        if (hit) {
+            /* a cut result drops the rest: unmatched text is never kept
+             * past a point the rule did not look at */
+            if (used < PP_URI_MAX - 1) {
+                redact_append(out, &used, s, strlen(s));
+            }
+            path = out;
+            matched = 1;
+        }
+    }
+    return matched ? path : NULL;
+}
+
+static const char *set_redact(cmd_parms *cmd, void *dummy, const char *regex,
+                              const char *replacement)
+{
+    pyprof_server_conf_t *c = conf_of(cmd);
+    pyprof_redact_t *rule;
+    ap_regex_t *re;
+    const char *p;
+    (void)dummy;
+
+    if (c->redact->nelts >= PYPROF_MAX_REDACT) {
+        return apr_psprintf(cmd->pool, "%s: at most %d rules per server",
+                            cmd->cmd->name, PYPROF_MAX_REDACT);
+    }
+    if (!*regex || !(re = ap_pregcomp(cmd->pool, regex, AP_REG_EXTENDED))) {
+        return fail(cmd, regex, "not a regular expression (PCRE, as in "
+                                "<LocationMatch>), e.g. \"^/reset/[^/]+\"");
+    }
+    for (p = replacement; *p; p++) {
+        if (*p == '\\' && p[1]) {
+            p++;
+        }
+        else if (*p == '$' && apr_isdigit(p[1]) &&
+                 p[1] - '0' > re->re_nsub) {
+            return apr_psprintf(cmd->pool,
+                                "%s: the replacement '%s' uses $%c but "
+                                "'%s' has %d group(s); use $0 to $%d",
+                                cmd->cmd->name, replacement, p[1], regex,
+                                (int)re->re_nsub, (int)re->re_nsub);
+        }
+    }
+    rule = apr_array_push(c->redact);
+    rule->re = re;
+    rule->replacement = apr_pstrdup(cmd->pool, replacement);
     return NULL;
 }
 
@@ -301,7 +550,10 @@ const command_rec pyprof_cmds[] = {
                  "On to add X-PyProf-Id and Server-Timing to sampled "
                  "responses (default Off)"),
     AP_INIT_RAW_ARGS("PyProfTrigger", set_trigger, NULL, RSRC_CONF,
-                     "PyProfTrigger HEADER SECRET [INTERVAL]: a request "
-                     "carrying HEADER: SECRET is sampled every INTERVAL "
-                     "(default 1ms) and always kept"),
+                     "PyProfTrigger HEADER SECRET|file:PATH [INTERVAL]: a "
+                     "request carrying HEADER: SECRET is sampled every "
+                     "INTERVAL (default 1ms) and always kept"),
+    AP_INIT_TAKE2("PyProfRedactPath", set_redact, NULL, RSRC_CONF,
+                  "PyProfRedactPath REGEX REPLACEMENT: recorded paths have "
+                  "every match of REGEX replaced ($0-$9 refer to groups)"),
     {NULL}};

@@ -81,20 +81,258 @@ def trace(arg=None):
 
 # -- SQL -------------------------------------------------------------------
 
-_SQL_LITERALS = re.compile(
-    r"""'(?:[^']|'')*'"""           # 'strings', with '' escapes
-    r"""|\$\$.*?\$\$"""             # $$dollar quoted$$
-    r"""|(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w$])"""  # numbers
-    r"""|(?<![\w$])[xX]'[0-9a-fA-F]*'""",  # blobs
-    re.S)
+# A tokenizer, not a substitution: one left-to-right pass (two at most,
+# see strip_sql_literals) where each step looks at one character and
+# consumes a whole token with str.find or a regular expression of one
+# character class (no nested repetition, so no backtracking): linear time
+# whatever the input.  In doubt a rule strips more, never less: a query's
+# data must not reach a page.
+
+_WORD = re.compile(r"[^\W\d][\w$]*")             # identifiers, keywords
+_WORDCHARS = re.compile(r"[\w$]*")
+_NUMBER = re.compile(r"0[xX][0-9A-Fa-f_]+|0[bB][01_]+|0[oO][0-7_]+"
+                     r"|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][-+]?\d+)?")
+_DIGITS = re.compile(r"\d*")
+# Words, blanks and operators, up to the next character a literal, a
+# comment or a number may start at: copied as one block.  Each
+# alternative starts with a different character and the run ends where
+# none matches, so the match never backtracks.
+_RUN = re.compile(r"(?:[^\W\d][\w$]*|[^\w'\"`$./-]|\.(?!\d)|-(?![\d.-])|/(?!\*))+")
+_TRAILING_WORD = re.compile(r"[\w$]+\Z")
+_QUOTE_OR_BACKSLASH = {q: re.compile(r"[\\%s]" % q) for q in "'\""}
+_DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+_COMMENT_MARK = re.compile(r"/\*|\*/")
+# a letter glued to a string: E'\n' (PostgreSQL escapes), X'ff', B'01',
+# N'national'; U&'\0041' is handled apart
+_STRING_PREFIXES = frozenset("eExXbBnN")
+# after these, a "double-quoted" token can only be a name, in MySQL too
+_NAME_KEYWORDS = frozenset(["FROM", "JOIN", "INTO", "UPDATE", "TABLE", "AS"])
+
+
+def _string_end(sql, i, backslash):
+    """(end, ambiguous) of the string whose quote is sql[i]; a doubled quote
+    escapes, and with `backslash` a backslash does too (MySQL, PostgreSQL's
+    E'' strings).  ambiguous: a backslash escaped a quote, which in a
+    standard string (PostgreSQL's default) ends it.  Unterminated: the end
+    of the text, -1."""
+    q = sql[i]
+    find = _QUOTE_OR_BACKSLASH[q].search
+    n = len(sql)
+    j = i + 1
+    ambiguous = False
+    while True:
+        m = find(sql, j)
+        if m is None:
+            return -1, ambiguous
+        k = m.start()
+        if sql[k] == "\\":
+            if backslash:
+                ambiguous |= sql.startswith(q, k + 1)
+                j = k + 2
+            else:
+                j = k + 1
+        elif k + 1 < n and sql[k + 1] == q:
+            j = k + 2
+        else:
+            return k + 1, ambiguous
+
+
+def _name_end(sql, i):
+    """End of the quoted name ("name", `name`) at sql[i]: only a doubled
+    quote escapes, since the name is kept as written (a backslash taken
+    for an escape could carry the name over a string).  Unterminated: the
+    end of the text."""
+    q = sql[i]
+    n = len(sql)
+    j = i + 1
+    while True:
+        k = sql.find(q, j)
+        if k < 0:
+            return n
+        if k + 1 < n and sql[k + 1] == q:
+            j = k + 2
+        else:
+            return k + 1
+
+
+def _block_comment_end(sql, i):
+    """End of the /* comment */ at sql[i], nested ones nesting (PostgreSQL),
+    or -1 when it is never closed."""
+    depth = 0
+    j = i
+    while True:
+        m = _COMMENT_MARK.search(sql, j)
+        if m is None:
+            return -1
+        depth += 1 if m.group() == "/*" else -1
+        j = m.end()
+        if depth == 0:
+            return j
+
+
+def _ends_operand(c):
+    """Does a token ending in c end an operand (so that '-' after it is
+    binary and '.' after it qualifies a name)?"""
+    return c is not None and (c.isalnum() or c in "_$?)]'\"`")
+
+
+def _strip(sql, backslash):
+    """One pass of strip_sql_literals: (text, left_open, before_ambiguous):
+    whether a string or comment was left open at the end, and the text
+    made before the first string a backslash made ambiguous (or None)."""
+    out = []
+    n = len(sql)
+    i = 0
+    last = None          # the last character of the last token
+    word = None          # that token upper-cased, when it was a word
+    left_open = False
+    before_ambiguous = None
+
+    def emit(text, w=None):
+        nonlocal last, word
+        out.append(text)
+        if not text.isspace():
+            last = text.rstrip()[-1]
+            word = w
+
+    def prefix(k):
+        # the k characters before the quote at i, when they start a token
+        # (E'..', U&'..'): taken off the run they ended and returned
+        if i < k or (i > k and _WORDCHARS.match(sql, i - k - 1).end() > i - k - 1):
+            return ""
+        text = sql[i - k:i]
+        if out and out[-1].endswith(text):
+            out[-1] = out[-1][:-k]
+        return text
+
+    def string(quote_at, escapes=backslash, definite=False):
+        # a literal (after its prefix, if any) to its closing quote
+        nonlocal left_open, before_ambiguous
+        end, ambiguous = _string_end(sql, quote_at, escapes)
+        if ambiguous and not definite and before_ambiguous is None:
+            before_ambiguous = "".join(out)
+        emit("?")
+        if end < 0:
+            left_open = True
+            return n
+        return end
+
+    while i < n:
+        c = sql[i]
+        m = _RUN.match(sql, i)
+        if m:                                   # names, blanks, operators
+            text = m.group()
+            out.append(text)
+            tail = text.rstrip()[-7:]
+            if tail:
+                last = tail[-1]
+                m = _TRAILING_WORD.search(tail)
+                # a keyword (at most 6 letters) ends the run, or no word
+                word = m.group().upper() if m and m.start() > 0 or \
+                    (m and len(tail) < 7) else None
+            i += len(text)
+        elif c == "'":
+            if sql[i - 1:i] in _STRING_PREFIXES and prefix(1):
+                if sql[i - 1] in "eE":          # always backslash escapes
+                    i = string(i, True, True)
+                else:
+                    i = string(i)
+            elif sql[i - 2:i] in ("u&", "U&") and prefix(2):
+                i = string(i)                   # U&'...'
+            else:
+                i = string(i)
+        elif c == '"':
+            j = _name_end(sql, i)
+            if last == "." or word in _NAME_KEYWORDS or \
+                    sql[j:j + 64].lstrip().startswith("."):
+                emit(sql[i:j])                  # "schema"."table"
+                i = j
+            else:                               # MySQL's "string"
+                i = string(i)
+        elif c == "`":                          # MySQL's `name`
+            j = _name_end(sql, i)
+            emit(sql[i:j])
+            i = j
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+        elif sql.startswith("/*", i):
+            i = _block_comment_end(sql, i)
+            left_open |= i < 0
+            i = n if i < 0 else i
+            emit(" ")
+        elif c == "$":
+            m = _DOLLAR_TAG.match(sql, i)
+            if m:                               # $$...$$, $tag$...$tag$
+                j = sql.find(m.group(), m.end())
+                left_open |= j < 0
+                i = n if j < 0 else j + len(m.group())
+                emit("?")
+            else:                               # $1, or a lone $
+                j = _DIGITS.match(sql, i + 1).end()
+                emit(sql[i:j])
+                i = j
+        elif c == "-" or c == ".":
+            # -3.5 and .5 are numbers unless the '-' is binary (x-1) or
+            # the '.' qualifies a name (t.col)
+            m = _NUMBER.match(sql, i + 1 if c == "-" else i)
+            if m and not _ends_operand(last) and \
+                    _WORDCHARS.match(sql, m.end()).end() == m.end():
+                emit("?")
+                i = m.end()
+            else:
+                emit(c)
+                i += 1
+        elif c.isdecimal():
+            prev = sql[i - 1] if i else ""
+            m = _NUMBER.match(sql, i)
+            end = _WORDCHARS.match(sql, m.end()).end()
+            if prev == "?" or (prev == ":" and sql[i - 2:i] != "::"):
+                j = _DIGITS.match(sql, i).end()  # ?1, :1 placeholders
+                emit(sql[i:j])
+                i = j
+            elif end > m.end():                 # 1st_table: a MySQL name
+                emit(sql[i:end], sql[i:end].upper())
+                i = end
+            else:
+                emit("?")
+                i = m.end()
+        else:                                   # a lone '$', '\w' no
+            emit(c)                             # word starts with
+            i += 1
+    return "".join(out), left_open, before_ambiguous
 
 
 def strip_sql_literals(sql):
-    """Replace string and numeric literals with '?', so query texts carry
-    no data and group by shape."""
-    return _SQL_LITERALS.sub("?", sql)
+    """Replace string and numeric literals with '?' and drop comments, so
+    query texts carry no data and group by shape.
 
+    Strings: '...' (with '' or backslash escapes), E'...', X'...', B'...',
+    N'...', U&'...', $$...$$ and $tag$...$tag$, MySQL "..." (a double-quoted
+    token is kept only where it must be a name: next to a '.', or after
+    FROM, JOIN, INTO, UPDATE, TABLE or AS); numbers, signed or not, hex and
+    binary.  Comments (-- and /* */, nested) are removed.  An unterminated
+    string or comment is stripped to the end of the text.  Identifiers
+    (t1.col2, `name`), keywords and placeholders (%s, %(name)s, ?, ?1,
+    :name, :1, $1) stay.
 
+    A backslash before a quote escapes it in MySQL and ends the string in
+    PostgreSQL's standard strings ('C:\\').  The text is read both ways;
+    the wrong reading of a valid query leaves a string open, or a comment
+    runs to the end (from inside what is really a string), so: the reading
+    that closes everything when the other does not, else, when they
+    differ, everything from the first such string on is '?'.  Linear time:
+    at most two passes, no backtracking.
+    """
+    text, left_open, before_ambiguous = _strip(sql, True)
+    if before_ambiguous is None:
+        return text
+    plain, plain_left_open, _ = _strip(sql, False)
+    if plain == text or (left_open and not plain_left_open):
+        return plain
+    if plain_left_open and not left_open:
+        return text
+    return before_ambiguous + "?"
 class _Cursor(object):
     def __init__(self, cursor, strip):
         self._cursor = cursor

@@ -5,17 +5,22 @@ never reaches the app; a flood of triggered requests cannot evict ordinary
 slow traces (triggered ones get at most max(4, PyProfKeep/4) entries).
 
 One server per MPM: /app and /app3 sampled every 100 ms, /plain3 (app3
-again) not sampled at all.
+again) not sampled at all.  Two more (event only) for the secret itself:
+read from a root-only file (PyProfTrigger HEADER file:PATH), or inline with
+no PyProfSample anywhere; both with mod_info, which must show neither.
 """
 
+import os
+import pwd
 import re
+import shutil
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import MAX_CONCURRENCY, serving_app3, unique, wait_for
+from conftest import APP3_SOURCE, MAX_CONCURRENCY, serving_app3, unique, wait_for
 
 HEADER = "X-PyProf-Trigger"
 SECRET = "s3cr3t-token-1"
@@ -309,3 +314,132 @@ def test_trigger_flood_does_not_evict_normal_traces(srv, mpm):
     after = unique("after")
     srv.get_ok("/app/slow/%s?ms=250" % after)
     assert kept_one(srv, after)["samples"] >= 1
+
+
+# -- the secret: kept as a hash, read from a root-only file, hidden from mod_info ----
+
+INFO = """\
+LoadModule info_module "/usr/lib/apache2/modules/mod_info.so"
+<Location /server-info>
+    SetHandler server-info
+</Location>
+"""
+INLINE_SECRET = "inl1ne-S3CRET-5e2b"
+FILE_SECRET = "f1le-S3CRET-8d4c"
+
+
+def start_with_app3(pool, name, extra):
+    srv = pool.create(name=name, mpm="event")
+    app3 = os.path.join(srv.root, "app3.py")
+    shutil.copyfile(APP3_SOURCE, app3)
+    os.chmod(app3, 0o644)
+    srv.extra = 'WSGIScriptAlias /app3 "%s"\n%s' % (app3, extra)
+    srv.start()
+    return srv
+
+
+def write_secret(path, text, mode=0o600, uid=0):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chown(path, uid, 0)
+    os.chmod(path, mode)
+    return path
+
+
+@pytest.fixture(scope="module")
+def nosample_srv(pyprof_module, module_servers):
+    """PyProfTrigger (inline) and mod_info, but no PyProfSample anywhere: the
+    module maps no store and samples nothing."""
+    return start_with_app3(module_servers, "trigger-nosample",
+                           INFO + "PyProfTrigger %s %s 1ms\n" % (HEADER, INLINE_SECRET))
+
+
+@pytest.fixture(scope="module")
+def file_srv(pyprof_module, module_servers):
+    """The secret in a root-only file (with the newline an editor adds)."""
+    srv = module_servers.create(name="trigger-file", mpm="event")
+    srv.secret_file = write_secret(os.path.join(srv.root, "pyprof.secret"), FILE_SECRET + "\n")
+    srv.extra = INFO + TRIGGER.replace(SECRET, "file:" + srv.secret_file)
+    srv.start()
+    return srv
+
+
+@pytest.mark.parametrize("value", [INLINE_SECRET, "s3cr3t-token-2"], ids=["right", "wrong"])
+def test_header_is_stripped_where_nothing_is_sampled(nosample_srv, value):
+    r = nosample_srv.get("/app3/env/%s" % unique("nosample"),
+                         headers={HEADER: value, "X-Other": "kept"})
+    assert r.status_code == 200
+    seen = r.json()
+    assert seen["trigger"] is None, "with no PyProfSample the app received %s: %r" % (
+        HEADER, seen["trigger"])
+    assert seen["http"].get("HTTP_X_OTHER") == "kept"
+
+
+def server_info_pages(srv):
+    for path in ("/server-info", "/server-info?config", "/server-info?mod_pyprof.c"):
+        r = srv.get(path)
+        assert r.status_code == 200, (path, r.status_code)
+        yield path, r.text
+
+
+def test_mod_info_does_not_show_an_inline_secret(nosample_srv):
+    shown = False
+    for path, text in server_info_pages(nosample_srv):
+        assert INLINE_SECRET not in text, "%s shows the PyProfTrigger secret" % path
+        shown |= "PyProfTrigger" in text and "(secret hidden)" in text
+    assert shown, "mod_info does not list PyProfTrigger at all: nothing was checked"
+
+
+def test_mod_info_does_not_show_a_file_secret(file_srv):
+    shown = False
+    for path, text in server_info_pages(file_srv):
+        assert FILE_SECRET not in text, "%s shows the PyProfTrigger secret" % path
+        shown |= file_srv.secret_file in text
+    assert shown, "mod_info does not list PyProfTrigger's file: nothing was checked"
+
+
+def test_secret_from_file_triggers(file_srv):
+    tag = unique("filesecret")
+    file_srv.get_ok("/app/fast/%s" % tag, headers={HEADER: FILE_SECRET})
+    req = kept_one(file_srv, tag)
+    assert req["triggered"] is True and req["interval_ms"] == 1.0, req
+
+
+@pytest.mark.parametrize("wrong", [FILE_SECRET[:-1], FILE_SECRET + "x", FILE_SECRET.upper(),
+                                   "file:" + FILE_SECRET],
+                         ids=["prefix", "longer", "case", "file-prefix"])
+def test_wrong_secret_with_a_file_changes_nothing(file_srv, wrong):
+    tag = unique("filewrong")
+    file_srv.get_ok("/app/fast/%s" % tag, headers={HEADER: wrong})
+    time.sleep(0.2)
+    assert file_srv.kept(tag) == [], "a fast request with a wrong secret was kept"
+
+
+BAD_FILES = [
+    # (name, content, mode, owner, what the error must say)
+    ("group-readable", FILE_SECRET, 0o640, "root", "mode 0640"),
+    ("world-readable", FILE_SECRET, 0o644, "root", "mode 0644"),
+    ("other-owner", FILE_SECRET, 0o600, "www-data", "must be owned by"),
+    ("short", "7chars!\n", 0o600, "root", "at least 8 characters"),
+    ("two-lines", FILE_SECRET + "\nsecond-line\n", 0o600, "root", "on one line"),
+    ("missing", None, None, None, "cannot open"),
+]
+
+
+@pytest.mark.parametrize("name,content,mode,owner,why", BAD_FILES,
+                         ids=[b[0] for b in BAD_FILES])
+def test_configtest_refuses_a_bad_secret_file(file_srv, name, content, mode, owner, why):
+    path = os.path.join(file_srv.root, "bad-%s.secret" % name)
+    if content is not None:
+        write_secret(path, content, mode, pwd.getpwnam(owner).pw_uid)
+    rc, out = file_srv.configtest("PyProfSample /app 100ms\nPyProfTrigger %s file:%s 1ms"
+                                  % (HEADER, path))
+    assert rc != 0 and "Syntax OK" not in out, out
+    assert "PyProfTrigger" in out and path in out and why in out, out
+    assert FILE_SECRET not in out and "second-line" not in out, "the secret is echoed: " + out
+
+
+def test_configtest_accepts_a_root_only_secret_file(file_srv):
+    path = write_secret(os.path.join(file_srv.root, "ok.secret"), FILE_SECRET, 0o400)
+    rc, out = file_srv.configtest("PyProfTrigger %s file:%s" % (HEADER, path))
+    assert rc == 0 and "Syntax OK" in out, out
