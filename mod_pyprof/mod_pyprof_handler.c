@@ -41,6 +41,7 @@
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_sampler.h"
+#include "pp_views.h"
 
 APLOG_USE_MODULE(pyprof);
 
@@ -254,21 +255,24 @@ static void set_type(request_rec *r, int format)
 }
 
 /* On every response of the handler, errors and redirects included (so in
- * err_headers_out, which ap_die keeps).  The pages carry no script at all
- * and style only inline (<style> and style= for bar widths); they post
- * their one form to themselves and must never be framed (the capture
- * form is a clickjacking target).  Request ids and location paths are in
- * the URLs: no Referer leaves the pages. */
-#define PAGE_CSP                                                             \
-    "default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; "     \
-    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "     \
-    "base-uri 'none'"
-
+ * err_headers_out, which ap_die keeps).  The pages' one script (the flame
+ * graph's zoom and search) is allowed by its hash and no other; style is
+ * inline only (<style> and style= for bar widths); the one form posts to
+ * the page itself, and no page may be framed (the capture form is a
+ * clickjacking target).  Request ids and location paths are in the
+ * URLs: no Referer leaves the pages. */
 static void set_security_headers(request_rec *r)
 {
     apr_table_t *h = r->err_headers_out;
+    char script[64];
 
-    apr_table_setn(h, "Content-Security-Policy", PAGE_CSP);
+    pp_view_script_csp_hash(script, sizeof(script));
+    apr_table_setn(h, "Content-Security-Policy",
+                   apr_pstrcat(r->pool, "default-src 'none'; script-src ",
+                               script, "; style-src 'unsafe-inline'; "
+                               "img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+                               NULL));
     apr_table_setn(h, "X-Frame-Options", "DENY");
     apr_table_setn(h, "X-Content-Type-Options", "nosniff");
     apr_table_setn(h, "Referrer-Policy", "no-referrer");
