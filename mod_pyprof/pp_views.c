@@ -147,7 +147,7 @@ void pp_view_script_csp_hash(char *out, size_t cap)
         enc[n++] = b64[v >> 18 & 63];
         enc[n++] = b64[v >> 12 & 63];
         enc[n++] = b64[v >> 6 & 63];
-        enc[n++] = i + 2 < PP_SHA256_LEN ? b64[v & 63] : '=';
+        enc[n++] = (char)(i + 2 < PP_SHA256_LEN ? b64[v & 63] : '=');
     }
     enc[n] = '\0';
     snprintf(out, cap, "'sha256-%s'", enc);
