@@ -123,7 +123,16 @@ def netns():
 
 # -- servers -------------------------------------------------------------------
 
-def shipped_extra(ns):
+# Ports on the host-side address: one block per MPM, since each MPM's
+# servers live until the module's end
+PORT_BASE = {"event": 8000, "worker": 8100, "prefork": 8200}
+
+
+def ns_url(ns, srv, offset, path):
+    return "http://%s:%d%s" % (ns.host_ip, srv.ns_port + offset, path)
+
+
+def shipped_extra(ns, port):
     """The shipped conf/pyprof.conf included unchanged (server-level
     <Location /server-profile> with Require local), and the most common
     virtual host there is: everything granted under /."""
@@ -131,20 +140,21 @@ def shipped_extra(ns):
 {auth_modules}
 Include "{shipped}"
 PyProfSample /app 10ms
-Listen {ip}:80
-<VirtualHost {ip}:80>
+Listen {ip}:{port}
+<VirtualHost {ip}:{port}>
     ServerName granted.test
     <Location />
         Require all granted
     </Location>
 </VirtualHost>
-""".format(auth_modules=AUTH_MODULES, shipped=SHIPPED_CONF, ip=ns.host_ip)
+""".format(auth_modules=AUTH_MODULES, shipped=SHIPPED_CONF, ip=ns.host_ip, port=port)
 
 
 @pytest.fixture(scope="module")
 def shipped(mpm, pyprof_module, module_servers, netns):
     srv = module_servers.create(name="access-shipped", mpm=mpm)
-    srv.extra = shipped_extra(netns)
+    srv.ns_port = PORT_BASE[mpm]
+    srv.extra = shipped_extra(netns, srv.ns_port)
     srv.start()
     return srv
 
@@ -157,6 +167,7 @@ def opened(mpm, pyprof_module, module_servers, netns):
     srv = module_servers.create(name="access-opened", mpm=mpm,
                                 allowed_log=[r"AH01630: client denied by server configuration",
                                              r"AH01617: user admin: authentication failure"])
+    srv.ns_port = PORT_BASE[mpm]
     htpasswd = os.path.join(srv.root, "htpasswd")
     with open(htpasswd, "w") as f:
         f.write("admin:{SHA}%s\n" % base64.b64encode(hashlib.sha1(b"s3cret-pass").digest()).decode())
@@ -165,11 +176,11 @@ def opened(mpm, pyprof_module, module_servers, netns):
 {auth_modules}
 Include "{shipped}"
 PyProfSample /app 10ms
-Listen {ip}:81
-Listen {ip}:82
-Listen {ip}:83
-Listen {ip}:84
-<VirtualHost {ip}:81>
+Listen {ip}:{p1}
+Listen {ip}:{p2}
+Listen {ip}:{p3}
+Listen {ip}:{p4}
+<VirtualHost {ip}:{p1}>
     ServerName opened.test
     <Location />
         Require all granted
@@ -178,7 +189,7 @@ Listen {ip}:84
         PyProfAccess {net}/30
     </Location>
 </VirtualHost>
-<VirtualHost {ip}:82>
+<VirtualHost {ip}:{p2}>
     ServerName auth.test
     <Location /server-profile>
         AuthType Basic
@@ -189,13 +200,13 @@ Listen {ip}:84
         PyProfAccess authenticated
     </Location>
 </VirtualHost>
-<VirtualHost {ip}:83>
+<VirtualHost {ip}:{p3}>
     ServerName require.test
     <Location /server-profile>
         PyProfAccess {net}/30
     </Location>
 </VirtualHost>
-<VirtualHost {ip}:84>
+<VirtualHost {ip}:{p4}>
     ServerName no-auth.test
     <Location />
         Require all granted
@@ -205,7 +216,8 @@ Listen {ip}:84
     </Location>
 </VirtualHost>
 """.format(auth_modules=AUTH_MODULES, shipped=SHIPPED_CONF, ip=netns.host_ip,
-           net=netns.net, htpasswd=htpasswd)
+           net=netns.net, htpasswd=htpasswd,
+           **{"p%d" % k: srv.ns_port + k for k in range(1, 5)})
     srv.start()
     return srv
 
@@ -231,7 +243,7 @@ def test_shipped_conf_with_vhost_grant_refuses_another_host(shipped, netns):
     """The reported bug: the shipped conf included unchanged plus a virtual
     host's `<Location /> Require all granted` gave a client on another host
     the whole page (200).  Now the handler itself refuses it."""
-    r = netns.request("http://%s/server-profile" % netns.host_ip)
+    r = netns.request(ns_url(netns, shipped, 0, "/server-profile"))
     assert r["status"] == 403, (r["status"], r["body"][:300])
     assert "loopback clients only" in r["body"], r["body"]
     assert "PyProfAccess" in r["body"], r["body"]
@@ -240,7 +252,7 @@ def test_shipped_conf_with_vhost_grant_refuses_another_host(shipped, netns):
 
 @pytest.mark.parametrize("method,path", ROUTES, ids=["%s %s" % r for r in ROUTES])
 def test_shipped_conf_with_vhost_grant_refuses_every_route(shipped, netns, method, path):
-    r = netns.request("http://%s%s" % (netns.host_ip, path), method=method,
+    r = netns.request(ns_url(netns, shipped, 0, path), method=method,
                       data="action=capture" if method == "POST" else "")
     assert r["status"] == 403, (method, path, r["status"], r["body"][:300])
     if method != "HEAD":
@@ -257,14 +269,14 @@ def test_shipped_conf_serves_the_loopback_client(shipped):
 def test_access_opened_to_the_namespace_network_serves_it(opened, netns):
     for path in ("/server-profile", "/server-profile/metrics",
                  "/server-profile?format=json"):
-        r = netns.request("http://%s:81%s" % (netns.host_ip, path))
+        r = netns.request(ns_url(netns, opened, 1, path))
         assert r["status"] == 200, (path, r["status"], r["body"][:300])
     assert "pyprof_dropped_total" in netns.request(
-        "http://%s:81/server-profile/metrics" % netns.host_ip)["body"]
+        ns_url(netns, opened, 1, "/server-profile/metrics"))["body"]
 
 
 def test_access_authenticated_serves_a_logged_in_user(opened, netns):
-    url = "http://%s:82/server-profile" % netns.host_ip
+    url = ns_url(netns, opened, 2, "/server-profile")
     assert netns.request(url)["status"] == 401  # Apache's Require valid-user
     wrong = "Basic " + base64.b64encode(b"admin:wrong").decode()
     assert netns.request(url, headers={"Authorization": wrong})["status"] == 401
@@ -276,7 +288,7 @@ def test_access_authenticated_serves_a_logged_in_user(opened, netns):
 def test_access_authenticated_without_authentication_is_refused(opened, netns):
     """PyProfAccess authenticated where nothing authenticates (Require all
     granted, no Require valid-user): no user is ever set, so 403."""
-    r = netns.request("http://%s:84/server-profile" % netns.host_ip)
+    r = netns.request(ns_url(netns, opened, 4, "/server-profile"))
     assert r["status"] == 403, (r["status"], r["body"][:300])
     assert "not among those PyProfAccess allows" in r["body"]
 
@@ -285,7 +297,7 @@ def test_apache_require_still_applies_on_top(opened, netns):
     """PyProfAccess opens the handler to the namespace's network, but the
     shipped conf's Require local (not overridden in this virtual host)
     still refuses it: PyProfAccess never grants what Apache denies."""
-    r = netns.request("http://%s:83/server-profile" % netns.host_ip)
+    r = netns.request(ns_url(netns, opened, 3, "/server-profile"))
     assert r["status"] == 403
     assert not r["body"].startswith("403 Forbidden: "), "refused by the handler, not by Require"
 
