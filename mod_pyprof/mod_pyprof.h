@@ -61,8 +61,18 @@ typedef struct pyprof_redact {
 #define PYPROF_MAX_REDACT 32        /* rules per server */
 #define PYPROF_SECRET_FILE_MAX 1024 /* longest PyProfTrigger secret file */
 
+/* Who the handler serves (PyProfAccess), on top of Apache's Require: a
+ * request is served if any item matches.  Unset means loopback only. */
+typedef struct pyprof_access {
+    int local;                     /* 127.0.0.0/8 and ::1 */
+    int any;                       /* every client */
+    int authenticated;             /* r->user set by Apache's auth */
+    apr_array_header_t *networks;  /* apr_ipsubnet_t *, from ADDR[/BITS] */
+} pyprof_access_t;
+
 typedef struct pyprof_dir_conf {
     int headers; /* -1 = unset */
+    pyprof_access_t *access; /* NULL = unset: loopback clients only */
 } pyprof_dir_conf_t;
 
 #define PYPROF_DEFAULT_TRIGGER_INTERVAL_US 1000

@@ -5,6 +5,7 @@
  * and what is accepted.  Never touches the store or Python.
  */
 #include "apr_lib.h"
+#include "apr_network_io.h"
 #include "apr_strings.h"
 #include "httpd.h"
 #include "http_config.h"
@@ -78,6 +79,9 @@ void *pyprof_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     pyprof_dir_conf_t *base = basev, *add = addv;
     pyprof_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
     d->headers = add->headers >= 0 ? add->headers : base->headers;
+    /* a section without PyProfAccess (a vhost's <Location />) keeps what
+     * the enclosing one said: only a PyProfAccess line opens the pages */
+    d->access = add->access ? add->access : base->access;
     return d;
 }
 
@@ -527,6 +531,58 @@ static const char *set_redact(cmd_parms *cmd, void *dummy, const char *regex,
     return NULL;
 }
 
+/* PyProfAccess local | any | authenticated | ADDRESS[/BITS] ...: the
+ * items of one section add up, like Require lines in a <RequireAny>; a
+ * nested section that has its own PyProfAccess replaces them. */
+static const char *set_access(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    pyprof_dir_conf_t *d = dconf;
+    pyprof_access_t *a = d->access;
+    char *addr, *bits;
+    apr_ipsubnet_t *net;
+    apr_status_t rv;
+
+    if (!a) {
+        a = d->access = apr_pcalloc(cmd->pool, sizeof(*a));
+        a->networks = apr_array_make(cmd->pool, 2, sizeof(apr_ipsubnet_t *));
+    }
+    if (strcasecmp(arg, "local") == 0) {
+        a->local = 1;
+    }
+    else if (strcasecmp(arg, "any") == 0) {
+        a->any = 1;
+    }
+    else if (strcasecmp(arg, "authenticated") == 0) {
+        a->authenticated = 1;
+    }
+    else {
+        /* the syntax of Require ip: 10.1, 10.1.0.0/16, 10.1.0.0/255.255.0.0,
+         * 2001:db8::/32; never a host name (no DNS at request time) */
+        addr = apr_pstrdup(cmd->temp_pool, arg);
+        if ((bits = strchr(addr, '/'))) {
+            *bits++ = '\0';
+        }
+        rv = apr_ipsubnet_create(&net, addr, bits, cmd->pool);
+        if (rv != APR_SUCCESS) {
+            return fail(cmd, arg,
+                        "expected local (loopback clients, the default), "
+                        "authenticated (a user logged in through Apache's "
+                        "authentication), any (every client), or an IP "
+                        "address or network such as 192.0.2.0/24 or "
+                        "2001:db8::/32");
+        }
+        APR_ARRAY_PUSH(a->networks, apr_ipsubnet_t *) = net;
+    }
+    if (a->any && (a->local || a->authenticated || a->networks->nelts)) {
+        return apr_psprintf(cmd->pool,
+                            "%s: 'any' opens the pages to every client, so "
+                            "it cannot be combined with other items in the "
+                            "same section",
+                            cmd->cmd->name);
+    }
+    return NULL;
+}
+
 const command_rec pyprof_cmds[] = {
     AP_INIT_TAKE2("PyProfSample", set_sample, NULL, RSRC_CONF,
                   "PyProfSample PREFIX INTERVAL: sample requests under the "
@@ -549,6 +605,11 @@ const command_rec pyprof_cmds[] = {
     AP_INIT_FLAG("PyProfHeaders", set_headers, NULL, RSRC_CONF | ACCESS_CONF,
                  "On to add X-PyProf-Id and Server-Timing to sampled "
                  "responses (default Off)"),
+    AP_INIT_ITERATE("PyProfAccess", set_access, NULL,
+                    RSRC_CONF | ACCESS_CONF,
+                    "who the profile pages serve, on top of Require: local "
+                    "(loopback clients, the default), authenticated, any, "
+                    "or IP addresses and networks (192.0.2.0/24)"),
     AP_INIT_RAW_ARGS("PyProfTrigger", set_trigger, NULL, RSRC_CONF,
                      "PyProfTrigger HEADER SECRET|file:PATH [INTERVAL]: a "
                      "request carrying HEADER: SECRET is sampled every "

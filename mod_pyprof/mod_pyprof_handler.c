@@ -1,11 +1,17 @@
 /* mod_pyprof_handler.c: the "server-profile" handler.
  *
  * Like mod_status: declines unless r->handler matches, serves GET (and
- * HEAD) only, reads options from r->args, and renders through the core's
+ * HEAD) and the capture form's POST, reads options from r->args, and
+ * renders through the core's
  * pp_render_* / pp_export_* with a sink that writes to the response.
  * Everything it reads from the store is a snapshot copy; it never writes
  * to the store.  Every query value is validated before use: an unknown
  * option value is a 400 that says what is accepted.
+ *
+ * Access is enforced here as well as by Apache's Require: whatever a
+ * virtual host's <Location /> grants, every page below serves loopback
+ * clients only unless PyProfAccess opens it (access_refusal), and a POST
+ * must come from this server's own pages (cross_site_refusal).
  *
  *   /server-profile                      overview (html, json)
  *   /server-profile/request/ID           one request (html, json, folded,
@@ -20,11 +26,14 @@
  *                                        Go's net/http/pprof serves them
  */
 #include "apr_lib.h"
+#include "apr_network_io.h"
 #include "apr_strings.h"
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "mod_pyprof.h"
@@ -32,6 +41,7 @@
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_sampler.h"
+#include "pp_views.h"
 
 APLOG_USE_MODULE(pyprof);
 
@@ -242,8 +252,31 @@ static void set_type(request_rec *r, int format)
     default:
         ap_set_content_type(r, "text/html; charset=utf-8");
     }
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+}
+
+/* On every response of the handler, errors and redirects included (so in
+ * err_headers_out, which ap_die keeps).  The pages' one script (the flame
+ * graph's zoom and search) is allowed by its hash and no other; style is
+ * inline only (<style> and style= for bar widths); the one form posts to
+ * the page itself, and no page may be framed (the capture form is a
+ * clickjacking target).  Request ids and location paths are in the
+ * URLs: no Referer leaves the pages. */
+static void set_security_headers(request_rec *r)
+{
+    apr_table_t *h = r->err_headers_out;
+    char script[64];
+
+    pp_view_script_csp_hash(script, sizeof(script));
+    apr_table_setn(h, "Content-Security-Policy",
+                   apr_pstrcat(r->pool, "default-src 'none'; script-src ",
+                               script, "; style-src 'unsafe-inline'; "
+                               "img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+                               NULL));
+    apr_table_setn(h, "X-Frame-Options", "DENY");
+    apr_table_setn(h, "X-Content-Type-Options", "nosniff");
+    apr_table_setn(h, "Referrer-Policy", "no-referrer");
+    apr_table_setn(h, "Cache-Control", "no-store");
 }
 
 static int error_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
@@ -267,8 +300,10 @@ static int error_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
         pp_puts(o, "\n");
     }
     else {
-        pp_render_message_html(o, status == HTTP_NOT_FOUND ? "Not found"
-                                                           : "Bad request",
+        pp_render_message_html(o,
+                               status == HTTP_NOT_FOUND   ? "Not found"
+                               : status == HTTP_FORBIDDEN ? "Forbidden"
+                                                          : "Bad request",
                                msg, opt);
     }
     return OK;
@@ -538,15 +573,67 @@ static const char *form_value(request_rec *r, const char *form,
     return NULL;
 }
 
-static int nonce_equal(const char *given, const char *nonce)
+/* Origin "scheme://host[:port]" names the server the request was sent to
+ * (its Host header): the authorities are compared, a default port of the
+ * origin's scheme dropped from both.  The scheme itself is not compared
+ * with this server's: behind a TLS-terminating proxy the page is https
+ * for the browser and http here. */
+static int origin_is_this_server(request_rec *r, const char *origin)
 {
-    size_t gl = strlen(given), nl = strlen(nonce), i;
-    unsigned char diff = (unsigned char)(gl != nl || nl == 0);
+    const char *host = apr_table_get(r->headers_in, "Host");
+    const char *auth, *dflt;
+    size_t al, hl, dl;
 
-    for (i = 0; i < nl; i++) {
-        diff |= (unsigned char)(nonce[i] ^ (i < gl ? given[i] : 0));
+    if (strncasecmp(origin, "https://", 8) == 0) {
+        auth = origin + 8;
+        dflt = ":443";
     }
-    return diff == 0;
+    else if (strncasecmp(origin, "http://", 7) == 0) {
+        auth = origin + 7;
+        dflt = ":80";
+    }
+    else {
+        return 0; /* "null" (sandboxed frames, file:), other schemes */
+    }
+    if (!host || !*auth || strpbrk(auth, "/?#@ ")) {
+        return 0;
+    }
+    al = strlen(auth);
+    hl = strlen(host);
+    dl = strlen(dflt);
+    if (al > dl && strcasecmp(auth + al - dl, dflt) == 0) {
+        al -= dl;
+    }
+    if (hl > dl && strcasecmp(host + hl - dl, dflt) == 0) {
+        hl -= dl;
+    }
+    return al == hl && strncasecmp(auth, host, al) == 0;
+}
+
+/* Why a POST is not from this server's own page, or NULL.  Browsers send
+ * Origin with every POST and Sec-Fetch-Site with every request; a client
+ * that sends neither (curl, a script) is no browser a third-party page
+ * could drive, and still needs the nonce.  same-site is refused as well
+ * as cross-site: another host of the same site (a user-content subdomain)
+ * has no business posting this form either. */
+static const char *cross_site_refusal(request_rec *r)
+{
+    const char *site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
+    const char *origin = apr_table_get(r->headers_in, "Origin");
+
+    if (site && strcasecmp(site, "same-origin") != 0 &&
+        strcasecmp(site, "none") != 0) {
+        return "The capture form must be posted from this server's own "
+               "page: Sec-Fetch-Site says the request came from another "
+               "site.";
+    }
+    if (origin && !origin_is_this_server(r, origin)) {
+        return "The capture form must be posted from this server's own "
+               "page: the request's Origin is not the server it was sent "
+               "to (behind a reverse proxy, pass the Host header on: "
+               "ProxyPreserveHost On).";
+    }
+    return NULL;
 }
 
 /* POST /server-profile: arm a capture (the only state-changing action;
@@ -554,16 +641,27 @@ static int nonce_equal(const char *given, const char *nonce)
 static int serve_post(request_rec *r, pp_store_t *st, pp_sink_t *sink,
                       pp_render_opts_t *opt)
 {
-    const char *form = read_form(r), *action, *nonce, *path, *count;
-    char nbuf[sizeof(st->nonce)];
+    const char *form, *action, *nonce, *path, *count, *why;
     long n;
     char *end;
     int idx;
 
+    if ((why = cross_site_refusal(r))) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      PYPROF_LOGNO(00202) "capture form refused: %s "
+                      "(Origin: %s, Sec-Fetch-Site: %s)", why,
+                      ap_escape_logitem(r->pool, apr_table_get(r->headers_in,
+                                                               "Origin")),
+                      ap_escape_logitem(r->pool,
+                                        apr_table_get(r->headers_in,
+                                                      "Sec-Fetch-Site")));
+        return error_page(r, sink, opt, FMT_HTML, HTTP_FORBIDDEN, why);
+    }
     if (!st) {
         return error_page(r, sink, opt, FMT_HTML, HTTP_NOT_FOUND,
                           "No PyProfSample location is configured.");
     }
+    form = read_form(r);
     if (!form) {
         return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
                           "The form is too large or unreadable.");
@@ -572,14 +670,14 @@ static int serve_post(request_rec *r, pp_store_t *st, pp_sink_t *sink,
     nonce = form_value(r, form, "nonce");
     path = form_value(r, form, "path");
     count = form_value(r, form, "count");
-    snprintf(nbuf, sizeof(nbuf), "%s", st->nonce);
     if (!action || strcmp(action, "capture") != 0) {
         return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
                           "action must be capture");
     }
-    if (!nonce || !nonce_equal(nonce, nbuf)) {
+    if (!pp_store_form_nonce_ok(st, nonce, pp_wall_us())) {
         return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
-                          "The form's nonce does not match: reload the "
+                          "The form's nonce does not match or has expired "
+                          "(it is valid for one to two hours): reload the "
                           "page and submit it again.");
     }
     n = count ? strtol(count, &end, 10) : 0;
@@ -696,6 +794,111 @@ static const char *overview_filters(pp_store_t *st, query_t *q,
     return NULL;
 }
 
+static int is_loopback(const apr_sockaddr_t *sa)
+{
+    if (sa->family == AF_INET) {
+        const unsigned char *a = (const unsigned char *)&sa->sa.sin.sin_addr;
+        return a[0] == 127;
+    }
+#if APR_HAVE_IPV6
+    if (sa->family == AF_INET6) {
+        const struct in6_addr *a = &sa->sa.sin6.sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+#endif
+    return 0;
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    char v6[64];
+    size_t n = strlen(host);
+
+    if (inet_pton(AF_INET, host, buf) == 1) {
+        return 1;
+    }
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(v6)) {
+        memcpy(v6, host + 1, n - 2);
+        v6[n - 2] = '\0';
+        host = v6;
+    }
+    return inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* A browser page that rebinds its own name (evil.example) to 127.0.0.1
+ * reaches a loopback-only page with Host: evil.example.  Serve only a Host
+ * that names this server: an IP address, localhost, or the ServerName or a
+ * ServerAlias of the virtual host.  No Host at all (HTTP/1.0) is no
+ * browser. */
+static int host_names_this_server(request_rec *r)
+{
+    const server_rec *s = r->server;
+    const char *h = r->hostname;
+    int i;
+
+    if (!h || !*h || is_ip_literal(h) || strcasecmp(h, "localhost") == 0 ||
+        (s->server_hostname && strcasecmp(h, s->server_hostname) == 0)) {
+        return 1;
+    }
+    for (i = 0; s->names && i < s->names->nelts; i++) {
+        if (strcasecmp(h, APR_ARRAY_IDX(s->names, i, const char *)) == 0) {
+            return 1;
+        }
+    }
+    for (i = 0; s->wild_names && i < s->wild_names->nelts; i++) {
+        if (ap_strcasecmp_match(h, APR_ARRAY_IDX(s->wild_names, i,
+                                                 const char *)) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Why this client may not see the pages, or NULL.  The client address is
+ * r->useragent_addr: the peer, or the address mod_remoteip took from a
+ * trusted proxy's header when the operator configured it. */
+static const char *access_refusal(request_rec *r)
+{
+    const pyprof_dir_conf_t *d =
+        ap_get_module_config(r->per_dir_config, &pyprof_module);
+    const pyprof_access_t *a = d ? d->access : NULL;
+    const apr_sockaddr_t *sa = r->useragent_addr;
+    int by_address = 0, i;
+
+    if (a && a->any) {
+        return NULL;
+    }
+    if (a && a->authenticated && r->user) {
+        return NULL;
+    }
+    if (sa && (!a || a->local) && is_loopback(sa)) {
+        by_address = 1;
+    }
+    for (i = 0; sa && !by_address && a && i < a->networks->nelts; i++) {
+        if (apr_ipsubnet_test(APR_ARRAY_IDX(a->networks, i, apr_ipsubnet_t *),
+                              (apr_sockaddr_t *)sa)) {
+            by_address = 1;
+        }
+    }
+    if (!by_address) {
+        if (!a) {
+            return "The profile pages are served to loopback clients only "
+                   "(127.0.0.0/8, ::1). The server's administrator can "
+                   "open them to other clients with PyProfAccess.";
+        }
+        return "This client is not among those PyProfAccess allows to see "
+               "the profile pages.";
+    }
+    if (!host_names_this_server(r)) {
+        return "The Host header names neither this server (its ServerName "
+               "or a ServerAlias) nor an IP address or localhost; such "
+               "requests are refused as DNS rebinding.";
+    }
+    return NULL;
+}
+
 int pyprof_handler(request_rec *r)
 {
     pp_store_t *st = pyprof_shared_store();
@@ -716,6 +919,19 @@ int pyprof_handler(request_rec *r)
 
     if (!r->handler || strcmp(r->handler, PYPROF_HANDLER) != 0) {
         return DECLINED;
+    }
+    set_security_headers(r);
+    if ((err = access_refusal(r))) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      PYPROF_LOGNO(00201) "%s refused to %s (Host: %s): %s",
+                      ap_escape_logitem(r->pool, r->uri), r->useragent_ip,
+                      ap_escape_logitem(r->pool, r->hostname), err);
+        r->status = HTTP_FORBIDDEN;
+        ap_set_content_type(r, "text/plain; charset=utf-8");
+        if (!r->header_only) {
+            ap_rvputs(r, "403 Forbidden: ", err, "\n", NULL);
+        }
+        return OK;
     }
     r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);
     if (r->method_number != M_GET && r->method_number != M_POST) {
@@ -757,7 +973,9 @@ int pyprof_handler(request_rec *r)
         }
     }
     pp_render_opts_init(&opt);
-    opt.base = base;
+    /* r->uri is decoded: re-escaped, base is fit for a Location header
+     * (no CR LF) and for the pages' links */
+    opt.base = ap_escape_uri(r->pool, base);
     opt.now_us = pp_wall_us();
     opt.refresh = q.refresh;
     opt.memory = pyprof_conf_memory(c);
@@ -822,7 +1040,6 @@ int pyprof_handler(request_rec *r)
         return serve_pull(r, st, &q, &sink, &opt);
     case PAGE_METRICS:
         ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
         if (!r->header_only && st) {
             pp_render_metrics(&sink, st, &opt);
         }

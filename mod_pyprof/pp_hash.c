@@ -25,7 +25,7 @@ static const uint32_t K[64] = {
 static void compress(uint32_t h[8], const unsigned char *p)
 {
     uint32_t w[64], a, b, c, d, e, f, g, k, t1, t2;
-    int i;
+    size_t i;
 
     for (i = 0; i < 16; i++) {
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
@@ -86,7 +86,7 @@ void pp_sha256_update(pp_sha256_t *c, const void *data, size_t n)
 void pp_sha256_final(pp_sha256_t *c, unsigned char out[PP_SHA256_LEN])
 {
     uint64_t bits = c->len * 8;
-    int i;
+    size_t i;
 
     c->buf[c->used++] = 0x80;
     if (c->used > PP_SHA256_BLOCK - 8) {

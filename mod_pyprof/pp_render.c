@@ -1242,13 +1242,14 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
                "clear</a></form>");
 }
 
-/* X-Ray style captures: arm one (POST, with the store's nonce), and for
+/* X-Ray style captures: arm one (POST, with this hour's nonce), and for
  * each location the requests of its latest capture with their histogram. */
 static void captures_section(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt)
 {
     int i, any = 0;
     uint32_t k;
+    char nonce[PP_NONCE_LEN + 1];
 
     pp_puts(o, "<h2 id=captures>Captures <span class=muted>(keep the next "
                "N requests of a location, sampled at the trigger interval)"
@@ -1256,7 +1257,8 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     html(o, opt->base);
     pp_puts(o, "\"><input type=hidden name=action value=capture>"
                "<input type=hidden name=nonce value=\"");
-    pp_put_html(o, st->nonce, strnlen(st->nonce, sizeof(st->nonce)));
+    pp_store_form_nonce(st, opt->now_us, nonce);
+    pp_puts(o, nonce);
     pp_puts(o, "\"><label>Keep the next <input name=count size=4 "
                "value=20></label> <label>requests to <select name=path>");
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {

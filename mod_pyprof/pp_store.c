@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "pp_store.h"
+#include "pp_hash.h"
 
 #define ALIGN64(x) (((x) + 63u) & ~(uint64_t)63u)
 #define ARENA_UNIT 8u
@@ -231,29 +232,62 @@ static char *arena(const pp_store_t *st)
     return (char *)st + st->off_arena;
 }
 
-/* 32 hex digits from the kernel's random pool (time and pid as a last
- * resort: the nonce guards a form against cross-site posts, it is no key) */
-static void make_nonce(char *out, size_t cap)
+/* The nonce key from the kernel's random pool (time and pid as a last
+ * resort: the nonce guards a form against cross-site posts together with
+ * the Origin check, it protects no secret) */
+static void make_nonce_key(unsigned char *out, size_t n)
 {
-    unsigned char raw[16];
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, raw, sizeof(raw)) : -1;
+    ssize_t got = fd >= 0 ? read(fd, out, n) : -1;
 
     if (fd >= 0) {
         close(fd);
     }
-    if (got != (ssize_t)sizeof(raw)) {
+    if (got != (ssize_t)n) {
         uint64_t a = mix64((uint64_t)wall_us()), b = mix64(a ^ getpid());
-        memcpy(raw, &a, 8);
-        memcpy(raw + 8, &b, 8);
+        size_t i;
+        for (i = 0; i < n; i++) {
+            out[i] = (unsigned char)((i & 8 ? b : a) >> (8 * (i & 7)));
+        }
     }
-    for (i = 0; i < sizeof(raw) && 2 * i + 2 < cap; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
+}
+
+static void nonce_of_window(const pp_store_t *st, int64_t window,
+                            char out[PP_NONCE_LEN + 1])
+{
+    unsigned char msg[8], mac[PP_SHA256_LEN];
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        msg[i] = (unsigned char)((uint64_t)window >> (56 - 8 * i));
     }
-    out[2 * i] = '\0';
+    pp_hmac_sha256(st->nonce_key, sizeof(st->nonce_key), msg, sizeof(msg),
+                   mac);
+    pp_hash_hex(mac, sizeof(mac), out);
+}
+
+void pp_store_form_nonce(const pp_store_t *st, int64_t now_us,
+                         char out[PP_NONCE_LEN + 1])
+{
+    nonce_of_window(st, now_us / PP_NONCE_WINDOW_US, out);
+}
+
+int pp_store_form_nonce_ok(const pp_store_t *st, const char *given,
+                           int64_t now_us)
+{
+    char want[PP_NONCE_LEN + 1];
+    int64_t w = now_us / PP_NONCE_WINDOW_US;
+    int ok = 0, back;
+
+    if (!given || strlen(given) != PP_NONCE_LEN) {
+        return 0;
+    }
+    /* both windows compared, whatever the first gave: no timing hint */
+    for (back = 0; back < 2; back++) {
+        nonce_of_window(st, w - back, want);
+        ok |= pp_hash_equal(given, want, PP_NONCE_LEN);
+    }
+    return ok;
 }
 
 pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
@@ -286,7 +320,7 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
     st->keep = keep;
     st->nspecial = special_for(keep);
     st->nfast = PP_FAST_KEEP;
-    make_nonce(st->nonce, sizeof(st->nonce));
+    make_nonce_key(st->nonce_key, sizeof(st->nonce_key));
     st->nframes = l.nframes;
     st->nnodes = l.nnodes;
     st->nagg = l.nagg;

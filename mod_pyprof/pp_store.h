@@ -243,7 +243,7 @@ typedef struct pp_store {
     uint32_t keep;
     uint32_t nspecial; /* ring of triggered and captured traces */
     uint32_t nfast;    /* ring of fast requests whose id was sent out */
-    char nonce[33];    /* for the capture form (like balancer-manager) */
+    unsigned char nonce_key[32]; /* HMAC key of the capture form's nonce */
     uint32_t sampler_mode; /* PP_SAMPLER_*, from PyProfSampler */
     uint32_t nframes;
     uint32_t nnodes;
@@ -282,6 +282,18 @@ uint64_t pp_store_min_size(uint32_t nslots, uint32_t keep);
  * not fit or mmap fails. */
 pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
                             const char **err);
+
+/* The capture form's nonce (like balancer-manager's, but bound to time):
+ * hex of HMAC-SHA256(nonce_key, window number), windows of an hour, so a
+ * nonce that leaked stops working within two hours instead of living as
+ * long as the store.  pp_store_form_nonce_ok accepts the window of now_us
+ * and the one before (a page loaded just before the hour turns). */
+#define PP_NONCE_LEN 64
+#define PP_NONCE_WINDOW_US (3600LL * 1000000)
+void pp_store_form_nonce(const pp_store_t *st, int64_t now_us,
+                         char out[PP_NONCE_LEN + 1]);
+int pp_store_form_nonce_ok(const pp_store_t *st, const char *given,
+                           int64_t now_us);
 void pp_store_destroy(pp_store_t *st);
 
 /* Can a store made for a previous generation be kept as it is? */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pp_hash.h"
 #include "pp_views.h"
 
 #define FLAME_W 1200.0   /* SVG user units across */
@@ -93,8 +94,10 @@ static int is_library(const char *file)
            strstr(file, "-packages/");
 }
 
+/* the one script of the pages; the handler's Content-Security-Policy
+ * allows exactly this text by its hash (pp_view_script_csp_hash) */
 static const char FLAME_JS[] =
-    "<script>(function(){"
+    "(function(){"
     "var s=document.querySelector('svg.flame');if(!s)return;"
     "var W=1200,gs=[].slice.call(s.querySelectorAll('g.f'));"
     "function fit(n,w){var c=Math.floor((w-6)/7);if(c<3)return '';"
@@ -125,7 +128,30 @@ static const char FLAME_JS[] =
     "spans.forEach(function(p){var a=Math.max(p[0],end),z=p[0]+p[1];"
     "if(z>a){hit+=z-a;end=z}});"
     "m.textContent=re?('matched '+(100*hit/W).toFixed(1)+'%'):''}"
-    "})();</script>";
+    "})();";
+
+void pp_view_script_csp_hash(char *out, size_t cap)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char d[PP_SHA256_LEN + 1];
+    char enc[48];
+    size_t i, n = 0;
+
+    pp_sha256(FLAME_JS, sizeof(FLAME_JS) - 1, d);
+    d[PP_SHA256_LEN] = 0;
+    /* 32 bytes: ten 3-byte groups and one of 2 (one '=') */
+    for (i = 0; i < PP_SHA256_LEN; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 |
+                     (i + 2 < PP_SHA256_LEN ? d[i + 2] : 0);
+        enc[n++] = b64[v >> 18 & 63];
+        enc[n++] = b64[v >> 12 & 63];
+        enc[n++] = b64[v >> 6 & 63];
+        enc[n++] = (char)(i + 2 < PP_SHA256_LEN ? b64[v & 63] : '=');
+    }
+    enc[n] = '\0';
+    snprintf(out, cap, "'sha256-%s'", enc);
+}
 
 void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
                         const pp_tree_t *t, const char *app_root)
@@ -223,7 +249,9 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "</text></g>");
     }
     pp_puts(o, "</svg></div>");
+    pp_puts(o, "<script>");
     pp_puts(o, FLAME_JS);
+    pp_puts(o, "</script>");
 }
 
 /* ---- call tree ---- */

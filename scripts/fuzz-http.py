@@ -11,8 +11,13 @@ server started by the integration harness (tests/integration/conftest.py,
 class Httpd) on 127.0.0.1.
 
 Checked for every request: the server answers, with a status in
-ALLOWED (200, 302, 303, 400, 404, 405), and a 200 JSON page parses as strict
-UTF-8 JSON.  At the end: the parent and every child that served is still
+ALLOWED (200, 302, 303, 400, 403, 404, 405), and a 200 JSON page parses as
+strict UTF-8 JSON.  Attack cases of their own: capture POSTs with hostile
+Origin and Sec-Fetch-Site headers (one a browser marks as cross-site must
+never arm a capture: never a 303), hostile Host headers (DNS rebinding),
+and paths with CR LF and quotes that end up in the redirect's Location
+(which must stay printable ASCII without quotes); every answer of the
+handler that is no error must carry the page security headers.  At the end: the parent and every child that served is still
 there or was replaced by httpd without a crash, and the error log holds no
 crash marker (segfault, "exit signal", fatal Python error) nor an
 [error]-or-worse line.  Every unexpected answer is written, with the exact
@@ -57,7 +62,7 @@ if os.environ.get("PYPROF_HTTPD_ENV"):
     import pytest_sanitizer_env  # noqa: E402
     conftest.CRASH_MARKERS += pytest_sanitizer_env.SANITIZER_MARKERS
 
-ALLOWED = {200, 302, 303, 400, 404, 405}
+ALLOWED = {200, 302, 303, 400, 403, 404, 405}
 SECRET = "fuzz-secret-0123456789"
 TRIGGER = "X-PyProf-Trigger"
 # the profiled prefixes: /app (embedded), or /alpha and /beta (--daemon)
@@ -88,6 +93,27 @@ SUBPAGES = ["", "/", "//", "/request", "/request/", "/location", "/location/",
             "/metrics", "/metrics/", "/pprof", "/request/x/../y", "/requests",
             "/locationx", "/request//", "/%72equest/", "/request%2Fabc",
             "/./request/", "/location/..", "/metrics?x"]
+# Origin and Sec-Fetch-Site of capture POSTs; "{port}" is the server's
+ORIGINS = ["http://127.0.0.1:{port}", "http://127.0.0.1:{port}/", "http://evil.example",
+           "null", "http://127.0.0.1", "https://127.0.0.1:{port}", "http://127.0.0.1:80",
+           "http://127.0.0.1:{port}@evil.example", "http://evil.example#127.0.0.1:{port}",
+           "javascript:alert(1)", "HTTP://127.0.0.1:{port}", "http://", "", " ",
+           "http://127.0.0.1:{port}.evil.example", "file://"]
+SEC_FETCH_SITES = ["same-origin", "same-site", "cross-site", "none", "CROSS-SITE", "", "x"]
+# a browser marks these as coming from another site (cross_site_refusal)
+CROSS_SITE_ORIGINS = {"http://evil.example", "null", "http://127.0.0.1",
+                      "http://127.0.0.1:80", "http://127.0.0.1:{port}@evil.example",
+                      "http://127.0.0.1:{port}.evil.example", "file://",
+                      "javascript:alert(1)"}
+HOSTS = ["127.0.0.1", "localhost", "LOCALHOST", "[::1]", "evil.example",
+         "127.0.0.1.evil.example", "evil.example:80", "", "a" * 300, "127.0.0.1:1",
+         "[::1", "%00", "localhost.", "127.1"]
+# CR LF, quotes and markup in the path the capture redirect is built from
+POST_PATHS = ["", "", "/request/x", "/location", "/%0d%0aSet-Cookie:%20x=1",
+              "/%0aLocation:%20http://evil.example", "/a%22b", "/%3Cscript%3E",
+              "/%E2%80%A8", "/x%20y"]
+SECURITY_HEADERS = ("content-security-policy", "x-frame-options",
+                    "x-content-type-options", "referrer-policy")
 TRACEPARENTS = [
     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
@@ -221,8 +247,8 @@ def dechunk(body):
     return b"".join(out)
 
 
-def request(method, target, headers=(), body=b""):
-    lines = ["%s %s HTTP/1.1" % (method, target), "Host: 127.0.0.1",
+def request(method, target, headers=(), body=b"", host="127.0.0.1"):
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: " + host,
              "Connection: close"]
     lines += ["%s: %s" % h for h in headers]
     if body or method == "POST":
@@ -236,11 +262,15 @@ def one(r, srv, ids, nonce, res, outdir, valid_pages=0.25):
     kind = r.choices(["page", "app", "post", "method"], [70, 18, 8, 4])[0]
     headers = []
     body = b""
+    host = "127.0.0.1:%d" % srv.port  # as a browser sends it: Origin is compared to it
+    cross_site = False
+    ours = kind == "post"  # surely the handler's (no dot segments to leave it)
     method = "GET" if r.random() < 0.9 else "HEAD"
     if kind == "page" and r.random() < valid_pages:
         # a valid page that builds a call tree: concurrent renders in one
         # threaded child are what the parsers' fuzzing alone would not do
         app = r.choice(APPS)
+        ours = True
         target = r.choice(["/server-profile/location?path=" + app,
                            "/server-profile/location?path=%s&view=diff" % app,
                            "/server-profile/location?path=%s&since=10m" % app,
@@ -259,6 +289,8 @@ def one(r, srv, ids, nonce, res, outdir, valid_pages=0.25):
         path = "/server-profile" + sub
         q = rnd_query(r, ids)
         target = path + ("?" + q if q or r.random() < 0.1 else "")
+        if r.random() < 0.1:
+            host = r.choice(HOSTS)
     elif kind == "app":
         target = app_target(r, enc(r, rnd_text(r, 20)),
                             rnd_query(r, ids) if r.random() < 0.3 else None)
@@ -287,13 +319,25 @@ def one(r, srv, ids, nonce, res, outdir, valid_pages=0.25):
                 val = rnd_text(r)
             fields.append("%s=%s" % (enc(r, key), enc(r, val)))
         body = "&".join(fields).encode("latin-1", "replace")
+        if nonce and r.random() < 0.3:
+            # a form that arms, so the cross-site and redirect checks bite
+            body = ("action=capture&nonce=%s&path=%s&count=1"
+                    % (nonce, urllib.parse.quote(r.choice(APPS), safe=""))).encode()
         if r.random() < 0.05:
             body = b"x=" + b"a" * 5000          # over FORM_MAX
-        target = "/server-profile" + r.choice(["", "", "/request/x", "/location"])
+        target = "/server-profile" + r.choice(POST_PATHS)
+        if r.random() < 0.5:
+            origin = r.choice(ORIGINS)
+            headers.append(("Origin", origin.format(port=srv.port)))
+            cross_site = origin in CROSS_SITE_ORIGINS
+        if r.random() < 0.4:
+            site = r.choice(SEC_FETCH_SITES)
+            headers.append(("Sec-Fetch-Site", site))
+            cross_site = cross_site or site.lower() in ("cross-site", "same-site")
     else:
         method = r.choice(["PUT", "DELETE", "PATCH", "OPTIONS", "BREW"])
         target = "/server-profile" + r.choice(SUBPAGES)
-    raw = request(method, target, headers, body)
+    raw = request(method, target, headers, body, host)
     try:
         status, hdrs, payload = http(srv.port, raw)
     except (OSError, IOError) as e:
@@ -303,8 +347,16 @@ def one(r, srv, ids, nonce, res, outdir, valid_pages=0.25):
         return
     res.add(kind, status)
     problem = None
+    location = hdrs.get("location", "")
     if status not in ALLOWED:
         problem = "status %d" % status
+    elif cross_site and status == 303:
+        problem = "a cross-site POST armed a capture"
+    elif location and (not re.fullmatch(r"[\x21-\x7e]+", location) or
+                       re.search(r"[\"'<>]", location)):
+        problem = "Location header not escaped: %r" % location
+    elif ours and status != 400 and not all(h in hdrs for h in SECURITY_HEADERS):
+        problem = "handler answer without the security headers: %s" % sorted(hdrs)
     elif (status == 200 and method == "GET" and
           hdrs.get("content-type", "").startswith("application/json")):
         try:

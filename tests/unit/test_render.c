@@ -13,6 +13,7 @@
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_store.h"
+#include "pp_hash.h"
 #include "pp_views.h"
 
 #define FFFD     "\xef\xbf\xbd"
@@ -642,6 +643,48 @@ static void test_request_html_escapes_the_id(void **state)
     assert_non_null(strstr(h, "x y/&quot;&lt;z&gt;&amp;"));
 }
 
+/* The handler's Content-Security-Policy allows scripts by hash only: the
+ * hash it sends must be that of every inline script a page carries, or
+ * the browser blocks the flame graph's zoom and search. */
+static void test_inline_scripts_match_the_csp_hash(void **state)
+{
+    fix_t *f = *state;
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char want[64], got[64], *at;
+    int scripts = 0;
+
+    pp_view_script_csp_hash(want, sizeof(want));
+    assert_int_equal(strlen(want), 53);
+    pp_render_request_html(&out, f->st, find(f, "req-1", 0), 0, &f->opt);
+    at = (char *)unit_buf_str(&buf);
+    while ((at = strstr(at, "<script"))) {
+        /* the hash of the text between the tags, as a browser takes it */
+        unsigned char d[PP_SHA256_LEN];
+        char *body = at + strlen("<script>"), *end = strstr(at, "</script>");
+        size_t i, n = 0;
+
+        assert_memory_equal(at, "<script>", 8); /* no attributes */
+        assert_non_null(end);
+        pp_sha256(body, (size_t)(end - body), d);
+        n += (size_t)snprintf(got, sizeof(got), "'sha256-");
+        for (i = 0; i < PP_SHA256_LEN; i += 3) {
+            uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 |
+                         (i + 2 < PP_SHA256_LEN ? d[i + 2] : 0);
+            got[n++] = b64[v >> 18 & 63];
+            got[n++] = b64[v >> 12 & 63];
+            got[n++] = b64[v >> 6 & 63];
+            got[n++] = i + 2 < PP_SHA256_LEN ? b64[v & 63] : '=';
+        }
+        got[n++] = '\'';
+        got[n] = '\0';
+        assert_string_equal(got, want);
+        scripts++;
+        at = end;
+    }
+    assert_int_equal(scripts, 1);
+}
+
 static void test_message_page_escapes_text(void **state)
 {
     pp_render_opts_t opt;
@@ -885,6 +928,7 @@ int main(void)
         S(test_overview_html_percent_encodes_id_in_link),
         S(test_request_html_escapes_frame_names),
         S(test_request_html_escapes_the_id),
+        S(test_inline_scripts_match_the_csp_hash),
         B(test_message_page_escapes_text),
         S(test_renderers_survive_a_node_cycle),
         B(test_renderers_survive_an_empty_store),

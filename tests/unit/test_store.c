@@ -230,6 +230,64 @@ static void test_create_lays_out_an_empty_store(void **state)
     assert_false(pp_store_read_trace(st, 0, f->rec));
 }
 
+/* ---- the capture form's nonce ---- */
+
+static void test_form_nonce_accepts_this_and_the_previous_hour(void **state)
+{
+    fix_t *f = *state;
+    const int64_t hour = PP_NONCE_WINDOW_US, t = 500000 * hour + hour / 2;
+    char now[PP_NONCE_LEN + 1], prev[PP_NONCE_LEN + 1];
+
+    pp_store_form_nonce(f->st, t, now);
+    pp_store_form_nonce(f->st, t - hour, prev);
+    assert_int_equal(strlen(now), PP_NONCE_LEN);
+    assert_string_not_equal(now, prev);
+    assert_true(pp_store_form_nonce_ok(f->st, now, t));
+    /* the page was loaded just before the hour turned */
+    assert_true(pp_store_form_nonce_ok(f->st, prev, t));
+    /* the same window's nonce until the hour turns */
+    assert_true(pp_store_form_nonce_ok(f->st, now, t + hour / 2 - 1));
+}
+
+static void test_form_nonce_refuses_an_older_window(void **state)
+{
+    fix_t *f = *state;
+    const int64_t hour = PP_NONCE_WINDOW_US, t = 500000 * hour + hour / 2;
+    char old[PP_NONCE_LEN + 1];
+
+    pp_store_form_nonce(f->st, t - 2 * hour, old);
+    assert_false(pp_store_form_nonce_ok(f->st, old, t));
+    /* nor one from a window to come */
+    pp_store_form_nonce(f->st, t + hour, old);
+    assert_false(pp_store_form_nonce_ok(f->st, old, t));
+}
+
+static void test_form_nonce_refuses_garbage_and_other_stores(void **state)
+{
+    fix_t *f = *state;
+    const int64_t t = now_us();
+    char good[PP_NONCE_LEN + 1], other[PP_NONCE_LEN + 1];
+    pp_store_t *st2 = make_store(STORE_SIZE, 8, 8);
+
+    pp_store_form_nonce(f->st, t, good);
+    pp_store_form_nonce(st2, t, other);
+    /* each store draws its own key */
+    assert_string_not_equal(good, other);
+    assert_false(pp_store_form_nonce_ok(f->st, other, t));
+    assert_false(pp_store_form_nonce_ok(f->st, NULL, t));
+    assert_false(pp_store_form_nonce_ok(f->st, "", t));
+    /* a prefix or an extension of the right nonce is no nonce */
+    good[PP_NONCE_LEN - 1] = '\0';
+    assert_false(pp_store_form_nonce_ok(f->st, good, t));
+    pp_store_form_nonce(f->st, t, good);
+    {
+        char longer[PP_NONCE_LEN + 2];
+        snprintf(longer, sizeof(longer), "%s0", good);
+        assert_false(pp_store_form_nonce_ok(f->st, longer, t));
+    }
+    pp_store_destroy(st2);
+}
+
 /* ---- locations ---- */
 
 static void test_location_register_finds_existing_row(void **state)
@@ -1697,6 +1755,9 @@ int main(void)
         cmocka_unit_test(test_create_refuses_zero_slots_or_keep),
         cmocka_unit_test(test_min_size_is_enough),
         T(test_create_lays_out_an_empty_store),
+        T(test_form_nonce_accepts_this_and_the_previous_hour),
+        T(test_form_nonce_refuses_an_older_window),
+        T(test_form_nonce_refuses_garbage_and_other_stores),
         T(test_location_register_finds_existing_row),
         T(test_location_table_full_returns_minus_one),
         T(test_claim_publishes_an_inflight_request),
