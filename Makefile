@@ -107,9 +107,12 @@ unit: $(UNIT_TESTS)
 	    $(TEST_PYTHON) -m pytest -q -p no:cacheprovider tests/unit || failed=1; \
 	    exit $$failed
 
+# TEST_FILES= narrows the run to some files (make integration
+# TEST_FILES=tests/integration/test_access.py); PYTEST_ARGS= adds options (-k ...)
+TEST_FILES ?= tests/integration
 integration: $(MODULE) $(PYEXT)
 	PYPROF_WSGI_SO=$${PYPROF_WSGI_SO:-$(WSGI_SO)} PYPROF_PYTHON=$(PYTHON) \
-	    $(TEST_PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+	    $(TEST_PYTHON) -m pytest -q $(TEST_FILES) $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all
