@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -497,10 +498,16 @@ static void copy_str(char *dst, size_t cap, const char *src)
 
 /* A holder keeps the token for a record's worth of stores (well under a
  * microsecond for a sample, a few for a claim's memset): spin that long,
- * then yield until TOKEN_WAIT_US have passed (a holder preempted on a busy
- * machine), and only then give the write up (counted by the caller). */
+ * then queue (one place) and yield: until TOKEN_WAIT_US have passed with
+ * no write to the record while the holder is stopped (a debugger), or
+ * TOKEN_WAIT_MAX_US in all (a holder preempted on a busy machine is
+ * waited for), and only then give the write up (counted by the caller).  A newcomer lets the queued writer go first for
+ * TOKEN_DEFER rounds, not for ever: a queued writer that was stopped must
+ * not stop the others. */
 #define TOKEN_SPINS 512
-#define TOKEN_WAIT_US 10000
+#define TOKEN_DEFER (TOKEN_SPINS + 256)
+#define TOKEN_WAIT_US 10000      /* on a stopped holder that wrote nothing */
+#define TOKEN_WAIT_MAX_US 200000 /* in any case */
 
 /* This thread's ids, cached: getpid() and gettid() are system calls, and
  * a token's value must differ between the threads of one process (the
@@ -536,21 +543,69 @@ static int32_t self_pid(void)
     return tls_pid;
 }
 
+static int thread_gone(int32_t tid)
+{
+    return tid > 0 && kill(tid, 0) == -1 && errno == ESRCH;
+}
+
+/* Is thread tid stopped (SIGSTOP, a tracer)?  From /proc/TID/stat; a
+ * thread this process may not look at counts as running. */
+static int thread_stopped(int32_t tid)
+{
+    char path[48], buf[256];
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    if (tid <= 0) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
+static void leave_line(pp_slot_t *slot, int32_t me)
+{
+    atomic_compare_exchange_strong(&slot->waiter, &me, 0);
+}
+
 /* Take the slot's token, waiting (bounded) for a live holder and taking it
  * over from a thread that no longer exists.  0 only after the wait, or on
  * a nested take by the holder itself (a bug: never wait on ourselves). */
 static int slot_lock(pp_slot_t *slot)
 {
-    int32_t me = self_tid(), cur;
-    uint32_t spins;
-    int64_t deadline = 0;
+    int32_t me = self_tid(), cur, w;
+    uint32_t spins, seen = 0;
+    int64_t deadline = 0, give_up = 0;
+    int queued = 0;
 
     for (spins = 0;; spins++) {
-        cur = 0;
-        if (atomic_compare_exchange_weak_explicit(&slot->token, &cur, me,
-                                                  memory_order_acquire,
-                                                  memory_order_relaxed)) {
-            return 1;
+        w = atomic_load_explicit(&slot->waiter, memory_order_relaxed);
+        /* a writer that has waited longer goes first, for a while */
+        if (w == 0 || w == me || spins >= TOKEN_DEFER) {
+            cur = 0;
+            if (atomic_compare_exchange_weak_explicit(
+                    &slot->token, &cur, me, memory_order_acquire,
+                    memory_order_relaxed)) {
+                if (queued) {
+                    leave_line(slot, me);
+                }
+                return 1;
+            }
+        }
+        else {
+            cur = atomic_load_explicit(&slot->token, memory_order_relaxed);
         }
         if (cur == me) {
             return 0;
@@ -558,18 +613,42 @@ static int slot_lock(pp_slot_t *slot)
         if (spins < TOKEN_SPINS) {
             continue;
         }
+        if (!queued) {
+            int32_t none = 0;
+            queued = atomic_compare_exchange_strong(&slot->waiter, &none, me);
+        }
         if ((spins - TOKEN_SPINS) % 64 == 0) {
             int64_t now = mono_us();
             /* the holder died mid-write: take the token over */
-            if (cur > 0 && kill(cur, 0) == -1 && errno == ESRCH &&
+            if (thread_gone(cur) &&
                 atomic_compare_exchange_strong(&slot->token, &cur, me)) {
+                if (queued) {
+                    leave_line(slot, me);
+                }
                 return 1;
+            }
+            if (w != me && thread_gone(w)) {
+                atomic_compare_exchange_strong(&slot->waiter, &w, 0);
             }
             if (!deadline) {
                 deadline = now + TOKEN_WAIT_US;
+                give_up = now + TOKEN_WAIT_MAX_US;
+                seen = atomic_load(&slot->rec.seq);
             }
             else if (now > deadline) {
-                return 0;
+                /* Given up early only for a holder that is stopped (a
+                 * debugger, SIGSTOP) and has not written since: one that
+                 * was merely preempted on a busy machine, or a record in
+                 * use, is waited for up to the hard limit. */
+                uint32_t seq = atomic_load(&slot->rec.seq);
+                if ((seq == seen && thread_stopped(cur)) || now > give_up) {
+                    if (queued) {
+                        leave_line(slot, me);
+                    }
+                    return 0;
+                }
+                seen = seq;
+                deadline = now + TOKEN_WAIT_US;
             }
         }
         sched_yield();

@@ -164,15 +164,18 @@ enum { PP_SLOT_FREE = 0, PP_SLOT_CLAIMED = 1, PP_SLOT_ACTIVE = 2 };
  * so writes take the slot's token: a compare-and-swap of the writer's
  * thread id (gettid(), unique among the live threads of the machine's pid
  * namespace), held for microseconds.  A writer that finds it taken waits
- * (bounded) rather than dropping its write; a token left by a thread that
- * no longer exists is taken over (kill(tid, 0) says ESRCH), so nothing can
- * wedge on it. */
+ * (bounded) rather than dropping its write, and one that has waited past
+ * a short spin goes next (a sampler that writes back to back cannot starve
+ * a request thread's segment end); a token or a place in line left by a
+ * thread that no longer exists is taken over (kill(tid, 0) says ESRCH), so
+ * nothing can wedge on it. */
 typedef struct pp_slot {
     _Atomic uint32_t state;
     _Atomic int32_t token;       /* thread id of the writer, 0 = free */
     _Atomic int32_t sampler_pid; /* 0: the claimer samples; > 0: a daemon
                                   * adopted it; -1: finished */
-    uint32_t pad;
+    _Atomic int32_t waiter;      /* thread id of a writer that has waited
+                                  * past the spin, and goes next */
     pp_record_t rec;
 } pp_slot_t;
 

@@ -1427,9 +1427,11 @@ static void test_two_threads_of_one_process_lose_no_writes(void **state)
     assert_true(atomic_load(&sim.writes) >= TOKEN_REQUESTS);
     if (lost_begins || open_left || lost_notes) {
         fail_msg("with a sampler thread writing: %lu of %d segment begins "
-                 "lost, %lu segments left open, %lu of %d notes lost",
+                 "lost, %lu segments left open, %lu of %d notes lost "
+                 "(writes_dropped %llu)",
                  lost_begins, TOKEN_REQUESTS * TOKEN_SEGMENTS, open_left,
-                 lost_notes, TOKEN_REQUESTS * 3);
+                 lost_notes, TOKEN_REQUESTS * 3,
+                 (unsigned long long)atomic_load(&st->c.writes_dropped));
     }
     assert_int_equal(atomic_load(&st->c.writes_dropped), 0);
     free(rec);
