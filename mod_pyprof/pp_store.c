@@ -501,9 +501,9 @@ static void copy_str(char *dst, size_t cap, const char *src)
  * then queue (one place) and yield: until TOKEN_WAIT_US have passed with
  * no write to the record while the holder is stopped (a debugger), or
  * TOKEN_WAIT_MAX_US in all (a holder preempted on a busy machine is
- * waited for), and only then give the write up (counted by the caller).  A newcomer lets the queued writer go first for
- * TOKEN_DEFER rounds, not for ever: a queued writer that was stopped must
- * not stop the others. */
+ * waited for), and only then give the write up (counted by the caller).
+ * A newcomer lets the queued writer go first for TOKEN_DEFER rounds, not
+ * for ever: a queued writer that was stopped must not stop the others. */
 #define TOKEN_SPINS 512
 #define TOKEN_DEFER (TOKEN_SPINS + 256)
 #define TOKEN_WAIT_US 10000      /* on a stopped holder that wrote nothing */
