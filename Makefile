@@ -136,6 +136,10 @@ build/render_bench: tests/bench/render_bench.c $(CORE_SRC) $(HEADERS)
 render-bench: build/render_bench
 	build/render_bench
 
+build/store_write_cost: tests/bench/store_write_cost.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -o $@ $< $(CORE_SRC) -lz -lm -lpthread
+
 install: $(MODULE) $(PYEXT)
 	cd mod_pyprof && $(APXS) -i -n pyprof mod_pyprof.la
 	install -d $(DESTDIR)$(PY_SITE)/pyprof

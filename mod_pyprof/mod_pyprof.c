@@ -332,8 +332,20 @@ static apr_status_t pyprof_child_stop(void *data)
 
 static void pyprof_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    uint32_t reaped;
+
     if (!pyprof_store) {
         return;
+    }
+    /* a child is often started because another one died (SIGKILL, the
+     * OOM killer, a crash): free the slots the dead left in flight now,
+     * not when someone happens to open the overview */
+    reaped = pp_store_reap_dead(pyprof_store);
+    if (reaped) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
+                     PYPROF_LOGNO(00301) "pid %d freed %u request slot(s) "
+                     "of processes that died",
+                     (int)getpid(), reaped);
     }
     /* mod_wsgi's child_init (our predecessor) has initialised Python if
      * this process will run any; otherwise there is nothing to sample

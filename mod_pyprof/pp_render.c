@@ -673,6 +673,7 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         "\"slots\":%u,\"keep\":%u,\"frames_capacity\":%u,"
         "\"nodes_capacity\":%u,\"traces_kept\":%llu,\"traces_evicted\":%llu,"
         "\"traces_dropped\":%llu,\"slots_full\":%llu,\"slots_lost\":%llu,"
+        "\"slots_reaped\":%llu,\"writes_dropped\":%llu,"
         "\"frames_full\":%llu,\"nodes_full\":%llu,\"aggregate_full\":%llu,"
         "\"stacks_overflow\":%llu,\"renewals\":%llu,"
         "\"locations_reclaimed\":%llu,\"renewed_us\":%llu,"
@@ -686,6 +687,8 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         (unsigned long long)atomic_load(&st->c.traces_torn),
         (unsigned long long)atomic_load(&st->c.slots_full),
         (unsigned long long)atomic_load(&st->c.slots_lost),
+        (unsigned long long)atomic_load(&st->c.slots_reaped),
+        (unsigned long long)atomic_load(&st->c.writes_dropped),
         (unsigned long long)atomic_load(&st->c.frames_full),
         (unsigned long long)atomic_load(&st->c.nodes_full),
         (unsigned long long)atomic_load(&st->c.agg_full),
@@ -1595,7 +1598,8 @@ void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
             atomic_load(&st->c.traces_torn) + atomic_load(&st->c.slots_full) +
             atomic_load(&st->c.frames_full) + atomic_load(&st->c.nodes_full) +
             atomic_load(&st->c.agg_full) +
-            atomic_load(&st->c.stacks_overflow);
+            atomic_load(&st->c.stacks_overflow) +
+            atomic_load(&st->c.writes_dropped);
         pp_printf(o, "<div class=card><b>%llu</b><span>dropped (store full, "
                      "see JSON)</span></div>",
                   drops);
@@ -1750,6 +1754,11 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
               "pyprof_dropped_total{reason=\"aggregate_full\"} %llu\n"
               "pyprof_dropped_total{reason=\"stacks_overflow\"} %llu\n"
               "pyprof_dropped_total{reason=\"lost\"} %llu\n"
+              "pyprof_dropped_total{reason=\"writer_busy\"} %llu\n"
+              "# HELP pyprof_slots_reaped_total Request slots freed because "
+              "the process holding them died (part of reason=\"lost\").\n"
+              "# TYPE pyprof_slots_reaped_total counter\n"
+              "pyprof_slots_reaped_total %llu\n"
               "# HELP pyprof_store_bytes Shared store size and frame text "
               "in use.\n"
               "# TYPE pyprof_store_bytes gauge\n"
@@ -1762,6 +1771,8 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
               (unsigned long long)atomic_load(&st->c.agg_full),
               (unsigned long long)atomic_load(&st->c.stacks_overflow),
               (unsigned long long)atomic_load(&st->c.slots_lost),
+              (unsigned long long)atomic_load(&st->c.writes_dropped),
+              (unsigned long long)atomic_load(&st->c.slots_reaped),
               (unsigned long long)st->total_size,
               (unsigned long long)pp_store_arena_used(st));
     (void)opt;

@@ -1,16 +1,23 @@
 /* pp_store.c: layout, claim/finish, interning and readers of the shared
  * store (see pp_store.h).
  *
- * Never blocks, never takes a lock, never allocates on the heap, never
- * touches Python or httpd.  Every offset and id read back from the mapping
- * is range-checked before use: another process may have died mid-write.
+ * Never blocks for more than a bounded wait on a slot's token, never takes
+ * a lock, never allocates on the heap, never touches Python or httpd.  The
+ * layout (offsets, counts, divisors) is read only from the header's
+ * process-private part; every index, count and time read back from the
+ * shared part is range-checked before use: another process may have died
+ * mid-write, or be hostile (an application can write the whole mapping).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sched.h>
 #include <sys/time.h>
 #include <time.h>
@@ -33,6 +40,13 @@ static int64_t wall_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -302,11 +316,27 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
                "traces";
         return NULL;
     }
+    if (sysconf(_SC_PAGESIZE) <= 0 ||
+        PP_STORE_PRIVATE_BYTES % sysconf(_SC_PAGESIZE) != 0) {
+        *err = "the page size does not divide the store's 64 KiB private "
+               "header";
+        return NULL;
+    }
     /* MAP_ANONYMOUS takes fd -1 (cppcheck's posix.cfg wants fd >= 0) */
     p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
              -1, 0); // cppcheck-suppress invalidFunctionArg
     if (p == MAP_FAILED) {
         *err = "mmap of the shared store failed";
+        return NULL;
+    }
+    /* the layout part of the header: private to each process from its
+     * fork on (see pp_store.h), so no other process can change the
+     * offsets and counts this one computes with */
+    if (mmap(p, PP_STORE_PRIVATE_BYTES, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+             0) != p) { // cppcheck-suppress invalidFunctionArg
+        munmap(p, size);
+        *err = "mmap of the store's private header failed";
         return NULL;
     }
     /* anonymous mappings are zero-filled: every table starts empty */
@@ -500,37 +530,172 @@ static void copy_str(char *dst, size_t cap, const char *src)
 
 /* ---- the slot write token ---- */
 
-#define TOKEN_SPINS 200000 /* a write holds it for microseconds */
+/* A holder keeps the token for a record's worth of stores (well under a
+ * microsecond for a sample, a few for a claim's memset): spin that long,
+ * then queue (one place) and yield: until TOKEN_WAIT_US have passed with
+ * no write to the record while the holder is stopped (a debugger), or
+ * TOKEN_WAIT_MAX_US in all (a holder preempted on a busy machine is
+ * waited for), and only then give the write up (counted by the caller).
+ * A newcomer lets the queued writer go first for TOKEN_DEFER rounds, not
+ * for ever: a queued writer that was stopped must not stop the others. */
+#define TOKEN_SPINS 512
+#define TOKEN_DEFER (TOKEN_SPINS + 256)
+#define TOKEN_WAIT_US 10000      /* on a stopped holder that wrote nothing */
+#define TOKEN_WAIT_MAX_US 200000 /* in any case */
+
+/* This thread's ids, cached: getpid() and gettid() are system calls, and
+ * a token's value must differ between the threads of one process (the
+ * request thread and the sampler share a pid).  A fork forgets them: the
+ * child's one thread has new ids. */
+static __thread int32_t tls_tid, tls_pid;
+static pthread_once_t ids_once = PTHREAD_ONCE_INIT;
+
+static void ids_forget(void)
+{
+    tls_tid = 0;
+    tls_pid = 0;
+}
+
+static void ids_register(void)
+{
+    pthread_atfork(NULL, NULL, ids_forget);
+}
+
+static int32_t self_tid(void)
+{
+    if (!tls_tid) {
+        pthread_once(&ids_once, ids_register);
+        tls_pid = (int32_t)getpid();
+        tls_tid = (int32_t)syscall(SYS_gettid);
+    }
+    return tls_tid;
+}
 
 static int32_t self_pid(void)
 {
-    return (int32_t)getpid();
+    self_tid();
+    return tls_pid;
 }
 
+static int thread_gone(int32_t tid)
+{
+    return tid > 0 && kill(tid, 0) == -1 && errno == ESRCH;
+}
+
+/* Is thread tid stopped (SIGSTOP, a tracer)?  From /proc/TID/stat; a
+ * thread this process may not look at counts as running. */
+static int thread_stopped(int32_t tid)
+{
+    char path[48], buf[256];
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    if (tid <= 0) {
+        return 0;
+    }
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
+static void leave_line(pp_slot_t *slot, int32_t me)
+{
+    atomic_compare_exchange_strong(&slot->waiter, &me, 0);
+}
+
+/* Take the slot's token, waiting (bounded) for a live holder and taking it
+ * over from a thread that no longer exists.  0 only after the wait, or on
+ * a nested take by the holder itself (a bug: never wait on ourselves). */
 static int slot_lock(pp_slot_t *slot)
 {
-    int32_t me = self_pid(), cur;
-    uint32_t spins;
+    int32_t me = self_tid(), cur, w;
+    uint32_t spins, seen = 0;
+    int64_t deadline = 0, give_up = 0;
+    int queued = 0;
 
-    for (spins = 0; spins < TOKEN_SPINS; spins++) {
-        cur = 0;
-        if (atomic_compare_exchange_weak_explicit(&slot->token, &cur, me,
-                                                  memory_order_acquire,
-                                                  memory_order_relaxed)) {
-            return 1;
-        }
-        if (cur == me) {
-            return 0; /* not reentrant: a bug, never block on ourselves */
-        }
-        if ((spins & 1023) == 1023) {
-            /* the holder died mid-write: take the token over */
-            if (cur > 0 && kill(cur, 0) == -1 && errno == ESRCH &&
-                atomic_compare_exchange_strong(&slot->token, &cur, me)) {
+    for (spins = 0;; spins++) {
+        w = atomic_load_explicit(&slot->waiter, memory_order_relaxed);
+        /* a writer that has waited longer goes first, for a while */
+        if (w == 0 || w == me || spins >= TOKEN_DEFER) {
+            cur = 0;
+            if (atomic_compare_exchange_weak_explicit(
+                    &slot->token, &cur, me, memory_order_acquire,
+                    memory_order_relaxed)) {
+                if (queued) {
+                    leave_line(slot, me);
+                }
                 return 1;
             }
-            sched_yield();
         }
+        else {
+            cur = atomic_load_explicit(&slot->token, memory_order_relaxed);
+        }
+        if (cur == me) {
+            return 0;
+        }
+        if (spins < TOKEN_SPINS) {
+            continue;
+        }
+        if (!queued) {
+            int32_t none = 0;
+            queued = atomic_compare_exchange_strong(&slot->waiter, &none, me);
+        }
+        if ((spins - TOKEN_SPINS) % 64 == 0) {
+            int64_t now = mono_us();
+            /* the holder died mid-write: take the token over */
+            if (thread_gone(cur) &&
+                atomic_compare_exchange_strong(&slot->token, &cur, me)) {
+                if (queued) {
+                    leave_line(slot, me);
+                }
+                return 1;
+            }
+            if (w != me && thread_gone(w)) {
+                atomic_compare_exchange_strong(&slot->waiter, &w, 0);
+            }
+            if (!deadline) {
+                deadline = now + TOKEN_WAIT_US;
+                give_up = now + TOKEN_WAIT_MAX_US;
+                seen = atomic_load(&slot->rec.seq);
+            }
+            else if (now > deadline) {
+                /* Given up early only for a holder that is stopped (a
+                 * debugger, SIGSTOP) and has not written since: one that
+                 * was merely preempted on a busy machine, or a record in
+                 * use, is waited for up to the hard limit. */
+                uint32_t seq = atomic_load(&slot->rec.seq);
+                if ((seq == seen && thread_stopped(cur)) || now > give_up) {
+                    if (queued) {
+                        leave_line(slot, me);
+                    }
+                    return 0;
+                }
+                seen = seq;
+                deadline = now + TOKEN_WAIT_US;
+            }
+        }
+        sched_yield();
     }
+}
+
+/* slot_lock for a write that is lost if the token cannot be had. */
+static int slot_lock_counted(pp_store_t *st, pp_slot_t *slot)
+{
+    if (slot_lock(slot)) {
+        return 1;
+    }
+    atomic_fetch_add_explicit(&st->c.writes_dropped, 1, memory_order_relaxed);
     return 0;
 }
 
@@ -547,10 +712,11 @@ pp_slot_t *pp_store_slot(pp_store_t *st, int idx)
     return (pp_slot_t *)((char *)st + st->off_slots) + idx;
 }
 
-int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
+/* One pass over the slots from `start`: the index claimed, or -1. */
+static int claim_pass(pp_store_t *st, const pp_req_info_t *info,
+                      uint32_t start)
 {
     uint32_t i, n = st->nslots;
-    uint32_t start = (uint32_t)(hint < 0 ? -hint : hint) % n;
 
     for (i = 0; i < n; i++) {
         uint32_t idx = (start + i) % n;
@@ -563,6 +729,13 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
             !atomic_compare_exchange_strong(
                 &slot->state, &expect,
                 PP_SLOT_STATE(info->pid, PP_SLOT_CLAIMED))) {
+            continue;
+        }
+        /* A daemon that sampled the slot's previous request may still be
+         * writing to it under the token (its claimer was reaped): wait for
+         * it like any writer, never wipe a token someone holds. */
+        if (!slot_lock(slot)) {
+            atomic_store(&slot->state, PP_SLOT_FREE);
             continue;
         }
         rec_write_begin(&slot->rec);
@@ -587,13 +760,42 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
         copy_str(q->trace_id, sizeof(q->trace_id), info->trace_id);
         copy_str(q->parent_id, sizeof(q->parent_id), info->parent_id);
         rec_write_end(&slot->rec);
-        atomic_store(&slot->token, 0);
         atomic_store(&slot->sampler_pid, 0);
+        slot_unlock(slot);
         atomic_store(&slot->state, PP_SLOT_STATE(info->pid, PP_SLOT_ACTIVE));
         return (int)idx;
     }
-    atomic_fetch_add(&st->c.slots_full, 1);
     return -1;
+}
+
+/* Is it this caller's turn to reap?  At most one reap per
+ * PP_REAP_INTERVAL_US in the whole store: a store full of live requests
+ * costs a failed claim no more than a scan now and then. */
+static int reap_due(pp_store_t *st)
+{
+    int64_t now = mono_us();
+    int64_t last = atomic_load_explicit(&st->reap_last_us,
+                                        memory_order_relaxed);
+
+    return (last == 0 || now - last >= PP_REAP_INTERVAL_US || now < last) &&
+           atomic_compare_exchange_strong(&st->reap_last_us, &last, now);
+}
+
+int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
+{
+    uint32_t start = (uint32_t)hint % st->nslots;
+    int idx = claim_pass(st, info, start);
+
+    /* no free slot: the slots of processes that died (SIGKILL, the OOM
+     * killer) would otherwise stay taken until someone opens the
+     * overview, and every request until then go unprofiled */
+    if (idx < 0 && reap_due(st) && pp_store_reap_dead(st) > 0) {
+        idx = claim_pass(st, info, start);
+    }
+    if (idx < 0) {
+        atomic_fetch_add(&st->c.slots_full, 1);
+    }
+    return idx;
 }
 
 static pp_stack_count_t *stack_entry(pp_record_t *rec, uint32_t node,
@@ -632,7 +834,7 @@ static pp_record_t *note_begin(pp_store_t *st, int idx, pp_slot_t **slotp)
 {
     pp_slot_t *slot = pp_store_slot(st, idx);
     if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE ||
-        !slot_lock(slot)) {
+        !slot_lock_counted(st, slot)) {
         return NULL;
     }
     *slotp = slot;
@@ -768,7 +970,7 @@ void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                             int64_t now_us, uint64_t weight_us,
                             uint64_t cpu_us, int how)
 {
-    if (node == 0 || !slot_lock(slot)) {
+    if (node == 0 || !slot_lock_counted(st, slot)) {
         return;
     }
     record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us, how);
@@ -784,7 +986,7 @@ static pp_slot_t *lock_for(pp_store_t *st, int idx, uint64_t serial,
     int32_t owner;
 
     if (!slot || PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE ||
-        !slot_lock(slot)) {
+        !slot_lock_counted(st, slot)) {
         return NULL;
     }
     owner = atomic_load(&slot->sampler_pid);
@@ -835,6 +1037,11 @@ int pp_store_samples_here(pp_store_t *st, int idx, int32_t pid)
     return owner == 0 || owner == pid;
 }
 
+static uint32_t clamp_u32(uint32_t v, uint32_t lo, uint32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
                    const char *process_group, const char *app_group,
                    uint64_t *serial, uint32_t *interval_us,
@@ -856,11 +1063,19 @@ int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
         if (!atomic_compare_exchange_strong(&slot->sampler_pid, &none, pid)) {
             return -1; /* finished, or another daemon has it */
         }
-        if (!slot_lock(slot)) {
+        /* The slot may have gone to another request between the scan and
+         * the compare-and-swap: then the adoption is handed back, or that
+         * request would be sampled by nobody (its claimer leaves it to
+         * us, we never register it). */
+        if (!slot_lock_counted(st, slot)) {
+            int32_t mine = pid;
+            atomic_compare_exchange_strong(&slot->sampler_pid, &mine, 0);
             return -1;
         }
-        /* the id may have been reused between the scan and the adoption */
-        if (strncmp(slot->rec.req.id, id, PP_ID_MAX) != 0) {
+        if (strncmp(slot->rec.req.id, id, PP_ID_MAX) != 0 ||
+            PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
+            int32_t mine = pid;
+            atomic_compare_exchange_strong(&slot->sampler_pid, &mine, 0);
             slot_unlock(slot);
             return -1;
         }
@@ -873,8 +1088,11 @@ int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
                  app_group);
         rec_write_end(&slot->rec);
         *serial = slot->rec.req.serial;
-        *interval_us = slot->rec.req.interval_us;
-        *max_depth = slot->rec.req.max_depth;
+        /* the record is shared memory: what steers this process' sampler
+         * is kept to the range the configuration accepts */
+        *interval_us = clamp_u32(slot->rec.req.interval_us,
+                                 PP_INTERVAL_MIN_US, PP_INTERVAL_MAX_US);
+        *max_depth = clamp_u32(slot->rec.req.max_depth, 1, PP_DEPTH_LIMIT);
         slot_unlock(slot);
         return (int)i;
     }
@@ -1005,9 +1223,19 @@ static pp_agg_entry_t *epoch_table(const pp_store_t *st, uint32_t i)
  * those few samples miss the window views, never the all-time ones. */
 static pp_agg_entry_t *epoch_for_write(pp_store_t *st, int64_t minute)
 {
-    uint32_t i = (uint32_t)(minute % PP_EPOCHS);
-    _Atomic uint64_t *stamp = &epoch_stamps(st)[i];
-    uint64_t cur = atomic_load(stamp), want = (uint64_t)minute + 1;
+    uint32_t i;
+    _Atomic uint64_t *stamp;
+    uint64_t cur, want;
+
+    /* a start time from the record (shared memory) may be anything: a
+     * negative minute would index before the table */
+    if (minute < 0) {
+        return NULL;
+    }
+    i = (uint32_t)(minute % PP_EPOCHS);
+    stamp = &epoch_stamps(st)[i];
+    cur = atomic_load(stamp);
+    want = (uint64_t)minute + 1;
 
     if (cur == want) {
         return epoch_table(st, i);
@@ -1101,6 +1329,18 @@ static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
     atomic_fetch_add(&st->c.traces_torn, 1);
 }
 
+/* The minute a request ended in, or -1 if its start time (shared memory)
+ * is not a time: no signed overflow, no negative index. */
+static int64_t end_minute(const pp_req_t *q)
+{
+    int64_t start = q->start_us, dur = q->duration_us;
+
+    if (start < 0 || dur < 0 || start > INT64_MAX - dur) {
+        return -1;
+    }
+    return (start + dur) / PP_EPOCH_US;
+}
+
 void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
                      int64_t cpu_us, int keep)
 {
@@ -1167,11 +1407,8 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
         /* requests last: a reader that sees N requests sees their buckets */
         atomic_fetch_add(&loc->requests, 1);
         all = (pp_agg_entry_t *)((char *)st + st->off_agg);
-        window = rec->req.samples
-                     ? epoch_for_write(st, (rec->req.start_us +
-                                            rec->req.duration_us) /
-                                               PP_EPOCH_US)
-                     : NULL;
+        window = rec->req.samples ? epoch_for_write(st, end_minute(&rec->req))
+                                  : NULL;
         if (rec->req.samples && !window) {
             atomic_fetch_add(&st->c.epoch_busy, 1);
         }
@@ -1221,10 +1458,38 @@ void pp_store_abandon(pp_store_t *st, int idx)
     atomic_store_explicit(&slot->state, PP_SLOT_FREE, memory_order_release);
 }
 
-void pp_store_reap_dead(pp_store_t *st)
+/* Is pid gone?  Remembered for the scan: the slots of one process are
+ * many, a kill() each is not needed. */
+typedef struct pid_memo {
+    int32_t pid[16];
+    unsigned char dead[16];
+    uint32_t n;
+} pid_memo_t;
+
+static int pid_dead(pid_memo_t *m, int32_t pid)
 {
     uint32_t i;
+    int dead;
 
+    for (i = 0; i < m->n && i < 16; i++) {
+        if (m->pid[i] == pid) {
+            return m->dead[i];
+        }
+    }
+    dead = kill(pid, 0) == -1 && errno == ESRCH;
+    m->pid[m->n % 16] = pid;
+    m->dead[m->n % 16] = (unsigned char)dead;
+    m->n++;
+    return dead;
+}
+
+uint32_t pp_store_reap_dead(pp_store_t *st)
+{
+    pid_memo_t memo;
+    uint32_t i, reaped = 0;
+
+    memo.n = 0;
+    atomic_store(&st->reap_last_us, mono_us());
     for (i = 0; i < st->nslots; i++) {
         pp_slot_t *slot = pp_store_slot(st, (int)i);
         uint32_t s = atomic_load(&slot->state);
@@ -1233,13 +1498,14 @@ void pp_store_reap_dead(pp_store_t *st)
         if (s == PP_SLOT_FREE || pid <= 0) {
             continue;
         }
-        if (kill(pid, 0) == -1 && errno == ESRCH) {
-            if (atomic_compare_exchange_strong(&slot->state, &s,
-                                               PP_SLOT_FREE)) {
-                atomic_fetch_add(&st->c.slots_lost, 1);
-            }
+        if (pid_dead(&memo, pid) &&
+            atomic_compare_exchange_strong(&slot->state, &s, PP_SLOT_FREE)) {
+            atomic_fetch_add(&st->c.slots_lost, 1);
+            atomic_fetch_add(&st->c.slots_reaped, 1);
+            reaped++;
         }
     }
+    return reaped;
 }
 
 /* ---- interning ---- */
@@ -1464,7 +1730,8 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
             for (g = 0; g < PP_SEGMENTS_MAX; g++) {
                 out->segments[g].name[PP_SEGMENT_NAME_MAX - 1] = '\0';
                 out->segments[g].detail[PP_SEGMENT_DETAIL_MAX - 1] = '\0';
-                if (out->segments[g].parent > PP_SEGMENTS_MAX) {
+                /* a parent comes before its children: no cycles */
+                if (out->segments[g].parent > g) {
                     out->segments[g].parent = 0;
                 }
             }
@@ -1490,6 +1757,16 @@ static void terminate_req(pp_req_t *q)
     q->vhost[PP_VHOST_MAX - 1] = '\0';
     if (q->max_depth > PP_DEPTH_LIMIT) {
         q->max_depth = PP_DEPTH_LIMIT;
+    }
+    /* indices a page follows: in range, or "none" */
+    if (q->location < -1 || q->location >= PP_MAX_LOCATIONS) {
+        q->location = -1;
+    }
+    if (q->open_segment > q->nsegments) {
+        q->open_segment = 0;
+    }
+    if (q->nstacks > PP_STACKS_MAX) {
+        q->nstacks = PP_STACKS_MAX;
     }
 }
 

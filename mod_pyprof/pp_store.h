@@ -34,6 +34,8 @@
 #define PP_VHOST_MAX 96
 #define PP_STACKS_MAX 256 /* distinct stacks kept per request (power of 2) */
 #define PP_DEPTH_LIMIT 1024
+#define PP_INTERVAL_MIN_US 1000     /* sampling intervals a config accepts */
+#define PP_INTERVAL_MAX_US 10000000
 #define PP_FRAME_TEXT_MAX 1024 /* function and file name, each, bytes */
 #define PP_COST_BUCKETS 40     /* log2 ns buckets of the per-sample cost */
 #define PP_STATUS_CLASSES 6    /* 1xx..5xx and "other" (e.g. aborted) */
@@ -156,17 +158,24 @@ enum { PP_SLOT_FREE = 0, PP_SLOT_CLAIMED = 1, PP_SLOT_ACTIVE = 2 };
 #define PP_SLOT_PID(state) ((int32_t)((state) >> 2))
 #define PP_SLOT_STATE(pid, phase) (((uint32_t)(pid) << 2) | (phase))
 
-/* Writers of one slot may live in two processes (the Apache child that
- * claimed it, and the mod_wsgi daemon that runs the app and samples it),
- * so writes take the slot's token: a compare-and-swap of the writer's pid,
- * held for microseconds.  A token left by a dead process is taken over
- * (kill(pid, 0) says ESRCH), so nothing can wedge on it. */
+/* Writers of one slot may be several threads of two processes (the
+ * request thread and the sampler thread of the Apache child that claimed
+ * it, and those of the mod_wsgi daemon that runs the app and samples it),
+ * so writes take the slot's token: a compare-and-swap of the writer's
+ * thread id (gettid(), unique among the live threads of the machine's pid
+ * namespace), held for microseconds.  A writer that finds it taken waits
+ * (bounded) rather than dropping its write, and one that has waited past
+ * a short spin goes next (a sampler that writes back to back cannot starve
+ * a request thread's segment end); a token or a place in line left by a
+ * thread that no longer exists is taken over (kill(tid, 0) says ESRCH), so
+ * nothing can wedge on it. */
 typedef struct pp_slot {
     _Atomic uint32_t state;
-    _Atomic int32_t token;       /* pid of the writer, 0 = free */
+    _Atomic int32_t token;       /* thread id of the writer, 0 = free */
     _Atomic int32_t sampler_pid; /* 0: the claimer samples; > 0: a daemon
                                   * adopted it; -1: finished */
-    uint32_t pad;
+    _Atomic int32_t waiter;      /* thread id of a writer that has waited
+                                  * past the spin, and goes next */
     pp_record_t rec;
 } pp_slot_t;
 
@@ -212,6 +221,9 @@ typedef struct pp_counters {
     _Atomic uint64_t traces_torn;  /* ring entry busy; trace dropped */
     _Atomic uint64_t slots_full;   /* request not profiled: no free slot */
     _Atomic uint64_t slots_lost;   /* owner died while in flight */
+    _Atomic uint64_t slots_reaped; /* of those, slots freed by a reap */
+    _Atomic uint64_t writes_dropped; /* slot token still busy after the
+                                      * bounded wait: one write lost */
     _Atomic uint64_t frames_full;
     _Atomic uint64_t nodes_full;
     _Atomic uint64_t agg_full;
@@ -229,39 +241,59 @@ typedef struct pp_counters {
     _Atomic uint64_t locations_reclaimed; /* rows left behind by them */
 } pp_counters_t;
 
+/* The header's first PP_STORE_PRIVATE_BYTES are process-private: the
+ * parent writes the layout there once (pp_store_create, from post_config)
+ * and pp_store_create maps that range MAP_PRIVATE over the shared mapping,
+ * so every child and mod_wsgi daemon inherits the parent's copy through
+ * fork, and what any process writes there (an application's bug or an
+ * attacker's code in a daemon running as another user) stays in that
+ * process.  Offsets, counts and divisors are only ever taken from there.
+ * 64 KiB: a multiple of every page size Linux runs with. */
+#define PP_STORE_PRIVATE_BYTES 65536
+
 typedef struct pp_store {
-    uint64_t magic;
-    uint32_t version;
-    uint32_t header_size;
-    uint64_t layout;     /* sizes of every record type: a graceful restart
-                          * that loads a rebuilt DSO must not reuse a store
-                          * laid out by another build */
-    uint64_t total_size;
-    uint64_t generation; /* bumped by every post_config that reuses it */
-    int64_t created_us;
-    uint32_t nslots;
-    uint32_t keep;
-    uint32_t nspecial; /* ring of triggered and captured traces */
-    uint32_t nfast;    /* ring of fast requests whose id was sent out */
-    unsigned char nonce_key[32]; /* HMAC key of the capture form's nonce */
-    uint32_t sampler_mode; /* PP_SAMPLER_*, from PyProfSampler */
-    uint32_t nframes;
-    uint32_t nnodes;
-    uint32_t nagg;
-    uint32_t nagg_slow;  /* entries of the slow-requests aggregate */
-    uint32_t nepoch;     /* entries of each per-minute aggregate */
-    uint32_t frame_truncated; /* special frame ids */
-    uint32_t frame_unknown;
-    uint32_t frame_other;
-    uint64_t arena_size;
-    uint64_t off_locations, off_slots, off_traces, off_frames, off_nodes,
-        off_agg, off_agg_slow, off_epochs, off_epoch_stamps, off_arena;
+    union {
+        struct {
+            uint64_t magic;
+            uint32_t version;
+            uint32_t header_size;
+            uint64_t layout; /* sizes of every record type: a graceful
+                              * restart that loads a rebuilt DSO must not
+                              * reuse a store laid out by another build */
+            uint64_t total_size;
+            uint64_t generation; /* bumped by every post_config that
+                                  * reuses it */
+            int64_t created_us;
+            uint32_t nslots;
+            uint32_t keep;
+            uint32_t nspecial; /* ring of triggered and captured traces */
+            uint32_t nfast;    /* ring of fast requests whose id was sent */
+            unsigned char nonce_key[32]; /* HMAC key of the capture
+                                          * form's nonce */
+            uint32_t sampler_mode; /* PP_SAMPLER_*, from PyProfSampler */
+            uint32_t nframes;
+            uint32_t nnodes;
+            uint32_t nagg;
+            uint32_t nagg_slow; /* entries of the slow-requests aggregate */
+            uint32_t nepoch;    /* entries of each per-minute aggregate */
+            uint32_t frame_truncated; /* special frame ids */
+            uint32_t frame_unknown;
+            uint32_t frame_other;
+            uint64_t arena_size;
+            uint64_t off_locations, off_slots, off_traces, off_frames,
+                off_nodes, off_agg, off_agg_slow, off_epochs,
+                off_epoch_stamps, off_arena;
+        };
+        char private_bytes[PP_STORE_PRIVATE_BYTES];
+    };
+    /* shared from here on: atomics only */
     _Atomic uint64_t serial_next;
     _Atomic uint64_t trace_next;
     _Atomic uint64_t special_next;
     _Atomic uint64_t fast_next;
     _Atomic uint32_t capture_seq;
     _Atomic uint64_t arena_used;
+    _Atomic int64_t reap_last_us; /* CLOCK_MONOTONIC of the last reap */
     pp_counters_t c;
 } pp_store_t;
 
@@ -332,8 +364,10 @@ typedef struct pp_req_info {
     int64_t start_us;
 } pp_req_info_t;
 
-/* Claim a free slot for a request and publish it as in flight.  Returns the
- * slot index or -1 (store full; counted). */
+/* Claim a free slot for a request and publish it as in flight.  When none
+ * is free, the slots of dead processes are reaped first (at most once per
+ * PP_REAP_INTERVAL_US in the whole store).  Returns the slot index or -1
+ * (store full; counted). */
 int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint);
 
 pp_slot_t *pp_store_slot(pp_store_t *st, int idx);
@@ -399,8 +433,12 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
  * connection went away before logging); counted as lost. */
 void pp_store_abandon(pp_store_t *st, int idx);
 
-/* Free slots whose owner process no longer exists (SIGKILL); counted. */
-void pp_store_reap_dead(pp_store_t *st);
+/* Free slots whose owner process no longer exists (SIGKILL, the OOM
+ * killer, a crash); counted in slots_lost and slots_reaped.  Returns how
+ * many it freed.  Called from child_init, by a claim that finds no free
+ * slot, and by the overview. */
+#define PP_REAP_INTERVAL_US 100000
+uint32_t pp_store_reap_dead(pp_store_t *st);
 
 /* ---- interning (sampler) ---- */
 

@@ -2,7 +2,9 @@
  * traces and eviction, interning, per-request stacks, the record seqlock,
  * dead owners, per-minute windows, and many writers at once (threads,
  * forked processes, a process SIGKILLed mid-write, a process stopped under
- * ptrace and killed at the exact instruction where a crash hurts most).
+ * ptrace and killed at the exact instruction where a crash hurts most);
+ * a header and records scribbled on by another process; the per-thread
+ * write token; reaping when a claim finds no free slot.
  *
  * Children and threads never call cmocka: they report through exit codes
  * and counters, and the test's own thread asserts.
@@ -13,6 +15,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 #include "pp_store.h"
@@ -64,6 +67,22 @@ static int claim_as(pp_store_t *st, int loc, const char *id, const char *uri,
 static int claim(pp_store_t *st, int loc, const char *id)
 {
     return claim_as(st, loc, id, "/app/page", (int32_t)getpid(), 0);
+}
+
+/* The pid of a process that has exited and been waited for. */
+static pid_t dead_pid(void)
+{
+    pid_t pid;
+    int ws = 0;
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    return pid;
 }
 
 static uint32_t frame(pp_store_t *st, const char *func, const char *file,
@@ -1104,17 +1123,499 @@ static void test_reap_dead_frees_slot_of_dead_process(void **state)
         }
     }
     assert_true(idx < (int)f->st->nslots);
-    pp_store_reap_dead(f->st);
+    assert_int_equal(pp_store_reap_dead(f->st), 1);
     assert_int_equal(
         PP_SLOT_PHASE(atomic_load(&pp_store_slot(f->st, idx)->state)),
         PP_SLOT_FREE);
     assert_int_equal(atomic_load(&f->st->c.slots_lost), 1);
+    assert_int_equal(atomic_load(&f->st->c.slots_reaped), 1);
     /* the live owner's slot stays */
     assert_true(pp_store_read_slot(f->st, (uint32_t)mine, f->rec));
     assert_string_equal(f->rec->req.id, "parent");
     /* reaping again changes nothing */
-    pp_store_reap_dead(f->st);
+    assert_int_equal(pp_store_reap_dead(f->st), 0);
     assert_int_equal(atomic_load(&f->st->c.slots_lost), 1);
+}
+
+/* ---- reaping when the store is full ---- */
+
+static int64_t mono_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A child that claims every free slot and dies (SIGKILL, the OOM killer)
+ * without finishing any. */
+static void die_holding_every_slot(pp_store_t *st, int loc)
+{
+    pid_t pid;
+    int ws = 0;
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        uint32_t i;
+        for (i = 0; i < st->nslots; i++) {
+            if (claim_as(st, loc, "doomed", "/app/x", (int32_t)getpid(),
+                         (int)i) < 0) {
+                _exit(1);
+            }
+        }
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+}
+
+static void test_claim_reaps_slots_of_dead_processes_when_none_is_free(
+    void **state)
+{
+    fix_t *f = *state;
+    int idx;
+
+    die_holding_every_slot(f->st, f->loc);
+    /* nobody opened the overview: the claim itself reaps */
+    idx = claim(f->st, f->loc, "after");
+    assert_true(idx >= 0);
+    assert_int_equal(atomic_load(&f->st->c.slots_full), 0);
+    assert_int_equal(atomic_load(&f->st->c.slots_reaped), f->st->nslots);
+    assert_int_equal(atomic_load(&f->st->c.slots_lost), f->st->nslots);
+    assert_true(pp_store_read_slot(f->st, (uint32_t)idx, f->rec));
+    assert_string_equal(f->rec->req.id, "after");
+}
+
+static void test_reaping_on_claim_is_rate_limited(void **state)
+{
+    fix_t *f = *state;
+    uint32_t i;
+
+    for (i = 0; i < f->st->nslots; i++) {
+        assert_true(claim(f->st, f->loc, "live") >= 0);
+    }
+    /* full of live requests: a failed claim scans once... */
+    atomic_store(&f->st->reap_last_us, 0);
+    assert_int_equal(claim(f->st, f->loc, "x"), -1);
+    assert_true(atomic_load(&f->st->reap_last_us) != 0);
+    /* ...and a claim right after it does not scan again, even though the
+     * owner is now dead */
+    for (i = 0; i < f->st->nslots; i++) {
+        pp_slot_t *slot = pp_store_slot(f->st, (int)i);
+        atomic_store(&slot->state, PP_SLOT_STATE(dead_pid(), PP_SLOT_ACTIVE));
+    }
+    atomic_store(&f->st->reap_last_us, mono_now_us());
+    assert_int_equal(claim(f->st, f->loc, "x"), -1);
+    assert_int_equal(atomic_load(&f->st->c.slots_reaped), 0);
+    assert_int_equal(atomic_load(&f->st->c.slots_full), 2);
+    /* once the interval has passed, the next one does */
+    atomic_store(&f->st->reap_last_us,
+                 mono_now_us() - PP_REAP_INTERVAL_US - 1);
+    assert_true(claim(f->st, f->loc, "x") >= 0);
+    assert_int_equal(atomic_load(&f->st->c.slots_reaped), f->st->nslots);
+}
+
+/* ---- the header and records are shared memory: another process may
+ * write anything there ---- */
+
+static void test_header_scribbled_by_another_process_changes_nothing_here(
+    void **state)
+{
+    fix_t *f = *state;
+    pp_store_t *st = f->st;
+    uint32_t nslots = st->nslots, nframes = st->nframes;
+    uint64_t off_slots = st->off_slots;
+    uint32_t node = pp_store_intern_node(st, 0, frame(st, "v", "v.py", 1));
+    int idx, inflight, ws = 0;
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* what an application (or code injected into a daemon that runs
+         * as another user) can do to the mapping */
+        st->nslots = 0;
+        st->keep = 0;
+        st->nspecial = 0;
+        st->nfast = 0;
+        st->nframes = 0xffffffffu;
+        st->nnodes = 0xffffffffu;
+        st->nagg = 0;
+        st->nagg_slow = 0;
+        st->nepoch = 0x7fffffffu;
+        st->arena_size = ~0ULL;
+        st->off_slots = st->off_traces = st->off_agg = st->off_epochs =
+            st->off_epoch_stamps = st->off_frames = st->off_nodes =
+                st->off_arena = st->off_locations = 1ULL << 60;
+        st->frame_other = 0xfffffff0u;
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    /* this process computes with its own copy of the layout */
+    assert_int_equal(st->nslots, nslots);
+    assert_int_equal(st->nframes, nframes);
+    assert_true(st->off_slots == off_slots);
+    idx = claim(st, f->loc, "still-works");
+    assert_true(idx >= 0);
+    pp_store_add_sample(st, pp_store_slot(st, idx), node, 1, 1000, 0);
+    pp_store_finish(st, idx, 200, 700000, 0, PP_KEEP_SLOW);
+    assert_true(pp_store_find(st, "still-works", f->rec, &inflight));
+    assert_int_equal(inflight, 0);
+    assert_int_equal(f->rec->req.samples, 1);
+    assert_int_equal(atomic_load(&pp_store_location(st, f->loc)->requests), 1);
+}
+
+static void test_shared_counters_scribbled_over_stay_harmless(void **state)
+{
+    fix_t *f = *state;
+    pp_store_t *st = f->st;
+    int idx, inflight;
+
+    atomic_store(&st->trace_next, ~0ULL);
+    atomic_store(&st->special_next, ~0ULL - 1);
+    atomic_store(&st->fast_next, ~0ULL - 2);
+    atomic_store(&st->arena_used, ~0ULL - 5);
+    atomic_store(&st->reap_last_us, INT64_MIN);
+    idx = claim(st, f->loc, "counters");
+    assert_true(idx >= 0);
+    pp_store_finish(st, idx, 200, 700000, 0, PP_KEEP_SLOW);
+    assert_true(pp_store_find(st, "counters", f->rec, &inflight));
+    /* no room in a full-looking arena: refused, never written out of it */
+    assert_int_equal(frame(st, "new", "new.py", 9), 0);
+    assert_true(atomic_load(&st->c.frames_full) > 0);
+}
+
+static void test_negative_or_huge_start_time_never_indexes_out_of_the_windows(
+    void **state)
+{
+    fix_t *f = *state;
+    uint32_t node =
+        pp_store_intern_node(f->st, 0, frame(f->st, "v", "v.py", 1));
+    const int64_t starts[] = {-3 * PP_EPOCH_US, -1, INT64_MIN, INT64_MAX,
+                              INT64_MAX - 5};
+    size_t k;
+
+    for (k = 0; k < sizeof(starts) / sizeof(starts[0]); k++) {
+        int idx = claim(f->st, f->loc, "odd-time");
+        pp_slot_t *slot = pp_store_slot(f->st, idx);
+        pp_store_add_sample(f->st, slot, node, 1, 1000, 0);
+        slot->rec.req.start_us = starts[k];
+        pp_store_finish(f->st, idx, 200, 700000, 0, PP_KEEP_NONE);
+    }
+    /* counted as requests; kept out of every per-minute table */
+    assert_int_equal(atomic_load(&pp_store_location(f->st, f->loc)->requests),
+                     k);
+    assert_int_equal(atomic_load(&f->st->c.epoch_busy), k);
+}
+
+static void test_record_indices_out_of_range_are_bounded(void **state)
+{
+    fix_t *f = *state;
+    uint32_t node =
+        pp_store_intern_node(f->st, 0, frame(f->st, "v", "v.py", 1));
+    int idx = claim(f->st, f->loc, "bad-indices");
+    uint64_t serial = pp_store_slot(f->st, idx)->rec.req.serial;
+    pp_req_t *q = &pp_store_slot(f->st, idx)->rec.req;
+    pp_record_t *segs = &pp_store_slot(f->st, idx)->rec;
+    uint32_t g;
+
+    /* two segments whose parents point at each other: a page that
+     * followed parents would never stop */
+    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "a", "", 2),
+                     1);
+    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "b", "", 3),
+                     2);
+    segs->segments[0].parent = 2;
+    segs->segments[1].parent = 2;
+    q->open_segment = 5000;
+    q->nstacks = 100000;
+    pp_store_sample(f->st, idx, serial, node, 4, 1000, 0, PP_SAMPLE_ON_CPU);
+    q->nsegments = 100000;
+    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "c", "", 5),
+                     0);
+    pp_store_segment_end(f->st, idx, serial, 100000, 6);
+    assert_true(pp_store_read_slot(f->st, (uint32_t)idx, f->rec));
+    assert_true(f->rec->req.nsegments <= PP_SEGMENTS_MAX);
+    assert_true(f->rec->req.nstacks <= PP_STACKS_MAX);
+    assert_true(f->rec->req.open_segment <= f->rec->req.nsegments);
+    for (g = 0; g < PP_SEGMENTS_MAX; g++) {
+        assert_true(f->rec->segments[g].parent <= g);
+    }
+    q->location = 9999;
+    assert_true(pp_store_read_slot(f->st, (uint32_t)idx, f->rec));
+    assert_int_equal(f->rec->req.location, -1);
+    q->location = -77;
+    assert_true(pp_store_read_slot(f->st, (uint32_t)idx, f->rec));
+    assert_int_equal(f->rec->req.location, -1);
+    /* finishing a request of no location counts it nowhere */
+    pp_store_finish(f->st, idx, 200, 1000, 0, PP_KEEP_NONE);
+    assert_int_equal(atomic_load(&pp_store_location(f->st, f->loc)->requests),
+                     0);
+}
+
+static void test_adoption_keeps_interval_and_depth_to_what_a_config_accepts(
+    void **state)
+{
+    fix_t *f = *state;
+    int idx = claim(f->st, f->loc, "steer");
+    pp_req_t *q = &pp_store_slot(f->st, idx)->rec.req;
+    uint64_t serial;
+    uint32_t interval, depth;
+
+    q->interval_us = 0;
+    q->max_depth = 1u << 30;
+    assert_int_equal(pp_store_adopt(f->st, "steer", 4242, "g", "a", &serial,
+                                    &interval, &depth),
+                     idx);
+    assert_int_equal(interval, PP_INTERVAL_MIN_US);
+    assert_int_equal(depth, PP_DEPTH_LIMIT);
+}
+
+/* ---- the write token ---- */
+
+static int32_t gettid_now(void)
+{
+    return (int32_t)syscall(SYS_gettid);
+}
+
+/* The sampler's side: samples into whatever request is current, without
+ * pause, until told to stop.  The test changes idx/serial, then bumps gen;
+ * ack says the sampler has written under that generation (or, for idx -1,
+ * stopped writing). */
+typedef struct sampler_sim {
+    pp_store_t *st;
+    uint32_t node;
+    _Atomic int idx;
+    _Atomic uint64_t serial;
+    _Atomic uint32_t gen, ack;
+    atomic_int stop;
+    _Atomic unsigned long writes;
+} sampler_sim_t;
+
+static void *sampler_sim_main(void *arg)
+{
+    sampler_sim_t *s = arg;
+
+    while (!atomic_load(&s->stop)) {
+        uint32_t gen = atomic_load(&s->gen);
+        int idx = atomic_load(&s->idx);
+        if (idx >= 0) {
+            pp_store_sample(s->st, idx, atomic_load(&s->serial), s->node, 1,
+                            10, 5, PP_SAMPLE_ON_CPU);
+            atomic_fetch_add(&s->writes, 1);
+        }
+        atomic_store(&s->ack, gen);
+    }
+    return NULL;
+}
+
+/* Point the sampler at slot idx (-1: nowhere) and wait (bounded) until it
+ * has acted on it. */
+static int sampler_sim_set(sampler_sim_t *s, int idx, uint64_t serial)
+{
+    int64_t until = mono_now_us() + 5000000;
+    uint32_t gen;
+
+    atomic_store(&s->serial, serial);
+    atomic_store(&s->idx, idx);
+    gen = atomic_fetch_add(&s->gen, 1) + 1;
+    while (atomic_load(&s->ack) != gen) {
+        if (mono_now_us() > until) {
+            return 0;
+        }
+        sched_yield();
+    }
+    return 1;
+}
+
+#define TOKEN_REQUESTS 300
+#define TOKEN_SEGMENTS 40
+
+static void test_two_threads_of_one_process_lose_no_writes(void **state)
+{
+    pp_store_t *st = make_store(STORE_SIZE, 8, 16);
+    int loc = pp_store_location_register(st, "/app", 10000);
+    pp_record_t *rec = new_record();
+    sampler_sim_t sim;
+    pthread_t th;
+    unsigned long lost_begins = 0, open_left = 0, lost_notes = 0;
+    int r, g;
+    (void)state;
+
+    memset(&sim, 0, sizeof(sim));
+    sim.st = st;
+    sim.node = pp_store_intern_node(st, 0, frame(st, "v", "v.py", 1));
+    atomic_store(&sim.idx, -1);
+    assert_int_equal(pthread_create(&th, NULL, sampler_sim_main, &sim), 0);
+    for (r = 0; r < TOKEN_REQUESTS; r++) {
+        int idx = claim(st, loc, "contended");
+        uint64_t serial;
+
+        assert_true(idx >= 0);
+        serial = pp_store_slot(st, idx)->rec.req.serial;
+        /* the request thread's writes, while the sampler writes too */
+        assert_true(sampler_sim_set(&sim, idx, serial));
+        pp_store_note_handler_start(st, idx, 11);
+        for (g = 0; g < TOKEN_SEGMENTS; g++) {
+            uint32_t seg =
+                pp_store_segment_begin(st, idx, serial, "sql", "q", 20 + g);
+            if (!seg) {
+                lost_begins++;
+                continue;
+            }
+            pp_store_segment_end(st, idx, serial, seg, 21 + g);
+        }
+        pp_store_note_unique_id(st, idx, "uid");
+        pp_store_note_app_end(st, idx, 99);
+        assert_true(sampler_sim_set(&sim, -1, 0));
+        assert_true(pp_store_read_slot(st, (uint32_t)idx, rec));
+        for (g = 0; g < (int)rec->req.nsegments; g++) {
+            open_left += rec->segments[g].dur_us < 0;
+        }
+        lost_notes += (rec->req.handler_start_us != 11) +
+                      (strcmp(rec->req.unique_id, "uid") != 0) +
+                      (rec->req.app_end_us != 99);
+        pp_store_finish(st, idx, 200, 1000, 0, PP_KEEP_NONE);
+    }
+    atomic_store(&sim.stop, 1);
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&sim.writes) >= TOKEN_REQUESTS);
+    if (lost_begins || open_left || lost_notes) {
+        fail_msg("with a sampler thread writing: %lu of %d segment begins "
+                 "lost, %lu segments left open, %lu of %d notes lost "
+                 "(writes_dropped %llu)",
+                 lost_begins, TOKEN_REQUESTS * TOKEN_SEGMENTS, open_left,
+                 lost_notes, TOKEN_REQUESTS * 3,
+                 (unsigned long long)atomic_load(&st->c.writes_dropped));
+    }
+    assert_int_equal(atomic_load(&st->c.writes_dropped), 0);
+    free(rec);
+    pp_store_destroy(st);
+}
+
+static void test_write_waits_for_a_busy_token_then_is_counted_dropped(
+    void **state)
+{
+    fix_t *f = *state;
+    int idx = claim(f->st, f->loc, "held");
+    pp_slot_t *slot = pp_store_slot(f->st, idx);
+    int64_t t0;
+
+    /* held for good by a live writer that is not this thread */
+    atomic_store(&slot->token, (int32_t)getppid());
+    t0 = mono_now_us();
+    pp_store_note_app_end(f->st, idx, 5);
+    /* it waited (bounded), then gave the write up and said so */
+    assert_true(mono_now_us() - t0 >= 5000);
+    assert_true(mono_now_us() - t0 < 2000000);
+    assert_int_equal(atomic_load(&f->st->c.writes_dropped), 1);
+    atomic_store(&slot->token, 0);
+    pp_store_note_app_end(f->st, idx, 6);
+    assert_true(pp_store_read_slot(f->st, (uint32_t)idx, f->rec));
+    assert_int_equal(f->rec->req.app_end_us, 6);
+}
+
+static void test_claim_never_wipes_a_token_another_writer_holds(
+    void **state)
+{
+    pp_store_t *st = make_store(STORE_SIZE, 2, 2);
+    int loc = pp_store_location_register(st, "/app", 10000);
+    pp_slot_t *s0 = pp_store_slot(st, 0);
+    int32_t holder = (int32_t)getppid(); /* alive, not this thread */
+    (void)state;
+
+    /* a daemon still writing into slot 0 for the request that was there */
+    atomic_store(&s0->token, holder);
+    assert_int_equal(claim_as(st, loc, "next", "/app/x", getpid(), 0), 1);
+    assert_int_equal(atomic_load(&s0->token), holder);
+    assert_int_equal(PP_SLOT_PHASE(atomic_load(&s0->state)), PP_SLOT_FREE);
+    /* once it is done, the slot is claimable again */
+    atomic_store(&s0->token, 0);
+    assert_int_equal(claim_as(st, loc, "later", "/app/x", getpid(), 0), 0);
+    assert_int_equal(atomic_load(&s0->token), 0);
+    pp_store_destroy(st);
+}
+
+static void test_claim_takes_over_a_token_left_by_a_dead_process(
+    void **state)
+{
+    pp_store_t *st = make_store(STORE_SIZE, 1, 1);
+    int loc = pp_store_location_register(st, "/app", 10000);
+    pp_slot_t *s0 = pp_store_slot(st, 0);
+    (void)state;
+
+    atomic_store(&s0->token, (int32_t)dead_pid());
+    assert_int_equal(claim(st, loc, "takeover"), 0);
+    assert_int_equal(atomic_load(&s0->token), 0);
+    pp_store_destroy(st);
+}
+
+/* ---- adoption by a daemon ---- */
+
+static void test_adoption_that_cannot_take_the_token_hands_the_slot_back(
+    void **state)
+{
+    fix_t *f = *state;
+    int idx = claim(f->st, f->loc, "adopt-me");
+    pp_slot_t *slot = pp_store_slot(f->st, idx);
+    uint64_t serial;
+    uint32_t interval, depth;
+
+    atomic_store(&slot->token, (int32_t)getppid());
+    assert_int_equal(pp_store_adopt(f->st, "adopt-me", 4242, "g", "a", &serial,
+                                    &interval, &depth),
+                     -1);
+    /* not adopted, so the claimer samples it */
+    assert_int_equal(atomic_load(&slot->sampler_pid), 0);
+    assert_true(pp_store_samples_here(f->st, idx, getpid()));
+    atomic_store(&slot->token, 0);
+}
+
+typedef struct adopter {
+    pp_store_t *st;
+    int result;
+} adopter_t;
+
+static void *adopter_main(void *arg)
+{
+    adopter_t *a = arg;
+    uint64_t serial;
+    uint32_t interval, depth;
+
+    a->result = pp_store_adopt(a->st, "first", 4242, "g", "a", &serial,
+                               &interval, &depth);
+    return NULL;
+}
+
+static void test_adoption_of_a_slot_that_moved_on_hands_it_back(void **state)
+{
+    fix_t *f = *state;
+    int idx = claim(f->st, f->loc, "first");
+    pp_slot_t *slot = pp_store_slot(f->st, idx);
+    adopter_t a = {f->st, 0};
+    pthread_t th;
+    int64_t until;
+
+    /* this thread holds the token while the daemon's adoption runs: it
+     * finds "first", wins the compare-and-swap, then waits for us */
+    atomic_store(&slot->token, gettid_now());
+    assert_int_equal(pthread_create(&th, NULL, adopter_main, &a), 0);
+    until = mono_now_us() + 5000000;
+    while (atomic_load(&slot->sampler_pid) != 4242 && mono_now_us() < until) {
+        sched_yield();
+    }
+    assert_int_equal(atomic_load(&slot->sampler_pid), 4242);
+    /* meanwhile "first" finished and another request took the slot */
+    memcpy(slot->rec.req.id, "second", sizeof("second"));
+    atomic_store(&slot->token, 0);
+    pthread_join(th, NULL);
+    assert_int_equal(a.result, -1);
+    /* "second" was never adopted: its claimer must sample it */
+    assert_int_equal(atomic_load(&slot->sampler_pid), 0);
+    assert_true(pp_store_samples_here(f->st, idx, getpid()));
 }
 
 /* ---- many writers ---- */
@@ -1793,6 +2294,19 @@ int main(void)
         cmocka_unit_test(test_keep_skips_a_trace_entry_left_odd),
         cmocka_unit_test(test_keep_with_every_entry_odd_is_counted_torn),
         T(test_reap_dead_frees_slot_of_dead_process),
+        T(test_claim_reaps_slots_of_dead_processes_when_none_is_free),
+        T(test_reaping_on_claim_is_rate_limited),
+        T(test_header_scribbled_by_another_process_changes_nothing_here),
+        T(test_shared_counters_scribbled_over_stay_harmless),
+        T(test_negative_or_huge_start_time_never_indexes_out_of_the_windows),
+        T(test_record_indices_out_of_range_are_bounded),
+        T(test_adoption_keeps_interval_and_depth_to_what_a_config_accepts),
+        cmocka_unit_test(test_two_threads_of_one_process_lose_no_writes),
+        T(test_write_waits_for_a_busy_token_then_is_counted_dropped),
+        cmocka_unit_test(test_claim_never_wipes_a_token_another_writer_holds),
+        cmocka_unit_test(test_claim_takes_over_a_token_left_by_a_dead_process),
+        T(test_adoption_that_cannot_take_the_token_hands_the_slot_back),
+        T(test_adoption_of_a_slot_that_moved_on_hands_it_back),
         cmocka_unit_test(test_concurrent_threads_totals_add_up),
         cmocka_unit_test(test_forked_writers_totals_add_up),
         cmocka_unit_test(
