@@ -472,7 +472,7 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
                                PP_SIDE_ALL);
     for (i = 0; i < before.n; i++) {
         pp_profile_subtract(&after, before.v[i].node, before.v[i].count,
-                            before.v[i].weight_us);
+                            before.v[i].weight_us, before.v[i].cpu_us);
     }
     pp_profile_sort(&after);
     {

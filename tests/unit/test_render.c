@@ -772,10 +772,16 @@ static void diff_add_ranked(diff_fix_t *d, pp_profile_t *p, const char *prefix,
 
 static const char *diff_page(diff_fix_t *d)
 {
+    pp_tree_t ts, tr;
+
     pp_profile_sort(&d->slow);
     pp_profile_sort(&d->rest);
+    assert_int_equal(pp_tree_build(&ts, d->st, &d->slow), 0);
+    assert_int_equal(pp_tree_build(&tr, d->st, &d->rest), 0);
     unit_buf_reset(&buf);
-    pp_view_diff(&out, d->st, &d->slow, &d->rest, "");
+    pp_view_diff(&out, d->st, &ts, &tr, "");
+    pp_tree_free(&ts);
+    pp_tree_free(&tr);
     return unit_buf_str(&buf);
 }
 
