@@ -1238,13 +1238,32 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
                "clear</a></form>");
 }
 
+/* A kept trace of a location's latest capture: which, and where. */
+typedef struct capture_ref {
+    uint32_t trace;
+    int32_t location;
+} capture_ref_t;
+
+static int cmp_capture_ref(const void *a, const void *b)
+{
+    const capture_ref_t *x = a, *y = b;
+    if (x->location != y->location) {
+        return x->location < y->location ? -1 : 1;
+    }
+    return x->trace < y->trace ? -1 : (x->trace > y->trace);
+}
+
 /* X-Ray style captures: arm one (POST, with the store's nonce), and for
- * each location the requests of its latest capture with their histogram. */
+ * each location the requests of its latest capture with their histogram.
+ * One pass over the kept traces picks the captured ones for every
+ * location at once (not one pass per location). */
 static void captures_section(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt)
 {
     int i, any = 0;
-    uint32_t k;
+    uint32_t k, ids[PP_MAX_LOCATIONS], ntraces = pp_store_listed_traces(st);
+    capture_ref_t *refs = malloc(sizeof(*refs) * (ntraces + 1));
+    size_t nrefs = 0, r = 0;
 
     pp_puts(o, "<h2 id=captures>Captures <span class=muted>(keep the next "
                "N requests of a location, sampled at the trigger interval)"
@@ -1271,13 +1290,31 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, "</select></label> <button>Arm</button></form>");
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {
         const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        uint32_t id, n;
+        ids[i] = location_current(st, loc) ? atomic_load(&loc->capture_id)
+                                           : 0;
+    }
+    for (k = 0; refs && k < ntraces; k++) {
+        pp_req_t q;
+        if (pp_store_read_req(pp_store_trace_at(st, k), &q) &&
+            (q.flags & PP_REQ_CAPTURED) && q.location >= 0 &&
+            q.location < PP_MAX_LOCATIONS && ids[q.location] &&
+            q.capture == ids[q.location]) {
+            refs[nrefs].trace = k;
+            refs[nrefs++].location = q.location;
+        }
+    }
+    if (nrefs > 1) {
+        qsort(refs, nrefs, sizeof(*refs), cmp_capture_ref);
+    }
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        uint32_t id = ids[i], n;
         int32_t left;
         loc_snap_t snap;
         size_t got = 0;
         char pb[PP_PREFIX_MAX];
 
-        if (!location_current(st, loc) || !(id = atomic_load(&loc->capture_id))) {
+        if (!id) {
             continue;
         }
         any = 1;
@@ -1292,9 +1329,13 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "<table><tr><th class=num>Duration</th><th>Method</th>"
                    "<th>URI</th><th class=num>Status</th>"
                    "<th class=num>Samples</th><th>Profile</th></tr>");
-        for (k = 0; k < pp_store_listed_traces(st); k++) {
+        /* refs are sorted by location and only name locations with a
+         * capture, each visited here in order: r is at this one's first */
+        for (; r < nrefs && refs[r].location == i; r++) {
             pp_req_t q;
-            if (!pp_store_read_req(pp_store_trace_at(st, k), &q) ||
+            /* read again: it may have been evicted since the first pass */
+            if (!pp_store_read_req(pp_store_trace_at(st, refs[r].trace),
+                                   &q) ||
                 !(q.flags & PP_REQ_CAPTURED) || q.capture != id ||
                 q.location != i) {
                 continue;
@@ -1336,6 +1377,7 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     if (!any) {
         pp_puts(o, "<p class=empty>No capture armed yet.</p>");
     }
+    free(refs);
 }
 
 void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
