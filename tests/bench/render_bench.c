@@ -15,7 +15,8 @@
  * reports its own time and peak memory over the store it inherited.
  *
  *   make render-bench
- *   build/render_bench worst [location|diff] [STACKS]   one render only,
+ *   build/render_bench worst [location|diff|json|pprof] [STACKS]
+ *       one render (or export of the location) only,
  *       for /usr/bin/time -v and valgrind --tool=callgrind
  *       --toggle-collect=pp_render_location_html
  */
@@ -287,8 +288,26 @@ static void worst_location(void *a)
 {
     pp_sink_t o = {count_write, NULL};
     pp_render_opts_t wo = opt;
-    wo.diff = *(int *)a;
-    pp_render_location_html(&o, st, worst_loc, &wo);
+    int what = *(int *)a;
+    pp_profile_t p;
+    pp_bytes_t out;
+
+    if (what < 2) {
+        wo.diff = what;
+        pp_render_location_html(&o, st, worst_loc, &wo);
+        return;
+    }
+    /* the exports are complete by design: their cost is the stacks' */
+    pp_profile_init(&p);
+    pp_render_location_profile(&p, st, worst_loc, opt.now_us, 0, PP_SIDE_ALL);
+    if (what == 2) {
+        pp_render_location_json(&o, st, worst_loc, &p, &wo);
+    }
+    else if (pp_export_pprof(&out, st, &p, NULL, 0, 0, 0, 10000000) == 0) {
+        bytes = out.len;
+        free(out.data);
+    }
+    pp_profile_free(&p);
 }
 
 /* One render in a child: its time, and its peak resident memory above
@@ -346,6 +365,8 @@ static void worst_measure(const char *label, int diff)
     }
 }
 
+static char worst_label[2][64];
+
 static void worst_report(uint32_t nstacks)
 {
     pp_profile_t p, slow;
@@ -365,13 +386,17 @@ static void worst_report(uint32_t nstacks)
            now_ms() - t0, p.n, WORST_DEPTH, slow.n,
            (unsigned long long)p.samples, t.n,
            t.truncated ? ", truncated" : "");
+    snprintf(worst_label[0], sizeof(worst_label[0]),
+             "location HTML, %u x %d frames", nstacks, WORST_DEPTH);
+    snprintf(worst_label[1], sizeof(worst_label[1]),
+             "diff view HTML, %u x %d frames", nstacks, WORST_DEPTH);
     pp_tree_free(&t);
     pp_profile_free(&p);
     pp_profile_free(&slow);
     printf("| worst case, one render             |  time ms | peak MB |     bytes |\n");
     printf("|------------------------------------|---------:|--------:|----------:|\n");
-    worst_measure("location HTML, 66k x 1024 frames", 0);
-    worst_measure("diff view HTML, 66k x 1024 frames", 1);
+    worst_measure(worst_label[0], 0);
+    worst_measure(worst_label[1], 1);
     pp_store_destroy(st);
 }
 
@@ -388,13 +413,16 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "worst") == 0) {
         /* one render in this process, for time -v and callgrind */
         uint32_t n = argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 10) : 66000;
-        int diff = argc > 2 && strcmp(argv[2], "diff") == 0;
+        int diff = argc > 2 && strcmp(argv[2], "diff") == 0   ? 1
+                   : argc > 2 && strcmp(argv[2], "json") == 0  ? 2
+                   : argc > 2 && strcmp(argv[2], "pprof") == 0 ? 3
+                                                               : 0;
         double t0;
         st = worst_store(n, &worst_loc);
         t0 = now_ms();
         worst_location(&diff);
         printf("%s, %u stacks: %.1f ms, %zu bytes\n",
-               diff ? "diff view" : "location page", n, now_ms() - t0, bytes);
+               argc > 2 ? argv[2] : "location", n, now_ms() - t0, bytes);
         pp_store_destroy(st);
         return 0;
     }
@@ -453,7 +481,8 @@ int main(int argc, char **argv)
         pp_render_location_profile(&p, st, 0, opt.now_us, 0, PP_SIDE_ALL);
         pp_tree_build(&t, st, &p);
         printf("(location: %zu distinct stacks, %llu samples, %u tree "
-               "nodes)\n", p.n, (unsigned long long)p.samples, t.n);
+               "nodes, %s)\n", p.n, (unsigned long long)p.samples, t.n,
+               t.truncated ? "truncated" : "whole");
         pp_tree_free(&t);
         pp_profile_free(&p);
     }
