@@ -55,11 +55,21 @@ def test_cpu_bound_location_json_has_cpu_time(srv, finished):
     loc = location_json(srv, "/app/cpu")
     share, stacks = burn_share(loc)
     assert all(s["cpu_ms"] > 0 for s in stacks), stacks
-    # the request's own figure, not a plausible-looking other one: the
-    # location holds this one request, so its CPU is what its samples saw
-    assert 0 < loc["cpu_ms"] <= loc["weight_ms"] * 1.05, loc["cpu_ms"]
-    assert loc["cpu_ms"] >= 0.5 * req["cpu_ms"], (loc["cpu_ms"], req["cpu_ms"])
-    assert share >= 0.5, "burn_cpu %.0f%% on CPU" % (100 * share)
+    # the location holds this one request: its CPU is the request's own,
+    # summed the same way, stack by stack
+    own = srv.request_detail(req["id"])["stacks"]
+    assert loc["cpu_ms"] == pytest.approx(sum(s["cpu_ms"] for s in own), abs=0.01)
+    assert loc["weight_ms"] == pytest.approx(sum(s["weight_ms"] for s in own), abs=0.01)
+    by_leaf = {}
+    for s in own:
+        by_leaf[s["frames"][-1]["function"]] = by_leaf.get(s["frames"][-1]["function"], 0) \
+            + s["cpu_ms"]
+    assert sum(s["cpu_ms"] for s in stacks) == pytest.approx(by_leaf["burn_cpu"], abs=0.01)
+    # and plausibly on CPU: a busy loop.  Not near 100%: on this shared
+    # 2-core machine a runnable thread can wait for a core most of the
+    # time, and the samples rightly count that as off CPU (the request's
+    # own page says the same, pinned above)
+    assert share >= 0.1, "burn_cpu %.0f%% on CPU" % (100 * share)
 
 
 def test_sleeping_location_json_is_off_cpu(srv, finished):
@@ -73,13 +83,18 @@ def test_sleeping_location_json_is_off_cpu(srv, finished):
 
 
 def test_location_page_shows_the_cpu_share(srv, finished):
+    loc = location_json(srv, "/app/cpu")
     page = srv.get_ok("/server-profile/location?path=/app/cpu").text
     m = re.search(r"of request time, (\d+)% of it on CPU", page)
-    assert m and int(m.group(1)) >= 50, m and m.group(0)
+    assert m, page[:3000]
+    assert abs(int(m.group(1)) - 100 * loc["cpu_ms"] / loc["weight_ms"]) <= 1, \
+        (m.group(0), loc["cpu_ms"], loc["weight_ms"])
+    assert int(m.group(1)) >= 10, m.group(0)
     # the call tree's row of burn_cpu says so too
+    share, _ = burn_share(loc)
     row = page[page.find('<span class=fn title="burn_cpu">'):]
     m = re.search(r"<span class=cnt>[^<]*, (\d+)% on CPU</span>", row)
-    assert m and int(m.group(1)) >= 50, row[:600]
+    assert m and abs(int(m.group(1)) - 100 * share) <= 1, (row[:600], share)
 
 
 def test_sleeping_location_page_shows_little_cpu(srv, finished):
