@@ -49,6 +49,35 @@ enum { FMT_HTML, FMT_JSON, FMT_FOLDED, FMT_SPEEDSCOPE, FMT_PPROF };
 
 #define PULL_MAX_SECONDS 60
 
+/* What one child serves at once.  A profile page or export may take tens
+ * of MB while it renders (bounded by the tree caps, pp_profile.h), and a
+ * pull holds its worker for its seconds: past these, 503 with Retry-After
+ * rather than a child's memory or workers spent on pages.  Counters of
+ * this process only (every child has its own). */
+#define RENDERS_PER_CHILD 4
+#define PULLS_PER_CHILD 1
+
+static _Atomic int renders_running, pulls_running;
+
+static apr_status_t turn_release(void *running)
+{
+    atomic_fetch_sub((_Atomic int *)running, 1);
+    return APR_SUCCESS;
+}
+
+/* Take one of `max` turns until the request's pool goes (its response is
+ * written by then); 0 if all are taken. */
+static int turn_take(request_rec *r, _Atomic int *running, int max)
+{
+    if (atomic_fetch_add(running, 1) >= max) {
+        atomic_fetch_sub(running, 1);
+        return 0;
+    }
+    apr_pool_cleanup_register(r->pool, (void *)running, turn_release,
+                              apr_pool_cleanup_null);
+    return 1;
+}
+
 typedef struct query {
     int format;
     int refresh;
@@ -303,10 +332,19 @@ static int error_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
         pp_render_message_html(o,
                                status == HTTP_NOT_FOUND   ? "Not found"
                                : status == HTTP_FORBIDDEN ? "Forbidden"
-                                                          : "Bad request",
+                               : status == HTTP_SERVICE_UNAVAILABLE
+                                   ? "Busy"
+                                   : "Bad request",
                                msg, opt);
     }
     return OK;
+}
+
+static int busy_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
+                     int format, const char *retry_after, const char *msg)
+{
+    apr_table_setn(r->headers_out, "Retry-After", retry_after);
+    return error_page(r, o, opt, format, HTTP_SERVICE_UNAVAILABLE, msg);
 }
 
 static int send_pprof(request_rec *r, const pp_store_t *st,
@@ -420,6 +458,10 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
     }
     loc = pp_store_location(st, idx);
     snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+    if (r->header_only) {
+        set_type(r, q->format); /* no profile to build for no body */
+        return OK;
+    }
     if (q->format == FMT_HTML) {
         set_type(r, q->format);
         if (!r->header_only) {
@@ -459,7 +501,8 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
 }
 
 /* Go's /debug/pprof/profile?seconds=N: what the location sampled while
- * this request waited.  Holds one worker thread for N seconds. */
+ * this request waited.  Holds one worker thread for N seconds, so one
+ * pull per process at a time; a HEAD is answered at once. */
 static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
                       pp_sink_t *sink, pp_render_opts_t *opt)
 {
@@ -490,6 +533,16 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
         return error_page(r, sink, opt, FMT_JSON, HTTP_NOT_FOUND,
                           "path must name a PyProfSample location");
     }
+    if (r->header_only) {
+        /* what a GET would send, without waiting `seconds` for it */
+        set_type(r, FMT_PPROF);
+        return OK;
+    }
+    if (!turn_take(r, &pulls_running, PULLS_PER_CHILD)) {
+        return busy_page(r, sink, opt, FMT_JSON, "5",
+                         "this server process is already answering a pull "
+                         "(at most 1 at once per process); retry later");
+    }
     loc = pp_store_location(st, idx);
     snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
     pp_profile_init(&before);
@@ -507,7 +560,7 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
                                PP_SIDE_ALL);
     for (i = 0; i < before.n; i++) {
         pp_profile_subtract(&after, before.v[i].node, before.v[i].count,
-                            before.v[i].weight_us);
+                            before.v[i].weight_us, before.v[i].cpu_us);
     }
     pp_profile_sort(&after);
     {
@@ -1027,6 +1080,13 @@ int pyprof_handler(request_rec *r)
             return HTTP_METHOD_NOT_ALLOWED;
         }
         return serve_post(r, st, &sink, &opt);
+    }
+    if ((page == PAGE_REQUEST || page == PAGE_LOCATION) &&
+        !turn_take(r, &renders_running, RENDERS_PER_CHILD)) {
+        return busy_page(r, &sink, &opt, q.format, "1",
+                         "this server process is rendering as many "
+                         "profiles as it may at once (4); retry in a "
+                         "second");
     }
     switch (page) {
     case PAGE_REQUEST:

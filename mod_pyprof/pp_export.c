@@ -373,22 +373,64 @@ static int64_t strtab_get(strtab_t *t, const char *s)
     }
 }
 
+/* Compress what `raw` holds into `out` and empty `raw`: the profile is
+ * gzipped as it is encoded, so its raw bytes (stacks x depth varints, 130
+ * MB for a location of 66,000 stacks of 1,024 frames) never sit in memory
+ * whole, only the compressed result.  -1 on a zlib or memory failure. */
+#define GZ_CHUNK (256 * 1024)
+
+static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out,
+                    int finish)
+{
+    int ret;
+
+    if (raw->failed) {
+        return -1;
+    }
+    z->next_in = raw->data ? raw->data : (unsigned char *)"";
+    z->avail_in = (uInt)raw->len;
+    do {
+        b_need(out, GZ_CHUNK);
+        if (out->failed) {
+            return -1;
+        }
+        z->next_out = out->data + out->len;
+        z->avail_out = out->cap - out->len > 0x40000000u
+                           ? 0x40000000u
+                           : (uInt)(out->cap - out->len);
+        ret = deflate(z, finish ? Z_FINISH : Z_NO_FLUSH);
+        out->len = (size_t)(z->next_out - out->data);
+        if (ret == Z_STREAM_ERROR) {
+            return -1;
+        }
+    } while (z->avail_in > 0 || (finish && ret != Z_STREAM_END));
+    raw->len = 0;
+    return 0;
+}
+
 int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
                     const pp_profile_t *p, const pp_pprof_label_t *labels,
                     size_t nlabels, int64_t time_ns, int64_t duration_ns,
                     int64_t interval_ns)
 {
     pp_bytes_t prof = {0}, sub = {0}, sub2 = {0};
-    frame_index_t fi, fns = {0};
+    frame_index_t fi = {0}, fns = {0};
     strtab_t strs = {0};
     uint32_t frames[PP_DEPTH_LIMIT + 2];
     size_t i;
     uint32_t k;
     int64_t s_samples, s_count, s_wall, s_ns;
     z_stream z;
-    int rc = -1;
+    int rc = -1, zinit = 0;
 
     memset(out, 0, sizeof(*out));
+    /* gzip (windowBits 31), as pprof readers expect */
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        goto done;
+    }
+    zinit = 1;
     if (fi_init(&fi)) {
         goto done;
     }
@@ -435,6 +477,9 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
             free(lab.data);
         }
         pb_message(&prof, 2, &sub);
+        if (prof.len >= GZ_CHUNK && gz_drain(&z, &prof, out, 0)) {
+            goto done;
+        }
     }
 
     /* functions: one per (name, file), found through their string table
@@ -480,33 +525,15 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
     pb_uint(&sub, 2, (uint64_t)s_ns);
     pb_message(&prof, 11, &sub);
     pb_uint(&prof, 12, (uint64_t)interval_ns);
-    if (prof.failed || sub.failed || sub2.failed) {
+    if (prof.failed || sub.failed || sub2.failed ||
+        gz_drain(&z, &prof, out, 1)) {
         goto done;
     }
-
-    /* gzip (windowBits 31), as pprof readers expect */
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK) {
-        goto done;
-    }
-    b_need(out, deflateBound(&z, prof.len) + 32);
-    if (out->failed) {
-        deflateEnd(&z);
-        goto done;
-    }
-    z.next_in = prof.data ? prof.data : (unsigned char *)"";
-    z.avail_in = (uInt)prof.len;
-    z.next_out = out->data;
-    z.avail_out = (uInt)out->cap;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
-        deflateEnd(&z);
-        goto done;
-    }
-    out->len = z.total_out;
-    deflateEnd(&z);
     rc = 0;
 done:
+    if (zinit) {
+        deflateEnd(&z);
+    }
     if (rc != 0) {
         free(out->data);
         memset(out, 0, sizeof(*out));

@@ -1,7 +1,9 @@
 /* pp_profile.c: stack sets and the views computed from them (see
- * pp_profile.h).  Heap memory only, bounded by the number of stacks times
- * the depth limit; every node chain is walked with a depth bound, so a
- * corrupt store cannot loop.  Never writes to the store.
+ * pp_profile.h).  Heap memory only: a stack set holds one entry per
+ * distinct stack (bounded by the store's aggregate tables), a tree at most
+ * PP_TREE_MAX_NODES nodes, and hot functions are read off the tree, so no
+ * view costs stacks times depth.  Every node chain is walked with a depth
+ * bound, so a corrupt store cannot loop.  Never writes to the store.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -226,11 +228,11 @@ int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab,
         if (!key || (key >> 32) != (uint64_t)location + 1 || !count) {
             continue;
         }
-        /* aggregates carry no CPU split; the weight stands for both */
         if (pp_profile_add(p, (uint32_t)key, count,
                            atomic_load_explicit(&tab[i].weight_us,
                                                 memory_order_relaxed),
-                           0)) {
+                           atomic_load_explicit(&tab[i].cpu_us,
+                                                memory_order_relaxed))) {
             return -1;
         }
     }
@@ -262,7 +264,7 @@ int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
 }
 
 void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
-                         uint64_t weight_us)
+                         uint64_t weight_us, uint64_t cpu_us)
 {
     u64map_t m;
     uint32_t *slot;
@@ -282,10 +284,13 @@ void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
     s = &p->v[*slot - 1];
     count = count > s->count ? s->count : count;
     weight_us = weight_us > s->weight_us ? s->weight_us : weight_us;
+    cpu_us = cpu_us > s->cpu_us ? s->cpu_us : cpu_us;
     s->count -= count;
     s->weight_us -= weight_us;
+    s->cpu_us -= cpu_us;
     p->samples -= count;
     p->weight_us -= weight_us;
+    p->cpu_us -= cpu_us > p->cpu_us ? p->cpu_us : cpu_us;
 }
 
 static int cmp_stack(const void *a, const void *b)
@@ -413,29 +418,55 @@ typedef struct tree_priv {
     fkeys_t fk;
 } tree_priv_t;
 
+/* Leave a stack out of the views: its samples are counted, not drawn. */
+static void tree_leave_out(pp_tree_t *t, const pp_prof_stack_t *e)
+{
+    t->truncated = 1;
+    t->left_out += e->count;
+    t->stacks_left_out++;
+}
+
+/* Add one stack.  What it may cost is bounded before anything is written:
+ * the store is walked only while the walk budget lasts, and nodes are made
+ * only if the whole missing part fits under the node cap, so a stack is
+ * either in the tree with all its samples or left out whole. */
 static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
                            const pp_prof_stack_t *e)
 {
     tree_priv_t *pv = t->priv;
     uint32_t chain[PP_DEPTH_LIMIT + 2], frames[PP_DEPTH_LIMIT + 2];
-    uint32_t n = 0, node = e->node, parent = 0, pframe, j, leaf = 0;
+    uint32_t n = 0, node = e->node, parent = 0, pframe, j, leaf;
     uint32_t *known;
 
     /* walk up the store's trie until a node this tree already has */
     while (node && n < PP_DEPTH_LIMIT + 2) {
-        known = map_get(&pv->by_node, node, 0);
+        known = map_find(&pv->by_node, node);
         if (known && *known) {
             parent = *known;
             break;
         }
+        if (t->full || t->walked >= PP_TREE_MAX_WALK) {
+            /* once the budget is spent, only stacks whose every node is
+             * already drawn get in (found above at the first step) */
+            t->full = 1;
+            tree_leave_out(t, e);
+            return;
+        }
+        t->walked++;
         if (!pp_store_node_get(st, node, &pframe, &frames[n])) {
             break;
         }
         chain[n++] = node;
         node = pframe;
     }
-    if (n == 0) {
-        leaf = parent;
+    if (n == 0 && !parent) {
+        tree_leave_out(t, e); /* unresolvable: counted, never lost */
+        return;
+    }
+    if (t->n + n > PP_TREE_MAX_NODES) {
+        t->full = 1;
+        tree_leave_out(t, e);
+        return;
     }
     /* create the missing part top-down */
     for (j = n; j-- > 0;) {
@@ -446,15 +477,21 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
         pp_tnode_t *x;
 
         if (!slot) {
+            t->full = 1; /* out of memory: the nodes made stay empty */
+            tree_leave_out(t, e);
             return;
         }
         if (*slot == 0) {
             if (t->n >= t->cap) {
                 uint32_t ncap = t->cap * 2;
                 pp_tnode_t *nv;
-                if (ncap > PP_TREE_MAX_NODES ||
-                    !(nv = realloc(t->v, sizeof(pp_tnode_t) * ncap))) {
-                    t->truncated = 1;
+                if (ncap > PP_TREE_MAX_NODES) {
+                    ncap = PP_TREE_MAX_NODES;
+                }
+                if (!(nv = realloc(t->v, sizeof(pp_tnode_t) * ncap))) {
+                    *slot = 0;
+                    t->full = 1;
+                    tree_leave_out(t, e);
                     return;
                 }
                 memset(nv + t->cap, 0, sizeof(pp_tnode_t) * (ncap - t->cap));
@@ -487,12 +524,11 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
         }
         parent = *slot;
     }
-    leaf = n ? parent : leaf;
-    if (!leaf) {
-        return;
-    }
+    leaf = parent;
     /* counts along the whole path, leaf to root */
     t->v[leaf - 1].self += e->count;
+    t->v[leaf - 1].self_weight_us += e->weight_us;
+    t->v[leaf - 1].self_cpu_us += e->cpu_us;
     for (j = leaf; j; j = t->v[j - 1].parent) {
         pp_tnode_t *x = &t->v[j - 1];
         x->count += e->count;
@@ -567,11 +603,9 @@ static void tree_link(pp_tree_t *t)
 int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
 {
     tree_priv_t *pv;
-    uint64_t cap = 1;
     size_t i;
 
     memset(t, 0, sizeof(*t));
-    (void)cap;
     t->cap = 1024;
     /* zeroed (and the grown part below): every node is written when first
      * mapped, but the analyzer cannot see that invariant */
@@ -582,18 +616,20 @@ int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
         map_init(&pv->by_node, t->cap) || fkeys_init(&pv->fk, 1024)) {
         return -1;
     }
-    /* stacks come most samples first: past the limit only rare ones are
+    /* stacks come most samples first: past the caps only rare ones are
      * left out of the views (the exports keep them all) */
     for (i = 0; i < p->n && i < PP_TREE_MAX_STACKS; i++) {
         tree_add_stack(t, st, &p->v[i]);
     }
-    if (i < p->n) {
-        t->truncated = 1;
-        for (; i < p->n; i++) {
-            t->left_out += p->v[i].count;
-        }
+    for (; i < p->n; i++) {
+        tree_leave_out(t, &p->v[i]);
     }
     tree_link(t);
+    /* the maps only served the build: give their memory back before the
+     * page is written */
+    map_free(&pv->index);
+    map_free(&pv->by_node);
+    fkeys_free(&pv->fk);
     return 0;
 }
 
@@ -624,81 +660,90 @@ static int cmp_hot(const void *a, const void *b)
     return x->frame > y->frame ? 1 : (x->frame < y->frame ? -1 : 0);
 }
 
-pp_hot_t *pp_hot_functions(const pp_store_t *st, const pp_profile_t *p,
-                           size_t *n)
+/* From the call tree, which merged every stack by function already: a
+ * function's self is the self of its nodes, and its total the count of
+ * its outermost nodes only (a node under another node of the same
+ * function is recursion, its samples already counted).  One pass over the
+ * nodes, whatever the stacks' depth: the cost is bounded by the tree's
+ * node cap. */
+pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n)
 {
-    fkeys_t fk;
     u64map_t idx = {0};
     pp_hot_t *v = NULL;
-    size_t cap = 0, i;
-    uint32_t frames[PP_DEPTH_LIMIT + 2];
-    uint32_t seen[PP_DEPTH_LIMIT + 2];
+    uint32_t *hot_of = NULL, *active = NULL;
+    uint64_t *best = NULL;
+    uint32_t i, c;
 
     *n = 0;
-    if (fkeys_init(&fk, 1024) || map_init(&idx, 4096)) {
+    if (!t->n) {
+        return NULL;
+    }
+    v = calloc(t->n, sizeof(*v));
+    hot_of = calloc(t->n, sizeof(*hot_of));
+    active = calloc(t->n, sizeof(*active));
+    best = calloc(t->n, sizeof(*best));
+    if (!v || !hot_of || !active || !best || map_init(&idx, t->n)) {
         goto fail;
     }
-    for (i = 0; i < p->n; i++) {
-        const pp_prof_stack_t *e = &p->v[i];
-        uint32_t d = pp_profile_frames(st, e->node, frames, PP_DEPTH_LIMIT + 2);
-        uint32_t j, k, nseen = 0;
+    for (i = 0; i < t->n; i++) {
+        const pp_tnode_t *x = &t->v[i];
+        uint32_t *slot = map_get(&idx, x->fkey, (uint32_t)*n + 1);
+        pp_hot_t *h;
 
-        for (j = 0; j < d; j++) {
-            uint32_t fkey = function_key(&fk, st, frames[j]);
-            uint32_t *slot;
-            pp_hot_t *h;
-            int dup = 0;
-
-            /* recursion: count a function once per stack for "total" */
-            for (k = 0; k < nseen; k++) {
-                if (seen[k] == fkey) {
-                    dup = 1;
-                    break;
-                }
+        if (!slot) {
+            goto fail;
+        }
+        if (*slot == *n + 1) {
+            v[(*n)++].frame = x->frame;
+        }
+        hot_of[i] = *slot - 1;
+        h = &v[hot_of[i]];
+        h->self += x->self;
+        h->self_weight_us += x->self_weight_us;
+        h->self_cpu_us += x->self_cpu_us;
+        /* the line of the node with the most self samples is the telling
+         * one; a function never a leaf shows its busiest line */
+        if ((x->self ? x->self + (1ULL << 63) : x->count) >
+            best[hot_of[i]]) {
+            best[hot_of[i]] = x->self ? x->self + (1ULL << 63) : x->count;
+            h->frame = x->frame;
+        }
+    }
+    /* depth-first over the linked tree, counting a function's total only
+     * where it is not already on the path (active) */
+    c = t->roots;
+    while (c) {
+        const pp_tnode_t *x = &t->v[c - 1];
+        if (active[hot_of[c - 1]]++ == 0) {
+            v[hot_of[c - 1]].total += x->count;
+            v[hot_of[c - 1]].total_weight_us += x->weight_us;
+        }
+        if (x->first_child) {
+            c = x->first_child;
+            continue;
+        }
+        while (c) {
+            active[hot_of[c - 1]]--;
+            if (t->v[c - 1].next_sibling) {
+                c = t->v[c - 1].next_sibling;
+                break;
             }
-            if (*n >= cap) {
-                size_t ncap = cap ? cap * 2 : 256;
-                pp_hot_t *nv = realloc(v, ncap * sizeof(*nv));
-                if (!nv) {
-                    goto fail;
-                }
-                v = nv;
-                cap = ncap;
-            }
-            slot = map_get(&idx, fkey, (uint32_t)*n + 1);
-            if (!slot) {
-                continue;
-            }
-            if (*slot == *n + 1) {
-                memset(&v[*n], 0, sizeof(v[*n]));
-                v[*n].frame = frames[j];
-                (*n)++;
-            }
-            h = &v[*slot - 1];
-            if (!dup) {
-                /* *slot maps to an entry zeroed when first seen, above */
-                // NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign)
-                h->total += e->count;
-                h->total_weight_us += e->weight_us;
-                seen[nseen++] = fkey;
-            }
-            if (j + 1 == d) {
-                h->self += e->count;
-                h->self_weight_us += e->weight_us;
-                h->self_cpu_us += e->cpu_us;
-                h->frame = frames[j]; /* the leaf line is the telling one */
-            }
+            c = t->v[c - 1].parent;
         }
     }
     if (*n > 1) {
         qsort(v, *n, sizeof(*v), cmp_hot);
     }
-    fkeys_free(&fk);
     map_free(&idx);
+    free(hot_of);
+    free(active);
+    free(best);
     return v;
 fail:
-    fkeys_free(&fk);
     map_free(&idx);
+    free(hot_of);
+    free(active);
+    free(best);
     free(v);
     *n = 0;
     return NULL;

@@ -48,7 +48,7 @@ int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
                           int64_t now_us, int64_t window_us);
 /* Take samples away from a stack (floored at zero). */
 void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
-                         uint64_t weight_us);
+                         uint64_t weight_us, uint64_t cpu_us);
 /* Sort stacks by count, biggest first. */
 void pp_profile_sort(pp_profile_t *p);
 
@@ -67,28 +67,37 @@ typedef struct pp_tnode {
     uint32_t frame;  /* the line most samples were on */
     uint64_t frame_hits;
     uint64_t count, self;
-    uint64_t weight_us, cpu_us;
+    uint64_t weight_us, cpu_us;           /* of every stack through it */
+    uint64_t self_weight_us, self_cpu_us; /* of the stacks ending in it */
     uint32_t first_child, next_sibling; /* index + 1 */
     uint32_t depth;
     uint64_t x; /* flame graph: samples before it among its siblings' span */
 } pp_tnode_t;
 
-/* Views draw at most this many distinct stacks (the commonest) and nodes;
- * a location with more is summarised, the exports stay complete. */
+/* What one tree may cost, whatever the stack set: the views draw at most
+ * PP_TREE_MAX_STACKS distinct stacks (the commonest), make at most
+ * PP_TREE_MAX_NODES nodes (~100 bytes each) and read at most
+ * PP_TREE_MAX_WALK store nodes to find them.  A stack that does not fit
+ * is left out whole and counted; the exports stay complete. */
 #define PP_TREE_MAX_STACKS 20000
-#define PP_TREE_MAX_NODES (1u << 20)
+#define PP_TREE_MAX_NODES 65536
+#define PP_TREE_MAX_WALK 262144
 
 typedef struct pp_tree {
     pp_tnode_t *v;
     uint32_t n, cap;
     int truncated;
-    uint64_t left_out; /* samples of the stacks left out */
+    int full;                 /* a cap was reached */
+    uint64_t left_out;        /* samples of the stacks left out */
+    uint32_t stacks_left_out;
+    uint32_t walked;          /* store nodes read */
     uint32_t roots; /* index + 1 of the first top-level node */
-    uint64_t total;
+    uint64_t total; /* samples drawn: total + left_out = the profile's */
     uint32_t max_depth;
     void *priv;
 } pp_tree_t;
 
+/* -1 only when memory runs out at the start (free it all the same). */
 int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p);
 void pp_tree_free(pp_tree_t *t);
 
@@ -102,8 +111,9 @@ typedef struct pp_hot {
     uint64_t self_cpu_us;
 } pp_hot_t;
 
-/* Functions by self samples, biggest first; *n entries, free() the array. */
-pp_hot_t *pp_hot_functions(const pp_store_t *st, const pp_profile_t *p,
-                           size_t *n);
+/* Functions of a built tree by self samples, biggest first; *n entries,
+ * free() the array.  Linear in the tree's nodes (so bounded by its cap);
+ * the stacks the tree left out are not in it. */
+pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n);
 
 #endif

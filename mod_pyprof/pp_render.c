@@ -807,7 +807,7 @@ int pp_render_location_profile(pp_profile_t *p, const pp_store_t *st,
         /* rest = all - slow, stack by stack */
         for (i = 0; i < slow.n; i++) {
             pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
-                                slow.v[i].weight_us);
+                                slow.v[i].weight_us, slow.v[i].cpu_us);
         }
         pp_profile_free(&slow);
         pp_profile_sort(p);
@@ -857,13 +857,15 @@ void pp_render_location_json(pp_sink_t *o, const pp_store_t *st,
     json_str(o, pp_store_location_root(st, location, root, sizeof(root)));
     pp_printf(o,
               ",\"interval_ms\":%.3f,\"requests\":%llu,\"window_s\":%lld,"
-              "\"view\":\"%s\",\"samples\":%llu,\"weight_ms\":%.3f,",
+              "\"view\":\"%s\",\"samples\":%llu,\"weight_ms\":%.3f,"
+              "\"cpu_ms\":%.3f,",
               loc->interval_us / 1000.0, (unsigned long long)s.requests,
               (long long)(opt->since_us / 1000000),
               opt->side == PP_SIDE_SLOW
                   ? "slow"
                   : (opt->side == PP_SIDE_REST ? "rest" : "all"),
-              (unsigned long long)p->samples, p->weight_us / 1e3);
+              (unsigned long long)p->samples, p->weight_us / 1e3,
+              p->cpu_us / 1e3);
     json_stacks(o, st, p);
     pp_puts(o, "}\n");
 }
@@ -1245,13 +1247,32 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
                "clear</a></form>");
 }
 
+/* A kept trace of a location's latest capture: which, and where. */
+typedef struct capture_ref {
+    uint32_t trace;
+    int32_t location;
+} capture_ref_t;
+
+static int cmp_capture_ref(const void *a, const void *b)
+{
+    const capture_ref_t *x = a, *y = b;
+    if (x->location != y->location) {
+        return x->location < y->location ? -1 : 1;
+    }
+    return x->trace < y->trace ? -1 : (x->trace > y->trace);
+}
+
 /* X-Ray style captures: arm one (POST, with this hour's nonce), and for
- * each location the requests of its latest capture with their histogram. */
+ * each location the requests of its latest capture with their histogram.
+ * One pass over the kept traces picks the captured ones for every
+ * location at once (not one pass per location). */
 static void captures_section(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt)
 {
     int i, any = 0;
-    uint32_t k;
+    uint32_t k, ids[PP_MAX_LOCATIONS], ntraces = pp_store_listed_traces(st);
+    capture_ref_t *refs = malloc(sizeof(*refs) * (ntraces + 1));
+    size_t nrefs = 0, r = 0;
     char nonce[PP_NONCE_LEN + 1];
 
     pp_puts(o, "<h2 id=captures>Captures <span class=muted>(keep the next "
@@ -1280,13 +1301,31 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, "</select></label> <button>Arm</button></form>");
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {
         const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        uint32_t id, n;
+        ids[i] = location_current(st, loc) ? atomic_load(&loc->capture_id)
+                                           : 0;
+    }
+    for (k = 0; refs && k < ntraces; k++) {
+        pp_req_t q;
+        if (pp_store_read_req(pp_store_trace_at(st, k), &q) &&
+            (q.flags & PP_REQ_CAPTURED) && q.location >= 0 &&
+            q.location < PP_MAX_LOCATIONS && ids[q.location] &&
+            q.capture == ids[q.location]) {
+            refs[nrefs].trace = k;
+            refs[nrefs++].location = q.location;
+        }
+    }
+    if (nrefs > 1) {
+        qsort(refs, nrefs, sizeof(*refs), cmp_capture_ref);
+    }
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        uint32_t id = ids[i], n;
         int32_t left;
         loc_snap_t snap;
         size_t got = 0;
         char pb[PP_PREFIX_MAX];
 
-        if (!location_current(st, loc) || !(id = atomic_load(&loc->capture_id))) {
+        if (!id) {
             continue;
         }
         any = 1;
@@ -1301,9 +1340,13 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "<table><tr><th class=num>Duration</th><th>Method</th>"
                    "<th>URI</th><th class=num>Status</th>"
                    "<th class=num>Samples</th><th>Profile</th></tr>");
-        for (k = 0; k < pp_store_listed_traces(st); k++) {
+        /* refs are sorted by location and only name locations with a
+         * capture, each visited here in order: r is at this one's first */
+        for (; r < nrefs && refs[r].location == i; r++) {
             pp_req_t q;
-            if (!pp_store_read_req(pp_store_trace_at(st, k), &q) ||
+            /* read again: it may have been evicted since the first pass */
+            if (!pp_store_read_req(pp_store_trace_at(st, refs[r].trace),
+                                   &q) ||
                 !(q.flags & PP_REQ_CAPTURED) || q.capture != id ||
                 q.location != i) {
                 continue;
@@ -1345,6 +1388,7 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     if (!any) {
         pp_puts(o, "<p class=empty>No capture armed yet.</p>");
     }
+    free(refs);
 }
 
 void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
@@ -1780,6 +1824,25 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
 
 /* ---- request and location pages ---- */
 
+/* Flame graph, hot functions and call tree of one built tree: the tree is
+ * built once per stack set and every view reads it. */
+static void tree_sections(pp_sink_t *o, const pp_store_t *st,
+                          const pp_tree_t *tree, int with_cpu,
+                          const char *app_root)
+{
+    pp_puts(o, "<h2>Flame graph</h2>");
+    pp_view_truncated(o, tree);
+    pp_view_flamegraph(o, st, tree, app_root);
+    pp_puts(o, "<h2>Hot functions <span class=muted>(bottom-up)</span>"
+               "</h2>");
+    pp_view_hot(o, st, tree, with_cpu, app_root);
+    pp_puts(o, "<h2>Call tree <span class=muted>(top-down; bar: "
+               "<span style=\"color:#d9480f\">on CPU</span> / "
+               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or "
+               "waiting for the GIL</span>)</span></h2>");
+    pp_view_tree(o, st, tree, app_root);
+}
+
 static void profile_sections(pp_sink_t *o, const pp_store_t *st,
                              const pp_profile_t *p, int with_cpu,
                              const char *app_root)
@@ -1791,22 +1854,7 @@ static void profile_sections(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "<p class=empty>Out of memory building the tree.</p>");
         return;
     }
-    pp_puts(o, "<h2>Flame graph</h2>");
-    if (tree.truncated) {
-        pp_printf(o, "<p class=muted>Drawn from the %d commonest distinct "
-                     "stacks; %llu samples of rarer ones are left out of "
-                     "the views (the exports have them).</p>",
-                  PP_TREE_MAX_STACKS, (unsigned long long)tree.left_out);
-    }
-    pp_view_flamegraph(o, st, &tree, app_root);
-    pp_puts(o, "<h2>Hot functions <span class=muted>(bottom-up)</span>"
-               "</h2>");
-    pp_view_hot(o, st, p, with_cpu, app_root);
-    pp_puts(o, "<h2>Call tree <span class=muted>(top-down; bar: "
-               "<span style=\"color:#d9480f\">on CPU</span> / "
-               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or "
-               "waiting for the GIL</span>)</span></h2>");
-    pp_view_tree(o, st, &tree, app_root);
+    tree_sections(o, st, &tree, with_cpu, app_root);
     pp_tree_free(&tree);
 }
 
@@ -2197,19 +2245,34 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
 
     pp_profile_init(&p);
     if (opt->diff) {
+        /* one tree per side, each read by every view that needs it */
         pp_profile_t rest;
+        pp_tree_t ts, tr;
+        int ok;
+
         pp_profile_init(&rest);
         pp_render_location_profile(&p, st, location, opt->now_us, 0,
                                    PP_SIDE_SLOW);
         pp_render_location_profile(&rest, st, location, opt->now_us, 0,
                                    PP_SIDE_REST);
+        ok = pp_tree_build(&ts, st, &p) == 0;
+        ok = pp_tree_build(&tr, st, &rest) == 0 && ok;
+        pp_profile_free(&rest); /* its tree has what the views need */
         pp_puts(o, "<h2>What grows in the slowest requests</h2>");
-        pp_view_diff(o, st, &p, &rest, root);
-        if (p.samples) {
-            pp_puts(o, "<h3>The slowest requests only</h3>");
-            profile_sections(o, st, &p, 0, root);
+        if (!ok) {
+            pp_puts(o, "<p class=empty>Out of memory building the tree."
+                       "</p>");
         }
-        pp_profile_free(&rest);
+        else {
+            pp_view_diff(o, st, &ts, &tr, root);
+            pp_tree_free(&tr);
+            if (p.samples) {
+                pp_puts(o, "<h3>The slowest requests only</h3>");
+                tree_sections(o, st, &ts, 1, root);
+            }
+        }
+        pp_tree_free(&ts);
+        pp_tree_free(&tr);
     }
     else {
         pp_render_location_profile(&p, st, location, opt->now_us,
@@ -2219,9 +2282,12 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
         }
         else {
             pp_printf(o, "<p class=muted>%llu samples, %.1f s of request "
-                         "time.</p>",
-                      (unsigned long long)p.samples, p.weight_us / 1e6);
-            profile_sections(o, st, &p, 0, root);
+                         "time, %.0f%% of it on CPU.</p>",
+                      (unsigned long long)p.samples, p.weight_us / 1e6,
+                      p.weight_us ? 100.0 * (double)p.cpu_us /
+                                        (double)p.weight_us
+                                  : 0.0);
+            profile_sections(o, st, &p, 1, root);
         }
     }
     pp_profile_free(&p);

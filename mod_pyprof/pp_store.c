@@ -1179,7 +1179,8 @@ void pp_store_segment_end(pp_store_t *st, int idx, uint64_t serial,
 }
 
 static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc,
-                     uint32_t node, uint64_t count, uint64_t weight_us)
+                     uint32_t node, uint64_t count, uint64_t weight_us,
+                     uint64_t cpu_us)
 {
     uint64_t key = ((uint64_t)(uint32_t)(loc + 1) << 32) | node;
     uint32_t mask = cap - 1, i;
@@ -1200,6 +1201,8 @@ static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc,
         if (k == key) {
             atomic_fetch_add_explicit(&e->count, count, memory_order_relaxed);
             atomic_fetch_add_explicit(&e->weight_us, weight_us,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&e->cpu_us, cpu_us,
                                       memory_order_relaxed);
             return 0;
         }
@@ -1419,15 +1422,15 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
                 continue;
             }
             if (table_add(all, st->nagg, loc_idx, e->node, e->count,
-                          e->weight_us)) {
+                          e->weight_us, e->cpu_us)) {
                 atomic_fetch_add(&st->c.agg_full, 1);
             }
             if (slow && table_add(slow, st->nagg_slow, loc_idx, e->node,
-                                  e->count, e->weight_us)) {
+                                  e->count, e->weight_us, e->cpu_us)) {
                 atomic_fetch_add(&st->c.agg_full, 1);
             }
             if (window && table_add(window, st->nepoch, loc_idx, e->node,
-                                    e->count, e->weight_us)) {
+                                    e->count, e->weight_us, e->cpu_us)) {
                 atomic_fetch_add(&st->c.agg_full, 1);
             }
         }

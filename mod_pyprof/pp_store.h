@@ -208,6 +208,7 @@ typedef struct pp_agg_entry {
     _Atomic uint64_t key; /* (location + 1) << 32 | node; 0 = empty */
     _Atomic uint64_t count;
     _Atomic uint64_t weight_us;
+    _Atomic uint64_t cpu_us; /* thread CPU time, summed as a request's is */
 } pp_agg_entry_t;
 
 typedef struct pp_counters {

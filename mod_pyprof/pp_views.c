@@ -371,13 +371,44 @@ void pp_view_tree(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
 
 /* ---- hot functions ---- */
 
-void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p,
+/* The share of wall time on CPU, in %: a thread's CPU clock can run a
+ * little ahead of the samples' wall weight, never meaningfully past it. */
+static double cpu_pct(uint64_t cpu_us, uint64_t weight_us)
+{
+    double r = weight_us ? 100.0 * (double)cpu_us / (double)weight_us : 0;
+    return r > 100 ? 100 : r;
+}
+
+/* Every sample of the stack set, drawn or left out. */
+static uint64_t tree_samples(const pp_tree_t *t)
+{
+    return t->total + t->left_out;
+}
+
+void pp_view_truncated(pp_sink_t *o, const pp_tree_t *t)
+{
+    if (!t->truncated) {
+        return;
+    }
+    pp_printf(o, "<p class=\"muted truncated\">Truncated: the views are "
+                 "drawn from the commonest stacks, %llu of %llu samples; "
+                 "%u rarer stacks (%llu samples) are left out of them "
+                 "(at most %d distinct stacks and %d call-tree nodes per "
+                 "view). The exports have every stack.</p>",
+              (unsigned long long)t->total,
+              (unsigned long long)tree_samples(t), t->stacks_left_out,
+              (unsigned long long)t->left_out, PP_TREE_MAX_STACKS,
+              PP_TREE_MAX_NODES);
+}
+
+void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
                  int with_cpu, const char *app_root)
 {
     size_t n, i;
-    pp_hot_t *hot = pp_hot_functions(st, p, &n);
+    pp_hot_t *hot = pp_hot_functions(t, &n);
+    uint64_t samples = tree_samples(t);
 
-    if (!hot || !n || !p->samples) {
+    if (!hot || !n || !samples) {
         free(hot);
         pp_puts(o, "<p class=empty>No samples.</p>");
         return;
@@ -395,8 +426,8 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p,
     for (i = 0; i < n && i < HOT_ROWS; i++) {
         pp_frame_view_t fv;
         char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
-        double self = 100.0 * (double)hot[i].self / (double)p->samples;
-        double total = 100.0 * (double)hot[i].total / (double)p->samples;
+        double self = 100.0 * (double)hot[i].self / (double)samples;
+        double total = 100.0 * (double)hot[i].total / (double)samples;
 
         pp_profile_frame(st, hot[i].frame, &fv);
         pp_puts(o, "<tr><td class=fn title=\"");
@@ -418,10 +449,7 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p,
                   hot[i].self_weight_us / 1e3, hot[i].total_weight_us / 1e3);
         if (with_cpu) {
             pp_printf(o, "<td class=num>%.0f%%</td>",
-                      hot[i].self_weight_us
-                          ? 100.0 * (double)hot[i].self_cpu_us /
-                                (double)hot[i].self_weight_us
-                          : 0.0);
+                      cpu_pct(hot[i].self_cpu_us, hot[i].self_weight_us));
         }
         pp_puts(o, "</tr>");
     }
@@ -438,6 +466,7 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p,
 typedef struct diff_row {
     uint32_t frame;
     double slow_total, rest_total, slow_self, rest_self;
+    double slow_cpu, rest_cpu; /* self on CPU, %; -1: no self time */
 } diff_row_t;
 
 static double diff_delta(const diff_row_t *r)
@@ -463,12 +492,58 @@ static int same_function(const pp_store_t *st, uint32_t a, uint32_t b)
     return strcmp(x.function, y.function) == 0 && strcmp(x.file, y.file) == 0;
 }
 
-/* a function's total and self shares of one side's samples, in % */
-static void share(const pp_hot_t *h, const pp_profile_t *p, double *total,
-                  double *self)
+/* A function's identity across the two trees (whose function keys are
+ * each tree's own): its name and file, hashed. */
+static uint64_t function_hash(const pp_store_t *st, uint32_t frame)
 {
-    *total = 100.0 * (double)h->total / (double)p->samples;
-    *self = 100.0 * (double)h->self / (double)p->samples;
+    pp_frame_view_t fv;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const char *c;
+
+    pp_profile_frame(st, frame, &fv);
+    for (c = fv.function; *c; c++) {
+        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+    }
+    h = (h ^ 0xff) * 0x100000001b3ULL;
+    for (c = fv.file; *c; c++) {
+        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+typedef struct hashed {
+    uint64_t h;
+    size_t i; /* index in the rest side's hot list */
+} hashed_t;
+
+static int cmp_hashed(const void *a, const void *b)
+{
+    const hashed_t *x = a, *y = b;
+    if (x->h != y->h) {
+        return x->h < y->h ? -1 : 1;
+    }
+    return x->i < y->i ? -1 : (x->i > y->i);
+}
+
+/* a function's total and self shares of one side's samples, in %, and
+ * its own time's share on CPU */
+static void share(const pp_hot_t *h, uint64_t samples, double *total,
+                  double *self, double *cpu)
+{
+    *total = 100.0 * (double)h->total / (double)samples;
+    *self = 100.0 * (double)h->self / (double)samples;
+    *cpu = h->self_weight_us ? cpu_pct(h->self_cpu_us, h->self_weight_us)
+                             : -1;
+}
+
+static void cpu_cell(pp_sink_t *o, double pct)
+{
+    if (pct < 0) {
+        pp_puts(o, "<td class=num>&ndash;</td>");
+    }
+    else {
+        pp_printf(o, "<td class=num>%.0f%%</td>", pct);
+    }
 }
 
 static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
@@ -486,49 +561,77 @@ static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o,
               "</td><td class=num>%.1f%%</td><td class=num>%.1f%%</td>"
               "<td class=\"num %s\">%+.1f</td><td class=num>%.1f%%</td>"
-              "<td class=num>%.1f%%</td></tr>",
+              "<td class=num>%.1f%%</td>",
               r->slow_total, r->rest_total,
               d > DIFF_EPS ? "up" : (d < -DIFF_EPS ? "down" : ""), d,
               r->slow_self, r->rest_self);
+    cpu_cell(o, r->slow_cpu);
+    cpu_cell(o, r->rest_cpu);
+    pp_puts(o, "</tr>");
 }
 
-void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
-                  const pp_profile_t *rest, const char *app_root)
+void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
+                  const pp_tree_t *rest, const char *app_root)
 {
-    size_t ns, nr, i, j, nrows = 0, up = 0, down = 0, show_up, show_down,
+    size_t ns, nr, i, nrows = 0, up = 0, down = 0, show_up, show_down,
            hidden;
-    pp_hot_t *hs = pp_hot_functions(st, slow, &ns);
-    pp_hot_t *hr = pp_hot_functions(st, rest, &nr);
+    uint64_t slow_n = tree_samples(slow), rest_n = tree_samples(rest);
+    pp_hot_t *hs = pp_hot_functions(slow, &ns);
+    pp_hot_t *hr = pp_hot_functions(rest, &nr);
     diff_row_t *rows = calloc(ns + nr + 1, sizeof(*rows));
     char *matched = calloc(nr + 1, 1);
+    hashed_t *by_hash = calloc(nr + 1, sizeof(*by_hash));
 
-    if (!rows || !matched || !slow->samples || !rest->samples) {
+    if (!rows || !matched || !by_hash || !slow_n || !rest_n) {
         pp_puts(o, "<p class=empty>Not enough samples on both sides yet: "
                    "the slow side needs requests at or over the location's "
                    "p95 (counted after its first 20 requests).</p>");
         goto out;
     }
-    /* O(ns * nr) name matching; both lists are the functions of one
-     * location, a few hundred at most in practice */
-    for (i = 0; i < ns && i < 2000; i++) {
+    /* match the sides by name through a sorted hash list: linear-log in
+     * the functions, however many (the tree caps bound them) */
+    for (i = 0; i < nr; i++) {
+        by_hash[i].h = function_hash(st, hr[i].frame);
+        by_hash[i].i = i;
+    }
+    qsort(by_hash, nr, sizeof(*by_hash), cmp_hashed);
+    for (i = 0; i < ns; i++) {
         diff_row_t *r = &rows[nrows++];
+        uint64_t h = function_hash(st, hs[i].frame);
+        size_t lo = 0, hi = nr;
+
         r->frame = hs[i].frame;
-        share(&hs[i], slow, &r->slow_total, &r->slow_self);
-        for (j = 0; j < nr && j < 2000; j++) {
+        r->rest_cpu = -1;
+        share(&hs[i], slow_n, &r->slow_total, &r->slow_self, &r->slow_cpu);
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (by_hash[mid].h < h) {
+                lo = mid + 1;
+            }
+            else {
+                hi = mid;
+            }
+        }
+        /* equal hashes: the first unmatched one of the same name */
+        for (; lo < nr && by_hash[lo].h == h; lo++) {
+            size_t j = by_hash[lo].i;
             if (!matched[j] && same_function(st, hs[i].frame, hr[j].frame)) {
                 matched[j] = 1;
-                share(&hr[j], rest, &r->rest_total, &r->rest_self);
+                share(&hr[j], rest_n, &r->rest_total, &r->rest_self,
+                      &r->rest_cpu);
                 break;
             }
         }
     }
     /* functions seen only outside the slow requests shrink to 0 there:
      * they are half of the answer, not a rounding error */
-    for (j = 0; j < nr && j < 2000; j++) {
-        if (!matched[j]) {
+    for (i = 0; i < nr; i++) {
+        if (!matched[i]) {
             diff_row_t *r = &rows[nrows++];
-            r->frame = hr[j].frame;
-            share(&hr[j], rest, &r->rest_total, &r->rest_self);
+            r->frame = hr[i].frame;
+            r->slow_cpu = -1;
+            share(&hr[i], rest_n, &r->rest_total, &r->rest_self,
+                  &r->rest_cpu);
         }
     }
     qsort(rows, nrows, sizeof(*rows), cmp_diff);
@@ -536,12 +639,22 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
                  "(at or over p95) against %llu from the rest. Positive "
                  "&Delta;: the function takes a bigger share of the time "
                  "in slow requests.</p>",
-              (unsigned long long)slow->samples,
-              (unsigned long long)rest->samples);
+              (unsigned long long)slow_n, (unsigned long long)rest_n);
+    if (slow->truncated || rest->truncated) {
+        pp_printf(o, "<p class=\"muted truncated\">Truncated: %llu rarer "
+                     "samples of the slow side and %llu of the rest are "
+                     "left out of this table (at most %d distinct stacks "
+                     "and %d call-tree nodes per side).</p>",
+                  (unsigned long long)slow->left_out,
+                  (unsigned long long)rest->left_out, PP_TREE_MAX_STACKS,
+                  PP_TREE_MAX_NODES);
+    }
     pp_puts(o, "<table class=hot><tr><th>Function</th><th>File</th>"
                "<th class=num>Total, slow</th><th class=num>Total, rest</th>"
                "<th class=num>&Delta;</th><th class=num>Self, slow</th>"
-               "<th class=num>Self, rest</th></tr>");
+               "<th class=num>Self, rest</th><th class=num title=\"share of "
+               "the function's own time spent on CPU\">Self on CPU, slow"
+               "</th><th class=num>Self on CPU, rest</th></tr>");
     /* the most growing first and the most shrinking last; the rest
      * (changes under 0.05 points, or past DIFF_ROWS) is counted, not shown */
     while (up < nrows && diff_delta(&rows[up]) > DIFF_EPS) {
@@ -563,7 +676,7 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *slow,
     hidden = nrows - show_up - show_down;
     if (hidden) {
         pp_printf(o,
-                  "<tr><td class=muted colspan=7>&hellip; %zu %s with "
+                  "<tr><td class=muted colspan=9>&hellip; %zu %s with "
                   "smaller changes</td></tr>",
                   hidden, hidden == 1 ? "function" : "functions");
     }
@@ -576,4 +689,5 @@ out:
     free(hr);
     free(rows);
     free(matched);
+    free(by_hash);
 }

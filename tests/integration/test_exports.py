@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from conftest import Traffic, unique
 from views_util import (Pprof, check_speedscope, folded_stacks, frame_function, serve, settle)
@@ -238,6 +239,41 @@ def test_pull_endpoint_returns_only_samples_taken_during_the_window(srv, kept):
     assert prof.msg["duration_nanos"][0] == pytest.approx(2e9, rel=0.25)
     for sample in prof.samples:
         assert prof.labels(sample) == {"location": "/app"}
+
+
+def test_pull_head_is_answered_without_waiting(srv):
+    started = time.monotonic()
+    r = requests.head(srv.url("/server-profile/pprof?path=/app&seconds=5"), timeout=20)
+    took = time.monotonic() - started
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/octet-stream")
+    # a GET waits the 5 s; a HEAD has no body to wait for
+    assert took < 2.5, took
+
+
+def test_pulls_past_one_per_process_are_503_with_retry_after(srv):
+    if srv.mpm == "prefork":
+        pytest.skip("prefork serves one request per process: never two pulls at once")
+    # three pulls at once over the MPM's two children: two share a process
+    results = [None] * 3
+
+    def pull(i):
+        results[i] = srv.get("/server-profile/pprof?path=/app&seconds=2", timeout=20)
+
+    pullers = [threading.Thread(target=pull, args=(i,), daemon=True) for i in range(3)]
+    for t in pullers:
+        t.start()
+    for t in pullers:
+        t.join(25)
+    codes = sorted(r.status_code for r in results)
+    assert 200 in codes and 503 in codes, codes
+    for r in results:
+        if r.status_code == 503:
+            assert r.headers["Retry-After"] == "5", r.headers
+            assert "at most 1 at once per process" in r.json()["error"], r.text
+    # the turns are given back: a pull after them is served again
+    assert srv.get("/server-profile/pprof?path=/app&seconds=1",
+                   timeout=20).status_code == 200
 
 
 def test_pull_endpoint_of_an_unknown_location_is_404(srv):

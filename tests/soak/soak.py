@@ -983,6 +983,14 @@ class Fetcher(threading.Thread):
 
     def get(self, path, timeout=20):
         r = requests.get(self.srv.url(path), timeout=timeout)
+        # a child answers at most 4 renders and 1 pull at once: past that
+        # a 503 with Retry-After, which a client honours (counted as busy)
+        for attempt in range(8):
+            if r.status_code != 503 or "Retry-After" not in r.headers:
+                break
+            self.busy = getattr(self, "busy", 0) + 1
+            time.sleep(0.25 * (attempt + 1))
+            r = requests.get(self.srv.url(path), timeout=timeout)
         kind = re.sub(r"[?&](since|view|seconds|path|sort|location|refresh)=[^&]*", "",
                       re.sub(r"/request/[^?]+", "/request/ID", path))
         self.fetched[kind] = self.fetched.get(kind, 0) + 1

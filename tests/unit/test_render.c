@@ -753,6 +753,279 @@ static void test_renderers_survive_an_empty_store(void **state)
     pp_store_destroy(st);
 }
 
+/* ---- CPU time in a location's aggregate ---- */
+
+static void test_location_json_carries_the_requests_cpu_time(void **state)
+{
+    fix_t *f = *state;
+    pp_profile_t p;
+
+    /* every sample of the fixture had half its wall time on CPU: req-1
+     * 3 x 10 ms on A and 5 ms on B, the odd id 8 ms on B */
+    pp_profile_init(&p);
+    assert_int_equal(pp_render_location_profile(&p, f->st, f->loc, 0, 0,
+                                                PP_SIDE_ALL),
+                     0);
+    pp_render_location_json(&out, f->st, f->loc, &p, &f->opt);
+    pp_profile_free(&p);
+    unit_assert_json(unit_buf_str(&buf), "d['weight_ms'] == 43.0",
+                     "d['cpu_ms'] == 21.5",
+                     "all(s['cpu_ms'] * 2 == s['weight_ms'] "
+                     "for s in d['stacks'])");
+}
+
+static void test_location_html_shows_the_cpu_share(void **state)
+{
+    fix_t *f = *state;
+    const char *h;
+
+    pp_render_location_html(&out, f->st, f->loc, &f->opt);
+    h = unit_buf_str(&buf);
+    assert_non_null(strstr(h, "of request time, 50% of it on CPU"));
+    /* the call tree's rows, and the hot table's CPU column */
+    assert_non_null(strstr(h, ", 50% on CPU</span>"));
+    assert_null(strstr(h, ", 0% on CPU</span>"));
+    assert_non_null(strstr(h, "Self on CPU</th>"));
+}
+
+static void test_location_window_carries_cpu_time(void **state)
+{
+    fix_t *f = *state;
+    pp_profile_t p;
+
+    pp_profile_init(&p);
+    /* the fixture's requests ended within a second or two of START_US */
+    assert_int_equal(pp_render_location_profile(&p, f->st, f->loc,
+                                                START_US + 2000000,
+                                                300000000LL, PP_SIDE_ALL),
+                     0);
+    assert_int_equal(p.weight_us, 43000);
+    assert_int_equal(p.cpu_us, 21500);
+    pp_profile_free(&p);
+}
+
+static void test_location_slow_and_rest_sides_carry_cpu_time(void **state)
+{
+    fix_t *f = *state;
+    pp_profile_t slow, rest;
+    size_t i;
+    int k, idx, loc = pp_store_location_register(f->st, "/split", 10000);
+
+    /* 20 quick requests half on CPU, then slow ones wholly on CPU: the
+     * slow side is all CPU, and the rest keeps its half */
+    for (k = 0; k < 26; k++) {
+        idx = claim(f->st, loc, "split", "/split");
+        if (k < 20) {
+            sample(f, idx, f->stack_a, 10000);
+        }
+        else {
+            pp_store_add_sample(f->st, pp_store_slot(f->st, idx), f->stack_s,
+                                START_US, 10000, 10000);
+        }
+        pp_store_finish(f->st, idx, 200, k < 20 ? 100000 : 5000000, 0, 0);
+    }
+    pp_profile_init(&slow);
+    pp_profile_init(&rest);
+    assert_int_equal(pp_render_location_profile(&slow, f->st, loc, 0, 0,
+                                                PP_SIDE_SLOW),
+                     0);
+    assert_int_equal(pp_render_location_profile(&rest, f->st, loc, 0, 0,
+                                                PP_SIDE_REST),
+                     0);
+    assert_true(slow.samples > 0);
+    assert_int_equal(slow.cpu_us, slow.weight_us);
+    for (i = 0; i < rest.n; i++) {
+        if (rest.v[i].node == f->stack_a) {
+            assert_int_equal(rest.v[i].cpu_us * 2, rest.v[i].weight_us);
+        }
+    }
+    assert_true(rest.cpu_us > 0);
+    pp_profile_free(&slow);
+    pp_profile_free(&rest);
+}
+
+/* ---- what one view may cost ---- */
+
+/* A store with `nstacks` stacks of 1024 frames each, every one its own
+ * path from the second frame on (entry_<k>), so nothing merges: the most
+ * call-tree nodes a location can ask for.  Leaves in leaves[]. */
+static pp_store_t *deep_store(uint32_t nstacks, uint32_t *leaves,
+                              int same_function)
+{
+    const char *err = NULL;
+    pp_store_t *st = pp_store_create(32ULL << 20, 2, 2, &err);
+    uint32_t k, d, shared[PP_DEPTH_LIMIT];
+    char fn[32];
+
+    assert_non_null(st);
+    for (d = 1; d < PP_DEPTH_LIMIT; d++) {
+        snprintf(fn, sizeof(fn), "step_%u", d);
+        shared[d] = frame(st, fn, "deep.py", d);
+    }
+    for (k = 0; k < nstacks; k++) {
+        uint32_t node;
+        /* distinct functions, or one function on distinct lines (the
+         * store's nodes differ, the tree's merge) */
+        snprintf(fn, sizeof(fn), "entry_%u", same_function ? 0 : k);
+        node = pp_store_intern_node(st, 0, frame(st, fn, "deep.py", 10000 + k));
+        for (d = 1; d < PP_DEPTH_LIMIT; d++) {
+            node = pp_store_intern_node(st, node, shared[d]);
+        }
+        assert_true(node != 0);
+        leaves[k] = node;
+    }
+    return st;
+}
+
+static void test_tree_of_a_deep_wide_location_is_capped(void **state)
+{
+    enum { N = 100 }; /* 100 x 1024 nodes: more than the cap */
+    uint32_t leaves[N], k;
+    pp_store_t *st = deep_store(N, leaves, 0);
+    pp_render_opts_t opt;
+    const char *h;
+    pp_profile_t p;
+    pp_tree_t t;
+    int loc = pp_store_location_register(st, "/deep", 10000), idx;
+    pp_req_info_t info;
+
+    (void)state;
+    memset(&info, 0, sizeof(info));
+    info.id = "deep";
+    info.method = "GET";
+    info.uri = "/deep";
+    info.vhost = "x";
+    info.pid = 4321;
+    info.location = loc;
+    info.interval_us = 10000;
+    info.max_depth = PP_DEPTH_LIMIT;
+    info.start_us = START_US;
+    idx = pp_store_claim(st, &info, 0);
+    for (k = 0; k < N; k++) {
+        uint32_t c;
+        for (c = 0; c < N - k; c++) { /* the first stacks commonest */
+            pp_store_add_sample(st, pp_store_slot(st, idx), leaves[k],
+                                START_US, 1000, 500);
+        }
+    }
+    pp_store_finish(st, idx, 200, 1000000, 0, PP_KEEP_NONE);
+
+    pp_profile_init(&p);
+    pp_render_location_profile(&p, st, loc, 0, 0, PP_SIDE_ALL);
+    assert_int_equal(p.n, N);
+    assert_int_equal(pp_tree_build(&t, st, &p), 0);
+    assert_true(t.n <= PP_TREE_MAX_NODES);
+    assert_true(t.truncated);
+    assert_true(t.stacks_left_out > 0);
+    /* whole stacks in, whole stacks out: every sample accounted for */
+    assert_int_equal(t.total + t.left_out, p.samples);
+    /* the commonest went in: 64 stacks of 1024 nodes fit, N..N-63 */
+    assert_int_equal(t.v[t.roots - 1].count, N);
+    assert_int_equal(t.total, (N + N - 63) * 64 / 2);
+    pp_tree_free(&t);
+    pp_profile_free(&p);
+
+    default_opts(&opt);
+    pp_render_location_html(&out, st, loc, &opt);
+    h = unit_buf_str(&buf);
+    assert_non_null(strstr(h, "Truncated: the views are drawn from the "
+                              "commonest stacks"));
+    assert_non_null(strstr(h, "</html>"));
+    pp_store_destroy(st);
+}
+
+static void test_tree_walk_of_the_store_is_capped(void **state)
+{
+    /* 300 stacks that merge into one path of 1024 functions but are 300
+     * chains of 1024 nodes in the store: reading them all would be more
+     * than the walk budget allows */
+    enum { N = 300 };
+    uint32_t leaves[N], k;
+    pp_store_t *st = deep_store(N, leaves, 1);
+    pp_profile_t p;
+    pp_tree_t t;
+    size_t nhot;
+    pp_hot_t *hot;
+
+    (void)state;
+    pp_profile_init(&p);
+    for (k = 0; k < N; k++) {
+        assert_int_equal(pp_profile_add(&p, leaves[k], N - k, 1000, 0), 0);
+    }
+    pp_profile_sort(&p);
+    assert_int_equal(pp_tree_build(&t, st, &p), 0);
+    assert_true(t.walked <= PP_TREE_MAX_WALK);
+    assert_int_equal(t.n, PP_DEPTH_LIMIT);
+    assert_true(t.truncated);
+    assert_int_equal(t.total + t.left_out, p.samples);
+    /* hot functions from the capped tree: the deepest frame is every
+     * drawn sample's leaf */
+    hot = pp_hot_functions(&t, &nhot);
+    assert_non_null(hot);
+    assert_int_equal(nhot, PP_DEPTH_LIMIT);
+    assert_int_equal(hot[0].self, t.total);
+    free(hot);
+    pp_tree_free(&t);
+    pp_profile_free(&p);
+    pp_store_destroy(st);
+}
+
+static void test_hot_functions_count_recursion_once(void **state)
+{
+    fix_t *f = *state;
+    uint32_t fa = frame(f->st, "a", "r.py", 1);
+    uint32_t fa2 = frame(f->st, "a", "r.py", 2); /* same function */
+    uint32_t fb = frame(f->st, "b", "r.py", 5);
+    uint32_t fm = frame(f->st, "m", "r.py", 9);
+    uint32_t m = pp_store_intern_node(f->st, 0, fm);
+    uint32_t mab = pp_store_intern_node(
+        f->st, pp_store_intern_node(f->st, m, fa), fb);
+    uint32_t maba = pp_store_intern_node(f->st, mab, fa2);
+    uint32_t mb = pp_store_intern_node(f->st, m, fb);
+    pp_profile_t p;
+    pp_tree_t t;
+    pp_hot_t *hot;
+    size_t n, i;
+    int seen = 0;
+
+    /* m -> a -> b -> a: 3 samples; m -> b: 2 */
+    pp_profile_init(&p);
+    pp_profile_add(&p, maba, 3, 30000, 30000);
+    pp_profile_add(&p, mb, 2, 20000, 0);
+    pp_profile_sort(&p);
+    assert_int_equal(pp_tree_build(&t, f->st, &p), 0);
+    hot = pp_hot_functions(&t, &n);
+    assert_int_equal(n, 3);
+    for (i = 0; i < n; i++) {
+        pp_frame_view_t fv;
+        pp_profile_frame(f->st, hot[i].frame, &fv);
+        if (strcmp(fv.function, "a") == 0) {
+            assert_int_equal(hot[i].self, 3);
+            assert_int_equal(hot[i].total, 3); /* once, not twice */
+            assert_int_equal(hot[i].self_cpu_us, 30000);
+            assert_int_equal(fv.line, 2); /* the leaf's line */
+            seen++;
+        }
+        else if (strcmp(fv.function, "b") == 0) {
+            assert_int_equal(hot[i].self, 2);
+            assert_int_equal(hot[i].total, 5);
+            assert_int_equal(hot[i].total_weight_us, 50000);
+            seen++;
+        }
+        else {
+            assert_string_equal(fv.function, "m");
+            assert_int_equal(hot[i].self, 0);
+            assert_int_equal(hot[i].total, 5);
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 3);
+    assert_int_equal(hot[0].self, 3); /* biggest self first */
+    free(hot);
+    pp_tree_free(&t);
+    pp_profile_free(&p);
+}
+
 /* ---- the differential table ---- */
 
 typedef struct diff_fix {
@@ -815,10 +1088,16 @@ static void diff_add_ranked(diff_fix_t *d, pp_profile_t *p, const char *prefix,
 
 static const char *diff_page(diff_fix_t *d)
 {
+    pp_tree_t ts, tr;
+
     pp_profile_sort(&d->slow);
     pp_profile_sort(&d->rest);
+    assert_int_equal(pp_tree_build(&ts, d->st, &d->slow), 0);
+    assert_int_equal(pp_tree_build(&tr, d->st, &d->rest), 0);
     unit_buf_reset(&buf);
-    pp_view_diff(&out, d->st, &d->slow, &d->rest, "");
+    pp_view_diff(&out, d->st, &ts, &tr, "");
+    pp_tree_free(&ts);
+    pp_tree_free(&tr);
     return unit_buf_str(&buf);
 }
 
@@ -932,6 +1211,13 @@ int main(void)
         B(test_message_page_escapes_text),
         S(test_renderers_survive_a_node_cycle),
         B(test_renderers_survive_an_empty_store),
+        S(test_location_json_carries_the_requests_cpu_time),
+        S(test_location_html_shows_the_cpu_share),
+        S(test_location_window_carries_cpu_time),
+        S(test_location_slow_and_rest_sides_carry_cpu_time),
+        B(test_tree_of_a_deep_wide_location_is_capped),
+        B(test_tree_walk_of_the_store_is_capped),
+        S(test_hot_functions_count_recursion_once),
         D(test_diff_lists_functions_only_outside_the_slow_side),
         D(test_diff_keeps_the_most_shrinking_when_cut),
         D(test_diff_gives_the_room_of_few_shrinking_to_growing),
