@@ -49,7 +49,7 @@ enum { FMT_HTML, FMT_JSON, FMT_FOLDED, FMT_SPEEDSCOPE, FMT_PPROF };
 
 #define PULL_MAX_SECONDS 60
 
-/* What one child serves at once.  A profile page or export may take tens
+/* What one child serves at once.  A location page or export may take tens
  * of MB while it renders (bounded by the tree caps, pp_profile.h), and a
  * pull holds its worker for its seconds: past these, 503 with Retry-After
  * rather than a child's memory or workers spent on pages.  Counters of
@@ -1081,12 +1081,16 @@ int pyprof_handler(request_rec *r)
         }
         return serve_post(r, st, &sink, &opt);
     }
-    if ((page == PAGE_REQUEST || page == PAGE_LOCATION) &&
+    /* a request's page reads one record (bounded by PyProfMaxDepth and
+     * the record's stacks) and is what people and scripts open by the
+     * dozen: only the location pages, which aggregate, take a turn */
+    if (page == PAGE_LOCATION &&
         !turn_take(r, &renders_running, RENDERS_PER_CHILD)) {
         return busy_page(r, &sink, &opt, q.format, "1",
-                         "this server process is rendering as many "
-                         "profiles as it may at once (4); retry in a "
-                         "second");
+                         apr_psprintf(r->pool, "this server process is "
+                                      "rendering as many location profiles "
+                                      "as it may at once (%d); retry in a "
+                                      "second", RENDERS_PER_CHILD));
     }
     switch (page) {
     case PAGE_REQUEST:

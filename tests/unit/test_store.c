@@ -1916,6 +1916,13 @@ static void test_sigkilled_writer_leaves_readers_and_totals_intact(void **state)
         pids[i] = spawn_worker(st, loc, i, CYCLES);
         assert_true(pids[i] > 0);
     }
+    /* killed while it writes: once it has finished a request (under
+     * valgrind on a busy machine that can take far longer than 30 ms) */
+    for (i = 0; i < 2000 && atomic_load(&pp_store_location(st, victim_loc)
+                                              ->requests) == 0;
+         i++) {
+        nanosleep(&ts, NULL);
+    }
     nanosleep(&ts, NULL);
     kill(victim, SIGKILL);
     assert_int_equal(waitpid(victim, &ws, 0), victim);
