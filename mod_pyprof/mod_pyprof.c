@@ -266,7 +266,7 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
     }
     else {
-        ret->store->generation++;
+        atomic_fetch_add(&ret->store->generation, 1);
     }
     pyprof_store = ret->store;
     pyprof_store->sampler_mode =
@@ -296,7 +296,7 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                  "(generation %" APR_UINT64_T_FMT ")",
                  (apr_uint64_t)size, nslots, keep, pyprof_store->nframes,
                  pyprof_store->nnodes,
-                 (apr_uint64_t)pyprof_store->generation);
+                 (apr_uint64_t)atomic_load(&pyprof_store->generation));
     (void)pconf;
     return OK;
 }

@@ -301,7 +301,7 @@ static double elapsed_ms(const pp_render_opts_t *opt, int64_t start_us)
 
 static int location_current(const pp_store_t *st, const pp_location_t *loc)
 {
-    return atomic_load(&loc->used) && loc->config_gen == st->generation;
+    return atomic_load(&loc->used) && loc->config_gen == atomic_load(&st->generation);
 }
 
 static const char *location_path(const pp_store_t *st, int idx, char *buf,

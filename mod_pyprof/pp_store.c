@@ -420,7 +420,7 @@ int pp_store_location_register(pp_store_t *st, const char *path,
         if (atomic_load(&loc->used)) {
             if (strncmp(loc->path, path, PP_PREFIX_MAX) == 0) {
                 loc->interval_us = interval_us;
-                loc->config_gen = st->generation;
+                loc->config_gen = atomic_load(&st->generation);
                 return i;
             }
         }
@@ -437,7 +437,7 @@ int pp_store_location_register(pp_store_t *st, const char *path,
         memset(loc, 0, sizeof(*loc));
         memcpy(loc->path, path, n);
         loc->interval_us = interval_us;
-        loc->config_gen = st->generation;
+        loc->config_gen = atomic_load(&st->generation);
         loc->created_us = wall_us();
         atomic_store(&loc->used, 1);
     }
@@ -2189,7 +2189,7 @@ int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
     atomic_store(&dst->c.renewed_us, (uint64_t)wall_us());
     atomic_fetch_add(&dst->c.locations_reclaimed, (uint64_t)dropped);
     atomic_fetch_add(&dst->c.traces_evicted, left_behind);
-    dst->generation = src->generation;
+    atomic_store(&dst->generation, atomic_load(&src->generation));
     dst->created_us = src->created_us;
     atomic_store(&dst->serial_next, atomic_load(&src->serial_next));
     atomic_store(&dst->trace_next, rings[0].next);

@@ -262,8 +262,6 @@ typedef struct pp_store {
                               * restart that loads a rebuilt DSO must not
                               * reuse a store laid out by another build */
             uint64_t total_size;
-            uint64_t generation; /* bumped by every post_config that
-                                  * reuses it */
             int64_t created_us;
             uint32_t nslots;
             uint32_t keep;
@@ -288,6 +286,13 @@ typedef struct pp_store {
         char private_bytes[PP_STORE_PRIVATE_BYTES];
     };
     /* shared from here on: atomics only */
+    /* Bumped by every post_config that reuses the store.  Shared, not in
+     * the private header: children of the old generation, still serving
+     * during a graceful restart, must see the locations the new
+     * configuration registered (a private copy made them answer 404 for
+     * those).  A process that scribbles here can only hide locations from
+     * the pages, as it could by scribbling on the rows themselves. */
+    _Atomic uint64_t generation;
     _Atomic uint64_t serial_next;
     _Atomic uint64_t trace_next;
     _Atomic uint64_t special_next;

@@ -133,7 +133,7 @@ static pp_store_t *graceful_restart(pp_store_t *st, const char *const *prefixes,
         st = fresh;
         (*renewed)++;
     }
-    st->generation++;
+    atomic_fetch_add(&st->generation, 1);
     for (i = 0; i < n; i++) {
         assert_true(pp_store_location_register(st, prefixes[i], 10000) >= 0);
     }

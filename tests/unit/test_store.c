@@ -1219,6 +1219,54 @@ static void test_reaping_on_claim_is_rate_limited(void **state)
 /* ---- the header and records are shared memory: another process may
  * write anything there ---- */
 
+/* A graceful restart: the parent bumps the generation and registers the
+ * new configuration's locations while children of the old generation,
+ * forked before, still serve pages.  They must list those locations (the
+ * generation they compare rows with is the store's, not a copy of their
+ * own); a private copy made them answer 404 for every location. */
+static void test_old_generation_child_sees_locations_of_the_new_one(
+    void **state)
+{
+    fix_t *f = *state;
+    pp_store_t *st = f->st;
+    int go[2], ws = 0;
+    pid_t pid;
+    char c = 0;
+
+    assert_int_equal(pipe(go), 0);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        unit_buf_t out = {0};
+        pp_sink_t o = unit_sink(&out);
+        pp_render_opts_t opt;
+        const char *json;
+
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1) {
+            _exit(2);
+        }
+        unit_default_opts(&opt, now_us());
+        pp_render_overview_json(&o, st, &opt);
+        json = unit_buf_str(&out);
+        _exit(strstr(json, "\"/renamed\"") && strstr(json, "\"/app\"") ? 0 : 1);
+    }
+    close(go[0]);
+    /* what post_config does on a graceful restart */
+    atomic_fetch_add(&st->generation, 1);
+    assert_true(pp_store_location_register(st, "/app", 10000) >= 0);
+    assert_true(pp_store_location_register(st, "/renamed", 10000) >= 0);
+    assert_int_equal(write(go[1], &c, 1), 1);
+    close(go[1]);
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    if (WEXITSTATUS(ws) != 0) {
+        fail_msg("a child of the old generation does not list the locations "
+                 "the new generation registered (exit %d)", WEXITSTATUS(ws));
+    }
+}
+
 static void test_header_scribbled_by_another_process_changes_nothing_here(
     void **state)
 {
@@ -2304,6 +2352,7 @@ int main(void)
         T(test_claim_reaps_slots_of_dead_processes_when_none_is_free),
         T(test_reaping_on_claim_is_rate_limited),
         T(test_header_scribbled_by_another_process_changes_nothing_here),
+        T(test_old_generation_child_sees_locations_of_the_new_one),
         T(test_shared_counters_scribbled_over_stay_harmless),
         T(test_negative_or_huge_start_time_never_indexes_out_of_the_windows),
         T(test_record_indices_out_of_range_are_bounded),
