@@ -1223,7 +1223,8 @@ def scrape_checks(prom, res, t0, t1, events=()):
     samples = prom.range("sum(" + inc % "pyprof_samples_total" + ")", start, end, WINDOW_S)
     ups = prom.range("up", t0, t1, 1)
     full = prom.query("max_over_time(pyprof_dropped_total{reason=\"slots_full\"}[1h])")
-    reaped = prom.query("max_over_time({__name__=~\"pyprof_.*reap.*\"}[1h])")
+    reaped = prom.query("max_over_time(pyprof_slots_reaped_total[1h])")
+    busy = prom.query("max_over_time(pyprof_dropped_total{reason=\"writer_busy\"}[1h])")
     rv = [v for _, vals in reqs for _, v in vals]
     sv = [v for _, vals in samples for _, v in vals]
     up = [v for _, vals in ups for _, v in vals]
@@ -1236,7 +1237,8 @@ def scrape_checks(prom, res, t0, t1, events=()):
                      "scrapes": len(up), "scrapes_failed": sum(1 for v in up if v < 1),
                      "scrapes_failed_unexplained": len(unexplained),
                      "slots_full_max": max([v for _, v in full] or [0]),
-                     "reaped": {m.get("__name__"): v for m, v in reaped}}
+                     "reaped": {"slots_reaped": v for m, v in reaped},
+                     "writer_busy_max": max([v for _, v in busy] or [0])}
     sc = res["scrape"]
     if not rv or len(rv) < (end - start) / WINDOW_S - 1:
         fail.append("prometheus: %d %d-s windows of data for %.0f s of load"
@@ -1723,6 +1725,7 @@ def final_checks(srv, final, res, resolver, mode, wrk_results, kills=()):
     locs = {l["path"]: l for l in final.get("locations", [])}
     res["store"] = {k: store.get(k) for k in (
         "traces_kept", "traces_evicted", "traces_dropped", "slots_full", "slots_lost",
+        "slots_reaped", "writes_dropped", "renewals",
         "frames_full", "nodes_full", "aggregate_full", "stacks_overflow", "slots", "memory")}
     res["sampler"] = {k: (final.get("sampler") or {}).get(k) for k in (
         "samples", "torn", "threads_missing", "cpu_s", "mode")}
