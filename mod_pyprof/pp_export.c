@@ -377,7 +377,7 @@ static int64_t strtab_get(strtab_t *t, const char *s)
  * gzipped as it is encoded, so its raw bytes (stacks x depth varints, 130
  * MB for a location of 66,000 stacks of 1,024 frames) never sit in memory
  * whole, only the compressed result.  -1 on a zlib or memory failure. */
-#define GZ_CHUNK (256 * 1024)
+#define GZ_CHUNK ((size_t)256 * 1024)
 
 static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out,
                     int finish)

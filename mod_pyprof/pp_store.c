@@ -332,9 +332,11 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
     /* the layout part of the header: private to each process from its
      * fork on (see pp_store.h), so no other process can change the
      * offsets and counts this one computes with */
+    /* MAP_FIXED over part of p: the result is p itself, nothing to free */
+    // cppcheck-suppress leakReturnValNotUsed
     if (mmap(p, PP_STORE_PRIVATE_BYTES, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-             0) != p) { // cppcheck-suppress invalidFunctionArg
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+             -1, 0) != p) { // cppcheck-suppress invalidFunctionArg
         munmap(p, size);
         *err = "mmap of the store's private header failed";
         return NULL;
@@ -2103,13 +2105,10 @@ int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
                    const char *const *prefixes, int n)
 {
     /* the rings, each newest first: main, triggered/captured, fast */
-    const struct {
+    struct {
         uint32_t base, size;
         uint64_t next;
-    } rings[3] = {
-        {0, src->keep, atomic_load(&src->trace_next)},
-        {src->keep, src->nspecial, atomic_load(&src->special_next)},
-        {src->keep + src->nspecial, src->nfast, atomic_load(&src->fast_next)}};
+    } rings[3];
     int carried[PP_MAX_LOCATIONS];
     renew_map_t m;
     uint64_t left_behind = 0;
@@ -2123,6 +2122,15 @@ int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
         dst->nnodes < src->nnodes) {
         return -1;
     }
+    rings[0].base = 0;
+    rings[0].size = src->keep;
+    rings[0].next = atomic_load(&src->trace_next);
+    rings[1].base = src->keep;
+    rings[1].size = src->nspecial;
+    rings[1].next = atomic_load(&src->special_next);
+    rings[2].base = src->keep + src->nspecial;
+    rings[2].size = src->nfast;
+    rings[2].next = atomic_load(&src->fast_next);
     memset(&m, 0, sizeof(m));
     node_bytes = ((size_t)src->nnodes + 1) * sizeof(uint32_t);
     frame_bytes = ((size_t)src->nframes + 1) * sizeof(uint32_t);
