@@ -2318,9 +2318,9 @@ def write_results(path, args, rundir, runs, exhausts, started, finished, argv):
             L.append("|---|---|---:|---:|---:|---|---:|---|---|---|")
             for r in scraped:
                 sc = r["scrape"]
-                L.append("| %s | %s | %d | %s | %s | %d (%d; %s) | %g | %s | %s | %s |" % (
-                    r["mpm"], r["mode"], sc["windows"], sc["min_requests_per_window"],
-                    sc["min_samples_per_window"], sc["scrapes"], sc["scrapes_failed"],
+                L.append("| %s | %s | %d | %.0f | %.0f | %d (%d; %s) | %g | %s | %s | %s |" % (
+                    r["mpm"], r["mode"], sc["windows"], sc["min_requests_per_window"] or 0,
+                    sc["min_samples_per_window"] or 0, sc["scrapes"], sc["scrapes_failed"],
                     sc.get("scrapes_failed_unexplained", "?"),
                     sc["slots_full_max"],
                     ", ".join("%s %g" % kv for kv in sorted(sc["reaped"].items())) or "-",
