@@ -129,9 +129,15 @@ def view_slow(environ, params):
 def view_mixed(environ, params):
     cpu = _ms(params, "cpu", 100)
     sleep = _ms(params, "sleep", 100)
+    t0 = time.monotonic()
     burn_cpu(cpu)
+    t1 = time.monotonic()
     sleep_for(sleep)
-    return {"cpu": cpu, "sleep": sleep}
+    t2 = time.monotonic()
+    # the wall time each part took: on a busy machine burning `cpu` ms of
+    # CPU takes longer than `cpu` ms
+    return {"cpu": cpu, "sleep": sleep,
+            "burn_wall_ms": (t1 - t0) * 1000.0, "sleep_wall_ms": (t2 - t1) * 1000.0}
 
 
 @pyprof.trace
