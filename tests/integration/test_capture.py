@@ -163,7 +163,10 @@ def test_capture_only_takes_requests_of_its_location(srv, armed):
     kept = srv.wait_kept(tag, 1)
     time.sleep(0.3)
     kept = srv.kept(tag)
-    assert [q["uri"] for q in kept] == ["/app/fast/%s-mine" % tag], kept
+    # the capture took /app's request, not /app3's (which a busy machine
+    # may make slow enough to be kept as slow, never as captured)
+    captured = [q["uri"] for q in kept if q["captured"]]
+    assert captured == ["/app/fast/%s-mine" % tag], kept
     assert capture_headings(srv)["/app"][1:] == (1, 1)
 
 
