@@ -77,7 +77,8 @@ static pp_agg_entry_t *epoch_for_write(pp_store_t *st, int64_t minute)
                                         want | PP_EPOCH_RESETTING)) {
         return NULL;
     }
-    memset(pp_store_epoch_table(st, i), 0, (size_t)st->nepoch * sizeof(pp_agg_entry_t));
+    memset(pp_store_epoch_table(st, i), 0,
+           (size_t)st->nepoch * sizeof(pp_agg_entry_t));
     atomic_store(stamp, want);
     return pp_store_epoch_table(st, i);
 }

@@ -108,7 +108,8 @@ uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
             v = expect; /* lost the race: compare with the winner */
         }
         if ((v >> 32) == (h >> 32)) {
-            const frame_text_t *t = pp_store_frame_text_at(st, v & 0xffffffffULL);
+            const frame_text_t *t =
+                pp_store_frame_text_at(st, v & 0xffffffffULL);
             if (t && frame_equal(t, func, funclen, file, filelen, line)) {
                 return idx + 1; /* our arena bytes, if any, stay unused */
             }

@@ -133,7 +133,8 @@ int pp_store_node_get(const pp_store_t *st, uint32_t node, uint32_t *parent,
     if (node == 0 || node > st->nnodes) {
         return 0;
     }
-    v = atomic_load_explicit(&pp_store_node_table(st)[node - 1], memory_order_acquire);
+    v = atomic_load_explicit(&pp_store_node_table(st)[node - 1],
+                             memory_order_acquire);
     if (v == 0 || (uint32_t)v == 0) {
         return 0;
     }

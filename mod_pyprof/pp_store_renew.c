@@ -50,7 +50,8 @@ int pp_store_wants_renewal(const pp_store_t *st, const char *const *prefixes,
 {
     int i, used = 0, have = 0, want = 0;
 
-    if (RENEW_AT(table_used(pp_store_frame_table(st), st->nframes), st->nframes)) {
+    if (RENEW_AT(table_used(pp_store_frame_table(st), st->nframes),
+                 st->nframes)) {
         *why = "the frame table is half full";
         return 1;
     }

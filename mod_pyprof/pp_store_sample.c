@@ -29,8 +29,7 @@ static void record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
 
     pp_rec_write_begin(rec);
     /* keep one entry free for [other stacks] */
-    e = rec->req.nstacks < PP_STACKS_MAX - 1 ? pp_record_stack_entry(rec, node, 1)
-                                             : pp_record_stack_entry(rec, node, 0);
+    e = pp_record_stack_entry(rec, node, rec->req.nstacks < PP_STACKS_MAX - 1);
     if (!e) {
         uint32_t other = pp_store_intern_node(st, 0, st->frame_other);
         e = other ? pp_record_stack_entry(rec, other, 1) : NULL;
