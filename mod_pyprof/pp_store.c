@@ -349,6 +349,8 @@ int pp_status_class(int status)
                                           : PP_STATUS_CLASSES - 1;
 }
 
+/* ---- slots ---- */
+
 pp_slot_t *pp_store_slot(pp_store_t *st, int idx)
 {
     return pp_store_slot_at(st, idx);

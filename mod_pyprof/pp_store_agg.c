@@ -14,6 +14,8 @@
 
 #include "pp_store_int.h"
 
+/* ---- aggregates ---- */
+
 static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc,
                      uint32_t node, uint64_t count, uint64_t weight_us,
                      uint64_t cpu_us)
@@ -90,6 +92,8 @@ static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v)
            !atomic_compare_exchange_weak(p, &cur, v)) {
     }
 }
+
+/* ---- finish ---- */
 
 static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
 {

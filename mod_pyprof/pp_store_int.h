@@ -4,9 +4,11 @@
  * write token (pp_store_token.c).
  *
  * Offsets and counts are read only from the header's process-private
- * part (see pp_store.h); everything else here is shared memory that any
- * process may have left half-written, so nothing in it is trusted for an
- * index without a range check.  No httpd or Python header.
+ * part (see pp_store.h).  Everything else is shared memory that another
+ * process may have left half-written, or written on purpose (an
+ * application can write the whole mapping), so nothing read back from it
+ * is used as an index, count or time without a range check.  No httpd or
+ * Python header.
  */
 #ifndef PP_STORE_INT_H
 #define PP_STORE_INT_H

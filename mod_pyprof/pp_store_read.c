@@ -75,27 +75,7 @@ const char *pp_store_location_root(const pp_store_t *st, int idx, char *buf,
     return buf;
 }
 
-/* ---- aggregates ---- */
-
-pp_agg_entry_t *pp_store_epoch(const pp_store_t *st, int64_t minute,
-                               uint32_t *n)
-{
-    uint32_t i;
-
-    if (minute < 0) {
-        return NULL;
-    }
-    i = (uint32_t)(minute % PP_EPOCHS);
-    if (atomic_load(&pp_store_epoch_stamps(st)[i]) != (uint64_t)minute + 1) {
-        return NULL;
-    }
-    *n = st->nepoch;
-    return pp_store_epoch_table(st, i);
-}
-
-/* ---- interned frames and nodes, records ---- */
-
-static void terminate_req(pp_req_t *q);
+/* ---- interned frames and nodes ---- */
 
 int pp_store_frame_view(const pp_store_t *st, uint32_t frame,
                         pp_frame_view_t *out)
@@ -143,6 +123,38 @@ int pp_store_node_get(const pp_store_t *st, uint32_t node, uint32_t *parent,
     return 1;
 }
 
+/* ---- records ---- */
+
+/* Make a copied request header safe to print and to follow. */
+static void terminate_req(pp_req_t *q)
+{
+    q->process_group[PP_GROUP_MAX - 1] = '\0';
+    q->app_group[PP_APP_GROUP_MAX - 1] = '\0';
+    if (q->nsegments > PP_SEGMENTS_MAX) {
+        q->nsegments = PP_SEGMENTS_MAX;
+    }
+    q->trace_id[PP_TRACE_ID_MAX - 1] = '\0';
+    q->parent_id[PP_SPAN_ID_MAX - 1] = '\0';
+    q->unique_id[PP_ID_MAX - 1] = '\0';
+    q->id[PP_ID_MAX - 1] = '\0';
+    q->method[PP_METHOD_MAX - 1] = '\0';
+    q->uri[PP_URI_MAX - 1] = '\0';
+    q->vhost[PP_VHOST_MAX - 1] = '\0';
+    if (q->max_depth > PP_DEPTH_LIMIT) {
+        q->max_depth = PP_DEPTH_LIMIT;
+    }
+    /* indices a page follows: in range, or "none" */
+    if (q->location < -1 || q->location >= PP_MAX_LOCATIONS) {
+        q->location = -1;
+    }
+    if (q->open_segment > q->nsegments) {
+        q->open_segment = 0;
+    }
+    if (q->nstacks > PP_STACKS_MAX) {
+        q->nstacks = PP_STACKS_MAX;
+    }
+}
+
 int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
 {
     int tries;
@@ -176,35 +188,6 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
     return 0;
 }
 
-static void terminate_req(pp_req_t *q)
-{
-    q->process_group[PP_GROUP_MAX - 1] = '\0';
-    q->app_group[PP_APP_GROUP_MAX - 1] = '\0';
-    if (q->nsegments > PP_SEGMENTS_MAX) {
-        q->nsegments = PP_SEGMENTS_MAX;
-    }
-    q->trace_id[PP_TRACE_ID_MAX - 1] = '\0';
-    q->parent_id[PP_SPAN_ID_MAX - 1] = '\0';
-    q->unique_id[PP_ID_MAX - 1] = '\0';
-    q->id[PP_ID_MAX - 1] = '\0';
-    q->method[PP_METHOD_MAX - 1] = '\0';
-    q->uri[PP_URI_MAX - 1] = '\0';
-    q->vhost[PP_VHOST_MAX - 1] = '\0';
-    if (q->max_depth > PP_DEPTH_LIMIT) {
-        q->max_depth = PP_DEPTH_LIMIT;
-    }
-    /* indices a page follows: in range, or "none" */
-    if (q->location < -1 || q->location >= PP_MAX_LOCATIONS) {
-        q->location = -1;
-    }
-    if (q->open_segment > q->nsegments) {
-        q->open_segment = 0;
-    }
-    if (q->nstacks > PP_STACKS_MAX) {
-        q->nstacks = PP_STACKS_MAX;
-    }
-}
-
 int pp_store_read_req(const pp_record_t *rec, pp_req_t *out)
 {
     int tries;
@@ -223,6 +206,8 @@ int pp_store_read_req(const pp_record_t *rec, pp_req_t *out)
     }
     return 0;
 }
+
+/* ---- kept traces and in-flight slots ---- */
 
 uint32_t pp_store_listed_traces(const pp_store_t *st)
 {
@@ -275,6 +260,8 @@ int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out)
     }
     return pp_store_read_record(&slot->rec, out);
 }
+
+/* ---- lookups by id ---- */
 
 int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
                   int *inflight)
@@ -338,6 +325,8 @@ int pp_store_find_trace_id(const pp_store_t *st, const char *trace_id,
     return found;
 }
 
+/* ---- aggregates ---- */
+
 pp_agg_entry_t *pp_store_agg(const pp_store_t *st, uint32_t *n)
 {
     *n = st->nagg;
@@ -353,4 +342,20 @@ pp_agg_entry_t *pp_store_agg_slow(const pp_store_t *st, uint32_t *n)
 uint64_t pp_store_arena_used(const pp_store_t *st)
 {
     return atomic_load(&st->arena_used) * ARENA_UNIT;
+}
+
+pp_agg_entry_t *pp_store_epoch(const pp_store_t *st, int64_t minute,
+                               uint32_t *n)
+{
+    uint32_t i;
+
+    if (minute < 0) {
+        return NULL;
+    }
+    i = (uint32_t)(minute % PP_EPOCHS);
+    if (atomic_load(&pp_store_epoch_stamps(st)[i]) != (uint64_t)minute + 1) {
+        return NULL;
+    }
+    *n = st->nepoch;
+    return pp_store_epoch_table(st, i);
 }

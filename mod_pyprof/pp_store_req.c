@@ -126,6 +126,8 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint)
     return idx;
 }
 
+/* ---- notes ---- */
+
 /* The claimer's own notes; the token keeps them apart from a daemon's
  * samples. */
 static pp_record_t *note_begin(pp_store_t *st, int idx, pp_slot_t **slotp)
@@ -178,6 +180,8 @@ void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id)
     }
 }
 
+/* ---- captures ---- */
+
 uint32_t pp_store_capture_arm(pp_store_t *st, int location, uint32_t n)
 {
     pp_location_t *loc = pp_store_location(st, location);
@@ -215,6 +219,8 @@ uint32_t pp_store_capture_take(pp_store_t *st, int location)
     return 0;
 }
 
+
+/* ---- daemon mode ---- */
 
 static uint32_t clamp_u32(uint32_t v, uint32_t lo, uint32_t hi)
 {
@@ -292,6 +298,8 @@ void pp_store_note_daemon_cpu(pp_store_t *st, int idx, uint64_t serial,
     pp_slot_token_release(slot);
 }
 
+/* ---- segments ---- */
+
 uint32_t pp_store_segment_begin(pp_store_t *st, int idx, uint64_t serial,
                                 const char *name, const char *detail,
                                 int64_t now_us)
@@ -356,6 +364,8 @@ void pp_store_segment_end(pp_store_t *st, int idx, uint64_t serial,
     }
     pp_slot_token_release(slot);
 }
+
+/* ---- reaping dead owners ---- */
 
 /* Is pid gone?  Remembered for the scan: the slots of one process are
  * many, a kill() each is not needed. */
