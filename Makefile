@@ -26,7 +26,11 @@ WSGI_SO     ?= $(firstword $(wildcard $(WSGI_DIR)/mod_wsgi.so-$(PY_VER)) \
 TEST_PYTHON ?= /usr/bin/python3
 
 CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
-               mod_pyprof/pp_store.c mod_pyprof/pp_profile.c \
+               mod_pyprof/pp_store.c mod_pyprof/pp_store_token.c \
+               mod_pyprof/pp_store_req.c mod_pyprof/pp_store_sample.c \
+               mod_pyprof/pp_store_agg.c mod_pyprof/pp_store_intern.c \
+               mod_pyprof/pp_store_read.c mod_pyprof/pp_store_renew.c \
+               mod_pyprof/pp_time.c mod_pyprof/pp_profile.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
                mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c \
                mod_pyprof/pp_hash.c

@@ -81,20 +81,6 @@ static struct sampler {
     target_ref_t refs[LOCAL_MAX];
 } S = {PTHREAD_MUTEX_INITIALIZER};
 
-int64_t pp_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t pp_wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int64_t clock_ns(clockid_t c)
 {
     struct timespec ts;

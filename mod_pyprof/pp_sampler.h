@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #include "pp_store.h"
+/* pp_mono_ns and pp_wall_us, which this header used to declare */
+#include "pp_time.h"
 
 /* Start the sampler of this process (idempotent).  0 on success. */
 int pp_sampler_start(pp_store_t *st);
@@ -38,8 +40,5 @@ int64_t pp_sampler_unregister_cpu(int slot);
 
 /* CPU time of a thread in nanoseconds (its CPU clock); -1 on error. */
 int64_t pp_thread_cpu_ns(pthread_t thread);
-
-int64_t pp_mono_ns(void);
-int64_t pp_wall_us(void);
 
 #endif

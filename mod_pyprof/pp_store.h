@@ -5,13 +5,28 @@
  * (only offsets and ids, bounds-checked on every read), so a corrupt or
  * half-written record can make a page wrong but never crash a reader.
  *
- * Concurrency: writers are request threads (claim/finish) and one sampler
- * thread per process; readers are handlers in any child.  No locks are
- * shared between processes: counters are atomics, records carry a sequence
- * counter (odd while being written), intern tables are insert-only and
- * publish an entry with a single compare-and-swap after its bytes are
- * written.  A process killed mid-write leaves at most that one record odd
- * (unreadable) or a few arena bytes unreferenced.
+ * Concurrency: writers are request threads (claim, notes, segments,
+ * finish) and one sampler thread per process; readers are handlers in any
+ * child, and never wait.  Counters are atomics; records carry a sequence
+ * counter (odd while being written) that readers check their copy
+ * against; intern tables are insert-only and publish an entry with a
+ * single compare-and-swap after its bytes are written.  The one wait is a
+ * slot's write token (pp_slot_t): a writer of a slot's record swaps its
+ * thread id into the slot, and one that finds another writer there spins
+ * briefly, then yields, for a bounded time (10 ms once the holder is
+ * seen stopped without writing, 200 ms at most), takes over a token left
+ * by a thread that no longer exists, and otherwise gives up (a sample or
+ * a note is dropped, counted in writes_dropped).  A process killed
+ * mid-write leaves at most that one record odd (unreadable) or a few arena
+ * bytes unreferenced.
+ *
+ * Split by caller: pp_store.c (layout, create, location rows: the parent
+ * at config time), pp_store_req.c (request threads' writes),
+ * pp_store_sample.c (sampler threads' writes), pp_store_agg.c (finish and
+ * the aggregates), pp_store_intern.c (frame and node interning),
+ * pp_store_read.c (the pages' readers), pp_store_renew.c (renewal at a
+ * graceful restart), pp_store_token.c (the slot token); pp_store_int.h is
+ * what they share.
  */
 #ifndef PP_STORE_H
 #define PP_STORE_H
@@ -310,7 +325,7 @@ typedef struct pp_frame_view {
     uint32_t line;
 } pp_frame_view_t;
 
-/* ---- sizing and creation (parent, single-threaded) ---- */
+/* ---- sizing and creation (parent, single-threaded, at post_config) ---- */
 
 /* Smallest mapping that holds nslots slots and keep traces with usable
  * intern tables. */
@@ -325,7 +340,8 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
  * hex of HMAC-SHA256(nonce_key, window number), windows of an hour, so a
  * nonce that leaked stops working within two hours instead of living as
  * long as the store.  pp_store_form_nonce_ok accepts the window of now_us
- * and the one before (a page loaded just before the hour turns). */
+ * and the one before (a page loaded just before the hour turns).  Both are
+ * the handlers', in any child (pp_store_read.c). */
 #define PP_NONCE_LEN 64
 #define PP_NONCE_WINDOW_US (3600LL * 1000000)
 void pp_store_form_nonce(const pp_store_t *st, int64_t now_us,
@@ -338,20 +354,23 @@ void pp_store_destroy(pp_store_t *st);
 int pp_store_compatible(const pp_store_t *st, uint64_t size, uint32_t nslots,
                         uint32_t keep);
 
-/* Find or add the row for a URL prefix; -1 if the table is full. */
+/* Find or add the row for a URL prefix; -1 if the table is full.  The
+ * parent, at post_config. */
 int pp_store_location_register(pp_store_t *st, const char *path,
                                uint32_t interval_us);
+/* Row idx, or NULL; any thread of any process. */
 pp_location_t *pp_store_location(pp_store_t *st, int idx);
 /* Status class index for a status code: 0..4 for 1xx..5xx, 5 otherwise. */
 int pp_status_class(int status);
 
-/* Record the application's root directory once (first caller wins). */
+/* Record the application's root directory once (first caller wins): a
+ * request thread, when its request finishes. */
 void pp_store_location_set_root(pp_store_t *st, int idx, const char *root);
-/* Copy the root into buf (cap bytes); "" if unknown. */
+/* Copy the root into buf (cap bytes); "" if unknown.  The pages. */
 const char *pp_store_location_root(const pp_store_t *st, int idx, char *buf,
                                    size_t cap);
 
-/* ---- request life cycle (request threads) ---- */
+/* ---- request life cycle (request threads; the sampler where named) ---- */
 
 typedef struct pp_req_info {
     const char *id;
@@ -370,7 +389,8 @@ typedef struct pp_req_info {
     int64_t start_us;
 } pp_req_info_t;
 
-/* Claim a free slot for a request and publish it as in flight.  When none
+/* Claim a free slot for a request and publish it as in flight (the
+ * Apache child's request thread).  When none
  * is free, the slots of dead processes are reaped first (at most once per
  * PP_REAP_INTERVAL_US in the whole store).  Returns the slot index or -1
  * (store full; counted). */
@@ -378,65 +398,76 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint);
 
 pp_slot_t *pp_store_slot(pp_store_t *st, int idx);
 
-/* Add one sample to a slot's record.  Only the single writer of the slot
- * (its process' sampler, or the request thread after unregistering) may
- * call this; it brackets the change with the record's sequence counter. */
+/* Add one sample to a slot's record, whichever request it holds and
+ * whoever samples it (tests and benchmarks; the sampler calls
+ * pp_store_sample).  Takes the slot's token and brackets the change with
+ * the record's sequence counter. */
 void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                          int64_t now_us, uint64_t weight_us, uint64_t cpu_us);
 /* The same with how the interval was spent (PP_SAMPLE_*). */
 void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                             int64_t now_us, uint64_t weight_us,
                             uint64_t cpu_us, int how);
-/* Request facts learnt after the claim (writer only). */
+/* Request facts learnt after the claim: the claiming request thread,
+ * under the slot's token. */
 void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us);
 void pp_store_note_app_end(pp_store_t *st, int idx, int64_t us);
 void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id);
-/* The daemon's thread CPU time for the request (by the adopter). */
+/* The daemon's thread CPU time for the request: the adopting daemon's
+ * application thread, at the end of the request. */
 void pp_store_note_daemon_cpu(pp_store_t *st, int idx, uint64_t serial,
                               int64_t cpu_us);
 
-/* Samples checked against the request they were taken for: nothing is
- * written if the slot now holds another request (serial), or if another
- * process adopted it.  segment: index + 1 of the open segment, or 0. */
+/* The sampler thread's samples, checked against the request they were
+ * taken for: nothing is written if the slot now holds another request
+ * (serial), or if another process adopted it. */
 void pp_store_sample(pp_store_t *st, int idx, uint64_t serial, uint32_t node,
                      int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
                      int how);
 void pp_store_sample_outside(pp_store_t *st, int idx, uint64_t serial,
                              int64_t now_us, uint64_t weight_us);
-/* Is this process the one that samples slot idx? */
+/* Is this process the one that samples slot idx?  The sampler thread. */
 int pp_store_samples_here(pp_store_t *st, int idx, int32_t pid);
 
 /* Daemon mode: the in-flight request with this id, adopted by `pid` (a
- * daemon process) for sampling.  Slot index, or -1 (not found, not
- * sampled, or already adopted).  Fills serial, interval and depth. */
+ * daemon process, from its application thread) for sampling.  Slot
+ * index, or -1 (not found, not sampled, or already adopted).  Fills
+ * serial, interval and depth. */
 int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
                    const char *process_group, const char *app_group,
                    uint64_t *serial, uint32_t *interval_us,
                    uint32_t *max_depth);
 
-/* Segments: begin returns index + 1 (0 if the request is gone or full). */
+/* Segments, from the application's thread (pyprof API): begin returns
+ * index + 1 (0 if the request is gone or full). */
 uint32_t pp_store_segment_begin(pp_store_t *st, int idx, uint64_t serial,
                                 const char *name, const char *detail,
                                 int64_t now_us);
 void pp_store_segment_end(pp_store_t *st, int idx, uint64_t serial,
                           uint32_t seg, int64_t now_us);
 
-/* Arm a capture of the next n requests of a location; its id. */
+/* Arm a capture of the next n requests of a location; its id.  The
+ * capture form's handler. */
 uint32_t pp_store_capture_arm(pp_store_t *st, int location, uint32_t n);
-/* Take one request from an armed capture: its id, or 0 if none left. */
+/* Take one request from an armed capture: its id, or 0 if none left.  A
+ * request thread, before its claim. */
 uint32_t pp_store_capture_take(pp_store_t *st, int location);
 
 /* Finish a request: histogram, per-location aggregate, trace, and free the
  * slot.  keep is PP_KEEP_*: slow traces go to the main ring, or, when the
  * request was triggered or captured, to their own smaller ring so a flood
  * of them never evicts ordinary slow traces; PP_KEEP_FAST keeps it in the
- * small ring of fast requests, out of the slow list.  The caller must be
- * the slot's only writer. */
+ * small ring of fast requests, out of the slow list.  Called once, by the
+ * request thread that claimed the slot, after unregistering it from its
+ * sampler; it takes the slot's token (and finishes anyway, counted in
+ * traces_torn, if the wait gives up) and marks the slot finished so that
+ * no sampler, this process' or a daemon's, writes to it again. */
 void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
                      int64_t cpu_us, int keep);
 
 /* Free a slot without counting the request (it never finished: the
- * connection went away before logging); counted as lost. */
+ * connection went away before logging); counted as lost.  The claiming
+ * request thread, like pp_store_finish. */
 void pp_store_abandon(pp_store_t *st, int idx);
 
 /* Free slots whose owner process no longer exists (SIGKILL, the OOM
@@ -446,7 +477,7 @@ void pp_store_abandon(pp_store_t *st, int idx);
 #define PP_REAP_INTERVAL_US 100000
 uint32_t pp_store_reap_dead(pp_store_t *st);
 
-/* ---- interning (sampler) ---- */
+/* ---- interning (sampler threads; the parent too) ---- */
 
 /* Intern a frame; 0 if the tables are full (counted).  Ids are stable for
  * the store's lifetime and never reused. */
@@ -514,9 +545,10 @@ int pp_store_wants_renewal(const pp_store_t *st, const char *const *prefixes,
  * counters, the location rows of the prefixes configured now (same rows,
  * histograms and all), and the kept traces, newest first, with their
  * stacks interned anew, as long as they take at most a quarter of each
- * table (the older ones count as evicted).  Frames and nodes that no kept trace refers to, the per-location
- * profiles (since start, per minute, slow side) and the rows of prefixes
- * no longer configured stay behind, to go with `src`.  Returns the number
+ * table (the older ones count as evicted).  Frames and nodes that no
+ * kept trace refers to, the per-location profiles (since start, per
+ * minute, slow side) and the rows of prefixes no longer configured stay
+ * behind, to go with `src`.  Returns the number
  * of location rows left behind, -1 if dst cannot take src's contents. */
 int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
                    const char *const *prefixes, int n);

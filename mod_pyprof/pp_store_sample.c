@@ -1,0 +1,117 @@
+/* pp_store_sample.c: samples into a request's record.
+ *
+ * Called by sampler threads: the one of the Apache child that claimed the
+ * slot, or, once a mod_wsgi daemon adopted the request, the daemon's
+ * (pp_store_sample checks which).  pp_store_add_sample and
+ * pp_store_add_sample_ex write to a slot without that check, for tests
+ * and benchmarks.  Every write takes the slot's token
+ * (pp_store_token.c) and brackets the change with the record's sequence
+ * counter.  Never allocates, never touches Python or httpd.
+ */
+#include <stdint.h>
+
+#include "pp_store_int.h"
+
+void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
+                         int64_t now_us, uint64_t weight_us, uint64_t cpu_us)
+{
+    pp_store_add_sample_ex(st, slot, node, now_us, weight_us, cpu_us,
+                           cpu_us * 2 >= weight_us ? PP_SAMPLE_ON_CPU
+                                                   : PP_SAMPLE_OFF_CPU);
+}
+
+static void record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
+                          int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                          int how)
+{
+    pp_stack_count_t *e;
+    uint32_t seg;
+
+    pp_rec_write_begin(rec);
+    /* keep one entry free for [other stacks] */
+    e = pp_record_stack_entry(rec, node, rec->req.nstacks < PP_STACKS_MAX - 1);
+    if (!e) {
+        uint32_t other = pp_store_intern_node(st, 0, st->frame_other);
+        e = other ? pp_record_stack_entry(rec, other, 1) : NULL;
+        rec->req.samples_overflow++;
+        atomic_fetch_add(&st->c.stacks_overflow, 1);
+    }
+    if (e) {
+        e->count++;
+        e->weight_us += weight_us;
+        e->cpu_us += cpu_us;
+    }
+    rec->req.samples++;
+    if (how & PP_SAMPLE_TRUNCATED) {
+        rec->req.flags |= PP_REQ_TRUNCATED;
+        how &= ~PP_SAMPLE_TRUNCATED;
+    }
+    if (how == PP_SAMPLE_ON_CPU) {
+        rec->req.samples_on_cpu++;
+    }
+    else {
+        rec->req.samples_off_cpu++;
+        if (how == PP_SAMPLE_GIL_WAIT) {
+            rec->req.samples_gil_wait++;
+        }
+    }
+    seg = rec->req.open_segment;
+    if (seg >= 1 && seg <= PP_SEGMENTS_MAX) {
+        rec->segments[seg - 1].samples++;
+        rec->segments[seg - 1].weight_us += weight_us;
+    }
+    rec->req.sampled_cpu_us += (int64_t)cpu_us;
+    rec->req.last_node = node;
+    rec->req.last_sample_us = now_us;
+    pp_rec_write_end(rec);
+    atomic_fetch_add_explicit(&st->c.samples, 1, memory_order_relaxed);
+}
+
+void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
+                            int64_t now_us, uint64_t weight_us,
+                            uint64_t cpu_us, int how)
+{
+    if (node == 0 || !pp_slot_token_take_counted(st, slot)) {
+        return;
+    }
+    record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us, how);
+    pp_slot_token_release(slot);
+}
+
+void pp_store_sample(pp_store_t *st, int idx, uint64_t serial, uint32_t node,
+                     int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                     int how)
+{
+    pp_slot_t *slot;
+
+    if (node == 0 || !(slot = pp_slot_token_take_for(st, idx, serial, 1))) {
+        return;
+    }
+    record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us, how);
+    pp_slot_token_release(slot);
+}
+
+void pp_store_sample_outside(pp_store_t *st, int idx, uint64_t serial,
+                             int64_t now_us, uint64_t weight_us)
+{
+    pp_slot_t *slot = pp_slot_token_take_for(st, idx, serial, 1);
+    pp_record_t *rec;
+
+    if (!slot) {
+        return;
+    }
+    rec = &slot->rec;
+    pp_rec_write_begin(rec);
+    rec->req.samples_outside++;
+    rec->req.outside_us += (int64_t)weight_us;
+    rec->req.last_sample_us = now_us;
+    pp_rec_write_end(rec);
+    pp_slot_token_release(slot);
+}
+
+int pp_store_samples_here(pp_store_t *st, int idx, int32_t pid)
+{
+    pp_slot_t *slot = pp_store_slot_at(st, idx);
+    int32_t owner = slot ? atomic_load(&slot->sampler_pid) : -1;
+    return owner == 0 || owner == pid;
+}
