@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(HERE))     # tests/, for tests/pyhttpd
 from pyhttpd.httpd import (APACHE, APACHE_MODULES, APP_SOURCE, CLEAN_ENV,  # noqa: E402,F401
                            HTTP_TIMEOUT, MAX_CONCURRENCY, MPM_SETTINGS, PID_IN_LOG, REPO,
                            SEVERE_LEVEL, START_TIMEOUT, STOP_TIMEOUT, WSGI_SO, Httpd,
-                           HttpdError, ServerPool, Traffic, _alive, _children_of, _free_port,
+                           HttpdError, ServerPool, Traffic, _alive, _children_of, _free_port, cmdline,
                            add_crash_markers, get_concurrently, module_disabled, module_path,
                            path_under, scan_error_log, selected_mpms, unique, wait_for)
 
@@ -38,19 +38,24 @@ def _pool_fixture():
         pytest.fail("error log / shutdown problems:\n" + "\n".join(report), pytrace=False)
 
 
-def serving(**kw):
+def serving(setup=None, **kw):
     """Generator for a fixture that owns one started server:
 
         @pytest.fixture(scope="module")
         def srv(mpm, pyprof_module):
             yield from serving(name="main", mpm=mpm, extra="PyProfSample /app 10ms")
 
-    The server is stopped and its log checked when the fixture ends.
+    setup(srv), when given, runs on the created server before it starts
+    (installs apps, adds configuration).  The server is stopped and its log
+    checked when the fixture ends.
     """
     pools = _pool_fixture()
     pool = next(pools)
     try:
-        srv = pool.start(**kw)
+        srv = pool.create(**kw)
+        if setup is not None:
+            setup(srv)
+        srv.start()
     except BaseException:
         pools.close()
         raise
@@ -111,22 +116,14 @@ def serving_app3(mounts=("/app3",), **kw):
     `mounts` (default /app3; copied into the server directory, so www-data
     can read it).  The PyProf* lines in `extra` may sample a mount like any
     other prefix, or leave it unsampled."""
-    pools = _pool_fixture()
-    pool = next(pools)
-    try:
-        srv = pool.create(**kw)
+    def setup(srv):
         app3 = os.path.join(srv.root, "app3.py")
         shutil.copyfile(APP3_SOURCE, app3)
         os.chmod(app3, 0o644)
         srv.app3 = app3
         aliases = "".join('WSGIScriptAlias %s "%s"\n' % (m, app3) for m in mounts)
         srv.extra = aliases + srv.extra
-        srv.start()
-    except BaseException:
-        pools.close()
-        raise
-    yield srv
-    next(pools, None)
+    yield from serving(setup, **kw)
 
 
 def finished_request(srv, request_id, timeout=10):

@@ -64,30 +64,23 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 25.0
 HTTP_TIMEOUT = 15.0
 
+# Two children that stay up: idle threads never exceed MaxSpareThreads,
+# and MinSpareThreads is low enough that tests with <= 10 concurrent
+# requests never make the MPM want a third child it may not fork.
+_THREADED_SETTINGS = """\
+StartServers 2
+ServerLimit 2
+ThreadLimit 8
+ThreadsPerChild 8
+MaxRequestWorkers 16
+MinSpareThreads 1
+MaxSpareThreads 16
+MaxConnectionsPerChild 0
+"""
+
 MPM_SETTINGS = {
-    # Two children that stay up: idle threads never exceed MaxSpareThreads,
-    # and MinSpareThreads is low enough that tests with <= 10 concurrent
-    # requests never make the MPM want a third child it may not fork.
-    "event": """\
-StartServers 2
-ServerLimit 2
-ThreadLimit 8
-ThreadsPerChild 8
-MaxRequestWorkers 16
-MinSpareThreads 1
-MaxSpareThreads 16
-MaxConnectionsPerChild 0
-""",
-    "worker": """\
-StartServers 2
-ServerLimit 2
-ThreadLimit 8
-ThreadsPerChild 8
-MaxRequestWorkers 16
-MinSpareThreads 1
-MaxSpareThreads 16
-MaxConnectionsPerChild 0
-""",
+    "event": _THREADED_SETTINGS,
+    "worker": _THREADED_SETTINGS,
     "prefork": """\
 StartServers 3
 MinSpareServers 3
@@ -206,6 +199,15 @@ def children_of(ppid):
 
 # The names the integration tests and tools have always imported.
 _free_port, _alive, _children_of = free_port, alive, children_of
+
+
+def cmdline(pid):
+    """A process' command line, arguments joined by spaces; None when gone."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return None
 
 
 def _check_traversable(path):

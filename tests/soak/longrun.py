@@ -305,20 +305,12 @@ def shm_mapping(pid, size_bytes):
     return best or (None, None)
 
 
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
 def process_tree(parent):
-    from pyhttpd.httpd import children_of as _children_of
+    from pyhttpd.httpd import children_of as _children_of, cmdline
     kids = sorted(_children_of(parent))
     out = [(parent, "parent")]
     for k in kids:
-        out.append((k, "daemon" if cmdline(k).startswith("(wsgi:") else "child"))
+        out.append((k, "daemon" if (cmdline(k) or "").startswith("(wsgi:") else "child"))
     return out
 
 

@@ -125,7 +125,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 import requests  # noqa: E402
 
 from pyhttpd.httpd import (APACHE, CRASH_MARKERS, SEVERE_LEVEL, Httpd, HttpdError,  # noqa: E402
-                           alive as _alive, children_of as _children_of,
+                           alive as _alive, children_of as _children_of, cmdline,
                            free_port as _free_port, module_path, path_under)
 from views_util import Pprof, check_speedscope, folded_stacks, parse_prometheus  # noqa: E402
 
@@ -426,14 +426,6 @@ class SoakHttpd(Httpd):
         else:
             lines.append("WSGIPythonPath %s" % rundir.pyext)
         self.extra = "\n".join(lines) + "\n" + (sampling or "") + self.extra
-
-
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return None
 
 
 def is_daemon(pid):
