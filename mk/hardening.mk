@@ -15,7 +15,7 @@
 #   make asan             module + pyext with ASan + UBSan in build/asan/
 #   make check-asan       the integration suite against that build
 #   make check-valgrind   the cmocka suite under valgrind memcheck
-#   make fuzz-http        scripts/fuzz-http.py against a real httpd
+#   make fuzz-http        tests/fuzz/fuzz-http.py against a real httpd
 #   make fuzz-http-asan   the same against the ASan build, embedded mode
 #                         then daemon mode (FUZZ_HTTP_SECONDS each)
 #   make lint             cppcheck + clang-tidy (scripts/lint.sh)
@@ -190,7 +190,7 @@ stress-asan: build/stress/stress_render_address
 # apxs passes -Wc,FLAG to the compiler and -Wl,FLAG to libtool's link; the
 # sources are copied to build/asan/ so the objects never mix with `make
 # all`'s.  httpd itself is not instrumented: the runtime must be
-# LD_PRELOADed into it (scripts/asan-integration.sh does that).
+# LD_PRELOADed into it (tests/asan-integration.sh does that).
 
 $(ASAN_MODULE): $(GLUE_SRC) $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) \
                 mk/hardening.mk
@@ -216,26 +216,26 @@ $(ASAN_PYEXT): pyext/_pyprof.c pyext/pyprof/__init__.py mod_pyprof/pp_api.h \
 asan: $(ASAN_MODULE) $(ASAN_PYEXT)
 
 check-asan: asan
-	bash scripts/asan-integration.sh
+	bash tests/asan-integration.sh
 
 # ---- valgrind ----
 
 check-valgrind: $(UNIT_TESTS)
-	bash scripts/valgrind-unit.sh
+	bash tests/unit/valgrind-unit.sh
 
 # ---- HTTP fuzzing against a real httpd ----
 
 FUZZ_HTTP_SECONDS ?= 60
 FUZZ_HTTP_MPM ?= event
 fuzz-http: $(MODULE)
-	$(TEST_PYTHON) scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM)
+	$(TEST_PYTHON) tests/fuzz/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM)
 
 fuzz-http-asan: asan
-	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(TEST_PYTHON) \
-	    scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
+	ASAN_SKIP_BUILD=1 bash tests/asan-integration.sh --run $(TEST_PYTHON) \
+	    tests/fuzz/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
 	    --out build/asan/fuzz-http
-	ASAN_SKIP_BUILD=1 bash scripts/asan-integration.sh --run $(TEST_PYTHON) \
-	    scripts/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
+	ASAN_SKIP_BUILD=1 bash tests/asan-integration.sh --run $(TEST_PYTHON) \
+	    tests/fuzz/fuzz-http.py --seconds $(FUZZ_HTTP_SECONDS) --mpm $(FUZZ_HTTP_MPM) \
 	    --daemon --out build/asan/fuzz-http-daemon
 
 # ---- static analysis ----

@@ -69,7 +69,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -81,22 +80,19 @@ import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-APACHE = "/usr/sbin/apache2"
-APACHE_MODULES = "/usr/lib/apache2/modules"
-WSGI_SO = os.environ.get("PYPROF_WSGI_SO") or os.path.join(APACHE_MODULES, "mod_wsgi.so")
-DEFAULT_MODULE = os.path.join(REPO, "mod_pyprof", ".libs", "mod_pyprof.so")
+sys.path.insert(0, os.path.dirname(HERE))     # tests/, for tests/pyhttpd
+
+from pyhttpd.httpd import (APACHE, CLEAN_ENV, HTTP_TIMEOUT, REPO, WSGI_SO,  # noqa: E402
+                           Httpd, HttpdError, module_path, scan_error_log,
+                           stat_fields)
+
 APP_SOURCE = os.path.join(HERE, "app.py")
 DEFAULT_OUTPUT = os.path.join(HERE, "RESULTS.md")
 
-CLEAN_ENV = {"LANG": "C", "LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Straight to 127.0.0.1, whatever *_proxy the environment has.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 25.0          # httpd itself SIGKILLs stuck children after ~10 s
-HTTP_TIMEOUT = 15.0
 WARMUP_REQUESTS = 200
 SETTLE_SECONDS = 0.3         # let in-flight requests finish after wrk stops
 
@@ -135,7 +131,7 @@ PARTS_ALL = ["overhead", "accuracy", "sampler", "scaling", "rate", "memory"]
 PARTS = PARTS_ALL
 
 
-class BenchError(Exception):
+class BenchError(HttpdError):
     pass
 
 
@@ -145,35 +141,9 @@ def log(msg):
 
 # -- /proc ----------------------------------------------------------------------
 
-def _stat_fields(pid):
-    """Fields of /proc/PID/stat after the comm, or None if pid is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data[data.rfind(")") + 2:].split()
-
-
-def alive(pid):
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
-
-
-def children_of(ppid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(int(entry))
-        if fields and len(fields) > 1 and fields[1] == str(ppid):
-            kids.append(int(entry))
-    return sorted(kids)
-
-
 def cpu_seconds(pid):
     """utime + stime of a process (all its threads, live and exited)."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return None
     # After the comm: state=0, ppid=1, ... utime=11, stime=12.
@@ -197,93 +167,9 @@ def thread_run_ns(pid):
     return total
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- one httpd ------------------------------------------------------------------
 
-class Server:
-    """A standalone httpd (event MPM, 1 child x `threads` threads) + mod_wsgi
-    embedded.  interval None = mod_pyprof not loaded; sampler "gil"/"nogil"
-    adds PyProfSampler (None: the module's default); profiler names the
-    in-app peer profiler (app.py install_profiler)."""
-
-    def __init__(self, name, interval, module, base_dir, threshold="500ms", extra="",
-                 sampler=None, profiler="none", threads=8, max_depth=None):
-        self.name = name
-        self.interval = interval
-        self.module = module
-        self.threshold = threshold
-        self.extra = extra
-        self.sampler = sampler
-        self.profiler = profiler
-        self.threads = threads
-        if sampler:
-            self.extra += "PyProfSampler %s\n" % sampler
-        if max_depth:
-            self.extra += "PyProfMaxDepth %d\n" % max_depth
-        self.port = free_port()
-        self.pid = None
-        self.root = tempfile.mkdtemp(prefix="pyprof-bench-%s-" % name, dir=base_dir)
-        os.chmod(self.root, 0o755)
-        for sub in ("logs", "run", "htdocs"):
-            os.mkdir(os.path.join(self.root, sub))
-            os.chmod(os.path.join(self.root, sub), 0o755)
-        self.conf = os.path.join(self.root, "httpd.conf")
-        self.app = os.path.join(self.root, "app.py")
-        self.error_log = os.path.join(self.root, "logs", "error.log")
-        self.pidfile = os.path.join(self.root, "run", "httpd.pid")
-        # this variant's copy of the app: the same file plus the one line
-        # that switches its peer profiler on (or "none")
-        with open(APP_SOURCE) as f:
-            source = f.read()
-        with open(self.app, "w") as f:
-            f.write(source)
-            f.write("\n\ninstall_profiler(%r)  # added by overhead.py\n" % profiler)
-        os.chmod(self.app, 0o644)
-
-    @property
-    def profiled(self):
-        return self.interval is not None
-
-    def config_text(self):
-        pyprof = ""
-        if self.profiled:
-            pyprof = """\
-LoadModule pyprof_module "{module}"
-PyProfSample /app {interval}
-PyProfSlowThreshold {threshold}
-{extra}""".format(module=self.module, interval=self.interval, threshold=self.threshold,
-                  extra=self.extra)
-        return """\
-# Generated by tests/bench/overhead.py, variant "{name}".
-ServerRoot "{root}"
-DefaultRuntimeDir "{root}/run"
-PidFile "{pidfile}"
-ServerName 127.0.0.1
-Listen 127.0.0.1:{port}
-
-# Debian builds log_config and unixd into apache2: no LoadModule for them.
-LoadModule mpm_event_module "{mods}/mod_mpm_event.so"
-LoadModule authz_core_module "{mods}/mod_authz_core.so"
-{pyprof}
-LoadModule wsgi_module "{wsgi}"
-
-User www-data
-Group www-data
-
-ErrorLog "{root}/logs/error.log"
-LogLevel warn
-# No access log: its cost would dilute the module's share of CPU per request.
-
-Timeout 30
-KeepAlive On
-KeepAliveTimeout 5
-MaxKeepAliveRequests 0
-
+BENCH_MPM = """\
 StartServers 1
 ServerLimit 1
 ThreadLimit {threads}
@@ -292,127 +178,68 @@ MaxRequestWorkers {threads}
 MinSpareThreads 1
 MaxSpareThreads {threads}
 MaxConnectionsPerChild 0
+"""
 
-DocumentRoot "{root}/htdocs"
-<Directory />
-    AllowOverride None
-    Require all denied
-</Directory>
-<Directory "{root}">
-    Require all granted
-</Directory>
 
-WSGIScriptAlias /app "{app}"
-# Debian's mod_wsgi 4.9.4 + Python 3.11 can hang ~8 s in finalisation at stop.
-WSGIDestroyInterpreter Off
+class BenchHttpd(Httpd):
+    """The harness' Httpd as the benchmark runs it: event MPM, 1 child x
+    `threads` threads, mod_wsgi embedded, no access log (its cost would
+    dilute the module's share of CPU per request), no mod_mime, LogLevel
+    warn.  interval None = mod_pyprof not loaded; sampler "gil"/"nogil" adds
+    PyProfSampler (None: the module's default); profiler names the in-app
+    peer profiler (app.py install_profiler).  Pages are read with urllib
+    (fetch: (status, body)); AH00484 (all workers busy) is expected: wrk
+    -c8 against 8 threads."""
 
-<Location /server-profile>
-    SetHandler server-profile
-</Location>
-""".format(name=self.name, root=self.root, pidfile=self.pidfile, port=self.port,
-           mods=APACHE_MODULES, pyprof=pyprof, wsgi=WSGI_SO, app=self.app,
-           threads=self.threads)
+    def __init__(self, name, interval, module, base_dir, threshold="500ms", extra="",
+                 sampler=None, profiler="none", threads=8, max_depth=None):
+        if sampler:
+            extra += "PyProfSampler %s\n" % sampler
+        if max_depth:
+            extra += "PyProfMaxDepth %d\n" % max_depth
+        pyprof = ""
+        if interval is not None:
+            pyprof = ("PyProfSample /app %s\nPyProfSlowThreshold %s\n%s"
+                      % (interval, threshold, extra))
+        super().__init__(name=name, extra=pyprof, mpm="event", with_module=interval is not None,
+                         module=module, allowed_log=["AH00484"],
+                         mpm_settings=BENCH_MPM.format(threads=threads), app_source=APP_SOURCE,
+                         access_log=False, mime=False, module_debug=False,
+                         keepalive="KeepAliveTimeout 5\nMaxKeepAliveRequests 0",
+                         prefix="pyprof-bench-", base_dir=base_dir)
+        self.interval = interval
+        self.threshold = threshold
+        self.sampler = sampler
+        self.profiler = profiler
+        self.threads = threads
+        # this variant's copy of the app: the same file plus the one line
+        # that switches its peer profiler on (or "none")
+        with open(self.app, "a") as f:
+            f.write("\n\ninstall_profiler(%r)  # added by overhead.py\n" % profiler)
 
-    def _apache(self, args, timeout=30):
-        proc = subprocess.run([APACHE, "-f", self.conf] + args, env=CLEAN_ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout, cwd=self.root)
-        return proc.returncode, proc.stdout.decode("utf-8", "replace")
+    @property
+    def profiled(self):
+        return self.interval is not None
 
-    def error_log_text(self):
+    def answering(self):
         try:
-            with open(self.error_log, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def _read_pid(self):
-        try:
-            with open(self.pidfile) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-
-    def start(self):
-        if self.profiled and not os.path.exists(self.module):
-            raise BenchError("mod_pyprof not built: %s (run `make`)" % self.module)
-        for attempt in range(3):
-            with open(self.conf, "w") as f:
-                f.write(self.config_text())
-            os.chmod(self.conf, 0o644)
-            rc, out = self._apache(["-k", "start"])
-            if rc != 0:
-                raise BenchError("server %s: apache2 -k start failed (rc %d):\n%s\n"
-                                 "--- error log %s ---\n%s"
-                                 % (self.name, rc, out, self.error_log,
-                                    self.error_log_text()[-4000:]))
-            error = self._wait_started()
-            if error is None:
-                return self
-            text = self.error_log_text()
-            if "AH00072" in text and attempt < 2:   # port taken meanwhile
-                os.rename(self.error_log, self.error_log + ".bind-%d" % attempt)
-                self.port = free_port()
-                continue
-            self.stop()
-            raise BenchError("server %s did not come up: %s\n--- error log %s ---\n%s"
-                             % (self.name, error, self.error_log, text[-4000:]))
-        raise BenchError("server %s did not come up after 3 attempts" % self.name)
-
-    def _wait_started(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            pid = self._read_pid()
-            if pid and alive(pid):
-                self.pid = pid
-                try:
-                    if self.get("/app/ping", timeout=3)[0] == 200:
-                        return None
-                except OSError:
-                    pass
-            elif pid:
-                return "parent %d exited" % pid
-            time.sleep(0.1)
-        return "not answering on 127.0.0.1:%d after %.0fs" % (self.port, START_TIMEOUT)
+            return self.fetch("/app/ping", timeout=3)[0] == 200
+        except OSError:
+            return False
 
     def stop(self):
-        """`apache2 -k stop`, then wait (bounded) for parent and children."""
-        pid = self.pid or self._read_pid()
-        self.pid = None
-        if not pid or not alive(pid):
-            return
-        kids = children_of(pid)
-        started = time.monotonic()
-        try:
-            rc, out = self._apache(["-k", "stop"], timeout=10)
-        except subprocess.TimeoutExpired:
-            rc, out = -1, "apache2 -k stop timed out"
-        if rc != 0 and alive(pid):
-            log("warning: server %s: apache2 -k stop failed (rc %d): %s; sending SIGTERM"
-                % (self.name, rc, out.strip()))
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        while time.monotonic() - started < STOP_TIMEOUT and alive(pid):
-            time.sleep(0.05)
-        leftovers = [p for p in [pid] + kids if alive(p)]
-        if leftovers:
-            log("warning: server %s still running %.0fs after stop, killing %s"
-                % (self.name, STOP_TIMEOUT, leftovers))
-            for p in leftovers:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(alive(k) for k in kids):
-            time.sleep(0.05)
+        """The harness' stop; its trouble is printed (not a log problem)."""
+        known = len(self.problems)
+        super().stop()
+        for problem in self.problems[known:]:
+            log("warning: server %s: %s" % (self.name, problem))
+
+    def log_problems(self):
+        """Error-log lines at error level or worse, crashes and stop trouble."""
+        return scan_error_log(self.error_log_text(), self.destroy_interpreter_off,
+                              self.allowed_log)
 
     # -- measurement ----------------------------------------------------------
-
-    def children(self):
-        return children_of(self.pid) if self.pid else []
 
     def cpu_snapshot(self):
         """{child pid: CPU seconds} for every child of this server's parent."""
@@ -423,18 +250,15 @@ WSGIDestroyInterpreter Off
                 snap[kid] = cpu
         return snap
 
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
-
-    def get(self, path, timeout=HTTP_TIMEOUT):
+    def fetch(self, path, timeout=HTTP_TIMEOUT):
         try:
             with OPENER.open(self.url(path), timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
-    def get_ok(self, path, timeout=HTTP_TIMEOUT):
-        status, body = self.get(path, timeout=timeout)
+    def fetch_ok(self, path, timeout=HTTP_TIMEOUT):
+        status, body = self.fetch(path, timeout=timeout)
         if status != 200:
             raise BenchError("server %s: GET %s -> %d: %s\n--- error log ---\n%s"
                              % (self.name, path, status, body[:500],
@@ -442,27 +266,19 @@ WSGIDestroyInterpreter Off
         return body
 
     def profile(self):
-        return json.loads(self.get_ok("/server-profile?format=json").decode("utf-8"))
+        return json.loads(self.fetch_ok("/server-profile?format=json").decode("utf-8"))
 
-    def location(self, path="/app"):
-        return json.loads(self.get_ok("/server-profile/location?path=%s&format=json"
-                                      % urllib.parse.quote(path, safe="/")).decode("utf-8"))
+    def location_page(self, path="/app"):
+        return json.loads(self.fetch_ok("/server-profile/location?path=%s&format=json"
+                                        % urllib.parse.quote(path, safe="/")).decode("utf-8"))
 
     def bench_profiler(self, query=""):
         """State of the in-app peer profiler (app.py /bench_profiler)."""
-        return json.loads(self.get_ok("/app/bench_profiler" + query).decode("utf-8"))
+        return json.loads(self.fetch_ok("/app/bench_profiler" + query).decode("utf-8"))
 
     def child(self):
         kids = self.children()
         return kids[0] if len(kids) == 1 else None
-
-    def log_problems(self):
-        """Error-log lines at error level or worse, crashes and stop trouble.
-        AH00484 (all 8 workers busy) is expected: wrk -c8 against 8 threads."""
-        bad = re.compile(r"\[(?:[A-Za-z0-9_.-]+:)?(error|crit|alert|emerg)\]|"
-                         r"Segmentation fault|exit signal|Fatal Python error|AH00045|AH00046")
-        return [line for line in self.error_log_text().splitlines()
-                if bad.search(line) and "AH00484" not in line]
 
 
 def cpu_delta(before, after):
@@ -589,7 +405,7 @@ class Concurrent:
     def _one(self, server, path, i, timeout):
         t0 = time.monotonic()
         try:
-            status, body = server.get(path, timeout=timeout)
+            status, body = server.fetch(path, timeout=timeout)
         except OSError as e:
             status, body = None, str(e).encode()
         self.results[i] = (status, body, time.monotonic() - t0)
@@ -700,10 +516,10 @@ def measure_idle(servers, seconds):
 def part_overhead(args, base_dir, servers_out):
     servers = []
     for v in args.variant_list:
-        servers.append(Server(v.name, v.interval, args.module, base_dir,
+        servers.append(BenchHttpd(v.name, v.interval, args.module, base_dir,
                               sampler=v.sampler, profiler=v.profiler))
     start_servers(servers, servers_out)
-    versions = servers[0].get_ok("/app/version").decode()
+    versions = servers[0].fetch_ok("/app/version").decode()
     for srv in servers:
         for path in ENDPOINTS:
             warm_up(srv, path)
@@ -797,7 +613,7 @@ SPLIT_TOTAL_MS = 400
 def module_leaf_shares(server, within="view_split"):
     """Leaf-function weights and counts of the /app location aggregate,
     only the stacks that pass through `within`."""
-    loc = server.location("/app")
+    loc = server.location_page("/app")
     weight = {f: 0.0 for f, _, _ in SPLIT_FUNCS}
     count = {f: 0 for f, _, _ in SPLIT_FUNCS}
     other_w = other_c = 0
@@ -853,11 +669,11 @@ def part_accuracy(args, base_dir, servers_out):
              ("acc-gil-10ms", "10ms", "gil", "none"),
              ("acc-nogil-1ms", "1ms", "nogil", "none"),
              ("acc-pysampler", None, None, "pysampler")]
-    servers = [Server(name, interval, args.module, base_dir, threshold="10s",
+    servers = [BenchHttpd(name, interval, args.module, base_dir, threshold="10s",
                       sampler=mode, profiler=prof)
                for name, interval, mode, prof in specs]
     start_servers(servers, servers_out)
-    versions = servers[0].get_ok("/app/version").decode()
+    versions = servers[0].fetch_ok("/app/version").decode()
     pys = servers[-1]
     pys.bench_profiler("?reset=1")
     truth = {srv.name: {f: 0.0 for f, _, _ in SPLIT_FUNCS} for srv in servers}
@@ -866,7 +682,7 @@ def part_accuracy(args, base_dir, servers_out):
     started = time.monotonic()
     while done < max_requests:
         for srv in servers:       # interleaved: A B C D A B C D ...
-            body = json.loads(srv.get_ok(path, timeout=30).decode("utf-8"))
+            body = json.loads(srv.fetch_ok(path, timeout=30).decode("utf-8"))
             for f in truth[srv.name]:
                 truth[srv.name][f] += body["wall_ms"][f]
         done += 1
@@ -913,7 +729,7 @@ COST_THREADS = [1, 8, 64]
 
 def sampler_cell(args, base_dir, servers_out, mode, threads, depth):
     big = threads > 8
-    srv = Server("cost-%s-%dt-d%d" % (mode, threads, depth), "1ms", args.module, base_dir,
+    srv = BenchHttpd("cost-%s-%dt-d%d" % (mode, threads, depth), "1ms", args.module, base_dir,
                  threshold="30s", sampler=mode, threads=64 if big else 8, max_depth=1024)
     servers_out.append(srv)
     srv.start()
@@ -927,7 +743,7 @@ def sampler_cell(args, base_dir, servers_out, mode, threads, depth):
     r0 = child_run_ns(srv)
     t0 = time.monotonic()
     if threads == 1:
-        srv.get_ok(path, timeout=60)
+        srv.fetch_ok(path, timeout=60)
     else:
         Concurrent(srv, path, threads, timeout=60).join_ok(srv)
     wall = time.monotonic() - t0
@@ -935,7 +751,7 @@ def sampler_cell(args, base_dir, servers_out, mode, threads, depth):
     after = sampler_block(srv)
     d = sampler_diff(before, after)
     frames = 0
-    for st in srv.location("/app").get("stacks", []):
+    for st in srv.location_page("/app").get("stacks", []):
         if any(fr["function"] in ("recurse", "recurse_sleep") for fr in st["frames"]):
             frames = max(frames, len(st["frames"]))
     problems = stop_server(srv)
@@ -977,7 +793,7 @@ def part_scaling(args, base_dir, servers_out):
     hold_ms = int((window + 2.5) * 1000)
     levels = [0, 1, 8, 64] if args.quick else SCALE_INFLIGHT
     # 72 threads: 64 held requests leave room for the /server-profile reads
-    servers = [Server("scale-%s" % iv, iv, args.module, base_dir, threshold="30s",
+    servers = [BenchHttpd("scale-%s" % iv, iv, args.module, base_dir, threshold="30s",
                       threads=72) for iv in ("10ms", "1ms")]
     start_servers(servers, servers_out)
     rows = []
@@ -1049,14 +865,14 @@ def wait_new_kept(server, marker, known, timeout=10):
 
 def request_detail(server, rid):
     quoted = urllib.parse.quote(str(rid), safe="-_.~@+=")
-    return json.loads(server.get_ok("/server-profile/request/%s?format=json"
+    return json.loads(server.fetch_ok("/server-profile/request/%s?format=json"
                                     % quoted).decode("utf-8"))
 
 
 def rate_run(server, path, marker, repeats, with_stacks=False):
     already = {r["id"] for r in server.profile()["requests"] if marker in r["uri"]}
     for _ in range(repeats):
-        server.get_ok(path, timeout=30)
+        server.fetch_ok(path, timeout=30)
     kept = [r for r in wait_kept(server, marker, repeats + len(already))
             if r["id"] not in already]
     if len(kept) < repeats:
@@ -1093,7 +909,7 @@ def stuck_run(server, repeats, n):
         bystander = Concurrent(server, "/app/deep?depth=3&ms=%d&mode=sleep"
                                % BYSTANDER_MS, 1, timeout=60)
         time.sleep(0.05)
-        body = json.loads(server.get_ok("/app/stuck?n=%d" % n, timeout=60).decode("utf-8"))
+        body = json.loads(server.fetch_ok("/app/stuck?n=%d" % n, timeout=60).decode("utf-8"))
         bystander.join_ok(server)
         after = sampler_block(server)
         fresh = wait_new_kept(server, "/app/stuck", known_stuck)
@@ -1133,10 +949,10 @@ def part_rate(args, base_dir, servers_out):
     servers = []
     for interval in ("10ms", "1ms"):
         for mode in ("nogil", "gil"):
-            servers.append(Server("rate-%s-%s" % (interval, mode), interval, args.module,
+            servers.append(BenchHttpd("rate-%s-%s" % (interval, mode), interval, args.module,
                                   base_dir, sampler=mode, threshold="100ms"))
     start_servers(servers, servers_out)
-    out["versions"] = servers[0].get_ok("/app/version").decode()
+    out["versions"] = servers[0].fetch_ok("/app/version").decode()
     blocks = {srv.name: {"name": srv.name, "interval": srv.interval, "mode": srv.sampler,
                          "nominal": 1000.0 / _ms(srv.interval)} for srv in servers}
     for srv in servers:
@@ -1177,7 +993,7 @@ def where_samples_land(args, base_dir, servers_out, mode="nogil"):
     """Under the overhead part's load (8 concurrent requests, one GIL), which
     stacks do the samples show?  Every request is kept (threshold 1ms) so
     their stacks can be read back."""
-    srv = Server("where10ms-%s" % mode, "10ms", args.module, base_dir, threshold="1ms",
+    srv = BenchHttpd("where10ms-%s" % mode, "10ms", args.module, base_dir, threshold="1ms",
                  extra="PyProfKeep 5000\nPyProfMemory 256M\n", sampler=mode)
     servers_out.append(srv)
     srv.start()
@@ -1261,10 +1077,10 @@ def part_memory(args, base_dir, servers_out):
     chunk = 5 if args.quick else 10
     max_seconds = 900
     path = "/app/nap?ms=1"
-    servers = [Server("mem10ms", "10ms", args.module, base_dir, threshold="1ms"),
-               Server("mem-off", None, args.module, base_dir)]
+    servers = [BenchHttpd("mem10ms", "10ms", args.module, base_dir, threshold="1ms"),
+               BenchHttpd("mem-off", None, args.module, base_dir)]
     start_servers(servers, servers_out)
-    versions = servers[0].get_ok("/app/version").decode()
+    versions = servers[0].fetch_ok("/app/version").decode()
     warm = 5000
     info = {}
     for srv in servers:
@@ -2093,7 +1909,7 @@ def parse_args():
     p.add_argument("--memory-requests", type=int, default=200000,
                    help="requests of the memory part (default 200000)")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="Markdown results file")
-    p.add_argument("--module", default=os.environ.get("PYPROF_MODULE") or DEFAULT_MODULE)
+    p.add_argument("--module", default=module_path())
     p.add_argument("--keep-tmp", action="store_true", help="keep the server directories")
     p.add_argument("--rerender", metavar="PICKLE", default=None,
                    help="write the report from a pickled run (/tmp/pyprof-bench-last.pickle) "
@@ -2239,7 +2055,7 @@ def main():
                 srv.stop()
             log("== part %s took %.0f s" % (part, meta[part]["elapsed"]))
         failed = False
-    except BenchError as e:
+    except HttpdError as e:  # BenchError too
         log("\nERROR: %s" % e)
     finally:
         for srv in servers:

@@ -2,7 +2,7 @@
 under 1 us).  Not a test: prints the numbers.
 
 Starts one daemon-mode httpd with the integration harness
-(tests/integration/conftest.py + daemon_util.py: event MPM,
+(tests/pyhttpd/httpd.py + tests/integration/daemon_util.py: event MPM,
 `WSGIDaemonProcess dm processes=2 threads=4`, apps/daemon_app.py), and asks
 the app's /bench view to time, inside the request, in the daemon:
 
@@ -38,8 +38,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from conftest import Httpd, module_path  # noqa: E402
+from pyhttpd.httpd import Httpd, module_path  # noqa: E402
 from daemon_util import PYEXT, app_json, kept_by_id, prepare  # noqa: E402
 
 KINDS = ("empty", "nullcontext", "segment", "segment_detail")

@@ -35,7 +35,7 @@ import time
 
 import requests
 
-from conftest import HERE, REPO, _alive, _free_port, _pool_fixture, wait_for
+from conftest import HERE, REPO, _alive, _free_port, cmdline, serving, wait_for
 
 DAEMON_APP_SOURCE = os.path.join(HERE, "apps", "daemon_app.py")
 # The pyext build tree the daemons import pyprof from (PYPROF_PYEXT: try
@@ -101,17 +101,7 @@ def prepare(srv, sampling=SAMPLING, **daemon_kw):
 def serving_daemon(sampling=SAMPLING, daemon_kw=None, **kw):
     """Like conftest.serving(): a fixture generator owning one started
     daemon-mode server, stopped and log-checked at teardown."""
-    pools = _pool_fixture()
-    pool = next(pools)
-    try:
-        srv = pool.create(**kw)
-        prepare(srv, sampling=sampling, **(daemon_kw or {}))
-        srv.start()
-    except BaseException:
-        pools.close()
-        raise
-    yield srv
-    next(pools, None)
+    yield from serving(lambda srv: prepare(srv, sampling=sampling, **(daemon_kw or {})), **kw)
 
 
 # -- talking to the app ------------------------------------------------------
@@ -134,14 +124,6 @@ def kept_by_id(srv, request_id, timeout=10):
 
 
 # -- processes ---------------------------------------------------------------
-
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-
 
 def is_daemon_process(pid, group=DAEMON_GROUP):
     """display-name=%{GROUP} makes a daemon's command line '(wsgi:GROUP)'."""

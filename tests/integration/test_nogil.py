@@ -37,7 +37,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import (HERE, MAX_CONCURRENCY, _pool_fixture, get_concurrently,
+from conftest import (HERE, MAX_CONCURRENCY, get_concurrently, serving,
                       scan_error_log, selected_mpms, unique, wait_for)
 
 NOGIL_APP = os.path.join(HERE, "apps", "nogil_app.py")
@@ -110,14 +110,11 @@ def import_dir(srv):
     return os.path.join(os.path.dirname(srv.app), "nogil_imports")
 
 
-def start_nogil_app(pool, name, mpm, sampler_line, main_interpreter=False):
-    """A started server from `pool` (a conftest ServerPool) with
-    apps/nogil_app.py as the app (copied into the server directory, so
-    www-data can read it) mounted at /app, /app10 and /busy, each in a
-    sub-interpreter of its own, or all in the main interpreter."""
-    srv = pool.create(name=name, mpm=mpm)
-    shutil.copyfile(NOGIL_APP, srv.app)
-    os.chmod(srv.app, 0o644)
+def setup_nogil_app(srv, sampler_line, main_interpreter=False):
+    """Configure a created server whose app is apps/nogil_app.py (copied
+    into the server directory, so www-data can read it): mounted at /app,
+    /app10 and /busy, each in a sub-interpreter of its own, or all in the
+    main interpreter."""
     os.mkdir(import_dir(srv))
     os.chmod(import_dir(srv), 0o755)
     shutil.chown(import_dir(srv), "www-data", "www-data")
@@ -125,22 +122,13 @@ def start_nogil_app(pool, name, mpm, sampler_line, main_interpreter=False):
                  % (srv.app, srv.app)) + COMMON + sampler_line
     if main_interpreter:
         srv.extra += "WSGIApplicationGroup %{GLOBAL}\n"
-    srv.start()
-    return srv
 
 
 def serving_nogil_app(name, mpm, sampler_line, main_interpreter=False):
     """Like conftest.serving(): the server is stopped and its error log
     checked when the fixture ends."""
-    pools = _pool_fixture()
-    pool = next(pools)
-    try:
-        srv = start_nogil_app(pool, name, mpm, sampler_line, main_interpreter)
-    except BaseException:
-        pools.close()
-        raise
-    yield srv
-    next(pools, None)
+    yield from serving(lambda srv: setup_nogil_app(srv, sampler_line, main_interpreter),
+                       name=name, mpm=mpm, app_source=NOGIL_APP)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 """Try to reproduce the worker-child segfault at graceful restart
 (tests/soak/RESULTS.md, "Module failures found", item 2).
 
-One standalone httpd (tests/integration/conftest.py's Httpd) with the soak
+One standalone httpd (tests/pyhttpd/httpd.py's Httpd) with the soak
 app, small children that churn, PyProfSample at 1 ms, wrk load (the soak
 mix), page/export fetchers (speedscope, pprof, request pages) and a driver
 that sends SIGUSR1 (graceful) to the parent every --graceful-min..max
@@ -20,9 +20,7 @@ import argparse
 import os
 import random
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -30,19 +28,18 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, HERE)
 
 import requests  # noqa: E402
 
-from conftest import APACHE, MPM_SETTINGS, Httpd, _children_of  # noqa: E402
+from pyhttpd.httpd import Httpd, children_of  # noqa: E402
 
 if os.environ.get("PYPROF_HTTPD_ENV"):
-    # the sanitizer build (scripts/asan-integration.sh): its runtime goes
+    # the sanitizer build (tests/asan-integration.sh): its runtime goes
     # into every apache2 this script starts
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
-    import pytest_sanitizer_env  # noqa: E402,F401
-from soak import Wrk, apache_with_cores, lua_script  # noqa: E402
+    import pyhttpd.pytest_sanitizer_env  # noqa: E402,F401
+from soak import Wrk, lua_script  # noqa: E402
 
 SOAK_APP = os.path.join(HERE, "soak_app.py")
 
@@ -55,26 +52,6 @@ def mpm_settings(mpm, threads, max_conn):
             "MaxRequestWorkers %d\nMinSpareThreads %d\nMaxSpareThreads %d\n"
             "MaxConnectionsPerChild %d\n"
             % (threads, threads, 16 * threads, threads, 4 * threads, max_conn))
-
-
-class ReproHttpd(Httpd):
-    def __init__(self, settings, sampling, **kw):
-        super().__init__(**kw)
-        self.settings = settings
-        shutil.copyfile(SOAK_APP, self.app)
-        os.chmod(self.app, 0o644)
-        self.cores = os.path.join(self.root, "cores")
-        os.mkdir(self.cores)
-        os.chmod(self.cores, 0o777)
-        self.extra = ('CoreDumpDirectory "%s"\nWSGIPythonPath %s\n%s'
-                      % (self.cores, os.path.join(REPO, "pyext"), sampling))
-
-    def _apache(self, args, conf=None, timeout=30):
-        return apache_with_cores(self, args, conf, timeout)
-
-    def config_text(self, extra=None):
-        text = super().config_text(extra)
-        return text.replace(MPM_SETTINGS[self.mpm], self.settings, 1)
 
 
 class Fetcher(threading.Thread):
@@ -119,18 +96,6 @@ def crash_lines(text):
            [l for l in text.splitlines() if "Fatal Python error" in l]
 
 
-def backtraces(cores, limit=5):
-    out = []
-    for name in sorted(os.listdir(cores))[:limit]:
-        path = os.path.join(cores, name)
-        bt = subprocess.run(["gdb", "-batch", "-nx", "-ex", "info threads",
-                             "-ex", "thread apply all bt 40", APACHE, path],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            timeout=300).stdout.decode("utf-8", "replace")
-        out.append((path, bt))
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mpm", default="worker", choices=["worker", "event", "prefork"])
@@ -153,9 +118,10 @@ def main():
                 "PyProfSlowThreshold 20ms\nPyProfKeep 200\n")
     if args.sampler:
         sampling += "PyProfSampler %s\n" % args.sampler
-    srv = ReproHttpd(mpm_settings(args.mpm, args.threads, args.max_conn), sampling,
-                     name="graceful_repro_%s" % args.mpm, mpm=args.mpm,
-                     destroy_interpreter=args.destroy_interpreter)
+    srv = Httpd(name="graceful_repro_%s" % args.mpm, mpm=args.mpm,
+                destroy_interpreter=args.destroy_interpreter, app_source=SOAK_APP,
+                mpm_settings=mpm_settings(args.mpm, args.threads, args.max_conn), cores=True,
+                extra="WSGIPythonPath %s\n%s" % (os.path.join(REPO, "pyext"), sampling))
     print("server directory:", srv.root, "module:", srv.module, flush=True)
     srv.start()
     rng = random.Random(args.seed)
@@ -182,7 +148,7 @@ def main():
             gracefuls += 1
             if args.kill_every and time.monotonic() >= next_kill:
                 next_kill = time.monotonic() + args.kill_every
-                kids = [k for k in _children_of(srv.pid)]
+                kids = [k for k in children_of(srv.pid)]
                 if kids:
                     try:
                         os.kill(rng.choice(kids), signal.SIGKILL)
@@ -215,7 +181,7 @@ def main():
             for l2 in text.splitlines():
                 if "pid %s:" % m.group(1) in l2 or "pid %s]" % m.group(1) in l2:
                     print("    " + l2)
-    for path, bt in backtraces(srv.cores):
+    for path, bt in srv.core_backtraces(limit=5, timeout=300):
         print("==== %s\n%s" % (path, bt))
     print("server directory kept:", srv.root)
     return 1 if crashes else 0

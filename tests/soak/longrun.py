@@ -3,8 +3,8 @@
 sampling, with the memory of every httpd process and the store's use
 recorded over time; they must be flat after warm-up.
 
-It starts a standalone httpd (the integration harness' Httpd,
-tests/integration/conftest.py: event MPM, 2 children x 8 threads,
+It starts a standalone httpd (the httpd harness' Httpd,
+tests/pyhttpd/httpd.py: event MPM, 2 children x 8 threads,
 MaxConnectionsPerChild 0, mod_wsgi embedded mode; --daemon uses a
 WSGIDaemonProcess with 2 processes x 8 threads that imports pyprof) on a
 free port on 127.0.0.1 with
@@ -35,7 +35,7 @@ incrementally).  One row per process per sample goes to the CSV.
 requests afterwards (rows with run=control in the same CSV), for comparison.
 
 At the end it checks the error log (no "Segmentation fault", "exit signal",
-"Fatal Python error", no [error]-or-worse line: conftest.scan_error_log),
+"Fatal Python error", no [error]-or-worse line: pyhttpd's scan_error_log),
 prints a markdown table (RSS / Pss at warm-up and at the end per process,
 least-squares slope per 100k requests after warm-up, store use), writes it
 as JSON next to the CSV, and plots the CSV (matplotlib, if installed; it is
@@ -87,7 +87,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
 WRK = "/usr/bin/wrk"
 DAEMON_GROUP = "lr"
@@ -305,20 +305,12 @@ def shm_mapping(pid, size_bytes):
     return best or (None, None)
 
 
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
 def process_tree(parent):
-    from conftest import _children_of
+    from pyhttpd.httpd import children_of as _children_of, cmdline
     kids = sorted(_children_of(parent))
     out = [(parent, "parent")]
     for k in kids:
-        out.append((k, "daemon" if cmdline(k).startswith("(wsgi:") else "child"))
+        out.append((k, "daemon" if (cmdline(k) or "").startswith("(wsgi:") else "child"))
     return out
 
 
@@ -491,7 +483,7 @@ def drive(srv, lua, target, args, deadline, label):
 # ---------------------------------------------------------------------------
 
 def make_server(args, with_module, label):
-    from conftest import Httpd
+    from pyhttpd.httpd import Httpd
     extra = SAMPLING if with_module else ""
     srv = Httpd(name="longrun_" + label, mpm="event", with_module=with_module,
                 module=args.module)

@@ -4,7 +4,7 @@
 For each MPM (event, worker, prefork) and both mod_wsgi modes (embedded;
 daemon: WSGIDaemonProcess dm processes=2 threads=4, the app imports pyprof
 from a snapshot of <repo>/pyext) it starts a standalone httpd (the
-integration harness' Httpd, tests/integration/conftest.py) serving
+httpd harness' Httpd, tests/pyhttpd/httpd.py) serving
 tests/soak/soak_app.py at /app with
 
     PyProfSample /app 10ms
@@ -105,7 +105,6 @@ import os
 import platform
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -121,11 +120,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 INTEGRATION = os.path.join(REPO, "tests", "integration")
 sys.path.insert(0, INTEGRATION)
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import requests  # noqa: E402
 
-from conftest import (APACHE, CLEAN_ENV, CRASH_MARKERS, MPM_SETTINGS, SEVERE_LEVEL, Httpd,  # noqa: E402
-                      HttpdError, _alive, _children_of, _free_port, module_path, path_under)
+from pyhttpd.httpd import (APACHE, CRASH_MARKERS, SEVERE_LEVEL, Httpd, HttpdError,  # noqa: E402
+                           alive as _alive, children_of as _children_of, cmdline,
+                           free_port as _free_port, module_path, path_under)
 from views_util import Pprof, check_speedscope, folded_stacks, parse_prometheus  # noqa: E402
 
 SOAK_APP = os.path.join(HERE, "soak_app.py")
@@ -405,36 +406,17 @@ class Wrk:
 # the server
 # ---------------------------------------------------------------------------
 
-def apache_with_cores(srv, args, conf=None, timeout=30):
-    """Httpd._apache, with RLIMIT_CORE unlimited so crashed children leave
-    a core in the server's CoreDumpDirectory."""
-    def unlimited_core():
-        resource.setrlimit(resource.RLIMIT_CORE,
-                           (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    proc = subprocess.run([APACHE, "-f", conf or srv.conf] + args, env=CLEAN_ENV,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=timeout, cwd=srv.root, preexec_fn=unlimited_core)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
-
-
 class SoakHttpd(Httpd):
-    """The harness' Httpd with the soak app at /app, roomier MPM settings
-    and a second access log whose lines carry the request id and pid."""
+    """The harness' Httpd with the soak app at /app, roomier MPM settings,
+    cores of crashed children kept (core_backtraces()) and a second access
+    log whose lines carry the request id and pid."""
 
     def __init__(self, mode, rundir, sampling, **kw):
-        super().__init__(**kw)
+        super().__init__(app_source=SOAK_APP, mpm_settings=SOAK_MPM[kw.get("mpm", "event")],
+                         cores=True, **kw)
         self.mode = mode
-        shutil.copyfile(SOAK_APP, self.app)
-        os.chmod(self.app, 0o644)
         self.soak_log = os.path.join(self.root, "logs", "soak_access.log")
-        # a crashing child leaves a core here (httpd makes its children
-        # dumpable when CoreDumpDirectory is set; RLIMIT_CORE is raised
-        # for the `apache2 -k start` it runs)
-        self.cores = os.path.join(self.root, "cores")
-        os.mkdir(self.cores)
-        os.chmod(self.cores, 0o777)
-        lines = ['CoreDumpDirectory "%s"' % self.cores,
-                 'LogFormat "%%{%%s}t.%%{usec_frac}t \\"%%r\\" %%>s %%D %%P %%L" soak\n'
+        lines = ['LogFormat "%%{%%s}t.%%{usec_frac}t \\"%%r\\" %%>s %%D %%P %%L" soak\n'
                  'CustomLog "%s" soak' % self.soak_log]
         if mode == "daemon":
             lines.append(
@@ -444,37 +426,6 @@ class SoakHttpd(Httpd):
         else:
             lines.append("WSGIPythonPath %s" % rundir.pyext)
         self.extra = "\n".join(lines) + "\n" + (sampling or "") + self.extra
-
-    def _apache(self, args, conf=None, timeout=30):
-        return apache_with_cores(self, args, conf, timeout)
-
-    def core_backtraces(self, limit=3):
-        """[(core path, gdb backtrace of every thread)] of the cores left."""
-        out = []
-        for name in sorted(os.listdir(self.cores))[:limit]:
-            path = os.path.join(self.cores, name)
-            try:
-                bt = subprocess.run(["gdb", "-batch", "-nx", "-ex", "thread apply all bt 40",
-                                     APACHE, path], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, timeout=180).stdout.decode(
-                                        "utf-8", "replace")
-            except (OSError, subprocess.SubprocessError) as e:
-                bt = "gdb failed: %s" % e
-            out.append((path, bt))
-        return out
-
-    def config_text(self, extra=None):
-        text = super().config_text(extra)
-        assert MPM_SETTINGS[self.mpm] in text
-        return text.replace(MPM_SETTINGS[self.mpm], SOAK_MPM[self.mpm], 1)
-
-
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        return None
 
 
 def is_daemon(pid):

@@ -1,8 +1,8 @@
 """pytest plugin: start httpd (and the Python subprocesses that import the
 pyext) with the sanitizer runtime in their environment.
 
-The integration harness starts apache2 with a clean environment
-(conftest.CLEAN_ENV), and two daemon-mode tests run /usr/bin/python3 with
+The httpd harness (tests/pyhttpd/httpd.py) starts apache2 with a clean
+environment (CLEAN_ENV), and two daemon-mode tests run /usr/bin/python3 with
 an explicit environment, so neither PassEnv nor an exported variable
 reaches them.  An ASan-built module or pyext needs the ASan runtime
 preloaded into the uninstrumented program that loads it (apache2,
@@ -13,8 +13,9 @@ separated KEY=VALUE pairs, e.g. "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/
 libasan.so.8 ASAN_OPTIONS=...") to the environment of every process whose
 program is apache2, apachectl or python3, whatever environment the test
 passes; other programs (chromium, protoc, promtool, postgres, npm) are left
-alone.  scripts/asan-integration.sh loads it with
-`python3 -m pytest -p pytest_sanitizer_env` (scripts/ on PYTHONPATH).
+alone.  tests/asan-integration.sh loads it with
+`python3 -m pytest -p pyhttpd.pytest_sanitizer_env` (tests/ on PYTHONPATH);
+the harness' other users import it.
 Test harness only; does nothing when PYPROF_HTTPD_ENV is unset.
 """
 
@@ -68,12 +69,10 @@ if EXTRA:
     subprocess.Popen.__init__ = _init
 
 
-def pytest_plugin_registered(plugin, manager):
-    """Extend the harness' crash markers when its conftest is loaded."""
-    markers = getattr(plugin, "CRASH_MARKERS", None)
-    if EXTRA and isinstance(markers, tuple) and hasattr(plugin, "scan_error_log"):
-        plugin.CRASH_MARKERS = markers + tuple(
-            m for m in SANITIZER_MARKERS if m not in markers)
+if EXTRA:
+    # sanitizer reports in an error log fail a run like a crash
+    from pyhttpd import httpd as _httpd
+    _httpd.add_crash_markers(SANITIZER_MARKERS)
 
 
 def pytest_report_header(config):

@@ -10,9 +10,9 @@
 # stays on the test (no --trace-children), so Python is not checked and
 # its allocations are not counted.
 #
-# Usage: scripts/valgrind-unit.sh [TEST...]   (default: every build/unit/test_*)
+# Usage: tests/unit/valgrind-unit.sh [TEST...]   (default: every build/unit/test_*)
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 command -v valgrind >/dev/null || { echo "valgrind-unit: valgrind not installed" >&2; exit 2; }
 

@@ -7,8 +7,8 @@ parse_window_us, parse_ms, form_value, the /request/ID, /location,
 and trigger-header parsing are static in the glue, so they are exercised
 where they run: requests with random and hostile paths, query strings,
 forms and headers are sent over raw sockets (nothing normalises them) to a
-server started by the integration harness (tests/integration/conftest.py,
-class Httpd) on 127.0.0.1.
+server started by the httpd harness (tests/pyhttpd/httpd.py, class Httpd)
+on 127.0.0.1.
 
 Checked for every request: the server answers, with a status in
 ALLOWED (200, 302, 303, 400, 403, 404, 405), and a 200 JSON page parses as
@@ -26,8 +26,8 @@ request bytes, to the --out directory.
 Bounded: --seconds of fuzzing (default 60), at most --max-requests, every
 socket operation times out, /pprof?seconds= is at most 1.
 
-    /usr/bin/python3 scripts/fuzz-http.py --seconds 120 --mpm event
-    /usr/bin/python3 scripts/fuzz-http.py --seconds 120 --daemon
+    /usr/bin/python3 tests/fuzz/fuzz-http.py --seconds 120 --mpm event
+    /usr/bin/python3 tests/fuzz/fuzz-http.py --seconds 120 --daemon
     PYPROF_MODULE=build/asan/mod_pyprof/.libs/mod_pyprof.so ... (any build)
 
 --daemon serves the app from a mod_wsgi daemon process group instead
@@ -50,17 +50,17 @@ import time
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, ".."))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
-import conftest  # noqa: E402  (the integration harness)
+from pyhttpd import httpd  # noqa: E402  (the httpd harness)
 import daemon_util  # noqa: E402
 
 if os.environ.get("PYPROF_HTTPD_ENV"):
-    # sanitizer runtime into httpd (see scripts/asan-integration.sh); its
+    # sanitizer runtime into httpd (see tests/asan-integration.sh); its
     # reports in the error log count as crashes
-    import pytest_sanitizer_env  # noqa: E402
-    conftest.CRASH_MARKERS += pytest_sanitizer_env.SANITIZER_MARKERS
+    import pyhttpd.pytest_sanitizer_env  # noqa: E402,F401
 
 ALLOWED = {200, 302, 303, 400, 403, 404, 405}
 SECRET = "fuzz-secret-0123456789"
@@ -419,7 +419,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--max-requests", type=int, default=2000000)
     ap.add_argument("--threads", type=int, default=4)
-    ap.add_argument("--mpm", default="event", choices=sorted(conftest.MPM_SETTINGS))
+    ap.add_argument("--mpm", default="event", choices=sorted(httpd.MPM_SETTINGS))
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--daemon", action="store_true",
                     help="serve the app from a mod_wsgi daemon process group")
@@ -431,7 +431,7 @@ def main():
 
     seed = args.seed if args.seed is not None else int(time.time())
     # two workers in reserve for /pprof?seconds=1, which holds one
-    limit = conftest.MAX_CONCURRENCY.get(args.mpm, 4) - 2
+    limit = httpd.MAX_CONCURRENCY.get(args.mpm, 4) - 2
     if args.threads > limit:
         # more would reach MaxRequestWorkers, which httpd logs as an error
         print("fuzz-http: --threads %d lowered to %d for %s" % (args.threads, limit, args.mpm))
@@ -439,18 +439,18 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     print("fuzz-http: seed %d, %s MPM%s, %d threads, %.0fs, module %s"
           % (seed, args.mpm, ", daemon mode" if args.daemon else "", args.threads,
-             args.seconds, conftest.module_path()))
+             args.seconds, httpd.module_path()))
     # a private copy: a rebuild of the module under a running httpd would
     # change the code it runs
     args.out = os.path.abspath(args.out)
     module = os.path.join(args.out, "mod_pyprof.so")
-    shutil.copyfile(conftest.module_path(), module)
+    shutil.copyfile(httpd.module_path(), module)
     os.chmod(module, 0o755)
     # httpd's core refuses some of the URIs at [error] level (AH10244
     # invalid URI path, AH00036 file name too long), and the MPM says so
     # when the fuzzer keeps every worker busy (AH00161, AH00484): not the
     # module's doing
-    srv = conftest.Httpd(name="fuzz-http",
+    srv = httpd.Httpd(name="fuzz-http",
                          extra=(EXTRA_CONF if args.daemon else SAMPLE_LINES + EXTRA_CONF),
                          mpm=args.mpm, log_level="warn", module=module,
                          allowed_log=[r"\[(core|http):error\]",
@@ -490,7 +490,7 @@ def main():
         srv.stop()
     problems = srv.log_problems()
     log = srv.error_log_text()
-    crashes = [l for l in log.splitlines() if any(m in l for m in conftest.CRASH_MARKERS)]
+    crashes = [l for l in log.splitlines() if any(m in l for m in httpd.CRASH_MARKERS)]
 
     print("fuzz-http: %d requests: by status %s; by kind %s"
           % (res.sent, dict(sorted(res.by_status.items())), dict(sorted(res.by_kind.items()))))

@@ -6,18 +6,18 @@
 # httpd is not instrumented, so the ASan runtime must be the first library
 # of the process: LD_PRELOAD, in httpd's own environment.  The harness
 # starts apache2 with a clean environment, so the variables travel through
-# PYPROF_HTTPD_ENV and the pytest plugin scripts/pytest_sanitizer_env.py
-# (see docs/HARDENING.md for the conftest.py line that makes the harness
-# honour PYPROF_HTTPD_ENV itself).  Reports go to one file per process in
+# PYPROF_HTTPD_ENV and the pytest plugin tests/pyhttpd/pytest_sanitizer_env.py
+# (see docs/HARDENING.md for the harness line that would make it honour
+# PYPROF_HTTPD_ENV itself).  Reports go to one file per process in
 # a world-writable directory (children run as www-data) and are copied to
 # build/asan/reports/ at the end.
 #
 # Fails if pytest fails or if any AddressSanitizer or UBSan report was
 # written.  Extra arguments go to pytest, e.g.:
-#   scripts/asan-integration.sh -k "views or exports" -x
+#   tests/asan-integration.sh -k "views or exports" -x
 # or, after --run, are a command to run instead of pytest, with the same
 # environment and the same report checks (make fuzz-http-asan):
-#   scripts/asan-integration.sh --run /usr/bin/python3 scripts/fuzz-http.py --daemon
+#   tests/asan-integration.sh --run /usr/bin/python3 tests/fuzz/fuzz-http.py --daemon
 # Environment: PYPROF_MPMS as for the suite; ASAN_SKIP_BUILD=1 to use the
 # existing build/asan/ as is.
 set -uo pipefail
@@ -52,14 +52,14 @@ ubsan_options="print_stacktrace=1:halt_on_error=0:log_path=$reports/ubsan"
 export PYPROF_MODULE=$module
 export PYPROF_PYEXT=$pyext
 export PYPROF_HTTPD_ENV="LD_PRELOAD=$asan_lib ASAN_OPTIONS=$asan_options UBSAN_OPTIONS=$ubsan_options"
-export PYTHONPATH=$repo/scripts${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$repo/tests${PYTHONPATH:+:$PYTHONPATH}
 
 if [[ "${1:-}" == --run ]]; then
     shift
     cmd=("$@")
     log=build/asan/run.log
 else
-    cmd=(/usr/bin/python3 -m pytest -p pytest_sanitizer_env -q -rfE -m "not timing" tests/integration "$@")
+    cmd=(/usr/bin/python3 -m pytest -p pyhttpd.pytest_sanitizer_env -q -rfE -m "not timing" tests/integration "$@")
     log=build/asan/pytest.log
 fi
 
