@@ -2122,7 +2122,7 @@ static void test_slot_of_process_killed_anywhere_is_reapable(void **state)
     (void)state;
 
     /* single-stepping a child that runs under valgrind's JIT took minutes
-     * (scripts/valgrind-unit.sh sets this); the native run checks it */
+     * (tests/unit/valgrind-unit.sh sets this); the native run checks it */
     if (getenv("PP_UNIT_UNDER_VALGRIND")) {
         skip();
     }
