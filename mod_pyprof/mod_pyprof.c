@@ -24,7 +24,6 @@
 
 #include "mod_pyprof.h"
 #include "pp_api_impl.h"
-#include "pp_frames.h"
 #include "pp_log.h"
 #include "pp_parse.h"
 #include "pp_sampler.h"
@@ -350,7 +349,7 @@ static void pyprof_child_init(apr_pool_t *pchild, server_rec *s)
     /* mod_wsgi's child_init (our predecessor) has initialised Python if
      * this process will run any; otherwise there is nothing to sample
      * and requests are only timed */
-    if (!pp_py_initialized()) {
+    if (!pp_sampler_can_start()) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      PYPROF_LOGNO(00009) "no Python interpreter in pid %d: "
                      "requests are timed, not sampled",
