@@ -268,8 +268,7 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         atomic_fetch_add(&ret->store->generation, 1);
     }
     pyprof_store = ret->store;
-    pyprof_store->sampler_mode =
-        mc->sampler_mode >= 0 ? (uint32_t)mc->sampler_mode : PP_SAMPLER_NOGIL;
+    pyprof_store->sampler_mode = pyprof_conf_sampler_mode(mc);
     pp_api_set_store(pyprof_store);
     /* mark previous rows as not configured until re-registered below */
     for (vs = s; vs; vs = vs->next) {
