@@ -115,4 +115,17 @@ pp_store_t *pyprof_shared_store(void);
 
 int pyprof_handler(request_rec *r);
 
+/* mod_pyprof_access.c: who may see the pages, on top of Require. */
+/* The headers every response of the handler carries (CSP, no framing,
+ * no sniffing, no Referer, no caching), in err_headers_out. */
+void pyprof_set_security_headers(request_rec *r);
+/* If this client may not see the pages (PyProfAccess, or a Host that does
+ * not name this server), answer 403 saying why (logged) and return 1;
+ * else 0. */
+int pyprof_refuse_client(request_rec *r);
+/* Why the capture form's POST is not from this server's own pages
+ * (Sec-Fetch-Site, Origin; logged), or NULL.  The nonce is checked by the
+ * handler, against the store. */
+const char *pyprof_post_refusal(request_rec *r);
+
 #endif
