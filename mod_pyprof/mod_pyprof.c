@@ -7,7 +7,9 @@
  * cleanup finalises Python.  Requests are tagged in post_read_request and
  * finished in log_transaction, with per-request state in
  * r->request_config (never thread-locals: the event MPM may log on another
- * thread).  Never calls the Python C-API: only the sampler thread does.
+ * thread).  Never calls the Python C-API nor includes the Python layer:
+ * the sampler (pp_sampler.h) does, and tells child_init whether there is
+ * an interpreter to sample (pp_sampler_can_start).
  */
 #include "apr_strings.h"
 #include "apr_lib.h"
@@ -286,7 +288,10 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     pyprof_store = ret->store;
     pyprof_store->sampler_mode = pyprof_conf_sampler_mode(mc);
     pp_api_set_store(pyprof_store);
-    /* mark previous rows as not configured until re-registered below */
+    /* a row counts as configured when its config_gen is the store's
+     * generation (bumped above for a kept store): register every prefix
+     * of this configuration, old rows left unregistered are no longer
+     * configured */
     for (vs = s; vs; vs = vs->next) {
         pyprof_server_conf_t *c =
             ap_get_module_config(vs->module_config, &pyprof_module);
