@@ -38,7 +38,7 @@ SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
                mod_pyprof/pp_api.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
-               mod_pyprof/mod_pyprof_handler.c
+               mod_pyprof/mod_pyprof_handler.c mod_pyprof/mod_pyprof_access.c
 HEADERS     := $(wildcard mod_pyprof/*.h)
 MODULE      := mod_pyprof/.libs/mod_pyprof.so
 

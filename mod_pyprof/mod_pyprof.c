@@ -7,7 +7,9 @@
  * cleanup finalises Python.  Requests are tagged in post_read_request and
  * finished in log_transaction, with per-request state in
  * r->request_config (never thread-locals: the event MPM may log on another
- * thread).  Never calls the Python C-API: only the sampler thread does.
+ * thread).  Never calls the Python C-API nor includes the Python layer:
+ * the sampler (pp_sampler.h) does, and tells child_init whether there is
+ * an interpreter to sample (pp_sampler_can_start).
  */
 #include "apr_strings.h"
 #include "apr_lib.h"
@@ -24,7 +26,6 @@
 
 #include "mod_pyprof.h"
 #include "pp_api_impl.h"
-#include "pp_frames.h"
 #include "pp_log.h"
 #include "pp_parse.h"
 #include "pp_sampler.h"
@@ -66,6 +67,22 @@ typedef struct pyprof_req_state {
 
 static const char PYPROF_FILTER[] = "PYPROF_HEADERS";
 
+/* Request slots of the store: one per worker of every possible process
+ * (AP_MPMQ_HARD_LIMIT_DAEMONS times AP_MPMQ_MAX_THREADS), within these
+ * bounds; the process count assumed when the MPM does not say. */
+#define SLOTS_MIN 64
+#define SLOTS_MAX 8192
+#define SLOTS_DEFAULT_DAEMONS 16
+
+/* How long a stopping child waits for its sampler before it says so in
+ * the log (it waits on regardless: see pp_sampler_stop) */
+#define SAMPLER_STOP_WARN_MS 5000
+
+/* make_request_id: 6 bytes of microseconds, 3 of pid, 3 of counter,
+ * base64url: 16 characters */
+#define REQUEST_ID_RAW 12
+#define REQUEST_ID_LEN (REQUEST_ID_RAW / 3 * 4)
+
 pp_store_t *pyprof_shared_store(void)
 {
     return pyprof_store;
@@ -92,7 +109,7 @@ static uint32_t slots_for_mpm(void)
 
     if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &daemons) != APR_SUCCESS ||
         daemons <= 0) {
-        daemons = 16;
+        daemons = SLOTS_DEFAULT_DAEMONS;
     }
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS ||
         threads <= 0) {
@@ -101,11 +118,11 @@ static uint32_t slots_for_mpm(void)
     /* every worker of every possible process, old generation included
      * (ServerLimit bounds both); capped to keep the store reasonable */
     n = (uint64_t)daemons * (uint64_t)threads;
-    if (n < 64) {
-        n = 64;
+    if (n < SLOTS_MIN) {
+        n = SLOTS_MIN;
     }
-    if (n > 8192) {
-        n = 8192;
+    if (n > SLOTS_MAX) {
+        n = SLOTS_MAX;
     }
     return (uint32_t)n;
 }
@@ -269,10 +286,12 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         atomic_fetch_add(&ret->store->generation, 1);
     }
     pyprof_store = ret->store;
-    pyprof_store->sampler_mode =
-        mc->sampler_mode >= 0 ? (uint32_t)mc->sampler_mode : PP_SAMPLER_NOGIL;
+    pyprof_store->sampler_mode = pyprof_conf_sampler_mode(mc);
     pp_api_set_store(pyprof_store);
-    /* mark previous rows as not configured until re-registered below */
+    /* a row counts as configured when its config_gen is the store's
+     * generation (bumped above for a kept store): register every prefix
+     * of this configuration, old rows left unregistered are no longer
+     * configured */
     for (vs = s; vs; vs = vs->next) {
         pyprof_server_conf_t *c =
             ap_get_module_config(vs->module_config, &pyprof_module);
@@ -314,7 +333,7 @@ static apr_status_t pyprof_child_stop(void *data)
                  PYPROF_LOGNO(00014) "stopping the sampler in pid %d "
                  "(child exit)",
                  (int)getpid());
-    if (pp_sampler_stop(5000) == 0) {
+    if (pp_sampler_stop(SAMPLER_STOP_WARN_MS) == 0) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      PYPROF_LOGNO(00007) "sampler stopped in pid %d before "
                      "Python finalisation",
@@ -323,9 +342,9 @@ static apr_status_t pyprof_child_stop(void *data)
     else {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      PYPROF_LOGNO(00008) "sampler in pid %d took more "
-                     "than 5s to stop (it waited for the GIL); it stopped "
+                     "than %ds to stop (it waited for the GIL); it stopped "
                      "before Python finalisation",
-                     (int)getpid());
+                     (int)getpid(), SAMPLER_STOP_WARN_MS / 1000);
     }
     return APR_SUCCESS;
 }
@@ -350,7 +369,7 @@ static void pyprof_child_init(apr_pool_t *pchild, server_rec *s)
     /* mod_wsgi's child_init (our predecessor) has initialised Python if
      * this process will run any; otherwise there is nothing to sample
      * and requests are only timed */
-    if (!pp_py_initialized()) {
+    if (!pp_sampler_can_start()) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      PYPROF_LOGNO(00009) "no Python interpreter in pid %d: "
                      "requests are timed, not sampled",
@@ -399,11 +418,11 @@ static const char *make_request_id(request_rec *r)
     static const char b64[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     static _Atomic uint32_t counter;
-    unsigned char raw[12];
+    unsigned char raw[REQUEST_ID_RAW];
     uint64_t t = (uint64_t)r->request_time;
     uint32_t pid = (uint32_t)getpid();
     uint32_t n = atomic_fetch_add(&counter, 1);
-    char *out = apr_palloc(r->pool, 17);
+    char *out = apr_palloc(r->pool, REQUEST_ID_LEN + 1);
     int i, j = 0;
 
     for (i = 0; i < 6; i++) {
@@ -415,7 +434,7 @@ static const char *make_request_id(request_rec *r)
     raw[9] = (unsigned char)(n >> 16);
     raw[10] = (unsigned char)(n >> 8);
     raw[11] = (unsigned char)n;
-    for (i = 0; i < 12; i += 3) {
+    for (i = 0; i < REQUEST_ID_RAW; i += 3) {
         uint32_t v = ((uint32_t)raw[i] << 16) | ((uint32_t)raw[i + 1] << 8) |
                      raw[i + 2];
         out[j++] = b64[(v >> 18) & 63];

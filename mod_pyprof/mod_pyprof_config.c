@@ -19,17 +19,30 @@
 #include "mod_pyprof.h"
 #include "pp_parse.h"
 
+/* The directives' ranges; their error messages are built from these. */
+#define PYPROF_MAX_SLOW_US (3600LL * 1000000) /* PyProfSlowThreshold: 1h */
+#define PYPROF_MAX_KEEP 10000                 /* PyProfKeep: 1 to this */
+#define PYPROF_MAX_MEMORY (64ULL << 30)       /* PyProfMemory: 64G */
+#define PYPROF_MAX_MEMORY_TEXT "64G"
+/* PyProfMemory's floor: the store of this many request slots keeping one
+ * trace (what a minimal server needs), and the example the error gives */
+#define PYPROF_MIN_MEMORY_SLOTS 16
+#define PYPROF_MEMORY_EXAMPLE "16M"
+#define PYPROF_SECRET_MIN_LEN 8   /* PyProfTrigger's secret, in bytes */
+#define PYPROF_SECRET_FILE_PREFIX "file:"
+#define PYPROF_SECRET_FILE_PREFIX_LEN (sizeof(PYPROF_SECRET_FILE_PREFIX) - 1)
+
 void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s)
 {
     pyprof_server_conf_t *c = apr_pcalloc(p, sizeof(*c));
     (void)s;
     c->locations = apr_array_make(p, 4, sizeof(pyprof_location_t));
-    c->slow_us = -1;
-    c->keep = -1;
-    c->max_depth = -1;
-    c->memory = 0;
-    c->record_query = -1;
-    c->sampler_mode = -1;
+    c->slow_us = PYPROF_UNSET;
+    c->keep = PYPROF_UNSET;
+    c->max_depth = PYPROF_UNSET;
+    c->memory = PYPROF_UNSET;
+    c->record_query = PYPROF_UNSET;
+    c->sampler_mode = PYPROF_UNSET;
     c->redact = apr_array_make(p, 2, sizeof(pyprof_redact_t));
     return c;
 }
@@ -42,14 +55,12 @@ void *pyprof_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     /* a vhost samples its own prefixes and inherits the main server's;
      * longest prefix wins at match time, whichever list it came from */
     c->locations = apr_array_append(p, add->locations, base->locations);
-    c->slow_us = add->slow_us >= 0 ? add->slow_us : base->slow_us;
-    c->keep = add->keep >= 0 ? add->keep : base->keep;
-    c->max_depth = add->max_depth >= 0 ? add->max_depth : base->max_depth;
-    c->memory = add->memory ? add->memory : base->memory;
-    c->record_query =
-        add->record_query >= 0 ? add->record_query : base->record_query;
-    c->sampler_mode =
-        add->sampler_mode >= 0 ? add->sampler_mode : base->sampler_mode;
+    c->slow_us = PYPROF_MERGE(base, add, slow_us);
+    c->keep = PYPROF_MERGE(base, add, keep);
+    c->max_depth = PYPROF_MERGE(base, add, max_depth);
+    c->memory = PYPROF_MERGE(base, add, memory);
+    c->record_query = PYPROF_MERGE(base, add, record_query);
+    c->sampler_mode = PYPROF_MERGE(base, add, sampler_mode);
     if (add->trigger_header) {
         c->trigger_header = add->trigger_header;
         memcpy(c->trigger_hash, add->trigger_hash, sizeof(c->trigger_hash));
@@ -70,7 +81,7 @@ void *pyprof_create_dir_conf(apr_pool_t *p, char *dir)
 {
     pyprof_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
     (void)dir;
-    d->headers = -1;
+    d->headers = PYPROF_UNSET;
     return d;
 }
 
@@ -78,7 +89,7 @@ void *pyprof_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
     pyprof_dir_conf_t *base = basev, *add = addv;
     pyprof_dir_conf_t *d = apr_pcalloc(p, sizeof(*d));
-    d->headers = add->headers >= 0 ? add->headers : base->headers;
+    d->headers = PYPROF_MERGE(base, add, headers);
     /* a section without PyProfAccess (a vhost's <Location />) keeps what
      * the enclosing one said: only a PyProfAccess line opens the pages */
     d->access = add->access ? add->access : base->access;
@@ -87,27 +98,35 @@ void *pyprof_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
 int64_t pyprof_conf_slow_us(const pyprof_server_conf_t *c)
 {
-    return c->slow_us >= 0 ? c->slow_us : PYPROF_DEFAULT_SLOW_US;
+    return c->slow_us == PYPROF_UNSET ? PYPROF_DEFAULT_SLOW_US : c->slow_us;
 }
 
 long pyprof_conf_keep(const pyprof_server_conf_t *c)
 {
-    return c->keep >= 0 ? c->keep : PYPROF_DEFAULT_KEEP;
+    return c->keep == PYPROF_UNSET ? PYPROF_DEFAULT_KEEP : c->keep;
 }
 
 long pyprof_conf_max_depth(const pyprof_server_conf_t *c)
 {
-    return c->max_depth >= 0 ? c->max_depth : PYPROF_DEFAULT_MAX_DEPTH;
+    return c->max_depth == PYPROF_UNSET ? PYPROF_DEFAULT_MAX_DEPTH
+                                        : c->max_depth;
 }
 
 uint64_t pyprof_conf_memory(const pyprof_server_conf_t *c)
 {
-    return c->memory ? c->memory : PYPROF_DEFAULT_MEMORY;
+    return c->memory == PYPROF_UNSET ? PYPROF_DEFAULT_MEMORY
+                                     : (uint64_t)c->memory;
 }
 
 int pyprof_conf_record_query(const pyprof_server_conf_t *c)
 {
-    return c->record_query > 0;
+    return c->record_query == 1;
+}
+
+uint32_t pyprof_conf_sampler_mode(const pyprof_server_conf_t *c)
+{
+    return c->sampler_mode == PYPROF_UNSET ? PP_SAMPLER_NOGIL
+                                           : (uint32_t)c->sampler_mode;
 }
 
 static pyprof_server_conf_t *conf_of(cmd_parms *cmd)
@@ -138,7 +157,7 @@ static const char *set_sample(cmd_parms *cmd, void *dummy, const char *prefix,
                                  PYPROF_MAX_INTERVAL_US, &us))) {
         return apr_psprintf(cmd->pool,
                             "%s %s: invalid interval '%s': %s; the interval "
-                            "must lie between 1ms and 10s",
+                            "must lie between " PYPROF_INTERVAL_RANGE,
                             cmd->cmd->name, prefix, interval, err);
     }
     for (i = 0; i < c->locations->nelts; i++) {
@@ -164,7 +183,7 @@ static const char *set_slow(cmd_parms *cmd, void *dummy, const char *v)
     (void)dummy;
 
     /* 1 us .. 1 hour: "0" is refused by the parser (needs a unit) */
-    if ((err = pp_parse_duration(v, 1, 3600LL * 1000000, &us))) {
+    if ((err = pp_parse_duration(v, 1, PYPROF_MAX_SLOW_US, &us))) {
         return fail(cmd, v, err);
     }
     conf_of(cmd)->slow_us = us;
@@ -177,9 +196,13 @@ static const char *set_keep(cmd_parms *cmd, void *dummy, const char *v)
     long n;
     (void)dummy;
 
-    if ((err = pp_parse_int(v, 1, 10000, &n))) {
-        return fail(cmd, v, apr_pstrcat(cmd->pool, err,
-                                        " (a count from 1 to 10000)", NULL));
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY))) {
+        return err;
+    }
+    if ((err = pp_parse_int(v, 1, PYPROF_MAX_KEEP, &n))) {
+        return fail(cmd, v,
+                    apr_psprintf(cmd->pool, "%s (a count from 1 to %d)", err,
+                                 PYPROF_MAX_KEEP));
     }
     conf_of(cmd)->keep = n;
     return NULL;
@@ -204,22 +227,25 @@ static const char *set_memory(cmd_parms *cmd, void *dummy, const char *v)
 {
     const char *err;
     uint64_t n;
-    uint64_t floor = pp_store_min_size(16, 1);
+    uint64_t floor = pp_store_min_size(PYPROF_MIN_MEMORY_SLOTS, 1);
     (void)dummy;
 
-    if ((err = pp_parse_size(v, 1, 64ULL << 30, &n))) {
-        return fail(cmd, v, apr_pstrcat(cmd->pool, err,
-                                        " (at most 64G)", NULL));
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY))) {
+        return err;
+    }
+    if ((err = pp_parse_size(v, 1, PYPROF_MAX_MEMORY, &n))) {
+        return fail(cmd, v, apr_pstrcat(cmd->pool, err, " (at most "
+                                        PYPROF_MAX_MEMORY_TEXT ")", NULL));
     }
     if (n < floor) {
         return apr_psprintf(cmd->pool,
                             "%s: '%s' is too small to hold the store; it "
                             "needs at least %" APR_UINT64_T_FMT "K (e.g. "
-                            "16M)",
+                            PYPROF_MEMORY_EXAMPLE ")",
                             cmd->cmd->name, v,
                             (apr_uint64_t)((floor + 1023) / 1024));
     }
-    conf_of(cmd)->memory = n;
+    conf_of(cmd)->memory = (int64_t)n;
     return NULL;
 }
 
@@ -232,7 +258,12 @@ static const char *set_query(cmd_parms *cmd, void *dummy, int on)
 
 static const char *set_sampler(cmd_parms *cmd, void *dummy, const char *v)
 {
+    const char *err;
     (void)dummy;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY))) {
+        return err;
+    }
     if (strcasecmp(v, "nogil") == 0) {
         conf_of(cmd)->sampler_mode = PP_SAMPLER_NOGIL;
     }
@@ -341,8 +372,10 @@ static const char *read_secret_file(cmd_parms *cmd, const char *name,
             memchr(buf, '\0', (size_t)n)) {
             err = "it must hold the secret on one line (no NUL)";
         }
-        else if (n < 8) {
-            err = "the secret in it must be at least 8 characters long";
+        else if (n < PYPROF_SECRET_MIN_LEN) {
+            err = apr_psprintf(cmd->temp_pool, "the secret in it must be at "
+                               "least %d characters long",
+                               PYPROF_SECRET_MIN_LEN);
         }
         else {
             pp_sha256(buf, (size_t)n, out);
@@ -366,7 +399,8 @@ static const char *set_trigger(cmd_parms *cmd, void *dummy, const char *args)
     const char *err, *p;
     unsigned char hash[PP_SHA256_LEN];
     int64_t us = PYPROF_DEFAULT_TRIGGER_INTERVAL_US;
-    int from_file = strncmp(secret, "file:", 5) == 0;
+    int from_file = strncmp(secret, PYPROF_SECRET_FILE_PREFIX,
+                            PYPROF_SECRET_FILE_PREFIX_LEN) == 0;
     (void)dummy;
 
     if (!*header || !*secret || *ap_getword_conf(cmd->pool, &args)) {
@@ -388,18 +422,21 @@ static const char *set_trigger(cmd_parms *cmd, void *dummy, const char *args)
     if (*interval && (err = pp_parse_duration(interval, PYPROF_MIN_INTERVAL_US,
                                               PYPROF_MAX_INTERVAL_US, &us))) {
         err = apr_psprintf(cmd->pool, "%s: invalid interval '%s': %s; the "
-                           "interval must lie between 1ms and 10s",
+                           "interval must lie between " PYPROF_INTERVAL_RANGE,
                            cmd->cmd->name, interval, err);
         goto out;
     }
     if (from_file) {
-        if ((err = read_secret_file(cmd, secret + 5, hash))) {
+        if ((err = read_secret_file(cmd,
+                                    secret + PYPROF_SECRET_FILE_PREFIX_LEN,
+                                    hash))) {
             goto out;
         }
     }
-    else if (strlen(secret) < 8) {
-        err = fail(cmd, "(secret)", "the secret must be at least 8 "
-                                    "characters long");
+    else if (strlen(secret) < PYPROF_SECRET_MIN_LEN) {
+        err = fail(cmd, "(secret)",
+                   apr_psprintf(cmd->pool, "the secret must be at least %d "
+                                "characters long", PYPROF_SECRET_MIN_LEN));
         goto out;
     }
     else {
@@ -586,7 +623,8 @@ static const char *set_access(cmd_parms *cmd, void *dconf, const char *arg)
 const command_rec pyprof_cmds[] = {
     AP_INIT_TAKE2("PyProfSample", set_sample, NULL, RSRC_CONF,
                   "PyProfSample PREFIX INTERVAL: sample requests under the "
-                  "URL prefix every INTERVAL (1ms..10s, units us, ms, s)"),
+                  "URL prefix every INTERVAL (" PYPROF_INTERVAL_SPAN ", units "
+                  "us, ms, s)"),
     AP_INIT_TAKE1("PyProfSlowThreshold", set_slow, NULL, RSRC_CONF,
                   "keep the trace of requests at least this slow (e.g. "
                   "500ms)"),

@@ -2,16 +2,20 @@
  *
  * Like mod_status: declines unless r->handler matches, serves GET (and
  * HEAD) and the capture form's POST, reads options from r->args, and
- * renders through the core's
- * pp_render_* / pp_export_* with a sink that writes to the response.
- * Everything it reads from the store is a snapshot copy; it never writes
- * to the store.  Every query value is validated before use: an unknown
- * option value is a 400 that says what is accepted.
+ * renders through the core's pp_render_* / pp_export_* with a sink that
+ * writes to the response.  Pages read snapshot copies of the store; the
+ * handler writes to it in two places only: the overview reaps the slots
+ * of processes that died (pp_store_reap_dead), and the capture form's
+ * POST arms a capture (pp_store_capture_arm).  Every query value is
+ * validated before use: an unknown option value is a 400 that says what
+ * is accepted.
  *
- * Access is enforced here as well as by Apache's Require: whatever a
- * virtual host's <Location /> grants, every page below serves loopback
- * clients only unless PyProfAccess opens it (access_refusal), and a POST
- * must come from this server's own pages (cross_site_refusal).
+ * Access is enforced before any page, on top of Apache's Require
+ * (mod_pyprof_access.c): loopback clients only unless PyProfAccess opens
+ * the pages, and a POST must come from this server's own pages.
+ *
+ * The pages live below the handler's own URL, whatever <Location> mapped
+ * here; the routes table below names them:
  *
  *   /server-profile                      overview (html, json)
  *   /server-profile/request/ID           one request (html, json, folded,
@@ -26,14 +30,11 @@
  *                                        Go's net/http/pprof serves them
  */
 #include "apr_lib.h"
-#include "apr_network_io.h"
 #include "apr_strings.h"
 #include "http_core.h"
 #include "http_protocol.h"
 #include "http_request.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include "mod_pyprof.h"
@@ -47,15 +48,35 @@ APLOG_USE_MODULE(pyprof);
 
 enum { FMT_HTML, FMT_JSON, FMT_FOLDED, FMT_SPEEDSCOPE, FMT_PPROF };
 
+/* /pprof?seconds=N: from 1 to PULL_MAX_SECONDS, PULL_DEFAULT_SECONDS when
+ * not given; the pull sleeps in slices of PULL_SLICE_US so that it sees
+ * its client go away */
 #define PULL_MAX_SECONDS 60
+#define PULL_DEFAULT_SECONDS 10
+#define PULL_SLICE_US 100000
 
 /* What one child serves at once.  A location page or export may take tens
  * of MB while it renders (bounded by the tree caps, pp_profile.h), and a
  * pull holds its worker for its seconds: past these, 503 with Retry-After
- * rather than a child's memory or workers spent on pages.  Counters of
- * this process only (every child has its own). */
+ * (in seconds) rather than a child's memory or workers spent on pages.
+ * Counters of this process only (every child has its own). */
 #define RENDERS_PER_CHILD 4
+#define RENDERS_RETRY_AFTER "1"
 #define PULLS_PER_CHILD 1
+#define PULLS_RETRY_AFTER "5"
+
+/* ?refresh=N: as mod_status, at least 1 s, at most a day */
+#define REFRESH_MAX_S 86400
+/* ?since= is parsed up to a week, then held to what the store keeps
+ * (PP_WINDOW_MAX_US, an hour) */
+#define WINDOW_PARSE_MAX_S (7LL * 24 * 3600)
+/* ?min_ms= and ?max_ms=: at most this many milliseconds */
+#define FILTER_MAX_MS 1e9
+/* the capture form: its body's size, and how many requests it captures */
+#define FORM_MAX 4096
+#define CAPTURE_MAX 1000
+/* a W3C trace id: 32 hex digits */
+#define TRACE_ID_HEX 32
 
 static _Atomic int renders_running, pulls_running;
 
@@ -92,9 +113,8 @@ typedef struct query {
     const char *trace;
     const char *process_group, *app_group;
     const char *error;
+    const char *sub; /* the route's rest: the ID of /request/ID */
 } query_t;
-
-#define FORM_MAX 4096
 
 static void sink_write(void *ctx, const char *s, size_t n)
 {
@@ -104,36 +124,12 @@ static void sink_write(void *ctx, const char *s, size_t n)
     }
 }
 
-/* Decode a form-urlencoded value in place: %XX (any byte but NUL, '/'
- * included, which is what the pages put in their links) and '+' for
- * space.  0 if malformed. */
+/* Decode a form-urlencoded value in place: '+' is a space, %XX any byte
+ * but NUL ('/' included, which is what the pages put in their links).  0
+ * if malformed (a '%' without two hex digits, or %00). */
 static int unescape_query(char *s)
 {
-    char *w = s;
-
-    for (; *s; s++) {
-        if (*s == '+') {
-            *w++ = ' ';
-        }
-        else if (*s == '%') {
-            int hi, lo;
-            if (!apr_isxdigit(s[1]) || !apr_isxdigit(s[2])) {
-                return 0;
-            }
-            hi = apr_isdigit(s[1]) ? s[1] - '0' : (apr_tolower(s[1]) - 'a' + 10);
-            lo = apr_isdigit(s[2]) ? s[2] - '0' : (apr_tolower(s[2]) - 'a' + 10);
-            if (hi == 0 && lo == 0) {
-                return 0;
-            }
-            *w++ = (char)(hi * 16 + lo);
-            s += 2;
-        }
-        else {
-            *w++ = *s;
-        }
-    }
-    *w = '\0';
-    return 1;
+    return ap_unescape_urlencoded(s) == OK;
 }
 
 static void parse_query(request_rec *r, query_t *q)
@@ -180,8 +176,8 @@ static void parse_query(request_rec *r, query_t *q)
         }
         else if (strcmp(tok, "refresh") == 0) {
             long n = val ? strtol(val, NULL, 10) : 0;
-            /* as mod_status: at least 1 s, at most a day */
-            q->refresh = n < 1 ? 1 : (n > 86400 ? 86400 : (int)n);
+            q->refresh = n < 1 ? 1 : (n > REFRESH_MAX_S ? REFRESH_MAX_S
+                                                        : (int)n);
         }
         else if (strcmp(tok, "path") == 0) {
             q->path = val;
@@ -242,7 +238,7 @@ static int64_t parse_window_us(const char *s)
     else if (!(*end == '\0' || (*end == 's' && end[1] == '\0'))) {
         return -1;
     }
-    if (v <= 0 || v > 7LL * 24 * 3600) {
+    if (v <= 0 || v > WINDOW_PARSE_MAX_S) {
         return -1;
     }
     return (int64_t)v * mult;
@@ -257,7 +253,7 @@ static int64_t parse_ms(const char *s)
         return -1;
     }
     v = strtod(s, &end);
-    if (*end || v < 0 || v > 1e9) {
+    if (*end || v < 0 || v > FILTER_MAX_MS) {
         return -2;
     }
     return (int64_t)(v * 1000.0);
@@ -281,31 +277,6 @@ static void set_type(request_rec *r, int format)
     default:
         ap_set_content_type(r, "text/html; charset=utf-8");
     }
-}
-
-/* On every response of the handler, errors and redirects included (so in
- * err_headers_out, which ap_die keeps).  The pages' one script (the flame
- * graph's zoom and search) is allowed by its hash and no other; style is
- * inline only (<style> and style= for bar widths); the one form posts to
- * the page itself, and no page may be framed (the capture form is a
- * clickjacking target).  Request ids and location paths are in the
- * URLs: no Referer leaves the pages. */
-static void set_security_headers(request_rec *r)
-{
-    apr_table_t *h = r->err_headers_out;
-    char script[64];
-
-    pp_view_script_csp_hash(script, sizeof(script));
-    apr_table_setn(h, "Content-Security-Policy",
-                   apr_pstrcat(r->pool, "default-src 'none'; script-src ",
-                               script, "; style-src 'unsafe-inline'; "
-                               "img-src 'self' data:; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
-                               NULL));
-    apr_table_setn(h, "X-Frame-Options", "DENY");
-    apr_table_setn(h, "X-Content-Type-Options", "nosniff");
-    apr_table_setn(h, "Referrer-Policy", "no-referrer");
-    apr_table_setn(h, "Cache-Control", "no-store");
 }
 
 static int error_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
@@ -367,12 +338,53 @@ static int send_pprof(request_rec *r, const pp_store_t *st,
     return OK;
 }
 
-static int serve_request(request_rec *r, pp_store_t *st, const char *id,
-                         query_t *q, pp_sink_t *sink, pp_render_opts_t *opt)
+/* /request?trace=TRACEID: the newest request of that W3C trace. */
+static int serve_trace_lookup(request_rec *r, pp_store_t *st, query_t *q,
+                              pp_sink_t *sink, pp_render_opts_t *opt)
 {
+    pp_req_t found;
+    size_t n = q->trace ? strlen(q->trace) : 0, i;
+
+    for (i = 0; i < n; i++) {
+        if (!apr_isxdigit(q->trace[i])) {
+            break;
+        }
+    }
+    if (n != TRACE_ID_HEX || i != n) {
+        return error_page(r, sink, opt, q->format, HTTP_BAD_REQUEST,
+                          apr_psprintf(r->pool, "trace must be a W3C trace "
+                                       "id: %d hex digits", TRACE_ID_HEX));
+    }
+    {
+        char *lower = apr_pstrdup(r->pool, q->trace), *c;
+        for (c = lower; *c; c++) {
+            *c = (char)apr_tolower(*c);
+        }
+        q->trace = lower;
+    }
+    if (!st || !pp_store_find_trace_id(st, q->trace, &found)) {
+        return error_page(r, sink, opt, q->format, HTTP_NOT_FOUND,
+                          "No kept or running request of this trace.");
+    }
+    apr_table_setn(r->headers_out, "Location",
+                   apr_pstrcat(r->pool, opt->base, "/request/",
+                               ap_escape_path_segment(r->pool, found.id),
+                               q->format == FMT_JSON ? "?format=json" : "",
+                               NULL));
+    return HTTP_MOVED_TEMPORARILY;
+}
+
+/* /request/ID: one request's page or export; /request?trace=T */
+static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
+                         pp_sink_t *sink, pp_render_opts_t *opt)
+{
+    const char *id = q->sub;
     pp_record_t *rec;
     int inflight = 0;
 
+    if (!*id && q->trace) {
+        return serve_trace_lookup(r, st, q, sink, opt);
+    }
     if (!st || !*id || strlen(id) >= PP_ID_MAX ||
         !(rec = apr_palloc(r->pool, sizeof(*rec))) ||
         !pp_store_find(st, id, rec, &inflight)) {
@@ -399,7 +411,10 @@ static int serve_request(request_rec *r, pp_store_t *st, const char *id,
             labels[1].str = lp;
         }
         pp_profile_init(&p);
-        pp_profile_add_record(&p, rec);
+        if (pp_profile_add_record(&p, rec) != 0) {
+            pp_profile_free(&p);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
         pp_profile_sort(&p);
         if (q->format == FMT_PPROF) {
             if (rec->req.flags & PP_REQ_DAEMON) {
@@ -464,9 +479,7 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
     }
     if (q->format == FMT_HTML) {
         set_type(r, q->format);
-        if (!r->header_only) {
-            pp_render_location_html(sink, st, idx, opt);
-        }
+        pp_render_location_html(sink, st, idx, opt);
         return OK;
     }
     pp_profile_init(&p);
@@ -484,16 +497,14 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
     }
     else {
         set_type(r, q->format);
-        if (!r->header_only) {
-            if (q->format == FMT_JSON) {
-                pp_render_location_json(sink, st, idx, &p, opt);
-            }
-            else if (q->format == FMT_FOLDED) {
-                pp_export_folded(sink, st, &p);
-            }
-            else {
-                pp_export_speedscope(sink, st, &p, lp);
-            }
+        if (q->format == FMT_JSON) {
+            pp_render_location_json(sink, st, idx, &p, opt);
+        }
+        else if (q->format == FMT_FOLDED) {
+            pp_export_folded(sink, st, &p);
+        }
+        else {
+            pp_export_speedscope(sink, st, &p, lp);
         }
     }
     pp_profile_free(&p);
@@ -507,7 +518,7 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
                       pp_sink_t *sink, pp_render_opts_t *opt)
 {
     int idx = st && q->path ? pp_render_find_location(st, q->path) : -1;
-    long seconds = 10;
+    long seconds = PULL_DEFAULT_SECONDS;
     pp_profile_t before, after;
     pp_location_t *loc;
     char lp[PP_PREFIX_MAX];
@@ -521,7 +532,9 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
         seconds = strtol(q->seconds, &end, 10);
         if (*end || seconds < 1 || seconds > PULL_MAX_SECONDS) {
             return error_page(r, sink, opt, FMT_JSON, HTTP_BAD_REQUEST,
-                              "seconds must be a whole number from 1 to 60");
+                              apr_psprintf(r->pool, "seconds must be a whole "
+                                           "number from 1 to %d",
+                                           PULL_MAX_SECONDS));
         }
     }
     if (!q->path) {
@@ -539,25 +552,34 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
         return OK;
     }
     if (!turn_take(r, &pulls_running, PULLS_PER_CHILD)) {
-        return busy_page(r, sink, opt, FMT_JSON, "5",
-                         "this server process is already answering a pull "
-                         "(at most 1 at once per process); retry later");
+        return busy_page(r, sink, opt, FMT_JSON, PULLS_RETRY_AFTER,
+                         apr_psprintf(r->pool, "this server process is "
+                                      "already answering a pull (at most %d "
+                                      "at once per process); retry later",
+                                      PULLS_PER_CHILD));
     }
     loc = pp_store_location(st, idx);
     snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
     pp_profile_init(&before);
     pp_profile_init(&after);
     t0 = pp_wall_us();
-    pp_render_location_profile(&before, st, idx, t0, 0, PP_SIDE_ALL);
+    if (pp_render_location_profile(&before, st, idx, t0, 0, PP_SIDE_ALL)) {
+        pp_profile_free(&before);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     {
-        /* sleep in slices so a stopping child does not wait for us */
-        long left = seconds * 10;
+        /* sleep in slices, and stop early if the client goes away */
+        long left = seconds * (1000000 / PULL_SLICE_US);
         while (left-- > 0 && !r->connection->aborted) {
-            usleep(100000);
+            usleep(PULL_SLICE_US);
         }
     }
-    pp_render_location_profile(&after, st, idx, pp_wall_us(), 0,
-                               PP_SIDE_ALL);
+    if (pp_render_location_profile(&after, st, idx, pp_wall_us(), 0,
+                                   PP_SIDE_ALL)) {
+        pp_profile_free(&before);
+        pp_profile_free(&after);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     for (i = 0; i < before.n; i++) {
         pp_profile_subtract(&after, before.v[i].node, before.v[i].count,
                             before.v[i].weight_us, before.v[i].cpu_us);
@@ -613,12 +635,10 @@ static const char *form_value(request_rec *r, const char *form,
     for (tok = apr_strtok(copy, "&", &state); tok;
          tok = apr_strtok(NULL, "&", &state)) {
         char *val = strchr(tok, '=');
-        char *k;
         if (!val) {
             continue;
         }
         *val++ = '\0';
-        (void)k;
         if (strcmp(tok, key) == 0) {
             return unescape_query(val) ? val : NULL;
         }
@@ -626,88 +646,19 @@ static const char *form_value(request_rec *r, const char *form,
     return NULL;
 }
 
-/* Origin "scheme://host[:port]" names the server the request was sent to
- * (its Host header): the authorities are compared, a default port of the
- * origin's scheme dropped from both.  The scheme itself is not compared
- * with this server's: behind a TLS-terminating proxy the page is https
- * for the browser and http here. */
-static int origin_is_this_server(request_rec *r, const char *origin)
-{
-    const char *host = apr_table_get(r->headers_in, "Host");
-    const char *auth, *dflt;
-    size_t al, hl, dl;
-
-    if (strncasecmp(origin, "https://", 8) == 0) {
-        auth = origin + 8;
-        dflt = ":443";
-    }
-    else if (strncasecmp(origin, "http://", 7) == 0) {
-        auth = origin + 7;
-        dflt = ":80";
-    }
-    else {
-        return 0; /* "null" (sandboxed frames, file:), other schemes */
-    }
-    if (!host || !*auth || strpbrk(auth, "/?#@ ")) {
-        return 0;
-    }
-    al = strlen(auth);
-    hl = strlen(host);
-    dl = strlen(dflt);
-    if (al > dl && strcasecmp(auth + al - dl, dflt) == 0) {
-        al -= dl;
-    }
-    if (hl > dl && strcasecmp(host + hl - dl, dflt) == 0) {
-        hl -= dl;
-    }
-    return al == hl && strncasecmp(auth, host, al) == 0;
-}
-
-/* Why a POST is not from this server's own page, or NULL.  Browsers send
- * Origin with every POST and Sec-Fetch-Site with every request; a client
- * that sends neither (curl, a script) is no browser a third-party page
- * could drive, and still needs the nonce.  same-site is refused as well
- * as cross-site: another host of the same site (a user-content subdomain)
- * has no business posting this form either. */
-static const char *cross_site_refusal(request_rec *r)
-{
-    const char *site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
-    const char *origin = apr_table_get(r->headers_in, "Origin");
-
-    if (site && strcasecmp(site, "same-origin") != 0 &&
-        strcasecmp(site, "none") != 0) {
-        return "The capture form must be posted from this server's own "
-               "page: Sec-Fetch-Site says the request came from another "
-               "site.";
-    }
-    if (origin && !origin_is_this_server(r, origin)) {
-        return "The capture form must be posted from this server's own "
-               "page: the request's Origin is not the server it was sent "
-               "to (behind a reverse proxy, pass the Host header on: "
-               "ProxyPreserveHost On).";
-    }
-    return NULL;
-}
-
-/* POST /server-profile: arm a capture (the only state-changing action;
- * GET never changes anything). */
-static int serve_post(request_rec *r, pp_store_t *st, pp_sink_t *sink,
-                      pp_render_opts_t *opt)
+/* POST /server-profile: arm a capture (the only action a client asks
+ * for that changes the store; a GET changes nothing but the reaping of
+ * dead processes' slots the overview does). */
+static int serve_post(request_rec *r, pp_store_t *st, query_t *q,
+                      pp_sink_t *sink, pp_render_opts_t *opt)
 {
     const char *form, *action, *nonce, *path, *count, *why;
     long n;
     char *end;
     int idx;
+    (void)q;
 
-    if ((why = cross_site_refusal(r))) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      PYPROF_LOGNO(00202) "capture form refused: %s "
-                      "(Origin: %s, Sec-Fetch-Site: %s)", why,
-                      ap_escape_logitem(r->pool, apr_table_get(r->headers_in,
-                                                               "Origin")),
-                      ap_escape_logitem(r->pool,
-                                        apr_table_get(r->headers_in,
-                                                      "Sec-Fetch-Site")));
+    if ((why = pyprof_post_refusal(r))) {
         return error_page(r, sink, opt, FMT_HTML, HTTP_FORBIDDEN, why);
     }
     if (!st) {
@@ -734,9 +685,10 @@ static int serve_post(request_rec *r, pp_store_t *st, pp_sink_t *sink,
                           "page and submit it again.");
     }
     n = count ? strtol(count, &end, 10) : 0;
-    if (!count || *end || n < 1 || n > 1000) {
+    if (!count || *end || n < 1 || n > CAPTURE_MAX) {
         return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
-                          "count must be a whole number from 1 to 1000");
+                          apr_psprintf(r->pool, "count must be a whole "
+                                       "number from 1 to %d", CAPTURE_MAX));
     }
     idx = path ? pp_render_find_location(st, path) : -1;
     if (idx < 0) {
@@ -751,41 +703,6 @@ static int serve_post(request_rec *r, pp_store_t *st, pp_sink_t *sink,
     apr_table_setn(r->headers_out, "Location",
                    apr_pstrcat(r->pool, opt->base, "#captures", NULL));
     return HTTP_SEE_OTHER;
-}
-
-/* /request?trace=TRACEID: the newest request of that W3C trace. */
-static int serve_trace_lookup(request_rec *r, pp_store_t *st, query_t *q,
-                              pp_sink_t *sink, pp_render_opts_t *opt)
-{
-    pp_req_t found;
-    size_t n = q->trace ? strlen(q->trace) : 0, i;
-
-    for (i = 0; i < n; i++) {
-        if (!apr_isxdigit(q->trace[i])) {
-            break;
-        }
-    }
-    if (n != 32 || i != n) {
-        return error_page(r, sink, opt, q->format, HTTP_BAD_REQUEST,
-                          "trace must be a W3C trace id: 32 hex digits");
-    }
-    {
-        char *lower = apr_pstrdup(r->pool, q->trace), *c;
-        for (c = lower; *c; c++) {
-            *c = (char)apr_tolower(*c);
-        }
-        q->trace = lower;
-    }
-    if (!st || !pp_store_find_trace_id(st, q->trace, &found)) {
-        return error_page(r, sink, opt, q->format, HTTP_NOT_FOUND,
-                          "No kept or running request of this trace.");
-    }
-    apr_table_setn(r->headers_out, "Location",
-                   apr_pstrcat(r->pool, opt->base, "/request/",
-                               ap_escape_path_segment(r->pool, found.id),
-                               q->format == FMT_JSON ? "?format=json" : "",
-                               NULL));
-    return HTTP_MOVED_TEMPORARILY;
 }
 
 static const char *overview_filters(pp_store_t *st, query_t *q,
@@ -847,107 +764,159 @@ static const char *overview_filters(pp_store_t *st, query_t *q,
     return NULL;
 }
 
-static int is_loopback(const apr_sockaddr_t *sa)
+/* /metrics: Prometheus' text exposition */
+static int serve_metrics(request_rec *r, pp_store_t *st, query_t *q,
+                         pp_sink_t *sink, pp_render_opts_t *opt)
 {
-    if (sa->family == AF_INET) {
-        const unsigned char *a = (const unsigned char *)&sa->sa.sin.sin_addr;
-        return a[0] == 127;
+    (void)q;
+    ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
+    if (!r->header_only && st) {
+        pp_render_metrics(sink, st, opt);
     }
-#if APR_HAVE_IPV6
-    if (sa->family == AF_INET6) {
-        const struct in6_addr *a = &sa->sa.sin6.sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) ||
-               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-#endif
-    return 0;
+    return OK;
 }
 
-static int is_ip_literal(const char *host)
+/* The handler's own URL: the overview of kept and running requests */
+static int serve_overview(request_rec *r, pp_store_t *st, query_t *q,
+                          pp_sink_t *sink, pp_render_opts_t *opt)
 {
-    unsigned char buf[sizeof(struct in6_addr)];
-    char v6[64];
-    size_t n = strlen(host);
+    const char *err;
 
-    if (inet_pton(AF_INET, host, buf) == 1) {
-        return 1;
+    if (q->format != FMT_HTML && q->format != FMT_JSON) {
+        return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
+                          "the overview is html or json; profiles are at "
+                          "/request/ID and /location?path=PREFIX");
     }
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(v6)) {
-        memcpy(v6, host + 1, n - 2);
-        v6[n - 2] = '\0';
-        host = v6;
+    if ((err = overview_filters(st, q, opt))) {
+        return error_page(r, sink, opt, q->format, HTTP_BAD_REQUEST, err);
     }
-    return inet_pton(AF_INET6, host, buf) == 1;
+    set_type(r, q->format);
+    if (r->header_only) {
+        return OK;
+    }
+    if (!st) {
+        /* inert: no PyProfSample anywhere */
+        if (q->format == FMT_JSON) {
+            pp_puts(sink, "{\"locations\":[],\"requests\":[],"
+                          "\"inflight\":[],\"sampler\":null,"
+                          "\"store\":null}\n");
+        }
+        else {
+            pp_render_message_html(sink, "Python request profiles",
+                                   "No PyProfSample location is "
+                                   "configured, so nothing is sampled.",
+                                   opt);
+        }
+        return OK;
+    }
+    /* the one write of a GET: slots of processes that died are freed
+     * before they are listed as running */
+    (void)pp_store_reap_dead(st);
+    if (q->format == FMT_JSON) {
+        pp_render_overview_json(sink, st, opt);
+    }
+    else {
+        pp_render_overview_html(sink, st, opt);
+    }
+    return OK;
 }
 
-/* A browser page that rebinds its own name (evil.example) to 127.0.0.1
- * reaches a loopback-only page with Host: evil.example.  Serve only a Host
- * that names this server: an IP address, localhost, or the ServerName or a
- * ServerAlias of the virtual host.  No Host at all (HTTP/1.0) is no
- * browser. */
-static int host_names_this_server(request_rec *r)
-{
-    const server_rec *s = r->server;
-    const char *h = r->hostname;
-    int i;
+typedef int (*route_fn)(request_rec *r, pp_store_t *st, query_t *q,
+                        pp_sink_t *sink, pp_render_opts_t *opt);
 
-    if (!h || !*h || is_ip_literal(h) || strcasecmp(h, "localhost") == 0 ||
-        (s->server_hostname && strcasecmp(h, s->server_hostname) == 0)) {
-        return 1;
-    }
-    for (i = 0; s->names && i < s->names->nelts; i++) {
-        if (strcasecmp(h, APR_ARRAY_IDX(s->names, i, const char *)) == 0) {
-            return 1;
+/* The pages below the handler's own URL.  A route's name is the last
+ * segment of the path (trailing slashes aside); a route that is `below`
+ * also takes a path that continues after its name and a '/' anywhere in
+ * it, the rest going to q->sub.  The first match wins; the last row, with
+ * no name, is the handler's own URL.  A method without a function is 405
+ * (r->allowed says GET and POST: the overview's form). */
+typedef struct route {
+    const char *name;
+    int below;
+    int render_turn; /* takes one of RENDERS_PER_CHILD (it aggregates) */
+    route_fn get;    /* GET and HEAD */
+    route_fn post;
+} route_t;
+
+/* A request's page reads one record (bounded by PyProfMaxDepth and the
+ * record's stacks) and is what people and scripts open by the dozen:
+ * only the location pages, which aggregate, take a turn.  A pull takes
+ * its own (PULLS_PER_CHILD) once it is about to wait. */
+static const route_t routes[] = {
+    {"/request", 1, 0, serve_request, NULL},
+    {"/location", 0, 1, serve_location, NULL},
+    {"/pprof", 0, 0, serve_pull, NULL},
+    {"/metrics", 0, 0, serve_metrics, NULL},
+    {NULL, 0, 0, serve_overview, serve_post},
+};
+
+/* The route of the path in base, which is cut to the handler's own URL;
+ * q->sub is set to the route's rest ("" if none). */
+static const route_t *route_of(char *base, query_t *q)
+{
+    const route_t *rt;
+    size_t n, len;
+    char *p;
+
+    q->sub = "";
+    for (rt = routes; rt->name; rt++) {
+        len = strlen(rt->name);
+        for (p = strstr(base, rt->name); rt->below && p;
+             p = strstr(p + 1, rt->name)) {
+            if (p[len] == '/') {
+                q->sub = p + len + 1;
+                *p = '\0';
+                return rt;
+            }
         }
     }
-    for (i = 0; s->wild_names && i < s->wild_names->nelts; i++) {
-        if (ap_strcasecmp_match(h, APR_ARRAY_IDX(s->wild_names, i,
-                                                 const char *)) == 0) {
-            return 1;
+    n = strlen(base);
+    while (n > 1 && base[n - 1] == '/') {
+        base[--n] = '\0';
+    }
+    for (rt = routes; rt->name; rt++) {
+        len = strlen(rt->name);
+        if (n >= len && strcmp(base + n - len, rt->name) == 0) {
+            base[n - len] = '\0';
+            return rt;
         }
     }
-    return 0;
+    return rt;
 }
 
-/* Why this client may not see the pages, or NULL.  The client address is
- * r->useragent_addr: the peer, or the address mod_remoteip took from a
- * trusted proxy's header when the operator configured it. */
-static const char *access_refusal(request_rec *r)
+/* since= and view=: what they ask for, or why they are refused */
+static const char *window_and_view(request_rec *r, query_t *q,
+                                   pp_render_opts_t *opt)
 {
-    const pyprof_dir_conf_t *d =
-        ap_get_module_config(r->per_dir_config, &pyprof_module);
-    const pyprof_access_t *a = d ? d->access : NULL;
-    const apr_sockaddr_t *sa = r->useragent_addr;
-    int by_address = 0, i;
-
-    if (a && a->any) {
-        return NULL;
-    }
-    if (a && a->authenticated && r->user) {
-        return NULL;
-    }
-    if (sa && (!a || a->local) && is_loopback(sa)) {
-        by_address = 1;
-    }
-    for (i = 0; sa && !by_address && a && i < a->networks->nelts; i++) {
-        if (apr_ipsubnet_test(APR_ARRAY_IDX(a->networks, i, apr_ipsubnet_t *),
-                              (apr_sockaddr_t *)sa)) {
-            by_address = 1;
+    if (q->since) {
+        opt->since_us = parse_window_us(q->since);
+        if (opt->since_us < 0 || opt->since_us > PP_WINDOW_MAX_US) {
+            return apr_psprintf(r->pool, "since must be a window from 1s "
+                                "to %dh, like 30s, 10m or 1h",
+                                (int)(PP_WINDOW_MAX_US / 3600000000LL));
         }
     }
-    if (!by_address) {
-        if (!a) {
-            return "The profile pages are served to loopback clients only "
-                   "(127.0.0.0/8, ::1). The server's administrator can "
-                   "open them to other clients with PyProfAccess.";
+    if (q->view) {
+        if (strcmp(q->view, "diff") == 0) {
+            opt->diff = 1;
         }
-        return "This client is not among those PyProfAccess allows to see "
-               "the profile pages.";
-    }
-    if (!host_names_this_server(r)) {
-        return "The Host header names neither this server (its ServerName "
-               "or a ServerAlias) nor an IP address or localhost; such "
-               "requests are refused as DNS rebinding.";
+        else if (strcmp(q->view, "slow") == 0) {
+            opt->side = PP_SIDE_SLOW;
+        }
+        else if (strcmp(q->view, "rest") == 0) {
+            opt->side = PP_SIDE_REST;
+        }
+        else if (strcmp(q->view, "all") != 0) {
+            return "view must be all, diff, slow or rest";
+        }
+        if (opt->diff && q->format != FMT_HTML) {
+            return "view=diff is a page; export one side with view=slow "
+                   "or view=rest";
+        }
+        if ((opt->diff || opt->side) && opt->since_us) {
+            return "the slow/rest split covers the whole run: drop since= "
+                   "or view=";
+        }
     }
     return NULL;
 }
@@ -958,32 +927,17 @@ int pyprof_handler(request_rec *r)
     pp_sink_t sink = {sink_write, r};
     pp_render_opts_t opt;
     query_t q;
-    const char *sub = NULL, *err;
+    const route_t *rt;
+    route_fn serve;
+    const char *err;
     char *base;
-    size_t n;
-    enum {
-        PAGE_OVERVIEW,
-        PAGE_REQUEST,
-        PAGE_LOCATION,
-        PAGE_PULL,
-        PAGE_METRICS
-    } page;
     pyprof_server_conf_t *c;
 
     if (!r->handler || strcmp(r->handler, PYPROF_HANDLER) != 0) {
         return DECLINED;
     }
-    set_security_headers(r);
-    if ((err = access_refusal(r))) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      PYPROF_LOGNO(00201) "%s refused to %s (Host: %s): %s",
-                      ap_escape_logitem(r->pool, r->uri), r->useragent_ip,
-                      ap_escape_logitem(r->pool, r->hostname), err);
-        r->status = HTTP_FORBIDDEN;
-        ap_set_content_type(r, "text/plain; charset=utf-8");
-        if (!r->header_only) {
-            ap_rvputs(r, "403 Forbidden: ", err, "\n", NULL);
-        }
+    pyprof_set_security_headers(r);
+    if (pyprof_refuse_client(r)) {
         return OK;
     }
     r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);
@@ -992,39 +946,8 @@ int pyprof_handler(request_rec *r)
     }
     c = ap_get_module_config(r->server->module_config, &pyprof_module);
     parse_query(r, &q);
-
-    /* the handler's own URL is whatever <Location> mapped here; the
-     * other pages live below it */
     base = apr_pstrdup(r->pool, r->uri);
-    page = PAGE_OVERVIEW;
-    if ((sub = ap_strstr_c(base, "/request/"))) {
-        base[sub - base] = '\0';
-        sub += strlen("/request/");
-        page = PAGE_REQUEST;
-    }
-    else if ((n = strlen(base)) >= 8 && strcmp(base + n - 8, "/request") == 0) {
-        base[n - 8] = '\0';
-        page = PAGE_REQUEST;
-        sub = "";
-    }
-    else {
-        n = strlen(base);
-        while (n > 1 && base[n - 1] == '/') {
-            base[--n] = '\0';
-        }
-        if (n >= 9 && strcmp(base + n - 9, "/location") == 0) {
-            base[n - 9] = '\0';
-            page = PAGE_LOCATION;
-        }
-        else if (n >= 6 && strcmp(base + n - 6, "/pprof") == 0) {
-            base[n - 6] = '\0';
-            page = PAGE_PULL;
-        }
-        else if (n >= 8 && strcmp(base + n - 8, "/metrics") == 0) {
-            base[n - 8] = '\0';
-            page = PAGE_METRICS;
-        }
-    }
+    rt = route_of(base, &q);
     pp_render_opts_init(&opt);
     /* r->uri is decoded: re-escaped, base is fit for a Location header
      * (no CR LF) and for the pages' links */
@@ -1041,110 +964,20 @@ int pyprof_handler(request_rec *r)
         apr_table_setn(r->headers_out, "Refresh",
                        apr_psprintf(r->pool, "%d", q.refresh));
     }
-    if (q.since) {
-        opt.since_us = parse_window_us(q.since);
-        if (opt.since_us < 0 || opt.since_us > PP_WINDOW_MAX_US) {
-            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
-                              "since must be a window from 1s to 1h, like "
-                              "30s, 10m or 1h");
-        }
+    if ((err = window_and_view(r, &q, &opt))) {
+        return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST, err);
     }
-    if (q.view) {
-        if (strcmp(q.view, "diff") == 0) {
-            opt.diff = 1;
-        }
-        else if (strcmp(q.view, "slow") == 0) {
-            opt.side = PP_SIDE_SLOW;
-        }
-        else if (strcmp(q.view, "rest") == 0) {
-            opt.side = PP_SIDE_REST;
-        }
-        else if (strcmp(q.view, "all") != 0) {
-            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
-                              "view must be all, diff, slow or rest");
-        }
-        if (opt.diff && q.format != FMT_HTML) {
-            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
-                              "view=diff is a page; export one side with "
-                              "view=slow or view=rest");
-        }
-        if ((opt.diff || opt.side) && opt.since_us) {
-            return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST,
-                              "the slow/rest split covers the whole run: "
-                              "drop since= or view=");
-        }
+    serve = r->method_number == M_POST ? rt->post : rt->get;
+    if (!serve) {
+        return HTTP_METHOD_NOT_ALLOWED;
     }
-
-    if (r->method_number == M_POST) {
-        if (page != PAGE_OVERVIEW) {
-            return HTTP_METHOD_NOT_ALLOWED;
-        }
-        return serve_post(r, st, &sink, &opt);
-    }
-    /* a request's page reads one record (bounded by PyProfMaxDepth and
-     * the record's stacks) and is what people and scripts open by the
-     * dozen: only the location pages, which aggregate, take a turn */
-    if (page == PAGE_LOCATION &&
+    if (rt->render_turn &&
         !turn_take(r, &renders_running, RENDERS_PER_CHILD)) {
-        return busy_page(r, &sink, &opt, q.format, "1",
+        return busy_page(r, &sink, &opt, q.format, RENDERS_RETRY_AFTER,
                          apr_psprintf(r->pool, "this server process is "
                                       "rendering as many location profiles "
                                       "as it may at once (%d); retry in a "
                                       "second", RENDERS_PER_CHILD));
     }
-    switch (page) {
-    case PAGE_REQUEST:
-        if (!*sub && q.trace) {
-            return serve_trace_lookup(r, st, &q, &sink, &opt);
-        }
-        return serve_request(r, st, sub, &q, &sink, &opt);
-    case PAGE_LOCATION:
-        return serve_location(r, st, &q, &sink, &opt);
-    case PAGE_PULL:
-        return serve_pull(r, st, &q, &sink, &opt);
-    case PAGE_METRICS:
-        ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
-        if (!r->header_only && st) {
-            pp_render_metrics(&sink, st, &opt);
-        }
-        return OK;
-    default:
-        break;
-    }
-
-    if (q.format != FMT_HTML && q.format != FMT_JSON) {
-        return error_page(r, &sink, &opt, FMT_HTML, HTTP_BAD_REQUEST,
-                          "the overview is html or json; profiles are at "
-                          "/request/ID and /location?path=PREFIX");
-    }
-    if ((err = overview_filters(st, &q, &opt))) {
-        return error_page(r, &sink, &opt, q.format, HTTP_BAD_REQUEST, err);
-    }
-    set_type(r, q.format);
-    if (r->header_only) {
-        return OK;
-    }
-    if (!st) {
-        /* inert: no PyProfSample anywhere */
-        if (q.format == FMT_JSON) {
-            pp_puts(&sink, "{\"locations\":[],\"requests\":[],"
-                           "\"inflight\":[],\"sampler\":null,"
-                           "\"store\":null}\n");
-        }
-        else {
-            pp_render_message_html(&sink, "Python request profiles",
-                                   "No PyProfSample location is "
-                                   "configured, so nothing is sampled.",
-                                   &opt);
-        }
-        return OK;
-    }
-    pp_store_reap_dead(st);
-    if (q.format == FMT_JSON) {
-        pp_render_overview_json(&sink, st, &opt);
-    }
-    else {
-        pp_render_overview_html(&sink, st, &opt);
-    }
-    return OK;
+    return serve(r, st, &q, &sink, &opt);
 }

@@ -696,3 +696,8 @@ int pp_sampler_stop(int timeout_ms)
     pthread_join(thread, NULL);
     return late ? -1 : 0;
 }
+
+int pp_sampler_can_start(void)
+{
+    return pp_py_initialized();
+}

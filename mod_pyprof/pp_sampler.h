@@ -26,6 +26,10 @@ int pp_sampler_start(pp_store_t *st);
  * longer (the sampler was waiting for the GIL; logged). */
 int pp_sampler_stop(int timeout_ms);
 int pp_sampler_running(void);
+/* Whether this process has a running Python interpreter for a sampler to
+ * attach to (mod_wsgi's child_init made one): 1 or 0.  What the glue asks
+ * before pp_sampler_start, so it never needs the Python layer itself. */
+int pp_sampler_can_start(void);
 
 /* Register the calling thread as serving the request in slot `slot`. */
 int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
