@@ -56,7 +56,4 @@ int pp_py_nogil_init(void);
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n);
 uint64_t pp_py_nogil_torn(void);
 
-/* Python version the module was compiled for, e.g. "3.13". */
-const char *pp_py_version(void);
-
 #endif

@@ -33,11 +33,6 @@
 static PyThreadState *sampler_tstate; /* main interpreter's */
 static unsigned long sampler_ident;
 
-const char *pp_py_version(void)
-{
-    return pp_py_layout()->version;
-}
-
 int pp_py_initialized(void)
 {
     return Py_IsInitialized() && !Py_IsFinalizing();

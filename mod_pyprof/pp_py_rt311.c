@@ -29,11 +29,6 @@ static int ntstates;
 static PyThreadState *sampler_tstate; /* main interpreter's */
 static unsigned long sampler_ident;
 
-const char *pp_py_version(void)
-{
-    return "3.11";
-}
-
 int pp_py_initialized(void)
 {
     return Py_IsInitialized() && !_Py_IsFinalizing();

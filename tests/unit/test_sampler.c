@@ -171,11 +171,6 @@ uint64_t pp_py_nogil_torn(void)
     return 0;
 }
 
-const char *pp_py_version(void)
-{
-    return "fake";
-}
-
 /* ---- pread, watched ---- */
 
 static atomic_int wchan_reads, other_reads;
