@@ -53,8 +53,8 @@ PY_EXT_SUFFIX := $(shell $(PYCONFIG) --extension-suffix 2>/dev/null)
 PYEXT       := pyext/pyprof/_pyprof$(PY_EXT_SUFFIX)
 PY_SITE     ?= /usr/lib/python3/dist-packages
 
-.PHONY: all deps test unit integration demo demo-stop install clean format bench \
-        render-bench pycheck
+.PHONY: all deps test unit integration demo demo-stop install clean format format-check \
+        bench render-bench pycheck
 
 all: pycheck $(MODULE) $(PYEXT)
 
@@ -150,8 +150,17 @@ install: $(MODULE) $(PYEXT)
 	install -m 644 pyext/pyprof/__init__.py $(DESTDIR)$(PY_SITE)/pyprof/
 	install -m 755 $(PYEXT) $(DESTDIR)$(PY_SITE)/pyprof/
 
+# every C file of the project, in the style .clang-format describes
+# (clang-format 14, Debian 12's: another version may wrap differently)
+FORMAT_SRC = $(wildcard mod_pyprof/*.c mod_pyprof/*.h pyext/*.c \
+                        tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
+                        tests/fuzz/*.h tests/bench/*.c)
 format:
-	clang-format -i mod_pyprof/*.c mod_pyprof/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@command -v clang-format >/dev/null || { echo "format-check: clang-format not installed (make deps)"; exit 2; }
+	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
 	rm -f pyext/pyprof/*.so

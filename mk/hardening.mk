@@ -249,7 +249,7 @@ lint:
 # finding; the target fails if any did.
 HARDENING_FUZZ_SECONDS ?= 30
 HARDENING_FUZZ_HTTP_SECONDS ?= 30
-HARDENING_STEPS := lint fuzz-regress fuzz stress-tsan check-valgrind check-asan \
+HARDENING_STEPS := format-check lint fuzz-regress fuzz stress-tsan check-valgrind check-asan \
                    fuzz-http-asan
 
 hardening: deps

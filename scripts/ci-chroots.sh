@@ -43,7 +43,7 @@ CHROOT=(bash "$REPO/scripts/chroot.sh")
 
 # what the chroots leave out (scripts/chroot.sh PACKAGES): `make demo`'s
 # deps step must not install them there
-DEPS_SKIP="apache2-utils chromium python3-yappi clang libclang-rt-* llvm valgrind cppcheck clang-tidy npm"
+DEPS_SKIP="apache2-utils chromium python3-yappi clang libclang-rt-* llvm valgrind cppcheck clang-tidy clang-format npm"
 
 mkdir -p "$WORK" && WORK=$(realpath "$WORK") || exit 1
 

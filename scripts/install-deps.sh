@@ -65,6 +65,7 @@ packages=(
     valgrind
     cppcheck
     clang-tidy
+    clang-format        # `make format-check`
 )
 
 # shellcheck disable=SC2206
