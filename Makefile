@@ -29,7 +29,7 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_store.c mod_pyprof/pp_profile.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
                mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c \
-               mod_pyprof/pp_hash.c
+               mod_pyprof/pp_hash.c mod_pyprof/pp_sink.c
 SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
                mod_pyprof/pp_api.c

@@ -28,223 +28,6 @@ void pp_render_opts_init(pp_render_opts_t *opt)
     opt->max_us = -1;
 }
 
-/* ---- output primitives ---- */
-
-void pp_puts(pp_sink_t *o, const char *s)
-{
-    o->write(o->ctx, s, strlen(s));
-}
-
-void pp_printf(pp_sink_t *o, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        return;
-    }
-    if ((size_t)n >= sizeof(buf)) {
-        n = (int)sizeof(buf) - 1;
-    }
-    o->write(o->ctx, buf, (size_t)n);
-}
-
-size_t pp_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len, i;
-    uint32_t cp;
-
-    if (c < 0x80) {
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    }
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    }
-    else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    }
-    else {
-        return 0;
-    }
-    if (len > n) {
-        return 0;
-    }
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return len;
-}
-
-static const char REPLACEMENT[] = "\xef\xbf\xbd"; /* U+FFFD */
-
-/* What an escaper replaces the character at p (a valid UTF-8 sequence of
- * len bytes, or len 0 for an invalid byte) with; NULL keeps it. */
-typedef const char *escape_fn(const unsigned char *p, size_t len,
-                              char scratch[8]);
-
-/* Copy s to o, in runs, through an escaper.  Invalid bytes are passed to
- * the escaper one at a time, which must replace them. */
-static void put_escaped(pp_sink_t *o, const char *s, size_t n, escape_fn *fn)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, run = 0;
-    char scratch[8];
-
-    while (i < n) {
-        size_t len = pp_utf8_seq(p + i, n - i);
-        const char *rep = fn(p + i, len, scratch);
-
-        if (!rep && len == 0) {
-            rep = REPLACEMENT; /* an escaper that forgot invalid bytes */
-        }
-        if (rep) {
-            if (run) {
-                o->write(o->ctx, s + i - run, run);
-                run = 0;
-            }
-            pp_puts(o, rep);
-            i += len ? len : 1;
-        }
-        else {
-            run += len;
-            i += len;
-        }
-    }
-    if (run) {
-        o->write(o->ctx, s + n - run, run);
-    }
-}
-
-static const char *html_rep(const unsigned char *p, size_t len, char *scratch)
-{
-    (void)scratch;
-    if (len == 0) {
-        return REPLACEMENT;
-    }
-    switch (p[0]) {
-    case '<': return "&lt;";
-    case '>': return "&gt;";
-    case '&': return "&amp;";
-    case '"': return "&quot;";
-    case '\'': return "&#39;";
-    default:
-        /* C0 controls but tab and newline, DEL and the C1 controls
-         * (U+0080..U+009F) are parse errors in HTML */
-        if ((p[0] < 0x20 && p[0] != '\t' && p[0] != '\n') || p[0] == 0x7f ||
-            (len == 2 && p[0] == 0xc2 && p[1] < 0xa0)) {
-            return REPLACEMENT;
-        }
-        return NULL;
-    }
-}
-
-static const char *json_rep(const unsigned char *p, size_t len, char *scratch)
-{
-    if (len == 0) {
-        return "\\ufffd";
-    }
-    if (p[0] == '"') {
-        return "\\\"";
-    }
-    if (p[0] == '\\') {
-        return "\\\\";
-    }
-    /* controls, and <>& so the JSON is safe inside a <script> block */
-    if (p[0] < 0x20 || p[0] == 0x7f || p[0] == '<' || p[0] == '>' ||
-        p[0] == '&') {
-        snprintf(scratch, 8, "\\u%04x", p[0]);
-        return scratch;
-    }
-    return NULL;
-}
-
-static const char *folded_rep(const unsigned char *p, size_t len,
-                              char *scratch)
-{
-    (void)scratch;
-    if (len == 0) {
-        return REPLACEMENT;
-    }
-    if (p[0] == ';') {
-        return ":";
-    }
-    return p[0] < 0x20 || p[0] == 0x7f ? " " : NULL;
-}
-
-static const char *prom_rep(const unsigned char *p, size_t len, char *scratch)
-{
-    (void)scratch;
-    if (len == 0) {
-        return REPLACEMENT;
-    }
-    switch (p[0]) {
-    case '\\': return "\\\\";
-    case '"': return "\\\"";
-    case '\n': return "\\n";
-    default:
-        return p[0] < 0x20 || p[0] == 0x7f ? " " : NULL;
-    }
-}
-
-void pp_put_html(pp_sink_t *o, const char *s, size_t n)
-{
-    put_escaped(o, s, n, html_rep);
-}
-
-void pp_put_json_str(pp_sink_t *o, const char *s, size_t n)
-{
-    pp_puts(o, "\"");
-    put_escaped(o, s, n, json_rep);
-    pp_puts(o, "\"");
-}
-
-void pp_put_folded(pp_sink_t *o, const char *s, size_t n)
-{
-    put_escaped(o, s, n, folded_rep);
-}
-
-void pp_put_prom_label(pp_sink_t *o, const char *s, size_t n)
-{
-    put_escaped(o, s, n, prom_rep);
-}
-
-void pp_put_url_segment(pp_sink_t *o, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-            c == '~' || c == '@') {
-            o->write(o->ctx, (const char *)&c, 1);
-        }
-        else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            o->write(o->ctx, e, 3);
-        }
-    }
-}
-
 static void html(pp_sink_t *o, const char *s)
 {
     pp_put_html(o, s, strlen(s));
@@ -1096,27 +879,8 @@ static void req_link(pp_sink_t *o, const pp_render_opts_t *opt,
     pp_puts(o, "<a href=\"");
     html(o, opt->base);
     pp_puts(o, "/request/");
-    {
-        /* the id is percent-encoded, then HTML-escaped */
-        char buf[PP_ID_MAX * 3 + 1];
-        size_t n = 0, i;
-        static const char hex[] = "0123456789ABCDEF";
-        for (i = 0; i < PP_ID_MAX && id[i]; i++) {
-            unsigned char c = (unsigned char)id[i];
-            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                c == '.' || c == '~' || c == '@') {
-                buf[n++] = (char)c;
-            }
-            else {
-                buf[n++] = '%';
-                buf[n++] = hex[c >> 4];
-                buf[n++] = hex[c & 15];
-            }
-        }
-        buf[n] = '\0';
-        html(o, buf);
-    }
+    /* percent-encoded: needs no HTML escaping */
+    pp_put_url_segment(o, id, strnlen(id, PP_ID_MAX));
     pp_puts(o, "\">");
     html(o, text);
     pp_puts(o, "</a>");
@@ -1858,7 +1622,9 @@ static void profile_sections(pp_sink_t *o, const pp_store_t *st,
     pp_tree_free(&tree);
 }
 
-static void export_links(pp_sink_t *o, const char *query_prefix)
+/* Links to the exports of this page's stack set; a location page's keep
+ * its path (readable: ?path=/app) and window. */
+static void export_links(pp_sink_t *o, const char *path, int64_t since_us)
 {
     static const char *const fmts[][2] = {
         {"json", "JSON"},
@@ -1869,7 +1635,15 @@ static void export_links(pp_sink_t *o, const char *query_prefix)
 
     for (i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
         pp_printf(o, "%s<a href=\"?", i ? " &middot; " : "");
-        html(o, query_prefix);
+        if (path) {
+            pp_puts(o, "path=");
+            pp_put_url(o, path, strlen(path), PP_URL_KEEP_SLASH);
+            if (since_us > 0) {
+                pp_printf(o, "&amp;since=%llds",
+                          (long long)(since_us / 1000000));
+            }
+            pp_puts(o, "&amp;");
+        }
         pp_printf(o, "format=%s\">%s</a>", fmts[i][0], fmts[i][1]);
     }
 }
@@ -2119,7 +1893,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "</dd>");
     }
     pp_puts(o, "<dt>Export</dt><dd>");
-    export_links(o, "");
+    export_links(o, NULL, 0);
     pp_puts(o, "</dd></dl>");
     if (!inflight) {
         time_split(o, q);
@@ -2172,7 +1946,7 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
                              int location, const pp_render_opts_t *opt)
 {
     const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
-    char path[PP_PREFIX_MAX], root[PP_PREFIX_MAX], qp[PP_PREFIX_MAX * 3 + 64];
+    char path[PP_PREFIX_MAX], root[PP_PREFIX_MAX];
     loc_snap_t s;
     pp_profile_t p;
 
@@ -2206,36 +1980,7 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "</dd>");
     }
     pp_puts(o, "<dt>Export</dt><dd>");
-    {
-        /* the exports keep the page's path and window */
-        pp_sink_t *none = NULL;
-        size_t n = 0, i;
-        const char *pa = path;
-        (void)none;
-        n += (size_t)snprintf(qp + n, sizeof(qp) - n, "path=");
-        for (i = 0; pa[i] && n + 4 < sizeof(qp); i++) {
-            unsigned char c = (unsigned char)pa[i];
-            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                (c >= '0' && c <= '9') || c == '/' || c == '-' || c == '_' ||
-                c == '.') {
-                qp[n++] = (char)c;
-            }
-            else {
-                n += (size_t)snprintf(qp + n, sizeof(qp) - n, "%%%02X", c);
-            }
-        }
-        qp[n] = '\0';
-        if (opt->since_us > 0 && n + 32 < sizeof(qp)) {
-            snprintf(qp + n, sizeof(qp) - n, "&since=%llds",
-                     (long long)(opt->since_us / 1000000));
-        }
-        n = strlen(qp);
-        if (n + 2 < sizeof(qp)) {
-            qp[n] = '&';
-            qp[n + 1] = '\0';
-        }
-    }
-    export_links(o, qp);
+    export_links(o, path, opt->since_us);
     pp_puts(o, " &middot; pull for a fleet: <span class=mono>");
     html(o, opt->base);
     pp_puts(o, "/pprof?path=");
