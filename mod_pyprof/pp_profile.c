@@ -329,6 +329,57 @@ void pp_profile_sort(pp_profile_t *p)
     }
 }
 
+int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st,
+                           int location, int64_t now_us, int64_t since_us,
+                           int side)
+{
+    uint32_t n;
+    const pp_agg_entry_t *tab;
+
+    if (side == PP_SIDE_SLOW || side == PP_SIDE_REST) {
+        pp_profile_t slow;
+        size_t i;
+
+        pp_profile_init(&slow);
+        tab = pp_store_agg_slow(st, &n);
+        if (pp_profile_add_table(&slow, tab, n, location)) {
+            pp_profile_free(&slow);
+            return -1;
+        }
+        if (side == PP_SIDE_SLOW) {
+            *p = slow;
+            pp_profile_sort(p);
+            return 0;
+        }
+        tab = pp_store_agg(st, &n);
+        if (pp_profile_add_table(p, tab, n, location)) {
+            pp_profile_free(&slow);
+            return -1;
+        }
+        /* rest = all - slow, stack by stack */
+        for (i = 0; i < slow.n; i++) {
+            pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
+                                slow.v[i].weight_us, slow.v[i].cpu_us);
+        }
+        pp_profile_free(&slow);
+        pp_profile_sort(p);
+        return 0;
+    }
+    if (since_us > 0) {
+        if (pp_profile_add_window(p, st, location, now_us, since_us)) {
+            return -1;
+        }
+    }
+    else {
+        tab = pp_store_agg(st, &n);
+        if (pp_profile_add_table(p, tab, n, location)) {
+            return -1;
+        }
+    }
+    pp_profile_sort(p);
+    return 0;
+}
+
 uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node, uint32_t *out,
                            uint32_t cap)
 {

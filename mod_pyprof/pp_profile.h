@@ -52,6 +52,17 @@ void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
 /* Sort stacks by count, biggest first. */
 void pp_profile_sort(pp_profile_t *p);
 
+/* Which requests of a location: all, the slowest (the store's slow table), or
+ * the rest (all minus the slowest, stack by stack). */
+enum { PP_SIDE_ALL = 0, PP_SIDE_SLOW = 1, PP_SIDE_REST = 2 };
+
+/* The stack set of a location (store row): since the start, over the
+ * last since_us (per-minute tables), or one side of the slow/rest split;
+ * sorted.  -1 on ENOMEM (p holds what was added: free it all the same). */
+int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st,
+                           int location, int64_t now_us, int64_t since_us,
+                           int side);
+
 /* Frames of a node, root first; returns the depth (bounded walk). */
 uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node,
                            uint32_t *out, uint32_t cap);

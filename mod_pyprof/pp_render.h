@@ -14,10 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pp_profile.h"
 #include "pp_sink.h"
 #include "pp_store.h"
 
-enum { PP_SIDE_ALL = 0, PP_SIDE_SLOW = 1, PP_SIDE_REST = 2 };
 enum { PP_SORT_DURATION = 0, PP_SORT_TIME = 1, PP_SORT_URI = 2 };
 
 typedef struct pp_render_opts {
@@ -41,8 +41,6 @@ typedef struct pp_render_opts {
 /* Defaults: no filter, sorted by duration, no window. */
 void pp_render_opts_init(pp_render_opts_t *opt);
 
-struct pp_profile;
-
 void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt);
 void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
@@ -57,8 +55,8 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                             const pp_record_t *rec, int inflight,
                             const pp_render_opts_t *opt);
 
-/* The stack set of a location: since the start, over the last since_us
- * (per-minute tables), or one side of the slow/rest split. */
+/* The stack set of a location: pp_profile_of_location (PP_SIDE_* are in
+ * pp_profile.h), under the name the handler knows. */
 int pp_render_location_profile(struct pp_profile *p, const pp_store_t *st,
                                int location, int64_t now_us,
                                int64_t since_us, int side);
