@@ -11,6 +11,44 @@
 static const char *const CLASS_NAMES[PP_STATUS_CLASSES] = {
     "1xx", "2xx", "3xx", "4xx", "5xx", "other"};
 
+/* The store's counters, a family at a time: the rows of one metric are
+ * written together under one HELP and TYPE, wherever they sit in the
+ * table. */
+static void store_counters(pp_sink_t *o, const pp_store_t *st)
+{
+    size_t i, j, k;
+
+    for (i = 0; i < pp_store_ncounters; i++) {
+        const char *metric = pp_store_counters[i].metric;
+
+        if (!metric) {
+            continue;
+        }
+        for (k = 0; k < i; k++) { /* written with an earlier row */
+            const char *prev = pp_store_counters[k].metric;
+            if (prev && strcmp(prev, metric) == 0) {
+                break;
+            }
+        }
+        if (k < i) {
+            continue;
+        }
+        pp_printf(o, "# HELP %s %s\n# TYPE %s counter\n", metric,
+                  pp_store_counters[i].help, metric);
+        for (j = i; j < pp_store_ncounters; j++) {
+            const pp_counter_t *c = &pp_store_counters[j];
+            if (!c->metric || strcmp(c->metric, metric) != 0) {
+                continue;
+            }
+            pp_puts(o, metric);
+            if (c->label) {
+                pp_printf(o, "{%s}", c->label);
+            }
+            pp_printf(o, " %llu\n", (unsigned long long)pp_counter_read(st, c));
+        }
+    }
+}
+
 void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
                        const pp_render_opts_t *opt)
 {
@@ -93,49 +131,17 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
               "# HELP pyprof_sampler_gil_wait_seconds_total Time the "
               "samplers waited for the GIL.\n"
               "# TYPE pyprof_sampler_gil_wait_seconds_total counter\n"
-              "pyprof_sampler_gil_wait_seconds_total %.6f\n"
-              "# HELP pyprof_traces_kept_total Slow-request traces kept.\n"
-              "# TYPE pyprof_traces_kept_total counter\n"
-              "pyprof_traces_kept_total %llu\n"
-              "# HELP pyprof_traces_evicted_total Kept traces overwritten by "
-              "newer ones.\n"
-              "# TYPE pyprof_traces_evicted_total counter\n"
-              "pyprof_traces_evicted_total %llu\n",
+              "pyprof_sampler_gil_wait_seconds_total %.6f\n",
               (unsigned long long)atomic_load(&st->c.samples),
               atomic_load(&st->c.sampler_cpu_ns) / 1e9,
-              atomic_load(&st->c.gil_wait_ns) / 1e9,
-              (unsigned long long)atomic_load(&st->c.traces_kept),
-              (unsigned long long)atomic_load(&st->c.traces_evicted));
+              atomic_load(&st->c.gil_wait_ns) / 1e9);
+    store_counters(o, st);
     pp_printf(o,
-              "# HELP pyprof_dropped_total Data the store had no room for, "
-              "by reason.\n"
-              "# TYPE pyprof_dropped_total counter\n"
-              "pyprof_dropped_total{reason=\"trace_busy\"} %llu\n"
-              "pyprof_dropped_total{reason=\"slots_full\"} %llu\n"
-              "pyprof_dropped_total{reason=\"frames_full\"} %llu\n"
-              "pyprof_dropped_total{reason=\"nodes_full\"} %llu\n"
-              "pyprof_dropped_total{reason=\"aggregate_full\"} %llu\n"
-              "pyprof_dropped_total{reason=\"stacks_overflow\"} %llu\n"
-              "pyprof_dropped_total{reason=\"lost\"} %llu\n"
-              "pyprof_dropped_total{reason=\"writer_busy\"} %llu\n"
-              "# HELP pyprof_slots_reaped_total Request slots freed because "
-              "the process holding them died (part of reason=\"lost\").\n"
-              "# TYPE pyprof_slots_reaped_total counter\n"
-              "pyprof_slots_reaped_total %llu\n"
               "# HELP pyprof_store_bytes Shared store size and frame text "
               "in use.\n"
               "# TYPE pyprof_store_bytes gauge\n"
               "pyprof_store_bytes{kind=\"size\"} %llu\n"
               "pyprof_store_bytes{kind=\"frame_text_used\"} %llu\n",
-              (unsigned long long)atomic_load(&st->c.traces_torn),
-              (unsigned long long)atomic_load(&st->c.slots_full),
-              (unsigned long long)atomic_load(&st->c.frames_full),
-              (unsigned long long)atomic_load(&st->c.nodes_full),
-              (unsigned long long)atomic_load(&st->c.agg_full),
-              (unsigned long long)atomic_load(&st->c.stacks_overflow),
-              (unsigned long long)atomic_load(&st->c.slots_lost),
-              (unsigned long long)atomic_load(&st->c.writes_dropped),
-              (unsigned long long)atomic_load(&st->c.slots_reaped),
               (unsigned long long)st->total_size,
               (unsigned long long)pp_store_arena_used(st));
     (void)opt;

@@ -7,6 +7,7 @@
  * pp_render_json.c     the JSON overview, request and location
  * pp_render_overview.c the HTML overview, one function per section
  * pp_render_request.c  the request and location pages, folded exports
+ * pp_render_counters.c the store's counters as one table
  * pp_metrics.c         Prometheus text exposition
  * pp_page_css.c        the pages' stylesheet
  */
@@ -64,6 +65,28 @@ void pp_collect_traces(const pp_store_t *st, pp_req_list_t *l,
 void pp_collect_inflight(const pp_store_t *st, pp_req_list_t *l);
 /* Slot k's request, if one is running. */
 int pp_read_inflight(const pp_store_t *st, uint32_t k, pp_req_t *q);
+
+/* ---- the store's counters (pp_render_counters.c) ---- */
+
+/* Counted in the HTML overview's "dropped (store full)" card. */
+#define PP_CTR_DROPPED 1u
+
+typedef struct pp_counter {
+    const char *json;   /* key in the JSON overview's "store" object */
+    const char *metric; /* Prometheus counter, NULL: not exported */
+    const char *label;  /* its label (reason="..."), or NULL */
+    const char *help;   /* the metric's # HELP text */
+    const char *card;   /* the HTML overview's card for it, or NULL */
+    size_t offset;      /* where to read it: offsetof(pp_counters_t, ...) */
+    unsigned flags;     /* PP_CTR_* */
+} pp_counter_t;
+
+extern const pp_counter_t pp_store_counters[];
+extern const size_t pp_store_ncounters;
+
+uint64_t pp_counter_read(const pp_store_t *st, const pp_counter_t *c);
+/* The sum of the PP_CTR_DROPPED rows. */
+uint64_t pp_counters_dropped(const pp_store_t *st);
 
 /* ---- HTML page frame ---- */
 

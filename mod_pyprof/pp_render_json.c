@@ -113,7 +113,7 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
 {
     pp_req_list_t traces, live;
     int i, first = 1;
-    size_t k;
+    size_t k, c;
     double uptime_s = (double)(opt->now_us - st->created_us) / 1e6;
 
     pp_puts(o, "{\"locations\":[");
@@ -202,35 +202,20 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
         (unsigned long long)atomic_load(&st->c.torn),
         (unsigned long long)atomic_load(&st->c.nogil_processes),
         (unsigned long long)atomic_load(&st->c.gil_processes));
-    pp_printf(
-        o,
-        "\"store\":{\"memory\":%llu,\"arena_used\":%llu,\"arena_size\":%llu,"
-        "\"slots\":%u,\"keep\":%u,\"frames_capacity\":%u,"
-        "\"nodes_capacity\":%u,\"traces_kept\":%llu,\"traces_evicted\":%llu,"
-        "\"traces_dropped\":%llu,\"slots_full\":%llu,\"slots_lost\":%llu,"
-        "\"slots_reaped\":%llu,\"writes_dropped\":%llu,"
-        "\"frames_full\":%llu,\"nodes_full\":%llu,\"aggregate_full\":%llu,"
-        "\"stacks_overflow\":%llu,\"renewals\":%llu,"
-        "\"locations_reclaimed\":%llu,\"renewed_us\":%llu,"
-        "\"uptime_s\":%.3f}}\n",
-        (unsigned long long)st->total_size,
-        (unsigned long long)pp_store_arena_used(st),
-        (unsigned long long)st->arena_size, st->nslots, st->keep,
-        st->nframes, st->nnodes,
-        (unsigned long long)atomic_load(&st->c.traces_kept),
-        (unsigned long long)atomic_load(&st->c.traces_evicted),
-        (unsigned long long)atomic_load(&st->c.traces_torn),
-        (unsigned long long)atomic_load(&st->c.slots_full),
-        (unsigned long long)atomic_load(&st->c.slots_lost),
-        (unsigned long long)atomic_load(&st->c.slots_reaped),
-        (unsigned long long)atomic_load(&st->c.writes_dropped),
-        (unsigned long long)atomic_load(&st->c.frames_full),
-        (unsigned long long)atomic_load(&st->c.nodes_full),
-        (unsigned long long)atomic_load(&st->c.agg_full),
-        (unsigned long long)atomic_load(&st->c.stacks_overflow),
-        (unsigned long long)atomic_load(&st->c.renewals),
-        (unsigned long long)atomic_load(&st->c.locations_reclaimed),
-        (unsigned long long)atomic_load(&st->c.renewed_us), uptime_s);
+    pp_printf(o,
+              "\"store\":{\"memory\":%llu,\"arena_used\":%llu,"
+              "\"arena_size\":%llu,\"slots\":%u,\"keep\":%u,"
+              "\"frames_capacity\":%u,\"nodes_capacity\":%u",
+              (unsigned long long)st->total_size,
+              (unsigned long long)pp_store_arena_used(st),
+              (unsigned long long)st->arena_size, st->nslots, st->keep,
+              st->nframes, st->nnodes);
+    for (c = 0; c < pp_store_ncounters; c++) {
+        const pp_counter_t *ctr = &pp_store_counters[c];
+        pp_printf(o, ",\"%s\":%llu", ctr->json,
+                  (unsigned long long)pp_counter_read(st, ctr));
+    }
+    pp_printf(o, ",\"uptime_s\":%.3f}}\n", uptime_s);
 }
 
 /* ---- stacks of one record or location ---- */

@@ -592,6 +592,8 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
     char b1[64], b2[64];
     double uptime_s = (double)(opt->now_us - st->created_us) / 1e6;
     uint64_t samples = atomic_load(&st->c.samples);
+    size_t i;
+    int dropped_shown = 0;
 
     pp_printf(o, "<h2>Sampler cost <span class=muted>(%s)</span></h2>"
                  "<div class=cards>",
@@ -621,23 +623,19 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o, "<div class=card><b>%s / %s MiB</b><span>frame text used / "
                  "store size</span></div>",
               b1, b2);
-    pp_printf(o, "<div class=card><b>%llu</b><span>traces evicted (oldest "
-                 "first)</span></div>",
-              (unsigned long long)atomic_load(&st->c.traces_evicted));
-    {
-        unsigned long long drops =
-            atomic_load(&st->c.traces_torn) + atomic_load(&st->c.slots_full) +
-            atomic_load(&st->c.frames_full) + atomic_load(&st->c.nodes_full) +
-            atomic_load(&st->c.agg_full) +
-            atomic_load(&st->c.stacks_overflow) +
-            atomic_load(&st->c.writes_dropped);
-        pp_printf(o, "<div class=card><b>%llu</b><span>dropped (store full, "
-                     "see JSON)</span></div>",
-                  drops);
+    for (i = 0; i < pp_store_ncounters; i++) {
+        const pp_counter_t *c = &pp_store_counters[i];
+        if ((c->flags & PP_CTR_DROPPED) && !dropped_shown) {
+            pp_printf(o, "<div class=card><b>%llu</b><span>dropped (store "
+                         "full, see JSON)</span></div>",
+                      (unsigned long long)pp_counters_dropped(st));
+            dropped_shown = 1;
+        }
+        else if (c->card) {
+            pp_printf(o, "<div class=card><b>%llu</b><span>%s</span></div>",
+                      (unsigned long long)pp_counter_read(st, c), c->card);
+        }
     }
-    pp_printf(o, "<div class=card><b>%llu</b><span>lost (process died or "
-                 "connection dropped)</span></div>",
-              (unsigned long long)atomic_load(&st->c.slots_lost));
     pp_printf(o, "<div class=card><b>%llu</b><span>samples dropped as torn"
                  "</span></div>",
               (unsigned long long)atomic_load(&st->c.torn));
