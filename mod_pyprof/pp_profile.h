@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "pp_store.h"
+#include "pp_u64map.h"
 
 typedef struct pp_prof_stack {
     uint32_t node; /* leaf node id in the store */
@@ -29,9 +30,7 @@ typedef struct pp_profile {
     uint64_t weight_us; /* sum of weights */
     uint64_t cpu_us;
     /* node -> index + 1, to merge stacks from several sources */
-    uint64_t *mkeys;
-    uint32_t *mvals;
-    uint32_t mcap;
+    pp_u64map_t index;
 } pp_profile_t;
 
 void pp_profile_init(pp_profile_t *p);
@@ -69,6 +68,9 @@ uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node,
 /* A frame's names, or "[unknown]" if the id does not resolve. */
 void pp_profile_frame(const pp_store_t *st, uint32_t frame,
                       pp_frame_view_t *fv);
+/* A function's identity whatever its line: its name and file, hashed
+ * (FNV-1a), the same in every tree. */
+uint64_t pp_profile_function_id(const pp_frame_view_t *fv);
 
 /* ---- call tree, merged per function ---- */
 
