@@ -252,9 +252,13 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
                             const pp_render_opts_t *opt)
 {
     pp_profile_t p;
+    int failed;
 
     pp_profile_init(&p);
-    pp_profile_add_record(&p, rec);
+    failed = pp_profile_add_record(&p, rec) != 0;
+    if (failed) { /* out of memory: no stacks rather than some */
+        pp_profile_free(&p);
+    }
     pp_profile_sort(&p);
     pp_puts(o, "{");
     json_req_fields(o, st, &rec->req);
@@ -267,6 +271,9 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
     json_segments(o, rec);
     pp_puts(o, ",");
     json_stacks(o, st, &p);
+    if (failed) {
+        pp_puts(o, ",\"error\":\"out of memory reading the stacks\"");
+    }
     pp_puts(o, "}\n");
     pp_profile_free(&p);
 }

@@ -17,9 +17,12 @@ void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
     pp_profile_t p;
 
     pp_profile_init(&p);
-    pp_profile_add_record(&p, rec);
-    pp_profile_sort(&p);
-    pp_export_folded(o, st, &p);
+    /* out of memory: no stacks rather than some (the format has no room
+     * to say they are not all there) */
+    if (pp_profile_add_record(&p, rec) == 0) {
+        pp_profile_sort(&p);
+        pp_export_folded(o, st, &p);
+    }
     pp_profile_free(&p);
 }
 
@@ -30,7 +33,10 @@ size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
     size_t n;
 
     pp_profile_init(&p);
-    pp_render_location_profile(&p, st, location, 0, 0, PP_SIDE_ALL);
+    if (pp_profile_of_location(&p, st, location, 0, 0, PP_SIDE_ALL) != 0) {
+        pp_profile_free(&p); /* out of memory: nothing rather than some */
+        return 0;
+    }
     pp_export_folded(o, st, &p);
     n = p.n;
     pp_profile_free(&p);
@@ -358,9 +364,14 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     }
     else {
         pp_profile_init(&p);
-        pp_profile_add_record(&p, rec);
-        pp_profile_sort(&p);
-        profile_sections(o, st, &p, 1, root);
+        if (pp_profile_add_record(&p, rec) != 0) {
+            pp_puts(o, "<p class=empty>Out of memory reading the stacks."
+                       "</p>");
+        }
+        else {
+            pp_profile_sort(&p);
+            profile_sections(o, st, &p, 1, root);
+        }
         pp_profile_free(&p);
     }
     pp_page_end(o);
@@ -447,11 +458,12 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
         int ok;
 
         pp_profile_init(&rest);
-        pp_render_location_profile(&p, st, location, opt->now_us, 0,
-                                   PP_SIDE_SLOW);
-        pp_render_location_profile(&rest, st, location, opt->now_us, 0,
-                                   PP_SIDE_REST);
-        ok = pp_tree_build(&ts, st, &p) == 0;
+        ok = pp_profile_of_location(&p, st, location, opt->now_us, 0,
+                                    PP_SIDE_SLOW) == 0;
+        ok = pp_profile_of_location(&rest, st, location, opt->now_us, 0,
+                                    PP_SIDE_REST) == 0 && ok;
+        /* both trees built whatever happened, so both can be freed */
+        ok = pp_tree_build(&ts, st, &p) == 0 && ok;
         ok = pp_tree_build(&tr, st, &rest) == 0 && ok;
         pp_profile_free(&rest); /* its tree has what the views need */
         pp_puts(o, "<h2>What grows in the slowest requests</h2>");
@@ -471,9 +483,12 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
         pp_tree_free(&tr);
     }
     else {
-        pp_render_location_profile(&p, st, location, opt->now_us,
-                                   opt->since_us, opt->side);
-        if (!p.samples) {
+        if (pp_profile_of_location(&p, st, location, opt->now_us,
+                                   opt->since_us, opt->side) != 0) {
+            pp_puts(o, "<p class=empty>Out of memory reading the samples."
+                       "</p>");
+        }
+        else if (!p.samples) {
             pp_puts(o, "<p class=empty>No samples in this window.</p>");
         }
         else {
