@@ -35,34 +35,36 @@ static uint32_t hash64(uint64_t key)
 /* Double the table; on failure the map stays as it was. */
 static int u64map_grow(pp_u64map_t *m)
 {
-    pp_u64map_t n;
-    uint32_t i;
+    uint64_t *keys, *old_keys = m->keys;
+    uint32_t *vals, *old_vals = m->vals;
+    uint32_t i, cap, old_cap = m->cap;
 
-    if (m->cap >= (1u << 30)) {
+    if (old_cap >= (1u << 30)) {
         return -1;
     }
-    n.cap = m->cap * 2;
-    n.used = m->used;
-    n.keys = calloc(n.cap, sizeof(uint64_t));
-    n.vals = calloc(n.cap, sizeof(uint32_t));
-    if (!n.keys || !n.vals) {
-        free(n.keys);
-        free(n.vals);
+    cap = old_cap * 2;
+    keys = calloc(cap, sizeof(uint64_t));
+    vals = calloc(cap, sizeof(uint32_t));
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
         return -1;
     }
-    for (i = 0; i < m->cap; i++) {
-        if (m->keys[i]) {
-            uint32_t h = hash64(m->keys[i] - 1);
-            while (n.keys[h & (n.cap - 1)]) {
+    for (i = 0; i < old_cap; i++) {
+        if (old_keys[i]) {
+            uint32_t h = hash64(old_keys[i] - 1);
+            while (keys[h & (cap - 1)]) {
                 h++;
             }
-            n.keys[h & (n.cap - 1)] = m->keys[i];
-            n.vals[h & (n.cap - 1)] = m->vals[i];
+            keys[h & (cap - 1)] = old_keys[i];
+            vals[h & (cap - 1)] = old_vals[i];
         }
     }
-    free(m->keys);
-    free(m->vals);
-    *m = n;
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = cap;
+    free(old_keys);
+    free(old_vals);
     return 0;
 }
 
