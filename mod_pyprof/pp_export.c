@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "pp_export.h"
+#include "pp_hash.h"
 
 /* ---- folded ---- */
 
@@ -52,87 +53,46 @@ void pp_export_folded(pp_sink_t *o, const pp_store_t *st,
 /* ---- frame indexing shared by speedscope and pprof ---- */
 
 typedef struct frame_index {
-    uint64_t *ids;  /* keys (store frame ids), in first-seen order */
+    uint64_t *ids;    /* keys (store frame ids), in first-seen order */
     uint32_t n, cap;
-    uint64_t *keys; /* open addressing: frame id + 1 */
-    uint32_t *vals; /* index + 1 */
-    uint32_t mcap;
+    pp_u64map_t map;  /* key -> index + 1 */
 } frame_index_t;
 
 static int fi_init(frame_index_t *fi)
 {
     memset(fi, 0, sizeof(*fi));
-    fi->mcap = 4096;
-    fi->keys = calloc(fi->mcap, sizeof(uint64_t));
-    fi->vals = calloc(fi->mcap, sizeof(uint32_t));
-    return fi->keys && fi->vals ? 0 : -1;
+    return pp_u64map_init(&fi->map, 2048);
 }
 
 static void fi_free(frame_index_t *fi)
 {
     free(fi->ids);
-    free(fi->keys);
-    free(fi->vals);
-}
-
-static int fi_rehash(frame_index_t *fi)
-{
-    uint32_t ncap = fi->mcap * 2, i;
-    uint64_t *keys = calloc(ncap, sizeof(uint64_t));
-    uint32_t *vals = calloc(ncap, sizeof(uint32_t));
-
-    if (!keys || !vals) {
-        free(keys);
-        free(vals);
-        return -1;
-    }
-    for (i = 0; i < fi->n; i++) {
-        uint32_t h = (uint32_t)((fi->ids[i] * 0x9e3779b97f4a7c15ULL) >> 32);
-        while (keys[h & (ncap - 1)]) {
-            h++;
-        }
-        keys[h & (ncap - 1)] = fi->ids[i] + 1;
-        vals[h & (ncap - 1)] = i + 1;
-    }
-    free(fi->keys);
-    free(fi->vals);
-    fi->keys = keys;
-    fi->vals = vals;
-    fi->mcap = ncap;
-    return 0;
+    pp_u64map_free(&fi->map);
 }
 
 /* Index (0-based) of a key (a frame id, or any value < UINT64_MAX), added
  * if new; -1 on ENOMEM. */
 static int64_t fi_get(frame_index_t *fi, uint64_t frame)
 {
-    uint32_t h;
+    uint32_t *slot;
 
-    if (fi->n * 2 >= fi->mcap && fi_rehash(fi)) {
+    if (fi->n >= fi->cap) { /* room first: a new key's index is n */
+        uint32_t ncap = fi->cap ? fi->cap * 2 : 256;
+        uint64_t *ids = realloc(fi->ids, ncap * sizeof(uint64_t));
+        if (!ids) {
+            return -1;
+        }
+        fi->ids = ids;
+        fi->cap = ncap;
+    }
+    slot = pp_u64map_get(&fi->map, frame, fi->n + 1);
+    if (!slot) {
         return -1;
     }
-    h = (uint32_t)((frame * 0x9e3779b97f4a7c15ULL) >> 32);
-    for (;; h++) {
-        uint32_t at = h & (fi->mcap - 1);
-        if (fi->keys[at] == frame + 1) {
-            return fi->vals[at] - 1;
-        }
-        if (fi->keys[at] == 0) {
-            if (fi->n >= fi->cap) {
-                uint32_t ncap = fi->cap ? fi->cap * 2 : 256;
-                uint64_t *ids = realloc(fi->ids, ncap * sizeof(uint64_t));
-                if (!ids) {
-                    return -1;
-                }
-                fi->ids = ids;
-                fi->cap = ncap;
-            }
-            fi->ids[fi->n] = frame;
-            fi->keys[at] = frame + 1;
-            fi->vals[at] = ++fi->n;
-            return fi->n - 1;
-        }
+    if (*slot == fi->n + 1) { /* new */
+        fi->ids[fi->n++] = frame;
     }
+    return *slot - 1;
 }
 
 /* ---- speedscope ---- */
@@ -318,15 +278,6 @@ typedef struct strtab {
     uint32_t mcap;
 } strtab_t;
 
-static uint32_t str_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    while (*s) {
-        h = (h ^ (unsigned char)*s++) * 16777619u;
-    }
-    return h;
-}
-
 static int64_t strtab_get(strtab_t *t, const char *s)
 {
     uint32_t h;
@@ -338,7 +289,7 @@ static int64_t strtab_get(strtab_t *t, const char *s)
             return -1;
         }
         for (k = 0; k < t->n; k++) {
-            h = str_hash(t->v[k]);
+            h = pp_fnv1a32_str(PP_FNV32_BASIS, t->v[k]);
             while (slots[h & (ncap - 1)]) {
                 h++;
             }
@@ -348,7 +299,7 @@ static int64_t strtab_get(strtab_t *t, const char *s)
         t->slots = slots;
         t->mcap = ncap;
     }
-    h = str_hash(s);
+    h = pp_fnv1a32_str(PP_FNV32_BASIS, s);
     for (;; h++) {
         uint32_t at = h & (t->mcap - 1), v = t->slots[at];
         if (v == 0) {

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "pp_profile.h"
-#include "pp_render.h"
+#include "pp_sink.h"
 
 /* One line per stack, root first: "f (file:line);g (file:line) COUNT". */
 void pp_export_folded(pp_sink_t *o, const pp_store_t *st,

@@ -175,3 +175,41 @@ void pp_hash_hex(const unsigned char *in, size_t n, char *out)
     }
     out[2 * n] = '\0';
 }
+
+/* ---- FNV-1a ---- */
+
+uint32_t pp_fnv1a32(uint32_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+
+    while (n--) {
+        h = (h ^ *s++) * 16777619u;
+    }
+    return h;
+}
+
+uint32_t pp_fnv1a32_str(uint32_t h, const char *s)
+{
+    while (*s) {
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    }
+    return h;
+}
+
+uint64_t pp_fnv1a64(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+
+    while (n--) {
+        h = (h ^ *s++) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+uint64_t pp_fnv1a64_str(uint64_t h, const char *s)
+{
+    while (*s) {
+        h = (h ^ (unsigned char)*s++) * 0x100000001b3ULL;
+    }
+    return h;
+}

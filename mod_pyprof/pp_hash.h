@@ -1,5 +1,6 @@
 /* pp_hash.h: SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104), for the
- * capture form's nonce and the trigger secret.
+ * capture form's nonce and the trigger secret; and FNV-1a, the one
+ * non-cryptographic string hash of the hash tables.
  *
  * APR-util offers SHA-1 only and the module links no crypto library, so
  * the core carries its own: one small, allocation-free implementation,
@@ -36,5 +37,15 @@ int pp_hash_equal(const void *a, const void *b, size_t n);
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
 void pp_hash_hex(const unsigned char *in, size_t n, char *out);
+
+/* FNV-1a (32 and 64 bit) of n bytes, or of a NUL-terminated string,
+ * continuing from h: start from the basis, chain to hash several parts.
+ * For hash tables only, never for anything a client could exploit. */
+#define PP_FNV32_BASIS 2166136261u
+#define PP_FNV64_BASIS 0xcbf29ce484222325ULL
+uint32_t pp_fnv1a32(uint32_t h, const void *p, size_t n);
+uint32_t pp_fnv1a32_str(uint32_t h, const char *s);
+uint64_t pp_fnv1a64(uint64_t h, const void *p, size_t n);
+uint64_t pp_fnv1a64_str(uint64_t h, const char *s);
 
 #endif

@@ -8,120 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pp_hash.h"
 #include "pp_profile.h"
-
-/* ---- a small open-addressing map u64 -> u32 ---- */
-
-typedef struct u64map {
-    uint64_t *keys; /* key + 1; 0 = empty */
-    uint32_t *vals;
-    uint32_t cap;   /* power of two */
-    uint32_t used;
-} u64map_t;
-
-static int map_init(u64map_t *m, uint32_t want)
-{
-    m->cap = 16;
-    m->used = 0;
-    while (m->cap < want * 2 && m->cap < (1u << 30)) {
-        m->cap *= 2;
-    }
-    m->keys = calloc(m->cap, sizeof(uint64_t));
-    m->vals = calloc(m->cap, sizeof(uint32_t));
-    return m->keys && m->vals ? 0 : -1;
-}
-
-static void map_free(u64map_t *m)
-{
-    free(m->keys);
-    free(m->vals);
-    m->keys = NULL;
-    m->vals = NULL;
-}
-
-static uint32_t hash64(uint64_t key)
-{
-    return (uint32_t)((key * 0x9e3779b97f4a7c15ULL) >> 32);
-}
-
-/* Double the table; on failure the map stays as it was. */
-static int map_grow(u64map_t *m)
-{
-    u64map_t n;
-    uint32_t i;
-
-    if (m->cap >= (1u << 30)) {
-        return -1;
-    }
-    n.cap = m->cap * 2;
-    n.used = m->used;
-    n.keys = calloc(n.cap, sizeof(uint64_t));
-    n.vals = calloc(n.cap, sizeof(uint32_t));
-    if (!n.keys || !n.vals) {
-        free(n.keys);
-        free(n.vals);
-        return -1;
-    }
-    for (i = 0; i < m->cap; i++) {
-        if (m->keys[i]) {
-            uint32_t h = hash64(m->keys[i] - 1);
-            while (n.keys[h & (n.cap - 1)]) {
-                h++;
-            }
-            n.keys[h & (n.cap - 1)] = m->keys[i];
-            n.vals[h & (n.cap - 1)] = m->vals[i];
-        }
-    }
-    free(m->keys);
-    free(m->vals);
-    *m = n;
-    return 0;
-}
-
-/* Value slot for key, inserting `val` if absent (growing the table at
- * 70% full); NULL only when memory runs out. */
-static uint32_t *map_get(u64map_t *m, uint64_t key, uint32_t val)
-{
-    uint32_t h, i;
-
-    if ((uint64_t)m->used * 10 >= (uint64_t)m->cap * 7 && map_grow(m)) {
-        /* cannot grow: look up only, while there is an empty slot */
-        if (m->used + 1 >= m->cap) {
-            return NULL;
-        }
-    }
-    h = hash64(key);
-    for (i = 0; i < m->cap; i++) {
-        uint32_t at = (h + i) & (m->cap - 1);
-        if (m->keys[at] == key + 1) {
-            return &m->vals[at];
-        }
-        if (m->keys[at] == 0) {
-            m->keys[at] = key + 1;
-            m->vals[at] = val;
-            m->used++;
-            return &m->vals[at];
-        }
-    }
-    return NULL;
-}
-
-/* Look up without inserting. */
-static uint32_t *map_find(const u64map_t *m, uint64_t key)
-{
-    uint32_t h = hash64(key), i;
-
-    for (i = 0; i < m->cap; i++) {
-        uint32_t at = (h + i) & (m->cap - 1);
-        if (m->keys[at] == key + 1) {
-            return &m->vals[at];
-        }
-        if (m->keys[at] == 0) {
-            return NULL;
-        }
-    }
-    return NULL;
-}
 
 /* ---- profiles ---- */
 
@@ -133,8 +21,7 @@ void pp_profile_init(pp_profile_t *p)
 void pp_profile_free(pp_profile_t *p)
 {
     free(p->v);
-    free(p->mkeys);
-    free(p->mvals);
+    pp_u64map_free(&p->index);
     memset(p, 0, sizeof(*p));
 }
 
@@ -142,7 +29,7 @@ static int profile_grow(pp_profile_t *p)
 {
     size_t cap = p->cap ? p->cap * 2 : 256;
     pp_prof_stack_t *v = realloc(p->v, cap * sizeof(*v));
-    u64map_t m;
+    pp_u64map_t m;
     size_t i;
 
     if (!v) {
@@ -150,25 +37,21 @@ static int profile_grow(pp_profile_t *p)
     }
     p->v = v;
     p->cap = cap;
-    if (map_init(&m, (uint32_t)cap)) {
-        map_free(&m);
+    if (pp_u64map_init(&m, (uint32_t)cap)) {
+        pp_u64map_free(&m);
         return -1;
     }
     for (i = 0; i < p->n; i++) {
-        map_get(&m, p->v[i].node, (uint32_t)i + 1);
+        pp_u64map_get(&m, p->v[i].node, (uint32_t)i + 1);
     }
-    free(p->mkeys);
-    free(p->mvals);
-    p->mkeys = m.keys;
-    p->mvals = m.vals;
-    p->mcap = m.cap;
+    pp_u64map_free(&p->index);
+    p->index = m;
     return 0;
 }
 
 int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
                    uint64_t weight_us, uint64_t cpu_us)
 {
-    u64map_t m;
     uint32_t *slot;
 
     if (!node || !count) {
@@ -177,14 +60,7 @@ int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
     if (p->n + 1 >= p->cap && profile_grow(p)) {
         return -1;
     }
-    m.keys = p->mkeys;
-    m.vals = p->mvals;
-    m.cap = p->mcap;
-    m.used = (uint32_t)p->n;
-    slot = map_get(&m, node, (uint32_t)p->n + 1);
-    p->mkeys = m.keys; /* map_get may have grown the table */
-    p->mvals = m.vals;
-    p->mcap = m.cap;
+    slot = pp_u64map_get(&p->index, node, (uint32_t)p->n + 1);
     if (!slot) {
         return -1;
     }
@@ -266,18 +142,13 @@ int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
 void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
                          uint64_t weight_us, uint64_t cpu_us)
 {
-    u64map_t m;
     uint32_t *slot;
     pp_prof_stack_t *s;
 
-    if (!p->mkeys) {
+    if (!p->index.keys) {
         return;
     }
-    m.keys = p->mkeys;
-    m.vals = p->mvals;
-    m.cap = p->mcap;
-    m.used = (uint32_t)p->n;
-    slot = map_find(&m, node);
+    slot = pp_u64map_find(&p->index, node);
     if (!slot || !*slot) {
         return;
     }
@@ -305,7 +176,6 @@ static int cmp_stack(const void *a, const void *b)
 void pp_profile_sort(pp_profile_t *p)
 {
     size_t i;
-    u64map_t m;
 
     if (p->n > 1) {
         qsort(p->v, p->n, sizeof(*p->v), cmp_stack);
@@ -314,19 +184,63 @@ void pp_profile_sort(pp_profile_t *p)
         p->n--; /* emptied by pp_profile_subtract */
     }
     /* the merge index points at old positions: rebuild it */
-    if (p->mkeys) {
-        memset(p->mkeys, 0, (size_t)p->mcap * sizeof(uint64_t));
-        m.keys = p->mkeys;
-        m.vals = p->mvals;
-        m.cap = p->mcap;
-        m.used = 0;
+    if (p->index.keys) {
+        pp_u64map_clear(&p->index);
         for (i = 0; i < p->n; i++) {
-            map_get(&m, p->v[i].node, (uint32_t)i + 1);
+            pp_u64map_get(&p->index, p->v[i].node, (uint32_t)i + 1);
         }
-        p->mkeys = m.keys;
-        p->mvals = m.vals;
-        p->mcap = m.cap;
     }
+}
+
+int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st,
+                           int location, int64_t now_us, int64_t since_us,
+                           int side)
+{
+    uint32_t n;
+    const pp_agg_entry_t *tab;
+
+    if (side == PP_SIDE_SLOW || side == PP_SIDE_REST) {
+        pp_profile_t slow;
+        size_t i;
+
+        pp_profile_init(&slow);
+        tab = pp_store_agg_slow(st, &n);
+        if (pp_profile_add_table(&slow, tab, n, location)) {
+            pp_profile_free(&slow);
+            return -1;
+        }
+        if (side == PP_SIDE_SLOW) {
+            *p = slow;
+            pp_profile_sort(p);
+            return 0;
+        }
+        tab = pp_store_agg(st, &n);
+        if (pp_profile_add_table(p, tab, n, location)) {
+            pp_profile_free(&slow);
+            return -1;
+        }
+        /* rest = all - slow, stack by stack */
+        for (i = 0; i < slow.n; i++) {
+            pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
+                                slow.v[i].weight_us, slow.v[i].cpu_us);
+        }
+        pp_profile_free(&slow);
+        pp_profile_sort(p);
+        return 0;
+    }
+    if (since_us > 0) {
+        if (pp_profile_add_window(p, st, location, now_us, since_us)) {
+            return -1;
+        }
+    }
+    else {
+        tab = pp_store_agg(st, &n);
+        if (pp_profile_add_table(p, tab, n, location)) {
+            return -1;
+        }
+    }
+    pp_profile_sort(p);
+    return 0;
 }
 
 uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node, uint32_t *out,
@@ -362,29 +276,35 @@ void pp_profile_frame(const pp_store_t *st, uint32_t frame,
 /* ---- function identity: same name and file, any line ---- */
 
 typedef struct fkeys {
-    u64map_t by_frame; /* frame id -> fkey */
-    u64map_t by_name;  /* hash(function, file) -> fkey */
+    pp_u64map_t by_frame; /* frame id -> fkey */
+    pp_u64map_t by_name;  /* hash(function, file) -> fkey */
 } fkeys_t;
 
 static int fkeys_init(fkeys_t *k, uint32_t want)
 {
     memset(k, 0, sizeof(*k));
-    return map_init(&k->by_frame, want) || map_init(&k->by_name, want) ? -1
+    return pp_u64map_init(&k->by_frame, want) || pp_u64map_init(&k->by_name, want) ? -1
                                                                        : 0;
 }
 
 static void fkeys_free(fkeys_t *k)
 {
-    map_free(&k->by_frame);
-    map_free(&k->by_name);
+    pp_u64map_free(&k->by_frame);
+    pp_u64map_free(&k->by_name);
+}
+
+uint64_t pp_profile_function_id(const pp_frame_view_t *fv)
+{
+    return pp_fnv1a64_str(
+        pp_fnv1a64(pp_fnv1a64_str(PP_FNV64_BASIS, fv->function), "\xff", 1),
+        fv->file);
 }
 
 static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
 {
-    uint32_t *slot = map_get(&k->by_frame, frame, 0);
+    uint32_t *slot = pp_u64map_get(&k->by_frame, frame, 0);
     pp_frame_view_t fv;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const char *c;
+    uint64_t h;
     uint32_t *named;
 
     if (!slot) {
@@ -397,14 +317,8 @@ static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
         *slot = frame;
         return frame;
     }
-    for (c = fv.function; *c; c++) {
-        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
-    }
-    h = (h ^ 0xff) * 0x100000001b3ULL;
-    for (c = fv.file; *c; c++) {
-        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
-    }
-    named = map_get(&k->by_name, h, frame);
+    h = pp_profile_function_id(&fv);
+    named = pp_u64map_get(&k->by_name, h, frame);
     *slot = named ? *named : frame;
     return *slot;
 }
@@ -412,8 +326,8 @@ static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
 /* ---- call tree ---- */
 
 typedef struct tree_priv {
-    u64map_t index;   /* (parent, fkey) -> index + 1 */
-    u64map_t by_node; /* store node id -> index + 1, so stacks that share
+    pp_u64map_t index;   /* (parent, fkey) -> index + 1 */
+    pp_u64map_t by_node; /* store node id -> index + 1, so stacks that share
                        * a prefix walk the store only down to it */
     fkeys_t fk;
 } tree_priv_t;
@@ -440,7 +354,7 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
 
     /* walk up the store's trie until a node this tree already has */
     while (node && n < PP_DEPTH_LIMIT + 2) {
-        known = map_find(&pv->by_node, node);
+        known = pp_u64map_find(&pv->by_node, node);
         if (known && *known) {
             parent = *known;
             break;
@@ -472,7 +386,7 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
     for (j = n; j-- > 0;) {
         uint32_t fkey = function_key(&pv->fk, st, frames[j]);
         uint32_t *slot =
-            map_get(&pv->index, ((uint64_t)parent << 32) | fkey, 0);
+            pp_u64map_get(&pv->index, ((uint64_t)parent << 32) | fkey, 0);
         uint32_t *bn;
         pp_tnode_t *x;
 
@@ -509,7 +423,7 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
                 t->max_depth = x->depth + 1;
             }
         }
-        bn = map_get(&pv->by_node, chain[j], *slot);
+        bn = pp_u64map_get(&pv->by_node, chain[j], *slot);
         if (bn) {
             *bn = *slot;
         }
@@ -612,8 +526,8 @@ int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
     t->v = calloc(t->cap, sizeof(pp_tnode_t));
     pv = calloc(1, sizeof(*pv));
     t->priv = pv;
-    if (!t->v || !pv || map_init(&pv->index, t->cap) ||
-        map_init(&pv->by_node, t->cap) || fkeys_init(&pv->fk, 1024)) {
+    if (!t->v || !pv || pp_u64map_init(&pv->index, t->cap) ||
+        pp_u64map_init(&pv->by_node, t->cap) || fkeys_init(&pv->fk, 1024)) {
         return -1;
     }
     /* stacks come most samples first: past the caps only rare ones are
@@ -627,8 +541,8 @@ int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
     tree_link(t);
     /* the maps only served the build: give their memory back before the
      * page is written */
-    map_free(&pv->index);
-    map_free(&pv->by_node);
+    pp_u64map_free(&pv->index);
+    pp_u64map_free(&pv->by_node);
     fkeys_free(&pv->fk);
     return 0;
 }
@@ -637,8 +551,8 @@ void pp_tree_free(pp_tree_t *t)
 {
     tree_priv_t *pv = t->priv;
     if (pv) {
-        map_free(&pv->index);
-        map_free(&pv->by_node);
+        pp_u64map_free(&pv->index);
+        pp_u64map_free(&pv->by_node);
         fkeys_free(&pv->fk);
         free(pv);
     }
@@ -668,7 +582,7 @@ static int cmp_hot(const void *a, const void *b)
  * node cap. */
 pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n)
 {
-    u64map_t idx = {0};
+    pp_u64map_t idx = {0};
     pp_hot_t *v = NULL;
     uint32_t *hot_of = NULL, *active = NULL;
     uint64_t *best = NULL;
@@ -682,12 +596,12 @@ pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n)
     hot_of = calloc(t->n, sizeof(*hot_of));
     active = calloc(t->n, sizeof(*active));
     best = calloc(t->n, sizeof(*best));
-    if (!v || !hot_of || !active || !best || map_init(&idx, t->n)) {
+    if (!v || !hot_of || !active || !best || pp_u64map_init(&idx, t->n)) {
         goto fail;
     }
     for (i = 0; i < t->n; i++) {
         const pp_tnode_t *x = &t->v[i];
-        uint32_t *slot = map_get(&idx, x->fkey, (uint32_t)*n + 1);
+        uint32_t *slot = pp_u64map_get(&idx, x->fkey, (uint32_t)*n + 1);
         pp_hot_t *h;
 
         if (!slot) {
@@ -734,13 +648,13 @@ pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n)
     if (*n > 1) {
         qsort(v, *n, sizeof(*v), cmp_hot);
     }
-    map_free(&idx);
+    pp_u64map_free(&idx);
     free(hot_of);
     free(active);
     free(best);
     return v;
 fail:
-    map_free(&idx);
+    pp_u64map_free(&idx);
     free(hot_of);
     free(active);
     free(best);

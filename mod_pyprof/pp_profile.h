@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "pp_store.h"
+#include "pp_u64map.h"
 
 typedef struct pp_prof_stack {
     uint32_t node; /* leaf node id in the store */
@@ -29,9 +30,7 @@ typedef struct pp_profile {
     uint64_t weight_us; /* sum of weights */
     uint64_t cpu_us;
     /* node -> index + 1, to merge stacks from several sources */
-    uint64_t *mkeys;
-    uint32_t *mvals;
-    uint32_t mcap;
+    pp_u64map_t index;
 } pp_profile_t;
 
 void pp_profile_init(pp_profile_t *p);
@@ -52,12 +51,26 @@ void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
 /* Sort stacks by count, biggest first. */
 void pp_profile_sort(pp_profile_t *p);
 
+/* Which requests of a location: all, the slowest (the store's slow table), or
+ * the rest (all minus the slowest, stack by stack). */
+enum { PP_SIDE_ALL = 0, PP_SIDE_SLOW = 1, PP_SIDE_REST = 2 };
+
+/* The stack set of a location (store row): since the start, over the
+ * last since_us (per-minute tables), or one side of the slow/rest split;
+ * sorted.  -1 on ENOMEM (p holds what was added: free it all the same). */
+int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st,
+                           int location, int64_t now_us, int64_t since_us,
+                           int side);
+
 /* Frames of a node, root first; returns the depth (bounded walk). */
 uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node,
                            uint32_t *out, uint32_t cap);
 /* A frame's names, or "[unknown]" if the id does not resolve. */
 void pp_profile_frame(const pp_store_t *st, uint32_t frame,
                       pp_frame_view_t *fv);
+/* A function's identity whatever its line: its name and file, hashed
+ * (FNV-1a), the same in every tree. */
+uint64_t pp_profile_function_id(const pp_frame_view_t *fv);
 
 /* ---- call tree, merged per function ---- */
 

@@ -1,9 +1,10 @@
 /* pp_render.h: turns a snapshot of the shared store into the pages and
  * formats of /server-profile (HTML, JSON, folded).
  *
- * Output goes through a sink so the core needs no httpd: the glue's sink
- * writes to the response.  Every string that came from a client or from
- * Python is escaped for the output it lands in.  Readers only: nothing
+ * Output goes through a sink (pp_sink.h, included for the callers) so the
+ * core needs no httpd: the glue's sink writes to the response.  Every
+ * string that came from a client or from Python is escaped for the output
+ * it lands in.  Readers only: nothing
  * here writes to the store.  May allocate (malloc) for the call tree; never
  * from a hot path.
  */
@@ -13,31 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pp_profile.h"
+#include "pp_sink.h"
 #include "pp_store.h"
 
-typedef struct pp_sink {
-    void (*write)(void *ctx, const char *s, size_t n);
-    void *ctx;
-} pp_sink_t;
-
-void pp_puts(pp_sink_t *o, const char *s);
-void pp_printf(pp_sink_t *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* Escapers.  Invalid UTF-8 becomes U+FFFD in HTML and JSON. */
-/* Length of the valid UTF-8 sequence at s (1..4; n >= 1 bytes left), or 0
- * if s starts an invalid one (overlong, surrogate, > U+10FFFF, cut). */
-size_t pp_utf8_seq(const unsigned char *s, size_t n);
-
-void pp_put_html(pp_sink_t *o, const char *s, size_t n);
-void pp_put_json_str(pp_sink_t *o, const char *s, size_t n); /* quoted */
-/* Folded format: ';' separates frames and the last ' ' precedes the count,
- * so ';' becomes ':' and line breaks and control characters become ' '. */
-void pp_put_folded(pp_sink_t *o, const char *s, size_t n);
-/* URL path segment (percent-encodes everything but unreserved chars). */
-void pp_put_url_segment(pp_sink_t *o, const char *s, size_t n);
-
-enum { PP_SIDE_ALL = 0, PP_SIDE_SLOW = 1, PP_SIDE_REST = 2 };
 enum { PP_SORT_DURATION = 0, PP_SORT_TIME = 1, PP_SORT_URI = 2 };
 
 typedef struct pp_render_opts {
@@ -61,8 +41,6 @@ typedef struct pp_render_opts {
 /* Defaults: no filter, sorted by duration, no window. */
 void pp_render_opts_init(pp_render_opts_t *opt);
 
-struct pp_profile;
-
 void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
                              const pp_render_opts_t *opt);
 void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
@@ -77,8 +55,8 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                             const pp_record_t *rec, int inflight,
                             const pp_render_opts_t *opt);
 
-/* The stack set of a location: since the start, over the last since_us
- * (per-minute tables), or one side of the slow/rest split. */
+/* The stack set of a location: pp_profile_of_location (PP_SIDE_* are in
+ * pp_profile.h), under the name the handler knows. */
 int pp_render_location_profile(struct pp_profile *p, const pp_store_t *st,
                                int location, int64_t now_us,
                                int64_t since_us, int side);
@@ -99,8 +77,6 @@ int pp_render_find_location(const pp_store_t *st, const char *path);
  * times by status class, in-flight requests and the sampler's counters. */
 void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
                        const pp_render_opts_t *opt);
-/* A Prometheus label value: backslash, quote and newline escaped. */
-void pp_put_prom_label(pp_sink_t *o, const char *s, size_t n);
 
 /* A small HTML page for errors (404 etc.), message escaped. */
 void pp_render_message_html(pp_sink_t *o, const char *title,

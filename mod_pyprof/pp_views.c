@@ -22,11 +22,6 @@
 #define DIFF_SHRINK_ROWS 8 /* of DIFF_ROWS, kept for what shrinks most */
 #define DIFF_EPS 0.05      /* points of share: under it, no change */
 
-static void html(pp_sink_t *o, const char *s)
-{
-    pp_put_html(o, s, strlen(s));
-}
-
 const char *pp_view_short_name(const char *name, char *buf, size_t cap)
 {
     size_t n = strlen(name), keep;
@@ -78,15 +73,6 @@ const char *pp_view_short_file(const char *file, const char *app_root,
 }
 
 /* ---- flame graph ---- */
-
-static uint32_t name_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    while (*s) {
-        h = (h ^ (unsigned char)*s++) * 16777619u;
-    }
-    return h;
-}
 
 static int is_library(const char *file)
 {
@@ -204,17 +190,17 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
         pp_profile_frame(st, x->frame, &fv);
         file = pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf));
         name = pp_view_short_name(fv.function, nbuf, sizeof(nbuf));
-        h = name_hash(fv.function);
+        h = pp_fnv1a32_str(PP_FNV32_BASIS, fv.function);
         lib = is_library(fv.file);
         pp_printf(o, "<g class=f data-x=\"%.3f\" data-w=\"%.3f\" data-d=%u "
                      "data-n=\"",
                   xx, w, x->depth);
-        html(o, name);
+        pp_puts_html(o, name);
         pp_puts(o, "\"><title>");
-        html(o, fv.function);
+        pp_puts_html(o, fv.function);
         if (fv.file[0]) {
             pp_puts(o, " (");
-            html(o, file);
+            pp_puts_html(o, file);
             pp_printf(o, ":%u)", fv.line);
         }
         pp_printf(o, " \xe2\x80\x94 %llu sample%s, %.1f%%, %.1f ms</title>",
@@ -234,7 +220,7 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
         if (chars >= 3) {
             size_t n = strlen(name);
             if ((int)n <= chars) {
-                html(o, name);
+                pp_puts_html(o, name);
             }
             else {
                 /* cut at a character boundary */
@@ -294,15 +280,15 @@ tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
               "style=\"width:%dpx\"></span></span>",
               wc, w - wc);
     pp_puts(o, "<span class=fn title=\"");
-    html(o, fv.function);
+    pp_puts_html(o, fv.function);
     pp_puts(o, "\">");
-    html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+    pp_puts_html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
     pp_puts(o, "</span> ");
     if (fv.file[0]) {
         pp_puts(o, "<span class=loc title=\"");
-        html(o, fv.file);
+        pp_puts_html(o, fv.file);
         pp_puts(o, "\">");
-        html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+        pp_puts_html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
         pp_printf(o, ":%u</span>", fv.line);
     }
     pp_printf(o, "<span class=cnt>%llu sample%s, %.1f ms",
@@ -431,13 +417,13 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
 
         pp_profile_frame(st, hot[i].frame, &fv);
         pp_puts(o, "<tr><td class=fn title=\"");
-        html(o, fv.function);
+        pp_puts_html(o, fv.function);
         pp_puts(o, "\">");
-        html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+        pp_puts_html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
         pp_puts(o, "</td><td class=loc title=\"");
-        html(o, fv.file);
+        pp_puts_html(o, fv.file);
         pp_puts(o, "\">");
-        html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+        pp_puts_html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
         if (fv.file[0]) {
             pp_printf(o, ":%u", fv.line);
         }
@@ -497,18 +483,9 @@ static int same_function(const pp_store_t *st, uint32_t a, uint32_t b)
 static uint64_t function_hash(const pp_store_t *st, uint32_t frame)
 {
     pp_frame_view_t fv;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const char *c;
 
     pp_profile_frame(st, frame, &fv);
-    for (c = fv.function; *c; c++) {
-        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
-    }
-    h = (h ^ 0xff) * 0x100000001b3ULL;
-    for (c = fv.file; *c; c++) {
-        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
-    }
-    return h;
+    return pp_profile_function_id(&fv);
 }
 
 typedef struct hashed {
@@ -555,9 +532,9 @@ static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
 
     pp_profile_frame(st, r->frame, &fv);
     pp_puts(o, "<tr><td class=fn>");
-    html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+    pp_puts_html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
     pp_puts(o, "</td><td class=loc>");
-    html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+    pp_puts_html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
     pp_printf(o,
               "</td><td class=num>%.1f%%</td><td class=num>%.1f%%</td>"
               "<td class=\"num %s\">%+.1f</td><td class=num>%.1f%%</td>"

@@ -8,7 +8,7 @@
 #define PP_VIEWS_H
 
 #include "pp_profile.h"
-#include "pp_render.h"
+#include "pp_sink.h"
 
 /* The flame graph and its script (the script once per page). */
 void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,

@@ -1,0 +1,103 @@
+/* pp_render_int.h: what the files of the renderer share and nobody else
+ * uses: time and number formats, the location and request snapshots
+ * the pages list, the page frame and its CSS.  Public API: pp_render.h.
+ *
+ * pp_render.c          helpers, page frame, location lookup, error page
+ * pp_render_list.c     kept and in-flight requests, filtered and sorted
+ * pp_render_json.c     the JSON overview, request and location
+ * pp_render_overview.c the HTML overview, one function per section
+ * pp_render_request.c  the request and location pages, folded exports
+ * pp_render_counters.c the store's counters as one table
+ * pp_metrics.c         Prometheus text exposition
+ * pp_page_css.c        the pages' stylesheet
+ */
+#ifndef PP_RENDER_INT_H
+#define PP_RENDER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pp_hist.h"
+#include "pp_profile.h"
+#include "pp_render.h"
+
+/* ---- formats ---- */
+
+/* "2026-01-02T03:04:05.678Z" */
+void pp_iso_time(int64_t us, char *buf, size_t cap);
+/* "1.2 ms", "34 ms", "5.67 s", "12.3 s" */
+void pp_human_ms(double ms, char *buf, size_t cap);
+void pp_put_ms_cell(pp_sink_t *o, double ms);
+/* How long an in-flight request has run, never negative. */
+double pp_elapsed_ms(const pp_render_opts_t *opt, int64_t start_us);
+
+/* ---- locations ---- */
+
+/* A configured row of the current generation. */
+int pp_location_current(const pp_store_t *st, const pp_location_t *loc);
+/* A row's path into buf ("" if unused). */
+const char *pp_location_path(const pp_store_t *st, int idx, char *buf,
+                             size_t cap);
+
+/* One location's counters and histogram, read once. */
+typedef struct pp_loc_snap {
+    uint64_t requests, samples, kept, sum_us, max_us;
+    uint64_t hist[PP_HIST_BUCKETS];
+} pp_loc_snap_t;
+
+void pp_snap_location(const pp_location_t *loc, pp_loc_snap_t *s);
+
+/* Per-sample cost quantile from the log2 histogram, in microseconds. */
+double pp_cost_quantile_us(const pp_store_t *st, double q);
+
+/* ---- request lists (pp_render_list.c) ---- */
+
+/* request headers only; free(v) */
+typedef struct pp_req_list {
+    pp_req_t *v;
+    size_t n;
+} pp_req_list_t;
+
+/* Kept traces passing the overview's filters, in its sort order. */
+void pp_collect_traces(const pp_store_t *st, pp_req_list_t *l,
+                       const pp_render_opts_t *opt);
+/* Requests in flight now, oldest first. */
+void pp_collect_inflight(const pp_store_t *st, pp_req_list_t *l);
+/* Slot k's request, if one is running. */
+int pp_read_inflight(const pp_store_t *st, uint32_t k, pp_req_t *q);
+
+/* ---- the store's counters (pp_render_counters.c) ---- */
+
+/* Counted in the HTML overview's "dropped (store full)" card. */
+#define PP_CTR_DROPPED 1u
+
+typedef struct pp_counter {
+    const char *json;   /* key in the JSON overview's "store" object */
+    const char *metric; /* Prometheus counter, NULL: not exported */
+    const char *label;  /* its label (reason="..."), or NULL */
+    const char *help;   /* the metric's # HELP text */
+    const char *card;   /* the HTML overview's card for it, or NULL */
+    size_t offset;      /* where to read it: offsetof(pp_counters_t, ...) */
+    unsigned flags;     /* PP_CTR_* */
+} pp_counter_t;
+
+extern const pp_counter_t pp_store_counters[];
+extern const size_t pp_store_ncounters;
+
+uint64_t pp_counter_read(const pp_store_t *st, const pp_counter_t *c);
+/* The sum of the PP_CTR_DROPPED rows. */
+uint64_t pp_counters_dropped(const pp_store_t *st);
+
+/* ---- HTML page frame ---- */
+
+extern const char pp_page_css[];
+
+void pp_page_begin(pp_sink_t *o, const char *title,
+                   const pp_render_opts_t *opt);
+void pp_page_end(pp_sink_t *o);
+void pp_status_cell(pp_sink_t *o, int status);
+/* A link to a request's page: base + /request/ + the id, encoded. */
+void pp_req_link(pp_sink_t *o, const pp_render_opts_t *opt, const char *id,
+                 const char *text);
+
+#endif

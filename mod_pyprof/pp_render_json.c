@@ -1,0 +1,308 @@
+/* pp_render_json.c: the JSON forms of the overview, a request and a
+ * location (?format=json).  Keys are an interface: tests and users read
+ * them, so they only ever get added to.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_render_int.h"
+
+static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
+                            const pp_req_t *q)
+{
+    char t[40], lp[PP_PREFIX_MAX];
+
+    pp_iso_time(q->start_us, t, sizeof(t));
+    pp_puts(o, "\"id\":");
+    pp_puts_json(o, q->id);
+    pp_puts(o, ",\"method\":");
+    pp_puts_json(o, q->method);
+    pp_puts(o, ",\"uri\":");
+    pp_puts_json(o, q->uri);
+    pp_puts(o, ",\"vhost\":");
+    pp_puts_json(o, q->vhost);
+    pp_printf(o,
+              ",\"status\":%d,\"duration_ms\":%.3f,\"cpu_ms\":%.3f,"
+              "\"samples\":%u,\"pid\":%d,\"tid\":%d,\"interval_ms\":%.3f,"
+              "\"location\":",
+              (int)q->status, (double)q->duration_us / 1000.0,
+              (double)q->cpu_us / 1000.0, q->samples, (int)q->pid,
+              (int)q->tid, (double)q->interval_us / 1000.0);
+    pp_puts_json(o, pp_location_path(st, q->location, lp, sizeof(lp)));
+    pp_printf(o, ",\"started_at\":\"%s\",\"truncated\":%s", t,
+              (q->flags & PP_REQ_TRUNCATED) ? "true" : "false");
+    pp_printf(o,
+              ",\"triggered\":%s,\"captured\":%s,\"samples_on_cpu\":%u,"
+              "\"samples_off_cpu\":%u,\"samples_gil_wait\":%u,"
+              "\"samples_outside_python\":%u,\"outside_python_ms\":%.3f",
+              (q->flags & PP_REQ_TRIGGERED) ? "true" : "false",
+              (q->flags & PP_REQ_CAPTURED) ? "true" : "false",
+              q->samples_on_cpu, q->samples_off_cpu, q->samples_gil_wait,
+              q->samples_outside, q->outside_us / 1e3);
+    if (q->flags & PP_REQ_CAPTURED) {
+        pp_printf(o, ",\"capture\":%u", q->capture);
+    }
+    if (q->samples > 0 && q->duration_us > q->outside_us) {
+        pp_printf(o, ",\"achieved_interval_ms\":%.3f",
+                  (q->duration_us - q->outside_us) / 1e3 / q->samples);
+    }
+    if (q->handler_start_us > 0) {
+        pp_printf(o, ",\"before_app_ms\":%.3f",
+                  (q->handler_start_us - q->start_us) / 1e3);
+    }
+    if (q->handler_start_us > 0 && q->app_end_us >= q->handler_start_us) {
+        pp_printf(o, ",\"app_ms\":%.3f",
+                  (q->app_end_us - q->handler_start_us) / 1e3);
+    }
+    if (q->app_end_us > 0 && q->duration_us > 0) {
+        int64_t after = q->start_us + q->duration_us - q->app_end_us;
+        pp_printf(o, ",\"after_app_ms\":%.3f", (after > 0 ? after : 0) / 1e3);
+    }
+    pp_puts(o, ",\"trace_id\":");
+    if (q->trace_id[0]) {
+        pp_puts_json(o, q->trace_id);
+        pp_puts(o, ",\"parent_id\":");
+        pp_puts_json(o, q->parent_id);
+    }
+    else {
+        pp_puts(o, "null,\"parent_id\":null");
+    }
+    pp_puts(o, ",\"unique_id\":");
+    if (q->unique_id[0]) {
+        pp_puts_json(o, q->unique_id);
+    }
+    else {
+        pp_puts(o, "null");
+    }
+    if (q->flags & PP_REQ_DAEMON) {
+        pp_printf(o, ",\"daemon_pid\":%d,\"process_group\":",
+                  (int)q->daemon_pid);
+        pp_puts_json(o, q->process_group);
+        pp_puts(o, ",\"application_group\":");
+        pp_puts_json(o, q->app_group);
+    }
+    else {
+        pp_puts(o, ",\"daemon_pid\":null,\"process_group\":null,"
+                   "\"application_group\":null");
+    }
+}
+
+static void json_segments(pp_sink_t *o, const pp_record_t *rec)
+{
+    uint32_t i, n = rec->req.nsegments;
+
+    pp_puts(o, "\"segments\":[");
+    for (i = 0; i < n && i < PP_SEGMENTS_MAX; i++) {
+        const pp_segment_t *g = &rec->segments[i];
+        pp_puts(o, i ? ",{\"name\":" : "{\"name\":");
+        pp_puts_json(o, g->name);
+        pp_puts(o, ",\"detail\":");
+        pp_puts_json(o, g->detail);
+        pp_printf(o,
+                  ",\"start_ms\":%.3f,\"duration_ms\":%s%.3f,\"depth\":%u,"
+                  "\"parent\":%u,\"samples\":%u,\"weight_ms\":%.3f}",
+                  g->start_us / 1e3, "", g->dur_us < 0 ? -1.0 : g->dur_us / 1e3,
+                  g->depth, g->parent, g->samples, g->weight_us / 1e3);
+    }
+    pp_printf(o, "],\"segments_dropped\":%u", rec->req.segments_dropped);
+}
+
+void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
+                             const pp_render_opts_t *opt)
+{
+    pp_req_list_t traces, live;
+    int i, first = 1;
+    size_t k, c;
+    double uptime_s = (double)(opt->now_us - st->created_us) / 1e6;
+
+    pp_puts(o, "{\"locations\":[");
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        pp_loc_snap_t s;
+        int b, firstb = 1;
+        double age;
+
+        if (!pp_location_current(st, loc)) {
+            continue;
+        }
+        pp_snap_location(loc, &s);
+        age = (double)(opt->now_us - loc->created_us) / 1e6;
+        pp_puts(o, first ? "{" : ",{");
+        first = 0;
+        pp_puts(o, "\"path\":");
+        pp_put_json_str(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
+        pp_printf(o,
+                  ",\"interval_ms\":%.3f,\"requests\":%llu,\"samples\":%llu,"
+                  "\"kept\":%llu,\"rate_per_s\":%.3f,\"p50_ms\":%.3f,"
+                  "\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+                  "\"mean_ms\":%.3f,\"nominal_samples\":%.1f,"
+                  "\"histogram\":[",
+                  loc->interval_us / 1000.0, (unsigned long long)s.requests,
+                  (unsigned long long)s.samples, (unsigned long long)s.kept,
+                  age > 0 ? (double)s.requests / age : 0.0,
+                  pp_hist_quantile_us(s.hist, 0.50, (int64_t)s.max_us) / 1e3,
+                  pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) / 1e3,
+                  pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) / 1e3,
+                  s.max_us / 1e3,
+                  s.requests ? (double)s.sum_us / (double)s.requests / 1e3
+                             : 0.0,
+                  loc->interval_us ? (double)s.sum_us / loc->interval_us : 0.0);
+        for (b = 0; b < PP_HIST_BUCKETS; b++) {
+            int64_t hi = pp_hist_hi_us(b);
+            if (!s.hist[b]) {
+                continue; /* sparse: empty buckets are implied */
+            }
+            pp_printf(o, "%s{\"lo_ms\":%.3f,\"hi_ms\":", firstb ? "" : ",",
+                      pp_hist_lo_us(b) / 1e3);
+            if (hi == INT64_MAX) {
+                pp_puts(o, "null");
+            }
+            else {
+                pp_printf(o, "%.3f", hi / 1e3);
+            }
+            pp_printf(o, ",\"count\":%llu}", (unsigned long long)s.hist[b]);
+            firstb = 0;
+        }
+        pp_puts(o, "]}");
+    }
+    pp_puts(o, "],\"requests\":[");
+    pp_collect_traces(st, &traces, opt);
+    for (k = 0; k < traces.n; k++) {
+        pp_puts(o, k ? ",{" : "{");
+        json_req_fields(o, st, &traces.v[k]);
+        pp_puts(o, "}");
+    }
+    free(traces.v);
+    pp_puts(o, "],\"inflight\":[");
+    pp_collect_inflight(st, &live);
+    for (k = 0; k < live.n; k++) {
+        pp_puts(o, k ? ",{" : "{");
+        json_req_fields(o, st, &live.v[k]);
+        pp_printf(o, ",\"elapsed_ms\":%.3f}",
+                  pp_elapsed_ms(opt, live.v[k].start_us));
+    }
+    free(live.v);
+    pp_printf(
+        o,
+        "],\"sampler\":{\"samples\":%llu,\"ticks\":%llu,\"cpu_s\":%.6f,"
+        "\"samples_per_s\":%.3f,\"sample_cost_p50_us\":%.2f,"
+        "\"sample_cost_p99_us\":%.2f,\"gil_wait_s\":%.6f,\"walk_s\":%.6f,"
+        "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
+        "\"samplers_nogil\":%llu,\"samplers_gil\":%llu},",
+        (unsigned long long)atomic_load(&st->c.samples),
+        (unsigned long long)atomic_load(&st->c.ticks),
+        atomic_load(&st->c.sampler_cpu_ns) / 1e9,
+        uptime_s > 0 ? atomic_load(&st->c.samples) / uptime_s : 0.0,
+        pp_cost_quantile_us(st, 0.5), pp_cost_quantile_us(st, 0.99),
+        atomic_load(&st->c.gil_wait_ns) / 1e9,
+        atomic_load(&st->c.walk_ns) / 1e9,
+        (unsigned long long)atomic_load(&st->c.threads_missing),
+        st->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
+        (unsigned long long)atomic_load(&st->c.torn),
+        (unsigned long long)atomic_load(&st->c.nogil_processes),
+        (unsigned long long)atomic_load(&st->c.gil_processes));
+    pp_printf(o,
+              "\"store\":{\"memory\":%llu,\"arena_used\":%llu,"
+              "\"arena_size\":%llu,\"slots\":%u,\"keep\":%u,"
+              "\"frames_capacity\":%u,\"nodes_capacity\":%u",
+              (unsigned long long)st->total_size,
+              (unsigned long long)pp_store_arena_used(st),
+              (unsigned long long)st->arena_size, st->nslots, st->keep,
+              st->nframes, st->nnodes);
+    for (c = 0; c < pp_store_ncounters; c++) {
+        const pp_counter_t *ctr = &pp_store_counters[c];
+        pp_printf(o, ",\"%s\":%llu", ctr->json,
+                  (unsigned long long)pp_counter_read(st, ctr));
+    }
+    pp_printf(o, ",\"uptime_s\":%.3f}}\n", uptime_s);
+}
+
+/* ---- stacks of one record or location ---- */
+
+static void json_stacks(pp_sink_t *o, const pp_store_t *st,
+                        const pp_profile_t *p)
+{
+    uint32_t frames[PP_DEPTH_LIMIT + 2];
+    size_t i;
+
+    pp_puts(o, "\"stacks\":[");
+    for (i = 0; i < p->n; i++) {
+        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
+                                       PP_DEPTH_LIMIT + 2), j;
+        pp_puts(o, i ? ",{\"frames\":[" : "{\"frames\":[");
+        for (j = 0; j < d; j++) {
+            pp_frame_view_t fv;
+            pp_profile_frame(st, frames[j], &fv);
+            pp_puts(o, j ? ",{\"function\":" : "{\"function\":");
+            pp_puts_json(o, fv.function);
+            pp_puts(o, ",\"file\":");
+            pp_puts_json(o, fv.file);
+            pp_printf(o, ",\"line\":%u}", fv.line);
+        }
+        pp_printf(o, "],\"count\":%llu,\"weight_ms\":%.3f,\"cpu_ms\":%.3f}",
+                  (unsigned long long)p->v[i].count, p->v[i].weight_us / 1e3,
+                  p->v[i].cpu_us / 1e3);
+    }
+    pp_puts(o, "]");
+}
+
+void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
+                            const pp_record_t *rec, int inflight,
+                            const pp_render_opts_t *opt)
+{
+    pp_profile_t p;
+    int failed;
+
+    pp_profile_init(&p);
+    failed = pp_profile_add_record(&p, rec) != 0;
+    if (failed) { /* out of memory: no stacks rather than some */
+        pp_profile_free(&p);
+    }
+    pp_profile_sort(&p);
+    pp_puts(o, "{");
+    json_req_fields(o, st, &rec->req);
+    pp_printf(o, ",\"inflight\":%s", inflight ? "true" : "false");
+    if (inflight) {
+        pp_printf(o, ",\"elapsed_ms\":%.3f",
+                  pp_elapsed_ms(opt, rec->req.start_us));
+    }
+    pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
+    json_segments(o, rec);
+    pp_puts(o, ",");
+    json_stacks(o, st, &p);
+    if (failed) {
+        pp_puts(o, ",\"error\":\"out of memory reading the stacks\"");
+    }
+    pp_puts(o, "}\n");
+    pp_profile_free(&p);
+}
+
+void pp_render_location_json(pp_sink_t *o, const pp_store_t *st,
+                             int location, const pp_profile_t *p,
+                             const pp_render_opts_t *opt)
+{
+    const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
+    pp_loc_snap_t s;
+    char root[PP_PREFIX_MAX];
+
+    pp_snap_location(loc, &s);
+    pp_puts(o, "{\"path\":");
+    pp_put_json_str(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
+    pp_puts(o, ",\"app_root\":");
+    pp_puts_json(o, pp_store_location_root(st, location, root, sizeof(root)));
+    pp_printf(o,
+              ",\"interval_ms\":%.3f,\"requests\":%llu,\"window_s\":%lld,"
+              "\"view\":\"%s\",\"samples\":%llu,\"weight_ms\":%.3f,"
+              "\"cpu_ms\":%.3f,",
+              loc->interval_us / 1000.0, (unsigned long long)s.requests,
+              (long long)(opt->since_us / 1000000),
+              opt->side == PP_SIDE_SLOW
+                  ? "slow"
+                  : (opt->side == PP_SIDE_REST ? "rest" : "all"),
+              (unsigned long long)p->samples, p->weight_us / 1e3,
+              p->cpu_us / 1e3);
+    json_stacks(o, st, p);
+    pp_puts(o, "}\n");
+}
+

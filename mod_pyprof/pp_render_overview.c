@@ -1,0 +1,684 @@
+/* pp_render_overview.c: the HTML overview of /server-profile, one
+ * function per section: locations with their histograms, requests in
+ * flight, the slow-request table with its filters, captures, and the
+ * sampler's cost.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pp_render_int.h"
+
+#define HTML_SLOW_ROWS 100 /* slow requests listed on the HTML overview */
+
+static void duration_label(int64_t us, char *buf, size_t cap)
+{
+    if (us >= 1000000) {
+        snprintf(buf, cap, "%llds", (long long)(us / 1000000));
+    }
+    else {
+        snprintf(buf, cap, "%lldms", (long long)(us / 1000));
+    }
+}
+
+static void hist_svg(pp_sink_t *o, const pp_loc_snap_t *s, const char *path)
+{
+    const int bw = 5, h = 52, top = 4, bottom = 14, left = 14;
+    const int w = PP_HIST_BUCKETS * bw;
+    uint64_t mx = 0;
+    int b;
+    static const int64_t ticks[] = {1000, 10000, 100000, 1000000, 10000000};
+    size_t k;
+
+    for (b = 0; b < PP_HIST_BUCKETS; b++) {
+        if (s->hist[b] > mx) {
+            mx = s->hist[b];
+        }
+    }
+    pp_printf(o,
+              "<svg class=hist width=%d height=%d viewBox=\"0 0 %d %d\" "
+              "role=img aria-label=\"response time histogram\">",
+              w + left + 14, h + bottom, w + left + 14, h + bottom);
+    pp_printf(o, "<g transform=\"translate(%d,0)\">", left);
+    pp_printf(o, "<line x1=0 y1=%d x2=%d y2=%d stroke=#c5ccd6 />", h, w, h);
+    pp_printf(o, "<text x=%d y=10 text-anchor=end>max %llu</text>", w,
+              (unsigned long long)mx);
+    for (b = 0; b < PP_HIST_BUCKETS; b++) {
+        char lo[24], hi[24];
+        int bh;
+        if (!s->hist[b]) {
+            continue;
+        }
+        bh = (int)((double)(h - top) * (double)s->hist[b] / (double)mx);
+        if (bh < 2) {
+            bh = 2;
+        }
+        duration_label(pp_hist_lo_us(b), lo, sizeof(lo));
+        if (pp_hist_hi_us(b) == INT64_MAX) {
+            snprintf(hi, sizeof(hi), "&#8734;");
+        }
+        else {
+            snprintf(hi, sizeof(hi), "%.1fms", pp_hist_hi_us(b) / 1e3);
+        }
+        /* a bar links to the kept requests in its range: the slow table,
+         * filtered, further down this page */
+        pp_puts(o, "<a href=\"?location=");
+        pp_put_url_segment(o, path, strlen(path));
+        pp_printf(o, "&amp;min_ms=%.3f", pp_hist_lo_us(b) / 1e3);
+        if (pp_hist_hi_us(b) != INT64_MAX) {
+            pp_printf(o, "&amp;max_ms=%.3f", pp_hist_hi_us(b) / 1e3);
+        }
+        pp_printf(o,
+                  "#slow\"><rect class=b x=%d y=%d width=%d height=%d>"
+                  "<title>%.1fms - %s: %llu requests (click: the kept "
+                  "ones)</title></rect>"
+                  "<rect x=%d y=0 width=%d height=%d fill=transparent />"
+                  "</a>",
+                  b * bw, h - bh, bw - 1, bh, pp_hist_lo_us(b) / 1e3, hi,
+                  (unsigned long long)s->hist[b], b * bw, bw, h);
+    }
+    for (k = 0; k < sizeof(ticks) / sizeof(ticks[0]); k++) {
+        char lab[32];
+        int x = pp_hist_bucket(ticks[k]) * bw;
+        duration_label(ticks[k], lab, sizeof(lab));
+        pp_printf(o,
+                  "<line x1=%d y1=%d x2=%d y2=%d stroke=#9aa5b4 />"
+                  "<text x=%d y=%d text-anchor=middle>%s</text>",
+                  x, h, x, h + 3, x, h + 13, lab);
+    }
+    pp_puts(o, "</g></svg>");
+}
+
+static void leaf_function(const pp_store_t *st, uint32_t node, char *buf,
+                          size_t cap)
+{
+    uint32_t parent, frame;
+    pp_frame_view_t fv;
+
+    buf[0] = '\0';
+    if (pp_store_node_get(st, node, &parent, &frame) &&
+        pp_store_frame_view(st, frame, &fv)) {
+        if (fv.file[0]) {
+            const char *base = strrchr(fv.file, '/');
+            snprintf(buf, cap, "%s (%s:%u)", fv.function,
+                     base ? base + 1 : fv.file, fv.line);
+        }
+        else {
+            snprintf(buf, cap, "%s", fv.function);
+        }
+    }
+}
+
+/* The query that reproduces the current filters, with another sort. */
+static void filter_query(pp_sink_t *o, const pp_store_t *st,
+                         const pp_render_opts_t *opt, int sort)
+{
+    static const char *const sorts[] = {"duration", "time", "uri"};
+    char lp[PP_PREFIX_MAX];
+
+    pp_printf(o, "?sort=%s", sorts[sort % 3]);
+    if (opt->filter_location >= 0) {
+        pp_location_path(st, opt->filter_location, lp, sizeof(lp));
+        pp_puts(o, "&amp;location=");
+        pp_put_url_segment(o, lp, strlen(lp));
+    }
+    if (opt->filter_status) {
+        if (opt->filter_status < 10) {
+            pp_printf(o, "&amp;status=%dxx", opt->filter_status);
+        }
+        else {
+            pp_printf(o, "&amp;status=%d", opt->filter_status);
+        }
+    }
+    if (opt->min_us >= 0) {
+        pp_printf(o, "&amp;min_ms=%.3f", opt->min_us / 1e3);
+    }
+    if (opt->max_us >= 0) {
+        pp_printf(o, "&amp;max_ms=%.3f", opt->max_us / 1e3);
+    }
+    if (opt->process_group) {
+        pp_puts(o, "&amp;process_group=");
+        pp_put_url_segment(o, opt->process_group,
+                           strlen(opt->process_group));
+    }
+    if (opt->app_group) {
+        pp_puts(o, "&amp;app_group=");
+        pp_put_url_segment(o, opt->app_group, strlen(opt->app_group));
+    }
+}
+
+static void sort_link(pp_sink_t *o, const pp_store_t *st,
+                      const pp_render_opts_t *opt, int sort,
+                      const char *label)
+{
+    pp_puts(o, "<a href=\"");
+    filter_query(o, st, opt, sort);
+    pp_printf(o, "#slow\">%s%s</a>", label,
+              opt->sort == sort ? " \xe2\x96\xbe" : "");
+}
+
+/* A GET form: filters work without JavaScript. */
+static void filter_form(pp_sink_t *o, const pp_store_t *st,
+                        const pp_render_opts_t *opt)
+{
+    static const char *const sorts[] = {"duration", "time", "uri"};
+    int i;
+
+    pp_printf(o, "<form class=filters method=get action=\"#slow\">"
+                 "<input type=hidden name=sort value=%s>"
+                 "<label>Location <select name=location>"
+                 "<option value=\"\">any</option>",
+              sorts[opt->sort % 3]);
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        size_t pl;
+        if (!pp_location_current(st, loc)) {
+            continue;
+        }
+        pl = strnlen(loc->path, PP_PREFIX_MAX);
+        pp_puts(o, "<option value=\"");
+        pp_put_html(o, loc->path, pl);
+        pp_printf(o, "\"%s>", opt->filter_location == i ? " selected" : "");
+        pp_put_html(o, loc->path, pl);
+        pp_puts(o, "</option>");
+    }
+    pp_puts(o, "</select></label> <label>Status <input name=status size=4 "
+               "placeholder=\"5xx\" value=\"");
+    if (opt->filter_status >= 10) {
+        pp_printf(o, "%d", opt->filter_status);
+    }
+    else if (opt->filter_status) {
+        pp_printf(o, "%dxx", opt->filter_status);
+    }
+    pp_puts(o, "\"></label> <label>From <input name=min_ms size=6 "
+               "placeholder=ms value=\"");
+    if (opt->min_us >= 0) {
+        pp_printf(o, "%.0f", opt->min_us / 1e3);
+    }
+    pp_puts(o, "\"></label> <label>to <input name=max_ms size=6 "
+               "placeholder=ms value=\"");
+    if (opt->max_us >= 0) {
+        pp_printf(o, "%.0f", opt->max_us / 1e3);
+    }
+    pp_puts(o, "\"></label> <label>Daemon group <input name=process_group "
+               "size=8 value=\"");
+    if (opt->process_group) {
+        pp_puts_html(o, opt->process_group);
+    }
+    pp_puts(o, "\"></label> <label>App group <input name=app_group size=12 "
+               "value=\"");
+    if (opt->app_group) {
+        pp_puts_html(o, opt->app_group);
+    }
+    pp_puts(o, "\"></label> <button>Filter</button> <a href=\"?#slow\">"
+               "clear</a></form>");
+}
+
+/* A kept trace of a location's latest capture: which, and where. */
+typedef struct capture_ref {
+    uint32_t trace;
+    int32_t location;
+} capture_ref_t;
+
+static int cmp_capture_ref(const void *a, const void *b)
+{
+    const capture_ref_t *x = a, *y = b;
+    if (x->location != y->location) {
+        return x->location < y->location ? -1 : 1;
+    }
+    return x->trace < y->trace ? -1 : (x->trace > y->trace);
+}
+
+/* X-Ray style captures: arm one (POST, with this hour's nonce), and for
+ * each location the requests of its latest capture with their histogram.
+ * One pass over the kept traces picks the captured ones for every
+ * location at once (not one pass per location). */
+static void captures_section(pp_sink_t *o, const pp_store_t *st,
+                             const pp_render_opts_t *opt)
+{
+    int i, any = 0;
+    uint32_t k, ids[PP_MAX_LOCATIONS], ntraces = pp_store_listed_traces(st);
+    capture_ref_t *refs = malloc(sizeof(*refs) * (ntraces + 1));
+    size_t nrefs = 0, r = 0;
+    char nonce[PP_NONCE_LEN + 1];
+
+    pp_puts(o, "<h2 id=captures>Captures <span class=muted>(keep the next "
+               "N requests of a location, sampled at the trigger interval)"
+               "</span></h2><form class=filters method=post action=\"");
+    pp_puts_html(o, opt->base);
+    pp_puts(o, "\"><input type=hidden name=action value=capture>"
+               "<input type=hidden name=nonce value=\"");
+    pp_store_form_nonce(st, opt->now_us, nonce);
+    pp_puts(o, nonce);
+    pp_puts(o, "\"><label>Keep the next <input name=count size=4 "
+               "value=20></label> <label>requests to <select name=path>");
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        size_t pl;
+        if (!pp_location_current(st, loc)) {
+            continue;
+        }
+        pl = strnlen(loc->path, PP_PREFIX_MAX);
+        pp_puts(o, "<option value=\"");
+        pp_put_html(o, loc->path, pl);
+        pp_puts(o, "\">");
+        pp_put_html(o, loc->path, pl);
+        pp_puts(o, "</option>");
+    }
+    pp_puts(o, "</select></label> <button>Arm</button></form>");
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        ids[i] = pp_location_current(st, loc) ? atomic_load(&loc->capture_id)
+                                           : 0;
+    }
+    for (k = 0; refs && k < ntraces; k++) {
+        pp_req_t q;
+        if (pp_store_read_req(pp_store_trace_at(st, k), &q) &&
+            (q.flags & PP_REQ_CAPTURED) && q.location >= 0 &&
+            q.location < PP_MAX_LOCATIONS && ids[q.location] &&
+            q.capture == ids[q.location]) {
+            refs[nrefs].trace = k;
+            refs[nrefs++].location = q.location;
+        }
+    }
+    if (nrefs > 1) {
+        qsort(refs, nrefs, sizeof(*refs), cmp_capture_ref);
+    }
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        uint32_t id = ids[i], n;
+        int32_t left;
+        pp_loc_snap_t snap;
+        size_t got = 0;
+        char pb[PP_PREFIX_MAX];
+
+        if (!id) {
+            continue;
+        }
+        any = 1;
+        n = loc->capture_n;
+        left = atomic_load(&loc->capture_left);
+        memset(&snap, 0, sizeof(snap));
+        snprintf(pb, sizeof(pb), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+        pp_puts(o, "<h3>");
+        pp_puts_html(o, pb);
+        pp_printf(o, ": capture %u, %d of %u taken</h3>", id,
+                  (int)(n - (uint32_t)(left > 0 ? left : 0)), n);
+        pp_puts(o, "<table><tr><th class=num>Duration</th><th>Method</th>"
+                   "<th>URI</th><th class=num>Status</th>"
+                   "<th class=num>Samples</th><th>Profile</th></tr>");
+        /* refs are sorted by location and only name locations with a
+         * capture, each visited here in order: r is at this one's first */
+        for (; r < nrefs && refs[r].location == i; r++) {
+            pp_req_t q;
+            /* read again: it may have been evicted since the first pass */
+            if (!pp_store_read_req(pp_store_trace_at(st, refs[r].trace),
+                                   &q) ||
+                !(q.flags & PP_REQ_CAPTURED) || q.capture != id ||
+                q.location != i) {
+                continue;
+            }
+            got++;
+            snap.hist[pp_hist_bucket(q.duration_us)]++;
+            snap.requests++;
+            if ((uint64_t)q.duration_us > snap.max_us) {
+                snap.max_us = (uint64_t)q.duration_us;
+            }
+            pp_puts(o, "<tr>");
+            pp_put_ms_cell(o, q.duration_us / 1e3);
+            pp_puts(o, "<td>");
+            pp_puts_html(o, q.method);
+            pp_puts(o, "</td><td class=uri>");
+            pp_puts_html(o, q.uri);
+            pp_puts(o, "</td>");
+            pp_status_cell(o, q.status);
+            pp_printf(o, "<td class=num>%u</td><td>", q.samples);
+            pp_req_link(o, opt, q.id, "call tree");
+            pp_puts(o, "</td></tr>");
+        }
+        pp_puts(o, "</table>");
+        if (got) {
+            char b[3][32];
+            pp_human_ms(pp_hist_quantile_us(snap.hist, 0.5,
+                                         (int64_t)snap.max_us) / 1e3,
+                     b[0], sizeof(b[0]));
+            pp_human_ms(pp_hist_quantile_us(snap.hist, 0.95,
+                                         (int64_t)snap.max_us) / 1e3,
+                     b[1], sizeof(b[1]));
+            pp_human_ms(snap.max_us / 1e3, b[2], sizeof(b[2]));
+            pp_printf(o, "<p class=muted>These %zu requests: p50 %s, p95 %s, "
+                         "max %s</p>",
+                      got, b[0], b[1], b[2]);
+            hist_svg(o, &snap, pb);
+        }
+    }
+    if (!any) {
+        pp_puts(o, "<p class=empty>No capture armed yet.</p>");
+    }
+    free(refs);
+}
+
+/* Configured locations: counts, quantiles, and the response-time
+ * histogram whose bars link to the kept requests in their range. */
+static void locations_section(pp_sink_t *o, const pp_store_t *st,
+                              const pp_render_opts_t *opt)
+{
+    int i, nloc = 0;
+
+    pp_puts(o, "<h2>Locations</h2>");
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+        pp_loc_snap_t s;
+        double age;
+
+        if (!pp_location_current(st, loc)) {
+            continue;
+        }
+        if (nloc++ == 0) {
+            pp_puts(o, "<table><tr><th>Location</th><th class=num>Every</th>"
+                       "<th class=num>Requests</th>"
+                       "<th class=num title=\"average since the location "
+                       "was configured\">Rate</th>"
+                       "<th class=num>p50</th><th class=num>p95</th>"
+                       "<th class=num>p99</th><th class=num>Max</th>"
+                       "<th class=num>Kept</th><th class=num>Samples</th>"
+                       "<th>Response time (log scale)</th></tr>");
+        }
+        pp_snap_location(loc, &s);
+        age = (double)(opt->now_us - loc->created_us) / 1e6;
+        {
+            size_t pl = strnlen(loc->path, PP_PREFIX_MAX);
+            pp_puts(o, "<tr><td class=mono><a href=\"");
+            pp_puts_html(o, opt->base);
+            pp_puts(o, "/location?path=");
+            pp_put_url_segment(o, loc->path, pl);
+            pp_puts(o, "\" title=\"flame graph of every sampled request\">");
+            pp_put_html(o, loc->path, pl);
+            pp_puts(o, "</a></td>");
+        }
+        pp_put_ms_cell(o, loc->interval_us / 1e3);
+        pp_printf(o, "<td class=num>%llu</td><td class=num>%.2f/s</td>",
+                  (unsigned long long)s.requests,
+                  age > 0 ? (double)s.requests / age : 0.0);
+        pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.50, (int64_t)s.max_us) /
+                           1e3);
+        pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) /
+                           1e3);
+        pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) /
+                           1e3);
+        pp_put_ms_cell(o, s.max_us / 1e3);
+        {
+            /* achieved vs nominal: one sample per interval of request time
+             * is what the configuration asks for */
+            double nominal = loc->interval_us
+                                 ? (double)s.sum_us / (double)loc->interval_us
+                                 : 0;
+            pp_printf(o, "<td class=num>%llu</td><td class=num>%llu",
+                      (unsigned long long)s.kept,
+                      (unsigned long long)s.samples);
+            if (nominal >= 1) {
+                pp_printf(o, "<br><span class=muted title=\"samples taken "
+                             "against one per interval of request time\">"
+                             "%.0f%% of nominal</span>",
+                          100.0 * (double)s.samples / nominal);
+            }
+            pp_puts(o, "</td><td>");
+        }
+        {
+            char pb[PP_PREFIX_MAX];
+            snprintf(pb, sizeof(pb), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+            hist_svg(o, &s, pb);
+        }
+        pp_puts(o, "</td></tr>");
+    }
+    if (nloc) {
+        pp_puts(o, "</table>");
+    }
+    else {
+        pp_puts(o, "<p class=empty>No <code>PyProfSample</code> location is "
+                   "configured, so nothing is sampled.</p>");
+    }
+}
+
+/* Requests running now, each with the stack of its latest sample. */
+static void inflight_section(pp_sink_t *o, const pp_store_t *st,
+                             const pp_render_opts_t *opt)
+{
+    pp_req_list_t live;
+    size_t k;
+
+    pp_collect_inflight(st, &live);
+    pp_printf(o, "<h2>In flight now <span class=muted>(%zu)</span></h2>",
+              live.n);
+    if (live.n == 0) {
+        pp_puts(o, "<p class=empty>No profiled request is running.</p>");
+    }
+    else {
+        pp_puts(o, "<table><tr><th class=num>Elapsed</th><th>Method</th>"
+                   "<th>URI</th><th class=num>Samples</th>"
+                   "<th class=num>PID</th><th>Now in</th></tr>");
+        for (k = 0; k < live.n; k++) {
+            const pp_req_t *q = &live.v[k];
+            char leaf[600];
+            pp_puts(o, "<tr>");
+            pp_put_ms_cell(o, pp_elapsed_ms(opt, q->start_us));
+            pp_puts(o, "<td>");
+            pp_puts_html(o, q->method);
+            pp_puts(o, "</td><td class=uri>");
+            pp_puts_html(o, q->uri);
+            pp_printf(o, "</td><td class=num>%u</td><td class=num>%d</td>"
+                         "<td class=mono>",
+                      q->samples, (int)q->pid);
+            leaf_function(st, q->last_node, leaf, sizeof(leaf));
+            if (leaf[0]) {
+                /* the most recent sample's stack, innermost last, like
+                 * a traceback */
+                uint32_t frames[PP_DEPTH_LIMIT + 2], d, j;
+                d = pp_profile_frames(st, q->last_node, frames,
+                                      PP_DEPTH_LIMIT + 2);
+                pp_puts(o, "<details><summary>");
+                pp_puts_html(o, leaf);
+                pp_puts(o, "</summary><ol class=stack>");
+                for (j = d > 40 ? d - 40 : 0; j < d; j++) {
+                    pp_frame_view_t fv;
+                    pp_profile_frame(st, frames[j], &fv);
+                    pp_puts(o, "<li>");
+                    pp_puts_html(o, fv.function);
+                    if (fv.file[0]) {
+                        pp_puts(o, " <span class=muted>");
+                        pp_puts_html(o, fv.file);
+                        pp_printf(o, ":%u</span>", fv.line);
+                    }
+                    pp_puts(o, "</li>");
+                }
+                pp_puts(o, "</ol>");
+                pp_req_link(o, opt, q->id, "call tree so far");
+                pp_puts(o, "</details>");
+            }
+            else {
+                pp_puts(o, "<span class=muted>not sampled yet</span>");
+            }
+            pp_puts(o, "</td></tr>");
+        }
+        pp_puts(o, "</table>");
+    }
+    free(live.v);
+}
+
+/* Kept slow requests: the filter form, sortable columns, the first
+ * HTML_SLOW_ROWS rows (the JSON has them all). */
+static void slow_section(pp_sink_t *o, const pp_store_t *st,
+                         const pp_render_opts_t *opt)
+{
+    pp_req_list_t traces;
+    size_t k;
+
+    pp_collect_traces(st, &traces, opt);
+    pp_printf(o, "<h2 id=slow>Slow requests <span class=muted>(%zu kept%s, "
+                 "%s first)</span></h2>",
+              traces.n,
+              opt->filter_location >= 0 || opt->filter_status ||
+                      opt->min_us >= 0 || opt->max_us >= 0 ||
+                      opt->process_group || opt->app_group
+                  ? " matching the filter"
+                  : "",
+              opt->sort == PP_SORT_TIME
+                  ? "newest"
+                  : (opt->sort == PP_SORT_URI ? "by URI," : "slowest"));
+    filter_form(o, st, opt);
+    if (traces.n == 0) {
+        pp_puts(o, "<p class=empty>No kept request matches. Only requests "
+                   "at or over PyProfSlowThreshold are kept.</p>");
+    }
+    else {
+        pp_puts(o, "<table><tr><th class=num>");
+        sort_link(o, st, opt, PP_SORT_DURATION, "Duration");
+        pp_puts(o, "</th><th class=num>CPU</th><th>Method</th><th>");
+        sort_link(o, st, opt, PP_SORT_URI, "URI");
+        pp_puts(o, "</th><th class=num>Status</th><th class=num>Samples</th>"
+                   "<th class=num>PID</th><th>");
+        sort_link(o, st, opt, PP_SORT_TIME, "Started (UTC)");
+        pp_puts(o, "</th><th>Profile</th></tr>");
+        for (k = 0; k < traces.n && k < HTML_SLOW_ROWS; k++) {
+            const pp_req_t *q = &traces.v[k];
+            char t[40];
+            pp_puts(o, "<tr>");
+            pp_put_ms_cell(o, q->duration_us / 1e3);
+            pp_put_ms_cell(o, q->cpu_us / 1e3);
+            pp_puts(o, "<td>");
+            pp_puts_html(o, q->method);
+            pp_puts(o, "</td><td class=uri>");
+            pp_puts_html(o, q->uri);
+            if (q->flags & PP_REQ_TRIGGERED) {
+                pp_puts(o, "<span class=flag>triggered</span>");
+            }
+            if (q->flags & PP_REQ_CAPTURED) {
+                pp_printf(o, "<span class=flag>capture %u</span>",
+                          q->capture);
+            }
+            if (q->flags & PP_REQ_DAEMON) {
+                pp_puts(o, "<br><span class=muted>daemon ");
+                pp_puts_html(o, q->process_group);
+                if (q->app_group[0]) {
+                    pp_puts(o, " &middot; ");
+                    pp_puts_html(o, q->app_group);
+                }
+                pp_puts(o, "</span>");
+            }
+            pp_puts(o, "</td>");
+            pp_status_cell(o, q->status);
+            pp_iso_time(q->start_us, t, sizeof(t));
+            pp_printf(o, "<td class=num>%u</td><td class=num>%d</td>"
+                         "<td class=mono>%s</td><td>",
+                      q->samples, (int)q->pid, t);
+            pp_req_link(o, opt, q->id, "call tree");
+            pp_puts(o, "</td></tr>");
+        }
+        pp_puts(o, "</table>");
+        if (traces.n > HTML_SLOW_ROWS) {
+            pp_printf(o, "<p class=muted>%zu more in <a href=\"?format=json"
+                         "\">JSON</a>.</p>",
+                      traces.n - HTML_SLOW_ROWS);
+        }
+    }
+    free(traces.v);
+}
+
+/* What sampling costs, and what the store had no room for. */
+static void sampler_section(pp_sink_t *o, const pp_store_t *st,
+                            const pp_render_opts_t *opt)
+{
+    char b1[64], b2[64];
+    double uptime_s = (double)(opt->now_us - st->created_us) / 1e6;
+    uint64_t samples = atomic_load(&st->c.samples);
+    size_t i;
+    int dropped_shown = 0;
+
+    pp_printf(o, "<h2>Sampler cost <span class=muted>(%s)</span></h2>"
+                 "<div class=cards>",
+              st->sampler_mode == PP_SAMPLER_GIL
+                  ? "GIL mode: each sample takes the GIL"
+                  : "GIL-free: stacks are copied with process_vm_readv while "
+                    "the app runs on");
+    pp_printf(o, "<div class=card><b>%llu</b><span>samples</span></div>",
+              (unsigned long long)samples);
+    pp_printf(o, "<div class=card><b>%.3f s</b><span>sampler CPU</span>"
+                 "</div>",
+              atomic_load(&st->c.sampler_cpu_ns) / 1e9);
+    pp_printf(o, "<div class=card><b>%.1f &micro;s</b><span>per sample, "
+                 "median</span></div>",
+              pp_cost_quantile_us(st, 0.5));
+    pp_printf(o, "<div class=card><b>%.1f &micro;s</b><span>per sample, "
+                 "p99</span></div>",
+              pp_cost_quantile_us(st, 0.99));
+    pp_printf(o, "<div class=card><b>%.3f s</b><span>waiting for the GIL"
+                 "</span></div>",
+              atomic_load(&st->c.gil_wait_ns) / 1e9);
+    pp_printf(o, "<div class=card><b>%.2f/s</b><span>samples per second"
+                 "</span></div>",
+              uptime_s > 0 ? samples / uptime_s : 0.0);
+    snprintf(b1, sizeof(b1), "%.1f", pp_store_arena_used(st) / 1048576.0);
+    snprintf(b2, sizeof(b2), "%.1f", st->total_size / 1048576.0);
+    pp_printf(o, "<div class=card><b>%s / %s MiB</b><span>frame text used / "
+                 "store size</span></div>",
+              b1, b2);
+    for (i = 0; i < pp_store_ncounters; i++) {
+        const pp_counter_t *c = &pp_store_counters[i];
+        if ((c->flags & PP_CTR_DROPPED) && !dropped_shown) {
+            pp_printf(o, "<div class=card><b>%llu</b><span>dropped (store "
+                         "full, see JSON)</span></div>",
+                      (unsigned long long)pp_counters_dropped(st));
+            dropped_shown = 1;
+        }
+        else if (c->card) {
+            pp_printf(o, "<div class=card><b>%llu</b><span>%s</span></div>",
+                      (unsigned long long)pp_counter_read(st, c), c->card);
+        }
+    }
+    pp_printf(o, "<div class=card><b>%llu</b><span>samples dropped as torn"
+                 "</span></div>",
+              (unsigned long long)atomic_load(&st->c.torn));
+    if (uptime_s > 0) {
+        pp_printf(o, "<div class=card><b>%.4f</b><span>CPU s sampling per "
+                     "s of wall time</span></div>",
+                  atomic_load(&st->c.sampler_cpu_ns) / 1e9 / uptime_s);
+    }
+    pp_puts(o, "</div>");
+    if (atomic_load(&st->c.renewals)) {
+        /* say what a renewal took away: the numbers above still count
+         * from the start, the profiles only from the renewal */
+        time_t at = (time_t)(atomic_load(&st->c.renewed_us) / 1000000);
+        struct tm tm;
+        char when[32] = "?";
+        if (gmtime_r(&at, &tm)) {
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+        }
+        pp_printf(o, "<p class=notice>The store was renewed %llu time(s) "
+                     "at graceful restarts, the last at %s, because it was "
+                     "filling with the code of earlier deploys: profiles "
+                     "since start begin there; frames of old code and %llu "
+                     "location row(s) no longer configured were reclaimed. "
+                     "Counters, histograms and the newest kept traces "
+                     "carried over.</p>",
+                  (unsigned long long)atomic_load(&st->c.renewals), when,
+                  (unsigned long long)atomic_load(
+                      &st->c.locations_reclaimed));
+    }
+}
+
+void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
+                             const pp_render_opts_t *opt)
+{
+    pp_page_begin(o, "Python request profiles", opt);
+    locations_section(o, st, opt);
+    inflight_section(o, st, opt);
+    slow_section(o, st, opt);
+    captures_section(o, st, opt);
+    sampler_section(o, st, opt);
+    pp_puts(o, "<p class=muted>Machine-readable: <a href=\"");
+    pp_puts_html(o, opt->base);
+    pp_puts(o, "?format=json\">?format=json</a>. Reload every N seconds "
+               "with <code>?refresh=N</code>.</p>");
+    pp_page_end(o);
+}

@@ -1,0 +1,507 @@
+/* pp_render_request.c: the pages of one stack set: a request (details,
+ * where its time went, segments, then its profile) and a location (since
+ * start, a time window, or the slowest requests against the rest), and
+ * their folded exports.  The views themselves are pp_views.c's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp_export.h"
+#include "pp_render_int.h"
+#include "pp_views.h"
+
+void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
+                              const pp_record_t *rec)
+{
+    pp_profile_t p;
+
+    pp_profile_init(&p);
+    /* out of memory: no stacks rather than some (the format has no room
+     * to say they are not all there) */
+    if (pp_profile_add_record(&p, rec) == 0) {
+        pp_profile_sort(&p);
+        pp_export_folded(o, st, &p);
+    }
+    pp_profile_free(&p);
+}
+
+size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
+                                 int location)
+{
+    pp_profile_t p;
+    size_t n;
+
+    pp_profile_init(&p);
+    if (pp_profile_of_location(&p, st, location, 0, 0, PP_SIDE_ALL) != 0) {
+        pp_profile_free(&p); /* out of memory: nothing rather than some */
+        return 0;
+    }
+    pp_export_folded(o, st, &p);
+    n = p.n;
+    pp_profile_free(&p);
+    return n;
+}
+
+/* ---- request and location pages ---- */
+
+/* Flame graph, hot functions and call tree of one built tree: the tree is
+ * built once per stack set and every view reads it. */
+static void tree_sections(pp_sink_t *o, const pp_store_t *st,
+                          const pp_tree_t *tree, int with_cpu,
+                          const char *app_root)
+{
+    pp_puts(o, "<h2>Flame graph</h2>");
+    pp_view_truncated(o, tree);
+    pp_view_flamegraph(o, st, tree, app_root);
+    pp_puts(o, "<h2>Hot functions <span class=muted>(bottom-up)</span>"
+               "</h2>");
+    pp_view_hot(o, st, tree, with_cpu, app_root);
+    pp_puts(o, "<h2>Call tree <span class=muted>(top-down; bar: "
+               "<span style=\"color:#d9480f\">on CPU</span> / "
+               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or "
+               "waiting for the GIL</span>)</span></h2>");
+    pp_view_tree(o, st, tree, app_root);
+}
+
+static void profile_sections(pp_sink_t *o, const pp_store_t *st,
+                             const pp_profile_t *p, int with_cpu,
+                             const char *app_root)
+{
+    pp_tree_t tree;
+
+    if (pp_tree_build(&tree, st, p) != 0) {
+        pp_tree_free(&tree);
+        pp_puts(o, "<p class=empty>Out of memory building the tree.</p>");
+        return;
+    }
+    tree_sections(o, st, &tree, with_cpu, app_root);
+    pp_tree_free(&tree);
+}
+
+/* Links to the exports of this page's stack set; a location page's keep
+ * its path (readable: ?path=/app) and window. */
+static void export_links(pp_sink_t *o, const char *path, int64_t since_us)
+{
+    static const char *const fmts[][2] = {
+        {"json", "JSON"},
+        {"folded", "folded stacks"},
+        {"speedscope", "speedscope"},
+        {"pprof", "pprof"}};
+    size_t i;
+
+    for (i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+        pp_printf(o, "%s<a href=\"?", i ? " &middot; " : "");
+        if (path) {
+            pp_puts(o, "path=");
+            pp_put_url(o, path, strlen(path), PP_URL_KEEP_SLASH);
+            if (since_us > 0) {
+                pp_printf(o, "&amp;since=%llds",
+                          (long long)(since_us / 1000000));
+            }
+            pp_puts(o, "&amp;");
+        }
+        pp_printf(o, "format=%s\">%s</a>", fmts[i][0], fmts[i][1]);
+    }
+}
+
+/* The timeline of pyprof.segment() blocks, like a transaction trace. */
+static void segments_table(pp_sink_t *o, const pp_record_t *rec)
+{
+    const pp_req_t *q = &rec->req;
+    double total = q->duration_us > 0 ? q->duration_us / 1e3 : 0;
+    uint32_t i, n = q->nsegments < PP_SEGMENTS_MAX ? q->nsegments
+                                                   : PP_SEGMENTS_MAX;
+
+    if (!n) {
+        return;
+    }
+    if (total <= 0) { /* in flight: scale to the latest end seen */
+        for (i = 0; i < n; i++) {
+            double end = (rec->segments[i].start_us +
+                          (rec->segments[i].dur_us > 0 ? rec->segments[i].dur_us
+                                                       : 0)) / 1e3;
+            if (end > total) {
+                total = end;
+            }
+        }
+    }
+    pp_puts(o, "<h2>Segments <span class=muted>(exact timings from "
+               "pyprof.segment / @pyprof.trace; samples inside each are "
+               "counted to it)</span></h2><table class=segs><tr>"
+               "<th>Segment</th><th>Detail</th><th class=num>Start</th>"
+               "<th class=num>Duration</th><th class=num>Share</th>"
+               "<th class=num>Samples</th><th style=\"width:30%\">Timeline"
+               "</th></tr>");
+    for (i = 0; i < n; i++) {
+        const pp_segment_t *g = &rec->segments[i];
+        double start = g->start_us / 1e3;
+        double dur = g->dur_us < 0 ? -1 : g->dur_us / 1e3;
+        double left = total > 0 ? 100.0 * start / total : 0;
+        double width = total > 0 && dur > 0 ? 100.0 * dur / total : 0;
+
+        if (left > 100) {
+            left = 100;
+        }
+        if (left + width > 100) {
+            width = 100 - left;
+        }
+        pp_printf(o, "<tr><td class=fn style=\"padding-left:%upx\">",
+                  10 + 16 * (g->depth < 20 ? g->depth : 20));
+        pp_puts_html(o, g->name);
+        pp_puts(o, "</td><td class=\"mono detail\">");
+        pp_puts_html(o, g->detail);
+        pp_printf(o, "</td><td class=num>%.1f ms</td>", start);
+        if (dur < 0) {
+            pp_puts(o, "<td class=num>open</td><td class=num></td>");
+        }
+        else {
+            pp_printf(o, "<td class=num>%.1f ms</td><td class=num>%.1f%%</td>",
+                      dur, total > 0 ? 100.0 * dur / total : 0.0);
+        }
+        pp_printf(o, "<td class=num>%u</td><td><div class=tl><span "
+                     "style=\"left:%.2f%%;width:%.2f%%\"></span></div></td>"
+                     "</tr>",
+                  g->samples, left, width < 0.3 ? 0.3 : width);
+    }
+    pp_puts(o, "</table>");
+    if (q->segments_dropped) {
+        pp_printf(o, "<p class=muted>%u more segments were not recorded "
+                     "(at most %d a request).</p>",
+                  q->segments_dropped, PP_SEGMENTS_MAX);
+    }
+}
+
+static void split_part(pp_sink_t *o, const char *cls, double ms,
+                       double total, const char *label)
+{
+    double pct = total > 0 ? 100.0 * ms / total : 0;
+    if (ms <= 0 || pct < 0.05) {
+        return;
+    }
+    pp_printf(o, "<span class=\"seg %s\" style=\"width:%.2f%%\" "
+                 "title=\"%s: %.1f ms\"></span>",
+              cls, pct, label, ms);
+}
+
+/* Where the request's wall time went: Apache before the app, the app
+ * (split by what the samples saw), and Apache after it. */
+static void time_split(pp_sink_t *o, const pp_req_t *q)
+{
+    double total = q->duration_us / 1e3;
+    double before = q->handler_start_us > 0
+                        ? (q->handler_start_us - q->start_us) / 1e3
+                        : 0;
+    double app = q->handler_start_us > 0 && q->app_end_us >= q->handler_start_us
+                     ? (q->app_end_us - q->handler_start_us) / 1e3
+                     : total - before;
+    double after = total - before - app;
+    uint32_t py = q->samples_on_cpu + q->samples_off_cpu;
+    double outside = q->outside_us / 1e3;
+    double in_app = app - outside > 0 ? app - outside : 0;
+    double on = py ? in_app * q->samples_on_cpu / py : 0;
+    double gil = py ? in_app * q->samples_gil_wait / py : 0;
+    double off = in_app - on - gil;
+
+    if (total <= 0) {
+        return;
+    }
+    if (after < 0) {
+        after = 0;
+    }
+    pp_puts(o, "<h2>Where the time went</h2><div class=split>");
+    split_part(o, "before", before, total, "Apache before the app");
+    split_part(o, "on", on, total, "Python on CPU");
+    split_part(o, "gil", gil, total, "Python waiting for the GIL or a lock");
+    split_part(o, "off", off, total, "Python off CPU (sleep, I/O)");
+    split_part(o, "outside", outside, total, "in the app, outside Python");
+    split_part(o, "after", after, total, "Apache after the app");
+    pp_puts(o, "</div><table class=legend><tr>");
+    pp_printf(o, "<td><span class=\"key before\"></span>Apache before the "
+                 "app %.1f ms</td>", before);
+    pp_printf(o, "<td><span class=\"key on\"></span>Python on CPU "
+                 "%.1f ms (%u samples)</td>", on, q->samples_on_cpu);
+    pp_printf(o, "<td><span class=\"key gil\"></span>waiting for the GIL "
+                 "or a lock %.1f ms (%u)</td>", gil, q->samples_gil_wait);
+    pp_printf(o, "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
+                 "%.1f ms (%u)</td>",
+              off > 0 ? off : 0, q->samples_off_cpu - q->samples_gil_wait);
+    pp_printf(o, "<td><span class=\"key outside\"></span>outside Python "
+                 "%.1f ms (%u)</td>", outside, q->samples_outside);
+    pp_printf(o, "<td><span class=\"key after\"></span>Apache after the "
+                 "app %.1f ms</td>", after);
+    pp_puts(o, "</tr></table><p class=muted>A sample is on CPU when the "
+               "thread's CPU clock advanced for at least half of its "
+               "interval. Off CPU, the thread's kernel wait channel tells "
+               "the rest apart: a futex wait is the GIL (or a Python lock); "
+               "anything else is sleep or I/O. \"Before\" and \"after\" "
+               "are Apache's own work around the handler (reading the "
+               "request, sending the last bytes, logging).</p>");
+}
+
+void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
+                            const pp_record_t *rec, int inflight,
+                            const pp_render_opts_t *opt)
+{
+    const pp_req_t *q = &rec->req;
+    char t[40], lp[PP_PREFIX_MAX], root[PP_PREFIX_MAX];
+    char title[PP_ID_MAX + 16];
+    pp_profile_t p;
+
+    snprintf(title, sizeof(title), "Request %s", q->id);
+    pp_page_begin(o, title, opt);
+    pp_iso_time(q->start_us, t, sizeof(t));
+    pp_store_location_root(st, q->location, root, sizeof(root));
+    pp_puts(o, "<h2>");
+    pp_puts_html(o, q->method);
+    pp_puts(o, " <span class=mono>");
+    pp_puts_html(o, q->uri);
+    pp_puts(o, "</span></h2><dl class=kv>");
+    if (inflight) {
+        pp_printf(o, "<dt>State</dt><dd>in flight, %.1f ms so far</dd>",
+                  pp_elapsed_ms(opt, q->start_us));
+    }
+    else {
+        pp_printf(o, "<dt>Status</dt><dd>%d</dd>", (int)q->status);
+        pp_printf(o, "<dt>Duration</dt><dd>%.1f ms</dd>",
+                  q->duration_us / 1e3);
+        pp_printf(o, "<dt>CPU time</dt><dd>%.1f ms (thread CPU clock, "
+                     "%.0f%% of the duration)</dd>",
+                  q->cpu_us / 1e3,
+                  q->duration_us ? 100.0 * q->cpu_us / q->duration_us : 0.0);
+    }
+    pp_printf(o, "<dt>Samples</dt><dd>%u every %.1f ms", q->samples,
+              q->interval_us / 1e3);
+    if (!inflight && q->samples > 1 && q->duration_us > 0) {
+        double sampled_ms = (q->duration_us - q->outside_us) / 1e3;
+        double achieved = sampled_ms > 0 ? sampled_ms / q->samples : 0;
+        if (achieved > 1.25 * q->interval_us / 1e3) {
+            if (st->sampler_mode == PP_SAMPLER_GIL) {
+                pp_printf(o, " &mdash; achieved one per %.1f ms. While a "
+                             "thread runs Python it gives up the GIL only "
+                             "every switch interval (5 ms by default), so a "
+                             "sampler that takes the GIL (PyProfSampler gil) "
+                             "cannot see it more often than about 200 times "
+                             "a second",
+                          achieved);
+            }
+            else {
+                pp_printf(o, " &mdash; achieved one per %.1f ms: the machine "
+                             "was too busy to run the sampler on time, or "
+                             "samples were dropped as torn (see the "
+                             "overview)",
+                          achieved);
+            }
+        }
+    }
+    if (q->samples_overflow) {
+        pp_printf(o, " (%u in [other stacks]: more than %d distinct stacks)",
+                  q->samples_overflow, PP_STACKS_MAX - 1);
+    }
+    pp_puts(o, "</dd><dt>Location</dt><dd class=mono>");
+    pp_location_path(st, q->location, lp, sizeof(lp));
+    if (lp[0]) {
+        pp_puts(o, "<a href=\"");
+        pp_puts_html(o, opt->base);
+        pp_puts(o, "/location?path=");
+        pp_put_url_segment(o, lp, strlen(lp));
+        pp_puts(o, "\">");
+        pp_puts_html(o, lp);
+        pp_puts(o, "</a>");
+    }
+    pp_puts(o, "</dd><dt>Virtual host</dt><dd>");
+    pp_puts_html(o, q->vhost);
+    pp_printf(o, "</dd><dt>Process / thread</dt><dd>pid %d, tid %d",
+              (int)q->pid, (int)q->tid);
+    if (q->flags & PP_REQ_DAEMON) {
+        pp_printf(o, "; the app ran in mod_wsgi daemon pid %d, process "
+                     "group <span class=mono>",
+                  (int)q->daemon_pid);
+        pp_puts_html(o, q->process_group);
+        pp_puts(o, "</span>, application group <span class=mono>");
+        pp_puts_html(o, q->app_group[0] ? q->app_group : "(main interpreter)");
+        pp_puts(o, "</span>");
+    }
+    pp_puts(o, "</dd>");
+    pp_printf(o, "<dt>Started</dt><dd class=mono>%s</dd>", t);
+    pp_puts(o, "<dt>Request id</dt><dd class=mono>");
+    pp_puts_html(o, q->id);
+    if (q->flags & PP_REQ_TRIGGERED) {
+        pp_puts(o, " <span class=flag>triggered</span>");
+    }
+    if (q->flags & PP_REQ_CAPTURED) {
+        pp_printf(o, " <span class=flag>capture %u</span>", q->capture);
+    }
+    if (q->flags & PP_REQ_FAST) {
+        pp_puts(o, " <span class=flag title=\"kept for a short while "
+                   "because its X-PyProf-Id was sent\">fast</span>");
+    }
+    pp_puts(o, "</dd>");
+    if (q->trace_id[0]) {
+        pp_puts(o, "<dt>W3C trace</dt><dd class=mono>trace ");
+        pp_puts_html(o, q->trace_id);
+        pp_puts(o, ", parent span ");
+        pp_puts_html(o, q->parent_id);
+        pp_puts(o, "</dd>");
+    }
+    if (q->unique_id[0]) {
+        pp_puts(o, "<dt>UNIQUE_ID</dt><dd class=mono>");
+        pp_puts_html(o, q->unique_id);
+        pp_puts(o, "</dd>");
+    }
+    pp_puts(o, "<dt>Export</dt><dd>");
+    export_links(o, NULL, 0);
+    pp_puts(o, "</dd></dl>");
+    if (!inflight) {
+        time_split(o, q);
+    }
+    segments_table(o, rec);
+
+    if (q->samples == 0) {
+        pp_puts(o, "<p class=empty>No sample landed in Python code during "
+                   "this request (it was shorter than the interval, or "
+                   "spent its time outside Python).</p>");
+    }
+    else {
+        pp_profile_init(&p);
+        if (pp_profile_add_record(&p, rec) != 0) {
+            pp_puts(o, "<p class=empty>Out of memory reading the stacks."
+                       "</p>");
+        }
+        else {
+            pp_profile_sort(&p);
+            profile_sections(o, st, &p, 1, root);
+        }
+        pp_profile_free(&p);
+    }
+    pp_page_end(o);
+}
+
+static void window_links(pp_sink_t *o, const pp_render_opts_t *opt,
+                         const char *path)
+{
+    static const struct {
+        const char *arg, *label;
+        int64_t us;
+    } w[] = {{"", "since start", 0},
+             {"5m", "last 5 min", 300000000LL},
+             {"15m", "last 15 min", 900000000LL},
+             {"1h", "last hour", 3600000000LL}};
+    size_t i;
+
+    pp_puts(o, "<p class=tabs>");
+    for (i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        int on = !opt->diff && opt->since_us == w[i].us;
+        pp_printf(o, "<a class=\"tab%s\" href=\"?path=", on ? " on" : "");
+        pp_put_url_segment(o, path, strlen(path));
+        if (w[i].arg[0]) {
+            pp_printf(o, "&amp;since=%s", w[i].arg);
+        }
+        pp_printf(o, "\">%s</a>", w[i].label);
+    }
+    pp_printf(o, "<a class=\"tab%s\" href=\"?path=", opt->diff ? " on" : "");
+    pp_put_url_segment(o, path, strlen(path));
+    pp_puts(o, "&amp;view=diff\">slowest 5% vs the rest</a></p>");
+}
+
+void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
+                             int location, const pp_render_opts_t *opt)
+{
+    const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
+    char path[PP_PREFIX_MAX], root[PP_PREFIX_MAX];
+    pp_loc_snap_t s;
+    pp_profile_t p;
+
+    snprintf(path, sizeof(path), "%.*s", PP_PREFIX_MAX - 1, loc->path);
+    pp_store_location_root(st, location, root, sizeof(root));
+    pp_page_begin(o, "Location profile", opt);
+    pp_snap_location(loc, &s);
+    pp_puts(o, "<h2>All sampled requests under <span class=mono>");
+    pp_puts_html(o, path);
+    pp_printf(o, "</span></h2><dl class=kv><dt>Requests</dt><dd>%llu, "
+                 "%llu samples every %.1f ms</dd>",
+              (unsigned long long)s.requests, (unsigned long long)s.samples,
+              loc->interval_us / 1e3);
+    pp_puts(o, "<dt>Response time</dt><dd>");
+    {
+        char b[4][32];
+        pp_human_ms(pp_hist_quantile_us(s.hist, 0.5, (int64_t)s.max_us) / 1e3,
+                 b[0], sizeof(b[0]));
+        pp_human_ms(pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) / 1e3,
+                 b[1], sizeof(b[1]));
+        pp_human_ms(pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) / 1e3,
+                 b[2], sizeof(b[2]));
+        pp_human_ms(s.max_us / 1e3, b[3], sizeof(b[3]));
+        pp_printf(o, "p50 %s &middot; p95 %s &middot; p99 %s &middot; max "
+                     "%s</dd>",
+                  b[0], b[1], b[2], b[3]);
+    }
+    if (root[0]) {
+        pp_puts(o, "<dt>Application root</dt><dd class=mono>");
+        pp_puts_html(o, root);
+        pp_puts(o, "</dd>");
+    }
+    pp_puts(o, "<dt>Export</dt><dd>");
+    export_links(o, path, opt->since_us);
+    pp_puts(o, " &middot; pull for a fleet: <span class=mono>");
+    pp_puts_html(o, opt->base);
+    pp_puts(o, "/pprof?path=");
+    pp_puts_html(o, path);
+    pp_puts(o, "&amp;seconds=30</span></dd></dl>");
+    window_links(o, opt, path);
+
+    pp_profile_init(&p);
+    if (opt->diff) {
+        /* one tree per side, each read by every view that needs it */
+        pp_profile_t rest;
+        pp_tree_t ts, tr;
+        int ok;
+
+        pp_profile_init(&rest);
+        ok = pp_profile_of_location(&p, st, location, opt->now_us, 0,
+                                    PP_SIDE_SLOW) == 0;
+        ok = pp_profile_of_location(&rest, st, location, opt->now_us, 0,
+                                    PP_SIDE_REST) == 0 && ok;
+        /* both trees built whatever happened, so both can be freed */
+        ok = pp_tree_build(&ts, st, &p) == 0 && ok;
+        ok = pp_tree_build(&tr, st, &rest) == 0 && ok;
+        pp_profile_free(&rest); /* its tree has what the views need */
+        pp_puts(o, "<h2>What grows in the slowest requests</h2>");
+        if (!ok) {
+            pp_puts(o, "<p class=empty>Out of memory building the tree."
+                       "</p>");
+        }
+        else {
+            pp_view_diff(o, st, &ts, &tr, root);
+            pp_tree_free(&tr);
+            if (p.samples) {
+                pp_puts(o, "<h3>The slowest requests only</h3>");
+                tree_sections(o, st, &ts, 1, root);
+            }
+        }
+        pp_tree_free(&ts);
+        pp_tree_free(&tr);
+    }
+    else {
+        if (pp_profile_of_location(&p, st, location, opt->now_us,
+                                   opt->since_us, opt->side) != 0) {
+            pp_puts(o, "<p class=empty>Out of memory reading the samples."
+                       "</p>");
+        }
+        else if (!p.samples) {
+            pp_puts(o, "<p class=empty>No samples in this window.</p>");
+        }
+        else {
+            pp_printf(o, "<p class=muted>%llu samples, %.1f s of request "
+                         "time, %.0f%% of it on CPU.</p>",
+                      (unsigned long long)p.samples, p.weight_us / 1e6,
+                      p.weight_us ? 100.0 * (double)p.cpu_us /
+                                        (double)p.weight_us
+                                  : 0.0);
+            profile_sections(o, st, &p, 1, root);
+        }
+    }
+    pp_profile_free(&p);
+    pp_page_end(o);
+}
+
