@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "pp_hash.h"
 #include "pp_store_int.h"
 #include "pp_time.h"
 
@@ -33,18 +34,13 @@ static uint32_t pow2_floor(uint64_t x)
 
 static uint64_t layout_signature(void)
 {
-    uint64_t sig = 0xcbf29ce484222325ULL;
     const uint64_t parts[] = {
         sizeof(pp_store_t),  sizeof(pp_slot_t),       sizeof(pp_record_t),
         sizeof(pp_req_t),    sizeof(pp_location_t),   sizeof(pp_agg_entry_t),
         sizeof(pp_counters_t), PP_STACKS_MAX,         PP_HIST_BUCKETS,
         PP_MAX_LOCATIONS,    PP_FRAME_TEXT_MAX,       PP_STORE_VERSION};
-    size_t i;
 
-    for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-        sig = (sig ^ parts[i]) * 0x100000001b3ULL;
-    }
-    return sig;
+    return pp_fnv1a64(PP_FNV64_BASIS, parts, sizeof(parts));
 }
 
 typedef struct layout {

@@ -12,18 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "pp_hash.h"
 #include "pp_store_int.h"
-
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    /* FNV-1a, 64 bit */
-    while (n--) {
-        h ^= *s++;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 static int frame_equal(const frame_text_t *t, const char *func, size_t fl,
                        const char *file, size_t fil, uint32_t line)
@@ -73,8 +63,8 @@ uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
     if (filelen > PP_FRAME_TEXT_MAX) {
         filelen = pp_utf8_cut(file, PP_FRAME_TEXT_MAX);
     }
-    h = hash_bytes(0xcbf29ce484222325ULL, func, funclen);
-    h = hash_bytes(h ^ 0xff, file, filelen);
+    h = pp_fnv1a64(PP_FNV64_BASIS, func, funclen);
+    h = pp_fnv1a64(h ^ 0xff, file, filelen);
     h = pp_store_mix64(h ^ line);
 
     for (i = 0; i < PROBE_LIMIT; i++) {
