@@ -59,8 +59,8 @@ typedef struct pyprof_req_state {
     uint64_t serial;
     int registered;
     int done;
-    int forced;         /* triggered or captured: always kept */
-    int headers_sent;   /* X-PyProf-Id went out */
+    int forced;       /* triggered or captured: always kept */
+    int headers_sent; /* X-PyProf-Id went out */
     pthread_t thread;
     int64_t cpu_start_ns;
 } pyprof_req_state_t;
@@ -154,14 +154,15 @@ static int pyprof_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     need = pp_store_min_size(slots_for_mpm(), (uint32_t)pyprof_conf_keep(c));
     if (pyprof_conf_memory(c) < need) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
-                     PYPROF_LOGNO(00002) "PyProfMemory: %" APR_UINT64_T_FMT "K "
-                     "is too small to hold the store for %u request slots "
-                     "and PyProfKeep %ld traces; it needs at least "
-                     "%" APR_UINT64_T_FMT "K",
-                     (apr_uint64_t)(pyprof_conf_memory(c) / 1024),
-                     slots_for_mpm(), pyprof_conf_keep(c),
-                     (apr_uint64_t)((need + 1023) / 1024));
+        ap_log_error(
+            APLOG_MARK, APLOG_EMERG, 0, s,
+            PYPROF_LOGNO(
+                00002) "PyProfMemory: %" APR_UINT64_T_FMT "K "
+                       "is too small to hold the store for %u request slots "
+                       "and PyProfKeep %ld traces; it needs at least "
+                       "%" APR_UINT64_T_FMT "K",
+            (apr_uint64_t)(pyprof_conf_memory(c) / 1024), slots_for_mpm(),
+            pyprof_conf_keep(c), (apr_uint64_t)((need + 1023) / 1024));
         return !OK;
     }
     return OK;
@@ -193,33 +194,36 @@ static void renew_if_full(pyprof_retained_t *ret, server_rec *s,
                 APR_ARRAY_IDX(c->locations, i, pyprof_location_t).prefix;
         }
     }
-    if (!pp_store_wants_renewal(ret->store,
-                                (const char *const *)prefixes->elts,
+    if (!pp_store_wants_renewal(ret->store, (const char *const *)prefixes->elts,
                                 prefixes->nelts, &why)) {
         return;
     }
     fresh = pp_store_create(size, nslots, keep, &err);
     if (!fresh) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
-                     PYPROF_LOGNO(00401) "%s, but a new store of %"
-                     APR_UINT64_T_FMT " bytes cannot be made (%s): keeping "
-                     "the full one", why, (apr_uint64_t)size, err);
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, errno, s,
+            PYPROF_LOGNO(00401) "%s, but a new store of %" APR_UINT64_T_FMT
+                                " bytes cannot be made (%s): keeping "
+                                "the full one",
+            why, (apr_uint64_t)size, err);
         return;
     }
-    dropped = pp_store_renew(fresh, ret->store,
-                             (const char *const *)prefixes->elts,
-                             prefixes->nelts);
+    dropped =
+        pp_store_renew(fresh, ret->store, (const char *const *)prefixes->elts,
+                       prefixes->nelts);
     if (dropped < 0) {
         pp_store_destroy(fresh);
         return;
     }
-    ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                 PYPROF_LOGNO(00402) "%s: renewing the store (renewal %"
-                 APR_UINT64_T_FMT "); kept traces, histograms and counters "
-                 "carried over; frames of code no kept trace shows, the "
-                 "profiles since start and %d location row(s) no longer "
-                 "configured reclaimed",
-                 why, (apr_uint64_t)atomic_load(&fresh->c.renewals), dropped);
+    ap_log_error(
+        APLOG_MARK, APLOG_NOTICE, 0, s,
+        PYPROF_LOGNO(
+            00402) "%s: renewing the store (renewal %" APR_UINT64_T_FMT
+                   "); kept traces, histograms and counters "
+                   "carried over; frames of code no kept trace shows, the "
+                   "profiles since start and %d location row(s) no longer "
+                   "configured reclaimed",
+        why, (apr_uint64_t)atomic_load(&fresh->c.renewals), dropped);
     pp_store_destroy(ret->store);
     ret->store = fresh;
 }
@@ -262,10 +266,11 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     if (ret->store && !pp_store_compatible(ret->store, size, nslots, keep)) {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                     PYPROF_LOGNO(00003) "store layout changed "
-                     "(PyProfMemory, PyProfKeep or the MPM limits): "
-                     "starting a new, empty store");
+        ap_log_error(
+            APLOG_MARK, APLOG_NOTICE, 0, s,
+            PYPROF_LOGNO(00003) "store layout changed "
+                                "(PyProfMemory, PyProfKeep or the MPM limits): "
+                                "starting a new, empty store");
         pp_store_destroy(ret->store);
         ret->store = NULL;
     }
@@ -277,7 +282,8 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         if (!ret->store) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, errno, s,
                          PYPROF_LOGNO(00004) "cannot create the shared "
-                         "store of %" APR_UINT64_T_FMT " bytes: %s",
+                                             "store of %" APR_UINT64_T_FMT
+                                             " bytes: %s",
                          (apr_uint64_t)size, err);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -302,20 +308,22 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             loc->store_idx = pp_store_location_register(
                 pyprof_store, loc->prefix, loc->interval_us);
             if (loc->store_idx < 0) {
-                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
-                             PYPROF_LOGNO(00005) "PyProfSample %s: more "
-                             "than %d locations; not sampled",
-                             loc->prefix, PP_MAX_LOCATIONS);
+                ap_log_error(
+                    APLOG_MARK, APLOG_WARNING, 0, vs,
+                    PYPROF_LOGNO(00005) "PyProfSample %s: more "
+                                        "than %d locations; not sampled",
+                    loc->prefix, PP_MAX_LOCATIONS);
             }
         }
     }
-    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                 PYPROF_LOGNO(00006) "store ready: %" APR_UINT64_T_FMT " bytes, "
-                 "%u slots, %u kept traces, %u frames, %u nodes "
-                 "(generation %" APR_UINT64_T_FMT ")",
-                 (apr_uint64_t)size, nslots, keep, pyprof_store->nframes,
-                 pyprof_store->nnodes,
-                 (apr_uint64_t)atomic_load(&pyprof_store->generation));
+    ap_log_error(
+        APLOG_MARK, APLOG_DEBUG, 0, s,
+        PYPROF_LOGNO(00006) "store ready: %" APR_UINT64_T_FMT " bytes, "
+                            "%u slots, %u kept traces, %u frames, %u nodes "
+                            "(generation %" APR_UINT64_T_FMT ")",
+        (apr_uint64_t)size, nslots, keep, pyprof_store->nframes,
+        pyprof_store->nnodes,
+        (apr_uint64_t)atomic_load(&pyprof_store->generation));
     (void)pconf;
     return OK;
 }
@@ -331,20 +339,22 @@ static apr_status_t pyprof_child_stop(void *data)
      * in the stop or after it; one that never logged it, while running */
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                  PYPROF_LOGNO(00014) "stopping the sampler in pid %d "
-                 "(child exit)",
+                                     "(child exit)",
                  (int)getpid());
     if (pp_sampler_stop(SAMPLER_STOP_WARN_MS) == 0) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      PYPROF_LOGNO(00007) "sampler stopped in pid %d before "
-                     "Python finalisation",
+                                         "Python finalisation",
                      (int)getpid());
     }
     else {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     PYPROF_LOGNO(00008) "sampler in pid %d took more "
-                     "than %ds to stop (it waited for the GIL); it stopped "
-                     "before Python finalisation",
-                     (int)getpid(), SAMPLER_STOP_WARN_MS / 1000);
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            PYPROF_LOGNO(
+                00008) "sampler in pid %d took more "
+                       "than %ds to stop (it waited for the GIL); it stopped "
+                       "before Python finalisation",
+            (int)getpid(), SAMPLER_STOP_WARN_MS / 1000);
     }
     return APR_SUCCESS;
 }
@@ -363,7 +373,7 @@ static void pyprof_child_init(apr_pool_t *pchild, server_rec *s)
     if (reaped) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      PYPROF_LOGNO(00301) "pid %d freed %u request slot(s) "
-                     "of processes that died",
+                                         "of processes that died",
                      (int)getpid(), reaped);
     }
     /* mod_wsgi's child_init (our predecessor) has initialised Python if
@@ -372,14 +382,14 @@ static void pyprof_child_init(apr_pool_t *pchild, server_rec *s)
     if (!pp_sampler_can_start()) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                      PYPROF_LOGNO(00009) "no Python interpreter in pid %d: "
-                     "requests are timed, not sampled",
+                                         "requests are timed, not sampled",
                      (int)getpid());
         return;
     }
     if (pp_sampler_start(pyprof_store) != 0) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
                      PYPROF_LOGNO(00010) "cannot start the sampler thread "
-                     "in pid %d",
+                                         "in pid %d",
                      (int)getpid());
         return;
     }
@@ -435,8 +445,8 @@ static const char *make_request_id(request_rec *r)
     raw[10] = (unsigned char)(n >> 8);
     raw[11] = (unsigned char)n;
     for (i = 0; i < REQUEST_ID_RAW; i += 3) {
-        uint32_t v = ((uint32_t)raw[i] << 16) | ((uint32_t)raw[i + 1] << 8) |
-                     raw[i + 2];
+        uint32_t v =
+            ((uint32_t)raw[i] << 16) | ((uint32_t)raw[i + 1] << 8) | raw[i + 2];
         out[j++] = b64[(v >> 18) & 63];
         out[j++] = b64[(v >> 12) & 63];
         out[j++] = b64[(v >> 6) & 63];
@@ -496,8 +506,8 @@ static const char *redacted_path(request_rec *r, pyprof_server_conf_t *c,
 
 static const char *recorded_uri(request_rec *r, pyprof_server_conf_t *c)
 {
-    const char *path = redacted_path(
-        r, c, r->parsed_uri.path ? r->parsed_uri.path : r->uri);
+    const char *path =
+        redacted_path(r, c, r->parsed_uri.path ? r->parsed_uri.path : r->uri);
 
     if (!r->args) {
         return path;
@@ -605,7 +615,7 @@ static int pyprof_post_read_request(request_rec *r)
             else {
                 ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                               PYPROF_LOGNO(00012) "%s header with a wrong "
-                              "secret: ignored",
+                                                  "secret: ignored",
                               c->trigger_header);
             }
         }
@@ -634,11 +644,10 @@ static int pyprof_post_read_request(request_rec *r)
     info.id = request_id(r);
     info.method = r->method;
     info.uri = recorded_uri(r, c);
-    info.vhost = apr_psprintf(r->pool, "%s:%u",
-                              r->server->server_hostname
-                                  ? r->server->server_hostname
-                                  : "",
-                              (unsigned)ap_get_server_port(r));
+    info.vhost = apr_psprintf(
+        r->pool, "%s:%u",
+        r->server->server_hostname ? r->server->server_hostname : "",
+        (unsigned)ap_get_server_port(r));
     info.pid = (int32_t)getpid();
     info.tid = (int32_t)syscall(SYS_gettid);
     info.location = loc->store_idx;
@@ -656,8 +665,7 @@ static int pyprof_post_read_request(request_rec *r)
     rs->serial = slot->rec.req.serial;
     rs->thread = pthread_self();
     rs->cpu_start_ns = pp_thread_cpu_ns(rs->thread);
-    rs->registered = pp_sampler_register(rs->slot, rs->serial,
-                                         info.interval_us,
+    rs->registered = pp_sampler_register(rs->slot, rs->serial, info.interval_us,
                                          info.max_depth) == 0;
     ap_set_module_config(r->request_config, &pyprof_module, rs);
     apr_pool_cleanup_register(r->pool, rs, request_cleanup,
@@ -788,8 +796,7 @@ static apr_status_t pyprof_out_filter(ap_filter_t *f, apr_bucket_brigade *bb)
                 apr_table_setn(r->err_headers_out, "X-PyProf-Id", id);
                 apr_table_addn(
                     r->err_headers_out, "Server-Timing",
-                    apr_psprintf(r->pool,
-                                 "pyprof;dur=%.1f;desc=\"%u samples\"",
+                    apr_psprintf(r->pool, "pyprof;dur=%.1f;desc=\"%u samples\"",
                                  (double)(apr_time_now() - r->request_time) /
                                      1000.0,
                                  samples));
@@ -813,8 +820,7 @@ static void pyprof_register_hooks(apr_pool_t *p)
     static const char *const unique_id[] = {"mod_unique_id.c", NULL};
     (void)p;
 
-    ap_hook_check_config(pyprof_check_config, NULL, NULL,
-                         APR_HOOK_REALLY_LAST);
+    ap_hook_check_config(pyprof_check_config, NULL, NULL, APR_HOOK_REALLY_LAST);
     ap_hook_post_config(pyprof_post_config, NULL, wsgi, APR_HOOK_MIDDLE);
     ap_hook_child_init(pyprof_child_init, wsgi, NULL, APR_HOOK_MIDDLE);
     /* after mod_unique_id: its UNIQUE_ID becomes the request's id */

@@ -53,16 +53,16 @@ typedef struct pyprof_server_conf {
     apr_array_header_t *locations; /* pyprof_location_t */
     /* PYPROF_UNSET until a directive sets them */
     int64_t slow_us;
-    long keep;                     /* main server only */
+    long keep; /* main server only */
     long max_depth;
-    int64_t memory;                /* bytes; main server only */
-    int record_query;              /* 0 or 1 */
-    int sampler_mode;              /* PP_SAMPLER_*; main server only */
-    const char *trigger_header;    /* NULL = no trigger */
+    int64_t memory;             /* bytes; main server only */
+    int record_query;           /* 0 or 1 */
+    int sampler_mode;           /* PP_SAMPLER_*; main server only */
+    const char *trigger_header; /* NULL = no trigger */
     /* only the secret's SHA-256: the plaintext is kept nowhere */
     unsigned char trigger_hash[PP_SHA256_LEN];
     uint32_t trigger_interval_us;
-    apr_array_header_t *redact;    /* pyprof_redact_t, in order */
+    apr_array_header_t *redact; /* pyprof_redact_t, in order */
 } pyprof_server_conf_t;
 
 /* PyProfRedactPath REGEX REPLACEMENT */
@@ -77,14 +77,14 @@ typedef struct pyprof_redact {
 /* Who the handler serves (PyProfAccess), on top of Apache's Require: a
  * request is served if any item matches.  Unset means loopback only. */
 typedef struct pyprof_access {
-    int local;                     /* 127.0.0.0/8 and ::1 */
-    int any;                       /* every client */
-    int authenticated;             /* r->user set by Apache's auth */
-    apr_array_header_t *networks;  /* apr_ipsubnet_t *, from ADDR[/BITS] */
+    int local;                    /* 127.0.0.0/8 and ::1 */
+    int any;                      /* every client */
+    int authenticated;            /* r->user set by Apache's auth */
+    apr_array_header_t *networks; /* apr_ipsubnet_t *, from ADDR[/BITS] */
 } pyprof_access_t;
 
 typedef struct pyprof_dir_conf {
-    int headers; /* 0, 1 or PYPROF_UNSET */
+    int headers;             /* 0, 1 or PYPROF_UNSET */
     pyprof_access_t *access; /* NULL = unset: loopback clients only */
 } pyprof_dir_conf_t;
 

@@ -37,7 +37,8 @@ void pyprof_set_security_headers(request_rec *r)
     pp_view_script_csp_hash(script, sizeof(script));
     apr_table_setn(h, "Content-Security-Policy",
                    apr_pstrcat(r->pool, "default-src 'none'; script-src ",
-                               script, "; style-src 'unsafe-inline'; "
+                               script,
+                               "; style-src 'unsafe-inline'; "
                                "img-src 'self' data:; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
                                NULL));
@@ -101,8 +102,8 @@ static int host_names_this_server(request_rec *r)
         }
     }
     for (i = 0; s->wild_names && i < s->wild_names->nelts; i++) {
-        if (ap_strcasecmp_match(h, APR_ARRAY_IDX(s->wild_names, i,
-                                                 const char *)) == 0) {
+        if (ap_strcasecmp_match(
+                h, APR_ARRAY_IDX(s->wild_names, i, const char *)) == 0) {
             return 1;
         }
     }
@@ -239,14 +240,14 @@ const char *pyprof_post_refusal(request_rec *r)
     const char *why = cross_site_refusal(r);
 
     if (why) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      PYPROF_LOGNO(00202) "capture form refused: %s "
-                      "(Origin: %s, Sec-Fetch-Site: %s)", why,
-                      ap_escape_logitem(r->pool, apr_table_get(r->headers_in,
-                                                               "Origin")),
-                      ap_escape_logitem(r->pool,
-                                        apr_table_get(r->headers_in,
-                                                      "Sec-Fetch-Site")));
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, r,
+            PYPROF_LOGNO(00202) "capture form refused: %s "
+                                "(Origin: %s, Sec-Fetch-Site: %s)",
+            why,
+            ap_escape_logitem(r->pool, apr_table_get(r->headers_in, "Origin")),
+            ap_escape_logitem(r->pool,
+                              apr_table_get(r->headers_in, "Sec-Fetch-Site")));
     }
     return why;
 }

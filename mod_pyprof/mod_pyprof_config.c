@@ -28,7 +28,7 @@
  * trace (what a minimal server needs), and the example the error gives */
 #define PYPROF_MIN_MEMORY_SLOTS 16
 #define PYPROF_MEMORY_EXAMPLE "16M"
-#define PYPROF_SECRET_MIN_LEN 8   /* PyProfTrigger's secret, in bytes */
+#define PYPROF_SECRET_MIN_LEN 8 /* PyProfTrigger's secret, in bytes */
 #define PYPROF_SECRET_FILE_PREFIX "file:"
 #define PYPROF_SECRET_FILE_PREFIX_LEN (sizeof(PYPROF_SECRET_FILE_PREFIX) - 1)
 
@@ -136,8 +136,8 @@ static pyprof_server_conf_t *conf_of(cmd_parms *cmd)
 
 static const char *fail(cmd_parms *cmd, const char *value, const char *why)
 {
-    return apr_psprintf(cmd->pool, "%s: invalid value '%s': %s",
-                        cmd->cmd->name, value, why);
+    return apr_psprintf(cmd->pool, "%s: invalid value '%s': %s", cmd->cmd->name,
+                        value, why);
 }
 
 static const char *set_sample(cmd_parms *cmd, void *dummy, const char *prefix,
@@ -234,14 +234,15 @@ static const char *set_memory(cmd_parms *cmd, void *dummy, const char *v)
         return err;
     }
     if ((err = pp_parse_size(v, 1, PYPROF_MAX_MEMORY, &n))) {
-        return fail(cmd, v, apr_pstrcat(cmd->pool, err, " (at most "
-                                        PYPROF_MAX_MEMORY_TEXT ")", NULL));
+        return fail(cmd, v,
+                    apr_pstrcat(cmd->pool, err,
+                                " (at most " PYPROF_MAX_MEMORY_TEXT ")", NULL));
     }
     if (n < floor) {
         return apr_psprintf(cmd->pool,
                             "%s: '%s' is too small to hold the store; it "
-                            "needs at least %" APR_UINT64_T_FMT "K (e.g. "
-                            PYPROF_MEMORY_EXAMPLE ")",
+                            "needs at least %" APR_UINT64_T_FMT
+                            "K (e.g. " PYPROF_MEMORY_EXAMPLE ")",
                             cmd->cmd->name, v,
                             (apr_uint64_t)((floor + 1023) / 1024));
     }
@@ -271,9 +272,10 @@ static const char *set_sampler(cmd_parms *cmd, void *dummy, const char *v)
         conf_of(cmd)->sampler_mode = PP_SAMPLER_GIL;
     }
     else {
-        return fail(cmd, v, "expected nogil (read stacks without the GIL, "
-                            "the default) or gil (take the GIL for each "
-                            "sample)");
+        return fail(cmd, v,
+                    "expected nogil (read stacks without the GIL, "
+                    "the default) or gil (take the GIL for each "
+                    "sample)");
     }
     return NULL;
 }
@@ -310,15 +312,18 @@ static const char *read_secret_file(cmd_parms *cmd, const char *name,
     int fd;
 
     if (!path || !*name) {
-        return apr_psprintf(cmd->pool, "%s: invalid secret file '%s': "
+        return apr_psprintf(cmd->pool,
+                            "%s: invalid secret file '%s': "
                             "expected file:PATH, e.g. "
                             "file:/etc/apache2/pyprof.secret",
                             cmd->cmd->name, name);
     }
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        return apr_psprintf(cmd->pool, "%s: cannot open the secret file "
-                            "%s: %s", cmd->cmd->name, path, strerror(errno));
+        return apr_psprintf(cmd->pool,
+                            "%s: cannot open the secret file "
+                            "%s: %s",
+                            cmd->cmd->name, path, strerror(errno));
     }
     /* the file opened, not the name: no race with a rename */
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -358,8 +363,10 @@ static const char *read_secret_file(cmd_parms *cmd, const char *name,
     }
     close(fd);
     if (!err && n > PYPROF_SECRET_FILE_MAX) {
-        err = apr_psprintf(cmd->temp_pool, "a secret file holds one line of "
-                           "at most %d bytes", PYPROF_SECRET_FILE_MAX);
+        err = apr_psprintf(cmd->temp_pool,
+                           "a secret file holds one line of "
+                           "at most %d bytes",
+                           PYPROF_SECRET_FILE_MAX);
     }
     if (!err) {
         /* the newline an editor adds, and trailing blanks, are not part
@@ -373,7 +380,8 @@ static const char *read_secret_file(cmd_parms *cmd, const char *name,
             err = "it must hold the secret on one line (no NUL)";
         }
         else if (n < PYPROF_SECRET_MIN_LEN) {
-            err = apr_psprintf(cmd->temp_pool, "the secret in it must be at "
+            err = apr_psprintf(cmd->temp_pool,
+                               "the secret in it must be at "
                                "least %d characters long",
                                PYPROF_SECRET_MIN_LEN);
         }
@@ -404,39 +412,44 @@ static const char *set_trigger(cmd_parms *cmd, void *dummy, const char *args)
     (void)dummy;
 
     if (!*header || !*secret || *ap_getword_conf(cmd->pool, &args)) {
-        err = apr_psprintf(cmd->pool, "%s: expected HEADER SECRET "
+        err = apr_psprintf(cmd->pool,
+                           "%s: expected HEADER SECRET "
                            "[INTERVAL] or HEADER file:PATH [INTERVAL], e.g. "
                            "X-PyProf-Trigger file:/etc/apache2/pyprof.secret "
-                           "1ms", cmd->cmd->name);
+                           "1ms",
+                           cmd->cmd->name);
         goto out;
     }
     err = NULL;
     for (p = header; *p; p++) {
         /* an HTTP token (RFC 9110) */
         if (!apr_isalnum(*p) && !strchr("!#$%&'*+-.^_`|~", *p)) {
-            err = fail(cmd, header, "the header name must be an HTTP "
-                                    "token (letters, digits, '-')");
+            err = fail(cmd, header,
+                       "the header name must be an HTTP "
+                       "token (letters, digits, '-')");
             goto out;
         }
     }
     if (*interval && (err = pp_parse_duration(interval, PYPROF_MIN_INTERVAL_US,
                                               PYPROF_MAX_INTERVAL_US, &us))) {
-        err = apr_psprintf(cmd->pool, "%s: invalid interval '%s': %s; the "
+        err = apr_psprintf(cmd->pool,
+                           "%s: invalid interval '%s': %s; the "
                            "interval must lie between " PYPROF_INTERVAL_RANGE,
                            cmd->cmd->name, interval, err);
         goto out;
     }
     if (from_file) {
-        if ((err = read_secret_file(cmd,
-                                    secret + PYPROF_SECRET_FILE_PREFIX_LEN,
+        if ((err = read_secret_file(cmd, secret + PYPROF_SECRET_FILE_PREFIX_LEN,
                                     hash))) {
             goto out;
         }
     }
     else if (strlen(secret) < PYPROF_SECRET_MIN_LEN) {
         err = fail(cmd, "(secret)",
-                   apr_psprintf(cmd->pool, "the secret must be at least %d "
-                                "characters long", PYPROF_SECRET_MIN_LEN));
+                   apr_psprintf(cmd->pool,
+                                "the secret must be at least %d "
+                                "characters long",
+                                PYPROF_SECRET_MIN_LEN));
         goto out;
     }
     else {
@@ -546,15 +559,15 @@ static const char *set_redact(cmd_parms *cmd, void *dummy, const char *regex,
                             cmd->cmd->name, PYPROF_MAX_REDACT);
     }
     if (!*regex || !(re = ap_pregcomp(cmd->pool, regex, AP_REG_EXTENDED))) {
-        return fail(cmd, regex, "not a regular expression (PCRE, as in "
-                                "<LocationMatch>), e.g. \"^/reset/[^/]+\"");
+        return fail(cmd, regex,
+                    "not a regular expression (PCRE, as in "
+                    "<LocationMatch>), e.g. \"^/reset/[^/]+\"");
     }
     for (p = replacement; *p; p++) {
         if (*p == '\\' && p[1]) {
             p++;
         }
-        else if (*p == '$' && apr_isdigit(p[1]) &&
-                 p[1] - '0' > re->re_nsub) {
+        else if (*p == '$' && apr_isdigit(p[1]) && p[1] - '0' > re->re_nsub) {
             return apr_psprintf(cmd->pool,
                                 "%s: the replacement '%s' uses $%c but "
                                 "'%s' has %d group(s); use $0 to $%d",
@@ -643,8 +656,7 @@ const command_rec pyprof_cmds[] = {
     AP_INIT_FLAG("PyProfHeaders", set_headers, NULL, RSRC_CONF | ACCESS_CONF,
                  "On to add X-PyProf-Id and Server-Timing to sampled "
                  "responses (default Off)"),
-    AP_INIT_ITERATE("PyProfAccess", set_access, NULL,
-                    RSRC_CONF | ACCESS_CONF,
+    AP_INIT_ITERATE("PyProfAccess", set_access, NULL, RSRC_CONF | ACCESS_CONF,
                     "who the profile pages serve, on top of Require: local "
                     "(loopback clients, the default), authenticated, any, "
                     "or IP addresses and networks (192.0.2.0/24)"),

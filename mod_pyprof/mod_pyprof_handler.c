@@ -176,8 +176,8 @@ static void parse_query(request_rec *r, query_t *q)
         }
         else if (strcmp(tok, "refresh") == 0) {
             long n = val ? strtol(val, NULL, 10) : 0;
-            q->refresh = n < 1 ? 1 : (n > REFRESH_MAX_S ? REFRESH_MAX_S
-                                                        : (int)n);
+            q->refresh =
+                n < 1 ? 1 : (n > REFRESH_MAX_S ? REFRESH_MAX_S : (int)n);
         }
         else if (strcmp(tok, "path") == 0) {
             q->path = val;
@@ -352,8 +352,10 @@ static int serve_trace_lookup(request_rec *r, pp_store_t *st, query_t *q,
     }
     if (n != TRACE_ID_HEX || i != n) {
         return error_page(r, sink, opt, q->format, HTTP_BAD_REQUEST,
-                          apr_psprintf(r->pool, "trace must be a W3C trace "
-                                       "id: %d hex digits", TRACE_ID_HEX));
+                          apr_psprintf(r->pool,
+                                       "trace must be a W3C trace "
+                                       "id: %d hex digits",
+                                       TRACE_ID_HEX));
     }
     {
         char *lower = apr_pstrdup(r->pool, q->trace), *c;
@@ -420,18 +422,18 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
             if (rec->req.flags & PP_REQ_DAEMON) {
                 labels[nlabels++] = labels[5];
             }
-            rc = send_pprof(r, st, &p, labels, nlabels,
-                            rec->req.start_us * 1000,
-                            rec->req.duration_us * 1000,
-                            (int64_t)rec->req.interval_us * 1000);
+            rc =
+                send_pprof(r, st, &p, labels, nlabels, rec->req.start_us * 1000,
+                           rec->req.duration_us * 1000,
+                           (int64_t)rec->req.interval_us * 1000);
         }
         else {
             set_type(r, q->format);
             if (!r->header_only) {
-                pp_export_speedscope(
-                    sink, st, &p,
-                    apr_pstrcat(r->pool, rec->req.method, " ", rec->req.uri,
-                                " (", rec->req.id, ")", NULL));
+                pp_export_speedscope(sink, st, &p,
+                                     apr_pstrcat(r->pool, rec->req.method, " ",
+                                                 rec->req.uri, " (",
+                                                 rec->req.id, ")", NULL));
             }
         }
         pp_profile_free(&p);
@@ -490,8 +492,8 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
     }
     if (q->format == FMT_PPROF) {
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
-        int64_t dur = opt->since_us ? opt->since_us
-                                    : (opt->now_us - loc->created_us);
+        int64_t dur =
+            opt->since_us ? opt->since_us : (opt->now_us - loc->created_us);
         rc = send_pprof(r, st, &p, labels, 1, (opt->now_us - dur) * 1000,
                         dur * 1000, (int64_t)loc->interval_us * 1000);
     }
@@ -532,7 +534,8 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
         seconds = strtol(q->seconds, &end, 10);
         if (*end || seconds < 1 || seconds > PULL_MAX_SECONDS) {
             return error_page(r, sink, opt, FMT_JSON, HTTP_BAD_REQUEST,
-                              apr_psprintf(r->pool, "seconds must be a whole "
+                              apr_psprintf(r->pool,
+                                           "seconds must be a whole "
                                            "number from 1 to %d",
                                            PULL_MAX_SECONDS));
         }
@@ -553,7 +556,8 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
     }
     if (!turn_take(r, &pulls_running, PULLS_PER_CHILD)) {
         return busy_page(r, sink, opt, FMT_JSON, PULLS_RETRY_AFTER,
-                         apr_psprintf(r->pool, "this server process is "
+                         apr_psprintf(r->pool,
+                                      "this server process is "
                                       "already answering a pull (at most %d "
                                       "at once per process); retry later",
                                       PULLS_PER_CHILD));
@@ -627,8 +631,7 @@ static char *read_form(request_rec *r)
     return buf;
 }
 
-static const char *form_value(request_rec *r, const char *form,
-                              const char *key)
+static const char *form_value(request_rec *r, const char *form, const char *key)
 {
     char *copy = apr_pstrdup(r->pool, form), *tok, *state;
 
@@ -687,8 +690,10 @@ static int serve_post(request_rec *r, pp_store_t *st, query_t *q,
     n = count ? strtol(count, &end, 10) : 0;
     if (!count || *end || n < 1 || n > CAPTURE_MAX) {
         return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
-                          apr_psprintf(r->pool, "count must be a whole "
-                                       "number from 1 to %d", CAPTURE_MAX));
+                          apr_psprintf(r->pool,
+                                       "count must be a whole "
+                                       "number from 1 to %d",
+                                       CAPTURE_MAX));
     }
     idx = path ? pp_render_find_location(st, path) : -1;
     if (idx < 0) {
@@ -698,7 +703,7 @@ static int serve_post(request_rec *r, pp_store_t *st, query_t *q,
     pp_store_capture_arm(st, idx, (uint32_t)n);
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                   PYPROF_LOGNO(00013) "capture of the next %ld requests to "
-                  "%s armed",
+                                      "%s armed",
                   n, ap_escape_logitem(r->pool, path));
     apr_table_setn(r->headers_out, "Location",
                    apr_pstrcat(r->pool, opt->base, "#captures", NULL));
@@ -723,8 +728,8 @@ static const char *overview_filters(pp_store_t *st, query_t *q,
         }
     }
     if (q->location && *q->location) {
-        opt->filter_location = st ? pp_render_find_location(st, q->location)
-                                  : -1;
+        opt->filter_location =
+            st ? pp_render_find_location(st, q->location) : -1;
         if (opt->filter_location < 0) {
             return "location must be the path of a PyProfSample location";
         }
@@ -891,7 +896,8 @@ static const char *window_and_view(request_rec *r, query_t *q,
     if (q->since) {
         opt->since_us = parse_window_us(q->since);
         if (opt->since_us < 0 || opt->since_us > PP_WINDOW_MAX_US) {
-            return apr_psprintf(r->pool, "since must be a window from 1s "
+            return apr_psprintf(r->pool,
+                                "since must be a window from 1s "
                                 "to %dh, like 30s, 10m or 1h",
                                 (int)(PP_WINDOW_MAX_US / 3600000000LL));
         }
@@ -957,8 +963,7 @@ int pyprof_handler(request_rec *r)
     opt.memory = pyprof_conf_memory(c);
 
     if (q.error) {
-        return error_page(r, &sink, &opt, FMT_HTML, HTTP_BAD_REQUEST,
-                          q.error);
+        return error_page(r, &sink, &opt, FMT_HTML, HTTP_BAD_REQUEST, q.error);
     }
     if (q.refresh) {
         apr_table_setn(r->headers_out, "Refresh",
@@ -971,13 +976,14 @@ int pyprof_handler(request_rec *r)
     if (!serve) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    if (rt->render_turn &&
-        !turn_take(r, &renders_running, RENDERS_PER_CHILD)) {
+    if (rt->render_turn && !turn_take(r, &renders_running, RENDERS_PER_CHILD)) {
         return busy_page(r, &sink, &opt, q.format, RENDERS_RETRY_AFTER,
-                         apr_psprintf(r->pool, "this server process is "
+                         apr_psprintf(r->pool,
+                                      "this server process is "
                                       "rendering as many location profiles "
                                       "as it may at once (%d); retry in a "
-                                      "second", RENDERS_PER_CHILD));
+                                      "second",
+                                      RENDERS_PER_CHILD));
     }
     return serve(r, st, &q, &sink, &opt);
 }

@@ -106,10 +106,9 @@ static void api_segment_end(int slot, uint64_t serial, uint32_t segment)
 }
 
 static const pp_api_t api = {
-    PP_API_VERSION,    sizeof(pp_api_t),   api_attached,
-    api_sampler_start, api_sampler_stop,   pp_sampler_running,
-    api_daemon_begin,  api_daemon_end,     api_current,
-    api_segment_begin, api_segment_end};
+    PP_API_VERSION,   sizeof(pp_api_t),   api_attached,     api_sampler_start,
+    api_sampler_stop, pp_sampler_running, api_daemon_begin, api_daemon_end,
+    api_current,      api_segment_begin,  api_segment_end};
 
 const pp_api_t *pp_api_table(void)
 {

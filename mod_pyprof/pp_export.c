@@ -26,15 +26,15 @@ static void folded_frame(pp_sink_t *o, const pp_frame_view_t *fv)
     }
 }
 
-void pp_export_folded(pp_sink_t *o, const pp_store_t *st,
-                      const pp_profile_t *p)
+void pp_export_folded(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p)
 {
     uint32_t frames[PP_DEPTH_LIMIT + 2];
     size_t i;
 
     for (i = 0; i < p->n; i++) {
         uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2), j;
+                                       PP_DEPTH_LIMIT + 2),
+                 j;
         if (d == 0) {
             continue;
         }
@@ -53,9 +53,9 @@ void pp_export_folded(pp_sink_t *o, const pp_store_t *st,
 /* ---- frame indexing shared by speedscope and pprof ---- */
 
 typedef struct frame_index {
-    uint64_t *ids;    /* keys (store frame ids), in first-seen order */
+    uint64_t *ids; /* keys (store frame ids), in first-seen order */
     uint32_t n, cap;
-    pp_u64map_t map;  /* key -> index + 1 */
+    pp_u64map_t map; /* key -> index + 1 */
 } frame_index_t;
 
 static int fi_init(frame_index_t *fi)
@@ -117,16 +117,19 @@ void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, ",\"activeProfileIndex\":0,\"profiles\":[{\"type\":\"sampled\","
                "\"name\":");
     pp_put_json_str(o, name, strlen(name));
-    pp_printf(o, ",\"unit\":\"milliseconds\",\"startValue\":0,"
-                 "\"endValue\":%.3f,\"samples\":[",
+    pp_printf(o,
+              ",\"unit\":\"milliseconds\",\"startValue\":0,"
+              "\"endValue\":%.3f,\"samples\":[",
               p->weight_us / 1e3);
     for (i = 0; i < p->n; i++) {
         uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2), j;
+                                       PP_DEPTH_LIMIT + 2),
+                 j;
         pp_puts(o, i ? ",[" : "[");
         for (j = 0; j < d; j++) {
             int64_t idx = fi_get(&fi, frames[j]);
-            pp_printf(o, "%s%lld", j ? "," : "", (long long)(idx < 0 ? 0 : idx));
+            pp_printf(o, "%s%lld", j ? "," : "",
+                      (long long)(idx < 0 ? 0 : idx));
         }
         pp_puts(o, "]");
     }
@@ -227,8 +230,7 @@ static void pb_message(pp_bytes_t *b, uint32_t field, pp_bytes_t *sub)
     if (sub->failed) {
         b->failed = 1;
     }
-    pb_bytes(b, field, sub->data ? sub->data : (unsigned char *)"",
-             sub->len);
+    pb_bytes(b, field, sub->data ? sub->data : (unsigned char *)"", sub->len);
     sub->len = 0;
 }
 
@@ -271,10 +273,10 @@ static void pb_utf8(pp_bytes_t *b, uint32_t field, const char *s)
 
 /* string table: index of s, appended if new (linear-probe hash) */
 typedef struct strtab {
-    pp_bytes_t *out;  /* the Profile being written: strings go to field 6 */
+    pp_bytes_t *out; /* the Profile being written: strings go to field 6 */
     const char **v;
     uint32_t n, cap;
-    uint32_t *slots;  /* index + 1 */
+    uint32_t *slots; /* index + 1 */
     uint32_t mcap;
 } strtab_t;
 
@@ -330,8 +332,7 @@ static int64_t strtab_get(strtab_t *t, const char *s)
  * whole, only the compressed result.  -1 on a zlib or memory failure. */
 #define GZ_CHUNK ((size_t)256 * 1024)
 
-static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out,
-                    int finish)
+static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out, int finish)
 {
     int ret;
 
@@ -402,7 +403,8 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
     /* samples: location ids leaf first, as profile.proto wants */
     for (i = 0; i < p->n; i++) {
         uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2), j;
+                                       PP_DEPTH_LIMIT + 2),
+                 j;
         size_t l;
         pb_key(&sub, 1, 2);
         for (j = 0; j < d; j++) {

@@ -32,10 +32,10 @@ static void compress(uint32_t h[8], const unsigned char *p)
                (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
     }
     for (i = 16; i < 64; i++) {
-        uint32_t s0 = ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^
-                      (w[i - 15] >> 3);
-        uint32_t s1 = ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^
-                      (w[i - 2] >> 10);
+        uint32_t s0 =
+            ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 =
+            ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
     a = h[0], b = h[1], c = h[2], d = h[3];
@@ -118,8 +118,8 @@ void pp_sha256(const void *data, size_t n, unsigned char out[PP_SHA256_LEN])
     pp_sha256_final(&c, out);
 }
 
-void pp_hmac_sha256(const void *key, size_t keylen, const void *msg,
-                    size_t n, unsigned char out[PP_SHA256_LEN])
+void pp_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
+                    unsigned char out[PP_SHA256_LEN])
 {
     unsigned char k[PP_SHA256_BLOCK], pad[PP_SHA256_BLOCK];
     unsigned char inner[PP_SHA256_LEN];

@@ -28,8 +28,8 @@ void pp_sha256_update(pp_sha256_t *c, const void *data, size_t n);
 void pp_sha256_final(pp_sha256_t *c, unsigned char out[PP_SHA256_LEN]);
 void pp_sha256(const void *data, size_t n, unsigned char out[PP_SHA256_LEN]);
 
-void pp_hmac_sha256(const void *key, size_t keylen, const void *msg,
-                    size_t n, unsigned char out[PP_SHA256_LEN]);
+void pp_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n,
+                    unsigned char out[PP_SHA256_LEN]);
 
 /* 1 if the n bytes at a and b are equal; the time taken depends on n
  * only, not on where they differ. */

@@ -10,9 +10,9 @@
 
 #include <stdint.h>
 
-#define PP_HIST_MIN_US 1000LL      /* 1 ms */
-#define PP_HIST_MAX_US 60000000LL  /* 60 s */
-#define PP_HIST_LOG 64             /* log-spaced buckets in [1 ms, 60 s) */
+#define PP_HIST_MIN_US 1000LL     /* 1 ms */
+#define PP_HIST_MAX_US 60000000LL /* 60 s */
+#define PP_HIST_LOG 64            /* log-spaced buckets in [1 ms, 60 s) */
 #define PP_HIST_BUCKETS (PP_HIST_LOG + 2)
 
 /* Bucket index for a duration in microseconds. */

@@ -88,7 +88,8 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
                 if (b % 4 != 0) {
                     continue;
                 }
-                pp_puts(o, "pyprof_request_duration_seconds_bucket{location=\"");
+                pp_puts(o,
+                        "pyprof_request_duration_seconds_bucket{location=\"");
                 pp_put_prom_label(o, loc->path, pl);
                 pp_printf(o, "\",status_class=\"%s\",le=\"%.6g\"} %llu\n",
                           CLASS_NAMES[c], pp_hist_hi_us(b) / 1e6,
@@ -146,4 +147,3 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
               (unsigned long long)pp_store_arena_used(st));
     (void)opt;
 }
-

@@ -96,4 +96,3 @@ const char pp_page_css[] =
     "td.detail{max-width:420px;word-break:break-all;color:#46556a}"
     ".stack{font-family:ui-monospace,monospace;font-size:12px;"
     "color:#46556a;margin:4px 0 0 0;padding:0;list-style:none}";
-

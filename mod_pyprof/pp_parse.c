@@ -117,15 +117,18 @@ const char *pp_parse_size(const char *s, uint64_t min, uint64_t max,
     switch (*s) {
     case '\0':
         break;
-    case 'k': case 'K':
+    case 'k':
+    case 'K':
         mult = 1024ULL;
         s++;
         break;
-    case 'm': case 'M':
+    case 'm':
+    case 'M':
         mult = 1024ULL * 1024;
         s++;
         break;
-    case 'g': case 'G':
+    case 'g':
+    case 'G':
         mult = 1024ULL * 1024 * 1024;
         s++;
         break;

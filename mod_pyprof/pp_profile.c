@@ -92,23 +92,22 @@ int pp_profile_add_record(pp_profile_t *p, const pp_record_t *rec)
     return 0;
 }
 
-int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab,
-                         uint32_t n, int location)
+int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab, uint32_t n,
+                         int location)
 {
     uint32_t i;
 
     for (i = 0; i < n; i++) {
         uint64_t key = atomic_load_explicit(&tab[i].key, memory_order_acquire);
-        uint64_t count = atomic_load_explicit(&tab[i].count,
-                                              memory_order_relaxed);
+        uint64_t count =
+            atomic_load_explicit(&tab[i].count, memory_order_relaxed);
         if (!key || (key >> 32) != (uint64_t)location + 1 || !count) {
             continue;
         }
-        if (pp_profile_add(p, (uint32_t)key, count,
-                           atomic_load_explicit(&tab[i].weight_us,
-                                                memory_order_relaxed),
-                           atomic_load_explicit(&tab[i].cpu_us,
-                                                memory_order_relaxed))) {
+        if (pp_profile_add(
+                p, (uint32_t)key, count,
+                atomic_load_explicit(&tab[i].weight_us, memory_order_relaxed),
+                atomic_load_explicit(&tab[i].cpu_us, memory_order_relaxed))) {
             return -1;
         }
     }
@@ -192,9 +191,8 @@ void pp_profile_sort(pp_profile_t *p)
     }
 }
 
-int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st,
-                           int location, int64_t now_us, int64_t since_us,
-                           int side)
+int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st, int location,
+                           int64_t now_us, int64_t since_us, int side)
 {
     uint32_t n;
     const pp_agg_entry_t *tab;
@@ -263,8 +261,7 @@ uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node, uint32_t *out,
     return i;
 }
 
-void pp_profile_frame(const pp_store_t *st, uint32_t frame,
-                      pp_frame_view_t *fv)
+void pp_profile_frame(const pp_store_t *st, uint32_t frame, pp_frame_view_t *fv)
 {
     if (!pp_store_frame_view(st, frame, fv)) {
         fv->function = "[unknown]";
@@ -283,8 +280,10 @@ typedef struct fkeys {
 static int fkeys_init(fkeys_t *k, uint32_t want)
 {
     memset(k, 0, sizeof(*k));
-    return pp_u64map_init(&k->by_frame, want) || pp_u64map_init(&k->by_name, want) ? -1
-                                                                       : 0;
+    return pp_u64map_init(&k->by_frame, want) ||
+                   pp_u64map_init(&k->by_name, want)
+               ? -1
+               : 0;
 }
 
 static void fkeys_free(fkeys_t *k)
@@ -328,7 +327,7 @@ static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
 typedef struct tree_priv {
     pp_u64map_t index;   /* (parent, fkey) -> index + 1 */
     pp_u64map_t by_node; /* store node id -> index + 1, so stacks that share
-                       * a prefix walk the store only down to it */
+                          * a prefix walk the store only down to it */
     fkeys_t fk;
 } tree_priv_t;
 
@@ -617,8 +616,7 @@ pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n)
         h->self_cpu_us += x->self_cpu_us;
         /* the line of the node with the most self samples is the telling
          * one; a function never a leaf shows its busiest line */
-        if ((x->self ? x->self + (1ULL << 63) : x->count) >
-            best[hot_of[i]]) {
+        if ((x->self ? x->self + (1ULL << 63) : x->count) > best[hot_of[i]]) {
             best[hot_of[i]] = x->self ? x->self + (1ULL << 63) : x->count;
             h->frame = x->frame;
         }

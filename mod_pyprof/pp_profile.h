@@ -40,8 +40,8 @@ int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
                    uint64_t weight_us, uint64_t cpu_us);
 int pp_profile_add_record(pp_profile_t *p, const pp_record_t *rec);
 /* Entries of an aggregate table that belong to `location` (store row). */
-int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab,
-                         uint32_t n, int location);
+int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab, uint32_t n,
+                         int location);
 /* Minutes of the last `window_us` before now_us (current minute included). */
 int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
                           int64_t now_us, int64_t window_us);
@@ -58,13 +58,12 @@ enum { PP_SIDE_ALL = 0, PP_SIDE_SLOW = 1, PP_SIDE_REST = 2 };
 /* The stack set of a location (store row): since the start, over the
  * last since_us (per-minute tables), or one side of the slow/rest split;
  * sorted.  -1 on ENOMEM (p holds what was added: free it all the same). */
-int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st,
-                           int location, int64_t now_us, int64_t since_us,
-                           int side);
+int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st, int location,
+                           int64_t now_us, int64_t since_us, int side);
 
 /* Frames of a node, root first; returns the depth (bounded walk). */
-uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node,
-                           uint32_t *out, uint32_t cap);
+uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node, uint32_t *out,
+                           uint32_t cap);
 /* A frame's names, or "[unknown]" if the id does not resolve. */
 void pp_profile_frame(const pp_store_t *st, uint32_t frame,
                       pp_frame_view_t *fv);
@@ -82,7 +81,7 @@ typedef struct pp_tnode {
     uint64_t count, self;
     uint64_t weight_us, cpu_us;           /* of every stack through it */
     uint64_t self_weight_us, self_cpu_us; /* of the stacks ending in it */
-    uint32_t first_child, next_sibling; /* index + 1 */
+    uint32_t first_child, next_sibling;   /* index + 1 */
     uint32_t depth;
     uint64_t x; /* flame graph: samples before it among its siblings' span */
 } pp_tnode_t;
@@ -100,12 +99,12 @@ typedef struct pp_tree {
     pp_tnode_t *v;
     uint32_t n, cap;
     int truncated;
-    int full;                 /* a cap was reached */
-    uint64_t left_out;        /* samples of the stacks left out */
+    int full;          /* a cap was reached */
+    uint64_t left_out; /* samples of the stacks left out */
     uint32_t stacks_left_out;
-    uint32_t walked;          /* store nodes read */
-    uint32_t roots; /* index + 1 of the first top-level node */
-    uint64_t total; /* samples drawn: total + left_out = the profile's */
+    uint32_t walked; /* store nodes read */
+    uint32_t roots;  /* index + 1 of the first top-level node */
+    uint64_t total;  /* samples drawn: total + left_out = the profile's */
     uint32_t max_depth;
     void *priv;
 } pp_tree_t;
@@ -117,9 +116,9 @@ void pp_tree_free(pp_tree_t *t);
 /* ---- hot functions (bottom-up) ---- */
 
 typedef struct pp_hot {
-    uint32_t frame;  /* representative frame (hottest line) */
-    uint64_t self;   /* samples with this function as the leaf */
-    uint64_t total;  /* samples with it anywhere on the stack (once each) */
+    uint32_t frame; /* representative frame (hottest line) */
+    uint64_t self;  /* samples with this function as the leaf */
+    uint64_t total; /* samples with it anywhere on the stack (once each) */
     uint64_t self_weight_us, total_weight_us;
     uint64_t self_cpu_us;
 } pp_hot_t;

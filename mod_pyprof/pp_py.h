@@ -54,9 +54,9 @@ typedef struct pp_py_layout {
     /* interpreters and thread states (read in place, under HEAD_LOCK) */
     size_t interp_next, interp_threads_head;
     size_t ts_next, ts_thread_id, ts_native_thread_id;
-    size_t ts_frame;          /* 3.13+: current_frame; 3.11: cframe */
-    size_t cframe_frame;      /* 3.11: _PyCFrame.current_frame */
-    int ts_frame_indirect;    /* 3.11: ts_frame points at a _PyCFrame */
+    size_t ts_frame;       /* 3.13+: current_frame; 3.11: cframe */
+    size_t cframe_frame;   /* 3.11: _PyCFrame.current_frame */
+    int ts_frame_indirect; /* 3.11: ts_frame points at a _PyCFrame */
     size_t ts_datastack_chunk, ts_datastack_top;
 
     /* data-stack chunks: frames live in them */
@@ -64,27 +64,27 @@ typedef struct pp_py_layout {
 
     /* _PyInterpreterFrame */
     size_t frame_size;
-    size_t frame_code;     /* f_code (3.11) / f_executable (3.13+) */
-    uintptr_t code_tag;    /* low bits to clear: 3.14+ stack references */
+    size_t frame_code;  /* f_code (3.11) / f_executable (3.13+) */
+    uintptr_t code_tag; /* low bits to clear: 3.14+ stack references */
     size_t frame_previous;
-    size_t frame_instr;    /* prev_instr (3.11) / instr_ptr (3.13+) */
-    size_t frame_owner;    /* a char */
-    int owner_generator;   /* FRAME_OWNED_BY_GENERATOR */
-    int owner_not_python;  /* owners >= this are no Python code: C-stack
-                              entry frames (3.12+), interpreter frames
-                              (3.14+) */
-    int owner_max;         /* larger owners are garbage: a torn copy */
+    size_t frame_instr;   /* prev_instr (3.11) / instr_ptr (3.13+) */
+    size_t frame_owner;   /* a char */
+    int owner_generator;  /* FRAME_OWNED_BY_GENERATOR */
+    int owner_not_python; /* owners >= this are no Python code: C-stack
+                             entry frames (3.12+), interpreter frames
+                             (3.14+) */
+    int owner_max;        /* larger owners are garbage: a torn copy */
 
     /* objects */
-    size_t obj_type;      /* ob_type */
-    size_t var_size;      /* ob_size */
+    size_t obj_type; /* ob_type */
+    size_t var_size; /* ob_size */
     const void *code_type, *str_type, *bytes_type;
     size_t code_qualname, code_filename, code_linetable;
     size_t code_firstlineno, code_firsttraceable; /* ints */
-    size_t code_header;   /* offsetof co_code_adaptive: the bytecode */
-    size_t code_unit;     /* sizeof(_Py_CODEUNIT) */
-    size_t bytes_data;    /* offsetof ob_sval */
-    size_t str_header;    /* bytes to copy to decode a str's header */
+    size_t code_header; /* offsetof co_code_adaptive: the bytecode */
+    size_t code_unit;   /* sizeof(_Py_CODEUNIT) */
+    size_t bytes_data;  /* offsetof ob_sval */
+    size_t str_header;  /* bytes to copy to decode a str's header */
 
     /* Decode a copied str header: 0 and *out, or -1 if it is not a
      * compact, ready str. */
@@ -105,14 +105,14 @@ typedef struct pp_py_reader {
     /* n bytes at src (an address in this process) into dst; 0 or -1 */
     int (*read)(void *dst, const void *src, size_t n);
     /* n (dst, src, len) triples at once; 0 only if all were read */
-    int (*readv)(void *const *dst, const void *const *src,
-                 const size_t *len, size_t n);
+    int (*readv)(void *const *dst, const void *const *src, const size_t *len,
+                 size_t n);
 } pp_py_reader_t;
 
 /* The runtime (pp_py_rt311.c or pp_py_rt.c): sampler thread only. */
 void pp_py_rt_head_lock(void);
 void pp_py_rt_head_unlock(void);
-const void *pp_py_rt_interpreters(void); /* the first; call under lock */
+const void *pp_py_rt_interpreters(void);    /* the first; call under lock */
 unsigned long pp_py_rt_sampler_ident(void); /* 0 if none */
 /* GIL mode reads an interpreter only if the GIL the sampler holds is its
  * GIL (call under HEAD_LOCK). */

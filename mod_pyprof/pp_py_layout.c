@@ -44,7 +44,7 @@
 
 #include "pp_py.h"
 
-#if !(PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000) &&        \
+#if !(PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000) && \
     !(PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x03100000)
 #error "mod_pyprof supports CPython 3.11, 3.13, 3.14 and 3.15"
 #endif
@@ -173,8 +173,7 @@ int pp_py_layout_check(const char **why)
         size_t ours;
         size_t off; /* of the uint64_t in _Py_DebugOffsets */
     } fields[] = {
-#define F(what, ours)                                                          \
-    {#what, ours, offsetof(_Py_DebugOffsets, what)}
+#define F(what, ours) {#what, ours, offsetof(_Py_DebugOffsets, what)}
         F(runtime_state.interpreters_head,
           offsetof(_PyRuntimeState, interpreters.head)),
         F(interpreter_state.next, offsetof(PyInterpreterState, next)),
@@ -187,8 +186,7 @@ int pp_py_layout_check(const char **why)
           offsetof(PyThreadState, native_thread_id)),
         F(thread_state.datastack_chunk,
           offsetof(PyThreadState, datastack_chunk)),
-        F(interpreter_frame.previous,
-          offsetof(_PyInterpreterFrame, previous)),
+        F(interpreter_frame.previous, offsetof(_PyInterpreterFrame, previous)),
         F(interpreter_frame.executable,
           offsetof(_PyInterpreterFrame, f_executable)),
         F(interpreter_frame.instr_ptr,

@@ -40,8 +40,8 @@
 #define CODE_CACHE_SIZE 4096  /* power of two */
 #define FRAME_CACHE_SIZE 8192 /* power of two */
 #define CHUNK_COPY_MAX ((size_t)512 * 1024)
-#define NAME_MAX_CHARS 1024    /* characters read of a name */
-#define LINETABLE_MAX 32768    /* bytes of location table kept */
+#define NAME_MAX_CHARS 1024 /* characters read of a name */
+#define LINETABLE_MAX 32768 /* bytes of location table kept */
 /* Distinct code objects of one chain: as many as frames, so a stack of
  * PyProfMaxDepth frames that are all different functions (deep recursion
  * through generated code) is read whole, not dropped.  The kernel reads
@@ -49,7 +49,7 @@
 #define UNIQ_MAX PP_DEPTH_LIMIT
 #define UNIQ_HASH (2 * UNIQ_MAX) /* power of two */
 #define IOV_BATCH 1024
-#define REGIONS_MAX 16         /* data-stack chunks copied per chain */
+#define REGIONS_MAX 16 /* data-stack chunks copied per chain */
 /* Headers copied whole: bigger than any supported version's (checked at
  * init against the layout). */
 #define CODE_HDR_MAX 512
@@ -88,8 +88,8 @@ static int vm_read(void *dst, const void *src, size_t n)
     return process_vm_readv(own_pid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -1;
 }
 
-static int vm_readv(void *const *dst, const void *const *src,
-                    const size_t *len, size_t n)
+static int vm_readv(void *const *dst, const void *const *src, const size_t *len,
+                    size_t n)
 {
     static struct iovec l[IOV_BATCH], r[IOV_BATCH];
     size_t i, at, k;
@@ -205,22 +205,26 @@ static size_t ucs_to_utf8(unsigned kind, const uint8_t *data, size_t n,
             c = 0xfffd;
         }
         if (c < 0x80) {
-            if (w + 1 >= cap) break;
+            if (w + 1 >= cap)
+                break;
             buf[w++] = (char)c;
         }
         else if (c < 0x800) {
-            if (w + 2 >= cap) break;
+            if (w + 2 >= cap)
+                break;
             buf[w++] = (char)(0xc0 | (c >> 6));
             buf[w++] = (char)(0x80 | (c & 0x3f));
         }
         else if (c < 0x10000) {
-            if (w + 3 >= cap) break;
+            if (w + 3 >= cap)
+                break;
             buf[w++] = (char)(0xe0 | (c >> 12));
             buf[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
             buf[w++] = (char)(0x80 | (c & 0x3f));
         }
         else {
-            if (w + 4 >= cap) break;
+            if (w + 4 >= cap)
+                break;
             buf[w++] = (char)(0xf0 | (c >> 18));
             buf[w++] = (char)(0x80 | ((c >> 12) & 0x3f));
             buf[w++] = (char)(0x80 | ((c >> 6) & 0x3f));
@@ -248,8 +252,7 @@ typedef struct str_tail {
 
 /* A str, copied out as UTF-8 (at most NAME_MAX_CHARS characters); 0 if
  * it is not a live str. */
-static size_t read_str(const void *obj, char *out, size_t cap,
-                       str_tail_t *tail)
+static size_t read_str(const void *obj, char *out, size_t cap, str_tail_t *tail)
 {
     static uint8_t buf[NAME_MAX_CHARS * 4];
     uint8_t head[STR_HDR_MAX], again[STR_HDR_MAX];
@@ -266,8 +269,7 @@ static size_t read_str(const void *obj, char *out, size_t cap,
     }
     n = s.length < NAME_MAX_CHARS ? s.length : NAME_MAX_CHARS;
     bytes = n * s.kind;
-    if (bytes &&
-        R->read(buf, (const uint8_t *)obj + s.data_off, bytes) != 0) {
+    if (bytes && R->read(buf, (const uint8_t *)obj + s.data_off, bytes) != 0) {
         return 0;
     }
     /* the str may have been freed and its block handed to a new object
@@ -330,8 +332,7 @@ static code_info_t *cache_entry(const void *code)
 static int cache_matches(const code_info_t *ci, const void *code,
                          const uint8_t *head)
 {
-    return ci->code == code &&
-           ci->qualname == ptr_at(head, L->code_qualname) &&
+    return ci->code == code && ci->qualname == ptr_at(head, L->code_qualname) &&
            ci->filename == ptr_at(head, L->code_filename) &&
            ci->linetable_obj == ptr_at(head, L->code_linetable) &&
            ci->firstlineno == int_at(head, L->code_firstlineno);
@@ -466,7 +467,7 @@ typedef struct chain_frame {
 typedef struct region {
     const char *base; /* address of the chunk's data */
     size_t used;
-    size_t at;        /* offset of the copy in chunk_copy */
+    size_t at; /* offset of the copy in chunk_copy */
 } region_t;
 
 typedef struct regions {
@@ -480,8 +481,7 @@ static int copy_region(regions_t *rs, const char *base, size_t used)
 {
     region_t *r;
 
-    if (rs->n >= REGIONS_MAX || used == 0 ||
-        used > CHUNK_COPY_MAX - rs->fill ||
+    if (rs->n >= REGIONS_MAX || used == 0 || used > CHUNK_COPY_MAX - rs->fill ||
         R->read(chunk_copy + rs->fill, base, used) != 0) {
         return -1;
     }
@@ -614,9 +614,8 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
         }
         /* within one data-stack chunk callers lie below callees; anything
          * else there is a torn copy (or a cycle) */
-        if (prev == f ||
-            (r && (const char *)prev >= fp &&
-             (size_t)((const char *)prev - r->base) < r->used)) {
+        if (prev == f || (r && (const char *)prev >= fp &&
+                          (size_t)((const char *)prev - r->base) < r->used)) {
             return -1;
         }
         f = prev;
@@ -731,9 +730,9 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
         if (line <= 0) {
             line = ci->firstlineno;
         }
-        id = pp_store_intern_frame(st, ci->func, ci->func_len, ci->file,
-                                   ci->file_len,
-                                   line < 0 ? 0u : (uint32_t)line);
+        id =
+            pp_store_intern_frame(st, ci->func, ci->func_len, ci->file,
+                                  ci->file_len, line < 0 ? 0u : (uint32_t)line);
         if (!id) {
             id = st->frame_unknown;
         }
@@ -827,8 +826,7 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
             continue; /* runs on under its own GIL: not ours to copy */
         }
         for (ts = (const void *)word_in_place(interp, L->interp_threads_head);
-             ts && left > 0;
-             ts = (const void *)word_in_place(ts, L->ts_next)) {
+             ts && left > 0; ts = (const void *)word_in_place(ts, L->ts_next)) {
             const void *top = NULL;
             for (i = 0; i < n; i++) {
                 pp_walk_target_t *t = &targets[i];
@@ -883,9 +881,9 @@ int pp_py_walker_init(int gil_free)
     const char *why = NULL;
 
     L = pp_py_layout();
-    if (!L || L->code_header > CODE_HDR_MAX ||
-        L->frame_size > FRAME_HDR_MAX || L->str_header > STR_HDR_MAX ||
-        L->bytes_data > BYTES_HDR_MAX || L->chunk_data > 64) {
+    if (!L || L->code_header > CODE_HDR_MAX || L->frame_size > FRAME_HDR_MAX ||
+        L->str_header > STR_HDR_MAX || L->bytes_data > BYTES_HDR_MAX ||
+        L->chunk_data > 64) {
         why = "a structure is larger than the reader's buffers";
     }
     else if (pp_py_layout_check(&why) != 0 && !why) {

@@ -68,14 +68,14 @@ double pp_elapsed_ms(const pp_render_opts_t *opt, int64_t start_us)
 
 int pp_location_current(const pp_store_t *st, const pp_location_t *loc)
 {
-    return atomic_load(&loc->used) && loc->config_gen == atomic_load(&st->generation);
+    return atomic_load(&loc->used) &&
+           loc->config_gen == atomic_load(&st->generation);
 }
 
 const char *pp_location_path(const pp_store_t *st, int idx, char *buf,
-                                 size_t cap)
+                             size_t cap)
 {
-    const pp_location_t *loc =
-        pp_store_location((pp_store_t *)st, idx);
+    const pp_location_t *loc = pp_store_location((pp_store_t *)st, idx);
     buf[0] = '\0';
     if (!loc || !atomic_load(&loc->used)) {
         return buf;
@@ -139,22 +139,20 @@ int pp_render_find_location(const pp_store_t *st, const char *path)
 }
 
 int pp_render_location_profile(pp_profile_t *p, const pp_store_t *st,
-                               int location, int64_t now_us,
-                               int64_t since_us, int side)
+                               int location, int64_t now_us, int64_t since_us,
+                               int side)
 {
     return pp_profile_of_location(p, st, location, now_us, since_us, side);
 }
 
-void pp_page_begin(pp_sink_t *o, const char *title,
-                       const pp_render_opts_t *opt)
+void pp_page_begin(pp_sink_t *o, const char *title, const pp_render_opts_t *opt)
 {
     char t[40];
 
     pp_puts(o, "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
                "<meta name=viewport content=\"width=device-width\">");
     if (opt->refresh > 0) {
-        pp_printf(o, "<meta http-equiv=refresh content=\"%d\">",
-                  opt->refresh);
+        pp_printf(o, "<meta http-equiv=refresh content=\"%d\">", opt->refresh);
     }
     pp_puts(o, "<title>");
     pp_puts_html(o, title);
@@ -173,8 +171,8 @@ void pp_page_end(pp_sink_t *o)
     pp_puts(o, "</main></body></html>\n");
 }
 
-void pp_render_message_html(pp_sink_t *o, const char *title,
-                            const char *msg, const pp_render_opts_t *opt)
+void pp_render_message_html(pp_sink_t *o, const char *title, const char *msg,
+                            const pp_render_opts_t *opt)
 {
     pp_page_begin(o, title, opt);
     pp_puts(o, "<p>");
@@ -191,8 +189,8 @@ void pp_status_cell(pp_sink_t *o, int status)
               status >= 500 ? " s5" : (status >= 400 ? " s4" : ""), status);
 }
 
-void pp_req_link(pp_sink_t *o, const pp_render_opts_t *opt,
-                     const char *id, const char *text)
+void pp_req_link(pp_sink_t *o, const pp_render_opts_t *opt, const char *id,
+                 const char *text)
 {
     pp_puts(o, "<a href=\"");
     pp_puts_html(o, opt->base);
@@ -203,4 +201,3 @@ void pp_req_link(pp_sink_t *o, const pp_render_opts_t *opt,
     pp_puts_html(o, text);
     pp_puts(o, "</a>");
 }
-

@@ -26,15 +26,15 @@ typedef struct pp_render_opts {
     int refresh;      /* seconds, 0 = none */
     uint64_t memory;  /* configured PyProfMemory */
     /* overview: the slow-request table */
-    int sort;                    /* PP_SORT_* */
-    int filter_location;         /* store row, -1 = any */
-    int filter_status;           /* 0 any; 1..5: class Nxx; else exact */
-    int64_t min_us, max_us;      /* duration range, -1 = open */
-    const char *process_group;   /* mod_wsgi daemon group, NULL = any */
-    const char *app_group;       /* mod_wsgi application group, NULL = any */
+    int sort;                  /* PP_SORT_* */
+    int filter_location;       /* store row, -1 = any */
+    int filter_status;         /* 0 any; 1..5: class Nxx; else exact */
+    int64_t min_us, max_us;    /* duration range, -1 = open */
+    const char *process_group; /* mod_wsgi daemon group, NULL = any */
+    const char *app_group;     /* mod_wsgi application group, NULL = any */
     /* location page */
-    int64_t since_us;            /* 0 = since the start */
-    int side;                    /* PP_SIDE_*; diff page shows both */
+    int64_t since_us; /* 0 = since the start */
+    int side;         /* PP_SIDE_*; diff page shows both */
     int diff;
 } pp_render_opts_t;
 
@@ -58,13 +58,13 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
 /* The stack set of a location: pp_profile_of_location (PP_SIDE_* are in
  * pp_profile.h), under the name the handler knows. */
 int pp_render_location_profile(struct pp_profile *p, const pp_store_t *st,
-                               int location, int64_t now_us,
-                               int64_t since_us, int side);
-void pp_render_location_json(pp_sink_t *o, const pp_store_t *st,
-                             int location, const struct pp_profile *p,
+                               int location, int64_t now_us, int64_t since_us,
+                               int side);
+void pp_render_location_json(pp_sink_t *o, const pp_store_t *st, int location,
+                             const struct pp_profile *p,
                              const pp_render_opts_t *opt);
-void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
-                             int location, const pp_render_opts_t *opt);
+void pp_render_location_html(pp_sink_t *o, const pp_store_t *st, int location,
+                             const pp_render_opts_t *opt);
 
 /* The per-location aggregate (every sampled request of that location) in
  * folded form; location is the store row.  Returns the stacks written. */
@@ -79,7 +79,7 @@ void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
                        const pp_render_opts_t *opt);
 
 /* A small HTML page for errors (404 etc.), message escaped. */
-void pp_render_message_html(pp_sink_t *o, const char *title,
-                            const char *msg, const pp_render_opts_t *opt);
+void pp_render_message_html(pp_sink_t *o, const char *title, const char *msg,
+                            const pp_render_opts_t *opt);
 
 #endif

@@ -13,15 +13,14 @@
 
 #define AT(field) offsetof(pp_counters_t, field)
 
-static const char DROPPED_HELP[] =
-    "Data the store had no room for, by reason.";
+static const char DROPPED_HELP[] = "Data the store had no room for, by reason.";
 
 const pp_counter_t pp_store_counters[] = {
     {"traces_kept", "pyprof_traces_kept_total", NULL,
      "Slow-request traces kept.", NULL, AT(traces_kept), 0},
     {"traces_evicted", "pyprof_traces_evicted_total", NULL,
-     "Kept traces overwritten by newer ones.",
-     "traces evicted (oldest first)", AT(traces_evicted), 0},
+     "Kept traces overwritten by newer ones.", "traces evicted (oldest first)",
+     AT(traces_evicted), 0},
     {"traces_dropped", "pyprof_dropped_total", "reason=\"trace_busy\"",
      DROPPED_HELP, NULL, AT(traces_torn), PP_CTR_DROPPED},
     {"slots_full", "pyprof_dropped_total", "reason=\"slots_full\"",
@@ -45,8 +44,7 @@ const pp_counter_t pp_store_counters[] = {
      NULL, AT(slots_reaped), 0},
     /* graceful-restart renewals: the HTML says so in a notice */
     {"renewals", NULL, NULL, NULL, NULL, AT(renewals), 0},
-    {"locations_reclaimed", NULL, NULL, NULL, NULL, AT(locations_reclaimed),
-     0},
+    {"locations_reclaimed", NULL, NULL, NULL, NULL, AT(locations_reclaimed), 0},
     {"renewed_us", NULL, NULL, NULL, NULL, AT(renewed_us), 0},
 };
 

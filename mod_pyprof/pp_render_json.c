@@ -27,8 +27,8 @@ static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
               "\"samples\":%u,\"pid\":%d,\"tid\":%d,\"interval_ms\":%.3f,"
               "\"location\":",
               (int)q->status, (double)q->duration_us / 1000.0,
-              (double)q->cpu_us / 1000.0, q->samples, (int)q->pid,
-              (int)q->tid, (double)q->interval_us / 1000.0);
+              (double)q->cpu_us / 1000.0, q->samples, (int)q->pid, (int)q->tid,
+              (double)q->interval_us / 1000.0);
     pp_puts_json(o, pp_location_path(st, q->location, lp, sizeof(lp)));
     pp_printf(o, ",\"started_at\":\"%s\",\"truncated\":%s", t,
               (q->flags & PP_REQ_TRUNCATED) ? "true" : "false");
@@ -76,8 +76,8 @@ static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "null");
     }
     if (q->flags & PP_REQ_DAEMON) {
-        pp_printf(o, ",\"daemon_pid\":%d,\"process_group\":",
-                  (int)q->daemon_pid);
+        pp_printf(o,
+                  ",\"daemon_pid\":%d,\"process_group\":", (int)q->daemon_pid);
         pp_puts_json(o, q->process_group);
         pp_puts(o, ",\"application_group\":");
         pp_puts_json(o, q->app_group);
@@ -183,25 +183,24 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
                   pp_elapsed_ms(opt, live.v[k].start_us));
     }
     free(live.v);
-    pp_printf(
-        o,
-        "],\"sampler\":{\"samples\":%llu,\"ticks\":%llu,\"cpu_s\":%.6f,"
-        "\"samples_per_s\":%.3f,\"sample_cost_p50_us\":%.2f,"
-        "\"sample_cost_p99_us\":%.2f,\"gil_wait_s\":%.6f,\"walk_s\":%.6f,"
-        "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
-        "\"samplers_nogil\":%llu,\"samplers_gil\":%llu},",
-        (unsigned long long)atomic_load(&st->c.samples),
-        (unsigned long long)atomic_load(&st->c.ticks),
-        atomic_load(&st->c.sampler_cpu_ns) / 1e9,
-        uptime_s > 0 ? atomic_load(&st->c.samples) / uptime_s : 0.0,
-        pp_cost_quantile_us(st, 0.5), pp_cost_quantile_us(st, 0.99),
-        atomic_load(&st->c.gil_wait_ns) / 1e9,
-        atomic_load(&st->c.walk_ns) / 1e9,
-        (unsigned long long)atomic_load(&st->c.threads_missing),
-        st->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
-        (unsigned long long)atomic_load(&st->c.torn),
-        (unsigned long long)atomic_load(&st->c.nogil_processes),
-        (unsigned long long)atomic_load(&st->c.gil_processes));
+    pp_printf(o,
+              "],\"sampler\":{\"samples\":%llu,\"ticks\":%llu,\"cpu_s\":%.6f,"
+              "\"samples_per_s\":%.3f,\"sample_cost_p50_us\":%.2f,"
+              "\"sample_cost_p99_us\":%.2f,\"gil_wait_s\":%.6f,\"walk_s\":%.6f,"
+              "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
+              "\"samplers_nogil\":%llu,\"samplers_gil\":%llu},",
+              (unsigned long long)atomic_load(&st->c.samples),
+              (unsigned long long)atomic_load(&st->c.ticks),
+              atomic_load(&st->c.sampler_cpu_ns) / 1e9,
+              uptime_s > 0 ? atomic_load(&st->c.samples) / uptime_s : 0.0,
+              pp_cost_quantile_us(st, 0.5), pp_cost_quantile_us(st, 0.99),
+              atomic_load(&st->c.gil_wait_ns) / 1e9,
+              atomic_load(&st->c.walk_ns) / 1e9,
+              (unsigned long long)atomic_load(&st->c.threads_missing),
+              st->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
+              (unsigned long long)atomic_load(&st->c.torn),
+              (unsigned long long)atomic_load(&st->c.nogil_processes),
+              (unsigned long long)atomic_load(&st->c.gil_processes));
     pp_printf(o,
               "\"store\":{\"memory\":%llu,\"arena_used\":%llu,"
               "\"arena_size\":%llu,\"slots\":%u,\"keep\":%u,"
@@ -229,7 +228,8 @@ static void json_stacks(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, "\"stacks\":[");
     for (i = 0; i < p->n; i++) {
         uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2), j;
+                                       PP_DEPTH_LIMIT + 2),
+                 j;
         pp_puts(o, i ? ",{\"frames\":[" : "{\"frames\":[");
         for (j = 0; j < d; j++) {
             pp_frame_view_t fv;
@@ -278,9 +278,8 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
     pp_profile_free(&p);
 }
 
-void pp_render_location_json(pp_sink_t *o, const pp_store_t *st,
-                             int location, const pp_profile_t *p,
-                             const pp_render_opts_t *opt)
+void pp_render_location_json(pp_sink_t *o, const pp_store_t *st, int location,
+                             const pp_profile_t *p, const pp_render_opts_t *opt)
 {
     const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
     pp_loc_snap_t s;
@@ -305,4 +304,3 @@ void pp_render_location_json(pp_sink_t *o, const pp_store_t *st,
     json_stacks(o, st, p);
     pp_puts(o, "}\n");
 }
-

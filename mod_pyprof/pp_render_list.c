@@ -46,7 +46,7 @@ static int status_matches(int status, int filter)
 
 /* Kept traces passing the overview's filters, in its sort order. */
 void pp_collect_traces(const pp_store_t *st, pp_req_list_t *l,
-                           const pp_render_opts_t *opt)
+                       const pp_render_opts_t *opt)
 {
     uint32_t i;
 
@@ -60,11 +60,12 @@ void pp_collect_traces(const pp_store_t *st, pp_req_list_t *l,
         if (!pp_store_read_req(pp_store_trace_at(st, i), q)) {
             continue;
         }
-        if ((opt->process_group &&
-             strncmp(q->process_group, opt->process_group, PP_GROUP_MAX) != 0) ||
+        if ((opt->process_group && strncmp(q->process_group, opt->process_group,
+                                           PP_GROUP_MAX) != 0) ||
             (opt->app_group &&
              strncmp(q->app_group, opt->app_group, PP_APP_GROUP_MAX) != 0) ||
-            (opt->filter_location >= 0 && q->location != opt->filter_location) ||
+            (opt->filter_location >= 0 &&
+             q->location != opt->filter_location) ||
             !status_matches(q->status, opt->filter_status) ||
             (opt->min_us >= 0 && q->duration_us < opt->min_us) ||
             (opt->max_us >= 0 && q->duration_us >= opt->max_us)) {
@@ -110,4 +111,3 @@ void pp_collect_inflight(const pp_store_t *st, pp_req_list_t *l)
     }
     qsort(l->v, l->n, sizeof(pp_req_t), cmp_oldest);
 }
-

@@ -139,8 +139,7 @@ static void filter_query(pp_sink_t *o, const pp_store_t *st,
     }
     if (opt->process_group) {
         pp_puts(o, "&amp;process_group=");
-        pp_put_url_segment(o, opt->process_group,
-                           strlen(opt->process_group));
+        pp_put_url_segment(o, opt->process_group, strlen(opt->process_group));
     }
     if (opt->app_group) {
         pp_puts(o, "&amp;app_group=");
@@ -149,8 +148,7 @@ static void filter_query(pp_sink_t *o, const pp_store_t *st,
 }
 
 static void sort_link(pp_sink_t *o, const pp_store_t *st,
-                      const pp_render_opts_t *opt, int sort,
-                      const char *label)
+                      const pp_render_opts_t *opt, int sort, const char *label)
 {
     pp_puts(o, "<a href=\"");
     filter_query(o, st, opt, sort);
@@ -165,10 +163,11 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
     static const char *const sorts[] = {"duration", "time", "uri"};
     int i;
 
-    pp_printf(o, "<form class=filters method=get action=\"#slow\">"
-                 "<input type=hidden name=sort value=%s>"
-                 "<label>Location <select name=location>"
-                 "<option value=\"\">any</option>",
+    pp_printf(o,
+              "<form class=filters method=get action=\"#slow\">"
+              "<input type=hidden name=sort value=%s>"
+              "<label>Location <select name=location>"
+              "<option value=\"\">any</option>",
               sorts[opt->sort % 3]);
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {
         const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
@@ -269,8 +268,8 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, "</select></label> <button>Arm</button></form>");
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {
         const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        ids[i] = pp_location_current(st, loc) ? atomic_load(&loc->capture_id)
-                                           : 0;
+        ids[i] =
+            pp_location_current(st, loc) ? atomic_load(&loc->capture_id) : 0;
     }
     for (k = 0; refs && k < ntraces; k++) {
         pp_req_t q;
@@ -313,8 +312,7 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
         for (; r < nrefs && refs[r].location == i; r++) {
             pp_req_t q;
             /* read again: it may have been evicted since the first pass */
-            if (!pp_store_read_req(pp_store_trace_at(st, refs[r].trace),
-                                   &q) ||
+            if (!pp_store_read_req(pp_store_trace_at(st, refs[r].trace), &q) ||
                 !(q.flags & PP_REQ_CAPTURED) || q.capture != id ||
                 q.location != i) {
                 continue;
@@ -340,15 +338,17 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
         pp_puts(o, "</table>");
         if (got) {
             char b[3][32];
-            pp_human_ms(pp_hist_quantile_us(snap.hist, 0.5,
-                                         (int64_t)snap.max_us) / 1e3,
-                     b[0], sizeof(b[0]));
-            pp_human_ms(pp_hist_quantile_us(snap.hist, 0.95,
-                                         (int64_t)snap.max_us) / 1e3,
-                     b[1], sizeof(b[1]));
+            pp_human_ms(
+                pp_hist_quantile_us(snap.hist, 0.5, (int64_t)snap.max_us) / 1e3,
+                b[0], sizeof(b[0]));
+            pp_human_ms(
+                pp_hist_quantile_us(snap.hist, 0.95, (int64_t)snap.max_us) /
+                    1e3,
+                b[1], sizeof(b[1]));
             pp_human_ms(snap.max_us / 1e3, b[2], sizeof(b[2]));
-            pp_printf(o, "<p class=muted>These %zu requests: p50 %s, p95 %s, "
-                         "max %s</p>",
+            pp_printf(o,
+                      "<p class=muted>These %zu requests: p50 %s, p95 %s, "
+                      "max %s</p>",
                       got, b[0], b[1], b[2]);
             hist_svg(o, &snap, pb);
         }
@@ -402,11 +402,11 @@ static void locations_section(pp_sink_t *o, const pp_store_t *st,
                   (unsigned long long)s.requests,
                   age > 0 ? (double)s.requests / age : 0.0);
         pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.50, (int64_t)s.max_us) /
-                           1e3);
+                              1e3);
         pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) /
-                           1e3);
+                              1e3);
         pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) /
-                           1e3);
+                              1e3);
         pp_put_ms_cell(o, s.max_us / 1e3);
         {
             /* achieved vs nominal: one sample per interval of request time
@@ -418,9 +418,10 @@ static void locations_section(pp_sink_t *o, const pp_store_t *st,
                       (unsigned long long)s.kept,
                       (unsigned long long)s.samples);
             if (nominal >= 1) {
-                pp_printf(o, "<br><span class=muted title=\"samples taken "
-                             "against one per interval of request time\">"
-                             "%.0f%% of nominal</span>",
+                pp_printf(o,
+                          "<br><span class=muted title=\"samples taken "
+                          "against one per interval of request time\">"
+                          "%.0f%% of nominal</span>",
                           100.0 * (double)s.samples / nominal);
             }
             pp_puts(o, "</td><td>");
@@ -467,8 +468,9 @@ static void inflight_section(pp_sink_t *o, const pp_store_t *st,
             pp_puts_html(o, q->method);
             pp_puts(o, "</td><td class=uri>");
             pp_puts_html(o, q->uri);
-            pp_printf(o, "</td><td class=num>%u</td><td class=num>%d</td>"
-                         "<td class=mono>",
+            pp_printf(o,
+                      "</td><td class=num>%u</td><td class=num>%d</td>"
+                      "<td class=mono>",
                       q->samples, (int)q->pid);
             leaf_function(st, q->last_node, leaf, sizeof(leaf));
             if (leaf[0]) {
@@ -515,8 +517,9 @@ static void slow_section(pp_sink_t *o, const pp_store_t *st,
     size_t k;
 
     pp_collect_traces(st, &traces, opt);
-    pp_printf(o, "<h2 id=slow>Slow requests <span class=muted>(%zu kept%s, "
-                 "%s first)</span></h2>",
+    pp_printf(o,
+              "<h2 id=slow>Slow requests <span class=muted>(%zu kept%s, "
+              "%s first)</span></h2>",
               traces.n,
               opt->filter_location >= 0 || opt->filter_status ||
                       opt->min_us >= 0 || opt->max_us >= 0 ||
@@ -554,8 +557,7 @@ static void slow_section(pp_sink_t *o, const pp_store_t *st,
                 pp_puts(o, "<span class=flag>triggered</span>");
             }
             if (q->flags & PP_REQ_CAPTURED) {
-                pp_printf(o, "<span class=flag>capture %u</span>",
-                          q->capture);
+                pp_printf(o, "<span class=flag>capture %u</span>", q->capture);
             }
             if (q->flags & PP_REQ_DAEMON) {
                 pp_puts(o, "<br><span class=muted>daemon ");
@@ -569,16 +571,18 @@ static void slow_section(pp_sink_t *o, const pp_store_t *st,
             pp_puts(o, "</td>");
             pp_status_cell(o, q->status);
             pp_iso_time(q->start_us, t, sizeof(t));
-            pp_printf(o, "<td class=num>%u</td><td class=num>%d</td>"
-                         "<td class=mono>%s</td><td>",
+            pp_printf(o,
+                      "<td class=num>%u</td><td class=num>%d</td>"
+                      "<td class=mono>%s</td><td>",
                       q->samples, (int)q->pid, t);
             pp_req_link(o, opt, q->id, "call tree");
             pp_puts(o, "</td></tr>");
         }
         pp_puts(o, "</table>");
         if (traces.n > HTML_SLOW_ROWS) {
-            pp_printf(o, "<p class=muted>%zu more in <a href=\"?format=json"
-                         "\">JSON</a>.</p>",
+            pp_printf(o,
+                      "<p class=muted>%zu more in <a href=\"?format=json"
+                      "\">JSON</a>.</p>",
                       traces.n - HTML_SLOW_ROWS);
         }
     }
@@ -595,39 +599,47 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
     size_t i;
     int dropped_shown = 0;
 
-    pp_printf(o, "<h2>Sampler cost <span class=muted>(%s)</span></h2>"
-                 "<div class=cards>",
+    pp_printf(o,
+              "<h2>Sampler cost <span class=muted>(%s)</span></h2>"
+              "<div class=cards>",
               st->sampler_mode == PP_SAMPLER_GIL
                   ? "GIL mode: each sample takes the GIL"
                   : "GIL-free: stacks are copied with process_vm_readv while "
                     "the app runs on");
     pp_printf(o, "<div class=card><b>%llu</b><span>samples</span></div>",
               (unsigned long long)samples);
-    pp_printf(o, "<div class=card><b>%.3f s</b><span>sampler CPU</span>"
-                 "</div>",
+    pp_printf(o,
+              "<div class=card><b>%.3f s</b><span>sampler CPU</span>"
+              "</div>",
               atomic_load(&st->c.sampler_cpu_ns) / 1e9);
-    pp_printf(o, "<div class=card><b>%.1f &micro;s</b><span>per sample, "
-                 "median</span></div>",
+    pp_printf(o,
+              "<div class=card><b>%.1f &micro;s</b><span>per sample, "
+              "median</span></div>",
               pp_cost_quantile_us(st, 0.5));
-    pp_printf(o, "<div class=card><b>%.1f &micro;s</b><span>per sample, "
-                 "p99</span></div>",
+    pp_printf(o,
+              "<div class=card><b>%.1f &micro;s</b><span>per sample, "
+              "p99</span></div>",
               pp_cost_quantile_us(st, 0.99));
-    pp_printf(o, "<div class=card><b>%.3f s</b><span>waiting for the GIL"
-                 "</span></div>",
+    pp_printf(o,
+              "<div class=card><b>%.3f s</b><span>waiting for the GIL"
+              "</span></div>",
               atomic_load(&st->c.gil_wait_ns) / 1e9);
-    pp_printf(o, "<div class=card><b>%.2f/s</b><span>samples per second"
-                 "</span></div>",
+    pp_printf(o,
+              "<div class=card><b>%.2f/s</b><span>samples per second"
+              "</span></div>",
               uptime_s > 0 ? samples / uptime_s : 0.0);
     snprintf(b1, sizeof(b1), "%.1f", pp_store_arena_used(st) / 1048576.0);
     snprintf(b2, sizeof(b2), "%.1f", st->total_size / 1048576.0);
-    pp_printf(o, "<div class=card><b>%s / %s MiB</b><span>frame text used / "
-                 "store size</span></div>",
+    pp_printf(o,
+              "<div class=card><b>%s / %s MiB</b><span>frame text used / "
+              "store size</span></div>",
               b1, b2);
     for (i = 0; i < pp_store_ncounters; i++) {
         const pp_counter_t *c = &pp_store_counters[i];
         if ((c->flags & PP_CTR_DROPPED) && !dropped_shown) {
-            pp_printf(o, "<div class=card><b>%llu</b><span>dropped (store "
-                         "full, see JSON)</span></div>",
+            pp_printf(o,
+                      "<div class=card><b>%llu</b><span>dropped (store "
+                      "full, see JSON)</span></div>",
                       (unsigned long long)pp_counters_dropped(st));
             dropped_shown = 1;
         }
@@ -636,12 +648,14 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
                       (unsigned long long)pp_counter_read(st, c), c->card);
         }
     }
-    pp_printf(o, "<div class=card><b>%llu</b><span>samples dropped as torn"
-                 "</span></div>",
+    pp_printf(o,
+              "<div class=card><b>%llu</b><span>samples dropped as torn"
+              "</span></div>",
               (unsigned long long)atomic_load(&st->c.torn));
     if (uptime_s > 0) {
-        pp_printf(o, "<div class=card><b>%.4f</b><span>CPU s sampling per "
-                     "s of wall time</span></div>",
+        pp_printf(o,
+                  "<div class=card><b>%.4f</b><span>CPU s sampling per "
+                  "s of wall time</span></div>",
                   atomic_load(&st->c.sampler_cpu_ns) / 1e9 / uptime_s);
     }
     pp_puts(o, "</div>");
@@ -654,16 +668,16 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
         if (gmtime_r(&at, &tm)) {
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
         }
-        pp_printf(o, "<p class=notice>The store was renewed %llu time(s) "
-                     "at graceful restarts, the last at %s, because it was "
-                     "filling with the code of earlier deploys: profiles "
-                     "since start begin there; frames of old code and %llu "
-                     "location row(s) no longer configured were reclaimed. "
-                     "Counters, histograms and the newest kept traces "
-                     "carried over.</p>",
+        pp_printf(o,
+                  "<p class=notice>The store was renewed %llu time(s) "
+                  "at graceful restarts, the last at %s, because it was "
+                  "filling with the code of earlier deploys: profiles "
+                  "since start begin there; frames of old code and %llu "
+                  "location row(s) no longer configured were reclaimed. "
+                  "Counters, histograms and the newest kept traces "
+                  "carried over.</p>",
                   (unsigned long long)atomic_load(&st->c.renewals), when,
-                  (unsigned long long)atomic_load(
-                      &st->c.locations_reclaimed));
+                  (unsigned long long)atomic_load(&st->c.locations_reclaimed));
     }
 }
 

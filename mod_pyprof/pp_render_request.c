@@ -83,11 +83,10 @@ static void profile_sections(pp_sink_t *o, const pp_store_t *st,
  * its path (readable: ?path=/app) and window. */
 static void export_links(pp_sink_t *o, const char *path, int64_t since_us)
 {
-    static const char *const fmts[][2] = {
-        {"json", "JSON"},
-        {"folded", "folded stacks"},
-        {"speedscope", "speedscope"},
-        {"pprof", "pprof"}};
+    static const char *const fmts[][2] = {{"json", "JSON"},
+                                          {"folded", "folded stacks"},
+                                          {"speedscope", "speedscope"},
+                                          {"pprof", "pprof"}};
     size_t i;
 
     for (i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
@@ -110,17 +109,18 @@ static void segments_table(pp_sink_t *o, const pp_record_t *rec)
 {
     const pp_req_t *q = &rec->req;
     double total = q->duration_us > 0 ? q->duration_us / 1e3 : 0;
-    uint32_t i, n = q->nsegments < PP_SEGMENTS_MAX ? q->nsegments
-                                                   : PP_SEGMENTS_MAX;
+    uint32_t i,
+        n = q->nsegments < PP_SEGMENTS_MAX ? q->nsegments : PP_SEGMENTS_MAX;
 
     if (!n) {
         return;
     }
     if (total <= 0) { /* in flight: scale to the latest end seen */
         for (i = 0; i < n; i++) {
-            double end = (rec->segments[i].start_us +
-                          (rec->segments[i].dur_us > 0 ? rec->segments[i].dur_us
-                                                       : 0)) / 1e3;
+            double end =
+                (rec->segments[i].start_us +
+                 (rec->segments[i].dur_us > 0 ? rec->segments[i].dur_us : 0)) /
+                1e3;
             if (end > total) {
                 total = end;
             }
@@ -159,28 +159,31 @@ static void segments_table(pp_sink_t *o, const pp_record_t *rec)
             pp_printf(o, "<td class=num>%.1f ms</td><td class=num>%.1f%%</td>",
                       dur, total > 0 ? 100.0 * dur / total : 0.0);
         }
-        pp_printf(o, "<td class=num>%u</td><td><div class=tl><span "
-                     "style=\"left:%.2f%%;width:%.2f%%\"></span></div></td>"
-                     "</tr>",
+        pp_printf(o,
+                  "<td class=num>%u</td><td><div class=tl><span "
+                  "style=\"left:%.2f%%;width:%.2f%%\"></span></div></td>"
+                  "</tr>",
                   g->samples, left, width < 0.3 ? 0.3 : width);
     }
     pp_puts(o, "</table>");
     if (q->segments_dropped) {
-        pp_printf(o, "<p class=muted>%u more segments were not recorded "
-                     "(at most %d a request).</p>",
+        pp_printf(o,
+                  "<p class=muted>%u more segments were not recorded "
+                  "(at most %d a request).</p>",
                   q->segments_dropped, PP_SEGMENTS_MAX);
     }
 }
 
-static void split_part(pp_sink_t *o, const char *cls, double ms,
-                       double total, const char *label)
+static void split_part(pp_sink_t *o, const char *cls, double ms, double total,
+                       const char *label)
 {
     double pct = total > 0 ? 100.0 * ms / total : 0;
     if (ms <= 0 || pct < 0.05) {
         return;
     }
-    pp_printf(o, "<span class=\"seg %s\" style=\"width:%.2f%%\" "
-                 "title=\"%s: %.1f ms\"></span>",
+    pp_printf(o,
+              "<span class=\"seg %s\" style=\"width:%.2f%%\" "
+              "title=\"%s: %.1f ms\"></span>",
               cls, pct, label, ms);
 }
 
@@ -189,9 +192,8 @@ static void split_part(pp_sink_t *o, const char *cls, double ms,
 static void time_split(pp_sink_t *o, const pp_req_t *q)
 {
     double total = q->duration_us / 1e3;
-    double before = q->handler_start_us > 0
-                        ? (q->handler_start_us - q->start_us) / 1e3
-                        : 0;
+    double before =
+        q->handler_start_us > 0 ? (q->handler_start_us - q->start_us) / 1e3 : 0;
     double app = q->handler_start_us > 0 && q->app_end_us >= q->handler_start_us
                      ? (q->app_end_us - q->handler_start_us) / 1e3
                      : total - before;
@@ -217,19 +219,30 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
     split_part(o, "outside", outside, total, "in the app, outside Python");
     split_part(o, "after", after, total, "Apache after the app");
     pp_puts(o, "</div><table class=legend><tr>");
-    pp_printf(o, "<td><span class=\"key before\"></span>Apache before the "
-                 "app %.1f ms</td>", before);
-    pp_printf(o, "<td><span class=\"key on\"></span>Python on CPU "
-                 "%.1f ms (%u samples)</td>", on, q->samples_on_cpu);
-    pp_printf(o, "<td><span class=\"key gil\"></span>waiting for the GIL "
-                 "or a lock %.1f ms (%u)</td>", gil, q->samples_gil_wait);
-    pp_printf(o, "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
-                 "%.1f ms (%u)</td>",
+    pp_printf(o,
+              "<td><span class=\"key before\"></span>Apache before the "
+              "app %.1f ms</td>",
+              before);
+    pp_printf(o,
+              "<td><span class=\"key on\"></span>Python on CPU "
+              "%.1f ms (%u samples)</td>",
+              on, q->samples_on_cpu);
+    pp_printf(o,
+              "<td><span class=\"key gil\"></span>waiting for the GIL "
+              "or a lock %.1f ms (%u)</td>",
+              gil, q->samples_gil_wait);
+    pp_printf(o,
+              "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
+              "%.1f ms (%u)</td>",
               off > 0 ? off : 0, q->samples_off_cpu - q->samples_gil_wait);
-    pp_printf(o, "<td><span class=\"key outside\"></span>outside Python "
-                 "%.1f ms (%u)</td>", outside, q->samples_outside);
-    pp_printf(o, "<td><span class=\"key after\"></span>Apache after the "
-                 "app %.1f ms</td>", after);
+    pp_printf(o,
+              "<td><span class=\"key outside\"></span>outside Python "
+              "%.1f ms (%u)</td>",
+              outside, q->samples_outside);
+    pp_printf(o,
+              "<td><span class=\"key after\"></span>Apache after the "
+              "app %.1f ms</td>",
+              after);
     pp_puts(o, "</tr></table><p class=muted>A sample is on CPU when the "
                "thread's CPU clock advanced for at least half of its "
                "interval. Off CPU, the thread's kernel wait channel tells "
@@ -263,10 +276,10 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     }
     else {
         pp_printf(o, "<dt>Status</dt><dd>%d</dd>", (int)q->status);
-        pp_printf(o, "<dt>Duration</dt><dd>%.1f ms</dd>",
-                  q->duration_us / 1e3);
-        pp_printf(o, "<dt>CPU time</dt><dd>%.1f ms (thread CPU clock, "
-                     "%.0f%% of the duration)</dd>",
+        pp_printf(o, "<dt>Duration</dt><dd>%.1f ms</dd>", q->duration_us / 1e3);
+        pp_printf(o,
+                  "<dt>CPU time</dt><dd>%.1f ms (thread CPU clock, "
+                  "%.0f%% of the duration)</dd>",
                   q->cpu_us / 1e3,
                   q->duration_us ? 100.0 * q->cpu_us / q->duration_us : 0.0);
     }
@@ -277,19 +290,21 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
         double achieved = sampled_ms > 0 ? sampled_ms / q->samples : 0;
         if (achieved > 1.25 * q->interval_us / 1e3) {
             if (st->sampler_mode == PP_SAMPLER_GIL) {
-                pp_printf(o, " &mdash; achieved one per %.1f ms. While a "
-                             "thread runs Python it gives up the GIL only "
-                             "every switch interval (5 ms by default), so a "
-                             "sampler that takes the GIL (PyProfSampler gil) "
-                             "cannot see it more often than about 200 times "
-                             "a second",
+                pp_printf(o,
+                          " &mdash; achieved one per %.1f ms. While a "
+                          "thread runs Python it gives up the GIL only "
+                          "every switch interval (5 ms by default), so a "
+                          "sampler that takes the GIL (PyProfSampler gil) "
+                          "cannot see it more often than about 200 times "
+                          "a second",
                           achieved);
             }
             else {
-                pp_printf(o, " &mdash; achieved one per %.1f ms: the machine "
-                             "was too busy to run the sampler on time, or "
-                             "samples were dropped as torn (see the "
-                             "overview)",
+                pp_printf(o,
+                          " &mdash; achieved one per %.1f ms: the machine "
+                          "was too busy to run the sampler on time, or "
+                          "samples were dropped as torn (see the "
+                          "overview)",
                           achieved);
             }
         }
@@ -314,8 +329,9 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o, "</dd><dt>Process / thread</dt><dd>pid %d, tid %d",
               (int)q->pid, (int)q->tid);
     if (q->flags & PP_REQ_DAEMON) {
-        pp_printf(o, "; the app ran in mod_wsgi daemon pid %d, process "
-                     "group <span class=mono>",
+        pp_printf(o,
+                  "; the app ran in mod_wsgi daemon pid %d, process "
+                  "group <span class=mono>",
                   (int)q->daemon_pid);
         pp_puts_html(o, q->process_group);
         pp_puts(o, "</span>, application group <span class=mono>");
@@ -404,8 +420,8 @@ static void window_links(pp_sink_t *o, const pp_render_opts_t *opt,
     pp_puts(o, "&amp;view=diff\">slowest 5% vs the rest</a></p>");
 }
 
-void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
-                             int location, const pp_render_opts_t *opt)
+void pp_render_location_html(pp_sink_t *o, const pp_store_t *st, int location,
+                             const pp_render_opts_t *opt)
 {
     const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
     char path[PP_PREFIX_MAX], root[PP_PREFIX_MAX];
@@ -418,22 +434,24 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
     pp_snap_location(loc, &s);
     pp_puts(o, "<h2>All sampled requests under <span class=mono>");
     pp_puts_html(o, path);
-    pp_printf(o, "</span></h2><dl class=kv><dt>Requests</dt><dd>%llu, "
-                 "%llu samples every %.1f ms</dd>",
+    pp_printf(o,
+              "</span></h2><dl class=kv><dt>Requests</dt><dd>%llu, "
+              "%llu samples every %.1f ms</dd>",
               (unsigned long long)s.requests, (unsigned long long)s.samples,
               loc->interval_us / 1e3);
     pp_puts(o, "<dt>Response time</dt><dd>");
     {
         char b[4][32];
         pp_human_ms(pp_hist_quantile_us(s.hist, 0.5, (int64_t)s.max_us) / 1e3,
-                 b[0], sizeof(b[0]));
+                    b[0], sizeof(b[0]));
         pp_human_ms(pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) / 1e3,
-                 b[1], sizeof(b[1]));
+                    b[1], sizeof(b[1]));
         pp_human_ms(pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) / 1e3,
-                 b[2], sizeof(b[2]));
+                    b[2], sizeof(b[2]));
         pp_human_ms(s.max_us / 1e3, b[3], sizeof(b[3]));
-        pp_printf(o, "p50 %s &middot; p95 %s &middot; p99 %s &middot; max "
-                     "%s</dd>",
+        pp_printf(o,
+                  "p50 %s &middot; p95 %s &middot; p99 %s &middot; max "
+                  "%s</dd>",
                   b[0], b[1], b[2], b[3]);
     }
     if (root[0]) {
@@ -461,7 +479,8 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
         ok = pp_profile_of_location(&p, st, location, opt->now_us, 0,
                                     PP_SIDE_SLOW) == 0;
         ok = pp_profile_of_location(&rest, st, location, opt->now_us, 0,
-                                    PP_SIDE_REST) == 0 && ok;
+                                    PP_SIDE_REST) == 0 &&
+             ok;
         /* both trees built whatever happened, so both can be freed */
         ok = pp_tree_build(&ts, st, &p) == 0 && ok;
         ok = pp_tree_build(&tr, st, &rest) == 0 && ok;
@@ -483,8 +502,8 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
         pp_tree_free(&tr);
     }
     else {
-        if (pp_profile_of_location(&p, st, location, opt->now_us,
-                                   opt->since_us, opt->side) != 0) {
+        if (pp_profile_of_location(&p, st, location, opt->now_us, opt->since_us,
+                                   opt->side) != 0) {
             pp_puts(o, "<p class=empty>Out of memory reading the samples."
                        "</p>");
         }
@@ -492,16 +511,16 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st,
             pp_puts(o, "<p class=empty>No samples in this window.</p>");
         }
         else {
-            pp_printf(o, "<p class=muted>%llu samples, %.1f s of request "
-                         "time, %.0f%% of it on CPU.</p>",
+            pp_printf(o,
+                      "<p class=muted>%llu samples, %.1f s of request "
+                      "time, %.0f%% of it on CPU.</p>",
                       (unsigned long long)p.samples, p.weight_us / 1e6,
-                      p.weight_us ? 100.0 * (double)p.cpu_us /
-                                        (double)p.weight_us
-                                  : 0.0);
+                      p.weight_us
+                          ? 100.0 * (double)p.cpu_us / (double)p.weight_us
+                          : 0.0);
             profile_sections(o, st, &p, 1, root);
         }
     }
     pp_profile_free(&p);
     pp_page_end(o);
 }
-

@@ -38,8 +38,8 @@ typedef struct entry {
     int64_t next_due_ns;
     int64_t last_ns;
     int64_t last_cpu_ns;
-    void *interp; /* where its thread was last found */
-    int wchan_fd; /* /proc/self/task/TID/wchan, opened on first need */
+    void *interp;         /* where its thread was last found */
+    int wchan_fd;         /* /proc/self/task/TID/wchan, opened on first need */
     int64_t start_cpu_ns; /* the thread's CPU clock at registration */
 } entry_t;
 
@@ -165,9 +165,8 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
      * later than that.  Under steady traffic it is already waking for
      * other requests, and a futex wake per request would cost more than
      * the sampling (a context switch on a busy core). */
-    if (S.waiting &&
-        (S.sleep_until_ns == INT64_MAX ||
-         e->next_due_ns + e->interval_ns < S.sleep_until_ns)) {
+    if (S.waiting && (S.sleep_until_ns == INT64_MAX ||
+                      e->next_due_ns + e->interval_ns < S.sleep_until_ns)) {
         pthread_cond_signal(&S.cv);
     }
 out:
@@ -444,13 +443,13 @@ record: /* S.mu held */
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
             }
             if (slot && node) {
-                pp_store_sample(
-                    st, e->slot, e->serial, node, pp_wall_us(),
-                    (uint64_t)(weight > 0 ? weight / 1000 : 0),
-                    (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
-                                   ? (cpu - e->last_cpu_ns) / 1000
-                                   : 0),
-                    S.refs[i].how | (t->truncated ? PP_SAMPLE_TRUNCATED : 0));
+                pp_store_sample(st, e->slot, e->serial, node, pp_wall_us(),
+                                (uint64_t)(weight > 0 ? weight / 1000 : 0),
+                                (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
+                                               ? (cpu - e->last_cpu_ns) / 1000
+                                               : 0),
+                                S.refs[i].how |
+                                    (t->truncated ? PP_SAMPLE_TRUNCATED : 0));
             }
             e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {
@@ -473,8 +472,8 @@ record: /* S.mu held */
     if (cpu0 >= 0 && cpu1 >= cpu0) {
         atomic_fetch_add(&st->c.sampler_cpu_ns, (uint64_t)(cpu1 - cpu0));
     }
-    atomic_fetch_add(
-        &st->c.sample_cost[cost_bucket((t_walked - t_got) / n)], (uint64_t)n);
+    atomic_fetch_add(&st->c.sample_cost[cost_bucket((t_walked - t_got) / n)],
+                     (uint64_t)n);
 }
 
 /* The sampler's last word, however it ends: from its own return, or from
@@ -507,17 +506,20 @@ static void sampler_loop(void)
     int64_t last_wake = 0;
 
     if (S.nogil && pp_py_nogil_init() != 0) {
-        pp_log(PP_LOG_WARN, "GIL-free sampling is not available in pid %d "
-                            "(process_vm_readv on ourselves failed); "
-                            "sampling with the GIL",
+        pp_log(PP_LOG_WARN,
+               "GIL-free sampling is not available in pid %d "
+               "(process_vm_readv on ourselves failed); "
+               "sampling with the GIL",
                (int)getpid());
         S.nogil = 0;
     }
-    atomic_fetch_add(S.nogil ? &S.st->c.nogil_processes
-                             : &S.st->c.gil_processes, 1);
+    atomic_fetch_add(
+        S.nogil ? &S.st->c.nogil_processes : &S.st->c.gil_processes, 1);
     if (!S.nogil && pp_py_attach() != 0) {
-        pp_log(PP_LOG_WARN, "sampler could not create its Python thread "
-                            "state; not sampling in pid %d", (int)getpid());
+        pp_log(PP_LOG_WARN,
+               "sampler could not create its Python thread "
+               "state; not sampling in pid %d",
+               (int)getpid());
         return;
     }
     pthread_mutex_lock(&S.mu);

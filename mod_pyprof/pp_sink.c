@@ -120,11 +120,16 @@ static const char *html_rep(const unsigned char *p, size_t len, char *scratch)
         return REPLACEMENT;
     }
     switch (p[0]) {
-    case '<': return "&lt;";
-    case '>': return "&gt;";
-    case '&': return "&amp;";
-    case '"': return "&quot;";
-    case '\'': return "&#39;";
+    case '<':
+        return "&lt;";
+    case '>':
+        return "&gt;";
+    case '&':
+        return "&amp;";
+    case '"':
+        return "&quot;";
+    case '\'':
+        return "&#39;";
     default:
         /* C0 controls but tab and newline, DEL and the C1 controls
          * (U+0080..U+009F) are parse errors in HTML */
@@ -156,8 +161,7 @@ static const char *json_rep(const unsigned char *p, size_t len, char *scratch)
     return NULL;
 }
 
-static const char *folded_rep(const unsigned char *p, size_t len,
-                              char *scratch)
+static const char *folded_rep(const unsigned char *p, size_t len, char *scratch)
 {
     (void)scratch;
     if (len == 0) {
@@ -176,9 +180,12 @@ static const char *prom_rep(const unsigned char *p, size_t len, char *scratch)
         return REPLACEMENT;
     }
     switch (p[0]) {
-    case '\\': return "\\\\";
-    case '"': return "\\\"";
-    case '\n': return "\\n";
+    case '\\':
+        return "\\\\";
+    case '"':
+        return "\\\"";
+    case '\n':
+        return "\\n";
     default:
         return p[0] < 0x20 || p[0] == 0x7f ? " " : NULL;
     }

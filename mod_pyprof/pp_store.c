@@ -35,10 +35,10 @@ static uint32_t pow2_floor(uint64_t x)
 static uint64_t layout_signature(void)
 {
     const uint64_t parts[] = {
-        sizeof(pp_store_t),  sizeof(pp_slot_t),       sizeof(pp_record_t),
-        sizeof(pp_req_t),    sizeof(pp_location_t),   sizeof(pp_agg_entry_t),
+        sizeof(pp_store_t),    sizeof(pp_slot_t),     sizeof(pp_record_t),
+        sizeof(pp_req_t),      sizeof(pp_location_t), sizeof(pp_agg_entry_t),
         sizeof(pp_counters_t), PP_STACKS_MAX,         PP_HIST_BUCKETS,
-        PP_MAX_LOCATIONS,    PP_FRAME_TEXT_MAX,       PP_STORE_VERSION};
+        PP_MAX_LOCATIONS,      PP_FRAME_TEXT_MAX,     PP_STORE_VERSION};
 
     return pp_fnv1a64(PP_FNV64_BASIS, parts, sizeof(parts));
 }
@@ -96,8 +96,8 @@ static uint64_t place_tables(layout_t *l, uint64_t off)
     l->off_agg_slow = off;
     off = ALIGN64(off + (uint64_t)l->nagg_slow * sizeof(pp_agg_entry_t));
     l->off_epochs = off;
-    off = ALIGN64(off + (uint64_t)PP_EPOCHS * l->nepoch *
-                            sizeof(pp_agg_entry_t));
+    off =
+        ALIGN64(off + (uint64_t)PP_EPOCHS * l->nepoch * sizeof(pp_agg_entry_t));
     l->off_epoch_stamps = off;
     off = ALIGN64(off + (uint64_t)PP_EPOCHS * 8);
     l->off_arena = off;
@@ -216,8 +216,9 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
         return NULL;
     }
     /* MAP_ANONYMOUS takes fd -1 (cppcheck's posix.cfg wants fd >= 0) */
-    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-             -1, 0); // cppcheck-suppress invalidFunctionArg
+    // clang-format off
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0); // cppcheck-suppress invalidFunctionArg
+    // clang-format on
     if (p == MAP_FAILED) {
         *err = "mmap of the shared store failed";
         return NULL;
@@ -226,10 +227,11 @@ pp_store_t *pp_store_create(uint64_t size, uint32_t nslots, uint32_t keep,
      * fork on (see pp_store.h), so no other process can change the
      * offsets and counts this one computes with */
     /* MAP_FIXED over part of p: the result is p itself, nothing to free */
+    // clang-format off
     // cppcheck-suppress leakReturnValNotUsed
     if (mmap(p, PP_STORE_PRIVATE_BYTES, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-             -1, 0) != p) { // cppcheck-suppress invalidFunctionArg
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != p) { // cppcheck-suppress invalidFunctionArg
+        // clang-format on
         munmap(p, size);
         *err = "mmap of the store's private header failed";
         return NULL;
@@ -342,7 +344,7 @@ int pp_store_location_register(pp_store_t *st, const char *path,
 int pp_status_class(int status)
 {
     return status >= 100 && status < 600 ? status / 100 - 1
-                                          : PP_STATUS_CLASSES - 1;
+                                         : PP_STATUS_CLASSES - 1;
 }
 
 /* ---- slots ---- */

@@ -49,7 +49,7 @@
 #define PP_VHOST_MAX 96
 #define PP_STACKS_MAX 256 /* distinct stacks kept per request (power of 2) */
 #define PP_DEPTH_LIMIT 1024
-#define PP_INTERVAL_MIN_US 1000     /* sampling intervals a config accepts */
+#define PP_INTERVAL_MIN_US 1000 /* sampling intervals a config accepts */
 #define PP_INTERVAL_MAX_US 10000000
 #define PP_FRAME_TEXT_MAX 1024 /* function and file name, each, bytes */
 #define PP_COST_BUCKETS 40     /* log2 ns buckets of the per-sample cost */
@@ -68,15 +68,15 @@
 #define PP_REQ_FAST 0x8u      /* kept only because its id was sent out */
 #define PP_REQ_DAEMON 0x10u   /* sampled in a mod_wsgi daemon process */
 
-#define PP_GROUP_MAX 48       /* mod_wsgi process group name */
-#define PP_APP_GROUP_MAX 96   /* mod_wsgi application group name */
-#define PP_SEGMENTS_MAX 48    /* timed segments kept per request */
+#define PP_GROUP_MAX 48     /* mod_wsgi process group name */
+#define PP_APP_GROUP_MAX 96 /* mod_wsgi application group name */
+#define PP_SEGMENTS_MAX 48  /* timed segments kept per request */
 #define PP_SEGMENT_NAME_MAX 24
 #define PP_SEGMENT_DETAIL_MAX 96
 
-#define PP_TRACE_ID_MAX 33  /* W3C trace-id: 32 hex digits */
-#define PP_SPAN_ID_MAX 17   /* W3C parent-id: 16 hex digits */
-#define PP_FAST_KEEP 64     /* fast requests kept for their X-PyProf-Id */
+#define PP_TRACE_ID_MAX 33 /* W3C trace-id: 32 hex digits */
+#define PP_SPAN_ID_MAX 17  /* W3C parent-id: 16 hex digits */
+#define PP_FAST_KEEP 64    /* fast requests kept for their X-PyProf-Id */
 
 /* how a sample's interval was spent, from the thread's CPU clock and, off
  * CPU, its kernel wait channel */
@@ -139,7 +139,7 @@ typedef struct pp_req {
     int32_t daemon_pid;       /* the daemon process that ran the app */
     int64_t daemon_cpu_us;    /* its thread's CPU time for the request */
     uint32_t nsegments;
-    uint32_t open_segment;    /* index + 1 of the innermost open segment */
+    uint32_t open_segment; /* index + 1 of the innermost open segment */
     uint32_t segments_dropped;
     char process_group[PP_GROUP_MAX];
     char app_group[PP_APP_GROUP_MAX];
@@ -169,7 +169,7 @@ typedef struct pp_record {
  * claim publishes the owner in the same compare-and-swap: a process killed
  * right after claiming still leaves a slot that names a dead pid. */
 enum { PP_SLOT_FREE = 0, PP_SLOT_CLAIMED = 1, PP_SLOT_ACTIVE = 2 };
-#define PP_SLOT_PHASE(state) ((state) & 3u)
+#define PP_SLOT_PHASE(state) ((state)&3u)
 #define PP_SLOT_PID(state) ((int32_t)((state) >> 2))
 #define PP_SLOT_STATE(pid, phase) (((uint32_t)(pid) << 2) | (phase))
 
@@ -200,7 +200,7 @@ typedef struct pp_location {
     uint64_t config_gen; /* generation that last configured it */
     int64_t created_us;
     char path[PP_PREFIX_MAX];
-    _Atomic uint32_t root_state; /* 0 unset, 1 being written, 2 set */
+    _Atomic uint32_t root_state;  /* 0 unset, 1 being written, 2 set */
     char app_root[PP_PREFIX_MAX]; /* directory of the WSGI script */
     _Atomic uint64_t requests;
     _Atomic uint64_t samples;
@@ -227,17 +227,17 @@ typedef struct pp_agg_entry {
 } pp_agg_entry_t;
 
 typedef struct pp_counters {
-    _Atomic uint64_t samples;      /* stacks recorded */
-    _Atomic uint64_t ticks;        /* sampler wake-ups that took the GIL */
+    _Atomic uint64_t samples; /* stacks recorded */
+    _Atomic uint64_t ticks;   /* sampler wake-ups that took the GIL */
     _Atomic uint64_t sampler_cpu_ns;
     _Atomic uint64_t gil_wait_ns;
-    _Atomic uint64_t walk_ns;      /* GIL held, walking and interning */
+    _Atomic uint64_t walk_ns; /* GIL held, walking and interning */
     _Atomic uint64_t traces_kept;
     _Atomic uint64_t traces_evicted;
-    _Atomic uint64_t traces_torn;  /* ring entry busy; trace dropped */
-    _Atomic uint64_t slots_full;   /* request not profiled: no free slot */
-    _Atomic uint64_t slots_lost;   /* owner died while in flight */
-    _Atomic uint64_t slots_reaped; /* of those, slots freed by a reap */
+    _Atomic uint64_t traces_torn;    /* ring entry busy; trace dropped */
+    _Atomic uint64_t slots_full;     /* request not profiled: no free slot */
+    _Atomic uint64_t slots_lost;     /* owner died while in flight */
+    _Atomic uint64_t slots_reaped;   /* of those, slots freed by a reap */
     _Atomic uint64_t writes_dropped; /* slot token still busy after the
                                       * bounded wait: one write lost */
     _Atomic uint64_t frames_full;
@@ -284,7 +284,7 @@ typedef struct pp_store {
             uint32_t nfast;    /* ring of fast requests whose id was sent */
             unsigned char nonce_key[32]; /* HMAC key of the capture
                                           * form's nonce */
-            uint32_t sampler_mode; /* PP_SAMPLER_*, from PyProfSampler */
+            uint32_t sampler_mode;       /* PP_SAMPLER_*, from PyProfSampler */
             uint32_t nframes;
             uint32_t nnodes;
             uint32_t nagg;
@@ -295,8 +295,8 @@ typedef struct pp_store {
             uint32_t frame_other;
             uint64_t arena_size;
             uint64_t off_locations, off_slots, off_traces, off_frames,
-                off_nodes, off_agg, off_agg_slow, off_epochs,
-                off_epoch_stamps, off_arena;
+                off_nodes, off_agg, off_agg_slow, off_epochs, off_epoch_stamps,
+                off_arena;
         };
         char private_bytes[PP_STORE_PRIVATE_BYTES];
     };
@@ -374,9 +374,9 @@ const char *pp_store_location_root(const pp_store_t *st, int idx, char *buf,
 
 typedef struct pp_req_info {
     const char *id;
-    const char *trace_id;  /* validated W3C ids, or NULL */
+    const char *trace_id; /* validated W3C ids, or NULL */
     const char *parent_id;
-    uint32_t flags;        /* PP_REQ_TRIGGERED / PP_REQ_CAPTURED */
+    uint32_t flags; /* PP_REQ_TRIGGERED / PP_REQ_CAPTURED */
     uint32_t capture;
     const char *method;
     const char *uri;
@@ -406,8 +406,8 @@ void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                          int64_t now_us, uint64_t weight_us, uint64_t cpu_us);
 /* The same with how the interval was spent (PP_SAMPLE_*). */
 void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
-                            int64_t now_us, uint64_t weight_us,
-                            uint64_t cpu_us, int how);
+                            int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                            int how);
 /* Request facts learnt after the claim: the claiming request thread,
  * under the slot's token. */
 void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us);
@@ -481,12 +481,10 @@ uint32_t pp_store_reap_dead(pp_store_t *st);
 
 /* Intern a frame; 0 if the tables are full (counted).  Ids are stable for
  * the store's lifetime and never reused. */
-uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
-                               size_t funclen, const char *file,
-                               size_t filelen, uint32_t line);
+uint32_t pp_store_intern_frame(pp_store_t *st, const char *func, size_t funclen,
+                               const char *file, size_t filelen, uint32_t line);
 /* Intern the child `frame` of node `parent` (0 = root); 0 if full. */
-uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent,
-                              uint32_t frame);
+uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent, uint32_t frame);
 
 /* ---- reading (handler, any process); all bounds-checked ---- */
 

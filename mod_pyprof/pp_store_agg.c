@@ -16,9 +16,8 @@
 
 /* ---- aggregates ---- */
 
-static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc,
-                     uint32_t node, uint64_t count, uint64_t weight_us,
-                     uint64_t cpu_us)
+static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc, uint32_t node,
+                     uint64_t count, uint64_t weight_us, uint64_t cpu_us)
 {
     uint64_t key = ((uint64_t)(uint32_t)(loc + 1) << 32) | node;
     uint32_t mask = cap - 1, i;
@@ -40,8 +39,7 @@ static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc,
             atomic_fetch_add_explicit(&e->count, count, memory_order_relaxed);
             atomic_fetch_add_explicit(&e->weight_us, weight_us,
                                       memory_order_relaxed);
-            atomic_fetch_add_explicit(&e->cpu_us, cpu_us,
-                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&e->cpu_us, cpu_us, memory_order_relaxed);
             return 0;
         }
     }
@@ -88,8 +86,7 @@ static pp_agg_entry_t *epoch_for_write(pp_store_t *st, int64_t minute)
 static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v)
 {
     uint64_t cur = atomic_load_explicit(p, memory_order_relaxed);
-    while (cur < v &&
-           !atomic_compare_exchange_weak(p, &cur, v)) {
+    while (cur < v && !atomic_compare_exchange_weak(p, &cur, v)) {
     }
 }
 
@@ -117,14 +114,13 @@ static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
     }
     for (tries = 0; tries < 4; tries++) {
         uint64_t n = atomic_fetch_add(next, 1);
-        pp_record_t *dst = (pp_record_t *)((char *)st + st->off_traces) +
-                           base + (n % size);
+        pp_record_t *dst =
+            (pp_record_t *)((char *)st + st->off_traces) + base + (n % size);
         uint32_t s = atomic_load(&dst->seq);
 
         /* odd: another writer is filling this entry right now (or died
          * doing so); take the next one instead of waiting */
-        if ((s & 1u) ||
-            !atomic_compare_exchange_strong(&dst->seq, &s, s + 1)) {
+        if ((s & 1u) || !atomic_compare_exchange_strong(&dst->seq, &s, s + 1)) {
             continue;
         }
         atomic_thread_fence(memory_order_release);

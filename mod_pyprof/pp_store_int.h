@@ -130,8 +130,7 @@ static inline void pp_rec_write_end(pp_record_t *rec)
 /* The entry of stack `node` in a record's open-addressed table; with
  * create, a free entry is taken for it.  NULL if absent (or full). */
 static inline pp_stack_count_t *pp_record_stack_entry(pp_record_t *rec,
-                                                       uint32_t node,
-                                                       int create)
+                                                      uint32_t node, int create)
 {
     uint32_t h = (uint32_t)pp_store_mix64(node), i;
 

@@ -37,15 +37,14 @@ static int arena_claim(pp_store_t *st, uint64_t units, uint64_t *at)
             used + 1 > 0xffffffffULL) {
             return -1;
         }
-    } while (!atomic_compare_exchange_weak(&st->arena_used, &used,
-                                           used + units));
+    } while (
+        !atomic_compare_exchange_weak(&st->arena_used, &used, used + units));
     *at = used;
     return 0;
 }
 
-uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
-                               size_t funclen, const char *file,
-                               size_t filelen, uint32_t line)
+uint32_t pp_store_intern_frame(pp_store_t *st, const char *func, size_t funclen,
+                               const char *file, size_t filelen, uint32_t line)
 {
     _Atomic uint64_t *tab = pp_store_frame_table(st);
     uint32_t mask = st->nframes - 1, i;
@@ -91,8 +90,8 @@ uint32_t pp_store_intern_frame(pp_store_t *st, const char *func,
                 t->text[funclen + 1 + filelen] = '\0';
                 unit = at + 1;
             }
-            if (atomic_compare_exchange_strong(
-                    &tab[idx], &expect, ((h >> 32) << 32) | unit)) {
+            if (atomic_compare_exchange_strong(&tab[idx], &expect,
+                                               ((h >> 32) << 32) | unit)) {
                 return idx + 1;
             }
             v = expect; /* lost the race: compare with the winner */

@@ -26,8 +26,7 @@ static void nonce_of_window(const pp_store_t *st, int64_t window,
     for (i = 0; i < 8; i++) {
         msg[i] = (unsigned char)((uint64_t)window >> (56 - 8 * i));
     }
-    pp_hmac_sha256(st->nonce_key, sizeof(st->nonce_key), msg, sizeof(msg),
-                   mac);
+    pp_hmac_sha256(st->nonce_key, sizeof(st->nonce_key), msg, sizeof(msg), mac);
     pp_hash_hex(mac, sizeof(mac), out);
 }
 
@@ -95,8 +94,8 @@ int pp_store_frame_view(const pp_store_t *st, uint32_t frame,
     }
     /* both names must be NUL-terminated inside the recorded length */
     fl = strnlen(t->text, t->len);
-    if (fl + 1 >= t->len || strnlen(t->text + fl + 1, t->len - fl - 1) >=
-                                t->len - fl - 1) {
+    if (fl + 1 >= t->len ||
+        strnlen(t->text + fl + 1, t->len - fl - 1) >= t->len - fl - 1) {
         return 0;
     }
     out->function = t->text;
@@ -285,8 +284,7 @@ int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,
     for (i = 0; i < st->nslots; i++) {
         const pp_record_t *r = pp_store_slot_rec(st, i);
         if (r && pp_store_read_req(r, &q) &&
-            strncmp(q.id, id, PP_ID_MAX) == 0 &&
-            pp_store_read_record(r, out) &&
+            strncmp(q.id, id, PP_ID_MAX) == 0 && pp_store_read_record(r, out) &&
             strncmp(out->req.id, id, PP_ID_MAX) == 0) {
             *inflight = 1;
             return 1;

@@ -19,8 +19,8 @@
  * 70% (1,024 frames: the first refusal at 73%): the next generation's
  * code needs the rest.  What a renewal carries over takes at most a
  * quarter. */
-#define RENEW_AT(used, cap) ((uint64_t)(used) * 2 >= (uint64_t)(cap))
-#define CARRY_MAX(used, cap) ((uint64_t)(used) * 4 >= (uint64_t)(cap))
+#define RENEW_AT(used, cap) ((uint64_t)(used)*2 >= (uint64_t)(cap))
+#define CARRY_MAX(used, cap) ((uint64_t)(used)*4 >= (uint64_t)(cap))
 
 static uint32_t table_used(const _Atomic uint64_t *tab, uint32_t n)
 {
@@ -32,8 +32,7 @@ static uint32_t table_used(const _Atomic uint64_t *tab, uint32_t n)
     return used;
 }
 
-static int prefix_listed(const char *path, const char *const *prefixes,
-                         int n)
+static int prefix_listed(const char *path, const char *const *prefixes, int n)
 {
     int i;
 
@@ -151,8 +150,8 @@ static uint32_t renew_node(pp_store_t *dst, const pp_store_t *src,
 }
 
 /* Move one kept trace (src's record i) to the same place in dst. */
-static void renew_trace(pp_store_t *dst, const pp_store_t *src,
-                        renew_map_t *m, uint32_t i, const int *carried)
+static void renew_trace(pp_store_t *dst, const pp_store_t *src, renew_map_t *m,
+                        uint32_t i, const int *carried)
 {
     static pp_record_t rec; /* parent only, one at a time */
     pp_record_t *to = (pp_record_t *)((char *)dst + dst->off_traces) + i;
@@ -204,10 +203,9 @@ int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
     int loc, dropped = 0;
     size_t node_bytes, frame_bytes;
 
-    if (!dst || !src || dst->nslots != src->nslots ||
-        dst->keep != src->keep || dst->nspecial != src->nspecial ||
-        dst->nfast != src->nfast || dst->nframes < src->nframes ||
-        dst->nnodes < src->nnodes) {
+    if (!dst || !src || dst->nslots != src->nslots || dst->keep != src->keep ||
+        dst->nspecial != src->nspecial || dst->nfast != src->nfast ||
+        dst->nframes < src->nframes || dst->nnodes < src->nnodes) {
         return -1;
     }
     rings[0].base = 0;
@@ -222,10 +220,13 @@ int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
     memset(&m, 0, sizeof(m));
     node_bytes = ((size_t)src->nnodes + 1) * sizeof(uint32_t);
     frame_bytes = ((size_t)src->nframes + 1) * sizeof(uint32_t);
+    /* each suppression on the line cppcheck reports (the one with -1) */
+    // clang-format off
     m.node = mmap(NULL, node_bytes, PROT_READ | PROT_WRITE,
                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); // cppcheck-suppress invalidFunctionArg
     m.frame = mmap(NULL, frame_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); // cppcheck-suppress invalidFunctionArg
+    // clang-format on
     if (m.node == MAP_FAILED || m.frame == MAP_FAILED) {
         if (m.node != MAP_FAILED) {
             munmap(m.node, node_bytes);

@@ -41,8 +41,7 @@ void pp_store_location_set_root(pp_store_t *st, int idx, const char *root)
 /* ---- claim ---- */
 
 /* One pass over the slots from `start`: the index claimed, or -1. */
-static int claim_pass(pp_store_t *st, const pp_req_info_t *info,
-                      uint32_t start)
+static int claim_pass(pp_store_t *st, const pp_req_info_t *info, uint32_t start)
 {
     uint32_t i, n = st->nslots;
 
@@ -102,8 +101,8 @@ static int claim_pass(pp_store_t *st, const pp_req_info_t *info,
 static int reap_due(pp_store_t *st)
 {
     int64_t now = pp_mono_us();
-    int64_t last = atomic_load_explicit(&st->reap_last_us,
-                                        memory_order_relaxed);
+    int64_t last =
+        atomic_load_explicit(&st->reap_last_us, memory_order_relaxed);
 
     return (last == 0 || now - last >= PP_REAP_INTERVAL_US || now < last) &&
            atomic_compare_exchange_strong(&st->reap_last_us, &last, now);
@@ -211,8 +210,7 @@ uint32_t pp_store_capture_take(pp_store_t *st, int location)
     }
     left = atomic_load_explicit(&loc->capture_left, memory_order_relaxed);
     while (left > 0) {
-        if (atomic_compare_exchange_weak(&loc->capture_left, &left,
-                                         left - 1)) {
+        if (atomic_compare_exchange_weak(&loc->capture_left, &left, left - 1)) {
             return atomic_load(&loc->capture_id);
         }
     }
@@ -229,8 +227,7 @@ static uint32_t clamp_u32(uint32_t v, uint32_t lo, uint32_t hi)
 
 int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
                    const char *process_group, const char *app_group,
-                   uint64_t *serial, uint32_t *interval_us,
-                   uint32_t *max_depth)
+                   uint64_t *serial, uint32_t *interval_us, uint32_t *max_depth)
 {
     uint32_t i;
 
@@ -268,15 +265,15 @@ int pp_store_adopt(pp_store_t *st, const char *id, int32_t pid,
         slot->rec.req.flags |= PP_REQ_DAEMON;
         slot->rec.req.daemon_pid = pid;
         pp_copy_str(slot->rec.req.process_group,
-                 sizeof(slot->rec.req.process_group), process_group);
+                    sizeof(slot->rec.req.process_group), process_group);
         pp_copy_str(slot->rec.req.app_group, sizeof(slot->rec.req.app_group),
-                 app_group);
+                    app_group);
         pp_rec_write_end(&slot->rec);
         *serial = slot->rec.req.serial;
         /* the record is shared memory: what steers this process' sampler
          * is kept to the range the configuration accepts */
-        *interval_us = clamp_u32(slot->rec.req.interval_us,
-                                 PP_INTERVAL_MIN_US, PP_INTERVAL_MAX_US);
+        *interval_us = clamp_u32(slot->rec.req.interval_us, PP_INTERVAL_MIN_US,
+                                 PP_INTERVAL_MAX_US);
         *max_depth = clamp_u32(slot->rec.req.max_depth, 1, PP_DEPTH_LIMIT);
         pp_slot_token_release(slot);
         return (int)i;
@@ -321,8 +318,8 @@ uint32_t pp_store_segment_begin(pp_store_t *st, int idx, uint64_t serial,
         pp_slot_token_release(slot);
         return 0;
     }
-    parent = rec->req.open_segment <= PP_SEGMENTS_MAX ? rec->req.open_segment
-                                                      : 0;
+    parent =
+        rec->req.open_segment <= PP_SEGMENTS_MAX ? rec->req.open_segment : 0;
     pp_rec_write_begin(rec);
     g = &rec->segments[n];
     memset(g, 0, sizeof(*g));

@@ -68,8 +68,8 @@ static void record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
 }
 
 void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
-                            int64_t now_us, uint64_t weight_us,
-                            uint64_t cpu_us, int how)
+                            int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                            int how)
 {
     if (node == 0 || !pp_slot_token_take_counted(st, slot)) {
         return;

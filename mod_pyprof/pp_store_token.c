@@ -125,9 +125,9 @@ int pp_slot_token_take(pp_slot_t *slot)
         /* a writer that has waited longer goes first, for a while */
         if (w == 0 || w == me || spins >= TOKEN_DEFER) {
             cur = 0;
-            if (atomic_compare_exchange_weak_explicit(
-                    &slot->token, &cur, me, memory_order_acquire,
-                    memory_order_relaxed)) {
+            if (atomic_compare_exchange_weak_explicit(&slot->token, &cur, me,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed)) {
                 if (queued) {
                     leave_line(slot, me);
                 }

@@ -11,7 +11,7 @@
 typedef struct pp_u64map {
     uint64_t *keys; /* key + 1; 0 = empty */
     uint32_t *vals;
-    uint32_t cap;   /* power of two */
+    uint32_t cap; /* power of two */
     uint32_t used;
 } pp_u64map_t;
 

@@ -9,9 +9,9 @@
 #include "pp_hash.h"
 #include "pp_views.h"
 
-#define FLAME_W 1200.0   /* SVG user units across */
-#define FLAME_ROW 18     /* px per stack level */
-#define FLAME_MIN_W 0.5  /* narrower frames are not drawn */
+#define FLAME_W 1200.0  /* SVG user units across */
+#define FLAME_ROW 18    /* px per stack level */
+#define FLAME_MIN_W 0.5 /* narrower frames are not drawn */
 #define FLAME_MAX_RECTS 12000
 #define TREE_MIN_SHARE 0.0005 /* tree nodes under 0.05% are summarised */
 #define TREE_MAX_ROWS 4000
@@ -139,8 +139,8 @@ void pp_view_script_csp_hash(char *out, size_t cap)
     snprintf(out, cap, "'sha256-%s'", enc);
 }
 
-void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
-                        const pp_tree_t *t, const char *app_root)
+void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
+                        const char *app_root)
 {
     uint32_t depth = 0;
     uint32_t i, drawn = 0;
@@ -192,8 +192,9 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
         name = pp_view_short_name(fv.function, nbuf, sizeof(nbuf));
         h = pp_fnv1a32_str(PP_FNV32_BASIS, fv.function);
         lib = is_library(fv.file);
-        pp_printf(o, "<g class=f data-x=\"%.3f\" data-w=\"%.3f\" data-d=%u "
-                     "data-n=\"",
+        pp_printf(o,
+                  "<g class=f data-x=\"%.3f\" data-w=\"%.3f\" data-d=%u "
+                  "data-n=\"",
                   xx, w, x->depth);
         pp_puts_html(o, name);
         pp_puts(o, "\"><title>");
@@ -204,8 +205,8 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
             pp_printf(o, ":%u)", fv.line);
         }
         pp_printf(o, " \xe2\x80\x94 %llu sample%s, %.1f%%, %.1f ms</title>",
-                  (unsigned long long)x->count, x->count == 1 ? "" : "s",
-                  pct, x->weight_us / 1e3);
+                  (unsigned long long)x->count, x->count == 1 ? "" : "s", pct,
+                  x->weight_us / 1e3);
         /* warm for the app's code, cool for the library's: what the eye
          * should look for first */
         pp_printf(o,
@@ -270,9 +271,9 @@ tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     }
     wc = (int)(w * cpu_share + 0.5);
     pp_profile_frame(st, x->frame, &fv);
-    pp_puts(o, x->first_child ? (open ? "<details open><summary>"
-                                      : "<details><summary>")
-                              : "<div class=leaf>");
+    pp_puts(o, x->first_child
+                   ? (open ? "<details open><summary>" : "<details><summary>")
+                   : "<div class=leaf>");
     pp_printf(o, "<span class=pct>%.1f%%</span>", pct);
     pp_printf(o,
               "<span class=bars><span class=\"bar cpu\" "
@@ -288,7 +289,8 @@ tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         pp_puts(o, "<span class=loc title=\"");
         pp_puts_html(o, fv.file);
         pp_puts(o, "\">");
-        pp_puts_html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+        pp_puts_html(o,
+                     pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
         pp_printf(o, ":%u</span>", fv.line);
     }
     pp_printf(o, "<span class=cnt>%llu sample%s, %.1f ms",
@@ -327,8 +329,7 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         if (x->first_child) {
             pp_puts(o, "</summary>");
             if (depth < PP_DEPTH_LIMIT + 2) {
-                tree_rows(o, st, t, x->first_child, depth + 1, app_root,
-                          bud);
+                tree_rows(o, st, t, x->first_child, depth + 1, app_root, bud);
             }
             pp_puts(o, "</details>");
         }
@@ -347,9 +348,10 @@ void pp_view_tree(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     tree_rows(o, st, t, t->roots, 0, app_root, &bud);
     pp_puts(o, "</div>");
     if (bud.omitted_nodes) {
-        pp_printf(o, "<p class=muted>%u smaller branches (%llu samples, "
-                     "under 0.05%% each or past %d rows) are left out here; "
-                     "the exports have every stack.</p>",
+        pp_printf(o,
+                  "<p class=muted>%u smaller branches (%llu samples, "
+                  "under 0.05%% each or past %d rows) are left out here; "
+                  "the exports have every stack.</p>",
                   bud.omitted_nodes, (unsigned long long)bud.omitted,
                   TREE_MAX_ROWS);
     }
@@ -376,15 +378,15 @@ void pp_view_truncated(pp_sink_t *o, const pp_tree_t *t)
     if (!t->truncated) {
         return;
     }
-    pp_printf(o, "<p class=\"muted truncated\">Truncated: the views are "
-                 "drawn from the commonest stacks, %llu of %llu samples; "
-                 "%u rarer stacks (%llu samples) are left out of them "
-                 "(at most %d distinct stacks and %d call-tree nodes per "
-                 "view). The exports have every stack.</p>",
-              (unsigned long long)t->total,
-              (unsigned long long)tree_samples(t), t->stacks_left_out,
-              (unsigned long long)t->left_out, PP_TREE_MAX_STACKS,
-              PP_TREE_MAX_NODES);
+    pp_printf(o,
+              "<p class=\"muted truncated\">Truncated: the views are "
+              "drawn from the commonest stacks, %llu of %llu samples; "
+              "%u rarer stacks (%llu samples) are left out of them "
+              "(at most %d distinct stacks and %d call-tree nodes per "
+              "view). The exports have every stack.</p>",
+              (unsigned long long)t->total, (unsigned long long)tree_samples(t),
+              t->stacks_left_out, (unsigned long long)t->left_out,
+              PP_TREE_MAX_STACKS, PP_TREE_MAX_NODES);
 }
 
 void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
@@ -423,7 +425,8 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         pp_puts(o, "</td><td class=loc title=\"");
         pp_puts_html(o, fv.file);
         pp_puts(o, "\">");
-        pp_puts_html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+        pp_puts_html(o,
+                     pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
         if (fv.file[0]) {
             pp_printf(o, ":%u", fv.line);
         }
@@ -509,8 +512,7 @@ static void share(const pp_hot_t *h, uint64_t samples, double *total,
 {
     *total = 100.0 * (double)h->total / (double)samples;
     *self = 100.0 * (double)h->self / (double)samples;
-    *cpu = h->self_weight_us ? cpu_pct(h->self_cpu_us, h->self_weight_us)
-                             : -1;
+    *cpu = h->self_weight_us ? cpu_pct(h->self_cpu_us, h->self_weight_us) : -1;
 }
 
 static void cpu_cell(pp_sink_t *o, double pct)
@@ -550,8 +552,7 @@ static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
 void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
                   const pp_tree_t *rest, const char *app_root)
 {
-    size_t ns, nr, i, nrows = 0, up = 0, down = 0, show_up, show_down,
-           hidden;
+    size_t ns, nr, i, nrows = 0, up = 0, down = 0, show_up, show_down, hidden;
     uint64_t slow_n = tree_samples(slow), rest_n = tree_samples(rest);
     pp_hot_t *hs = pp_hot_functions(slow, &ns);
     pp_hot_t *hr = pp_hot_functions(rest, &nr);
@@ -607,21 +608,22 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
             diff_row_t *r = &rows[nrows++];
             r->frame = hr[i].frame;
             r->slow_cpu = -1;
-            share(&hr[i], rest_n, &r->rest_total, &r->rest_self,
-                  &r->rest_cpu);
+            share(&hr[i], rest_n, &r->rest_total, &r->rest_self, &r->rest_cpu);
         }
     }
     qsort(rows, nrows, sizeof(*rows), cmp_diff);
-    pp_printf(o, "<p class=muted>%llu samples from the slowest requests "
-                 "(at or over p95) against %llu from the rest. Positive "
-                 "&Delta;: the function takes a bigger share of the time "
-                 "in slow requests.</p>",
+    pp_printf(o,
+              "<p class=muted>%llu samples from the slowest requests "
+              "(at or over p95) against %llu from the rest. Positive "
+              "&Delta;: the function takes a bigger share of the time "
+              "in slow requests.</p>",
               (unsigned long long)slow_n, (unsigned long long)rest_n);
     if (slow->truncated || rest->truncated) {
-        pp_printf(o, "<p class=\"muted truncated\">Truncated: %llu rarer "
-                     "samples of the slow side and %llu of the rest are "
-                     "left out of this table (at most %d distinct stacks "
-                     "and %d call-tree nodes per side).</p>",
+        pp_printf(o,
+                  "<p class=\"muted truncated\">Truncated: %llu rarer "
+                  "samples of the slow side and %llu of the rest are "
+                  "left out of this table (at most %d distinct stacks "
+                  "and %d call-tree nodes per side).</p>",
                   (unsigned long long)slow->left_out,
                   (unsigned long long)rest->left_out, PP_TREE_MAX_STACKS,
                   PP_TREE_MAX_NODES);

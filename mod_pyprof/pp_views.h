@@ -11,8 +11,8 @@
 #include "pp_sink.h"
 
 /* The flame graph and its script (the script once per page). */
-void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st,
-                        const pp_tree_t *t, const char *app_root);
+void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
+                        const char *app_root);
 /* The CSP source that allows the flame graph's inline script and nothing
  * else: 'sha256-BASE64' (53 bytes and NUL; cap >= 54). */
 void pp_view_script_csp_hash(char *out, size_t cap);

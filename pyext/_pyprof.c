@@ -72,8 +72,7 @@ static PyObject *py_stop(PyObject *self, PyObject *args)
     }
     if (a) {
         /* the sampler may be waiting for the GIL we hold */
-        Py_BEGIN_ALLOW_THREADS
-        rc = a->sampler_stop(timeout_ms);
+        Py_BEGIN_ALLOW_THREADS rc = a->sampler_stop(timeout_ms);
         Py_END_ALLOW_THREADS
     }
     return PyBool_FromLong(rc == 0);
@@ -120,9 +119,8 @@ static PyObject *py_current_request_id(PyObject *self, PyObject *noargs)
 /* ---- segment ---- */
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *name;   /* str */
-    PyObject *detail; /* str or None */
+    PyObject_HEAD PyObject *name; /* str */
+    PyObject *detail;             /* str or None */
     int slot;
     uint64_t serial;
     uint32_t handle;
@@ -133,8 +131,7 @@ static int segment_init(SegmentObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"name", "detail", NULL};
     PyObject *name, *detail = Py_None;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O", kwlist, &name,
-                                     &detail)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "U|O", kwlist, &name, &detail)) {
         return -1;
     }
     if (detail != Py_None && !PyUnicode_Check(detail)) {
@@ -177,7 +174,8 @@ static void utf8_copy(PyObject *s, char *buf, size_t cap)
         return;
     }
     len = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
-    while (len > 0 && len < (size_t)n && ((unsigned char)u[len] & 0xc0) == 0x80) {
+    while (len > 0 && len < (size_t)n &&
+           ((unsigned char)u[len] & 0xc0) == 0x80) {
         len--;
     }
     memcpy(buf, u, len);
@@ -193,8 +191,7 @@ static PyObject *segment_enter(SegmentObject *self, PyObject *noargs)
         char name[64], detail[256];
         utf8_copy(self->name, name, sizeof(name));
         utf8_copy(self->detail, detail, sizeof(detail));
-        self->handle = a->segment_begin(self->slot, self->serial, name,
-                                        detail);
+        self->handle = a->segment_begin(self->slot, self->serial, name, detail);
     }
     Py_INCREF(self);
     return (PyObject *)self;
@@ -242,8 +239,8 @@ static PyMethodDef methods[] = {
      "current_request_id() -> str or None"},
     {NULL}};
 
-static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_pyprof",
-                                       NULL, -1, methods};
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_pyprof", NULL,
+                                       -1, methods};
 
 PyMODINIT_FUNC PyInit__pyprof(void)
 {

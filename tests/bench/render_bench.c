@@ -77,8 +77,7 @@ static uint32_t make_stack(pp_store_t *st, uint32_t *seed, int depth)
          * thousand distinct stacks, as real apps have */
         uint32_t r = rnd(seed) % 16;
         uint32_t pick = r < 10 ? 0 : (r < 14 ? 1 : r - 12);
-        snprintf(fn, sizeof(fn), "module%d.Class%u.method_%u", d % 7, pick,
-                 d);
+        snprintf(fn, sizeof(fn), "module%d.Class%u.method_%u", d % 7, pick, d);
         snprintf(file, sizeof(file), "/srv/app/pkg%d/module%d.py", d % 5,
                  d % 7);
         f = pp_store_intern_frame(st, fn, strlen(fn), file, strlen(file),
@@ -88,8 +87,8 @@ static uint32_t make_stack(pp_store_t *st, uint32_t *seed, int depth)
     return node;
 }
 
-typedef void (*render_fn)(pp_sink_t *, const pp_store_t *,
-                          const pp_record_t *, const pp_render_opts_t *);
+typedef void (*render_fn)(pp_sink_t *, const pp_store_t *, const pp_record_t *,
+                          const pp_render_opts_t *);
 
 static double time_it(const char *label, void (*fn)(void *), void *arg)
 {
@@ -193,11 +192,11 @@ static pp_store_t *worst_store(uint32_t nstacks, int *loc_out)
     for (d = 0; d < WORST_DEPTH; d++) {
         for (k = 0; k < WORST_VARIANTS; k++) {
             char fn[48], file[48];
-            snprintf(fn, sizeof(fn), "pkg.mod%u.Handler.step_%u_%u", d % 13,
-                     d, k);
+            snprintf(fn, sizeof(fn), "pkg.mod%u.Handler.step_%u_%u", d % 13, d,
+                     k);
             snprintf(file, sizeof(file), "/srv/app/pkg/mod%u.py", d % 13);
-            worst_frames[d][k] = pp_store_intern_frame(
-                ws, fn, strlen(fn), file, strlen(file), 10 + d);
+            worst_frames[d][k] = pp_store_intern_frame(ws, fn, strlen(fn), file,
+                                                       strlen(file), 10 + d);
         }
     }
     memset(&info, 0, sizeof(info));
@@ -243,9 +242,8 @@ static pp_store_t *worst_store(uint32_t nstacks, int *loc_out)
             char id[32];
             if (slot >= 0) {
                 /* every other request slow: both sides of the diff big */
-                pp_store_finish(ws, slot, 200,
-                                nreq % 2 ? 5000000 : 100000, 50000,
-                                PP_KEEP_NONE);
+                pp_store_finish(ws, slot, 200, nreq % 2 ? 5000000 : 100000,
+                                50000, PP_KEEP_NONE);
             }
             snprintf(id, sizeof(id), "w%06d", nreq++);
             info.id = id;
@@ -344,8 +342,8 @@ static void worst_measure(const char *label, int diff)
         worst_location(&diff);
         t = now_ms() - t0;
         peak = status_kb("VmHWM:");
-        snprintf(res, sizeof(res), "%.1f %.1f %zu", t,
-                 (peak - base) / 1024.0, bytes);
+        snprintf(res, sizeof(res), "%.1f %.1f %zu", t, (peak - base) / 1024.0,
+                 bytes);
         if (write(fd[1], res, strlen(res)) < 0) {
             _exit(1);
         }
@@ -393,8 +391,10 @@ static void worst_report(uint32_t nstacks)
     pp_tree_free(&t);
     pp_profile_free(&p);
     pp_profile_free(&slow);
-    printf("| worst case, one render             |  time ms | peak MB |     bytes |\n");
-    printf("|------------------------------------|---------:|--------:|----------:|\n");
+    printf("| worst case, one render             |  time ms | peak MB |     "
+           "bytes |\n");
+    printf("|------------------------------------|---------:|--------:|--------"
+           "--:|\n");
     worst_measure(worst_label[0], 0);
     worst_measure(worst_label[1], 1);
     pp_store_destroy(st);
@@ -413,7 +413,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "worst") == 0) {
         /* one render in this process, for time -v and callgrind */
         uint32_t n = argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 10) : 66000;
-        int diff = argc > 2 && strcmp(argv[2], "diff") == 0   ? 1
+        int diff = argc > 2 && strcmp(argv[2], "diff") == 0    ? 1
                    : argc > 2 && strcmp(argv[2], "json") == 0  ? 2
                    : argc > 2 && strcmp(argv[2], "pprof") == 0 ? 3
                                                                : 0;
@@ -466,8 +466,11 @@ int main(int argc, char **argv)
     }
     pp_store_read_record(&pp_store_slot(st, slot)->rec, &big);
 
-    printf("| page (median of %d runs)           |   median |      max |     bytes |\n", RUNS);
-    printf("|------------------------------------|---------:|---------:|----------:|\n");
+    printf("| page (median of %d runs)           |   median |      max |     "
+           "bytes |\n",
+           RUNS);
+    printf("|------------------------------------|---------:|---------:|-------"
+           "---:|\n");
     time_it("overview HTML, 2,000 kept traces", overview_html, NULL);
     time_it("overview JSON, 2,000 kept traces", overview_json, NULL);
     time_it("request HTML, 5,000 samples", request_html, NULL);
@@ -481,7 +484,8 @@ int main(int argc, char **argv)
         pp_render_location_profile(&p, st, 0, opt.now_us, 0, PP_SIDE_ALL);
         pp_tree_build(&t, st, &p);
         printf("(location: %zu distinct stacks, %llu samples, %u tree "
-               "nodes, %s)\n", p.n, (unsigned long long)p.samples, t.n,
+               "nodes, %s)\n",
+               p.n, (unsigned long long)p.samples, t.n,
                t.truncated ? "truncated" : "whole");
         pp_tree_free(&t);
         pp_profile_free(&p);

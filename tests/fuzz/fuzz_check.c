@@ -96,8 +96,10 @@ void fz_fail(const char *what, const char *why, const char *out, size_t n,
     fprintf(stderr, "\n==FUZZ CHECK FAILED== %s: %s\n", what, why);
     if (out) {
         size_t from = at > 600 ? at - 600 : 0;
-        fprintf(stderr, "output: %zu bytes, failure at offset %zu; around "
-                        "it:\n-----\n", n, at);
+        fprintf(stderr,
+                "output: %zu bytes, failure at offset %zu; around "
+                "it:\n-----\n",
+                n, at);
         dump(out, n, from, at);
         fputs("[HERE>", stderr);
         dump(out, n, at, at + 400);
@@ -372,14 +374,30 @@ static char *jstring(jp_t *p, size_t *len)
             e = p->s[p->i + 1];
             p->i += 2;
             switch (e) {
-            case '"': fz_buf_put(&b, "\"", 1); break;
-            case '\\': fz_buf_put(&b, "\\", 1); break;
-            case '/': fz_buf_put(&b, "/", 1); break;
-            case 'b': fz_buf_put(&b, "\b", 1); break;
-            case 'f': fz_buf_put(&b, "\f", 1); break;
-            case 'n': fz_buf_put(&b, "\n", 1); break;
-            case 'r': fz_buf_put(&b, "\r", 1); break;
-            case 't': fz_buf_put(&b, "\t", 1); break;
+            case '"':
+                fz_buf_put(&b, "\"", 1);
+                break;
+            case '\\':
+                fz_buf_put(&b, "\\", 1);
+                break;
+            case '/':
+                fz_buf_put(&b, "/", 1);
+                break;
+            case 'b':
+                fz_buf_put(&b, "\b", 1);
+                break;
+            case 'f':
+                fz_buf_put(&b, "\f", 1);
+                break;
+            case 'n':
+                fz_buf_put(&b, "\n", 1);
+                break;
+            case 'r':
+                fz_buf_put(&b, "\r", 1);
+                break;
+            case 't':
+                fz_buf_put(&b, "\t", 1);
+                break;
             case 'u':
                 if (p->i + 4 > p->n || !hex4(p->s + p->i, &cp)) {
                     p->err = "bad \\u escape";
@@ -393,9 +411,8 @@ static char *jstring(jp_t *p, size_t *len)
                 if (cp >= 0xd800 && cp <= 0xdbff) {
                     uint32_t lo;
                     if (p->i + 6 > p->n || p->s[p->i] != '\\' ||
-                        p->s[p->i + 1] != 'u' ||
-                        !hex4(p->s + p->i + 2, &lo) || lo < 0xdc00 ||
-                        lo > 0xdfff) {
+                        p->s[p->i + 1] != 'u' || !hex4(p->s + p->i + 2, &lo) ||
+                        lo < 0xdc00 || lo > 0xdfff) {
                         p->err = "lone high surrogate escape";
                         goto bad;
                     }
@@ -521,7 +538,7 @@ static fz_json_t *jvalue(jp_t *p)
         }
         p->depth--;
         return j;
-    fail:
+fail:
         fz_json_free(j);
         return NULL;
     }
@@ -656,14 +673,17 @@ const fz_json_t *fz_json_at(const fz_json_t *arr, size_t i)
 /* HTML and SVG element names; the pages use a subset.  Anything else after
  * a raw '<' is data that escaped its escaper. */
 static const char *const TAGS[] = {
-    "a", "abbr", "b", "body", "br", "button", "caption", "code", "col",
-    "colgroup", "dd", "details", "div", "dl", "dt", "em", "footer", "form",
-    "g", "h1", "h2", "h3", "h4", "head", "header", "hr", "html", "i",
-    "input", "kbd", "label", "li", "line", "main", "meta", "nav", "ol",
-    "option", "p", "path", "polyline", "pre", "rect", "script", "section",
-    "select", "small", "span", "strong", "style", "summary", "svg", "table",
-    "tbody", "td", "text", "textarea", "tfoot", "th", "thead", "time",
-    "title", "tr", "tspan", "ul", NULL};
+    "a",       "abbr",   "b",        "body",     "br",       "button",
+    "caption", "code",   "col",      "colgroup", "dd",       "details",
+    "div",     "dl",     "dt",       "em",       "footer",   "form",
+    "g",       "h1",     "h2",       "h3",       "h4",       "head",
+    "header",  "hr",     "html",     "i",        "input",    "kbd",
+    "label",   "li",     "line",     "main",     "meta",     "nav",
+    "ol",      "option", "p",        "path",     "polyline", "pre",
+    "rect",    "script", "section",  "select",   "small",    "span",
+    "strong",  "style",  "summary",  "svg",      "table",    "tbody",
+    "td",      "text",   "textarea", "tfoot",    "th",       "thead",
+    "time",    "title",  "tr",       "tspan",    "ul",       NULL};
 
 static int known_tag(const char *s, size_t n)
 {
@@ -811,8 +831,8 @@ const char *fz_html_check(const char *text, size_t n)
                     break;
                 }
                 an = i;
-                while (i < n && (is_alnum(s[i]) || s[i] == '-' ||
-                                 s[i] == '_' || s[i] == ':' || s[i] == '.')) {
+                while (i < n && (is_alnum(s[i]) || s[i] == '-' || s[i] == '_' ||
+                                 s[i] == ':' || s[i] == '.')) {
                     i++;
                 }
                 if (i == an) {
@@ -942,7 +962,8 @@ const char *fz_folded_check(const char *text, size_t n, size_t *lines,
 
 static int metric_name_char(unsigned char c, int first)
 {
-    return is_alpha(c) || c == '_' || c == ':' || (!first && c >= '0' && c <= '9');
+    return is_alpha(c) || c == '_' || c == ':' ||
+           (!first && c >= '0' && c <= '9');
 }
 
 const char *fz_prom_check(const char *text, size_t n, const char *label,
@@ -1131,8 +1152,7 @@ static int varint(const unsigned char *s, size_t n, size_t *i, uint64_t *v)
 }
 
 const char *fz_pb_walk(const unsigned char *s, size_t n,
-                       void (*cb)(void *ctx, const fz_pb_field_t *f),
-                       void *ctx)
+                       void (*cb)(void *ctx, const fz_pb_field_t *f), void *ctx)
 {
     size_t i = 0;
 

@@ -37,19 +37,19 @@ pp_sink_t fz_sink(fz_buf_t *b);
 void fz_fail(const char *what, const char *why, const char *out, size_t n,
              size_t at) __attribute__((noreturn));
 
-#define FZ_CHECK(what, expr, out, n)                                        \
-    do {                                                                    \
-        const char *fz_why_ = (expr);                                       \
-        if (fz_why_) {                                                      \
-            fz_fail((what), fz_why_, (out), (n), fz_fail_at);               \
-        }                                                                   \
+#define FZ_CHECK(what, expr, out, n)                          \
+    do {                                                      \
+        const char *fz_why_ = (expr);                         \
+        if (fz_why_) {                                        \
+            fz_fail((what), fz_why_, (out), (n), fz_fail_at); \
+        }                                                     \
     } while (0)
 
-#define FZ_ASSERT(what, cond)                                               \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fz_fail((what), "assertion failed: " #cond, NULL, 0, 0);        \
-        }                                                                   \
+#define FZ_ASSERT(what, cond)                                        \
+    do {                                                             \
+        if (!(cond)) {                                               \
+            fz_fail((what), "assertion failed: " #cond, NULL, 0, 0); \
+        }                                                            \
     } while (0)
 
 /* Offset in the checked text where the last check failed (for the dump). */
@@ -137,8 +137,8 @@ const char *fz_gunzip(const unsigned char *s, size_t n, fz_buf_t *out);
 
 typedef struct fz_pb_field {
     uint32_t num;
-    int wire;     /* 0 varint, 2 bytes */
-    uint64_t v;   /* varint value, or length */
+    int wire;               /* 0 varint, 2 bytes */
+    uint64_t v;             /* varint value, or length */
     const unsigned char *p; /* bytes */
 } fz_pb_field_t;
 

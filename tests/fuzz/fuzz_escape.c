@@ -27,13 +27,14 @@ static void check_html(const char *s, size_t n)
 
     fz_buf_reset(&out);
     pp_put_html(&o, s, n);
-    FZ_CHECK("pp_put_html output as HTML text", fz_html_check(out.p ? out.p : "", out.n),
-             out.p, out.n);
+    FZ_CHECK("pp_put_html output as HTML text",
+             fz_html_check(out.p ? out.p : "", out.n), out.p, out.n);
     for (i = 0; i < out.n; i++) {
         if (out.p[i] == '"' || out.p[i] == '\'' || out.p[i] == '<' ||
             out.p[i] == '>') {
             fz_fail_at = i;
-            fz_fail("pp_put_html", "raw quote or angle bracket (would "
+            fz_fail("pp_put_html",
+                    "raw quote or angle bracket (would "
                     "break out of an attribute or start a tag)",
                     out.p, out.n, i);
         }
@@ -43,8 +44,11 @@ static void check_html(const char *s, size_t n)
     for (i = 0; i < out.n;) {
         static const struct {
             const char *ent, *ch;
-        } ents[] = {{"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"},
-                    {"&quot;", "\""}, {"&#39;", "'"}};
+        } ents[] = {{"&lt;", "<"},
+                    {"&gt;", ">"},
+                    {"&amp;", "&"},
+                    {"&quot;", "\""},
+                    {"&#39;", "'"}};
         size_t k, hit = 0;
         if (out.p[i] == '&') {
             for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++) {
@@ -69,9 +73,12 @@ static void check_html(const char *s, size_t n)
      * valid UTF-8) become U+FFFD */
     fz_buf_reset(&want);
     fz_sanitize_html(&want, s, n);
-    if (got.n != want.n || memcmp(got.p ? got.p : "", want.p ? want.p : "", got.n)) {
-        fz_fail("pp_put_html", "decoded output differs from the input with "
-                "the documented substitutions", out.p, out.n, 0);
+    if (got.n != want.n ||
+        memcmp(got.p ? got.p : "", want.p ? want.p : "", got.n)) {
+        fz_fail("pp_put_html",
+                "decoded output differs from the input with "
+                "the documented substitutions",
+                out.p, out.n, 0);
     }
 }
 
@@ -94,15 +101,19 @@ static void check_json(const char *s, size_t n)
     fz_buf_reset(&want);
     fz_sanitize(&want, s, n, NULL, NULL);
     if (j->len != want.n || memcmp(j->str, fz_buf_str(&want), want.n)) {
-        fz_fail("pp_put_json_str", "decoded string differs from the input "
-                "with invalid UTF-8 as U+FFFD", out.p, out.n, 0);
+        fz_fail("pp_put_json_str",
+                "decoded string differs from the input "
+                "with invalid UTF-8 as U+FFFD",
+                out.p, out.n, 0);
     }
     fz_json_free(j);
     /* safe inside <script>: no raw markup characters */
     for (i = 0; i < out.n; i++) {
         if (out.p[i] == '<' || out.p[i] == '>' || out.p[i] == '&') {
-            fz_fail("pp_put_json_str", "raw '<', '>' or '&' (unsafe in a "
-                    "<script> block)", out.p, out.n, i);
+            fz_fail("pp_put_json_str",
+                    "raw '<', '>' or '&' (unsafe in a "
+                    "<script> block)",
+                    out.p, out.n, i);
         }
     }
 }
@@ -127,13 +138,17 @@ static void check_folded(const char *s, size_t n)
     for (i = 0; i < out.n; i++) {
         unsigned char c = (unsigned char)out.p[i];
         if (c == ';' || c == '\n' || c < 0x20 || c == 0x7f) {
-            fz_fail("pp_put_folded", "frame separator, newline or control "
-                    "character left in a frame", out.p, out.n, i);
+            fz_fail("pp_put_folded",
+                    "frame separator, newline or control "
+                    "character left in a frame",
+                    out.p, out.n, i);
         }
     }
     if (out.n != want.n || memcmp(fz_buf_str(&out), fz_buf_str(&want), out.n)) {
-        fz_fail("pp_put_folded", "output differs from the input with the "
-                "documented substitutions", out.p, out.n, 0);
+        fz_fail("pp_put_folded",
+                "output differs from the input with the "
+                "documented substitutions",
+                out.p, out.n, 0);
     }
 }
 
@@ -162,8 +177,10 @@ static void check_prom(const char *s, size_t n)
     fz_buf_reset(&want);
     fz_sanitize(&want, s, n, " ", "\n");
     if (got.n != want.n || memcmp(fz_buf_str(&got), fz_buf_str(&want), got.n)) {
-        fz_fail("pp_put_prom_label", "unescaped label value differs from the "
-                "input with the documented substitutions", out.p, out.n, 0);
+        fz_fail("pp_put_prom_label",
+                "unescaped label value differs from the "
+                "input with the documented substitutions",
+                out.p, out.n, 0);
     }
 }
 
@@ -198,11 +215,14 @@ static void check_url(const char *s, size_t n)
         if (c == '%') {
             if (i + 2 >= out.n || hexval(out.p[i + 1]) < 0 ||
                 hexval(out.p[i + 2]) < 0) {
-                fz_fail("pp_put_url_segment", "'%' not followed by two "
-                        "upper-case hex digits", out.p, out.n, i);
+                fz_fail("pp_put_url_segment",
+                        "'%' not followed by two "
+                        "upper-case hex digits",
+                        out.p, out.n, i);
             }
             {
-                char d = (char)(hexval(out.p[i + 1]) * 16 + hexval(out.p[i + 2]));
+                char d =
+                    (char)(hexval(out.p[i + 1]) * 16 + hexval(out.p[i + 2]));
                 fz_buf_put(&got, &d, 1);
             }
             i += 3;
@@ -210,15 +230,19 @@ static void check_url(const char *s, size_t n)
         }
         /* '@' is a pchar (RFC 3986) and the pages leave it as is */
         if (!unreserved(c) && c != '@') {
-            fz_fail("pp_put_url_segment", "character that is neither "
-                    "unreserved nor percent-encoded", out.p, out.n, i);
+            fz_fail("pp_put_url_segment",
+                    "character that is neither "
+                    "unreserved nor percent-encoded",
+                    out.p, out.n, i);
         }
         fz_buf_put(&got, out.p + i, 1);
         i++;
     }
     if (got.n != n || (n && memcmp(got.p, s, n))) {
-        fz_fail("pp_put_url_segment", "percent-decoding does not give the "
-                "input back", out.p, out.n, 0);
+        fz_fail("pp_put_url_segment",
+                "percent-decoding does not give the "
+                "input back",
+                out.p, out.n, 0);
     }
 }
 
@@ -254,8 +278,7 @@ static void check_short(const char *s)
         r = pp_view_short_file(s, (n & 1) ? "/srv/app" : "", fbuf,
                                sizeof(fbuf));
         FZ_ASSERT("pp_view_short_file result fits its buffer",
-                  strlen(r) < sizeof(fbuf) || r == s ||
-                      (r >= s && r <= s + n));
+                  strlen(r) < sizeof(fbuf) || r == s || (r >= s && r <= s + n));
         if (fz_utf8_valid(s, n)) {
             FZ_ASSERT("pp_view_short_file cut inside a UTF-8 sequence",
                       fz_utf8_valid(r, strlen(r)));

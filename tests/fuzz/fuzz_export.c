@@ -91,8 +91,7 @@ static void ms_compare(const char *what, multiset_t *got, multiset_t *want,
 
     if (got->n != want->n) {
         fprintf(stderr, "stacks: got %zu, sampled %zu\n", got->n, want->n);
-        fz_fail(what, "another number of stacks than were sampled", text, n,
-                0);
+        fz_fail(what, "another number of stacks than were sampled", text, n, 0);
     }
     qsort(got->v, got->n, sizeof(char *), cmp_str);
     qsort(want->v, want->n, sizeof(char *), cmp_str);
@@ -100,8 +99,7 @@ static void ms_compare(const char *what, multiset_t *got, multiset_t *want,
         if (strcmp(got->v[i], want->v[i]) != 0) {
             fprintf(stderr, "got:  %.300s\nwant: %.300s\n", got->v[i],
                     want->v[i]);
-            fz_fail(what, "a stack differs from what was sampled", text, n,
-                    0);
+            fz_fail(what, "a stack differs from what was sampled", text, n, 0);
         }
     }
     ms_free(got);
@@ -165,10 +163,12 @@ static void check_speedscope(const fz_world_t *w, const pp_profile_t *p,
     samples = fz_json_get(prof, "samples");
     weights = fz_json_get(prof, "weights");
     if (!frames || frames->type != FZ_J_ARR || !samples ||
-        samples->type != FZ_J_ARR || !weights ||
-        weights->type != FZ_J_ARR || samples->nitems != weights->nitems) {
-        fz_fail("speedscope", "no shared.frames, or samples and weights of "
-                "different lengths", out.p, out.n, 0);
+        samples->type != FZ_J_ARR || !weights || weights->type != FZ_J_ARR ||
+        samples->nitems != weights->nitems) {
+        fz_fail("speedscope",
+                "no shared.frames, or samples and weights of "
+                "different lengths",
+                out.p, out.n, 0);
     }
     FZ_ASSERT("speedscope: the name comes back",
               fz_json_is(fz_json_get(j, "name"), name) &&
@@ -181,26 +181,27 @@ static void check_speedscope(const fz_world_t *w, const pp_profile_t *p,
         fz_buf_t b = {0};
         char num[64];
         if (s->type != FZ_J_ARR) {
-            fz_fail("speedscope", "a sample is not an array", out.p, out.n,
-                    0);
+            fz_fail("speedscope", "a sample is not an array", out.p, out.n, 0);
         }
         for (k = 0; k < s->nitems; k++) {
             const fz_json_t *ix = s->items[k], *f, *nm, *file, *line;
             if (ix->type != FZ_J_NUM || ix->num < 0 ||
                 ix->num >= (double)frames->nitems ||
                 ix->num != (double)(size_t)ix->num) {
-                fz_fail("speedscope", "a sample indexes no shared frame",
-                        out.p, out.n, 0);
+                fz_fail("speedscope", "a sample indexes no shared frame", out.p,
+                        out.n, 0);
             }
             f = frames->items[(size_t)ix->num];
             nm = fz_json_get(f, "name");
             file = fz_json_get(f, "file");
             line = fz_json_get(f, "line");
             if (!nm || nm->type != FZ_J_STR ||
-                (file && (file->type != FZ_J_STR || !line ||
-                          line->type != FZ_J_NUM))) {
-                fz_fail("speedscope", "a frame without a name, or a file "
-                        "without a line", out.p, out.n, 0);
+                (file &&
+                 (file->type != FZ_J_STR || !line || line->type != FZ_J_NUM))) {
+                fz_fail("speedscope",
+                        "a frame without a name, or a file "
+                        "without a line",
+                        out.p, out.n, 0);
             }
             fz_buf_put(&b, nm->str, nm->len);
             fz_buf_put(&b, "\x01", 1);
@@ -212,8 +213,7 @@ static void check_speedscope(const fz_world_t *w, const pp_profile_t *p,
             fz_buf_put(&b, "\x02", 1);
         }
         if (weights->items[i]->type != FZ_J_NUM) {
-            fz_fail("speedscope", "a weight is not a number", out.p, out.n,
-                    0);
+            fz_fail("speedscope", "a weight is not a number", out.p, out.n, 0);
         }
         /* weights are wall milliseconds with 3 decimals: exact in us */
         snprintf(num, sizeof(num), "/%.0f", weights->items[i]->num * 1000);
@@ -384,8 +384,8 @@ static void location_of(const pprof_t *pf, uint64_t id, uint64_t *fn,
         *line = l.v[2];
         return;
     }
-    fz_fail("pprof", "a sample names a location id that does not exist",
-            NULL, 0, 0);
+    fz_fail("pprof", "a sample names a location id that does not exist", NULL,
+            0, 0);
 }
 
 static void function_of(const pprof_t *pf, uint64_t id, const pb_item_t **name,
@@ -405,8 +405,8 @@ static void function_of(const pprof_t *pf, uint64_t id, const pb_item_t **name,
         }
         return;
     }
-    fz_fail("pprof", "a location names a function id that does not exist",
-            NULL, 0, 0);
+    fz_fail("pprof", "a location names a function id that does not exist", NULL,
+            0, 0);
 }
 
 static int item_is(const pb_item_t *it, const char *s)
@@ -451,8 +451,7 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
     err = fz_pb_walk((const unsigned char *)fz_buf_str(&raw), raw.n,
                      profile_field, &pf);
     if (err || pf.err) {
-        fz_fail("pprof Profile", err ? err : pf.err, raw.p, raw.n,
-                fz_fail_at);
+        fz_fail("pprof Profile", err ? err : pf.err, raw.p, raw.n, fz_fail_at);
     }
     FZ_ASSERT("pprof: string_table[0] is \"\"",
               pf.nstrings > 0 && pf.strings[0].n == 0);
@@ -471,10 +470,10 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
     }
     for (i = 0; i < pf.nstrings; i++) {
         if (!fz_utf8_valid((const char *)pf.strings[i].p, pf.strings[i].n)) {
-            fz_fail("pprof", "a string_table entry is not valid UTF-8 "
+            fz_fail("pprof",
+                    "a string_table entry is not valid UTF-8 "
                     "(proto3 string fields must be)",
-                    (const char *)pf.strings[i].p, pf.strings[i].n,
-                    fz_fail_at);
+                    (const char *)pf.strings[i].p, pf.strings[i].n, fz_fail_at);
         }
     }
     for (i = 0; i < pf.nsamples; i++) {
@@ -486,8 +485,8 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
 
         parse_msg("pprof Sample", &pf.samples[i], &s, 3);
         if (!s.has[1] || !s.has[2]) {
-            fz_fail("pprof", "a Sample without location ids or values",
-                    NULL, 0, 0);
+            fz_fail("pprof", "a Sample without location ids or values", NULL, 0,
+                    0);
         }
         err = fz_pb_packed(s.b[1].p, s.b[1].n, locs,
                            sizeof(locs) / sizeof(locs[0]), &nlocs);
@@ -495,8 +494,8 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
             err = fz_pb_packed(s.b[2].p, s.b[2].n, vals, 4, &nvals);
         }
         if (err || nlocs > sizeof(locs) / sizeof(locs[0]) || nvals != 2) {
-            fz_fail("pprof", err ? err : "bad location_id or value lists",
-                    NULL, 0, 0);
+            fz_fail("pprof", err ? err : "bad location_id or value lists", NULL,
+                    0, 0);
         }
         for (k = 0; k < nlocs; k++) { /* leaf first */
             uint64_t fn, line;
@@ -519,8 +518,8 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
         ms_add(&got, &b);
         /* labels, in order */
         if (s.nrep != nlabels) {
-            fz_fail("pprof", "a Sample carries another number of labels",
-                    NULL, 0, 0);
+            fz_fail("pprof", "a Sample carries another number of labels", NULL,
+                    0, 0);
         }
         for (k = 0; k < nlabels; k++) {
             msg_t l;
@@ -528,9 +527,9 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
             if (!item_is_text(string_at(&pf, l.v[1]), labels[k].key)) {
                 fz_fail("pprof", "a label key differs", NULL, 0, 0);
             }
-            if (labels[k].str ? !item_is_text(string_at(&pf, l.v[2]),
-                                              labels[k].str)
-                              : l.v[3] != (uint64_t)labels[k].num) {
+            if (labels[k].str
+                    ? !item_is_text(string_at(&pf, l.v[2]), labels[k].str)
+                    : l.v[3] != (uint64_t)labels[k].num) {
                 fz_fail("pprof", "a label value differs", NULL, 0, 0);
             }
         }

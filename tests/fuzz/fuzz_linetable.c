@@ -108,8 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nr = ref_decode(table, n, first, ranges, sizeof(ranges) / sizeof(*ranges));
     if (pp_linetable_line(table, n, first, -1) != first ||
         pp_linetable_line(table, n, first, INT64_MIN) != first) {
-        fz_fail("pp_linetable_line", "a negative unit is not firstlineno",
-                NULL, 0, 0);
+        fz_fail("pp_linetable_line", "a negative unit is not firstlineno", NULL,
+                0, 0);
     }
     for (i = 0; i < nr; i++) {
         /* every unit of short ranges, the ends of long ones */

@@ -116,10 +116,23 @@ static i128 ref_size(const char *s)
         return -1;
     }
     switch (*s) {
-    case 'k': case 'K': mult = 1024; s++; break;
-    case 'm': case 'M': mult = 1024 * 1024; s++; break;
-    case 'g': case 'G': mult = 1024 * 1024 * 1024; s++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mult = 1024;
+        s++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1024 * 1024;
+        s++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1024 * 1024 * 1024;
+        s++;
+        break;
+    default:
+        break;
     }
     /* a B may follow a multiplier ("16MB"); a bare "100B" is refused */
     if (mult > 1 && (*s == 'b' || *s == 'B')) {
@@ -255,7 +268,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 1: {
         uint64_t lo = (sel & 8) ? a : 1;
-        uint64_t hi = (sel & 8) ? lo + ((uint64_t)b << (sel >> 4)) : 64ULL << 30;
+        uint64_t hi =
+            (sel & 8) ? lo + ((uint64_t)b << (sel >> 4)) : 64ULL << 30;
         check_size(text, lo, hi);
         check_size(text, 0, UINT64_MAX);
         break;

@@ -179,8 +179,10 @@ static void check_json_stacks(const char *what, const fz_world_t *w,
     qsort(want, nwant, sizeof(char *), cmp_str);
     for (i = 0; i < nwant; i++) {
         if (strcmp(got[i], want[i]) != 0) {
-            fz_fail(what, "a stack's frames or count differ from what was "
-                    "sampled", out.p, out.n, 0);
+            fz_fail(what,
+                    "a stack's frames or count differ from what was "
+                    "sampled",
+                    out.p, out.n, 0);
         }
     }
     for (i = 0; i < nwant; i++) {
@@ -220,16 +222,18 @@ static void check_request(fz_world_t *w, fz_req_t *r,
         !fz_json_is(fz_json_get(j, "method"), rec.req.method) ||
         !fz_json_is(fz_json_get(j, "uri"), rec.req.uri) ||
         !fz_json_is(fz_json_get(j, "vhost"), rec.req.vhost)) {
-        fz_fail("request JSON", "id, method, uri or vhost differs from the "
-                "stored request", out.p, out.n, 0);
+        fz_fail("request JSON",
+                "id, method, uri or vhost differs from the "
+                "stored request",
+                out.p, out.n, 0);
     }
     if (rec.req.flags & PP_REQ_DAEMON) {
-        FZ_ASSERT("request JSON: process group",
-                  fz_json_is(fz_json_get(j, "process_group"),
-                             rec.req.process_group));
-        FZ_ASSERT("request JSON: application group",
-                  fz_json_is(fz_json_get(j, "application_group"),
-                             rec.req.app_group));
+        FZ_ASSERT(
+            "request JSON: process group",
+            fz_json_is(fz_json_get(j, "process_group"), rec.req.process_group));
+        FZ_ASSERT(
+            "request JSON: application group",
+            fz_json_is(fz_json_get(j, "application_group"), rec.req.app_group));
     }
     {
         const fz_json_t *segs = fz_json_get(j, "segments");
@@ -246,8 +250,7 @@ static void check_request(fz_world_t *w, fz_req_t *r,
                                      rec.segments[s].detail));
         }
     }
-    check_json_stacks("request JSON", w, fz_json_get(j, "stacks"),
-                      &r->counts);
+    check_json_stacks("request JSON", w, fz_json_get(j, "stacks"), &r->counts);
     fz_json_free(j);
 
     /* folded */
@@ -277,8 +280,8 @@ static void check_request(fz_world_t *w, fz_req_t *r,
                 pp_frame_view_t fv;
                 pp_store_frame_view(w->st, st->frames[s], &fv);
                 fz_expect_shown("request HTML: call tree function", out.p,
-                                out.n, "<span class=fn title=\"",
-                                fv.function, "\">");
+                                out.n, "<span class=fn title=\"", fv.function,
+                                "\">");
             }
         }
     }
@@ -328,8 +331,10 @@ static void check_overview(fz_world_t *w, const pp_render_opts_t *hostile)
         }
         e = by_id(r->fate == FZ_INFLIGHT ? live : reqs, r->id);
         if (!e) {
-            fz_fail("overview JSON", "a kept or in-flight request is not "
-                    "listed", out.p, out.n, 0);
+            fz_fail("overview JSON",
+                    "a kept or in-flight request is not "
+                    "listed",
+                    out.p, out.n, 0);
         }
         FZ_ASSERT("found", pp_store_find(w->st, r->id, &rec, &inflight));
         q = rec.req;
@@ -362,8 +367,8 @@ static void check_overview(fz_world_t *w, const pp_render_opts_t *hostile)
     for (i = 0; i < w->nreq; i++) {
         if (w->req[i].fate == FZ_KEEP_SLOW) {
             int inflight;
-            FZ_ASSERT("found", pp_store_find(w->st, w->req[i].id, &rec,
-                                             &inflight));
+            FZ_ASSERT("found",
+                      pp_store_find(w->st, w->req[i].id, &rec, &inflight));
             fz_expect_shown("overview HTML: URI", out.p, out.n,
                             "<td class=uri>", rec.req.uri, "");
         }
@@ -415,8 +420,7 @@ static void check_location(fz_world_t *w, int m,
     fz_buf_reset(&out);
     pp_render_location_json(&o, w->st, row, &p, &opt);
     j = parse_json("location JSON");
-    FZ_ASSERT("location JSON: path",
-              fz_json_is(fz_json_get(j, "path"), path));
+    FZ_ASSERT("location JSON: path", fz_json_is(fz_json_get(j, "path"), path));
     check_json_stacks("location JSON", w, fz_json_get(j, "stacks"), &counts);
     fz_json_free(j);
     pp_profile_free(&p);
@@ -481,10 +485,10 @@ static void check_metrics(fz_world_t *w, const pp_render_opts_t *hostile)
     fz_buf_reset(&out);
     pp_render_metrics(&o, w->st, hostile);
     fz_fail_at = 0;
-    FZ_CHECK("metrics",
-             fz_prom_check(fz_buf_str(&out), out.n, "location", prom_label,
-                           &ctx),
-             out.p, out.n);
+    FZ_CHECK(
+        "metrics",
+        fz_prom_check(fz_buf_str(&out), out.n, "location", prom_label, &ctx),
+        out.p, out.n);
     /* one in-flight gauge per location */
     for (k = 0; k + 25 < out.n; k++) {
         seen += memcmp(out.p + k, "\npyprof_inflight_requests{", 26) == 0;
@@ -501,8 +505,10 @@ static void check_metrics(fz_world_t *w, const pp_render_opts_t *hostile)
             }
         }
         if (seen != nrows) {
-            fz_fail("metrics", "not one pyprof_inflight_requests line per "
-                    "location", out.p, out.n, 0);
+            fz_fail("metrics",
+                    "not one pyprof_inflight_requests line per "
+                    "location",
+                    out.p, out.n, 0);
         }
     }
 }
@@ -538,9 +544,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (getenv("FUZZ_VERBOSE")) {
         /* what an input exercised, to judge seeds by */
-        fprintf(stderr, "render: %d locations, %u frames, %u stacks "
-                "(%llu frames deep in all), requests:", w.nloc, w.nframes,
-                w.nstacks, (unsigned long long)w.deep_total);
+        fprintf(stderr,
+                "render: %d locations, %u frames, %u stacks "
+                "(%llu frames deep in all), requests:",
+                w.nloc, w.nframes, w.nstacks, (unsigned long long)w.deep_total);
         for (i = 0; i < w.nreq; i++) {
             fprintf(stderr, " [fate %d, %zu stacks, loc %d]", w.req[i].fate,
                     w.req[i].counts.n, w.req[i].location);

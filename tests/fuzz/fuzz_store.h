@@ -50,9 +50,9 @@ enum { FZ_INFLIGHT = 0, FZ_KEEP_SLOW, FZ_KEEP_FAST, FZ_NOT_KEPT };
 
 typedef struct fz_req {
     int slot;
-    int fate;        /* FZ_* */
-    int location;    /* as claimed (may be a row nobody registered) */
-    int loc_model;   /* index into world.loc, or -1 */
+    int fate;      /* FZ_* */
+    int location;  /* as claimed (may be a row nobody registered) */
+    int loc_model; /* index into world.loc, or -1 */
     char id[PP_ID_MAX];
     fz_counts_t counts;
 } fz_req_t;
@@ -112,8 +112,7 @@ static inline const char *fz_wstr(fz_world_t *w, fz_in_t *in, size_t max)
     return s ? s : "";
 }
 
-static inline const fz_stack_t *fz_stack_of(const fz_world_t *w,
-                                            uint32_t node)
+static inline const fz_stack_t *fz_stack_of(const fz_world_t *w, uint32_t node)
 {
     uint32_t i;
     for (i = 0; i < w->nstacks; i++) {
@@ -170,8 +169,7 @@ static inline void fz_check_copied(const char *stored, size_t cap,
     FZ_ASSERT("stored string is a prefix of the given one",
               strncmp(stored, given, n) == 0);
     if (n < strlen(given) && fz_utf8_valid(given, strlen(given))) {
-        FZ_ASSERT("a cut string stays valid UTF-8",
-                  fz_utf8_valid(stored, n));
+        FZ_ASSERT("a cut string stays valid UTF-8", fz_utf8_valid(stored, n));
     }
 }
 
@@ -245,8 +243,7 @@ static inline int fz_world_build(fz_world_t *w, fz_in_t *in)
         uint32_t parent = 0, pattern[4];
         int deep = d == 0xff && !deep_done;
 
-        s->depth = deep ? PP_DEPTH_LIMIT - 30 + fz_u8(in) % 33
-                        : 1 + d % 12;
+        s->depth = deep ? PP_DEPTH_LIMIT - 30 + fz_u8(in) % 33 : 1 + d % 12;
         deep_done |= deep;
         for (j = 0; j < 4; j++) {
             pattern[j] = fz_u8(in) % w->nframes;
@@ -254,8 +251,8 @@ static inline int fz_world_build(fz_world_t *w, fz_in_t *in)
         for (j = 0; j < s->depth; j++) {
             /* a deep stack repeats a pattern (recursion); a short one
              * takes each frame from the input */
-            uint32_t f = deep || j < 4 ? pattern[j % 4]
-                                       : fz_u8(in) % w->nframes;
+            uint32_t f =
+                deep || j < 4 ? pattern[j % 4] : fz_u8(in) % w->nframes;
             s->frames[j] = w->frame[f];
             parent = pp_store_intern_node(w->st, parent, s->frames[j]);
             FZ_ASSERT("a node interns in a roomy store", parent != 0);
@@ -337,9 +334,9 @@ static inline int fz_world_build(fz_world_t *w, fz_in_t *in)
             for (x = 0; x < segs && k < FZ_SEGS; x++) {
                 const char *name = fz_wstr(w, in, 40);
                 const char *detail = fz_wstr(w, in, 140);
-                uint32_t g = pp_store_segment_begin(
-                    w->st, r->slot, serial, name, detail,
-                    info.start_us + k * 1000);
+                uint32_t g =
+                    pp_store_segment_begin(w->st, r->slot, serial, name, detail,
+                                           info.start_us + k * 1000);
                 if (g && (fz_u8(in) & 1)) {
                     pp_store_segment_end(w->st, r->slot, serial, g,
                                          info.start_us + k * 1000 + 500);
@@ -361,11 +358,11 @@ static inline int fz_world_build(fz_world_t *w, fz_in_t *in)
             int32_t status = (int32_t)(fz_u32(in) % 1200) - 100;
             int64_t dur = (int64_t)(fz_u32(in) % 120000000);
             pp_store_note_app_end(w->st, r->slot, info.start_us + dur / 2);
-            pp_store_finish(w->st, r->slot, status, dur, dur / 3,
-                            r->fate == FZ_KEEP_SLOW
-                                ? PP_KEEP_SLOW
-                                : (r->fate == FZ_KEEP_FAST ? PP_KEEP_FAST
-                                                           : PP_KEEP_NONE));
+            pp_store_finish(
+                w->st, r->slot, status, dur, dur / 3,
+                r->fate == FZ_KEEP_SLOW
+                    ? PP_KEEP_SLOW
+                    : (r->fate == FZ_KEEP_FAST ? PP_KEEP_FAST : PP_KEEP_NONE));
             if (r->loc_model >= 0) {
                 size_t c;
                 for (c = 0; c < r->counts.n; c++) {
@@ -447,8 +444,7 @@ static inline char **fz_sorted_lines(const char *text, size_t n, size_t *count,
 
 /* The folded export of `counts` must be exactly one line per stack with
  * samples, each "f1;f2;...;fn COUNT". */
-static inline void fz_check_folded_exact(const char *what,
-                                         const fz_world_t *w,
+static inline void fz_check_folded_exact(const char *what, const fz_world_t *w,
                                          const fz_counts_t *counts,
                                          const char *text, size_t n)
 {
@@ -478,20 +474,22 @@ static inline void fz_check_folded_exact(const char *what,
         want_sum += counts->v[i].count;
     }
     if (sum != want_sum) {
-        fz_fail(what, "folded counts do not add up to the samples taken",
-                text, n, 0);
+        fz_fail(what, "folded counts do not add up to the samples taken", text,
+                n, 0);
     }
     got = fz_sorted_lines(text, n, &ngot, &h1);
     exp = fz_sorted_lines(fz_buf_str(&want), want.n, &nwant, &h2);
     if (ngot != nwant) {
-        fz_fail(what, "folded output has another number of stacks than "
-                "were sampled", text, n, 0);
+        fz_fail(what,
+                "folded output has another number of stacks than "
+                "were sampled",
+                text, n, 0);
     }
     for (i = 0; i < ngot; i++) {
         if (strcmp(got[i], exp[i]) != 0) {
             fprintf(stderr, "expected line: %.300s\n", exp[i]);
-            fz_fail(what, "a folded line differs from the stack sampled",
-                    text, n, (size_t)(strstr(text, got[i]) - text));
+            fz_fail(what, "a folded line differs from the stack sampled", text,
+                    n, (size_t)(strstr(text, got[i]) - text));
         }
     }
     free(got);
@@ -510,12 +508,23 @@ static inline void fz_expect_html(fz_buf_t *b, const char *s, size_t n)
     fz_sanitize_html(&t, s, n);
     for (i = 0; i < t.n; i++) {
         switch (t.p[i]) {
-        case '<': fz_buf_put(b, "&lt;", 4); break;
-        case '>': fz_buf_put(b, "&gt;", 4); break;
-        case '&': fz_buf_put(b, "&amp;", 5); break;
-        case '"': fz_buf_put(b, "&quot;", 6); break;
-        case '\'': fz_buf_put(b, "&#39;", 5); break;
-        default: fz_buf_put(b, t.p + i, 1);
+        case '<':
+            fz_buf_put(b, "&lt;", 4);
+            break;
+        case '>':
+            fz_buf_put(b, "&gt;", 4);
+            break;
+        case '&':
+            fz_buf_put(b, "&amp;", 5);
+            break;
+        case '"':
+            fz_buf_put(b, "&quot;", 6);
+            break;
+        case '\'':
+            fz_buf_put(b, "&#39;", 5);
+            break;
+        default:
+            fz_buf_put(b, t.p + i, 1);
         }
     }
     fz_buf_free(&t);
@@ -523,9 +532,9 @@ static inline void fz_expect_html(fz_buf_t *b, const char *s, size_t n)
 
 /* `html` must show s escaped, verbatim (with a prefix such as title=" to
  * pin the context). */
-static inline void fz_expect_shown(const char *what, const char *html,
-                                   size_t n, const char *prefix,
-                                   const char *s, const char *suffix)
+static inline void fz_expect_shown(const char *what, const char *html, size_t n,
+                                   const char *prefix, const char *s,
+                                   const char *suffix)
 {
     fz_buf_t want = {0};
     fz_buf_put(&want, prefix, strlen(prefix));
@@ -533,8 +542,7 @@ static inline void fz_expect_shown(const char *what, const char *html,
     fz_buf_put(&want, suffix, strlen(suffix));
     if (!memmem(html, n, want.p, want.n)) {
         fprintf(stderr, "expected to find: %.400s\n", want.p);
-        fz_fail(what, "the page does not show the string, escaped", html, n,
-                0);
+        fz_fail(what, "the page does not show the string, escaped", html, n, 0);
     }
     fz_buf_free(&want);
 }

@@ -134,8 +134,8 @@ static int run_file(const char *path, int nthreads, int rounds)
         pthread_join(th[t], NULL);
         total += jobs[t].bytes;
     }
-    printf("%s: %d threads x %d rounds, %zu bytes rendered\n", path,
-           nthreads, rounds, total);
+    printf("%s: %d threads x %d rounds, %zu bytes rendered\n", path, nthreads,
+           rounds, total);
     fz_world_free(&w);
     return 0;
 }

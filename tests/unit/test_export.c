@@ -123,9 +123,12 @@ static void read_profile(const pp_bytes_t *gz, profile_t *pf)
             uint64_t id = 0, name = 0, file = 0;
             while (sub.p < sub.end) {
                 assert_int_equal(pb_next(&sub, &field, &v, &sub2), 0);
-                if (field == 1) id = v;
-                if (field == 2) name = v;
-                if (field == 4) file = v;
+                if (field == 1)
+                    id = v;
+                if (field == 2)
+                    name = v;
+                if (field == 4)
+                    file = v;
             }
             assert_true(id >= 1 && id <= 70000);
             pf->fn_name[id - 1] = name;
@@ -136,13 +139,17 @@ static void read_profile(const pp_bytes_t *gz, profile_t *pf)
             uint64_t id = 0, fn = 0, line = 0;
             while (sub.p < sub.end) {
                 assert_int_equal(pb_next(&sub, &field, &v, &sub2), 0);
-                if (field == 1) id = v;
+                if (field == 1)
+                    id = v;
                 if (field == 4) {
                     while (sub2.p < sub2.end) {
                         pb_t unused;
-                        assert_int_equal(pb_next(&sub2, &field, &v, &unused), 0);
-                        if (field == 1) fn = v;
-                        if (field == 2) line = v;
+                        assert_int_equal(pb_next(&sub2, &field, &v, &unused),
+                                         0);
+                        if (field == 1)
+                            fn = v;
+                        if (field == 2)
+                            line = v;
                     }
                 }
             }
@@ -221,8 +228,8 @@ static int teardown(void **state)
 static uint32_t frame(pp_store_t *st, const char *func, const char *file,
                       uint32_t line)
 {
-    uint32_t id = pp_store_intern_frame(st, func, strlen(func), file,
-                                        strlen(file), line);
+    uint32_t id =
+        pp_store_intern_frame(st, func, strlen(func), file, strlen(file), line);
     assert_true(id != 0);
     return id;
 }
@@ -247,8 +254,8 @@ static void test_pprof_strings_are_valid_utf8_whatever_the_names(void **state)
      * valid non-ASCII name that must stay as it is */
     uint32_t a = frame(f->st, "bad\xff\xc0\x80", "x\xed\xa0\x80.py", 5);
     uint32_t b = frame(f->st, "cut\xe2\x82", "/srv/\xe2\x82\xac.py", 7);
-    uint32_t n = pp_store_intern_node(f->st, pp_store_intern_node(f->st, 0, a),
-                                      b);
+    uint32_t n =
+        pp_store_intern_node(f->st, pp_store_intern_node(f->st, 0, a), b);
     size_t i;
     int found_bad = 0, found_cut = 0, found_euro = 0, found_label = 0;
 
@@ -256,15 +263,17 @@ static void test_pprof_strings_are_valid_utf8_whatever_the_names(void **state)
     export(f);
     assert_true(f->pf->nstrings > 0);
     for (i = 0; i < f->pf->nstrings; i++) {
-        assert_true(valid_utf8(f->pf->strings[i].p,
-                               (size_t)(f->pf->strings[i].end -
-                                        f->pf->strings[i].p)));
-        found_bad |= str_is(f->pf, i, "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+        assert_true(
+            valid_utf8(f->pf->strings[i].p,
+                       (size_t)(f->pf->strings[i].end - f->pf->strings[i].p)));
+        found_bad |=
+            str_is(f->pf, i, "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
         found_cut |= str_is(f->pf, i, "cut\xef\xbf\xbd\xef\xbf\xbd");
         found_euro |= str_is(f->pf, i, "/srv/\xe2\x82\xac.py");
-        found_label |= str_is(f->pf, i, "/app/\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd");
+        found_label |=
+            str_is(f->pf, i, "/app/\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd");
     }
-    assert_true(found_bad);   /* one U+FFFD per invalid byte */
+    assert_true(found_bad); /* one U+FFFD per invalid byte */
     assert_true(found_cut);
     assert_true(found_euro);  /* valid UTF-8 untouched */
     assert_true(found_label); /* label values too */
@@ -319,7 +328,8 @@ static void test_pprof_many_distinct_functions_each_resolve(void **state)
 {
     fix_t *f = *state;
     enum { N = 30000 };
-    uint32_t root = pp_store_intern_node(f->st, 0, frame(f->st, "main", "m.py", 1));
+    uint32_t root =
+        pp_store_intern_node(f->st, 0, frame(f->st, "main", "m.py", 1));
     char name[32];
     size_t i, k;
     static unsigned char seen[N];

@@ -194,8 +194,8 @@ static void test_quantile_in_last_bucket_reports_max(void **state)
     (void)state;
 
     counts[LAST] = 3;
-    assert_true(pp_hist_quantile_us(counts, 0.5, 90LL * 1000000)
-                == 90LL * 1000000);
+    assert_true(pp_hist_quantile_us(counts, 0.5, 90LL * 1000000) ==
+                90LL * 1000000);
     assert_true(pp_hist_quantile_us(counts, 0.5, 0) >= PP_HIST_MAX_US);
 }
 

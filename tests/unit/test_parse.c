@@ -10,8 +10,8 @@
 #include "pp_parse.h"
 #include "pp_store.h"
 
-#define MS           1000LL
-#define S            1000000LL
+#define MS 1000LL
+#define S 1000000LL
 #define SENTINEL_I64 (-777)
 
 /* Interval bounds as PyProfSample uses them: 1 ms .. 10 s. */

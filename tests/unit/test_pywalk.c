@@ -36,12 +36,12 @@
 #include "pp_py.h"
 #include "pp_store.h"
 
-#define STORE_SIZE  (4ULL << 20)
-#define TID         0x7f0012345600UL /* pthread_self() of the sampled thread */
-#define NTID        4242             /* its kernel tid */
-#define NCODE       16               /* code units of every code object */
+#define STORE_SIZE (4ULL << 20)
+#define TID 0x7f0012345600UL /* pthread_self() of the sampled thread */
+#define NTID 4242            /* its kernel tid */
+#define NCODE 16             /* code units of every code object */
 #define CHUNK_BYTES 2048
-#define GEN         1 /* FRAME_OWNED_BY_GENERATOR, all versions */
+#define GEN 1 /* FRAME_OWNED_BY_GENERATOR, all versions */
 
 /* ---- the fake Python: types, runtime, layouts ---- */
 
@@ -50,10 +50,10 @@ static const char code_type[16] = "code", str_type[16] = "str",
                   bytes_type[16] = "bytes", none_type[16] = "NoneType";
 
 /* str header (all layouts): refcount, type, then our own fields */
-#define STR_LENGTH  16 /* int64: code points */
-#define STR_KIND    24 /* uint32: 1, 2 or 4 */
+#define STR_LENGTH 16  /* int64: code points */
+#define STR_KIND 24    /* uint32: 1, 2 or 4 */
 #define STR_COMPACT 28 /* uint32: 1 if the characters follow */
-#define STR_HEADER  32
+#define STR_HEADER 32
 
 static int str_decode(const void *hdr, pp_py_str_t *out)
 {
@@ -565,8 +565,8 @@ static void check_frame_at(fix_t *f, const pp_walk_target_t *t, uint32_t i,
         fail_msg("%s:%d: (%s, %s) frame %u: id %u not in the store", src,
                  srcline, cur_layout.version, cur_mode, i, t->frames[i]);
     }
-    if (strcmp(fv.function, func) != 0 || strcmp(fv.file, file) != 0
-        || fv.line != line) {
+    if (strcmp(fv.function, func) != 0 || strcmp(fv.file, file) != 0 ||
+        fv.line != line) {
         fail_msg("%s:%d: (%s, %s) frame %u is %s (%s:%u), want %s (%s:%u)", src,
                  srcline, cur_layout.version, cur_mode, i, fv.function, fv.file,
                  fv.line, func, file, line);
@@ -590,8 +590,8 @@ static void check_frame_at(fix_t *f, const pp_walk_target_t *t, uint32_t i,
 #define check_torn(t_, torn_before)                                        \
     do {                                                                   \
         const pp_walk_target_t *tt_ = (t_);                                \
-        if (tt_->found || !tt_->torn                                       \
-            || pp_py_nogil_torn() != (torn_before) + 1) {                  \
+        if (tt_->found || !tt_->torn ||                                    \
+            pp_py_nogil_torn() != (torn_before) + 1) {                     \
             fail_msg(                                                      \
                 "(%s, %s) found %d torn %d, torn count +%llu; "            \
                 "want one torn sample",                                    \
@@ -888,10 +888,8 @@ static void test_garbage_firsttraceable_torn(void **state)
     fix_t *f = *state;
     int v, g, k;
     /* (firsttraceable, unit): past the code; inside it */
-    static const int cases[][2] = {{1 << 20, NCODE + 5},
-                                   {1 << 20, NCODE + 1000},
-                                   {NCODE + 1, 3},
-                                   {-5, 3}};
+    static const int cases[][2] = {
+        {1 << 20, NCODE + 5}, {1 << 20, NCODE + 1000}, {NCODE + 1, 3}, {-5, 3}};
 
     FOR_EACH(v, g)
     {
@@ -911,8 +909,8 @@ static void test_garbage_firsttraceable_torn(void **state)
             if (t->found || !t->torn) {
                 fail_msg("(%s, %s) firsttraceable %d, instruction at unit %d "
                          "of %d: found %d depth %u torn %d; want torn",
-                         cur_layout.version, cur_mode, cases[k][0],
-                         cases[k][1], NCODE, t->found, t->depth, t->torn);
+                         cur_layout.version, cur_mode, cases[k][0], cases[k][1],
+                         NCODE, t->found, t->depth, t->torn);
             }
             check_torn(t, torn);
         }
@@ -1317,20 +1315,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_freed_code_torn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_instr_outside_code_torn, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_firsttraceable_torn,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_firsttraceable_torn, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_incomplete_frame_skipped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_thread_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_distinct_code_objects,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_distinct_code_objects, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_frames_across_chunks_and_heap,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_cycle_torn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_utf8, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_thread_state_in_another_interpreter,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_idle_thread_state_in_another_interpreter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interpreters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_refuses, setup, teardown),
     };

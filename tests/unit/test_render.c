@@ -16,7 +16,7 @@
 #include "pp_hash.h"
 #include "pp_views.h"
 
-#define FFFD     "\xef\xbf\xbd"
+#define FFFD "\xef\xbf\xbd"
 #define START_US 1700000000123000LL /* 2023-11-14T22:13:20.123Z */
 
 static unit_buf_t buf;
@@ -116,9 +116,9 @@ static void test_html_replaces_invalid_utf8(void **state)
         const char *o;
         size_t n = (size_t)snprintf(in, sizeof(in), "a%sb", bad_utf8[i].bytes);
         o = html_of(in, n);
-        if (!unit_utf8_valid(o, strlen(o)) || o[0] != 'a'
-            || o[strlen(o) - 1] != 'b' || !strstr(o, FFFD)
-            || strstr(o, bad_utf8[i].bytes)) {
+        if (!unit_utf8_valid(o, strlen(o)) || o[0] != 'a' ||
+            o[strlen(o) - 1] != 'b' || !strstr(o, FFFD) ||
+            strstr(o, bad_utf8[i].bytes)) {
             fail_msg("HTML of %s came out wrong", bad_utf8[i].what);
         }
     }
@@ -140,7 +140,11 @@ static void test_html_replaces_del_and_c1_controls(void **state)
 {
     (void)state;
     /* DEL, U+0080, U+009F are parse errors in HTML; U+00A0 is not */
-    assert_string_equal(html_of("a\x7f" "b\xc2\x80" "c\xc2\x9f" "d\xc2\xa0", 11),
+    assert_string_equal(html_of("a\x7f"
+                                "b\xc2\x80"
+                                "c\xc2\x9f"
+                                "d\xc2\xa0",
+                                11),
                         "a" FFFD "b" FFFD "c" FFFD "d\xc2\xa0");
 }
 
@@ -200,9 +204,9 @@ static void test_json_replaces_invalid_utf8(void **state)
         const char *o;
         size_t n = (size_t)snprintf(in, sizeof(in), "a%sb", bad_utf8[i].bytes);
         o = json_of(in, n);
-        if (!unit_utf8_valid(o, strlen(o)) || strncmp(o, "\"a", 2) != 0
-            || strcmp(o + strlen(o) - 2, "b\"") != 0 || !strstr(o, "\\ufffd")
-            || strstr(o, bad_utf8[i].bytes)) {
+        if (!unit_utf8_valid(o, strlen(o)) || strncmp(o, "\"a", 2) != 0 ||
+            strcmp(o + strlen(o) - 2, "b\"") != 0 || !strstr(o, "\\ufffd") ||
+            strstr(o, bad_utf8[i].bytes)) {
             fail_msg("JSON of %s came out wrong: %s", bad_utf8[i].what, o);
         }
     }
@@ -271,13 +275,13 @@ static void test_url_segment_percent_encodes(void **state)
 /* ---- pages from a store ---- */
 
 /* Hostile names, as Python code objects can carry them. */
-#define F_SCRIPT      "<script>evil()</script>"
+#define F_SCRIPT "<script>evil()</script>"
 #define F_SCRIPT_FILE "a;b\nc.py"
-#define F_QUOTE       "q\"uote"
-#define F_QUOTE_FILE  "/srv/x's.py"
-#define URI_IMG       "/app/slow?q=<img src=x onerror=alert(1)>"
-#define ODD_ID        "x y/\"<z>&"
-#define ODD_ID_URL    "x%20y%2F%22%3Cz%3E%26"
+#define F_QUOTE "q\"uote"
+#define F_QUOTE_FILE "/srv/x's.py"
+#define URI_IMG "/app/slow?q=<img src=x onerror=alert(1)>"
+#define ODD_ID "x y/\"<z>&"
+#define ODD_ID_URL "x%20y%2F%22%3Cz%3E%26"
 
 typedef struct fix {
     pp_store_t *st;
@@ -561,11 +565,10 @@ static void test_request_folded_is_one_line_per_stack(void **state)
                         "main (app.py:1);<script>evil()</script> "
                         "(a:b c.py:7);q\"uote (/srv/x's.py:42) 3\n",
                         strlen("main (app.py:1);<script>evil()</script> "
-                               "(a:b c.py:7);q\"uote (/srv/x's.py:42) 3\n"))
-                == 0);
+                               "(a:b c.py:7);q\"uote (/srv/x's.py:42) 3\n")) ==
+                0);
     assert_true(strncmp(strchr(text, '\n') + 1,
-                        "main (app.py:1);handler (app.py:20);bad", 39)
-                == 0);
+                        "main (app.py:1);handler (app.py:20);bad", 39) == 0);
     assert_int_equal(unit_count(text, ";"), 4);
 }
 
@@ -763,9 +766,8 @@ static void test_location_json_carries_the_requests_cpu_time(void **state)
     /* every sample of the fixture had half its wall time on CPU: req-1
      * 3 x 10 ms on A and 5 ms on B, the odd id 8 ms on B */
     pp_profile_init(&p);
-    assert_int_equal(pp_render_location_profile(&p, f->st, f->loc, 0, 0,
-                                                PP_SIDE_ALL),
-                     0);
+    assert_int_equal(
+        pp_render_location_profile(&p, f->st, f->loc, 0, 0, PP_SIDE_ALL), 0);
     pp_render_location_json(&out, f->st, f->loc, &p, &f->opt);
     pp_profile_free(&p);
     unit_assert_json(unit_buf_str(&buf), "d['weight_ms'] == 43.0",
@@ -796,8 +798,8 @@ static void test_location_window_carries_cpu_time(void **state)
     pp_profile_init(&p);
     /* the fixture's requests ended within a second or two of START_US */
     assert_int_equal(pp_render_location_profile(&p, f->st, f->loc,
-                                                START_US + 2000000,
-                                                300000000LL, PP_SIDE_ALL),
+                                                START_US + 2000000, 300000000LL,
+                                                PP_SIDE_ALL),
                      0);
     assert_int_equal(p.weight_us, 43000);
     assert_int_equal(p.cpu_us, 21500);
@@ -826,12 +828,10 @@ static void test_location_slow_and_rest_sides_carry_cpu_time(void **state)
     }
     pp_profile_init(&slow);
     pp_profile_init(&rest);
-    assert_int_equal(pp_render_location_profile(&slow, f->st, loc, 0, 0,
-                                                PP_SIDE_SLOW),
-                     0);
-    assert_int_equal(pp_render_location_profile(&rest, f->st, loc, 0, 0,
-                                                PP_SIDE_REST),
-                     0);
+    assert_int_equal(
+        pp_render_location_profile(&slow, f->st, loc, 0, 0, PP_SIDE_SLOW), 0);
+    assert_int_equal(
+        pp_render_location_profile(&rest, f->st, loc, 0, 0, PP_SIDE_REST), 0);
     assert_true(slow.samples > 0);
     assert_int_equal(slow.cpu_us, slow.weight_us);
     for (i = 0; i < rest.n; i++) {
@@ -904,8 +904,8 @@ static void test_tree_of_a_deep_wide_location_is_capped(void **state)
     for (k = 0; k < N; k++) {
         uint32_t c;
         for (c = 0; c < N - k; c++) { /* the first stacks commonest */
-            pp_store_add_sample(st, pp_store_slot(st, idx), leaves[k],
-                                START_US, 1000, 500);
+            pp_store_add_sample(st, pp_store_slot(st, idx), leaves[k], START_US,
+                                1000, 500);
         }
     }
     pp_store_finish(st, idx, 200, 1000000, 0, PP_KEEP_NONE);
@@ -978,8 +978,8 @@ static void test_hot_functions_count_recursion_once(void **state)
     uint32_t fb = frame(f->st, "b", "r.py", 5);
     uint32_t fm = frame(f->st, "m", "r.py", 9);
     uint32_t m = pp_store_intern_node(f->st, 0, fm);
-    uint32_t mab = pp_store_intern_node(
-        f->st, pp_store_intern_node(f->st, m, fa), fb);
+    uint32_t mab =
+        pp_store_intern_node(f->st, pp_store_intern_node(f->st, m, fa), fb);
     uint32_t maba = pp_store_intern_node(f->st, mab, fa2);
     uint32_t mb = pp_store_intern_node(f->st, m, fb);
     pp_profile_t p;

@@ -49,8 +49,8 @@ static uint32_t deploy_request(pp_store_t *st, int loc, int deploy)
 
     for (k = 0; k < FUNCS_PER_DEPLOY; k++) {
         snprintf(func, sizeof(func), "v%d_step%d", deploy, k);
-        frame = pp_store_intern_frame(st, func, strlen(func), "/srv/app.py",
-                                      11, (uint32_t)(10 + k));
+        frame = pp_store_intern_frame(st, func, strlen(func), "/srv/app.py", 11,
+                                      (uint32_t)(10 + k));
         if (!frame || !(node = pp_store_intern_node(st, node, frame))) {
             return 0;
         }
@@ -165,7 +165,8 @@ static void test_deploys_of_new_code_never_fill_the_frame_table(void **state)
         node = deploy_request(st, loc, d);
         if (!node) {
             fail_msg("deploy %d: the store had no room for its code "
-                     "(%d renewals so far)", d, renewed);
+                     "(%d renewals so far)",
+                     d, renewed);
         }
         assert_int_equal(trace_names_deploy(st, d), 1);
         assert_int_equal(atomic_load(&pp_store_location(st, loc)->requests),
@@ -238,9 +239,9 @@ static void test_rows_of_prefixes_gone_are_reclaimed(void **state)
                 (uint64_t)(2 * PP_MAX_LOCATIONS - 4));
     /* "/always" kept its row and its count through every renewal */
     assert_int_equal(
-        atomic_load(&pp_store_location(
-                         st, pp_store_location_register(st, "/always", 1))
-                         ->requests),
+        atomic_load(
+            &pp_store_location(st, pp_store_location_register(st, "/always", 1))
+                 ->requests),
         3 * PP_MAX_LOCATIONS);
     pp_store_destroy(st);
 }

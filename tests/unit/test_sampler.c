@@ -31,12 +31,12 @@
 static pthread_mutex_t fk_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fk_cv = PTHREAD_COND_INITIALIZER;
 static struct {
-    int walk_blocks;   /* the next walk waits for walk_go */
-    int in_walk;       /* a walk is waiting */
+    int walk_blocks; /* the next walk waits for walk_go */
+    int in_walk;     /* a walk is waiting */
     int walk_go;
-    int gil_held;      /* pp_py_acquire waits while this is set */
-    int in_acquire;    /* pp_py_acquire is waiting */
-    int finalized;     /* "Py_Finalize has run": no pp_py_* call allowed */
+    int gil_held;       /* pp_py_acquire waits while this is set */
+    int in_acquire;     /* pp_py_acquire is waiting */
+    int finalized;      /* "Py_Finalize has run": no pp_py_* call allowed */
     int after_finalize; /* pp_py_* calls made after it */
     int walks;
     int detached;
@@ -65,8 +65,7 @@ static int fk_wait(const int *field, int v, int ms)
         ts.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&fk_mu);
-    while (*field != v &&
-           pthread_cond_timedwait(&fk_cv, &fk_mu, &ts) == 0) {
+    while (*field != v && pthread_cond_timedwait(&fk_cv, &fk_mu, &ts) == 0) {
     }
     ok = *field == v;
     pthread_mutex_unlock(&fk_mu);
@@ -184,7 +183,8 @@ ssize_t pread(int fd, void *buf, size_t n, off_t off)
 
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
     len = readlink(link, target, sizeof(target) - 1);
-    if (len > 6 && (target[len] = '\0', strcmp(target + len - 6, "/wchan") == 0)) {
+    if (len > 6 &&
+        (target[len] = '\0', strcmp(target + len - 6, "/wchan") == 0)) {
         atomic_fetch_add(&wchan_reads, 1);
     }
     else {

@@ -20,7 +20,7 @@
 
 #include "pp_store.h"
 
-#define STORE_SIZE       (4ULL << 20)
+#define STORE_SIZE (4ULL << 20)
 /* the tables at their minimum sizes, whatever the records weigh */
 #define SMALL_STORE_SIZE (pp_store_min_size(1, 1) + (256ULL << 10))
 
@@ -240,8 +240,8 @@ static void test_create_lays_out_an_empty_store(void **state)
     assert_false(pp_store_compatible(st, STORE_SIZE, 9, 16));
     assert_false(pp_store_compatible(st, STORE_SIZE, 8, 17));
     assert_true(st->frame_truncated && st->frame_unknown && st->frame_other);
-    assert_true(st->frame_truncated != st->frame_unknown
-                && st->frame_unknown != st->frame_other);
+    assert_true(st->frame_truncated != st->frame_unknown &&
+                st->frame_unknown != st->frame_other);
     assert_true(pp_store_frame_view(st, st->frame_other, &fv));
     assert_string_equal(fv.function, PP_FRAME_OTHER_TEXT);
     assert_string_equal(fv.file, "");
@@ -705,8 +705,8 @@ static void test_frame_view_refuses_invalid_ids(void **state)
     assert_false(pp_store_frame_view(f->st, UINT32_MAX, &fv));
     /* an id that was never handed out */
     for (id = 1; id <= f->st->nframes && !unused; id++) {
-        if (id != a && id != f->st->frame_other && id != f->st->frame_truncated
-            && id != f->st->frame_unknown) {
+        if (id != a && id != f->st->frame_other &&
+            id != f->st->frame_truncated && id != f->st->frame_unknown) {
             assert_false(pp_store_frame_view(f->st, id, &fv));
             unused = 1;
         }
@@ -775,11 +775,10 @@ static void check_ids_resolve_to_their_own_text(pp_store_t *st, size_t name_len)
         if (!pp_store_frame_view(st, ids[i], &fv)) {
             fail_msg("id %u of frame %u does not resolve", ids[i], i);
         }
-        if (strncmp(fv.function, want, strlen(want)) != 0
-            || strncmp(fv.file, want, strlen(want)) != 0 || fv.line != i * 7 + 1
-            || strlen(fv.function)
-                   != (name_len < PP_FRAME_TEXT_MAX ? name_len
-                                                    : PP_FRAME_TEXT_MAX)) {
+        if (strncmp(fv.function, want, strlen(want)) != 0 ||
+            strncmp(fv.file, want, strlen(want)) != 0 || fv.line != i * 7 + 1 ||
+            strlen(fv.function) !=
+                (name_len < PP_FRAME_TEXT_MAX ? name_len : PP_FRAME_TEXT_MAX)) {
             fail_msg("id %u of frame %u resolves to \"%.40s\" \"%.40s\" "
                      "line %u",
                      ids[i], i, fv.function, fv.file, fv.line);
@@ -852,7 +851,8 @@ static void *arena_worker_main(void *arg)
     return NULL;
 }
 
-static void test_concurrent_interning_into_a_full_arena_never_overlaps(void **state)
+static void
+test_concurrent_interning_into_a_full_arena_never_overlaps(void **state)
 {
     char *want = malloc(PP_FRAME_TEXT_MAX + 1);
     int round, k, i, full_rounds = 0;
@@ -868,7 +868,8 @@ static void test_concurrent_interning_into_a_full_arena_never_overlaps(void **st
         for (k = 0; k < ARENA_THREADS; k++) {
             w[k].st = st;
             w[k].k = k;
-            assert_int_equal(pthread_create(&th[k], NULL, arena_worker_main, &w[k]), 0);
+            assert_int_equal(
+                pthread_create(&th[k], NULL, arena_worker_main, &w[k]), 0);
         }
         for (k = 0; k < ARENA_THREADS; k++) {
             pthread_join(th[k], NULL);
@@ -882,11 +883,11 @@ static void test_concurrent_interning_into_a_full_arena_never_overlaps(void **st
                 }
                 arena_name(want, k, i, w[k].len[i]);
                 assert_true(pp_store_frame_view(st, w[k].ids[i], &fv));
-                if (strcmp(fv.function, want) != 0 || strcmp(fv.file, want) != 0 ||
-                    fv.line != (uint32_t)i + 1) {
+                if (strcmp(fv.function, want) != 0 ||
+                    strcmp(fv.file, want) != 0 || fv.line != (uint32_t)i + 1) {
                     fail_msg("round %d: frame t%d-%d resolves to \"%.30s\" in "
-                             "\"%.30s\" line %u", round, k, i, fv.function,
-                             fv.file, fv.line);
+                             "\"%.30s\" line %u",
+                             round, k, i, fv.function, fv.file, fv.line);
                 }
             }
         }
@@ -1117,8 +1118,8 @@ static void test_reap_dead_frees_slot_of_dead_process(void **state)
         assert_int_equal(f->rec->req.pid, pid);
     }
     for (idx = 0; idx < (int)f->st->nslots; idx++) {
-        if (pp_store_read_slot(f->st, (uint32_t)idx, f->rec)
-            && strcmp(f->rec->req.id, "orphan") == 0) {
+        if (pp_store_read_slot(f->st, (uint32_t)idx, f->rec) &&
+            strcmp(f->rec->req.id, "orphan") == 0) {
             break;
         }
     }
@@ -1170,8 +1171,8 @@ static void die_holding_every_slot(pp_store_t *st, int loc)
     assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
-static void test_claim_reaps_slots_of_dead_processes_when_none_is_free(
-    void **state)
+static void
+test_claim_reaps_slots_of_dead_processes_when_none_is_free(void **state)
 {
     fix_t *f = *state;
     int idx;
@@ -1210,8 +1211,7 @@ static void test_reaping_on_claim_is_rate_limited(void **state)
     assert_int_equal(atomic_load(&f->st->c.slots_reaped), 0);
     assert_int_equal(atomic_load(&f->st->c.slots_full), 2);
     /* once the interval has passed, the next one does */
-    atomic_store(&f->st->reap_last_us,
-                 mono_now_us() - PP_REAP_INTERVAL_US - 1);
+    atomic_store(&f->st->reap_last_us, mono_now_us() - PP_REAP_INTERVAL_US - 1);
     assert_true(claim(f->st, f->loc, "x") >= 0);
     assert_int_equal(atomic_load(&f->st->c.slots_reaped), f->st->nslots);
 }
@@ -1224,8 +1224,8 @@ static void test_reaping_on_claim_is_rate_limited(void **state)
  * forked before, still serve pages.  They must list those locations (the
  * generation they compare rows with is the store's, not a copy of their
  * own); a private copy made them answer 404 for every location. */
-static void test_old_generation_child_sees_locations_of_the_new_one(
-    void **state)
+static void
+test_old_generation_child_sees_locations_of_the_new_one(void **state)
 {
     fix_t *f = *state;
     pp_store_t *st = f->st;
@@ -1263,12 +1263,13 @@ static void test_old_generation_child_sees_locations_of_the_new_one(
     assert_true(WIFEXITED(ws));
     if (WEXITSTATUS(ws) != 0) {
         fail_msg("a child of the old generation does not list the locations "
-                 "the new generation registered (exit %d)", WEXITSTATUS(ws));
+                 "the new generation registered (exit %d)",
+                 WEXITSTATUS(ws));
     }
 }
 
-static void test_header_scribbled_by_another_process_changes_nothing_here(
-    void **state)
+static void
+test_header_scribbled_by_another_process_changes_nothing_here(void **state)
 {
     fix_t *f = *state;
     pp_store_t *st = f->st;
@@ -1336,8 +1337,8 @@ static void test_shared_counters_scribbled_over_stay_harmless(void **state)
     assert_true(atomic_load(&st->c.frames_full) > 0);
 }
 
-static void test_negative_or_huge_start_time_never_indexes_out_of_the_windows(
-    void **state)
+static void
+test_negative_or_huge_start_time_never_indexes_out_of_the_windows(void **state)
 {
     fix_t *f = *state;
     uint32_t node =
@@ -1372,18 +1373,15 @@ static void test_record_indices_out_of_range_are_bounded(void **state)
 
     /* two segments whose parents point at each other: a page that
      * followed parents would never stop */
-    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "a", "", 2),
-                     1);
-    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "b", "", 3),
-                     2);
+    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "a", "", 2), 1);
+    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "b", "", 3), 2);
     segs->segments[0].parent = 2;
     segs->segments[1].parent = 2;
     q->open_segment = 5000;
     q->nstacks = 100000;
     pp_store_sample(f->st, idx, serial, node, 4, 1000, 0, PP_SAMPLE_ON_CPU);
     q->nsegments = 100000;
-    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "c", "", 5),
-                     0);
+    assert_int_equal(pp_store_segment_begin(f->st, idx, serial, "c", "", 5), 0);
     pp_store_segment_end(f->st, idx, serial, 100000, 6);
     assert_true(pp_store_read_slot(f->st, (uint32_t)idx, f->rec));
     assert_true(f->rec->req.nsegments <= PP_SEGMENTS_MAX);
@@ -1404,8 +1402,8 @@ static void test_record_indices_out_of_range_are_bounded(void **state)
                      0);
 }
 
-static void test_adoption_keeps_interval_and_depth_to_what_a_config_accepts(
-    void **state)
+static void
+test_adoption_keeps_interval_and_depth_to_what_a_config_accepts(void **state)
 {
     fix_t *f = *state;
     int idx = claim(f->st, f->loc, "steer");
@@ -1451,8 +1449,8 @@ static void *sampler_sim_main(void *arg)
         uint32_t gen = atomic_load(&s->gen);
         int idx = atomic_load(&s->idx);
         if (idx >= 0) {
-            pp_store_sample(s->st, idx, atomic_load(&s->serial), s->node, 1,
-                            10, 5, PP_SAMPLE_ON_CPU);
+            pp_store_sample(s->st, idx, atomic_load(&s->serial), s->node, 1, 10,
+                            5, PP_SAMPLE_ON_CPU);
             atomic_fetch_add(&s->writes, 1);
         }
         atomic_store(&s->ack, gen);
@@ -1548,8 +1546,8 @@ static void test_two_threads_of_one_process_lose_no_writes(void **state)
     pp_store_destroy(st);
 }
 
-static void test_write_waits_for_a_busy_token_then_is_counted_dropped(
-    void **state)
+static void
+test_write_waits_for_a_busy_token_then_is_counted_dropped(void **state)
 {
     fix_t *f = *state;
     int idx = claim(f->st, f->loc, "held");
@@ -1570,8 +1568,7 @@ static void test_write_waits_for_a_busy_token_then_is_counted_dropped(
     assert_int_equal(f->rec->req.app_end_us, 6);
 }
 
-static void test_claim_never_wipes_a_token_another_writer_holds(
-    void **state)
+static void test_claim_never_wipes_a_token_another_writer_holds(void **state)
 {
     pp_store_t *st = make_store(STORE_SIZE, 2, 2);
     int loc = pp_store_location_register(st, "/app", 10000);
@@ -1591,8 +1588,7 @@ static void test_claim_never_wipes_a_token_another_writer_holds(
     pp_store_destroy(st);
 }
 
-static void test_claim_takes_over_a_token_left_by_a_dead_process(
-    void **state)
+static void test_claim_takes_over_a_token_left_by_a_dead_process(void **state)
 {
     pp_store_t *st = make_store(STORE_SIZE, 1, 1);
     int loc = pp_store_location_register(st, "/app", 10000);
@@ -1607,8 +1603,8 @@ static void test_claim_takes_over_a_token_left_by_a_dead_process(
 
 /* ---- adoption by a daemon ---- */
 
-static void test_adoption_that_cannot_take_the_token_hands_the_slot_back(
-    void **state)
+static void
+test_adoption_that_cannot_take_the_token_hands_the_slot_back(void **state)
 {
     fix_t *f = *state;
     int idx = claim(f->st, f->loc, "adopt-me");
@@ -1736,8 +1732,8 @@ static int record_consistent(const pp_store_t *st, const pp_record_t *r,
     uint64_t sum = 0;
     uint32_t k, nonempty = 0;
 
-    if (sscanf(r->req.id, "w%d-%ld%n", &who, &i, &n) != 2
-        || r->req.id[n] != '\0') {
+    if (sscanf(r->req.id, "w%d-%ld%n", &who, &i, &n) != 2 ||
+        r->req.id[n] != '\0') {
         return 0;
     }
     snprintf(uri, sizeof(uri), "/app/w%d/%ld", who, i);
@@ -1754,10 +1750,10 @@ static int record_consistent(const pp_store_t *st, const pp_record_t *r,
         }
         nonempty++;
         sum += e->count;
-        if (!pp_store_node_get(st, e->node, &parent, &fr)
-            || !pp_store_frame_view(st, fr, &fv)
-            || (strcmp(fv.function, "main") != 0
-                && strcmp(fv.function, "handler") != 0)) {
+        if (!pp_store_node_get(st, e->node, &parent, &fr) ||
+            !pp_store_frame_view(st, fr, &fv) ||
+            (strcmp(fv.function, "main") != 0 &&
+             strcmp(fv.function, "handler") != 0)) {
             return 0;
         }
     }
@@ -1768,10 +1764,9 @@ static int record_consistent(const pp_store_t *st, const pp_record_t *r,
         return 0;
     }
     if (finished) {
-        return r->req.samples == (uint32_t)samples_of((int)i)
-               && r->req.status == 200 + (int)(i % 3)
-               && r->req.duration_us == (int64_t)(i % 50 + 1) * 1000
-               && i % 4 == 0;
+        return r->req.samples == (uint32_t)samples_of((int)i) &&
+               r->req.status == 200 + (int)(i % 3) &&
+               r->req.duration_us == (int64_t)(i % 50 + 1) * 1000 && i % 4 == 0;
     }
     return (r->req.status == 0 || r->req.status == 200 + (int)(i % 3));
 }
@@ -1884,8 +1879,8 @@ static void test_concurrent_threads_totals_add_up(void **state)
     check_location_totals(st, loc, 4);
     assert_int_equal(atomic_load(&st->c.samples),
                      atomic_load(&pp_store_location(st, loc)->samples));
-    assert_int_equal(atomic_load(&st->c.traces_kept)
-                         + atomic_load(&st->c.traces_torn),
+    assert_int_equal(atomic_load(&st->c.traces_kept) +
+                         atomic_load(&st->c.traces_torn),
                      4 * CYCLES / 4);
     check_kept_traces(st, rd.rec);
     assert_true(rd.reads > 0);
@@ -1970,8 +1965,8 @@ static void test_sigkilled_writer_leaves_readers_and_totals_intact(void **state)
     }
     /* killed while it writes: once it has finished a request (under
      * valgrind on a busy machine that can take far longer than 30 ms) */
-    for (i = 0; i < 2000 && atomic_load(&pp_store_location(st, victim_loc)
-                                              ->requests) == 0;
+    for (i = 0; i < 2000 &&
+                atomic_load(&pp_store_location(st, victim_loc)->requests) == 0;
          i++) {
         nanosleep(&ts, NULL);
     }
@@ -2073,8 +2068,8 @@ static int kill_at_nth_anonymous_point(int nth, char *msg, size_t cap,
     }
     while (steps < 5000000) {
         int ok;
-        if (ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL) != 0
-            || waitpid(pid, &ws, 0) != pid || !WIFSTOPPED(ws)) {
+        if (ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL) != 0 ||
+            waitpid(pid, &ws, 0) != pid || !WIFSTOPPED(ws)) {
             break;
         }
         steps++;
@@ -2152,8 +2147,8 @@ static void test_slot_of_process_killed_anywhere_is_reapable(void **state)
 
 static _Atomic uint64_t *epoch_stamp(pp_store_t *st, int64_t minute)
 {
-    return (_Atomic uint64_t *)((char *)st + st->off_epoch_stamps)
-           + (minute % PP_EPOCHS);
+    return (_Atomic uint64_t *)((char *)st + st->off_epoch_stamps) +
+           (minute % PP_EPOCHS);
 }
 
 /* A request with one sample on `node` that finished inside `minute`. */
@@ -2231,8 +2226,8 @@ static int step_until(pid_t pid, int (*pred)(void *), void *ctx, long *steps)
     int ws;
 
     for (*steps = 0; *steps < 5000000; (*steps)++) {
-        if (ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL) != 0
-            || waitpid(pid, &ws, 0) != pid || !WIFSTOPPED(ws)) {
+        if (ptrace(PTRACE_SINGLESTEP, pid, NULL, NULL) != 0 ||
+            waitpid(pid, &ws, 0) != pid || !WIFSTOPPED(ws)) {
             return 0;
         }
         if (pred(ctx)) {
@@ -2250,8 +2245,8 @@ typedef struct stamp_watch {
 static int stamp_resetting(void *ctx)
 {
     stamp_watch_t *w = ctx;
-    return (atomic_load(epoch_stamp(w->st, w->minute)) & PP_EPOCH_RESETTING)
-           != 0;
+    return (atomic_load(epoch_stamp(w->st, w->minute)) & PP_EPOCH_RESETTING) !=
+           0;
 }
 
 /* A process SIGKILLed while it empties a minute's table for reuse must not
@@ -2347,7 +2342,8 @@ int main(void)
         cmocka_unit_test(test_intern_table_full_returns_zero_and_counts),
         cmocka_unit_test(test_full_frame_table_never_misresolves_ids),
         cmocka_unit_test(test_full_arena_never_misresolves_ids),
-        cmocka_unit_test(test_concurrent_interning_into_a_full_arena_never_overlaps),
+        cmocka_unit_test(
+            test_concurrent_interning_into_a_full_arena_never_overlaps),
         T(test_node_interning_is_stable),
         T(test_node_with_frame_zero_is_refused),
         T(test_add_sample_aggregates_per_stack),

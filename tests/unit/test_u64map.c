@@ -53,15 +53,14 @@ static void test_fnv1a_vectors(void **state)
     assert_int_equal(pp_fnv1a32_str(PP_FNV32_BASIS, "a"), 0xe40c292cu);
     assert_int_equal(pp_fnv1a32_str(PP_FNV32_BASIS, "foobar"), 0xbf9cf968u);
     assert_int_equal(pp_fnv1a32(PP_FNV32_BASIS, "foobar", 6), 0xbf9cf968u);
-    assert_true(pp_fnv1a64_str(PP_FNV64_BASIS, "a") ==
-                0xaf63dc4c8601ec8cULL);
+    assert_true(pp_fnv1a64_str(PP_FNV64_BASIS, "a") == 0xaf63dc4c8601ec8cULL);
     assert_true(pp_fnv1a64(PP_FNV64_BASIS, "foobar", 6) ==
                 0x85944171f73967e8ULL);
     /* chaining is hashing the concatenation */
-    assert_true(pp_fnv1a64_str(pp_fnv1a64(pp_fnv1a64_str(PP_FNV64_BASIS,
-                                                         "main"),
-                                          "\xff", 1),
-                               "app.py") == 0x29c46635c1438151ULL);
+    assert_true(
+        pp_fnv1a64_str(
+            pp_fnv1a64(pp_fnv1a64_str(PP_FNV64_BASIS, "main"), "\xff", 1),
+            "app.py") == 0x29c46635c1438151ULL);
     assert_true(pp_fnv1a64_str(pp_fnv1a64_str(PP_FNV64_BASIS, "foo"), "bar") ==
                 pp_fnv1a64_str(PP_FNV64_BASIS, "foobar"));
 }

@@ -139,8 +139,8 @@ static inline int unit_utf8_valid(const char *s, size_t n)
             }
             cp = (cp << 6) | (p[i + k] & 0x3f);
         }
-        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)
-            || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
             return 0;
         }
         i += len;
