@@ -7,14 +7,13 @@
 #include "pp_hist.h"
 
 /* ratio between consecutive edges: (60 s / 1 ms)^(1/PP_HIST_LOG) */
+/* Computed at each call: a lazily set static here was written by
+ * concurrent threads (a data race), and a pow() costs less than the
+ * rendering around it. */
 static double edge_ratio(void)
 {
-    static double r;
-    if (r == 0.0) {
-        r = pow((double)PP_HIST_MAX_US / (double)PP_HIST_MIN_US,
-                1.0 / PP_HIST_LOG);
-    }
-    return r;
+    return pow((double)PP_HIST_MAX_US / (double)PP_HIST_MIN_US,
+               1.0 / PP_HIST_LOG);
 }
 
 int64_t pp_hist_lo_us(int b)
