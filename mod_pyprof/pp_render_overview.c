@@ -156,19 +156,12 @@ static void sort_link(pp_sink_t *o, const pp_store_t *st,
               opt->sort == sort ? " \xe2\x96\xbe" : "");
 }
 
-/* A GET form: filters work without JavaScript. */
-static void filter_form(pp_sink_t *o, const pp_store_t *st,
-                        const pp_render_opts_t *opt)
+/* The <option>s of a <select> of the configured locations, `selected`
+ * (a location index, or -1) marked. */
+static void location_options(pp_sink_t *o, const pp_store_t *st, int selected)
 {
-    static const char *const sorts[] = {"duration", "time", "uri"};
     int i;
 
-    pp_printf(o,
-              "<form class=filters method=get action=\"#slow\">"
-              "<input type=hidden name=sort value=%s>"
-              "<label>Location <select name=location>"
-              "<option value=\"\">any</option>",
-              sorts[opt->sort % 3]);
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {
         const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
         size_t pl;
@@ -178,10 +171,25 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
         pl = strnlen(loc->path, PP_PREFIX_MAX);
         pp_puts(o, "<option value=\"");
         pp_put_html(o, loc->path, pl);
-        pp_printf(o, "\"%s>", opt->filter_location == i ? " selected" : "");
+        pp_puts(o, selected == i ? "\" selected>" : "\">");
         pp_put_html(o, loc->path, pl);
         pp_puts(o, "</option>");
     }
+}
+
+/* A GET form: filters work without JavaScript. */
+static void filter_form(pp_sink_t *o, const pp_store_t *st,
+                        const pp_render_opts_t *opt)
+{
+    static const char *const sorts[] = {"duration", "time", "uri"};
+
+    pp_printf(o,
+              "<form class=filters method=get action=\"#slow\">"
+              "<input type=hidden name=sort value=%s>"
+              "<label>Location <select name=location>"
+              "<option value=\"\">any</option>",
+              sorts[opt->sort % 3]);
+    location_options(o, st, opt->filter_location);
     pp_puts(o, "</select></label> <label>Status <input name=status size=4 "
                "placeholder=\"5xx\" value=\"");
     if (opt->filter_status >= 10) {
@@ -252,19 +260,7 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, nonce);
     pp_puts(o, "\"><label>Keep the next <input name=count size=4 "
                "value=20></label> <label>requests to <select name=path>");
-    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
-        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        size_t pl;
-        if (!pp_location_current(st, loc)) {
-            continue;
-        }
-        pl = strnlen(loc->path, PP_PREFIX_MAX);
-        pp_puts(o, "<option value=\"");
-        pp_put_html(o, loc->path, pl);
-        pp_puts(o, "\">");
-        pp_put_html(o, loc->path, pl);
-        pp_puts(o, "</option>");
-    }
+    location_options(o, st, -1);
     pp_puts(o, "</select></label> <button>Arm</button></form>");
     for (i = 0; i < PP_MAX_LOCATIONS; i++) {
         const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
