@@ -488,8 +488,7 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
     }
     pp_profile_init(&p);
     if (pp_render_location_profile(&p, st, idx, opt->now_us, opt->since_us,
-                                   opt->side) != 0 ||
-        pp_profile_resolve(&p, st) != 0) {
+                                   opt->side) != 0) {
         pp_profile_free(&p);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -592,11 +591,6 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
                             before.v[i].weight_us, before.v[i].cpu_us);
     }
     pp_profile_sort(&after);
-    if (pp_profile_resolve(&after, st) != 0) {
-        pp_profile_free(&before);
-        pp_profile_free(&after);
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
     {
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
         rc = send_pprof(r, &after, labels, 1, t0 * 1000,

@@ -299,7 +299,6 @@ static void worst_location(void *a)
     /* the exports are complete by design: their cost is the stacks' */
     pp_profile_init(&p);
     pp_render_location_profile(&p, st, worst_loc, opt.now_us, 0, PP_SIDE_ALL);
-    pp_profile_resolve(&p, st);
     if (what == 2) {
         pp_render_location_json(&o, st, worst_loc, &p, &wo);
     }
