@@ -352,8 +352,9 @@ static uint32_t resolve_frame(pp_profile_t *p, const pp_store_t *st,
     if (!slot) {
         return 0;
     }
-    if (*slot) {
-        return *slot;
+    if (*slot != 0) {
+        /* cppcheck takes the value for the pointer tested above */
+        return *slot; /* cppcheck-suppress identicalInnerCondition */
     }
     if (pp_store_frame_view(st, sframe, &fv)) {
         id = frame_put(p, fv.function, fv.file, fv.line, 1, sframe);
