@@ -3,8 +3,9 @@
  * profile.proto (what Go's net/http/pprof serves and Pyroscope scrapes).
  *
  * Names are exported whole (display shortening is the pages' business);
- * every string is escaped or length-delimited for its format.  Heap
- * memory only; never writes to the store.
+ * every string is escaped or length-delimited for its format.  Each
+ * writes a resolved profile (pp_profile_resolve) and nothing else: it
+ * never reads the store.  Heap memory only.
  */
 #ifndef PP_EXPORT_H
 #define PP_EXPORT_H

@@ -2,8 +2,10 @@
  * pp_profile.h).  Heap memory only: a stack set holds one entry per
  * distinct stack (bounded by the store's aggregate tables), a tree at most
  * PP_TREE_MAX_NODES nodes, and hot functions are read off the tree, so no
- * view costs stacks times depth.  Every node chain is walked with a depth
- * bound, so a corrupt store cannot loop.  Never writes to the store.
+ * view costs stacks times depth.  The store is read in one place, the
+ * resolve step, which copies frames and nodes into the profile; every
+ * node chain is walked with a depth bound there and in the profile's own
+ * trie, so a corrupt store cannot loop.  Never writes to the store.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -4,8 +4,12 @@
  * merged per function, hot functions (self and total), and resolved
  * frames for the exports.
  *
- * Built from snapshot reads of the store; owns heap memory (malloc), so
- * only the handler uses it, never a request thread or the sampler.
+ * Built from snapshot reads of the store, then resolved once
+ * (pp_profile_resolve, pp_profile_resolve_tree): the frames' names and
+ * the stacks' nodes are copied into memory the profile owns, and the
+ * trees, views and exports read that copy only.  Owns heap memory
+ * (malloc), so only the handler uses it, never a request thread or the
+ * sampler.
  */
 #ifndef PP_PROFILE_H
 #define PP_PROFILE_H

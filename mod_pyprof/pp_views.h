@@ -2,7 +2,9 @@
  * location pages: a server-side SVG flame graph (with an optional inline
  * script for click-to-zoom and search), the call tree as nested
  * <details>, the hot-functions table, and the differential table.
- * All work without JavaScript; all names are HTML-escaped.
+ * All work without JavaScript; all names are HTML-escaped.  Pure
+ * functions of a built tree (pp_tree_build of a resolved profile): they
+ * never read the store.
  */
 #ifndef PP_VIEWS_H
 #define PP_VIEWS_H
