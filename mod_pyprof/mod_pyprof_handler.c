@@ -318,14 +318,13 @@ static int busy_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
     return error_page(r, o, opt, format, HTTP_SERVICE_UNAVAILABLE, msg);
 }
 
-static int send_pprof(request_rec *r, const pp_store_t *st,
-                      const pp_profile_t *p, const pp_pprof_label_t *labels,
-                      size_t nlabels, int64_t time_ns, int64_t duration_ns,
-                      int64_t interval_ns)
+static int send_pprof(request_rec *r, const pp_profile_t *p,
+                      const pp_pprof_label_t *labels, size_t nlabels,
+                      int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
 {
     pp_bytes_t out;
 
-    if (pp_export_pprof(&out, st, p, labels, nlabels, time_ns, duration_ns,
+    if (pp_export_pprof(&out, p, labels, nlabels, time_ns, duration_ns,
                         interval_ns) != 0) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -418,19 +417,22 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         pp_profile_sort(&p);
+        if (pp_profile_resolve(&p, st) != 0) {
+            pp_profile_free(&p);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
         if (q->format == FMT_PPROF) {
             if (rec->req.flags & PP_REQ_DAEMON) {
                 labels[nlabels++] = labels[5];
             }
-            rc =
-                send_pprof(r, st, &p, labels, nlabels, rec->req.start_us * 1000,
-                           rec->req.duration_us * 1000,
-                           (int64_t)rec->req.interval_us * 1000);
+            rc = send_pprof(r, &p, labels, nlabels, rec->req.start_us * 1000,
+                            rec->req.duration_us * 1000,
+                            (int64_t)rec->req.interval_us * 1000);
         }
         else {
             set_type(r, q->format);
             if (!r->header_only) {
-                pp_export_speedscope(sink, st, &p,
+                pp_export_speedscope(sink, &p,
                                      apr_pstrcat(r->pool, rec->req.method, " ",
                                                  rec->req.uri, " (",
                                                  rec->req.id, ")", NULL));
@@ -494,7 +496,7 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
         int64_t dur =
             opt->since_us ? opt->since_us : (opt->now_us - loc->created_us);
-        rc = send_pprof(r, st, &p, labels, 1, (opt->now_us - dur) * 1000,
+        rc = send_pprof(r, &p, labels, 1, (opt->now_us - dur) * 1000,
                         dur * 1000, (int64_t)loc->interval_us * 1000);
     }
     else {
@@ -503,10 +505,10 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
             pp_render_location_json(sink, st, idx, &p, opt);
         }
         else if (q->format == FMT_FOLDED) {
-            pp_export_folded(sink, st, &p);
+            pp_export_folded(sink, &p);
         }
         else {
-            pp_export_speedscope(sink, st, &p, lp);
+            pp_export_speedscope(sink, &p, lp);
         }
     }
     pp_profile_free(&p);
@@ -591,7 +593,7 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
     pp_profile_sort(&after);
     {
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
-        rc = send_pprof(r, st, &after, labels, 1, t0 * 1000,
+        rc = send_pprof(r, &after, labels, 1, t0 * 1000,
                         (pp_wall_us() - t0) * 1000,
                         (int64_t)loc->interval_us * 1000);
     }

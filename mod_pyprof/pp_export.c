@@ -14,7 +14,7 @@
 
 /* ---- folded ---- */
 
-static void folded_frame(pp_sink_t *o, const pp_frame_view_t *fv)
+static void folded_frame(pp_sink_t *o, const pp_pframe_t *fv)
 {
     pp_put_folded(o, fv->function, strlen(fv->function));
     if (fv->file[0]) {
@@ -26,25 +26,24 @@ static void folded_frame(pp_sink_t *o, const pp_frame_view_t *fv)
     }
 }
 
-void pp_export_folded(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p)
+void pp_export_folded(pp_sink_t *o, const pp_profile_t *p)
 {
     uint32_t frames[PP_DEPTH_LIMIT + 2];
     size_t i;
 
     for (i = 0; i < p->n; i++) {
-        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2),
+        uint32_t d = pp_profile_stack_frames(p, i, frames, PP_DEPTH_LIMIT + 2),
                  j;
         if (d == 0) {
             continue;
         }
         for (j = 0; j < d; j++) {
-            pp_frame_view_t fv;
-            pp_profile_frame(st, frames[j], &fv);
+            const pp_pframe_t *fv;
+            fv = pp_profile_pframe(p, frames[j]);
             if (j) {
                 pp_puts(o, ";");
             }
-            folded_frame(o, &fv);
+            folded_frame(o, fv);
         }
         pp_printf(o, " %llu\n", (unsigned long long)p->v[i].count);
     }
@@ -53,7 +52,7 @@ void pp_export_folded(pp_sink_t *o, const pp_store_t *st, const pp_profile_t *p)
 /* ---- frame indexing shared by speedscope and pprof ---- */
 
 typedef struct frame_index {
-    uint64_t *ids; /* keys (store frame ids), in first-seen order */
+    uint64_t *ids; /* keys (profile frame ids), in first-seen order */
     uint32_t n, cap;
     pp_u64map_t map; /* key -> index + 1 */
 } frame_index_t;
@@ -97,8 +96,7 @@ static int64_t fi_get(frame_index_t *fi, uint64_t frame)
 
 /* ---- speedscope ---- */
 
-void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
-                          const pp_profile_t *p, const char *name)
+void pp_export_speedscope(pp_sink_t *o, const pp_profile_t *p, const char *name)
 {
     frame_index_t fi;
     uint32_t frames[PP_DEPTH_LIMIT + 2];
@@ -122,8 +120,7 @@ void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
               "\"endValue\":%.3f,\"samples\":[",
               p->weight_us / 1e3);
     for (i = 0; i < p->n; i++) {
-        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2),
+        uint32_t d = pp_profile_stack_frames(p, i, frames, PP_DEPTH_LIMIT + 2),
                  j;
         pp_puts(o, i ? ",[" : "[");
         for (j = 0; j < d; j++) {
@@ -139,14 +136,14 @@ void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
     }
     pp_puts(o, "]}],\"shared\":{\"frames\":[");
     for (k = 0; k < fi.n; k++) {
-        pp_frame_view_t fv;
-        pp_profile_frame(st, (uint32_t)fi.ids[k], &fv);
+        const pp_pframe_t *fv;
+        fv = pp_profile_pframe(p, (uint32_t)fi.ids[k]);
         pp_puts(o, k ? ",{\"name\":" : "{\"name\":");
-        pp_put_json_str(o, fv.function, strlen(fv.function));
-        if (fv.file[0]) {
+        pp_put_json_str(o, fv->function, strlen(fv->function));
+        if (fv->file[0]) {
             pp_puts(o, ",\"file\":");
-            pp_put_json_str(o, fv.file, strlen(fv.file));
-            pp_printf(o, ",\"line\":%u", fv.line);
+            pp_put_json_str(o, fv->file, strlen(fv->file));
+            pp_printf(o, ",\"line\":%u", fv->line);
         }
         pp_puts(o, "}");
     }
@@ -360,10 +357,9 @@ static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out, int finish)
     return 0;
 }
 
-int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
-                    const pp_profile_t *p, const pp_pprof_label_t *labels,
-                    size_t nlabels, int64_t time_ns, int64_t duration_ns,
-                    int64_t interval_ns)
+int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
+                    const pp_pprof_label_t *labels, size_t nlabels,
+                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
 {
     pp_bytes_t prof = {0}, sub = {0}, sub2 = {0};
     frame_index_t fi = {0}, fns = {0};
@@ -402,8 +398,7 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
 
     /* samples: location ids leaf first, as profile.proto wants */
     for (i = 0; i < p->n; i++) {
-        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2),
+        uint32_t d = pp_profile_stack_frames(p, i, frames, PP_DEPTH_LIMIT + 2),
                  j;
         size_t l;
         pb_key(&sub, 1, 2);
@@ -441,11 +436,11 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
         goto done;
     }
     for (k = 0; k < fi.n; k++) {
-        pp_frame_view_t fv;
+        const pp_pframe_t *fv;
         int64_t nm, fl, f;
-        pp_profile_frame(st, (uint32_t)fi.ids[k], &fv);
-        nm = strtab_get(&strs, fv.function);
-        fl = strtab_get(&strs, fv.file);
+        fv = pp_profile_pframe(p, (uint32_t)fi.ids[k]);
+        nm = strtab_get(&strs, fv->function);
+        fl = strtab_get(&strs, fv->file);
         if (nm < 0 || fl < 0) {
             goto done;
         }
@@ -456,7 +451,7 @@ int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
         /* Location { id, line { function_id, line } } */
         pb_uint(&sub, 1, k + 1);
         pb_uint(&sub2, 1, (uint64_t)f + 1);
-        pb_uint(&sub2, 2, fv.line);
+        pb_uint(&sub2, 2, fv->line);
         pb_message(&sub, 4, &sub2);
         pb_message(&prof, 4, &sub);
     }

@@ -3,8 +3,9 @@
  * profile.proto (what Go's net/http/pprof serves and Pyroscope scrapes).
  *
  * Names are exported whole (display shortening is the pages' business);
- * every string is escaped or length-delimited for its format.  Heap
- * memory only; never writes to the store.
+ * every string is escaped or length-delimited for its format.  Each
+ * writes a resolved profile (pp_profile_resolve) and nothing else: it
+ * never reads the store.  Heap memory only.
  */
 #ifndef PP_EXPORT_H
 #define PP_EXPORT_H
@@ -16,12 +17,11 @@
 #include "pp_sink.h"
 
 /* One line per stack, root first: "f (file:line);g (file:line) COUNT". */
-void pp_export_folded(pp_sink_t *o, const pp_store_t *st,
-                      const pp_profile_t *p);
+void pp_export_folded(pp_sink_t *o, const pp_profile_t *p);
 
 /* A speedscope "sampled" profile, weights in milliseconds of wall time. */
-void pp_export_speedscope(pp_sink_t *o, const pp_store_t *st,
-                          const pp_profile_t *p, const char *name);
+void pp_export_speedscope(pp_sink_t *o, const pp_profile_t *p,
+                          const char *name);
 
 typedef struct pp_pprof_label {
     const char *key;
@@ -38,9 +38,8 @@ typedef struct pp_bytes {
 /* Gzipped profile.proto: sample types samples/count and wall/nanoseconds,
  * every sample carrying `labels`; period = interval_ns of wall time.
  * Returns 0 and fills *out (free out->data), or -1. */
-int pp_export_pprof(pp_bytes_t *out, const pp_store_t *st,
-                    const pp_profile_t *p, const pp_pprof_label_t *labels,
-                    size_t nlabels, int64_t time_ns, int64_t duration_ns,
-                    int64_t interval_ns);
+int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
+                    const pp_pprof_label_t *labels, size_t nlabels,
+                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns);
 
 #endif

@@ -2,8 +2,10 @@
  * pp_profile.h).  Heap memory only: a stack set holds one entry per
  * distinct stack (bounded by the store's aggregate tables), a tree at most
  * PP_TREE_MAX_NODES nodes, and hot functions are read off the tree, so no
- * view costs stacks times depth.  Every node chain is walked with a depth
- * bound, so a corrupt store cannot loop.  Never writes to the store.
+ * view costs stacks times depth.  The store is read in one place, the
+ * resolve step, which copies frames and nodes into the profile; every
+ * node chain is walked with a depth bound there and in the profile's own
+ * trie, so a corrupt store cannot loop.  Never writes to the store.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +22,17 @@ void pp_profile_init(pp_profile_t *p)
 
 void pp_profile_free(pp_profile_t *p)
 {
+    uint32_t i;
+
+    for (i = 0; i < p->nframes; i++) {
+        free((char *)p->frames[i].function); /* function and file, one block */
+    }
+    free(p->frames);
+    free(p->nodes);
     free(p->v);
     pp_u64map_free(&p->index);
+    pp_u64map_free(&p->frame_of);
+    pp_u64map_free(&p->node_of);
     memset(p, 0, sizeof(*p));
 }
 
@@ -241,6 +252,228 @@ int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st, int location,
     return 0;
 }
 
+/* ---- the resolved snapshot ---- */
+
+static const pp_pframe_t unknown_frame = {"[unknown]", "", 0, 0, 0, 0};
+
+uint64_t pp_profile_function_id(const pp_frame_view_t *fv)
+{
+    return pp_fnv1a64_str(
+        pp_fnv1a64(pp_fnv1a64_str(PP_FNV64_BASIS, fv->function), "\xff", 1),
+        fv->file);
+}
+
+/* A frame of the profile's own: function and file copied into one block. */
+static uint32_t frame_put(pp_profile_t *p, const char *function,
+                          const char *file, uint32_t line, int known,
+                          uint32_t key)
+{
+    size_t fl = strlen(function), sl = strlen(file);
+    pp_frame_view_t fv;
+    pp_pframe_t *f;
+    char *mem;
+
+    if (p->nframes >= p->frames_cap) {
+        uint32_t ncap = p->frames_cap ? p->frames_cap * 2 : 256;
+        pp_pframe_t *nv = realloc(p->frames, sizeof(*nv) * ncap);
+        if (!nv) {
+            return 0;
+        }
+        p->frames = nv;
+        p->frames_cap = ncap;
+    }
+    if (!(mem = malloc(fl + sl + 2))) {
+        return 0;
+    }
+    memcpy(mem, function, fl + 1);
+    memcpy(mem + fl + 1, file, sl + 1);
+    f = &p->frames[p->nframes++];
+    f->function = mem;
+    f->file = mem + fl + 1;
+    f->line = line;
+    f->known = known;
+    f->key = key ? key : p->nframes;
+    fv.function = f->function;
+    fv.file = f->file;
+    fv.line = line;
+    f->fid = pp_profile_function_id(&fv);
+    return p->nframes;
+}
+
+uint32_t pp_profile_new_frame(pp_profile_t *p, const char *function,
+                              const char *file, uint32_t line)
+{
+    return frame_put(p, function, file, line, 1, 0);
+}
+
+uint32_t pp_profile_new_node(pp_profile_t *p, uint32_t parent, uint32_t frame)
+{
+    if (parent > p->nnodes || !frame || frame > p->nframes) {
+        return 0;
+    }
+    if (p->nnodes >= p->nodes_cap) {
+        uint32_t ncap = p->nodes_cap ? p->nodes_cap * 2 : 1024;
+        pp_pnode_t *nv = realloc(p->nodes, sizeof(*nv) * ncap);
+        if (!nv) {
+            return 0;
+        }
+        p->nodes = nv;
+        p->nodes_cap = ncap;
+    }
+    p->nodes[p->nnodes].parent = parent;
+    p->nodes[p->nnodes].frame = frame;
+    return ++p->nnodes;
+}
+
+int pp_profile_add_resolved(pp_profile_t *p, uint32_t leaf, uint64_t count,
+                            uint64_t weight_us, uint64_t cpu_us)
+{
+    uint32_t *slot;
+
+    if (!leaf || leaf > p->nnodes || !count) {
+        return 0;
+    }
+    if (pp_profile_add(p, leaf, count, weight_us, cpu_us)) {
+        return -1;
+    }
+    slot = pp_u64map_find(&p->index, leaf);
+    if (slot && *slot) {
+        p->v[*slot - 1].leaf = leaf;
+    }
+    return 0;
+}
+
+/* The profile's id of a store frame, copied on first use. */
+static uint32_t resolve_frame(pp_profile_t *p, const pp_store_t *st,
+                              uint32_t sframe)
+{
+    uint32_t *slot = pp_u64map_get(&p->frame_of, sframe, 0);
+    pp_frame_view_t fv;
+    uint32_t id;
+
+    if (!slot) {
+        return 0;
+    }
+    if (*slot != 0) {
+        /* cppcheck takes the value for the pointer tested above */
+        return *slot; /* cppcheck-suppress identicalInnerCondition */
+    }
+    if (pp_store_frame_view(st, sframe, &fv)) {
+        id = frame_put(p, fv.function, fv.file, fv.line, 1, sframe);
+    }
+    else {
+        id = frame_put(p, unknown_frame.function, unknown_frame.file, 0, 0,
+                       sframe);
+    }
+    /* the map may have grown meanwhile: look the slot up again */
+    slot = pp_u64map_get(&p->frame_of, sframe, 0);
+    if (slot) {
+        *slot = id;
+    }
+    return id;
+}
+
+/* Walk the store up from a stack's leaf until a node already copied (or
+ * the root, or a node that does not resolve), then copy the missing part
+ * top-down.  Bounded by the depth limit, so a corrupt store cannot loop.
+ * -1 on ENOMEM. */
+static int resolve_stack(pp_profile_t *p, const pp_store_t *st,
+                         pp_prof_stack_t *s)
+{
+    uint32_t chain[PP_DEPTH_LIMIT + 2], frames[PP_DEPTH_LIMIT + 2];
+    uint32_t *slots[PP_DEPTH_LIMIT + 2];
+    uint32_t n = 0, node = s->node, parent = 0, pnode, j, cap;
+    uint32_t *slot;
+
+    /* one lookup per node: a node not copied yet gets a 0 slot, filled
+     * once its part of the stack is copied (a slot left 0 reads as not
+     * copied, so a stack cut short leaves nothing half-made) */
+    cap = p->node_of.cap;
+    while (node && n < PP_DEPTH_LIMIT + 2) {
+        if (!(slot = pp_u64map_get(&p->node_of, node, 0))) {
+            return -1;
+        }
+        if (*slot) {
+            parent = *slot;
+            break;
+        }
+        if (!pp_store_node_get(st, node, &pnode, &frames[n])) {
+            break;
+        }
+        slots[n] = slot;
+        chain[n++] = node;
+        node = pnode;
+    }
+    for (j = n; j-- > 0;) {
+        uint32_t f = resolve_frame(p, st, frames[j]), id;
+        if (!f || !(id = pp_profile_new_node(p, parent, f))) {
+            return -1;
+        }
+        /* the map may have grown since the slot was found */
+        if (p->node_of.cap != cap) {
+            slots[j] = pp_u64map_get(&p->node_of, chain[j], 0);
+            if (!slots[j]) {
+                return -1;
+            }
+        }
+        *slots[j] = id;
+        parent = id;
+    }
+    s->leaf = parent;
+    return 0;
+}
+
+static int resolve_init(pp_profile_t *p)
+{
+    return (!p->frame_of.keys && pp_u64map_init(&p->frame_of, 1024)) ||
+                   (!p->node_of.keys && pp_u64map_init(&p->node_of, 1024))
+               ? -1
+               : 0;
+}
+
+int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st)
+{
+    size_t i;
+
+    if (resolve_init(p)) {
+        return -1;
+    }
+    for (i = 0; i < p->n; i++) {
+        if (!p->v[i].leaf && resolve_stack(p, st, &p->v[i])) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+const pp_pframe_t *pp_profile_pframe(const pp_profile_t *p, uint32_t frame)
+{
+    if (!frame || frame > p->nframes) {
+        return &unknown_frame;
+    }
+    return &p->frames[frame - 1];
+}
+
+uint32_t pp_profile_stack_frames(const pp_profile_t *p, size_t i, uint32_t *out,
+                                 uint32_t cap)
+{
+    uint32_t tmp[PP_DEPTH_LIMIT + 2];
+    uint32_t n = 0, k, node = i < p->n ? p->v[i].leaf : 0;
+
+    while (node && node <= p->nnodes && n < PP_DEPTH_LIMIT + 2) {
+        tmp[n++] = p->nodes[node - 1].frame;
+        node = p->nodes[node - 1].parent;
+    }
+    for (k = 0; k < n && k < cap; k++) {
+        /* tmp[0..n) was written by the loop above */
+        // cppcheck-suppress uninitvar
+        out[k] = tmp[n - 1 - k];
+    }
+    return k;
+}
+
+/* ---- store readers for one stack ---- */
+
 uint32_t pp_profile_frames(const pp_store_t *st, uint32_t node, uint32_t *out,
                            uint32_t cap)
 {
@@ -273,63 +506,89 @@ void pp_profile_frame(const pp_store_t *st, uint32_t frame, pp_frame_view_t *fv)
 /* ---- function identity: same name and file, any line ---- */
 
 typedef struct fkeys {
-    pp_u64map_t by_frame; /* frame id -> fkey */
-    pp_u64map_t by_name;  /* hash(function, file) -> fkey */
+    uint32_t *by_frame; /* profile frame id -> fkey (0: not yet) */
+    uint32_t nframes;
+    pp_u64map_t by_name; /* hash(function, file) -> fkey */
 } fkeys_t;
 
-static int fkeys_init(fkeys_t *k, uint32_t want)
+/* Room for every frame id of p (the profile may grow between stacks when
+ * pp_profile_resolve_tree copies as it builds). */
+static int fkeys_fit(fkeys_t *k, const pp_profile_t *p)
+{
+    if (!k->by_frame || k->nframes < p->nframes) {
+        uint32_t *v = realloc(k->by_frame, sizeof(uint32_t) * (p->nframes + 1));
+        if (!v) {
+            return -1;
+        }
+        memset(v + (k->by_frame ? k->nframes + 1 : 0), 0,
+               sizeof(uint32_t) *
+                   (p->nframes + 1 - (k->by_frame ? k->nframes + 1 : 0)));
+        k->by_frame = v;
+        k->nframes = p->nframes;
+    }
+    return 0;
+}
+
+static int fkeys_init(fkeys_t *k, const pp_profile_t *p, uint32_t want)
 {
     memset(k, 0, sizeof(*k));
-    return pp_u64map_init(&k->by_frame, want) ||
-                   pp_u64map_init(&k->by_name, want)
-               ? -1
-               : 0;
+    return fkeys_fit(k, p) || pp_u64map_init(&k->by_name, want) ? -1 : 0;
 }
 
 static void fkeys_free(fkeys_t *k)
 {
-    pp_u64map_free(&k->by_frame);
+    free(k->by_frame);
+    k->by_frame = NULL;
     pp_u64map_free(&k->by_name);
 }
 
-uint64_t pp_profile_function_id(const pp_frame_view_t *fv)
+/* A frame's function key: the key of the first frame seen with its name
+ * and file (an unresolved frame is a function of its own). */
+static uint32_t function_key(fkeys_t *k, const pp_profile_t *p, uint32_t frame)
 {
-    return pp_fnv1a64_str(
-        pp_fnv1a64(pp_fnv1a64_str(PP_FNV64_BASIS, fv->function), "\xff", 1),
-        fv->file);
-}
-
-static uint32_t function_key(fkeys_t *k, const pp_store_t *st, uint32_t frame)
-{
-    uint32_t *slot = pp_u64map_get(&k->by_frame, frame, 0);
-    pp_frame_view_t fv;
-    uint64_t h;
+    const pp_pframe_t *f = pp_profile_pframe(p, frame);
     uint32_t *named;
 
-    if (!slot) {
-        return frame;
+    if (!frame || frame > k->nframes) {
+        return f->key;
     }
-    if (*slot != 0) {
-        return *slot; /* cppcheck-suppress identicalInnerCondition */
+    if (k->by_frame[frame] != 0) {
+        return k->by_frame[frame];
     }
-    if (!pp_store_frame_view(st, frame, &fv)) {
-        *slot = frame;
-        return frame;
+    if (!f->known) {
+        k->by_frame[frame] = f->key;
+        return f->key;
     }
-    h = pp_profile_function_id(&fv);
-    named = pp_u64map_get(&k->by_name, h, frame);
-    *slot = named ? *named : frame;
-    return *slot;
+    named = pp_u64map_get(&k->by_name, f->fid, f->key);
+    k->by_frame[frame] = named ? *named : f->key;
+    return k->by_frame[frame];
 }
 
 /* ---- call tree ---- */
 
 typedef struct tree_priv {
-    pp_u64map_t index;   /* (parent, fkey) -> index + 1 */
-    pp_u64map_t by_node; /* store node id -> index + 1, so stacks that share
-                          * a prefix walk the store only down to it */
+    pp_u64map_t index; /* (parent, fkey) -> index + 1 */
+    uint32_t *by_node; /* profile node id -> index + 1, so stacks that
+                        * share a prefix walk only down to it */
+    uint32_t nnodes;
     fkeys_t fk;
 } tree_priv_t;
+
+/* Room for every node id of p (see fkeys_fit). */
+static int tree_fit(tree_priv_t *pv, const pp_profile_t *p)
+{
+    if (!pv->by_node || pv->nnodes < p->nnodes) {
+        uint32_t had = pv->by_node ? pv->nnodes + 1 : 0;
+        uint32_t *v = realloc(pv->by_node, sizeof(uint32_t) * (p->nnodes + 1));
+        if (!v) {
+            return -1;
+        }
+        memset(v + had, 0, sizeof(uint32_t) * (p->nnodes + 1 - had));
+        pv->by_node = v;
+        pv->nnodes = p->nnodes;
+    }
+    return fkeys_fit(&pv->fk, p);
+}
 
 /* Leave a stack out of the views: its samples are counted, not drawn. */
 static void tree_leave_out(pp_tree_t *t, const pp_prof_stack_t *e)
@@ -343,19 +602,38 @@ static void tree_leave_out(pp_tree_t *t, const pp_prof_stack_t *e)
  * the store is walked only while the walk budget lasts, and nodes are made
  * only if the whole missing part fits under the node cap, so a stack is
  * either in the tree with all its samples or left out whole. */
-static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
+static void tree_add_stack(pp_tree_t *t, const pp_profile_t *p,
                            const pp_prof_stack_t *e)
 {
     tree_priv_t *pv = t->priv;
     uint32_t chain[PP_DEPTH_LIMIT + 2], frames[PP_DEPTH_LIMIT + 2];
-    uint32_t n = 0, node = e->node, parent = 0, pframe, j, leaf;
-    uint32_t *known;
+    uint32_t n = 0, node = e->leaf, parent = 0, j, leaf;
 
-    /* walk up the store's trie until a node this tree already has */
+    if (!e->leaf) {
+        /* not in the snapshot: the store did not resolve its leaf, or
+         * pp_profile_resolve_tree did not copy it (the tree was full);
+         * counted as the walk of its leaf would have been */
+        if (t->full || t->walked >= PP_TREE_MAX_WALK) {
+            t->full = 1;
+        }
+        else {
+            t->walked++;
+        }
+        tree_leave_out(t, e);
+        return;
+    }
+    if (tree_fit(pv, p)) {
+        t->full = 1; /* out of memory */
+        tree_leave_out(t, e);
+        return;
+    }
+    /* walk up the profile's trie until a node this tree already has */
     while (node && n < PP_DEPTH_LIMIT + 2) {
-        known = pp_u64map_find(&pv->by_node, node);
-        if (known && *known) {
-            parent = *known;
+        if (node > pv->nnodes) {
+            break;
+        }
+        if (pv->by_node[node]) {
+            parent = pv->by_node[node];
             break;
         }
         if (t->full || t->walked >= PP_TREE_MAX_WALK) {
@@ -366,11 +644,12 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
             return;
         }
         t->walked++;
-        if (!pp_store_node_get(st, node, &pframe, &frames[n])) {
+        if (node > p->nnodes) {
             break;
         }
+        frames[n] = p->nodes[node - 1].frame;
         chain[n++] = node;
-        node = pframe;
+        node = p->nodes[node - 1].parent;
     }
     if (n == 0 && !parent) {
         tree_leave_out(t, e); /* unresolvable: counted, never lost */
@@ -383,10 +662,9 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
     }
     /* create the missing part top-down */
     for (j = n; j-- > 0;) {
-        uint32_t fkey = function_key(&pv->fk, st, frames[j]);
+        uint32_t fkey = function_key(&pv->fk, p, frames[j]);
         uint32_t *slot =
             pp_u64map_get(&pv->index, ((uint64_t)parent << 32) | fkey, 0);
-        uint32_t *bn;
         pp_tnode_t *x;
 
         if (!slot) {
@@ -422,10 +700,7 @@ static void tree_add_stack(pp_tree_t *t, const pp_store_t *st,
                 t->max_depth = x->depth + 1;
             }
         }
-        bn = pp_u64map_get(&pv->by_node, chain[j], *slot);
-        if (bn) {
-            *bn = *slot;
-        }
+        pv->by_node[chain[j]] = *slot;
         x = &t->v[*slot - 1];
         /* the line most samples were on, judged per stack as it comes */
         if (x->frame == frames[j]) {
@@ -513,12 +788,12 @@ static void tree_link(pp_tree_t *t)
     }
 }
 
-int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
+static int tree_begin(pp_tree_t *t, const pp_profile_t *p)
 {
     tree_priv_t *pv;
-    size_t i;
 
     memset(t, 0, sizeof(*t));
+    t->prof = p;
     t->cap = 1024;
     /* zeroed (and the grown part below): every node is written when first
      * mapped, but the analyzer cannot see that invariant */
@@ -526,14 +801,16 @@ int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
     pv = calloc(1, sizeof(*pv));
     t->priv = pv;
     if (!t->v || !pv || pp_u64map_init(&pv->index, t->cap) ||
-        pp_u64map_init(&pv->by_node, t->cap) || fkeys_init(&pv->fk, 1024)) {
+        fkeys_init(&pv->fk, p, 1024) || tree_fit(pv, p)) {
         return -1;
     }
-    /* stacks come most samples first: past the caps only rare ones are
-     * left out of the views (the exports keep them all) */
-    for (i = 0; i < p->n && i < PP_TREE_MAX_STACKS; i++) {
-        tree_add_stack(t, st, &p->v[i]);
-    }
+    return 0;
+}
+
+static void tree_end(pp_tree_t *t, const pp_profile_t *p, size_t i)
+{
+    tree_priv_t *pv = t->priv;
+
     for (; i < p->n; i++) {
         tree_leave_out(t, &p->v[i]);
     }
@@ -541,9 +818,57 @@ int pp_tree_build(pp_tree_t *t, const pp_store_t *st, const pp_profile_t *p)
     /* the maps only served the build: give their memory back before the
      * page is written */
     pp_u64map_free(&pv->index);
-    pp_u64map_free(&pv->by_node);
+    free(pv->by_node);
+    pv->by_node = NULL;
     fkeys_free(&pv->fk);
+}
+
+int pp_tree_build(pp_tree_t *t, const pp_profile_t *p)
+{
+    size_t i;
+
+    if (tree_begin(t, p)) {
+        return -1;
+    }
+    /* stacks come most samples first: past the caps only rare ones are
+     * left out of the views (the exports keep them all) */
+    for (i = 0; i < p->n && i < PP_TREE_MAX_STACKS; i++) {
+        tree_add_stack(t, p, &p->v[i]);
+    }
+    tree_end(t, p, i);
     return 0;
+}
+
+int pp_profile_resolve_tree(pp_profile_t *p, const pp_store_t *st, pp_tree_t *t)
+{
+    size_t i;
+    int rc = 0;
+
+    if (tree_begin(t, p) || resolve_init(p)) {
+        return -1;
+    }
+    for (i = 0; i < p->n && i < PP_TREE_MAX_STACKS; i++) {
+        pp_prof_stack_t *s = &p->v[i];
+        if (!s->leaf && !rc) {
+            if (!t->full) {
+                rc = resolve_stack(p, st, s);
+            }
+            else {
+                /* a full tree takes only stacks it has every node of:
+                 * copy nothing more, but find the leaves already copied */
+                uint32_t *slot = pp_u64map_find(&p->node_of, s->node);
+                s->leaf = slot ? *slot : 0;
+            }
+        }
+        tree_add_stack(t, p, s);
+    }
+    tree_end(t, p, i);
+    return rc;
+}
+
+const pp_pframe_t *pp_tree_frame(const pp_tree_t *t, uint32_t frame)
+{
+    return pp_profile_pframe(t->prof, frame);
 }
 
 void pp_tree_free(pp_tree_t *t)
@@ -551,7 +876,7 @@ void pp_tree_free(pp_tree_t *t)
     tree_priv_t *pv = t->priv;
     if (pv) {
         pp_u64map_free(&pv->index);
-        pp_u64map_free(&pv->by_node);
+        free(pv->by_node);
         fkeys_free(&pv->fk);
         free(pv);
     }
@@ -570,7 +895,7 @@ static int cmp_hot(const void *a, const void *b)
     if (x->total != y->total) {
         return x->total < y->total ? 1 : -1;
     }
-    return x->frame > y->frame ? 1 : (x->frame < y->frame ? -1 : 0);
+    return x->key > y->key ? 1 : (x->key < y->key ? -1 : 0);
 }
 
 /* From the call tree, which merged every stack by function already: a
@@ -607,7 +932,8 @@ pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n)
             goto fail;
         }
         if (*slot == *n + 1) {
-            v[(*n)++].frame = x->frame;
+            v[*n].frame = x->frame;
+            v[(*n)++].key = pp_tree_frame(t, x->frame)->key;
         }
         hot_of[i] = *slot - 1;
         h = &v[hot_of[i]];
@@ -619,6 +945,7 @@ pp_hot_t *pp_hot_functions(const pp_tree_t *t, size_t *n)
         if ((x->self ? x->self + (1ULL << 63) : x->count) > best[hot_of[i]]) {
             best[hot_of[i]] = x->self ? x->self + (1ULL << 63) : x->count;
             h->frame = x->frame;
+            h->key = pp_tree_frame(t, x->frame)->key;
         }
     }
     /* depth-first over the linked tree, counting a function's total only

@@ -142,7 +142,10 @@ int pp_render_location_profile(pp_profile_t *p, const pp_store_t *st,
                                int location, int64_t now_us, int64_t since_us,
                                int side)
 {
-    return pp_profile_of_location(p, st, location, now_us, since_us, side);
+    return pp_profile_of_location(p, st, location, now_us, since_us, side) ||
+                   pp_profile_resolve(p, st)
+               ? -1
+               : 0;
 }
 
 void pp_page_begin(pp_sink_t *o, const char *title, const pp_render_opts_t *opt)

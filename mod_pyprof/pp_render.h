@@ -56,7 +56,8 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                             const pp_render_opts_t *opt);
 
 /* The stack set of a location: pp_profile_of_location (PP_SIDE_* are in
- * pp_profile.h), under the name the handler knows. */
+ * pp_profile.h), resolved for the exports (pp_profile_resolve), under the
+ * name the handler knows. */
 int pp_render_location_profile(struct pp_profile *p, const pp_store_t *st,
                                int location, int64_t now_us, int64_t since_us,
                                int side);

@@ -219,26 +219,23 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
 
 /* ---- stacks of one record or location ---- */
 
-static void json_stacks(pp_sink_t *o, const pp_store_t *st,
-                        const pp_profile_t *p)
+static void json_stacks(pp_sink_t *o, const pp_profile_t *p)
 {
     uint32_t frames[PP_DEPTH_LIMIT + 2];
     size_t i;
 
     pp_puts(o, "\"stacks\":[");
     for (i = 0; i < p->n; i++) {
-        uint32_t d = pp_profile_frames(st, p->v[i].node, frames,
-                                       PP_DEPTH_LIMIT + 2),
+        uint32_t d = pp_profile_stack_frames(p, i, frames, PP_DEPTH_LIMIT + 2),
                  j;
         pp_puts(o, i ? ",{\"frames\":[" : "{\"frames\":[");
         for (j = 0; j < d; j++) {
-            pp_frame_view_t fv;
-            pp_profile_frame(st, frames[j], &fv);
+            const pp_pframe_t *fv = pp_profile_pframe(p, frames[j]);
             pp_puts(o, j ? ",{\"function\":" : "{\"function\":");
-            pp_puts_json(o, fv.function);
+            pp_puts_json(o, fv->function);
             pp_puts(o, ",\"file\":");
-            pp_puts_json(o, fv.file);
-            pp_printf(o, ",\"line\":%u}", fv.line);
+            pp_puts_json(o, fv->file);
+            pp_printf(o, ",\"line\":%u}", fv->line);
         }
         pp_printf(o, "],\"count\":%llu,\"weight_ms\":%.3f,\"cpu_ms\":%.3f}",
                   (unsigned long long)p->v[i].count, p->v[i].weight_us / 1e3,
@@ -260,6 +257,10 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
         pp_profile_free(&p);
     }
     pp_profile_sort(&p);
+    if (!failed && pp_profile_resolve(&p, st) != 0) {
+        failed = 1; /* out of memory: no stacks rather than some */
+        pp_profile_free(&p);
+    }
     pp_puts(o, "{");
     json_req_fields(o, st, &rec->req);
     pp_printf(o, ",\"inflight\":%s", inflight ? "true" : "false");
@@ -270,7 +271,7 @@ void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
     json_segments(o, rec);
     pp_puts(o, ",");
-    json_stacks(o, st, &p);
+    json_stacks(o, &p);
     if (failed) {
         pp_puts(o, ",\"error\":\"out of memory reading the stacks\"");
     }
@@ -301,6 +302,6 @@ void pp_render_location_json(pp_sink_t *o, const pp_store_t *st, int location,
                   : (opt->side == PP_SIDE_REST ? "rest" : "all"),
               (unsigned long long)p->samples, p->weight_us / 1e3,
               p->cpu_us / 1e3);
-    json_stacks(o, st, p);
+    json_stacks(o, p);
     pp_puts(o, "}\n");
 }

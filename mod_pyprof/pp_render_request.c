@@ -21,7 +21,9 @@ void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
      * to say they are not all there) */
     if (pp_profile_add_record(&p, rec) == 0) {
         pp_profile_sort(&p);
-        pp_export_folded(o, st, &p);
+        if (pp_profile_resolve(&p, st) == 0) {
+            pp_export_folded(o, &p);
+        }
     }
     pp_profile_free(&p);
 }
@@ -37,7 +39,11 @@ size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
         pp_profile_free(&p); /* out of memory: nothing rather than some */
         return 0;
     }
-    pp_export_folded(o, st, &p);
+    if (pp_profile_resolve(&p, st) != 0) {
+        pp_profile_free(&p); /* out of memory: nothing rather than some */
+        return 0;
+    }
+    pp_export_folded(o, &p);
     n = p.n;
     pp_profile_free(&p);
     return n;
@@ -47,35 +53,36 @@ size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
 
 /* Flame graph, hot functions and call tree of one built tree: the tree is
  * built once per stack set and every view reads it. */
-static void tree_sections(pp_sink_t *o, const pp_store_t *st,
-                          const pp_tree_t *tree, int with_cpu,
+static void tree_sections(pp_sink_t *o, const pp_tree_t *tree, int with_cpu,
                           const char *app_root)
 {
     pp_puts(o, "<h2>Flame graph</h2>");
     pp_view_truncated(o, tree);
-    pp_view_flamegraph(o, st, tree, app_root);
+    pp_view_flamegraph(o, tree, app_root);
     pp_puts(o, "<h2>Hot functions <span class=muted>(bottom-up)</span>"
                "</h2>");
-    pp_view_hot(o, st, tree, with_cpu, app_root);
+    pp_view_hot(o, tree, with_cpu, app_root);
     pp_puts(o, "<h2>Call tree <span class=muted>(top-down; bar: "
                "<span style=\"color:#d9480f\">on CPU</span> / "
                "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or "
                "waiting for the GIL</span>)</span></h2>");
-    pp_view_tree(o, st, tree, app_root);
+    pp_view_tree(o, tree, app_root);
 }
 
+/* The page's one read of the stacks: resolved and drawn into a tree in
+ * one pass; every view then reads the tree alone. */
 static void profile_sections(pp_sink_t *o, const pp_store_t *st,
-                             const pp_profile_t *p, int with_cpu,
+                             pp_profile_t *p, int with_cpu,
                              const char *app_root)
 {
     pp_tree_t tree;
 
-    if (pp_tree_build(&tree, st, p) != 0) {
+    if (pp_profile_resolve_tree(p, st, &tree) != 0) {
         pp_tree_free(&tree);
         pp_puts(o, "<p class=empty>Out of memory building the tree.</p>");
         return;
     }
-    tree_sections(o, st, &tree, with_cpu, app_root);
+    tree_sections(o, &tree, with_cpu, app_root);
     pp_tree_free(&tree);
 }
 
@@ -482,24 +489,24 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st, int location,
                                     PP_SIDE_REST) == 0 &&
              ok;
         /* both trees built whatever happened, so both can be freed */
-        ok = pp_tree_build(&ts, st, &p) == 0 && ok;
-        ok = pp_tree_build(&tr, st, &rest) == 0 && ok;
-        pp_profile_free(&rest); /* its tree has what the views need */
+        ok = pp_profile_resolve_tree(&p, st, &ts) == 0 && ok;
+        ok = pp_profile_resolve_tree(&rest, st, &tr) == 0 && ok;
         pp_puts(o, "<h2>What grows in the slowest requests</h2>");
         if (!ok) {
             pp_puts(o, "<p class=empty>Out of memory building the tree."
                        "</p>");
         }
         else {
-            pp_view_diff(o, st, &ts, &tr, root);
+            pp_view_diff(o, &ts, &tr, root);
             pp_tree_free(&tr);
             if (p.samples) {
                 pp_puts(o, "<h3>The slowest requests only</h3>");
-                tree_sections(o, st, &ts, 1, root);
+                tree_sections(o, &ts, 1, root);
             }
         }
         pp_tree_free(&ts);
         pp_tree_free(&tr);
+        pp_profile_free(&rest); /* after its tree: the tree reads its frames */
     }
     else {
         if (pp_profile_of_location(&p, st, location, opt->now_us, opt->since_us,

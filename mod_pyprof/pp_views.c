@@ -139,8 +139,7 @@ void pp_view_script_csp_hash(char *out, size_t cap)
     snprintf(out, cap, "'sha256-%s'", enc);
 }
 
-void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
-                        const char *app_root)
+void pp_view_flamegraph(pp_sink_t *o, const pp_tree_t *t, const char *app_root)
 {
     uint32_t depth = 0;
     uint32_t i, drawn = 0;
@@ -176,7 +175,7 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         const pp_tnode_t *x = &t->v[i];
         double xx = FLAME_W * (double)x->x / (double)t->total;
         double w = FLAME_W * (double)x->count / (double)t->total;
-        pp_frame_view_t fv;
+        const pp_pframe_t *fv;
         char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
         const char *file, *name;
         uint32_t h;
@@ -187,22 +186,22 @@ void pp_view_flamegraph(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
             continue;
         }
         drawn++;
-        pp_profile_frame(st, x->frame, &fv);
-        file = pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf));
-        name = pp_view_short_name(fv.function, nbuf, sizeof(nbuf));
-        h = pp_fnv1a32_str(PP_FNV32_BASIS, fv.function);
-        lib = is_library(fv.file);
+        fv = pp_tree_frame(t, x->frame);
+        file = pp_view_short_file(fv->file, app_root, fbuf, sizeof(fbuf));
+        name = pp_view_short_name(fv->function, nbuf, sizeof(nbuf));
+        h = pp_fnv1a32_str(PP_FNV32_BASIS, fv->function);
+        lib = is_library(fv->file);
         pp_printf(o,
                   "<g class=f data-x=\"%.3f\" data-w=\"%.3f\" data-d=%u "
                   "data-n=\"",
                   xx, w, x->depth);
         pp_puts_html(o, name);
         pp_puts(o, "\"><title>");
-        pp_puts_html(o, fv.function);
-        if (fv.file[0]) {
+        pp_puts_html(o, fv->function);
+        if (fv->file[0]) {
             pp_puts(o, " (");
             pp_puts_html(o, file);
-            pp_printf(o, ":%u)", fv.line);
+            pp_printf(o, ":%u)", fv->line);
         }
         pp_printf(o, " \xe2\x80\x94 %llu sample%s, %.1f%%, %.1f ms</title>",
                   (unsigned long long)x->count, x->count == 1 ? "" : "s", pct,
@@ -255,10 +254,10 @@ typedef struct tree_budget {
  * over 1 KB (1.35 MB of stack in all when they were in the recursive
  * frame; a ThreadStackSize of 1M would not hold it). */
 __attribute__((noinline)) static void
-tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
-              const pp_tnode_t *x, uint32_t depth, const char *app_root)
+tree_row_open(pp_sink_t *o, const pp_tree_t *t, const pp_tnode_t *x,
+              uint32_t depth, const char *app_root)
 {
-    pp_frame_view_t fv;
+    const pp_pframe_t *fv;
     char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
     double pct = t->total ? 100.0 * (double)x->count / t->total : 0;
     double cpu_share =
@@ -270,7 +269,7 @@ tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
         cpu_share = 1;
     }
     wc = (int)(w * cpu_share + 0.5);
-    pp_profile_frame(st, x->frame, &fv);
+    fv = pp_tree_frame(t, x->frame);
     pp_puts(o, x->first_child
                    ? (open ? "<details open><summary>" : "<details><summary>")
                    : "<div class=leaf>");
@@ -281,17 +280,17 @@ tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
               "style=\"width:%dpx\"></span></span>",
               wc, w - wc);
     pp_puts(o, "<span class=fn title=\"");
-    pp_puts_html(o, fv.function);
+    pp_puts_html(o, fv->function);
     pp_puts(o, "\">");
-    pp_puts_html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+    pp_puts_html(o, pp_view_short_name(fv->function, nbuf, sizeof(nbuf)));
     pp_puts(o, "</span> ");
-    if (fv.file[0]) {
+    if (fv->file[0]) {
         pp_puts(o, "<span class=loc title=\"");
-        pp_puts_html(o, fv.file);
+        pp_puts_html(o, fv->file);
         pp_puts(o, "\">");
-        pp_puts_html(o,
-                     pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
-        pp_printf(o, ":%u</span>", fv.line);
+        pp_puts_html(
+            o, pp_view_short_file(fv->file, app_root, fbuf, sizeof(fbuf)));
+        pp_printf(o, ":%u</span>", fv->line);
     }
     pp_printf(o, "<span class=cnt>%llu sample%s, %.1f ms",
               (unsigned long long)x->count, x->count == 1 ? "" : "s",
@@ -305,9 +304,8 @@ tree_row_open(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     pp_puts(o, "</span>");
 }
 
-static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
-                      uint32_t first, uint32_t depth, const char *app_root,
-                      tree_budget_t *bud)
+static void tree_rows(pp_sink_t *o, const pp_tree_t *t, uint32_t first,
+                      uint32_t depth, const char *app_root, tree_budget_t *bud)
 {
     uint32_t c;
 
@@ -325,11 +323,11 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
             return;
         }
         bud->rows++;
-        tree_row_open(o, st, t, x, depth, app_root);
+        tree_row_open(o, t, x, depth, app_root);
         if (x->first_child) {
             pp_puts(o, "</summary>");
             if (depth < PP_DEPTH_LIMIT + 2) {
-                tree_rows(o, st, t, x->first_child, depth + 1, app_root, bud);
+                tree_rows(o, t, x->first_child, depth + 1, app_root, bud);
             }
             pp_puts(o, "</details>");
         }
@@ -339,13 +337,12 @@ static void tree_rows(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     }
 }
 
-void pp_view_tree(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
-                  const char *app_root)
+void pp_view_tree(pp_sink_t *o, const pp_tree_t *t, const char *app_root)
 {
     tree_budget_t bud = {0, 0, 0};
 
     pp_puts(o, "<div class=tree>");
-    tree_rows(o, st, t, t->roots, 0, app_root, &bud);
+    tree_rows(o, t, t->roots, 0, app_root, &bud);
     pp_puts(o, "</div>");
     if (bud.omitted_nodes) {
         pp_printf(o,
@@ -389,8 +386,8 @@ void pp_view_truncated(pp_sink_t *o, const pp_tree_t *t)
               PP_TREE_MAX_STACKS, PP_TREE_MAX_NODES);
 }
 
-void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
-                 int with_cpu, const char *app_root)
+void pp_view_hot(pp_sink_t *o, const pp_tree_t *t, int with_cpu,
+                 const char *app_root)
 {
     size_t n, i;
     pp_hot_t *hot = pp_hot_functions(t, &n);
@@ -412,23 +409,23 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
     }
     pp_puts(o, "</tr>");
     for (i = 0; i < n && i < HOT_ROWS; i++) {
-        pp_frame_view_t fv;
+        const pp_pframe_t *fv;
         char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
         double self = 100.0 * (double)hot[i].self / (double)samples;
         double total = 100.0 * (double)hot[i].total / (double)samples;
 
-        pp_profile_frame(st, hot[i].frame, &fv);
+        fv = pp_tree_frame(t, hot[i].frame);
         pp_puts(o, "<tr><td class=fn title=\"");
-        pp_puts_html(o, fv.function);
+        pp_puts_html(o, fv->function);
         pp_puts(o, "\">");
-        pp_puts_html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+        pp_puts_html(o, pp_view_short_name(fv->function, nbuf, sizeof(nbuf)));
         pp_puts(o, "</td><td class=loc title=\"");
-        pp_puts_html(o, fv.file);
+        pp_puts_html(o, fv->file);
         pp_puts(o, "\">");
-        pp_puts_html(o,
-                     pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
-        if (fv.file[0]) {
-            pp_printf(o, ":%u", fv.line);
+        pp_puts_html(
+            o, pp_view_short_file(fv->file, app_root, fbuf, sizeof(fbuf)));
+        if (fv->file[0]) {
+            pp_printf(o, ":%u", fv->line);
         }
         pp_printf(o,
                   "</td><td class=num><span class=hbar style=\"width:%dpx\">"
@@ -453,7 +450,8 @@ void pp_view_hot(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *t,
 /* ---- differential ---- */
 
 typedef struct diff_row {
-    uint32_t frame;
+    const pp_pframe_t *f;
+    uint32_t key;
     double slow_total, rest_total, slow_self, rest_self;
     double slow_cpu, rest_cpu; /* self on CPU, %; -1: no self time */
 } diff_row_t;
@@ -470,25 +468,13 @@ static int cmp_diff(const void *a, const void *b)
     if (dx != dy) {
         return dx < dy ? 1 : -1;
     }
-    return x->frame > y->frame ? 1 : (x->frame < y->frame ? -1 : 0);
+    return x->key > y->key ? 1 : (x->key < y->key ? -1 : 0);
 }
 
-static int same_function(const pp_store_t *st, uint32_t a, uint32_t b)
+static int same_function(const pp_pframe_t *x, const pp_pframe_t *y)
 {
-    pp_frame_view_t x, y;
-    pp_profile_frame(st, a, &x);
-    pp_profile_frame(st, b, &y);
-    return strcmp(x.function, y.function) == 0 && strcmp(x.file, y.file) == 0;
-}
-
-/* A function's identity across the two trees (whose function keys are
- * each tree's own): its name and file, hashed. */
-static uint64_t function_hash(const pp_store_t *st, uint32_t frame)
-{
-    pp_frame_view_t fv;
-
-    pp_profile_frame(st, frame, &fv);
-    return pp_profile_function_id(&fv);
+    return strcmp(x->function, y->function) == 0 &&
+           strcmp(x->file, y->file) == 0;
 }
 
 typedef struct hashed {
@@ -525,18 +511,17 @@ static void cpu_cell(pp_sink_t *o, double pct)
     }
 }
 
-static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
-                          const diff_row_t *r, const char *app_root)
+static void diff_row_html(pp_sink_t *o, const diff_row_t *r,
+                          const char *app_root)
 {
-    pp_frame_view_t fv;
+    const pp_pframe_t *fv = r->f;
     char fbuf[PP_FRAME_TEXT_MAX + 16], nbuf[NAME_MAX_SHOWN + 16];
     double d = diff_delta(r);
 
-    pp_profile_frame(st, r->frame, &fv);
     pp_puts(o, "<tr><td class=fn>");
-    pp_puts_html(o, pp_view_short_name(fv.function, nbuf, sizeof(nbuf)));
+    pp_puts_html(o, pp_view_short_name(fv->function, nbuf, sizeof(nbuf)));
     pp_puts(o, "</td><td class=loc>");
-    pp_puts_html(o, pp_view_short_file(fv.file, app_root, fbuf, sizeof(fbuf)));
+    pp_puts_html(o, pp_view_short_file(fv->file, app_root, fbuf, sizeof(fbuf)));
     pp_printf(o,
               "</td><td class=num>%.1f%%</td><td class=num>%.1f%%</td>"
               "<td class=\"num %s\">%+.1f</td><td class=num>%.1f%%</td>"
@@ -549,8 +534,8 @@ static void diff_row_html(pp_sink_t *o, const pp_store_t *st,
     pp_puts(o, "</tr>");
 }
 
-void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
-                  const pp_tree_t *rest, const char *app_root)
+void pp_view_diff(pp_sink_t *o, const pp_tree_t *slow, const pp_tree_t *rest,
+                  const char *app_root)
 {
     size_t ns, nr, i, nrows = 0, up = 0, down = 0, show_up, show_down, hidden;
     uint64_t slow_n = tree_samples(slow), rest_n = tree_samples(rest);
@@ -569,16 +554,20 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
     /* match the sides by name through a sorted hash list: linear-log in
      * the functions, however many (the tree caps bound them) */
     for (i = 0; i < nr; i++) {
-        by_hash[i].h = function_hash(st, hr[i].frame);
+        /* a function's identity across the two trees (whose function
+         * keys are each tree's own): its name and file, hashed */
+        by_hash[i].h = pp_tree_frame(rest, hr[i].frame)->fid;
         by_hash[i].i = i;
     }
     qsort(by_hash, nr, sizeof(*by_hash), cmp_hashed);
     for (i = 0; i < ns; i++) {
         diff_row_t *r = &rows[nrows++];
-        uint64_t h = function_hash(st, hs[i].frame);
+        const pp_pframe_t *fs = pp_tree_frame(slow, hs[i].frame);
+        uint64_t h = fs->fid;
         size_t lo = 0, hi = nr;
 
-        r->frame = hs[i].frame;
+        r->f = fs;
+        r->key = hs[i].key;
         r->rest_cpu = -1;
         share(&hs[i], slow_n, &r->slow_total, &r->slow_self, &r->slow_cpu);
         while (lo < hi) {
@@ -593,7 +582,8 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
         /* equal hashes: the first unmatched one of the same name */
         for (; lo < nr && by_hash[lo].h == h; lo++) {
             size_t j = by_hash[lo].i;
-            if (!matched[j] && same_function(st, hs[i].frame, hr[j].frame)) {
+            if (!matched[j] &&
+                same_function(fs, pp_tree_frame(rest, hr[j].frame))) {
                 matched[j] = 1;
                 share(&hr[j], rest_n, &r->rest_total, &r->rest_self,
                       &r->rest_cpu);
@@ -606,7 +596,8 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
     for (i = 0; i < nr; i++) {
         if (!matched[i]) {
             diff_row_t *r = &rows[nrows++];
-            r->frame = hr[i].frame;
+            r->f = pp_tree_frame(rest, hr[i].frame);
+            r->key = hr[i].key;
             r->slow_cpu = -1;
             share(&hr[i], rest_n, &r->rest_total, &r->rest_self, &r->rest_cpu);
         }
@@ -650,7 +641,7 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
         show_down += down - show_down < room ? down - show_down : room;
     }
     for (i = 0; i < show_up; i++) {
-        diff_row_html(o, st, &rows[i], app_root);
+        diff_row_html(o, &rows[i], app_root);
     }
     hidden = nrows - show_up - show_down;
     if (hidden) {
@@ -660,7 +651,7 @@ void pp_view_diff(pp_sink_t *o, const pp_store_t *st, const pp_tree_t *slow,
                   hidden, hidden == 1 ? "function" : "functions");
     }
     for (i = nrows - show_down; i < nrows; i++) {
-        diff_row_html(o, st, &rows[i], app_root);
+        diff_row_html(o, &rows[i], app_root);
     }
     pp_puts(o, "</table>");
 out:

@@ -153,7 +153,8 @@ static void request_pprof(void *a)
     (void)a;
     pp_profile_init(&p);
     pp_profile_add_record(&p, &big);
-    pp_export_pprof(&out, st, &p, NULL, 0, 0, 0, 10000000);
+    pp_profile_resolve(&p, st);
+    pp_export_pprof(&out, &p, NULL, 0, 0, 0, 10000000);
     bytes = out.len;
     free(out.data);
     pp_profile_free(&p);
@@ -301,7 +302,7 @@ static void worst_location(void *a)
     if (what == 2) {
         pp_render_location_json(&o, st, worst_loc, &p, &wo);
     }
-    else if (pp_export_pprof(&out, st, &p, NULL, 0, 0, 0, 10000000) == 0) {
+    else if (pp_export_pprof(&out, &p, NULL, 0, 0, 0, 10000000) == 0) {
         bytes = out.len;
         free(out.data);
     }
@@ -377,7 +378,7 @@ static void worst_report(uint32_t nstacks)
     pp_render_location_profile(&p, st, worst_loc, opt.now_us, 0, PP_SIDE_ALL);
     pp_render_location_profile(&slow, st, worst_loc, opt.now_us, 0,
                                PP_SIDE_SLOW);
-    pp_tree_build(&t, st, &p);
+    pp_profile_resolve_tree(&p, st, &t);
     printf("\nworst case (built in %.0f ms): %zu distinct stacks of %d "
            "frames, %zu on the slow side, %llu samples; the page's tree: "
            "%u nodes%s\n\n",
@@ -482,7 +483,7 @@ int main(int argc, char **argv)
         pp_tree_t t;
         pp_profile_init(&p);
         pp_render_location_profile(&p, st, 0, opt.now_us, 0, PP_SIDE_ALL);
-        pp_tree_build(&t, st, &p);
+        pp_profile_resolve_tree(&p, st, &t);
         printf("(location: %zu distinct stacks, %llu samples, %u tree "
                "nodes, %s)\n",
                p.n, (unsigned long long)p.samples, t.n,

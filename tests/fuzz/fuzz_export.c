@@ -152,7 +152,7 @@ static void check_speedscope(const fz_world_t *w, const pp_profile_t *p,
     size_t i, k;
 
     fz_buf_reset(&out);
-    pp_export_speedscope(&o, w->st, p, name);
+    pp_export_speedscope(&o, p, name);
     j = fz_json_parse(fz_buf_str(&out), out.n, &err);
     if (!j) {
         fz_fail("speedscope", err, out.p, out.n, fz_fail_at);
@@ -438,9 +438,8 @@ static void check_pprof(const fz_world_t *w, const pp_profile_t *p,
     size_t i, k;
 
     FZ_ASSERT("pp_export_pprof succeeds",
-              pp_export_pprof(&gz, w->st, p, labels, nlabels,
-                              FZ_START_US * 1000, 5000000000LL,
-                              interval_ns) == 0);
+              pp_export_pprof(&gz, p, labels, nlabels, FZ_START_US * 1000,
+                              5000000000LL, interval_ns) == 0);
     err = fz_gunzip(gz.data, gz.len, &raw);
     if (err) {
         fz_fail("pprof", err, (const char *)gz.data, gz.len, 0);
@@ -548,7 +547,7 @@ static void check_set(const fz_world_t *w, const pp_profile_t *p,
     pp_sink_t o = fz_sink(&out);
 
     fz_buf_reset(&out);
-    pp_export_folded(&o, w->st, p);
+    pp_export_folded(&o, p);
     fz_check_folded_exact("pp_export_folded", w, c, fz_buf_str(&out), out.n);
     check_speedscope(w, p, c, name);
     check_pprof(w, p, c, labels, nlabels, 10000000);
@@ -593,6 +592,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pp_profile_init(&p);
         FZ_ASSERT("profile of a record", pp_profile_add_record(&p, &rec) == 0);
         pp_profile_sort(&p);
+        FZ_ASSERT("record profile resolves", pp_profile_resolve(&p, w.st) == 0);
         check_set(&w, &p, &r->counts, name, labels, nlabels);
         pp_profile_free(&p);
     }

@@ -83,9 +83,9 @@ static void *render_all(void *arg)
             pp_profile_init(&p);
             pp_render_location_profile(&p, w->st, w->loc[i], opt.now_us, 0,
                                        PP_SIDE_ALL);
-            pp_export_folded(&o, w->st, &p);
-            pp_export_speedscope(&o, w->st, &p, "stress");
-            if (pp_export_pprof(&gz, w->st, &p, NULL, 0, 1, 1, 1000) == 0) {
+            pp_export_folded(&o, &p);
+            pp_export_speedscope(&o, &p, "stress");
+            if (pp_export_pprof(&gz, &p, NULL, 0, 1, 1, 1000) == 0) {
                 j->bytes += gz.len;
                 free(gz.data);
             }

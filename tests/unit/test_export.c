@@ -239,8 +239,9 @@ static void export(fix_t *f)
     static const pp_pprof_label_t label = {"uri\xff", "/app/\xc3(\xe2\x82", 0};
 
     pp_profile_sort(&f->prof);
-    assert_int_equal(pp_export_pprof(&f->gz, f->st, &f->prof, &label, 1,
-                                     1000000000, 2000000000, 10000000),
+    assert_int_equal(pp_profile_resolve(&f->prof, f->st), 0);
+    assert_int_equal(pp_export_pprof(&f->gz, &f->prof, &label, 1, 1000000000,
+                                     2000000000, 10000000),
                      0);
     read_profile(&f->gz, f->pf);
 }

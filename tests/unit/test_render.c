@@ -913,7 +913,7 @@ static void test_tree_of_a_deep_wide_location_is_capped(void **state)
     pp_profile_init(&p);
     pp_render_location_profile(&p, st, loc, 0, 0, PP_SIDE_ALL);
     assert_int_equal(p.n, N);
-    assert_int_equal(pp_tree_build(&t, st, &p), 0);
+    assert_int_equal(pp_profile_resolve_tree(&p, st, &t), 0);
     assert_true(t.n <= PP_TREE_MAX_NODES);
     assert_true(t.truncated);
     assert_true(t.stacks_left_out > 0);
@@ -953,7 +953,7 @@ static void test_tree_walk_of_the_store_is_capped(void **state)
         assert_int_equal(pp_profile_add(&p, leaves[k], N - k, 1000, 0), 0);
     }
     pp_profile_sort(&p);
-    assert_int_equal(pp_tree_build(&t, st, &p), 0);
+    assert_int_equal(pp_profile_resolve_tree(&p, st, &t), 0);
     assert_true(t.walked <= PP_TREE_MAX_WALK);
     assert_int_equal(t.n, PP_DEPTH_LIMIT);
     assert_true(t.truncated);
@@ -993,27 +993,27 @@ static void test_hot_functions_count_recursion_once(void **state)
     pp_profile_add(&p, maba, 3, 30000, 30000);
     pp_profile_add(&p, mb, 2, 20000, 0);
     pp_profile_sort(&p);
-    assert_int_equal(pp_tree_build(&t, f->st, &p), 0);
+    assert_int_equal(pp_profile_resolve(&p, f->st), 0);
+    assert_int_equal(pp_tree_build(&t, &p), 0);
     hot = pp_hot_functions(&t, &n);
     assert_int_equal(n, 3);
     for (i = 0; i < n; i++) {
-        pp_frame_view_t fv;
-        pp_profile_frame(f->st, hot[i].frame, &fv);
-        if (strcmp(fv.function, "a") == 0) {
+        const pp_pframe_t *fv = pp_tree_frame(&t, hot[i].frame);
+        if (strcmp(fv->function, "a") == 0) {
             assert_int_equal(hot[i].self, 3);
             assert_int_equal(hot[i].total, 3); /* once, not twice */
             assert_int_equal(hot[i].self_cpu_us, 30000);
-            assert_int_equal(fv.line, 2); /* the leaf's line */
+            assert_int_equal(fv->line, 2); /* the leaf's line */
             seen++;
         }
-        else if (strcmp(fv.function, "b") == 0) {
+        else if (strcmp(fv->function, "b") == 0) {
             assert_int_equal(hot[i].self, 2);
             assert_int_equal(hot[i].total, 5);
             assert_int_equal(hot[i].total_weight_us, 50000);
             seen++;
         }
         else {
-            assert_string_equal(fv.function, "m");
+            assert_string_equal(fv->function, "m");
             assert_int_equal(hot[i].self, 0);
             assert_int_equal(hot[i].total, 5);
             seen++;
@@ -1092,10 +1092,12 @@ static const char *diff_page(diff_fix_t *d)
 
     pp_profile_sort(&d->slow);
     pp_profile_sort(&d->rest);
-    assert_int_equal(pp_tree_build(&ts, d->st, &d->slow), 0);
-    assert_int_equal(pp_tree_build(&tr, d->st, &d->rest), 0);
+    assert_int_equal(pp_profile_resolve(&d->slow, d->st), 0);
+    assert_int_equal(pp_profile_resolve(&d->rest, d->st), 0);
+    assert_int_equal(pp_tree_build(&ts, &d->slow), 0);
+    assert_int_equal(pp_tree_build(&tr, &d->rest), 0);
     unit_buf_reset(&buf);
-    pp_view_diff(&out, d->st, &ts, &tr, "");
+    pp_view_diff(&out, &ts, &tr, "");
     pp_tree_free(&ts);
     pp_tree_free(&tr);
     return unit_buf_str(&buf);
