@@ -233,27 +233,6 @@ static entry_t *find_entry(int slot, uint64_t serial)
     return NULL;
 }
 
-/* Root-first node chain for a walked stack; 0 if the tables are full. */
-static uint32_t intern_stack(pp_store_t *st, const pp_walk_target_t *t)
-{
-    uint32_t node = 0;
-    int i;
-
-    if (t->truncated) {
-        node = pp_store_intern_node(st, 0, st->frame_truncated);
-        if (!node) {
-            return 0;
-        }
-    }
-    for (i = (int)t->depth - 1; i >= 0; i--) {
-        node = pp_store_intern_node(st, node, t->frames[i]);
-        if (!node) {
-            return 0;
-        }
-    }
-    return node;
-}
-
 /* One tick: sample every due entry.  Called and returns with S.mu held. */
 /* Snapshot the due entries into S.targets / S.refs; with S.mu held. */
 static int collect_due(pp_store_t *st, int64_t now)
@@ -438,7 +417,8 @@ record: /* S.mu held */
         else {
             e->interp = t->interp;
             S.last_interp = t->interp;
-            node = intern_stack(st, t);
+            node = pp_store_intern_stack(st, t->frames, t->depth,
+                                         t->truncated);
             if (!node) {
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
             }

@@ -485,6 +485,11 @@ uint32_t pp_store_intern_frame(pp_store_t *st, const char *func, size_t funclen,
                                const char *file, size_t filelen, uint32_t line);
 /* Intern the child `frame` of node `parent` (0 = root); 0 if full. */
 uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent, uint32_t frame);
+/* Intern a whole stack, `frames` leaf first (depth of them), under a
+ * [truncated] root when `truncated`: the root-first node chain's leaf, 0
+ * if the tables are full. */
+uint32_t pp_store_intern_stack(pp_store_t *st, const uint32_t *frames,
+                               uint32_t depth, int truncated);
 
 /* ---- reading (handler, any process); all bounds-checked ---- */
 

@@ -135,3 +135,24 @@ uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent, uint32_t frame)
     atomic_fetch_add(&st->c.nodes_full, 1);
     return 0;
 }
+
+uint32_t pp_store_intern_stack(pp_store_t *st, const uint32_t *frames,
+                               uint32_t depth, int truncated)
+{
+    uint32_t node = 0;
+    int i;
+
+    if (truncated) {
+        node = pp_store_intern_node(st, 0, st->frame_truncated);
+        if (!node) {
+            return 0;
+        }
+    }
+    for (i = (int)depth - 1; i >= 0; i--) {
+        node = pp_store_intern_node(st, node, frames[i]);
+        if (!node) {
+            return 0;
+        }
+    }
+    return node;
+}
