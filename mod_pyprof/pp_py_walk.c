@@ -530,19 +530,67 @@ static const region_t *region_of(regions_t *rs, const char *fp, size_t size)
     }
 }
 
-/* The thread's innermost frame, or NULL; -1 if it cannot be read. */
-static int top_frame(const void *ts, const void **top)
+/* Where the thread's innermost frame pointer is; NULL if that cannot be
+ * told. */
+static const void *top_frame_at(const void *ts)
 {
-    const void *at = (const char *)ts + L->ts_frame;
-
     if (L->ts_frame_indirect) {
         const void *cf = (const void *)word_in_place(ts, L->ts_frame);
         if (!plausible(cf)) {
-            return -1;
+            return NULL;
         }
-        at = (const char *)cf + L->cframe_frame;
+        return (const char *)cf + L->cframe_frame;
     }
-    return R->read(top, at, sizeof(*top));
+    return (const char *)ts + L->ts_frame;
+}
+
+/* The thread's innermost frame, or NULL; -1 if it cannot be read. */
+static int top_frame(const void *ts, const void **top)
+{
+    const void *at = top_frame_at(ts);
+
+    return at ? R->read(top, at, sizeof(*top)) : -1;
+}
+
+/* The innermost frame pointer and the current data-stack chunk (its
+ * header, for the older chunk's address, and its frames up to the top)
+ * in one read, the pointer first as when read apart.  0: *top is read
+ * and, when the chunk was copied too, rs holds it; -1: nothing was (the
+ * caller reads them one at a time). */
+static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
+{
+    const char *chunk = (const char *)word_in_place(ts, L->ts_datastack_chunk);
+    const char *dtop = (const char *)word_in_place(ts, L->ts_datastack_top);
+    const void *at = top_frame_at(ts);
+    void *dst[2];
+    const void *src[2];
+    size_t len[2], used = 0;
+
+    if (!at || !plausible(chunk) || !plausible(dtop)) {
+        return -1;
+    }
+    if (dtop > chunk + L->chunk_data &&
+        (size_t)(dtop - chunk) <= CHUNK_COPY_MAX) {
+        used = (size_t)(dtop - chunk) - L->chunk_data;
+    }
+    dst[0] = (void *)top;
+    src[0] = at;
+    len[0] = sizeof(*top);
+    dst[1] = chunk_copy;
+    src[1] = chunk;
+    len[1] = L->chunk_data + used;
+    if (R->readv(dst, src, len, 2) != 0) {
+        return -1;
+    }
+    rs->next = ptr_at(chunk_copy, L->chunk_previous);
+    rs->fill = L->chunk_data + used;
+    if (used) {
+        rs->r[0].base = chunk + L->chunk_data;
+        rs->r[0].used = used;
+        rs->r[0].at = L->chunk_data;
+        rs->n = 1;
+    }
+    return 0;
 }
 
 /* Copy the frame chain of one thread state: -1 if it changed under us or
@@ -551,8 +599,6 @@ static int top_frame(const void *ts, const void **top)
 static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
                       uint32_t *n, int *truncated, const void **top)
 {
-    const void *chunk = (const void *)word_in_place(ts, L->ts_datastack_chunk);
-    const char *dtop = (const char *)word_in_place(ts, L->ts_datastack_top);
     const void *f;
     regions_t rs;
     uint32_t guard = 0;
@@ -562,23 +608,36 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
     rs.n = 0;
     rs.fill = 0;
     rs.next = NULL;
-    if (top_frame(ts, &f) != 0) {
-        return -1;
+    if (copy_top_and_chunk(ts, &f, &rs) != 0) {
+        /* one at a time: the frame pointer alone tells a thread with no
+         * frame from one whose chunk cannot be read */
+        const void *chunk =
+            (const void *)word_in_place(ts, L->ts_datastack_chunk);
+        const char *dtop = (const char *)word_in_place(ts, L->ts_datastack_top);
+
+        rs.n = 0;
+        rs.fill = 0;
+        rs.next = NULL;
+        if (top_frame(ts, &f) != 0) {
+            *top = NULL;
+            return -2;
+        }
+        /* the current chunk now; older ones when the walk gets there */
+        if (plausible(chunk) && plausible(dtop)) {
+            const char *base = (const char *)chunk + L->chunk_data;
+            if (dtop > base && (size_t)(dtop - base) <= CHUNK_COPY_MAX) {
+                copy_region(&rs, base, (size_t)(dtop - base));
+            }
+            if (R->read(&rs.next, (const char *)chunk + L->chunk_previous,
+                        sizeof(void *)) != 0) {
+                rs.next = NULL;
+            }
+        }
     }
     *top = f;
-    /* the current chunk now; older ones when the walk gets there */
-    if (plausible(chunk) && plausible(dtop)) {
-        const char *base = (const char *)chunk + L->chunk_data;
-        if (dtop > base && (size_t)(dtop - base) <= CHUNK_COPY_MAX) {
-            copy_region(&rs, base, (size_t)(dtop - base));
-        }
-        if (R->read(&rs.next, (const char *)chunk + L->chunk_previous,
-                    sizeof(void *)) != 0) {
-            rs.next = NULL;
-        }
-    }
     while (f && guard++ < 4 * PP_DEPTH_LIMIT) {
-        uint8_t fr[FRAME_HDR_MAX];
+        uint8_t buf[FRAME_HDR_MAX];
+        const uint8_t *fr;
         const char *fp = (const char *)f;
         const void *prev;
         const region_t *r;
@@ -587,12 +646,15 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
         if (!plausible(fp)) {
             return -1;
         }
+        /* a frame inside a copied chunk is read where it was copied */
         if ((r = region_of(&rs, fp, L->frame_size))) {
-            memcpy(fr, chunk_copy + r->at + (size_t)(fp - r->base),
-                   L->frame_size);
+            fr = (const uint8_t *)chunk_copy + r->at + (size_t)(fp - r->base);
         }
-        else if (R->read(fr, f, L->frame_size) != 0) {
+        else if (R->read(buf, f, L->frame_size) != 0) {
             return -1;
+        }
+        else {
+            fr = buf;
         }
         /* a char in CPython; any value above the largest owner (a byte
          * of a torn copy, read unsigned) is garbage */
@@ -764,8 +826,11 @@ static int is_thread_of(const void *ts, const pp_walk_target_t *t)
            (t->native_tid > 0 && nid == (unsigned long)t->native_tid);
 }
 
-static void sample_thread(pp_store_t *st, const void *ts, void *interp,
-                          pp_walk_target_t *t)
+/* Sample the target's thread in thread state ts: 0 if ts has no frame
+ * (or its frame pointer cannot be read) on the first look, and then t
+ * is left as it was. */
+static int sample_thread(pp_store_t *st, const void *ts, void *interp,
+                         pp_walk_target_t *t)
 {
     static chain_frame_t chain[PP_DEPTH_LIMIT];
     const void *top = NULL;
@@ -777,8 +842,12 @@ static void sample_thread(pp_store_t *st, const void *ts, void *interp,
      * callers below callees) rather than required to stand still, which
      * a thread calling small functions never does for a microsecond. */
     for (tries = 0; tries < tries_per_chain; tries++) {
-        if (copy_chain(ts, chain, t->max_depth, &depth, &truncated, &top) !=
-            0) {
+        int rc = copy_chain(ts, chain, t->max_depth, &depth, &truncated, &top);
+
+        if (tries == 0 && (rc == -2 || (rc == 0 && !top))) {
+            return 0; /* no frame here */
+        }
+        if (rc != 0) {
             continue;
         }
         if (!top) {
@@ -797,6 +866,7 @@ static void sample_thread(pp_store_t *st, const void *ts, void *interp,
         torn_samples++;
         t->torn = 1;
     }
+    return 1;
 }
 
 static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
@@ -827,7 +897,6 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
         }
         for (ts = (const void *)word_in_place(interp, L->interp_threads_head);
              ts && left > 0; ts = (const void *)word_in_place(ts, L->ts_next)) {
-            const void *top = NULL;
             for (i = 0; i < n; i++) {
                 pp_walk_target_t *t = &targets[i];
 
@@ -836,10 +905,9 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
                 }
                 /* several interpreters may know this thread: the one with
                  * a frame is where it runs */
-                if (top_frame(ts, &top) != 0 || !top) {
+                if (!sample_thread(st, ts, (void *)interp, t)) {
                     break;
                 }
-                sample_thread(st, ts, (void *)interp, t);
                 /* A thread state that threading.Thread.start() has just
                  * made carries its creator's ids until the new thread sets
                  * its own (init_threadstate), and it comes first in the

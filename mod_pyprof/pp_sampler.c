@@ -417,8 +417,7 @@ record: /* S.mu held */
         else {
             e->interp = t->interp;
             S.last_interp = t->interp;
-            node = pp_store_intern_stack(st, t->frames, t->depth,
-                                         t->truncated);
+            node = pp_store_intern_stack(st, t->frames, t->depth, t->truncated);
             if (!node) {
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
             }
