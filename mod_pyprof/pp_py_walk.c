@@ -685,13 +685,70 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
     return 0;
 }
 
+/* The headers of a chain's distinct code objects into code_heads, and
+ * with them, in the same read, the last bytes of the names of those whose
+ * cache entry is theirs (see str_tail_t): an entry whose bytes changed is
+ * dropped, to be loaded again.  If that one read fails (a name freed
+ * meanwhile, say), the headers are read alone and the names apart, as
+ * check_cached_names does.  -1: a header could not be read. */
+static int read_heads_and_names(const void *const *addrs, uint32_t nuniq)
+{
+    static void *dst[3 * UNIQ_MAX];
+    static const void *src[3 * UNIQ_MAX];
+    static size_t len[3 * UNIQ_MAX];
+    static uint8_t now[2 * UNIQ_MAX][STR_TAIL];
+    static code_info_t *owner[2 * UNIQ_MAX];
+    static const str_tail_t *tails[2 * UNIQ_MAX];
+    const size_t stride = code_head_stride;
+    uint32_t k, m = 0, j;
+
+    for (k = 0; k < nuniq; k++) {
+        dst[k] = code_heads + k * stride;
+        src[k] = addrs[k];
+        len[k] = L->code_header;
+    }
+    for (k = 0; k < nuniq; k++) {
+        code_info_t *ci = cache_entry(addrs[k]);
+        const str_tail_t *pair[2];
+        int t;
+
+        if (ci->code != addrs[k]) {
+            continue; /* not cached: loaded anew anyway */
+        }
+        pair[0] = &ci->func_tail;
+        pair[1] = &ci->file_tail;
+        for (t = 0; t < 2; t++) {
+            if (!pair[t]->at || !pair[t]->len) {
+                continue;
+            }
+            dst[nuniq + m] = now[m];
+            src[nuniq + m] = pair[t]->at;
+            len[nuniq + m] = pair[t]->len;
+            owner[m] = ci;
+            tails[m] = pair[t];
+            m++;
+        }
+    }
+    if (R->readv(dst, src, len, nuniq + m) != 0) {
+        if (R->readv(dst, src, len, nuniq) != 0) {
+            return -1;
+        }
+        check_cached_names(code_heads, stride, addrs, nuniq);
+        return 0;
+    }
+    for (j = 0; j < m; j++) {
+        if (memcmp(now[j], tails[j]->bytes, tails[j]->len) != 0) {
+            owner[j]->code = NULL; /* reload: its names changed */
+        }
+    }
+    return 0;
+}
+
 /* Code objects of the chain, validated in one batched read; then names
  * and lines from the cache.  Fills t->frames; -1: torn. */
 static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
                         pp_walk_target_t *t)
 {
-    static void *dst[UNIQ_MAX];
-    static size_t len[UNIQ_MAX];
     static const void *addrs[UNIQ_MAX];
     static uint16_t uniq_of[PP_DEPTH_LIMIT]; /* frame -> index in addrs */
     /* code object -> index + 1 in addrs, valid where stamp is this call's */
@@ -701,8 +758,9 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
         uint16_t at;
     } seen[UNIQ_HASH];
     static uint32_t stamp;
+    static code_info_t *uniq_ci[UNIQ_MAX];
     const size_t stride = code_head_stride;
-    uint32_t i, nuniq = 0;
+    uint32_t i, k, nuniq = 0;
 
     /* distinct code objects (stacks repeat functions): at most one a
      * frame, and a chain holds at most PP_DEPTH_LIMIT frames */
@@ -726,8 +784,6 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
                 seen[h].code = fr[i].code;
                 seen[h].at = (uint16_t)nuniq;
                 addrs[nuniq] = fr[i].code;
-                dst[nuniq] = code_heads + nuniq * stride;
-                len[nuniq] = L->code_header;
                 nuniq++;
             }
             if (seen[h].code == fr[i].code) {
@@ -740,27 +796,38 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
     if (!nuniq) {
         return 0;
     }
-    if (R->readv(dst, addrs, len, nuniq) != 0) {
+    if (read_heads_and_names(addrs, nuniq) != 0) {
         return -1; /* some frame pointed at freed memory: torn */
     }
-    check_cached_names(code_heads, stride, addrs, nuniq);
-    for (i = 0; i < n && t->depth < t->max_depth; i++) {
-        const uint8_t *head = code_heads + uniq_of[i] * stride;
-        code_info_t *ci;
-        frame_cache_entry_t *fe;
-        uintptr_t h;
-        intptr_t unit;
-        int line, lasti;
-        uint32_t id;
+    /* each code object checked and looked up once, however many of the
+     * chain's frames run it */
+    for (k = 0; k < nuniq; k++) {
+        const uint8_t *head = code_heads + k * stride;
 
         /* a code object being deallocated (refcount 0) may already have
          * released its names: not one to read */
         if (!is_live_code(head)) {
             return -1;
         }
-        ci = cache_entry(fr[i].code);
-        if (!cache_matches(ci, fr[i].code, head) &&
-            load_code(ci, fr[i].code, head) != 0) {
+        uniq_ci[k] = cache_entry(addrs[k]);
+        if (!cache_matches(uniq_ci[k], addrs[k], head) &&
+            load_code(uniq_ci[k], addrs[k], head) != 0) {
+            return -1;
+        }
+    }
+    for (i = 0; i < n && t->depth < t->max_depth; i++) {
+        code_info_t *ci = uniq_ci[uniq_of[i]];
+        frame_cache_entry_t *fe;
+        uintptr_t h;
+        intptr_t unit;
+        int line, lasti;
+        uint32_t id;
+
+        /* two code objects of this chain that share a cache entry: the
+         * later one's load evicted this one, load it again (its header,
+         * checked above, is the copy of this sample) */
+        if (ci->code != fr[i].code &&
+            load_code(ci, fr[i].code, code_heads + uniq_of[i] * stride) != 0) {
             return -1;
         }
         unit = ((intptr_t)fr[i].instr -
