@@ -5,8 +5,8 @@
  * Python loop; this program, GIL-free like the module's default sampler,
  * then takes K samples of all N threads, each exactly as the sampler's
  * tick does it after collecting its due requests and before classifying
- * them: pp_py_walk_nogil(), then per thread pp_store_intern_stack() and
- * pp_store_sample() into a store of its own.  Classification (the CPU
+ * them: pp_py_walk_nogil(), then per thread pp_store_intern_stack_memo()
+ * and pp_store_sample() into a store of its own.  Classification (the CPU
  * clock and wait-channel reads) is not part of it.  Prints the sampler-
  * thread CPU per sample; for instructions by function, run it under
  * callgrind, which counts only one_tick() and what it calls:
@@ -38,6 +38,7 @@ static pp_store_t *st;
 static pp_walk_target_t targets[THREADS_MAX];
 static int slot_of[THREADS_MAX];
 static uint64_t serial_of[THREADS_MAX];
+static pp_stack_memo_t memos[THREADS_MAX];
 static uint64_t torn, missing;
 
 static double cpu_s(void)
@@ -65,7 +66,8 @@ __attribute__((noinline)) static void one_tick(int n, int64_t now_us)
             missing++;
             continue;
         }
-        node = pp_store_intern_stack(st, t->frames, t->depth, t->truncated);
+        node = pp_store_intern_stack_memo(st, &memos[i], t->frames, t->depth,
+                                          t->truncated);
         pp_store_sample(st, slot_of[i], serial_of[i], node, now_us, 1000, 1000,
                         PP_SAMPLE_ON_CPU);
     }
