@@ -244,6 +244,9 @@ static size_t ucs_to_utf8(unsigned kind, const uint8_t *data, size_t n,
  * the end (a nonce, a module name): a cache hit counts only if these bytes
  * are still there (re-read in one batch per sample). */
 #define STR_TAIL 24
+/* Distinct name tails of one sample looked for among those already to be
+ * read, at most (past it, read again: the search is quadratic). */
+#define TAIL_DEDUP_MAX 64
 typedef struct str_tail {
     const void *at; /* address of the bytes; NULL: not checked */
     uint8_t bytes[STR_TAIL];
@@ -699,8 +702,9 @@ static int read_heads_and_names(const void *const *addrs, uint32_t nuniq)
     static uint8_t now[2 * UNIQ_MAX][STR_TAIL];
     static code_info_t *owner[2 * UNIQ_MAX];
     static const str_tail_t *tails[2 * UNIQ_MAX];
+    static uint32_t bytes_of[2 * UNIQ_MAX]; /* tail -> its bytes in now[] */
     const size_t stride = code_head_stride;
-    uint32_t k, m = 0, j;
+    uint32_t k, m = 0, nb = 0, j;
 
     for (k = 0; k < nuniq; k++) {
         dst[k] = code_heads + k * stride;
@@ -718,18 +722,35 @@ static int read_heads_and_names(const void *const *addrs, uint32_t nuniq)
         pair[0] = &ci->func_tail;
         pair[1] = &ci->file_tail;
         for (t = 0; t < 2; t++) {
+            uint32_t d = nb;
+
             if (!pair[t]->at || !pair[t]->len) {
                 continue;
             }
-            dst[nuniq + m] = now[m];
-            src[nuniq + m] = pair[t]->at;
-            len[nuniq + m] = pair[t]->len;
+            /* code objects of one file share its name: those bytes are
+             * read once (the kernel pins pages for every piece it reads,
+             * and that, more than the copy, is what a read costs) */
+            if (nb < TAIL_DEDUP_MAX) {
+                for (d = 0; d < nb; d++) {
+                    if (src[nuniq + d] == pair[t]->at &&
+                        len[nuniq + d] == pair[t]->len) {
+                        break;
+                    }
+                }
+            }
+            if (d == nb) {
+                dst[nuniq + nb] = now[nb];
+                src[nuniq + nb] = pair[t]->at;
+                len[nuniq + nb] = pair[t]->len;
+                nb++;
+            }
+            bytes_of[m] = d;
             owner[m] = ci;
             tails[m] = pair[t];
             m++;
         }
     }
-    if (R->readv(dst, src, len, nuniq + m) != 0) {
+    if (R->readv(dst, src, len, nuniq + nb) != 0) {
         if (R->readv(dst, src, len, nuniq) != 0) {
             return -1;
         }
@@ -737,7 +758,7 @@ static int read_heads_and_names(const void *const *addrs, uint32_t nuniq)
         return 0;
     }
     for (j = 0; j < m; j++) {
-        if (memcmp(now[j], tails[j]->bytes, tails[j]->len) != 0) {
+        if (memcmp(now[bytes_of[j]], tails[j]->bytes, tails[j]->len) != 0) {
             owner[j]->code = NULL; /* reload: its names changed */
         }
     }
