@@ -557,7 +557,8 @@ static int top_frame(const void *ts, const void **top)
 
 /* The innermost frame pointer and the current data-stack chunk (its
  * header, for the older chunk's address, and its frames up to the top)
- * in one read, the pointer first as when read apart.  0: *top is read
+ * in one read, the pointer first as when read apart (3.13 and later: the
+ * pointer is the thread state's, read in place just before).  0: *top is read
  * and, when the chunk was copied too, rs holds it; -1: nothing was (the
  * caller reads them one at a time). */
 static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
@@ -567,7 +568,7 @@ static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
     const void *at = top_frame_at(ts);
     void *dst[2];
     const void *src[2];
-    size_t len[2], used = 0;
+    size_t len[2], used = 0, k = 0;
 
     if (!at || !plausible(chunk) || !plausible(dtop)) {
         return -1;
@@ -576,13 +577,21 @@ static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
         (size_t)(dtop - chunk) <= CHUNK_COPY_MAX) {
         used = (size_t)(dtop - chunk) - L->chunk_data;
     }
-    dst[0] = (void *)top;
-    src[0] = at;
-    len[0] = sizeof(*top);
-    dst[1] = chunk_copy;
-    src[1] = chunk;
-    len[1] = L->chunk_data + used;
-    if (R->readv(dst, src, len, 2) != 0) {
+    if (L->ts_frame_indirect) {
+        /* 3.11: in the _PyCFrame on the thread's C stack */
+        dst[k] = (void *)top;
+        src[k] = at;
+        len[k++] = sizeof(*top);
+    }
+    else {
+        /* a field of the thread state, which HEAD_LOCK keeps, read in
+         * place like its data-stack fields (one piece less to read) */
+        *top = (const void *)word_in_place(ts, L->ts_frame);
+    }
+    dst[k] = chunk_copy;
+    src[k] = chunk;
+    len[k++] = L->chunk_data + used;
+    if (R->readv(dst, src, len, k) != 0) {
         return -1;
     }
     rs->next = ptr_at(chunk_copy, L->chunk_previous);
