@@ -18,7 +18,9 @@
  *
  * (divide callgrind's total by THREADS x TICKS).  --same keeps every
  * thread in one unchanging stack (a loop in the innermost frame that
- * calls nothing) instead of one that calls a small function in its loop.
+ * calls nothing) instead of one that calls a small function in its loop;
+ * --gap=US sleeps that long between ticks (the sampler at 10 ms, say,
+ * finds its caches cold) instead of yielding every 16 ticks.
  * A benchmark, not a test: nothing here fails.
  */
 #include <Python.h>
@@ -103,7 +105,8 @@ static const char *app =
 int main(int argc, char **argv)
 {
     const char *err = NULL;
-    int argi = 1, same = 0, nthreads = 8, depth = 30, ticks = 20000;
+    int argi = 1, same = 0, gap_us = 0, nthreads = 8, depth = 30;
+    int ticks = 20000;
     int i, k;
     char cmd[128];
     PyObject *mod, *ids;
@@ -111,9 +114,13 @@ int main(int argc, char **argv)
     pp_req_info_t info;
     double c0, c1;
 
-    if (argc > 1 && strcmp(argv[1], "--same") == 0) {
-        same = 1;
-        argi++;
+    for (; argi < argc && argv[argi][0] == '-'; argi++) {
+        if (strcmp(argv[argi], "--same") == 0) {
+            same = 1;
+        }
+        else if (strncmp(argv[argi], "--gap=", 6) == 0) {
+            gap_us = atoi(argv[argi] + 6);
+        }
     }
     if (argc > argi) {
         nthreads = atoi(argv[argi]);
@@ -125,7 +132,8 @@ int main(int argc, char **argv)
         ticks = atoi(argv[argi + 2]);
     }
     if (nthreads < 1 || nthreads > THREADS_MAX || depth < 1 || ticks < 1) {
-        fprintf(stderr, "usage: %s [--same] [THREADS [DEPTH [TICKS]]]\n",
+        fprintf(stderr,
+                "usage: %s [--same] [--gap=US] [THREADS [DEPTH [TICKS]]]\n",
                 argv[0]);
         return 1;
     }
@@ -182,7 +190,10 @@ int main(int argc, char **argv)
     for (k = 0; k < ticks; k++) {
         one_tick(nthreads, info.start_us + k);
         /* let the threads run on between ticks, as between real ones */
-        if (k % 16 == 15) {
+        if (gap_us > 0) {
+            usleep((useconds_t)gap_us);
+        }
+        else if (k % 16 == 15) {
             sched_yield();
         }
     }
