@@ -606,8 +606,9 @@ static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
 }
 
 /* Copy the frame chain of one thread state: -1 if it changed under us or
- * does not decode.  Frames that run no Python code (C-stack entry frames,
- * the interpreter's own) are left out here. */
+ * does not decode, -2 if its frame pointer cannot be read.  Frames that run no
+ * Python code (C-stack entry frames, the interpreter's own) are left out here.
+ */
 static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
                       uint32_t *n, int *truncated, const void **top)
 {
@@ -631,8 +632,7 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
         rs.fill = 0;
         rs.next = NULL;
         if (top_frame(ts, &f) != 0) {
-            *top = NULL;
-            return -2;
+            return -2; /* *top: what an earlier try read, if any */
         }
         /* the current chunk now; older ones when the walk gets there */
         if (plausible(chunk) && plausible(dtop)) {
