@@ -558,9 +558,9 @@ static int top_frame(const void *ts, const void **top)
 /* The innermost frame pointer and the current data-stack chunk (its
  * header, for the older chunk's address, and its frames up to the top)
  * in one read, the pointer first as when read apart (3.13 and later: the
- * pointer is the thread state's, read in place just before).  0: *top is read
- * and, when the chunk was copied too, rs holds it; -1: nothing was (the
- * caller reads them one at a time). */
+ * pointer is the thread state's, read in place just before).  0: *top is
+ * read and, when the chunk had frames, rs holds them; -1: nothing was
+ * (the caller reads them one at a time). */
 static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
 {
     const char *chunk = (const char *)word_in_place(ts, L->ts_datastack_chunk);
@@ -606,9 +606,9 @@ static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
 }
 
 /* Copy the frame chain of one thread state: -1 if it changed under us or
- * does not decode, -2 if its frame pointer cannot be read.  Frames that run no
- * Python code (C-stack entry frames, the interpreter's own) are left out here.
- */
+ * does not decode, -2 if its frame pointer cannot be read.  Frames that
+ * run no Python code (C-stack entry frames, the interpreter's own) are
+ * left out here. */
 static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
                       uint32_t *n, int *truncated, const void **top)
 {
