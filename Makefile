@@ -148,6 +148,13 @@ build/store_write_cost: tests/bench/store_write_cost.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -o $@ $< $(CORE_SRC) -lz -lm -lpthread
 
+# one sample's walk and store against an embedded Python (the module's)
+build/sample_cost: tests/bench/sample_cost.c $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
+	    $(CORE_SRC) mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_layout.c \
+	    mod_pyprof/$(PY_RT) $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
+
 install: $(MODULE) $(PYEXT)
 	cd mod_pyprof && $(APXS) -i -n pyprof mod_pyprof.la
 	install -d $(DESTDIR)$(PY_SITE)/pyprof

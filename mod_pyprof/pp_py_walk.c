@@ -244,6 +244,9 @@ static size_t ucs_to_utf8(unsigned kind, const uint8_t *data, size_t n,
  * the end (a nonce, a module name): a cache hit counts only if these bytes
  * are still there (re-read in one batch per sample). */
 #define STR_TAIL 24
+/* Distinct name tails of one sample looked for among those already to be
+ * read, at most (past it, read again: the search is quadratic). */
+#define TAIL_DEDUP_MAX 64
 typedef struct str_tail {
     const void *at; /* address of the bytes; NULL: not checked */
     uint8_t bytes[STR_TAIL];
@@ -530,29 +533,85 @@ static const region_t *region_of(regions_t *rs, const char *fp, size_t size)
     }
 }
 
-/* The thread's innermost frame, or NULL; -1 if it cannot be read. */
-static int top_frame(const void *ts, const void **top)
+/* Where the thread's innermost frame pointer is; NULL if that cannot be
+ * told. */
+static const void *top_frame_at(const void *ts)
 {
-    const void *at = (const char *)ts + L->ts_frame;
-
     if (L->ts_frame_indirect) {
         const void *cf = (const void *)word_in_place(ts, L->ts_frame);
         if (!plausible(cf)) {
-            return -1;
+            return NULL;
         }
-        at = (const char *)cf + L->cframe_frame;
+        return (const char *)cf + L->cframe_frame;
     }
-    return R->read(top, at, sizeof(*top));
+    return (const char *)ts + L->ts_frame;
+}
+
+/* The thread's innermost frame, or NULL; -1 if it cannot be read. */
+static int top_frame(const void *ts, const void **top)
+{
+    const void *at = top_frame_at(ts);
+
+    return at ? R->read(top, at, sizeof(*top)) : -1;
+}
+
+/* The innermost frame pointer and the current data-stack chunk (its
+ * header, for the older chunk's address, and its frames up to the top)
+ * in one read, the pointer first as when read apart (3.13 and later: the
+ * pointer is the thread state's, read in place just before).  0: *top is
+ * read and, when the chunk had frames, rs holds them; -1: nothing was
+ * (the caller reads them one at a time). */
+static int copy_top_and_chunk(const void *ts, const void **top, regions_t *rs)
+{
+    const char *chunk = (const char *)word_in_place(ts, L->ts_datastack_chunk);
+    const char *dtop = (const char *)word_in_place(ts, L->ts_datastack_top);
+    const void *at = top_frame_at(ts);
+    void *dst[2];
+    const void *src[2];
+    size_t len[2], used = 0, k = 0;
+
+    if (!at || !plausible(chunk) || !plausible(dtop)) {
+        return -1;
+    }
+    if (dtop > chunk + L->chunk_data &&
+        (size_t)(dtop - chunk) <= CHUNK_COPY_MAX) {
+        used = (size_t)(dtop - chunk) - L->chunk_data;
+    }
+    if (L->ts_frame_indirect) {
+        /* 3.11: in the _PyCFrame on the thread's C stack */
+        dst[k] = (void *)top;
+        src[k] = at;
+        len[k++] = sizeof(*top);
+    }
+    else {
+        /* a field of the thread state, which HEAD_LOCK keeps, read in
+         * place like its data-stack fields (one piece less to read) */
+        *top = (const void *)word_in_place(ts, L->ts_frame);
+    }
+    dst[k] = chunk_copy;
+    src[k] = chunk;
+    len[k++] = L->chunk_data + used;
+    if (R->readv(dst, src, len, k) != 0) {
+        return -1;
+    }
+    rs->next = ptr_at(chunk_copy, L->chunk_previous);
+    rs->fill = L->chunk_data + used;
+    if (used) {
+        rs->r[0].base = chunk + L->chunk_data;
+        rs->r[0].used = used;
+        rs->r[0].at = L->chunk_data;
+        rs->n = 1;
+    }
+    return 0;
 }
 
 /* Copy the frame chain of one thread state: -1 if it changed under us or
- * does not decode.  Frames that run no Python code (C-stack entry frames,
- * the interpreter's own) are left out here. */
+ * does not decode, -2 if its frame pointer cannot be read.  Frames that
+ * run no Python code (C-stack entry frames, the interpreter's own) are
+ * left out here. */
 static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
                       uint32_t *n, int *truncated, const void **top)
 {
-    const void *chunk = (const void *)word_in_place(ts, L->ts_datastack_chunk);
-    const char *dtop = (const char *)word_in_place(ts, L->ts_datastack_top);
     const void *f;
     regions_t rs;
     uint32_t guard = 0;
@@ -562,23 +621,35 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
     rs.n = 0;
     rs.fill = 0;
     rs.next = NULL;
-    if (top_frame(ts, &f) != 0) {
-        return -1;
+    if (copy_top_and_chunk(ts, &f, &rs) != 0) {
+        /* one at a time: the frame pointer alone tells a thread with no
+         * frame from one whose chunk cannot be read */
+        const void *chunk =
+            (const void *)word_in_place(ts, L->ts_datastack_chunk);
+        const char *dtop = (const char *)word_in_place(ts, L->ts_datastack_top);
+
+        rs.n = 0;
+        rs.fill = 0;
+        rs.next = NULL;
+        if (top_frame(ts, &f) != 0) {
+            return -2; /* *top: what an earlier try read, if any */
+        }
+        /* the current chunk now; older ones when the walk gets there */
+        if (plausible(chunk) && plausible(dtop)) {
+            const char *base = (const char *)chunk + L->chunk_data;
+            if (dtop > base && (size_t)(dtop - base) <= CHUNK_COPY_MAX) {
+                copy_region(&rs, base, (size_t)(dtop - base));
+            }
+            if (R->read(&rs.next, (const char *)chunk + L->chunk_previous,
+                        sizeof(void *)) != 0) {
+                rs.next = NULL;
+            }
+        }
     }
     *top = f;
-    /* the current chunk now; older ones when the walk gets there */
-    if (plausible(chunk) && plausible(dtop)) {
-        const char *base = (const char *)chunk + L->chunk_data;
-        if (dtop > base && (size_t)(dtop - base) <= CHUNK_COPY_MAX) {
-            copy_region(&rs, base, (size_t)(dtop - base));
-        }
-        if (R->read(&rs.next, (const char *)chunk + L->chunk_previous,
-                    sizeof(void *)) != 0) {
-            rs.next = NULL;
-        }
-    }
     while (f && guard++ < 4 * PP_DEPTH_LIMIT) {
-        uint8_t fr[FRAME_HDR_MAX];
+        uint8_t buf[FRAME_HDR_MAX];
+        const uint8_t *fr;
         const char *fp = (const char *)f;
         const void *prev;
         const region_t *r;
@@ -587,12 +658,15 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
         if (!plausible(fp)) {
             return -1;
         }
+        /* a frame inside a copied chunk is read where it was copied */
         if ((r = region_of(&rs, fp, L->frame_size))) {
-            memcpy(fr, chunk_copy + r->at + (size_t)(fp - r->base),
-                   L->frame_size);
+            fr = (const uint8_t *)chunk_copy + r->at + (size_t)(fp - r->base);
         }
-        else if (R->read(fr, f, L->frame_size) != 0) {
+        else if (R->read(buf, f, L->frame_size) != 0) {
             return -1;
+        }
+        else {
+            fr = buf;
         }
         /* a char in CPython; any value above the largest owner (a byte
          * of a torn copy, read unsigned) is garbage */
@@ -623,13 +697,88 @@ static int copy_chain(const void *ts, chain_frame_t *out, uint32_t cap,
     return 0;
 }
 
+/* The headers of a chain's distinct code objects into code_heads, and
+ * with them, in the same read, the last bytes of the names of those whose
+ * cache entry is theirs (see str_tail_t): an entry whose bytes changed is
+ * dropped, to be loaded again.  If that one read fails (a name freed
+ * meanwhile, say), the headers are read alone and the names apart, as
+ * check_cached_names does.  -1: a header could not be read. */
+static int read_heads_and_names(const void *const *addrs, uint32_t nuniq)
+{
+    static void *dst[3 * UNIQ_MAX];
+    static const void *src[3 * UNIQ_MAX];
+    static size_t len[3 * UNIQ_MAX];
+    static uint8_t now[2 * UNIQ_MAX][STR_TAIL];
+    static code_info_t *owner[2 * UNIQ_MAX];
+    static const str_tail_t *tails[2 * UNIQ_MAX];
+    static uint32_t bytes_of[2 * UNIQ_MAX]; /* tail -> its bytes in now[] */
+    const size_t stride = code_head_stride;
+    uint32_t k, m = 0, nb = 0, j;
+
+    for (k = 0; k < nuniq; k++) {
+        dst[k] = code_heads + k * stride;
+        src[k] = addrs[k];
+        len[k] = L->code_header;
+    }
+    for (k = 0; k < nuniq; k++) {
+        code_info_t *ci = cache_entry(addrs[k]);
+        const str_tail_t *pair[2];
+        int t;
+
+        if (ci->code != addrs[k]) {
+            continue; /* not cached: loaded anew anyway */
+        }
+        pair[0] = &ci->func_tail;
+        pair[1] = &ci->file_tail;
+        for (t = 0; t < 2; t++) {
+            uint32_t d = nb;
+
+            if (!pair[t]->at || !pair[t]->len) {
+                continue;
+            }
+            /* code objects of one file share its name: those bytes are
+             * read once (the kernel pins pages for every piece it reads,
+             * and that, more than the copy, is what a read costs) */
+            if (nb < TAIL_DEDUP_MAX) {
+                for (d = 0; d < nb; d++) {
+                    if (src[nuniq + d] == pair[t]->at &&
+                        len[nuniq + d] == pair[t]->len) {
+                        break;
+                    }
+                }
+            }
+            if (d == nb) {
+                dst[nuniq + nb] = now[nb];
+                src[nuniq + nb] = pair[t]->at;
+                len[nuniq + nb] = pair[t]->len;
+                nb++;
+            }
+            bytes_of[m] = d;
+            owner[m] = ci;
+            tails[m] = pair[t];
+            m++;
+        }
+    }
+    if (R->readv(dst, src, len, nuniq + nb) != 0) {
+        if (R->readv(dst, src, len, nuniq) != 0) {
+            return -1;
+        }
+        check_cached_names(code_heads, stride, addrs, nuniq);
+        return 0;
+    }
+    for (j = 0; j < m; j++) {
+        if (memcmp(now[bytes_of[j]], tails[j]->bytes, tails[j]->len) != 0) {
+            owner[j]->code = NULL; /* reload: its names changed */
+        }
+    }
+    return 0;
+}
+
 /* Code objects of the chain, validated in one batched read; then names
  * and lines from the cache.  Fills t->frames; -1: torn. */
 static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
                         pp_walk_target_t *t)
 {
-    static void *dst[UNIQ_MAX];
-    static size_t len[UNIQ_MAX];
     static const void *addrs[UNIQ_MAX];
     static uint16_t uniq_of[PP_DEPTH_LIMIT]; /* frame -> index in addrs */
     /* code object -> index + 1 in addrs, valid where stamp is this call's */
@@ -639,8 +788,9 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
         uint16_t at;
     } seen[UNIQ_HASH];
     static uint32_t stamp;
+    static code_info_t *uniq_ci[UNIQ_MAX];
     const size_t stride = code_head_stride;
-    uint32_t i, nuniq = 0;
+    uint32_t i, k, nuniq = 0;
 
     /* distinct code objects (stacks repeat functions): at most one a
      * frame, and a chain holds at most PP_DEPTH_LIMIT frames */
@@ -664,8 +814,6 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
                 seen[h].code = fr[i].code;
                 seen[h].at = (uint16_t)nuniq;
                 addrs[nuniq] = fr[i].code;
-                dst[nuniq] = code_heads + nuniq * stride;
-                len[nuniq] = L->code_header;
                 nuniq++;
             }
             if (seen[h].code == fr[i].code) {
@@ -678,27 +826,38 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
     if (!nuniq) {
         return 0;
     }
-    if (R->readv(dst, addrs, len, nuniq) != 0) {
+    if (read_heads_and_names(addrs, nuniq) != 0) {
         return -1; /* some frame pointed at freed memory: torn */
     }
-    check_cached_names(code_heads, stride, addrs, nuniq);
-    for (i = 0; i < n && t->depth < t->max_depth; i++) {
-        const uint8_t *head = code_heads + uniq_of[i] * stride;
-        code_info_t *ci;
-        frame_cache_entry_t *fe;
-        uintptr_t h;
-        intptr_t unit;
-        int line, lasti;
-        uint32_t id;
+    /* each code object checked and looked up once, however many of the
+     * chain's frames run it */
+    for (k = 0; k < nuniq; k++) {
+        const uint8_t *head = code_heads + k * stride;
 
         /* a code object being deallocated (refcount 0) may already have
          * released its names: not one to read */
         if (!is_live_code(head)) {
             return -1;
         }
-        ci = cache_entry(fr[i].code);
-        if (!cache_matches(ci, fr[i].code, head) &&
-            load_code(ci, fr[i].code, head) != 0) {
+        uniq_ci[k] = cache_entry(addrs[k]);
+        if (!cache_matches(uniq_ci[k], addrs[k], head) &&
+            load_code(uniq_ci[k], addrs[k], head) != 0) {
+            return -1;
+        }
+    }
+    for (i = 0; i < n && t->depth < t->max_depth; i++) {
+        code_info_t *ci = uniq_ci[uniq_of[i]];
+        frame_cache_entry_t *fe;
+        uintptr_t h;
+        intptr_t unit;
+        int line, lasti;
+        uint32_t id;
+
+        /* two code objects of this chain that share a cache entry: the
+         * later one's load evicted this one, load it again (its header,
+         * checked above, is the copy of this sample) */
+        if (ci->code != fr[i].code &&
+            load_code(ci, fr[i].code, code_heads + uniq_of[i] * stride) != 0) {
             return -1;
         }
         unit = ((intptr_t)fr[i].instr -
@@ -764,8 +923,11 @@ static int is_thread_of(const void *ts, const pp_walk_target_t *t)
            (t->native_tid > 0 && nid == (unsigned long)t->native_tid);
 }
 
-static void sample_thread(pp_store_t *st, const void *ts, void *interp,
-                          pp_walk_target_t *t)
+/* Sample the target's thread in thread state ts: 0 if ts has no frame
+ * (or its frame pointer cannot be read) on the first look, and then t
+ * is left as it was. */
+static int sample_thread(pp_store_t *st, const void *ts, void *interp,
+                         pp_walk_target_t *t)
 {
     static chain_frame_t chain[PP_DEPTH_LIMIT];
     const void *top = NULL;
@@ -777,8 +939,12 @@ static void sample_thread(pp_store_t *st, const void *ts, void *interp,
      * callers below callees) rather than required to stand still, which
      * a thread calling small functions never does for a microsecond. */
     for (tries = 0; tries < tries_per_chain; tries++) {
-        if (copy_chain(ts, chain, t->max_depth, &depth, &truncated, &top) !=
-            0) {
+        int rc = copy_chain(ts, chain, t->max_depth, &depth, &truncated, &top);
+
+        if (tries == 0 && (rc == -2 || (rc == 0 && !top))) {
+            return 0; /* no frame here */
+        }
+        if (rc != 0) {
             continue;
         }
         if (!top) {
@@ -797,6 +963,7 @@ static void sample_thread(pp_store_t *st, const void *ts, void *interp,
         torn_samples++;
         t->torn = 1;
     }
+    return 1;
 }
 
 static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
@@ -827,7 +994,6 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
         }
         for (ts = (const void *)word_in_place(interp, L->interp_threads_head);
              ts && left > 0; ts = (const void *)word_in_place(ts, L->ts_next)) {
-            const void *top = NULL;
             for (i = 0; i < n; i++) {
                 pp_walk_target_t *t = &targets[i];
 
@@ -836,10 +1002,9 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
                 }
                 /* several interpreters may know this thread: the one with
                  * a frame is where it runs */
-                if (top_frame(ts, &top) != 0 || !top) {
+                if (!sample_thread(st, ts, (void *)interp, t)) {
                     break;
                 }
-                sample_thread(st, ts, (void *)interp, t);
                 /* A thread state that threading.Thread.start() has just
                  * made carries its creator's ids until the new thread sets
                  * its own (init_threadstate), and it comes first in the

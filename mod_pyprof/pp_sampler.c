@@ -25,6 +25,9 @@
 #include "pp_sampler.h"
 
 #define LOCAL_MAX 512 /* requests one process can serve at once */
+/* Stack memos (pp_stack_memo_t), one per request slot modulo this: the
+ * requests of one process at once rarely share one. */
+#define MEMO_SLOTS 256
 
 typedef struct entry {
     int slot;
@@ -79,6 +82,7 @@ static struct sampler {
     /* sampler-thread private */
     pp_walk_target_t *targets;
     target_ref_t refs[LOCAL_MAX];
+    pp_stack_memo_t *memos; /* MEMO_SLOTS; NULL: interned without */
 } S = {PTHREAD_MUTEX_INITIALIZER};
 
 static int64_t clock_ns(clockid_t c)
@@ -231,27 +235,6 @@ static entry_t *find_entry(int slot, uint64_t serial)
         }
     }
     return NULL;
-}
-
-/* Root-first node chain for a walked stack; 0 if the tables are full. */
-static uint32_t intern_stack(pp_store_t *st, const pp_walk_target_t *t)
-{
-    uint32_t node = 0;
-    int i;
-
-    if (t->truncated) {
-        node = pp_store_intern_node(st, 0, st->frame_truncated);
-        if (!node) {
-            return 0;
-        }
-    }
-    for (i = (int)t->depth - 1; i >= 0; i--) {
-        node = pp_store_intern_node(st, node, t->frames[i]);
-        if (!node) {
-            return 0;
-        }
-    }
-    return node;
 }
 
 /* One tick: sample every due entry.  Called and returns with S.mu held. */
@@ -438,7 +421,9 @@ record: /* S.mu held */
         else {
             e->interp = t->interp;
             S.last_interp = t->interp;
-            node = intern_stack(st, t);
+            node = pp_store_intern_stack_memo(
+                st, S.memos ? &S.memos[(unsigned)e->slot % MEMO_SLOTS] : NULL,
+                t->frames, t->depth, t->truncated);
             if (!node) {
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
             }
@@ -613,6 +598,10 @@ int pp_sampler_start(pp_store_t *st)
             pthread_mutex_unlock(&S.mu);
             return -1;
         }
+    }
+    if (!S.memos) {
+        /* without, every stack is interned frame by frame */
+        S.memos = calloc(MEMO_SLOTS, sizeof(*S.memos));
     }
     S.st = st;
     S.nogil = st->sampler_mode == PP_SAMPLER_NOGIL;

@@ -485,6 +485,30 @@ uint32_t pp_store_intern_frame(pp_store_t *st, const char *func, size_t funclen,
                                const char *file, size_t filelen, uint32_t line);
 /* Intern the child `frame` of node `parent` (0 = root); 0 if full. */
 uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent, uint32_t frame);
+/* Intern a whole stack, `frames` leaf first (depth of them), under a
+ * [truncated] root when `truncated`: the root-first node chain's leaf, 0
+ * if the tables are full. */
+uint32_t pp_store_intern_stack(pp_store_t *st, const uint32_t *frames,
+                               uint32_t depth, int truncated);
+/* What one request's previous stack interned to, so that its next one
+ * interns only the frames where it differs: the node chain of a stack is
+ * a function of its frame ids, so the longest root-side run of frames the
+ * two share has the node remembered for it.  Any stack's memo serves any
+ * other's (it only saves lookups when they share a root side).  Caller-
+ * owned (a sampler keeps one per request slot it samples), zeroed to
+ * start; one thread's at a time. */
+#define PP_STACK_MEMO_DEPTH 128
+typedef struct pp_stack_memo {
+    const pp_store_t *st; /* the store the nodes are of */
+    int truncated;        /* the chain starts at [truncated] */
+    uint32_t depth;       /* frames remembered, root first */
+    uint32_t frames[PP_STACK_MEMO_DEPTH];
+    uint32_t nodes[PP_STACK_MEMO_DEPTH]; /* node of frames[0..i] */
+} pp_stack_memo_t;
+/* pp_store_intern_stack through a memo (NULL: without one). */
+uint32_t pp_store_intern_stack_memo(pp_store_t *st, pp_stack_memo_t *memo,
+                                    const uint32_t *frames, uint32_t depth,
+                                    int truncated);
 
 /* ---- reading (handler, any process); all bounds-checked ---- */
 

@@ -135,3 +135,68 @@ uint32_t pp_store_intern_node(pp_store_t *st, uint32_t parent, uint32_t frame)
     atomic_fetch_add(&st->c.nodes_full, 1);
     return 0;
 }
+
+uint32_t pp_store_intern_stack(pp_store_t *st, const uint32_t *frames,
+                               uint32_t depth, int truncated)
+{
+    uint32_t node = 0;
+    int i;
+
+    if (truncated) {
+        node = pp_store_intern_node(st, 0, st->frame_truncated);
+        if (!node) {
+            return 0;
+        }
+    }
+    for (i = (int)depth - 1; i >= 0; i--) {
+        node = pp_store_intern_node(st, node, frames[i]);
+        if (!node) {
+            return 0;
+        }
+    }
+    return node;
+}
+
+uint32_t pp_store_intern_stack_memo(pp_store_t *st, pp_stack_memo_t *memo,
+                                    const uint32_t *frames, uint32_t depth,
+                                    int truncated)
+{
+    uint32_t node = 0, same = 0, lim, j;
+
+    if (!memo) {
+        return pp_store_intern_stack(st, frames, depth, truncated);
+    }
+    if (memo->st != st || memo->truncated != truncated ||
+        memo->depth > PP_STACK_MEMO_DEPTH) {
+        memo->st = st;
+        memo->truncated = truncated;
+        memo->depth = 0;
+    }
+    if (truncated) {
+        node = pp_store_intern_node(st, 0, st->frame_truncated);
+        if (!node) {
+            return 0;
+        }
+    }
+    /* frames is leaf first, the memo root first */
+    lim = depth < memo->depth ? depth : memo->depth;
+    while (same < lim && memo->frames[same] == frames[depth - 1 - same]) {
+        same++;
+    }
+    if (same) {
+        node = memo->nodes[same - 1];
+    }
+    for (j = same; j < depth; j++) {
+        node = pp_store_intern_node(st, node, frames[depth - 1 - j]);
+        if (!node) {
+            memo->depth = j < PP_STACK_MEMO_DEPTH ? j : PP_STACK_MEMO_DEPTH;
+            return 0;
+        }
+        if (j < PP_STACK_MEMO_DEPTH) {
+            memo->frames[j] = frames[depth - 1 - j];
+            memo->nodes[j] = node;
+        }
+    }
+    memo->depth = depth < PP_STACK_MEMO_DEPTH ? depth : PP_STACK_MEMO_DEPTH;
+    return node;
+}

@@ -1881,7 +1881,9 @@ def render_report(args, env, results, meta, elapsed, loadavg_start):
     L.append("    /usr/bin/python3 tests/bench/overhead.py --part accuracy,rate   # any subset")
     L.append("    /usr/bin/python3 tests/bench/overhead.py --quick                 # smoke run")
     L.append("")
-    for part in SECTION_ORDER:
+    # then sections written by other tools (sampler_ab.py, sample_cost.c
+    # results), kept as they are, in the order they were found
+    for part in list(SECTION_ORDER) + [p for p in sections if p not in SECTION_ORDER]:
         if part in sections:
             L.append("<!-- section:%s -->" % part)
             L.append(sections[part].rstrip("\n"))

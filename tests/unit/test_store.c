@@ -476,6 +476,54 @@ static void test_finish_twice_counts_once(void **state)
     assert_int_equal(atomic_load(&f->st->c.traces_kept), 1);
 }
 
+/* Interning through a memo gives the node pp_store_intern_stack gives,
+ * whatever the previous stack was: the same, a new leaf, a new root, a
+ * [truncated] one, deeper than the memo remembers, shallower. */
+static void test_intern_stack_memo_matches_plain(void **state)
+{
+    fix_t *f = *state;
+    static uint32_t stacks[8][PP_STACK_MEMO_DEPTH + 40];
+    static const uint32_t depths[8] = {
+        30, 30, 30, 30, PP_STACK_MEMO_DEPTH + 40, PP_STACK_MEMO_DEPTH + 40,
+        12, 30};
+    static const int truncated[8] = {0, 0, 0, 1, 0, 0, 0, 0};
+    pp_stack_memo_t memo;
+    uint32_t fr[6], k, i, rep;
+    char name[8];
+
+    memset(&memo, 0, sizeof(memo));
+    for (i = 0; i < 6; i++) {
+        snprintf(name, sizeof(name), "f%u", i);
+        fr[i] = frame(f->st, name, "m.py", i + 1);
+    }
+    for (k = 0; k < 8; k++) {
+        for (i = 0; i < depths[k]; i++) {
+            /* leaf first: a root of f0..., the leaf side varied */
+            uint32_t from_root = depths[k] - 1 - i;
+            stacks[k][i] = fr[(from_root * 7 + (from_root > 20 ? k : 0)) % 6];
+        }
+    }
+    stacks[2][depths[2] - 1] = fr[5]; /* another root */
+    for (rep = 0; rep < 2; rep++) {
+        for (k = 0; k < 8; k++) {
+            uint32_t plain = pp_store_intern_stack(f->st, stacks[k], depths[k],
+                                                   truncated[k]);
+            uint32_t memoed = pp_store_intern_stack_memo(
+                f->st, &memo, stacks[k], depths[k], truncated[k]);
+            assert_true(plain != 0);
+            assert_int_equal(memoed, plain);
+            /* again, now all of it remembered */
+            assert_int_equal(pp_store_intern_stack_memo(f->st, &memo, stacks[k],
+                                                        depths[k],
+                                                        truncated[k]),
+                             plain);
+        }
+    }
+    assert_int_equal(
+        pp_store_intern_stack_memo(f->st, NULL, stacks[0], depths[0], 0),
+        pp_store_intern_stack(f->st, stacks[0], depths[0], 0));
+}
+
 static void test_finish_adds_stacks_to_location_aggregate(void **state)
 {
     fix_t *f = *state;
@@ -2328,6 +2376,7 @@ int main(void)
         T(test_finish_does_not_keep_fast_request),
         T(test_finish_frees_the_slot),
         T(test_finish_twice_counts_once),
+        T(test_intern_stack_memo_matches_plain),
         T(test_finish_adds_stacks_to_location_aggregate),
         cmocka_unit_test(test_slots_exhaustion_is_counted),
         cmocka_unit_test(test_eviction_keeps_the_newest_traces),
