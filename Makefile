@@ -50,7 +50,10 @@ WARN        := -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initialize
 MOD_CFLAGS  := -std=gnu11 -O2 -g $(WARN) -fvisibility=hidden $(PY_INCLUDES)
 
 CC          ?= cc
-UNIT_CFLAGS := -std=gnu11 -O1 -g $(WARN) -Imod_pyprof -DUNIT_MODULE_PYTHON='"$(PYTHON)"'
+UNIT_CFLAGS := -std=gnu11 -O1 -g $(WARN) -Imod_pyprof -Itests/support -DUNIT_MODULE_PYTHON='"$(PYTHON)"'
+# store writes only tests, fuzzers and benchmarks make; never in the module
+TEST_SUPPORT_SRC := tests/support/pp_store_testing.c
+TEST_CORE_SRC    := $(CORE_SRC) $(TEST_SUPPORT_SRC)
 UNIT_TESTS  := $(patsubst tests/unit/%.c,build/unit/%,$(wildcard tests/unit/test_*.c))
 
 PY_EXT_SUFFIX := $(shell $(PYCONFIG) --extension-suffix 2>/dev/null)
@@ -92,21 +95,21 @@ deps:
 
 # test_pywalk also links the stack reader (it includes no Python header)
 build/unit/test_pywalk: tests/unit/test_pywalk.c mod_pyprof/pp_py_walk.c \
-                        $(CORE_SRC) $(HEADERS) tests/unit/unit.h
+                        $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_walk.c $(CORE_SRC) \
+	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_walk.c $(TEST_CORE_SRC) \
 	    -lcmocka -lz -lm -lpthread
 
 # test_sampler links the sampler thread with a fake Python layer of its own
 build/unit/test_sampler: tests/unit/test_sampler.c mod_pyprof/pp_sampler.c \
-                         $(CORE_SRC) $(HEADERS) tests/unit/unit.h
+                         $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_sampler.c $(CORE_SRC) \
+	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_sampler.c $(TEST_CORE_SRC) \
 	    -lcmocka -lz -lm -lpthread
 
-build/unit/%: tests/unit/%.c $(CORE_SRC) $(HEADERS) tests/unit/unit.h
+build/unit/%: tests/unit/%.c $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_SRC) -lcmocka -lz -lm -lpthread
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(TEST_CORE_SRC) -lcmocka -lz -lm -lpthread
 
 # the C core's cmocka tests, then the pyprof package's pure-Python parts
 unit: $(UNIT_TESTS)
@@ -137,22 +140,22 @@ demo-stop:
 bench: $(MODULE)
 	$(TEST_PYTHON) tests/bench/overhead.py
 
-build/render_bench: tests/bench/render_bench.c $(CORE_SRC) $(HEADERS)
+build/render_bench: tests/bench/render_bench.c $(TEST_CORE_SRC) $(HEADERS)
 	@mkdir -p build
-	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -o $@ $< $(CORE_SRC) -lz -lm -lpthread
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -Itests/support -o $@ $< $(TEST_CORE_SRC) -lz -lm -lpthread
 
 render-bench: build/render_bench
 	build/render_bench
 
-build/store_write_cost: tests/bench/store_write_cost.c $(CORE_SRC) $(HEADERS)
+build/store_write_cost: tests/bench/store_write_cost.c $(TEST_CORE_SRC) $(HEADERS)
 	@mkdir -p build
-	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -o $@ $< $(CORE_SRC) -lz -lm -lpthread
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -Itests/support -o $@ $< $(TEST_CORE_SRC) -lz -lm -lpthread
 
 # one sample's walk and store against an embedded Python (the module's)
-build/sample_cost: tests/bench/sample_cost.c $(CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
+build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
-	    $(CORE_SRC) mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_layout.c \
+	    $(TEST_CORE_SRC) mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_layout.c \
 	    mod_pyprof/$(PY_RT) $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
 
 install: $(MODULE) $(PYEXT)
@@ -163,7 +166,7 @@ install: $(MODULE) $(PYEXT)
 
 # every C file of the project, in the style .clang-format describes
 # (clang-format 14, Debian 12's: another version may wrap differently)
-FORMAT_SRC = $(wildcard mod_pyprof/*.c mod_pyprof/*.h pyext/*.c \
+FORMAT_SRC = $(wildcard mod_pyprof/*.c mod_pyprof/*.h pyext/*.c tests/support/*.[ch] \
                         tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
                         tests/fuzz/*.h tests/bench/*.c)
 format:

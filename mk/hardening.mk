@@ -32,7 +32,7 @@ FUZZ_FLAGS   ?=
 FUZZ_NICE    ?= 10
 FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined \
-                $(WARN) -Imod_pyprof -Itests/fuzz
+                $(WARN) -Imod_pyprof -Itests/support -Itests/fuzz
 FUZZ_BINS    := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 # UBSan findings are fatal (halt_on_error) except the known ones listed,
 # with their fix, in tests/fuzz/ubsan.supp
@@ -64,14 +64,14 @@ build/fuzz/fuzz_check.o: tests/fuzz/fuzz_check.c tests/fuzz/fuzz_check.h \
                          $(HEADERS)
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) -std=gnu11 -g -O2 -fno-omit-frame-pointer \
-	    -fsanitize=address,undefined $(WARN) -Imod_pyprof -Itests/fuzz \
+	    -fsanitize=address,undefined $(WARN) -Imod_pyprof -Itests/support -Itests/fuzz \
 	    -c -o $@ $<
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/fuzz_check.o \
                    tests/fuzz/fuzz_check.h tests/fuzz/fuzz_store.h \
-                   $(CORE_SRC) $(HEADERS)
+                   $(TEST_CORE_SRC) $(HEADERS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< build/fuzz/fuzz_check.o \
-	    $(CORE_SRC) -lz -lm
+	    $(TEST_CORE_SRC) -lz -lm
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -126,7 +126,7 @@ FUZZ_MSAN_TARGETS ?= parse escape render linetable
 FUZZ_MSAN_CFLAGS  := -std=gnu11 -g -O1 -fno-omit-frame-pointer \
                      -fsanitize=memory -fsanitize-memory-track-origins \
                      -fsanitize-ignorelist=tests/fuzz/msan.ignorelist \
-                     $(WARN) -Imod_pyprof -Itests/fuzz
+                     $(WARN) -Imod_pyprof -Itests/support -Itests/fuzz
 
 build/fuzz-msan/fuzz_check.o: tests/fuzz/fuzz_check.c tests/fuzz/fuzz_check.h \
                               $(HEADERS)
@@ -135,9 +135,9 @@ build/fuzz-msan/fuzz_check.o: tests/fuzz/fuzz_check.c tests/fuzz/fuzz_check.h \
 
 build/fuzz-msan/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz-msan/fuzz_check.o \
                         tests/fuzz/fuzz_check.h tests/fuzz/fuzz_store.h \
-                        tests/fuzz/msan.ignorelist $(CORE_SRC) $(HEADERS)
+                        tests/fuzz/msan.ignorelist $(TEST_CORE_SRC) $(HEADERS)
 	$(FUZZ_CC) $(FUZZ_MSAN_CFLAGS) -fsanitize=fuzzer -o $@ $< \
-	    build/fuzz-msan/fuzz_check.o $(CORE_SRC) -lz -lm
+	    build/fuzz-msan/fuzz_check.o $(TEST_CORE_SRC) -lz -lm
 
 fuzz-msan: $(patsubst %,build/fuzz-msan/fuzz_%,$(FUZZ_MSAN_TARGETS))
 	@mkdir -p build/fuzz-msan/artifacts
@@ -170,10 +170,10 @@ STRESS_ROUNDS  ?= 200
 STRESS_SRC     := tests/fuzz/stress_render.c tests/fuzz/fuzz_check.c
 
 build/stress/stress_render_%: $(STRESS_SRC) tests/fuzz/fuzz_check.h \
-                              tests/fuzz/fuzz_store.h $(CORE_SRC) $(HEADERS)
+                              tests/fuzz/fuzz_store.h $(TEST_CORE_SRC) $(HEADERS)
 	@mkdir -p build/stress
 	$(FUZZ_CC) -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=$* \
-	    $(WARN) -Imod_pyprof -Itests/fuzz -o $@ $(STRESS_SRC) $(CORE_SRC) \
+	    $(WARN) -Imod_pyprof -Itests/support -Itests/fuzz -o $@ $(STRESS_SRC) $(TEST_CORE_SRC) \
 	    -lz -lm -lpthread
 
 stress-tsan: build/stress/stress_render_thread

@@ -398,16 +398,6 @@ int pp_store_claim(pp_store_t *st, const pp_req_info_t *info, int hint);
 
 pp_slot_t *pp_store_slot(pp_store_t *st, int idx);
 
-/* Add one sample to a slot's record, whichever request it holds and
- * whoever samples it (tests and benchmarks; the sampler calls
- * pp_store_sample).  Takes the slot's token and brackets the change with
- * the record's sequence counter. */
-void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
-                         int64_t now_us, uint64_t weight_us, uint64_t cpu_us);
-/* The same with how the interval was spent (PP_SAMPLE_*). */
-void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
-                            int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
-                            int how);
 /* Request facts learnt after the claim: the claiming request thread,
  * under the slot's token. */
 void pp_store_note_handler_start(pp_store_t *st, int idx, int64_t us);
@@ -530,8 +520,6 @@ uint32_t pp_store_all_traces(const pp_store_t *st);
 /* The record of in-flight slot i, or NULL if the slot is not active. */
 const pp_record_t *pp_store_slot_rec(const pp_store_t *st, uint32_t i);
 int pp_store_read_trace(const pp_store_t *st, uint32_t i, pp_record_t *out);
-/* In-flight slot i, if active. */
-int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out);
 
 /* Find a kept trace, or an in-flight request, by request id. */
 int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,

@@ -127,6 +127,12 @@ static inline void pp_rec_write_end(pp_record_t *rec)
     atomic_store_explicit(&rec->seq, s + 1, memory_order_release);
 }
 
+/* One sample into rec, whose slot's token the caller holds
+ * (pp_store_sample.c; the sampler's entry point is pp_store_sample). */
+void pp_store_record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
+                            int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                            int how);
+
 /* The entry of stack `node` in a record's open-addressed table; with
  * create, a free entry is taken for it.  NULL if absent (or full). */
 static inline pp_stack_count_t *pp_record_stack_entry(pp_record_t *rec,

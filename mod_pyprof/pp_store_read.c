@@ -246,20 +246,6 @@ int pp_store_read_trace(const pp_store_t *st, uint32_t i, pp_record_t *out)
     return r ? pp_store_read_record(r, out) : 0;
 }
 
-int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out)
-{
-    const pp_slot_t *slot;
-
-    if (i >= st->nslots) {
-        return 0;
-    }
-    slot = (const pp_slot_t *)((const char *)st + st->off_slots) + i;
-    if (PP_SLOT_PHASE(atomic_load(&slot->state)) != PP_SLOT_ACTIVE) {
-        return 0;
-    }
-    return pp_store_read_record(&slot->rec, out);
-}
-
 /* ---- lookups by id ---- */
 
 int pp_store_find(const pp_store_t *st, const char *id, pp_record_t *out,

@@ -2,9 +2,9 @@
  *
  * Called by sampler threads: the one of the Apache child that claimed the
  * slot, or, once a mod_wsgi daemon adopted the request, the daemon's
- * (pp_store_sample checks which).  pp_store_add_sample and
- * pp_store_add_sample_ex write to a slot without that check, for tests
- * and benchmarks.  Every write takes the slot's token
+ * (pp_store_sample checks which).  Tests and benchmarks write to a slot
+ * without that check through tests/support/pp_store_testing.c, which is
+ * never linked into the module.  Every write takes the slot's token
  * (pp_store_token.c) and brackets the change with the record's sequence
  * counter.  Never allocates, never touches Python or httpd.
  */
@@ -12,17 +12,9 @@
 
 #include "pp_store_int.h"
 
-void pp_store_add_sample(pp_store_t *st, pp_slot_t *slot, uint32_t node,
-                         int64_t now_us, uint64_t weight_us, uint64_t cpu_us)
-{
-    pp_store_add_sample_ex(st, slot, node, now_us, weight_us, cpu_us,
-                           cpu_us * 2 >= weight_us ? PP_SAMPLE_ON_CPU
-                                                   : PP_SAMPLE_OFF_CPU);
-}
-
-static void record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
-                          int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
-                          int how)
+void pp_store_record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
+                            int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
+                            int how)
 {
     pp_stack_count_t *e;
     uint32_t seg;
@@ -67,17 +59,6 @@ static void record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
     atomic_fetch_add_explicit(&st->c.samples, 1, memory_order_relaxed);
 }
 
-void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
-                            int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
-                            int how)
-{
-    if (node == 0 || !pp_slot_token_take_counted(st, slot)) {
-        return;
-    }
-    record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us, how);
-    pp_slot_token_release(slot);
-}
-
 void pp_store_sample(pp_store_t *st, int idx, uint64_t serial, uint32_t node,
                      int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
                      int how)
@@ -87,7 +68,8 @@ void pp_store_sample(pp_store_t *st, int idx, uint64_t serial, uint32_t node,
     if (node == 0 || !(slot = pp_slot_token_take_for(st, idx, serial, 1))) {
         return;
     }
-    record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us, how);
+    pp_store_record_sample(st, &slot->rec, node, now_us, weight_us, cpu_us,
+                           how);
     pp_slot_token_release(slot);
 }
 

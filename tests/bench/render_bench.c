@@ -31,6 +31,7 @@
 #include "pp_export.h"
 #include "pp_profile.h"
 #include "pp_render.h"
+#include "pp_store_testing.h"
 #include "pp_store.h"
 
 #define RUNS 21

@@ -21,6 +21,7 @@
 
 #include "fuzz_check.h"
 #include "pp_store.h"
+#include "pp_store_testing.h"
 
 #define FZ_LOCS 3
 #define FZ_FRAMES 24

@@ -13,6 +13,7 @@
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_store.h"
+#include "pp_store_testing.h"
 #include "pp_hash.h"
 #include "pp_views.h"
 

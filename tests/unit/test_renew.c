@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "pp_store.h"
+#include "pp_store_testing.h"
 
 /* the intern tables at their minimum sizes (1024 frames) */
 #define SMALL_STORE_SIZE (pp_store_min_size(8, 4) + (64ULL << 10))

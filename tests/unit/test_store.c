@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "pp_store.h"
+#include "pp_store_testing.h"
 
 #define STORE_SIZE (4ULL << 20)
 /* the tables at their minimum sizes, whatever the records weigh */
