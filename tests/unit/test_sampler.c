@@ -445,9 +445,46 @@ static void test_stop_in_time(void **state)
     assert_int_equal(pp_sampler_stop(5000), 0);
 }
 
+/* On CPU for at least half the interval; an unknown clock never is. */
+static void test_on_cpu_is_half_the_interval_or_more(void **state)
+{
+    (void)state;
+    assert_true(pp_sample_on_cpu(5000000, 10000000));
+    assert_true(pp_sample_on_cpu(10000000, 10000000));
+    assert_true(pp_sample_on_cpu(12000000, 10000000));
+    assert_false(pp_sample_on_cpu(4999999, 10000000));
+    assert_false(pp_sample_on_cpu(0, 10000000));
+    assert_false(pp_sample_on_cpu(-1, 10000000));
+}
+
+/* Blocked on a futex is the GIL (or a lock); "0", not blocked, is a thread
+ * that can run, but only where the kernel names wait channels (without
+ * kallsyms every one reads "0"); anything else, or nothing read, is sleep
+ * or I/O. */
+static void test_wait_channel_tells_gil_core_and_sleep_apart(void **state)
+{
+    (void)state;
+    assert_int_equal(pp_sample_how_wchan("futex_wait_queue", 16, 1),
+                     PP_SAMPLE_GIL_WAIT);
+    assert_int_equal(pp_sample_how_wchan("futex_wait_queue_me", 19, 0),
+                     PP_SAMPLE_GIL_WAIT);
+    assert_int_equal(pp_sample_how_wchan("0", 1, 1), PP_SAMPLE_WAIT_CORE);
+    assert_int_equal(pp_sample_how_wchan("0", 1, 0), PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("do_nanosleep", 12, 1),
+                     PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("do_epoll_wait", 13, 1),
+                     PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("futex_wait_queue", 3, 1),
+                     PP_SAMPLE_OFF_CPU); /* "fut": a short read says nothing */
+    assert_int_equal(pp_sample_how_wchan("", 0, 1), PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("", -1, 1), PP_SAMPLE_OFF_CPU);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_on_cpu_is_half_the_interval_or_more),
+        cmocka_unit_test(test_wait_channel_tells_gil_core_and_sleep_apart),
         cmocka_unit_test_setup_teardown(test_wchan_not_read_after_unregister,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_register_unregister_race_sampler,
