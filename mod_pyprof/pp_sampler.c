@@ -11,6 +11,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
@@ -111,6 +112,23 @@ int64_t pp_thread_cpu_ns(pthread_t thread)
     return clock_ns(c);
 }
 
+/* Each request thread keeps its own schedstat open (one descriptor per
+ * thread that ever registered, closed when the thread exits): an open per
+ * request would cost more than the sampling of a short one. */
+static pthread_key_t schedstat_key;
+static pthread_once_t schedstat_once = PTHREAD_ONCE_INIT;
+static int schedstat_key_ok;
+
+static void schedstat_close(void *v)
+{
+    close((int)(intptr_t)v - 1);
+}
+
+static void schedstat_key_create(void)
+{
+    schedstat_key_ok = pthread_key_create(&schedstat_key, schedstat_close) == 0;
+}
+
 /* The calling thread's time spent runnable but waiting for a core (the
  * second field of its schedstat, CONFIG_SCHED_INFO), -1 if unknown.  The
  * kernel adds a wait when the thread gets a core, so the running thread's
@@ -120,13 +138,24 @@ static int64_t own_run_delay_ns(void)
     char buf[96], *end;
     unsigned long long run, wait;
     ssize_t got;
-    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    int fd;
 
-    if (fd < 0) {
+    pthread_once(&schedstat_once, schedstat_key_create);
+    if (!schedstat_key_ok) {
         return -1;
     }
-    got = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
+    fd = (int)(intptr_t)pthread_getspecific(schedstat_key) - 1;
+    if (fd < 0) {
+        fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            return -1;
+        }
+        if (pthread_setspecific(schedstat_key, (void *)(intptr_t)(fd + 1))) {
+            close(fd);
+            return -1;
+        }
+    }
+    got = pread(fd, buf, sizeof(buf) - 1, 0);
     if (got <= 0) {
         return -1;
     }
@@ -704,6 +733,11 @@ static void sampler_loop(void)
  * registry, so pyprof calls in the child neither hang nor write. */
 static void sampler_atfork_child(void)
 {
+    /* the forking thread's schedstat is the parent thread's file */
+    if (schedstat_key_ok && pthread_getspecific(schedstat_key)) {
+        close((int)(intptr_t)pthread_getspecific(schedstat_key) - 1);
+        pthread_setspecific(schedstat_key, NULL);
+    }
     pthread_mutex_init(&S.mu, NULL);
     S.running = 0;
     S.py_done = 1;
