@@ -186,3 +186,20 @@ def test_sleeping_request_on_a_busy_core_is_asleep(busy):
         brief(req), split[:2000])
     m = re.search(r"Python on CPU ([\d.]+) ms", split)
     assert m and float(m.group(1)) <= 10, split[:2000]
+
+
+def test_sampler_cost_is_split_by_phase(srv, busy):
+    # the overview's sampler object and its cost panel: walking, classifying
+    # and storing, and the system calls classifying made
+    sampler = srv.profile()["sampler"]
+    for key in ("walk_s", "classify_s", "store_s"):
+        assert sampler[key] > 0, sampler
+    assert sampler["cpu_clock_reads"] >= sampler["samples"], sampler
+    assert 0 < sampler["wchan_reads"] <= sampler["cpu_clock_reads"], sampler
+    # the sleeping request: its wait channel read again only after it ran
+    assert sampler["wchan_reads_saved"] > 0, sampler
+    page = srv.get_ok("/server-profile").text
+    m = re.search(r"<b>([\d.]+) / ([\d.]+) / ([\d.]+) &micro;s</b><span>per sample: "
+                  r"walking / classifying / storing</span>", page)
+    assert m, page[page.find("Sampler cost"):][:3000]
+    assert float(m.group(2)) > 0
