@@ -12,8 +12,10 @@ static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
                             const pp_req_t *q)
 {
     char t[40], lp[PP_PREFIX_MAX];
+    pp_time_split_t split;
 
     pp_iso_time(q->start_us, t, sizeof(t));
+    pp_req_time_split(q, &split);
     pp_puts(o, "\"id\":");
     pp_puts_json(o, q->id);
     pp_puts(o, ",\"method\":");
@@ -35,11 +37,13 @@ static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o,
               ",\"triggered\":%s,\"captured\":%s,\"samples_on_cpu\":%u,"
               "\"samples_off_cpu\":%u,\"samples_gil_wait\":%u,"
+              "\"samples_wait_core\":%u,\"wait_core_ms\":%.3f,"
               "\"samples_outside_python\":%u,\"outside_python_ms\":%.3f",
               (q->flags & PP_REQ_TRIGGERED) ? "true" : "false",
               (q->flags & PP_REQ_CAPTURED) ? "true" : "false",
               q->samples_on_cpu, q->samples_off_cpu, q->samples_gil_wait,
-              q->samples_outside, q->outside_us / 1e3);
+              q->samples_wait_core, split.core, q->samples_outside,
+              q->outside_us / 1e3);
     if (q->flags & PP_REQ_CAPTURED) {
         pp_printf(o, ",\"capture\":%u", q->capture);
     }
@@ -187,6 +191,9 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
               "],\"sampler\":{\"samples\":%llu,\"ticks\":%llu,\"cpu_s\":%.6f,"
               "\"samples_per_s\":%.3f,\"sample_cost_p50_us\":%.2f,"
               "\"sample_cost_p99_us\":%.2f,\"gil_wait_s\":%.6f,\"walk_s\":%.6f,"
+              "\"classify_s\":%.6f,\"store_s\":%.6f,"
+              "\"cpu_clock_reads\":%llu,\"wchan_reads\":%llu,"
+              "\"wchan_reads_saved\":%llu,"
               "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
               "\"samplers_nogil\":%llu,\"samplers_gil\":%llu},",
               (unsigned long long)atomic_load(&st->c.samples),
@@ -196,6 +203,11 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
               pp_cost_quantile_us(st, 0.5), pp_cost_quantile_us(st, 0.99),
               atomic_load(&st->c.gil_wait_ns) / 1e9,
               atomic_load(&st->c.walk_ns) / 1e9,
+              atomic_load(&st->c.classify_ns) / 1e9,
+              atomic_load(&st->c.store_ns) / 1e9,
+              (unsigned long long)atomic_load(&st->c.cpu_clock_reads),
+              (unsigned long long)atomic_load(&st->c.wchan_reads),
+              (unsigned long long)atomic_load(&st->c.wchan_reads_saved),
               (unsigned long long)atomic_load(&st->c.threads_missing),
               st->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
               (unsigned long long)atomic_load(&st->c.torn),

@@ -654,6 +654,15 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
                   "s of wall time</span></div>",
                   atomic_load(&st->c.sampler_cpu_ns) / 1e9 / uptime_s);
     }
+    if (samples) {
+        /* the phases of a wake-up, wall time per sample */
+        pp_printf(o,
+                  "<div class=card><b>%.1f / %.1f / %.1f &micro;s</b><span>"
+                  "per sample: walking / classifying / storing</span></div>",
+                  atomic_load(&st->c.walk_ns) / 1e3 / samples,
+                  atomic_load(&st->c.classify_ns) / 1e3 / samples,
+                  atomic_load(&st->c.store_ns) / 1e3 / samples);
+    }
     pp_puts(o, "</div>");
     if (atomic_load(&st->c.renewals)) {
         /* say what a renewal took away: the numbers above still count

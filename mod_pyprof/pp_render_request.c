@@ -194,69 +194,124 @@ static void split_part(pp_sink_t *o, const char *cls, double ms, double total,
               cls, pct, label, ms);
 }
 
+/* The app's time in Python is cut by measurement where the kernel counts
+ * it, not by counting samples: the CPU time is what the thread's CPU clock
+ * said over the samples' intervals, and the wait for a core is the
+ * kernel's count of the thread's run-queue waits (schedstat) over the
+ * request.  Sample counts would not do: on a busy core a thread runs in
+ * slices shorter than the interval, so a sample counted on CPU holds some
+ * waiting and one counted off CPU some running.  What is left, the time
+ * blocked, is cut between the GIL and sleep or I/O in the proportions of
+ * the time off CPU of the samples that saw each (weights, not counts: on a
+ * busy machine the sampler's wake-ups come late and its intervals differ).
+ * Without the kernel's count (a request still running, a kernel without
+ * CONFIG_SCHED_INFO) all of it is cut that way. */
+void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s)
+{
+    uint32_t py = q->samples_on_cpu + q->samples_off_cpu;
+    double off = (double)(q->off_gil_us + q->off_core_us + q->off_other_us);
+    double in_app, waiting;
+
+    s->total = q->duration_us / 1e3;
+    s->before =
+        q->handler_start_us > 0 ? (q->handler_start_us - q->start_us) / 1e3 : 0;
+    s->app = q->handler_start_us > 0 && q->app_end_us >= q->handler_start_us
+                 ? (q->app_end_us - q->handler_start_us) / 1e3
+                 : s->total - s->before;
+    s->after = s->total - s->before - s->app;
+    if (s->after < 0) {
+        s->after = 0;
+    }
+    s->outside = q->outside_us / 1e3;
+    in_app = s->app - s->outside > 0 ? s->app - s->outside : 0;
+    s->on = py ? q->sampled_cpu_us / 1e3 : 0;
+    if (s->on > in_app) {
+        s->on = in_app;
+    }
+    waiting = py ? in_app - s->on : 0;
+    if (q->flags & PP_REQ_RUN_DELAY) {
+        /* measured: the kernel's count of the thread's waits for a core;
+         * the rest was blocked, on a futex (GIL) or elsewhere */
+        double blocked = (double)(q->off_gil_us + q->off_other_us);
+        s->core =
+            q->run_delay_us / 1e3 < waiting ? q->run_delay_us / 1e3 : waiting;
+        s->gil = blocked > 0
+                     ? (waiting - s->core) * (double)q->off_gil_us / blocked
+                     : 0;
+    }
+    else {
+        s->gil = off > 0 ? waiting * (double)q->off_gil_us / off : 0;
+        s->core = off > 0 ? waiting * (double)q->off_core_us / off : 0;
+    }
+    s->off = waiting - s->gil - s->core;
+    if (s->off < 0) {
+        s->off = 0;
+    }
+}
+
 /* Where the request's wall time went: Apache before the app, the app
  * (split by what the samples saw), and Apache after it. */
 static void time_split(pp_sink_t *o, const pp_req_t *q)
 {
-    double total = q->duration_us / 1e3;
-    double before =
-        q->handler_start_us > 0 ? (q->handler_start_us - q->start_us) / 1e3 : 0;
-    double app = q->handler_start_us > 0 && q->app_end_us >= q->handler_start_us
-                     ? (q->app_end_us - q->handler_start_us) / 1e3
-                     : total - before;
-    double after = total - before - app;
-    uint32_t py = q->samples_on_cpu + q->samples_off_cpu;
-    double outside = q->outside_us / 1e3;
-    double in_app = app - outside > 0 ? app - outside : 0;
-    double on = py ? in_app * q->samples_on_cpu / py : 0;
-    double gil = py ? in_app * q->samples_gil_wait / py : 0;
-    double off = in_app - on - gil;
+    pp_time_split_t s;
+    uint32_t sleeping =
+        q->samples_off_cpu - q->samples_gil_wait - q->samples_wait_core;
 
-    if (total <= 0) {
+    pp_req_time_split(q, &s);
+    if (s.total <= 0) {
         return;
     }
-    if (after < 0) {
-        after = 0;
-    }
     pp_puts(o, "<h2>Where the time went</h2><div class=split>");
-    split_part(o, "before", before, total, "Apache before the app");
-    split_part(o, "on", on, total, "Python on CPU");
-    split_part(o, "gil", gil, total, "Python waiting for the GIL or a lock");
-    split_part(o, "off", off, total, "Python off CPU (sleep, I/O)");
-    split_part(o, "outside", outside, total, "in the app, outside Python");
-    split_part(o, "after", after, total, "Apache after the app");
+    split_part(o, "before", s.before, s.total, "Apache before the app");
+    split_part(o, "on", s.on, s.total, "Python on CPU");
+    split_part(o, "core", s.core, s.total,
+               "Python runnable, waiting for a core");
+    split_part(o, "gil", s.gil, s.total,
+               "Python waiting for the GIL or a lock");
+    split_part(o, "off", s.off, s.total, "Python off CPU (sleep, I/O)");
+    split_part(o, "outside", s.outside, s.total, "in the app, outside Python");
+    split_part(o, "after", s.after, s.total, "Apache after the app");
     pp_puts(o, "</div><table class=legend><tr>");
     pp_printf(o,
               "<td><span class=\"key before\"></span>Apache before the "
               "app %.1f ms</td>",
-              before);
+              s.before);
     pp_printf(o,
               "<td><span class=\"key on\"></span>Python on CPU "
               "%.1f ms (%u samples)</td>",
-              on, q->samples_on_cpu);
+              s.on, q->samples_on_cpu);
+    pp_printf(o,
+              "<td><span class=\"key core\"></span>waiting for a core "
+              "%.1f ms (%u)</td>",
+              s.core, q->samples_wait_core);
     pp_printf(o,
               "<td><span class=\"key gil\"></span>waiting for the GIL "
               "or a lock %.1f ms (%u)</td>",
-              gil, q->samples_gil_wait);
+              s.gil, q->samples_gil_wait);
     pp_printf(o,
               "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
               "%.1f ms (%u)</td>",
-              off > 0 ? off : 0, q->samples_off_cpu - q->samples_gil_wait);
+              s.off, sleeping);
     pp_printf(o,
               "<td><span class=\"key outside\"></span>outside Python "
               "%.1f ms (%u)</td>",
-              outside, q->samples_outside);
+              s.outside, q->samples_outside);
     pp_printf(o,
               "<td><span class=\"key after\"></span>Apache after the "
               "app %.1f ms</td>",
-              after);
-    pp_puts(o, "</tr></table><p class=muted>A sample is on CPU when the "
-               "thread's CPU clock advanced for at least half of its "
-               "interval. Off CPU, the thread's kernel wait channel tells "
-               "the rest apart: a futex wait is the GIL (or a Python lock); "
-               "anything else is sleep or I/O. \"Before\" and \"after\" "
-               "are Apache's own work around the handler (reading the "
-               "request, sending the last bytes, logging).</p>");
+              s.after);
+    pp_puts(o, "</tr></table><p class=muted>On CPU is the thread's CPU "
+               "clock over the sampled intervals, and waiting for a core the "
+               "kernel's count of the time it was runnable but not running "
+               "(the machine is busy). A sample counts as on CPU when the "
+               "clock advanced for at least half of its interval; off CPU, "
+               "the thread's kernel wait channel tells the rest apart: a "
+               "futex wait is the GIL (or a Python lock), no wait at all is "
+               "waiting for a core, anything else is sleep or I/O, and the "
+               "time blocked is cut in the proportions the samples saw. "
+               "\"Before\" and \"after\" are Apache's own work around the "
+               "handler (reading the request, sending the last bytes, "
+               "logging).</p>");
 }
 
 void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,

@@ -11,6 +11,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
@@ -44,6 +45,12 @@ typedef struct entry {
     void *interp;         /* where its thread was last found */
     int wchan_fd;         /* /proc/self/task/TID/wchan, opened on first need */
     int64_t start_cpu_ns; /* the thread's CPU clock at registration */
+    int64_t start_run_delay_ns; /* its time waiting for a core then, -1 */
+    /* The last verdict read from the wait channel (PP_SAMPLE_*, -1 none)
+     * and the thread's CPU clock then: it stays true while the clock has
+     * not moved (see classify_targets). */
+    int known_how;
+    int64_t known_cpu_ns;
 } entry_t;
 
 /* What the sampler learns about one due request during a tick.  Only the
@@ -79,6 +86,9 @@ static struct sampler {
     pid_t pid;
     void *last_interp; /* default for requests not found yet */
     int nogil;         /* read stacks without the GIL */
+    /* a wait channel reads as a kernel function's name here (kallsyms),
+     * so "0" means runnable rather than "no name" */
+    int wchan_names;
     /* sampler-thread private */
     pp_walk_target_t *targets;
     target_ref_t refs[LOCAL_MAX];
@@ -104,6 +114,66 @@ int64_t pp_thread_cpu_ns(pthread_t thread)
         return -1;
     }
     return clock_ns(c);
+}
+
+/* Each request thread keeps its own schedstat open (one descriptor per
+ * thread that ever registered, closed when the thread exits): an open per
+ * request would cost more than the sampling of a short one. */
+static pthread_key_t schedstat_key;
+static pthread_once_t schedstat_once = PTHREAD_ONCE_INIT;
+static int schedstat_key_ok;
+
+static void schedstat_close(void *v)
+{
+    close((int)(intptr_t)v - 1);
+}
+
+static void schedstat_key_create(void)
+{
+    schedstat_key_ok = pthread_key_create(&schedstat_key, schedstat_close) == 0;
+}
+
+/* The calling thread's time spent runnable but waiting for a core (the
+ * second field of its schedstat, CONFIG_SCHED_INFO), -1 if unknown.  The
+ * kernel adds a wait when the thread gets a core, so the running thread's
+ * own count is complete. */
+static int64_t own_run_delay_ns(void)
+{
+    char buf[96], *end;
+    unsigned long long run, wait;
+    ssize_t got;
+    int fd;
+
+    pthread_once(&schedstat_once, schedstat_key_create);
+    if (!schedstat_key_ok) {
+        return -1;
+    }
+    fd = (int)(intptr_t)pthread_getspecific(schedstat_key) - 1;
+    if (fd < 0) {
+        fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            return -1;
+        }
+        if (pthread_setspecific(schedstat_key, (void *)(intptr_t)(fd + 1))) {
+            close(fd);
+            return -1;
+        }
+    }
+    got = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (got <= 0) {
+        return -1;
+    }
+    buf[got] = '\0';
+    errno = 0;
+    run = strtoull(buf, &end, 10);
+    if (end == buf || *end != ' ' || errno) {
+        return -1;
+    }
+    wait = strtoull(end + 1, &end, 10);
+    if (*end != ' ' || errno || run == 0) {
+        return -1; /* "0 0 0": the kernel keeps no such count */
+    }
+    return wait <= INT64_MAX ? (int64_t)wait : -1;
 }
 
 /* xorshift, seeded per thread: only for the first sample's phase */
@@ -157,10 +227,12 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
     e->has_cpu_clock = pthread_getcpuclockid(e->thread, &e->cpu_clock) == 0;
     e->last_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     e->start_cpu_ns = e->last_cpu_ns;
+    e->start_run_delay_ns = own_run_delay_ns();
     e->max_depth = max_depth;
     e->interval_ns = (int64_t)interval_us * 1000;
     e->last_ns = now;
     e->wchan_fd = -1;
+    e->known_how = -1;
     /* first sample at a random phase inside the interval, so periodic
      * work in the app cannot alias with the sampling clock */
     e->next_due_ns = now + (int64_t)(phase_random() % (uint64_t)e->interval_ns);
@@ -200,7 +272,8 @@ int64_t pp_sampler_unregister_cpu(int slot)
 {
     int i;
     int fd = -1;
-    int64_t start = -1, now;
+    int64_t start = -1, waited = -1, now;
+    uint64_t serial = 0;
 
     pthread_mutex_lock(&S.mu);
     for (i = 0; i < S.n; i++) {
@@ -208,6 +281,8 @@ int64_t pp_sampler_unregister_cpu(int slot)
             fd = S.entries[i].wchan_fd;
             if (pthread_equal(S.entries[i].thread, pthread_self())) {
                 start = S.entries[i].start_cpu_ns;
+                waited = S.entries[i].start_run_delay_ns;
+                serial = S.entries[i].serial;
             }
             S.entries[i] = S.entries[--S.n];
             break;
@@ -216,6 +291,15 @@ int64_t pp_sampler_unregister_cpu(int slot)
     pthread_mutex_unlock(&S.mu);
     if (fd >= 0) {
         close(fd);
+    }
+    /* only where the request's Python ran: a thread that proxies to a
+     * mod_wsgi daemon would overwrite the daemon thread's count */
+    if (waited >= 0 && pp_store_samples_here(S.st, slot, S.pid)) {
+        int64_t until = own_run_delay_ns();
+        if (until >= waited) {
+            pp_store_note_run_delay(S.st, slot, serial,
+                                    (until - waited) / 1000);
+        }
     }
     now = start >= 0 ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : -1;
     return start >= 0 && now >= start ? now - start : -1;
@@ -272,27 +356,61 @@ static int collect_due(pp_store_t *st, int64_t now)
     return n;
 }
 
+/* On CPU for at least half of the interval. */
+int pp_sample_on_cpu(int64_t cpu_delta_ns, int64_t wall_ns)
+{
+    return cpu_delta_ns >= 0 && cpu_delta_ns * 2 >= wall_ns;
+}
+
+/* What a thread's wait channel says (/proc/self/task/TID/wchan, `n` bytes,
+ * no newline): the kernel function it is blocked in, or "0" when it is
+ * not blocked (running or on a run queue) -- or when the kernel cannot
+ * name functions, hence `names`. */
+int pp_sample_how_wchan(const char *w, ssize_t n, int names)
+{
+    if (n >= 5 && strncmp(w, "futex", 5) == 0) {
+        return PP_SAMPLE_GIL_WAIT;
+    }
+    if (n == 1 && w[0] == '0' && names) {
+        return PP_SAMPLE_WAIT_CORE;
+    }
+    return PP_SAMPLE_OFF_CPU;
+}
+
 /* How each request's interval was spent, read right after its stack.
  * With the GIL held every other Python thread is parked where it was; GIL-
  * free, the reading is a few microseconds after the stack.  On CPU for at
- * least half the interval counts as on CPU; off CPU, a thread blocked on a
- * futex is waiting for the GIL (or a lock); anything else (nanosleep,
- * poll, read) is sleep or I/O.
+ * least half the interval counts as on CPU.  Otherwise the thread's kernel
+ * wait channel says where it is now: blocked on a futex is waiting for the
+ * GIL (or a lock); blocked anywhere else (nanosleep, poll, read) is sleep
+ * or I/O; not blocked is runnable, and a runnable thread whose CPU clock
+ * moves while we look is on CPU (it has just woken), one whose clock
+ * stands still is waiting for a core (state R, on a run queue: a busy
+ * machine, not the app's doing).
+ *
+ * A thread whose CPU clock has not moved since its wait channel was last
+ * read has not run since: it is still blocked where it was, or still
+ * queued (only a woken thread still in the queue is miscounted, as
+ * blocked), so that verdict stands and the read is saved -- a thread
+ * asleep for a second costs one wait-channel read, not a thousand.
  *
  * Called with S.mu held, and reads only requests still registered: the
  * walk ran unlocked, and a request that ended meanwhile has had its
  * wait-channel descriptor closed by pp_sampler_unregister (the number may
  * already name another file of the process) and its thread may have gone
  * on to other work.  Under the lock an entry's descriptor is open and its
- * thread is the one serving the request. */
-static void classify_targets(int n)
+ * thread is the one serving the request.  Returns its own wall time. */
+static int64_t classify_targets(pp_store_t *st, int n)
 {
     int64_t at = pp_mono_ns();
+    uint64_t clocks = 0, wchans = 0, saved = 0;
     int i;
 
     for (i = 0; i < n; i++) {
         target_ref_t *ref = &S.refs[i];
-        const entry_t *e = find_entry(ref->slot, ref->serial);
+        entry_t *e = find_entry(ref->slot, ref->serial);
+        char w[32];
+        ssize_t got;
 
         ref->at_ns = at;
         ref->cpu_ns = -1;
@@ -300,26 +418,64 @@ static void classify_targets(int n)
         if (!e) {
             continue; /* ended during the walk: not recorded */
         }
-        ref->cpu_ns = e->has_cpu_clock ? clock_ns(e->cpu_clock) : -1;
-        if (ref->cpu_ns >= 0 && e->last_cpu_ns >= 0 &&
-            (ref->cpu_ns - e->last_cpu_ns) * 2 >= at - e->last_ns) {
-            ref->how = PP_SAMPLE_ON_CPU;
+        if (e->has_cpu_clock) {
+            ref->cpu_ns = clock_ns(e->cpu_clock);
+            clocks++;
         }
-        else if (e->wchan_fd >= 0 && S.targets[i].found) {
-            char w[32];
-            ssize_t got = pread(e->wchan_fd, w, sizeof(w) - 1, 0);
-            if (got > 0 && strncmp(w, "futex", 5) == 0) {
-                ref->how = PP_SAMPLE_GIL_WAIT;
+        if (ref->cpu_ns >= 0 && e->last_cpu_ns >= 0 &&
+            pp_sample_on_cpu(ref->cpu_ns - e->last_cpu_ns, at - e->last_ns)) {
+            ref->how = PP_SAMPLE_ON_CPU;
+            e->known_how = -1;
+            continue;
+        }
+        if (!S.targets[i].found) {
+            continue; /* outside Python: recorded without a kind */
+        }
+        if (e->known_how >= 0 && ref->cpu_ns >= 0 &&
+            ref->cpu_ns == e->known_cpu_ns) {
+            ref->how = e->known_how; /* has not run since */
+            saved++;
+            continue;
+        }
+        e->known_how = -1;
+        if (e->wchan_fd < 0) {
+            continue;
+        }
+        got = pread(e->wchan_fd, w, sizeof(w) - 1, 0);
+        wchans++;
+        if (got <= 0) {
+            continue;
+        }
+        if (got > 1 || w[0] != '0') {
+            S.wchan_names = 1;
+        }
+        ref->how = pp_sample_how_wchan(w, got, S.wchan_names);
+        if (ref->how == PP_SAMPLE_WAIT_CORE && ref->cpu_ns >= 0) {
+            int64_t again = clock_ns(e->cpu_clock);
+            clocks++;
+            if (again > ref->cpu_ns) {
+                ref->how = PP_SAMPLE_ON_CPU; /* running now */
+                continue;
             }
         }
+        if (ref->cpu_ns >= 0) {
+            e->known_how = ref->how;
+            e->known_cpu_ns = ref->cpu_ns;
+        }
     }
+    atomic_fetch_add_explicit(&st->c.cpu_clock_reads, clocks,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->c.wchan_reads, wchans, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->c.wchan_reads_saved, saved,
+                              memory_order_relaxed);
+    return pp_mono_ns() - at;
 }
 
 static void sample_due(int64_t now)
 {
     pp_store_t *st = S.st;
     int i, n = 0, best = 0;
-    int64_t t_ask, t_got, t_walked, t_done, cpu0, cpu1;
+    int64_t t_ask, t_got, t_walked, t_done, t_stored, classify, cpu0, cpu1;
     void *interp = NULL;
 
     n = collect_due(st, now);
@@ -348,7 +504,7 @@ static void sample_due(int64_t now)
         pp_py_walk_nogil(st, S.targets, n);
         t_walked = pp_mono_ns();
         pthread_mutex_lock(&S.mu);
-        classify_targets(n);
+        classify = classify_targets(st, n);
         t_done = t_walked;
         goto record;
     }
@@ -376,7 +532,7 @@ static void sample_due(int64_t now)
      * S.mu only excludes register/unregister, which never wait for the
      * GIL while they hold it */
     pthread_mutex_lock(&S.mu);
-    classify_targets(n);
+    classify = classify_targets(st, n);
     pthread_mutex_unlock(&S.mu);
     /* may wait until the thread we preempted has the GIL back (3.11's
      * forced switching); that is wall time, not the sampler's cost */
@@ -449,10 +605,13 @@ record: /* S.mu held */
                 now + e->interval_ns - (now - e->next_due_ns) % e->interval_ns;
         }
     }
+    t_stored = pp_mono_ns();
     cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     atomic_fetch_add(&st->c.ticks, 1);
     atomic_fetch_add(&st->c.gil_wait_ns, (uint64_t)(t_got - t_ask));
     atomic_fetch_add(&st->c.walk_ns, (uint64_t)(t_walked - t_got));
+    atomic_fetch_add(&st->c.classify_ns, (uint64_t)classify);
+    atomic_fetch_add(&st->c.store_ns, (uint64_t)(t_stored - now));
     (void)t_done;
     if (cpu0 >= 0 && cpu1 >= cpu0) {
         atomic_fetch_add(&st->c.sampler_cpu_ns, (uint64_t)(cpu1 - cpu0));
@@ -559,6 +718,11 @@ static void sampler_loop(void)
  * registry, so pyprof calls in the child neither hang nor write. */
 static void sampler_atfork_child(void)
 {
+    /* the forking thread's schedstat is the parent thread's file */
+    if (schedstat_key_ok && pthread_getspecific(schedstat_key)) {
+        close((int)(intptr_t)pthread_getspecific(schedstat_key) - 1);
+        pthread_setspecific(schedstat_key, NULL);
+    }
     pthread_mutex_init(&S.mu, NULL);
     S.running = 0;
     S.py_done = 1;
@@ -605,6 +769,9 @@ int pp_sampler_start(pp_store_t *st)
     }
     S.st = st;
     S.nogil = st->sampler_mode == PP_SAMPLER_NOGIL;
+    /* without kallsyms every wait channel reads "0"; until a name is
+     * seen, "0" says nothing */
+    S.wchan_names = access("/proc/kallsyms", F_OK) == 0;
     S.stop = 0;
     S.n = 0;
     S.pid = getpid();

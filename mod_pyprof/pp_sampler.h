@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pp_store.h"
 /* pp_mono_ns and pp_wall_us, which this header used to declare */
@@ -44,5 +45,13 @@ int64_t pp_sampler_unregister_cpu(int slot);
 
 /* CPU time of a thread in nanoseconds (its CPU clock); -1 on error. */
 int64_t pp_thread_cpu_ns(pthread_t thread);
+
+/* The sampler's classification of an interval (PP_SAMPLE_*), as pure
+ * functions for the unit tests: on CPU when the thread's CPU clock moved
+ * for at least half the interval; else what its wait channel (`n` bytes
+ * read, no newline) says, where "0" (not blocked: runnable) counts as
+ * PP_SAMPLE_WAIT_CORE only if `names` (the kernel names wait channels). */
+int pp_sample_on_cpu(int64_t cpu_delta_ns, int64_t wall_ns);
+int pp_sample_how_wchan(const char *w, ssize_t n, int names);
 
 #endif

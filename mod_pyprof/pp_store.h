@@ -39,7 +39,7 @@
 #include "pp_hist.h"
 
 #define PP_STORE_MAGIC 0x31666f7270797070ULL /* "ppyprof1" */
-#define PP_STORE_VERSION 1
+#define PP_STORE_VERSION 2 /* 2: samples_wait_core, phase counters */
 
 #define PP_PREFIX_MAX 256
 #define PP_MAX_LOCATIONS 64
@@ -62,11 +62,12 @@
 #define PP_WINDOW_MAX_US ((int64_t)(PP_EPOCHS - 4) * PP_EPOCH_US)
 
 /* record flags */
-#define PP_REQ_TRUNCATED 0x1u /* some stack was deeper than PyProfMaxDepth */
-#define PP_REQ_TRIGGERED 0x2u /* PyProfTrigger header with the secret */
-#define PP_REQ_CAPTURED 0x4u  /* one of the next N requests of a capture */
-#define PP_REQ_FAST 0x8u      /* kept only because its id was sent out */
-#define PP_REQ_DAEMON 0x10u   /* sampled in a mod_wsgi daemon process */
+#define PP_REQ_TRUNCATED 0x1u  /* some stack was deeper than PyProfMaxDepth */
+#define PP_REQ_TRIGGERED 0x2u  /* PyProfTrigger header with the secret */
+#define PP_REQ_CAPTURED 0x4u   /* one of the next N requests of a capture */
+#define PP_REQ_FAST 0x8u       /* kept only because its id was sent out */
+#define PP_REQ_DAEMON 0x10u    /* sampled in a mod_wsgi daemon process */
+#define PP_REQ_RUN_DELAY 0x20u /* run_delay_us is known */
 
 #define PP_GROUP_MAX 48     /* mod_wsgi process group name */
 #define PP_APP_GROUP_MAX 96 /* mod_wsgi application group name */
@@ -79,8 +80,15 @@
 #define PP_FAST_KEEP 64    /* fast requests kept for their X-PyProf-Id */
 
 /* how a sample's interval was spent, from the thread's CPU clock and, off
- * CPU, its kernel wait channel */
-enum { PP_SAMPLE_ON_CPU = 0, PP_SAMPLE_OFF_CPU = 1, PP_SAMPLE_GIL_WAIT = 2 };
+ * CPU, its kernel wait channel (see classify_targets in pp_sampler.c):
+ * GIL_WAIT and WAIT_CORE are kinds of off CPU, the first blocked on a
+ * futex, the second runnable but waiting for a core to run on */
+enum {
+    PP_SAMPLE_ON_CPU = 0,
+    PP_SAMPLE_OFF_CPU = 1,
+    PP_SAMPLE_GIL_WAIT = 2,
+    PP_SAMPLE_WAIT_CORE = 3
+};
 #define PP_SAMPLE_TRUNCATED 0x100 /* or'ed in: the stack was cut */
 
 /* how the samplers read stacks (PyProfSampler) */
@@ -131,9 +139,18 @@ typedef struct pp_req {
     char unique_id[PP_ID_MAX];
     uint32_t samples_on_cpu;
     uint32_t samples_off_cpu;
-    uint32_t samples_gil_wait;
-    uint32_t samples_outside; /* the thread had no Python frame */
-    int64_t outside_us;       /* their weight */
+    uint32_t samples_gil_wait;  /* of samples_off_cpu: blocked on a futex */
+    uint32_t samples_wait_core; /* of samples_off_cpu: runnable, no core */
+    uint32_t samples_outside;   /* the thread had no Python frame */
+    int64_t outside_us;         /* their weight */
+    /* the time off CPU of the samples off CPU (weight less CPU time), by
+     * what they saw: blocked on a futex, waiting for a core, the rest */
+    int64_t off_gil_us;
+    int64_t off_core_us;
+    int64_t off_other_us;
+    /* the sampled thread's time runnable but waiting for a core, from
+     * registration to its end (the kernel's schedstat), PP_REQ_RUN_DELAY */
+    int64_t run_delay_us;
     int64_t handler_start_us; /* wall clock; 0 = unknown */
     int64_t app_end_us;       /* response complete (EOS); 0 = unknown */
     int32_t daemon_pid;       /* the daemon process that ran the app */
@@ -231,7 +248,18 @@ typedef struct pp_counters {
     _Atomic uint64_t ticks;   /* sampler wake-ups that took the GIL */
     _Atomic uint64_t sampler_cpu_ns;
     _Atomic uint64_t gil_wait_ns;
-    _Atomic uint64_t walk_ns; /* GIL held, walking and interning */
+    _Atomic uint64_t walk_ns; /* wall time reading the stacks (GIL held in
+                               * GIL mode) */
+    /* wall time of the tick's two other phases: telling how each thread
+     * spent its interval (CPU clocks, wait channels), and writing the
+     * samples into the store (interning stacks, the records) */
+    _Atomic uint64_t classify_ns;
+    _Atomic uint64_t store_ns;
+    /* the system calls of classifying: thread CPU clock reads and wait
+     * channel reads (and those a cached verdict saved) */
+    _Atomic uint64_t cpu_clock_reads;
+    _Atomic uint64_t wchan_reads;
+    _Atomic uint64_t wchan_reads_saved;
     _Atomic uint64_t traces_kept;
     _Atomic uint64_t traces_evicted;
     _Atomic uint64_t traces_torn;    /* ring entry busy; trace dropped */
@@ -407,6 +435,10 @@ void pp_store_note_unique_id(pp_store_t *st, int idx, const char *id);
  * application thread, at the end of the request. */
 void pp_store_note_daemon_cpu(pp_store_t *st, int idx, uint64_t serial,
                               int64_t cpu_us);
+/* The time the sampled thread spent waiting for a core while it served
+ * the request: that thread, when it unregisters. */
+void pp_store_note_run_delay(pp_store_t *st, int idx, uint64_t serial,
+                             int64_t us);
 
 /* The sampler thread's samples, checked against the request they were
  * taken for: nothing is written if the slot now holds another request

@@ -295,6 +295,21 @@ void pp_store_note_daemon_cpu(pp_store_t *st, int idx, uint64_t serial,
     pp_slot_token_release(slot);
 }
 
+void pp_store_note_run_delay(pp_store_t *st, int idx, uint64_t serial,
+                             int64_t us)
+{
+    pp_slot_t *slot = pp_slot_token_take_for(st, idx, serial, 1);
+
+    if (!slot) {
+        return;
+    }
+    pp_rec_write_begin(&slot->rec);
+    slot->rec.req.run_delay_us = us;
+    slot->rec.req.flags |= PP_REQ_RUN_DELAY;
+    pp_rec_write_end(&slot->rec);
+    pp_slot_token_release(slot);
+}
+
 /* ---- segments ---- */
 
 uint32_t pp_store_segment_begin(pp_store_t *st, int idx, uint64_t serial,

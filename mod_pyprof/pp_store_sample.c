@@ -42,9 +42,18 @@ void pp_store_record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
         rec->req.samples_on_cpu++;
     }
     else {
+        int64_t off_us = weight_us > cpu_us ? (int64_t)(weight_us - cpu_us) : 0;
         rec->req.samples_off_cpu++;
         if (how == PP_SAMPLE_GIL_WAIT) {
             rec->req.samples_gil_wait++;
+            rec->req.off_gil_us += off_us;
+        }
+        else if (how == PP_SAMPLE_WAIT_CORE) {
+            rec->req.samples_wait_core++;
+            rec->req.off_core_us += off_us;
+        }
+        else {
+            rec->req.off_other_us += off_us;
         }
     }
     seg = rec->req.open_segment;

@@ -172,10 +172,12 @@ uint64_t pp_py_nogil_torn(void)
 
 /* ---- pread, watched ---- */
 
-static atomic_int wchan_reads, other_reads;
+static atomic_int wchan_reads, other_reads, schedstat_reads;
 
 /* The sampler reads a thread's wait channel with pread(); a read of any
- * other descriptor (one closed and reused for another file) is counted. */
+ * other descriptor (one closed and reused for another file) is counted.
+ * The one other file read with pread() is a request thread's own
+ * schedstat, when it registers and unregisters. */
 ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
     char link[64], target[256];
@@ -186,6 +188,10 @@ ssize_t pread(int fd, void *buf, size_t n, off_t off)
     if (len > 6 &&
         (target[len] = '\0', strcmp(target + len - 6, "/wchan") == 0)) {
         atomic_fetch_add(&wchan_reads, 1);
+    }
+    else if (len > 10 && strcmp(target + len - 10, "/schedstat") == 0 &&
+             strstr(target, "/task/")) {
+        atomic_fetch_add(&schedstat_reads, 1);
     }
     else {
         atomic_fetch_add(&other_reads, 1);
@@ -268,6 +274,7 @@ static int setup(void **state)
     memset(&fk, 0, sizeof(fk));
     atomic_store(&wchan_reads, 0);
     atomic_store(&other_reads, 0);
+    atomic_store(&schedstat_reads, 0);
     last_warning[0] = '\0';
     pp_log_set_callback(capture_log);
     fk_store = pp_store_create(STORE_SIZE, 8, 16, &err);
@@ -328,6 +335,11 @@ static void test_wchan_not_read_after_unregister(void **state)
     }
     assert_true(atomic_load(&wchan_reads) >= 1);
     assert_int_equal(atomic_load(&other_reads), 0);
+    /* the request threads read their own run-queue count as they
+     * registered (where the kernel has one) */
+    if (access("/proc/thread-self/schedstat", R_OK) == 0) {
+        assert_true(atomic_load(&schedstat_reads) >= 2);
+    }
     pp_sampler_unregister(1);
     request_end(&r);
     assert_int_equal(pp_sampler_stop(5000), 0);
@@ -445,9 +457,46 @@ static void test_stop_in_time(void **state)
     assert_int_equal(pp_sampler_stop(5000), 0);
 }
 
+/* On CPU for at least half the interval; an unknown clock never is. */
+static void test_on_cpu_is_half_the_interval_or_more(void **state)
+{
+    (void)state;
+    assert_true(pp_sample_on_cpu(5000000, 10000000));
+    assert_true(pp_sample_on_cpu(10000000, 10000000));
+    assert_true(pp_sample_on_cpu(12000000, 10000000));
+    assert_false(pp_sample_on_cpu(4999999, 10000000));
+    assert_false(pp_sample_on_cpu(0, 10000000));
+    assert_false(pp_sample_on_cpu(-1, 10000000));
+}
+
+/* Blocked on a futex is the GIL (or a lock); "0", not blocked, is a thread
+ * that can run, but only where the kernel names wait channels (without
+ * kallsyms every one reads "0"); anything else, or nothing read, is sleep
+ * or I/O. */
+static void test_wait_channel_tells_gil_core_and_sleep_apart(void **state)
+{
+    (void)state;
+    assert_int_equal(pp_sample_how_wchan("futex_wait_queue", 16, 1),
+                     PP_SAMPLE_GIL_WAIT);
+    assert_int_equal(pp_sample_how_wchan("futex_wait_queue_me", 19, 0),
+                     PP_SAMPLE_GIL_WAIT);
+    assert_int_equal(pp_sample_how_wchan("0", 1, 1), PP_SAMPLE_WAIT_CORE);
+    assert_int_equal(pp_sample_how_wchan("0", 1, 0), PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("do_nanosleep", 12, 1),
+                     PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("do_epoll_wait", 13, 1),
+                     PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("futex_wait_queue", 3, 1),
+                     PP_SAMPLE_OFF_CPU); /* "fut": a short read says nothing */
+    assert_int_equal(pp_sample_how_wchan("", 0, 1), PP_SAMPLE_OFF_CPU);
+    assert_int_equal(pp_sample_how_wchan("", -1, 1), PP_SAMPLE_OFF_CPU);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_on_cpu_is_half_the_interval_or_more),
+        cmocka_unit_test(test_wait_channel_tells_gil_core_and_sleep_apart),
         cmocka_unit_test_setup_teardown(test_wchan_not_read_after_unregister,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_register_unregister_race_sampler,
