@@ -218,22 +218,32 @@ static int group_captures(pp_overview_t *ov)
     return 0;
 }
 
+/* One more captured request; -1 (left out) if memory runs out. */
+static int add_captured(pp_overview_t *ov, const pp_req_t *q, size_t *cap)
+{
+    if (ov->ncaptured == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        pp_req_t *nv = realloc(ov->captured, sizeof(*nv) * ncap);
+        if (!nv) {
+            return -1;
+        }
+        ov->captured = nv;
+        *cap = ncap;
+    }
+    ov->captured[ov->ncaptured++] = *q;
+    return 0;
+}
+
 /* Kept traces: those passing the filters, sorted; on the HTML page also
  * those of the latest captures.  One pass over the store's list. */
 static int load_traces(pp_overview_t *ov, const pp_store_t *st,
                        const pp_render_opts_t *opt, int what)
 {
     uint32_t i, n = pp_store_listed_traces(st);
+    size_t cap = 0;
     int rc = 0;
 
-    ov->traces = malloc(sizeof(pp_req_t) * (n + 1));
-    if (what == PP_OV_HTML) {
-        ov->captured = malloc(sizeof(pp_req_t) * (n + 1));
-    }
-    if (!ov->traces || (what == PP_OV_HTML && !ov->captured)) {
-        free(ov->traces);
-        free(ov->captured);
-        ov->traces = ov->captured = NULL;
+    if (!(ov->traces = malloc(sizeof(pp_req_t) * (n + 1)))) {
         return -1;
     }
     for (i = 0; i < n; i++) {
@@ -241,8 +251,9 @@ static int load_traces(pp_overview_t *ov, const pp_store_t *st,
         if (!pp_store_read_req(pp_store_trace_at(st, i), q)) {
             continue;
         }
-        if (what == PP_OV_HTML && captured_now(ov, q)) {
-            ov->captured[ov->ncaptured++] = *q;
+        if (what == PP_OV_HTML && captured_now(ov, q) &&
+            add_captured(ov, q, &cap)) {
+            rc = -1;
         }
         if (passes_filters(q, opt)) {
             ov->ntraces++;
@@ -255,9 +266,15 @@ static int load_traces(pp_overview_t *ov, const pp_store_t *st,
     ov->ntraces_listed = ov->ntraces;
     if (what == PP_OV_HTML) {
         if (ov->ntraces_listed > PP_OV_HTML_ROWS) {
+            /* only the rows it lists are held while the page is written */
+            pp_req_t *rows =
+                realloc(ov->traces, sizeof(pp_req_t) * PP_OV_HTML_ROWS);
+            ov->traces = rows ? rows : ov->traces;
             ov->ntraces_listed = PP_OV_HTML_ROWS;
         }
-        rc = group_captures(ov);
+        if (group_captures(ov)) {
+            rc = -1;
+        }
     }
     return rc;
 }

@@ -10,8 +10,10 @@
  * JSON of one request and of one location: pp_request_load and
  * pp_location_load read and resolve, then the renderer writes.
  *
- * Owns heap memory (malloc), as much as today's pages held while they
- * wrote: the handler's, never a request thread's or the sampler's.
+ * Owns heap memory (malloc): the kept requests' headers while they are
+ * sorted (the HTML then keeps its first PP_OV_HTML_ROWS), the in-flight
+ * ones, the captured ones, the in-flight stacks' frames (each copied
+ * once).  The handler's, never a request thread's or the sampler's.
  */
 #ifndef PP_OVERVIEW_H
 #define PP_OVERVIEW_H
