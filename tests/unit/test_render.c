@@ -768,6 +768,14 @@ static void test_renderers_survive_a_node_cycle(void **state)
     unit_buf_reset(&buf);
     overview_html(f->st, &f->opt);
     assert_non_null(strstr(unit_buf_str(&buf), "</html>"));
+
+    /* in flight on it: the overview shows the innermost 40 frames */
+    idx = claim(f->st, f->loc, "cycle-live", "/app/cycle");
+    sample(f, idx, node, 1000);
+    unit_buf_reset(&buf);
+    overview_html(f->st, &f->opt);
+    assert_non_null(strstr(unit_buf_str(&buf), "</html>"));
+    assert_int_equal(unit_count(unit_buf_str(&buf), "<li>loop "), 40);
 }
 
 static void test_renderers_survive_an_empty_store(void **state)
