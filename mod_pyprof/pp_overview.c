@@ -266,10 +266,15 @@ static int load_traces(pp_overview_t *ov, const pp_store_t *st,
     ov->ntraces_listed = ov->ntraces;
     if (what == PP_OV_HTML) {
         if (ov->ntraces_listed > PP_OV_HTML_ROWS) {
-            /* only the rows it lists are held while the page is written */
-            pp_req_t *rows =
-                realloc(ov->traces, sizeof(pp_req_t) * PP_OV_HTML_ROWS);
-            ov->traces = rows ? rows : ov->traces;
+            /* only the rows it lists are held while the page is written
+             * (copied, not realloc'ed: a big block freed whole keeps
+             * glibc's mmap threshold up, and the next page off mmap) */
+            pp_req_t *rows = malloc(sizeof(pp_req_t) * PP_OV_HTML_ROWS);
+            if (rows) {
+                memcpy(rows, ov->traces, sizeof(pp_req_t) * PP_OV_HTML_ROWS);
+                free(ov->traces);
+                ov->traces = rows;
+            }
             ov->ntraces_listed = PP_OV_HTML_ROWS;
         }
         if (group_captures(ov)) {
