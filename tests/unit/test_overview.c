@@ -514,7 +514,9 @@ static void test_load_reads_rows_requests_and_stacks(void **state)
         node = pp_store_intern_node(st, node, frame(st, fn));
     }
     idx = claim(st, app, "live", 0, 0);
-    pp_store_add_sample(st, pp_store_slot(st, idx), node, START_US, 10000, 0);
+    /* the sampler's write, as the module makes it */
+    pp_store_sample(st, idx, pp_store_slot(st, idx)->rec.req.serial, node,
+                    START_US, 10000, 0, PP_SAMPLE_ON_CPU);
     (void)claim(st, app, "live-unsampled", 0, 0);
     /* every counter a value of its own */
     for (k = 0; k < sizeof(st->c) / sizeof(uint64_t); k++) {
