@@ -39,6 +39,7 @@
 
 #include "mod_pyprof.h"
 #include "pp_export.h"
+#include "pp_overview.h"
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_sampler.h"
@@ -446,7 +447,10 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
         return OK;
     }
     if (q->format == FMT_JSON) {
-        pp_render_request_json(sink, st, rec, inflight, opt);
+        pp_request_view_t v;
+        pp_request_load(&v, st, rec, inflight);
+        pp_render_request_json(sink, &v, opt);
+        pp_request_free(&v);
     }
     else if (q->format == FMT_FOLDED) {
         pp_render_request_folded(sink, st, rec);
@@ -502,7 +506,10 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
     else {
         set_type(r, q->format);
         if (q->format == FMT_JSON) {
-            pp_render_location_json(sink, st, idx, &p, opt);
+            pp_ov_location_t *l = apr_palloc(r->pool, sizeof(*l));
+            if (pp_location_load(l, st, idx) == 0) {
+                pp_render_location_json(sink, l, &p, opt);
+            }
         }
         else if (q->format == FMT_FOLDED) {
             pp_export_folded(sink, &p);
@@ -778,7 +785,10 @@ static int serve_metrics(request_rec *r, pp_store_t *st, query_t *q,
     (void)q;
     ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
     if (!r->header_only && st) {
-        pp_render_metrics(sink, st, opt);
+        pp_overview_t ov;
+        (void)pp_overview_load(&ov, st, opt, PP_OV_METRICS);
+        pp_render_metrics(sink, &ov, opt);
+        pp_overview_free(&ov);
     }
     return OK;
 }
@@ -787,6 +797,7 @@ static int serve_metrics(request_rec *r, pp_store_t *st, query_t *q,
 static int serve_overview(request_rec *r, pp_store_t *st, query_t *q,
                           pp_sink_t *sink, pp_render_opts_t *opt)
 {
+    pp_overview_t ov;
     const char *err;
 
     if (q->format != FMT_HTML && q->format != FMT_JSON) {
@@ -819,12 +830,17 @@ static int serve_overview(request_rec *r, pp_store_t *st, query_t *q,
     /* the one write of a GET: slots of processes that died are freed
      * before they are listed as running */
     (void)pp_store_reap_dead(st);
+    /* read once, then write: out of memory leaves some out (empty lists,
+     * stacks not sampled yet), as the pages always did */
+    (void)pp_overview_load(&ov, st, opt,
+                           q->format == FMT_JSON ? PP_OV_JSON : PP_OV_HTML);
     if (q->format == FMT_JSON) {
-        pp_render_overview_json(sink, st, opt);
+        pp_render_overview_json(sink, &ov, opt);
     }
     else {
-        pp_render_overview_html(sink, st, opt);
+        pp_render_overview_html(sink, &ov, opt);
     }
+    pp_overview_free(&ov);
     return OK;
 }
 

@@ -102,28 +102,6 @@ void pp_snap_location(const pp_location_t *loc, pp_loc_snap_t *s)
     }
 }
 
-/* Per-sample cost quantile from the log2 histogram (upper edge, ns). */
-double pp_cost_quantile_us(const pp_store_t *st, double q)
-{
-    uint64_t total = 0, seen = 0;
-    int b;
-
-    for (b = 0; b < PP_COST_BUCKETS; b++) {
-        total += atomic_load(&st->c.sample_cost[b]);
-    }
-    if (!total) {
-        return 0;
-    }
-    for (b = 0; b < PP_COST_BUCKETS; b++) {
-        seen += atomic_load(&st->c.sample_cost[b]);
-        if ((double)seen >= q * (double)total) {
-            /* bucket b holds [2^b, 2^(b+1)) ns: report its geometric mid */
-            return (double)(1ULL << b) * 1.41421356 / 1000.0;
-        }
-    }
-    return 0;
-}
-
 int pp_render_find_location(const pp_store_t *st, const char *path)
 {
     int i;

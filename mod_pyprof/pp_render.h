@@ -1,5 +1,7 @@
 /* pp_render.h: turns a snapshot of the shared store into the pages and
- * formats of /server-profile (HTML, JSON, folded).
+ * formats of /server-profile (HTML, JSON, folded).  The overview, its
+ * JSON, /metrics and the JSON of a request or a location render from a
+ * snapshot read first (pp_overview.h), never from the store.
  *
  * Output goes through a sink (pp_sink.h, included for the callers) so the
  * core needs no httpd: the glue's sink writes to the response.  Every
@@ -41,13 +43,18 @@ typedef struct pp_render_opts {
 /* Defaults: no filter, sorted by duration, no window. */
 void pp_render_opts_init(pp_render_opts_t *opt);
 
-void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
+struct pp_overview;
+struct pp_ov_location;
+struct pp_request_view;
+
+/* From a snapshot pp_overview_load made for PP_OV_JSON / PP_OV_HTML. */
+void pp_render_overview_json(pp_sink_t *o, const struct pp_overview *ov,
                              const pp_render_opts_t *opt);
-void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
+void pp_render_overview_html(pp_sink_t *o, const struct pp_overview *ov,
                              const pp_render_opts_t *opt);
 
-void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
-                            const pp_record_t *rec, int inflight,
+/* From pp_request_load's read of the record. */
+void pp_render_request_json(pp_sink_t *o, const struct pp_request_view *v,
                             const pp_render_opts_t *opt);
 void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
                               const pp_record_t *rec);
@@ -61,7 +68,8 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
 int pp_render_location_profile(struct pp_profile *p, const pp_store_t *st,
                                int location, int64_t now_us, int64_t since_us,
                                int side);
-void pp_render_location_json(pp_sink_t *o, const pp_store_t *st, int location,
+/* The location as pp_location_load read it, and its resolved profile. */
+void pp_render_location_json(pp_sink_t *o, const struct pp_ov_location *l,
                              const struct pp_profile *p,
                              const pp_render_opts_t *opt);
 void pp_render_location_html(pp_sink_t *o, const pp_store_t *st, int location,
@@ -75,8 +83,9 @@ size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
 int pp_render_find_location(const pp_store_t *st, const char *path);
 
 /* Prometheus text exposition (version 0.0.4) of the locations' response
- * times by status class, in-flight requests and the sampler's counters. */
-void pp_render_metrics(pp_sink_t *o, const pp_store_t *st,
+ * times by status class, in-flight requests and the sampler's counters,
+ * from a snapshot pp_overview_load made for PP_OV_METRICS. */
+void pp_render_metrics(pp_sink_t *o, const struct pp_overview *ov,
                        const pp_render_opts_t *opt);
 
 /* A small HTML page for errors (404 etc.), message escaped. */

@@ -1,7 +1,8 @@
 /* pp_render_counters.c: the store's counters as one table, after mod_md's
  * status_infos[]: a row names a counter once (its JSON key, its
  * Prometheus metric and HELP, its card on the HTML overview) and says
- * where to read it, and the three outputs iterate the rows.  A new
+ * where to read it in the overview's copy of the counters
+ * (pp_overview_t), and the three outputs iterate the rows.  A new
  * counter is one row here.
  *
  * Rows are in the Prometheus order: the rows of one metric family
@@ -15,7 +16,7 @@
 
 static const char DROPPED_HELP[] = "Data the store had no room for, by reason.";
 
-const pp_counter_t pp_store_counters[] = {
+const pp_counter_t pp_counter_rows[] = {
     {"traces_kept", "pyprof_traces_kept_total", NULL,
      "Slow-request traces kept.", NULL, AT(traces_kept), 0},
     {"traces_evicted", "pyprof_traces_evicted_total", NULL,
@@ -48,26 +49,48 @@ const pp_counter_t pp_store_counters[] = {
     {"renewed_us", NULL, NULL, NULL, NULL, AT(renewed_us), 0},
 };
 
-const size_t pp_store_ncounters =
-    sizeof(pp_store_counters) / sizeof(pp_store_counters[0]);
+const size_t pp_counter_nrows =
+    sizeof(pp_counter_rows) / sizeof(pp_counter_rows[0]);
 
-uint64_t pp_counter_read(const pp_store_t *st, const pp_counter_t *c)
+uint64_t pp_counter_read(const pp_counters_t *c, const pp_counter_t *row)
 {
     const _Atomic uint64_t *v =
-        (const _Atomic uint64_t *)((const char *)&st->c + c->offset);
+        (const _Atomic uint64_t *)((const char *)c + row->offset);
 
     return atomic_load(v);
 }
 
-uint64_t pp_counters_dropped(const pp_store_t *st)
+uint64_t pp_counters_dropped(const pp_counters_t *c)
 {
     uint64_t sum = 0;
     size_t i;
 
-    for (i = 0; i < pp_store_ncounters; i++) {
-        if (pp_store_counters[i].flags & PP_CTR_DROPPED) {
-            sum += pp_counter_read(st, &pp_store_counters[i]);
+    for (i = 0; i < pp_counter_nrows; i++) {
+        if (pp_counter_rows[i].flags & PP_CTR_DROPPED) {
+            sum += pp_counter_read(c, &pp_counter_rows[i]);
         }
     }
     return sum;
+}
+
+/* Per-sample cost quantile from the log2 histogram (upper edge, ns). */
+double pp_cost_quantile_us(const pp_counters_t *c, double q)
+{
+    uint64_t total = 0, seen = 0;
+    int b;
+
+    for (b = 0; b < PP_COST_BUCKETS; b++) {
+        total += atomic_load(&c->sample_cost[b]);
+    }
+    if (!total) {
+        return 0;
+    }
+    for (b = 0; b < PP_COST_BUCKETS; b++) {
+        seen += atomic_load(&c->sample_cost[b]);
+        if ((double)seen >= q * (double)total) {
+            /* bucket b holds [2^b, 2^(b+1)) ns: report its geometric mid */
+            return (double)(1ULL << b) * 1.41421356 / 1000.0;
+        }
+    }
+    return 0;
 }

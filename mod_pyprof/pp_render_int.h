@@ -1,9 +1,11 @@
 /* pp_render_int.h: what the files of the renderer share and nobody else
- * uses: time and number formats, the location and request snapshots
- * the pages list, the page frame and its CSS.  Public API: pp_render.h.
+ * uses: time and number formats, location reads, the store's counters as
+ * a table, the page frame and its CSS.  Public API: pp_render.h and
+ * pp_overview.h.
  *
  * pp_render.c          helpers, page frame, location lookup, error page
- * pp_render_list.c     kept and in-flight requests, filtered and sorted
+ * pp_overview.c        the overview's, metrics' and JSON's one read of
+ *                      the store (pp_overview.h)
  * pp_render_json.c     the JSON overview, request and location
  * pp_render_overview.c the HTML overview, one function per section
  * pp_render_request.c  the request and location pages, folded exports
@@ -18,6 +20,7 @@
 #include <stdint.h>
 
 #include "pp_hist.h"
+#include "pp_overview.h"
 #include "pp_profile.h"
 #include "pp_render.h"
 
@@ -31,24 +34,16 @@ void pp_put_ms_cell(pp_sink_t *o, double ms);
 /* How long an in-flight request has run, never negative. */
 double pp_elapsed_ms(const pp_render_opts_t *opt, int64_t start_us);
 
-/* ---- locations ---- */
+/* ---- locations (store reads: pp_overview.c, pp_render_request.c) ---- */
 
 /* A configured row of the current generation. */
 int pp_location_current(const pp_store_t *st, const pp_location_t *loc);
 /* A row's path into buf ("" if unused). */
 const char *pp_location_path(const pp_store_t *st, int idx, char *buf,
                              size_t cap);
-
-/* One location's counters and histogram, read once. */
-typedef struct pp_loc_snap {
-    uint64_t requests, samples, kept, sum_us, max_us;
-    uint64_t hist[PP_HIST_BUCKETS];
-} pp_loc_snap_t;
-
+/* One location's counters and histogram, read once (pp_loc_snap_t is in
+ * pp_overview.h). */
 void pp_snap_location(const pp_location_t *loc, pp_loc_snap_t *s);
-
-/* Per-sample cost quantile from the log2 histogram, in microseconds. */
-double pp_cost_quantile_us(const pp_store_t *st, double q);
 
 /* ---- a request's wall time, cut up (pp_render_request.c) ---- */
 
@@ -60,22 +55,6 @@ typedef struct pp_time_split {
 } pp_time_split_t;
 
 void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s);
-
-/* ---- request lists (pp_render_list.c) ---- */
-
-/* request headers only; free(v) */
-typedef struct pp_req_list {
-    pp_req_t *v;
-    size_t n;
-} pp_req_list_t;
-
-/* Kept traces passing the overview's filters, in its sort order. */
-void pp_collect_traces(const pp_store_t *st, pp_req_list_t *l,
-                       const pp_render_opts_t *opt);
-/* Requests in flight now, oldest first. */
-void pp_collect_inflight(const pp_store_t *st, pp_req_list_t *l);
-/* Slot k's request, if one is running. */
-int pp_read_inflight(const pp_store_t *st, uint32_t k, pp_req_t *q);
 
 /* ---- the store's counters (pp_render_counters.c) ---- */
 
@@ -92,12 +71,16 @@ typedef struct pp_counter {
     unsigned flags;     /* PP_CTR_* */
 } pp_counter_t;
 
-extern const pp_counter_t pp_store_counters[];
-extern const size_t pp_store_ncounters;
+extern const pp_counter_t pp_counter_rows[];
+extern const size_t pp_counter_nrows;
 
-uint64_t pp_counter_read(const pp_store_t *st, const pp_counter_t *c);
+/* A row's value in a copy of the counters (pp_overview_t's). */
+uint64_t pp_counter_read(const pp_counters_t *c, const pp_counter_t *row);
 /* The sum of the PP_CTR_DROPPED rows. */
-uint64_t pp_counters_dropped(const pp_store_t *st);
+uint64_t pp_counters_dropped(const pp_counters_t *c);
+/* Per-sample cost quantile from the counters' log2 histogram, in
+ * microseconds. */
+double pp_cost_quantile_us(const pp_counters_t *c, double q);
 
 /* ---- HTML page frame ---- */
 

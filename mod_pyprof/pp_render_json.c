@@ -1,6 +1,8 @@
 /* pp_render_json.c: the JSON forms of the overview, a request and a
- * location (?format=json).  Keys are an interface: tests and users read
- * them, so they only ever get added to.
+ * location (?format=json), from what pp_overview.c read (the overview's
+ * snapshot, a request's record with its resolved stacks, a location row
+ * with its resolved profile): nothing here reads the store.  Keys are an
+ * interface: tests and users read them, so they only ever get added to.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +10,11 @@
 
 #include "pp_render_int.h"
 
-static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
-                            const pp_req_t *q)
+/* A request's fields; location: its row's path. */
+static void json_req_fields(pp_sink_t *o, const pp_req_t *q,
+                            const char *location)
 {
-    char t[40], lp[PP_PREFIX_MAX];
+    char t[40];
     pp_time_split_t split;
 
     pp_iso_time(q->start_us, t, sizeof(t));
@@ -31,7 +34,7 @@ static void json_req_fields(pp_sink_t *o, const pp_store_t *st,
               (int)q->status, (double)q->duration_us / 1000.0,
               (double)q->cpu_us / 1000.0, q->samples, (int)q->pid, (int)q->tid,
               (double)q->interval_us / 1000.0);
-    pp_puts_json(o, pp_location_path(st, q->location, lp, sizeof(lp)));
+    pp_puts_json(o, location);
     pp_printf(o, ",\"started_at\":\"%s\",\"truncated\":%s", t,
               (q->flags & PP_REQ_TRUNCATED) ? "true" : "false");
     pp_printf(o,
@@ -112,81 +115,76 @@ static void json_segments(pp_sink_t *o, const pp_record_t *rec)
     pp_printf(o, "],\"segments_dropped\":%u", rec->req.segments_dropped);
 }
 
-void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
+static void json_histogram(pp_sink_t *o, const pp_loc_snap_t *s)
+{
+    int b, firstb = 1;
+
+    pp_puts(o, "\"histogram\":[");
+    for (b = 0; b < PP_HIST_BUCKETS; b++) {
+        int64_t hi = pp_hist_hi_us(b);
+        if (!s->hist[b]) {
+            continue; /* sparse: empty buckets are implied */
+        }
+        pp_printf(o, "%s{\"lo_ms\":%.3f,\"hi_ms\":", firstb ? "" : ",",
+                  pp_hist_lo_us(b) / 1e3);
+        if (hi == INT64_MAX) {
+            pp_puts(o, "null");
+        }
+        else {
+            pp_printf(o, "%.3f", hi / 1e3);
+        }
+        pp_printf(o, ",\"count\":%llu}", (unsigned long long)s->hist[b]);
+        firstb = 0;
+    }
+    pp_puts(o, "]");
+}
+
+void pp_render_overview_json(pp_sink_t *o, const pp_overview_t *ov,
                              const pp_render_opts_t *opt)
 {
-    pp_req_list_t traces, live;
-    int i, first = 1;
-    size_t k, c;
-    double uptime_s = (double)(opt->now_us - st->created_us) / 1e6;
+    size_t i, k, c;
+    double uptime_s = (double)(opt->now_us - ov->created_us) / 1e6;
 
     pp_puts(o, "{\"locations\":[");
-    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
-        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        pp_loc_snap_t s;
-        int b, firstb = 1;
-        double age;
+    for (i = 0; i < ov->nloc; i++) {
+        const pp_ov_location_t *l = &ov->loc[i];
+        const pp_loc_snap_t *s = &l->s;
+        double age = (double)(opt->now_us - l->created_us) / 1e6;
 
-        if (!pp_location_current(st, loc)) {
-            continue;
-        }
-        pp_snap_location(loc, &s);
-        age = (double)(opt->now_us - loc->created_us) / 1e6;
-        pp_puts(o, first ? "{" : ",{");
-        first = 0;
-        pp_puts(o, "\"path\":");
-        pp_put_json_str(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
+        pp_puts(o, i ? ",{\"path\":" : "{\"path\":");
+        pp_puts_json(o, l->path);
         pp_printf(o,
                   ",\"interval_ms\":%.3f,\"requests\":%llu,\"samples\":%llu,"
                   "\"kept\":%llu,\"rate_per_s\":%.3f,\"p50_ms\":%.3f,"
                   "\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-                  "\"mean_ms\":%.3f,\"nominal_samples\":%.1f,"
-                  "\"histogram\":[",
-                  loc->interval_us / 1000.0, (unsigned long long)s.requests,
-                  (unsigned long long)s.samples, (unsigned long long)s.kept,
-                  age > 0 ? (double)s.requests / age : 0.0,
-                  pp_hist_quantile_us(s.hist, 0.50, (int64_t)s.max_us) / 1e3,
-                  pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) / 1e3,
-                  pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) / 1e3,
-                  s.max_us / 1e3,
-                  s.requests ? (double)s.sum_us / (double)s.requests / 1e3
-                             : 0.0,
-                  loc->interval_us ? (double)s.sum_us / loc->interval_us : 0.0);
-        for (b = 0; b < PP_HIST_BUCKETS; b++) {
-            int64_t hi = pp_hist_hi_us(b);
-            if (!s.hist[b]) {
-                continue; /* sparse: empty buckets are implied */
-            }
-            pp_printf(o, "%s{\"lo_ms\":%.3f,\"hi_ms\":", firstb ? "" : ",",
-                      pp_hist_lo_us(b) / 1e3);
-            if (hi == INT64_MAX) {
-                pp_puts(o, "null");
-            }
-            else {
-                pp_printf(o, "%.3f", hi / 1e3);
-            }
-            pp_printf(o, ",\"count\":%llu}", (unsigned long long)s.hist[b]);
-            firstb = 0;
-        }
-        pp_puts(o, "]}");
-    }
-    pp_puts(o, "],\"requests\":[");
-    pp_collect_traces(st, &traces, opt);
-    for (k = 0; k < traces.n; k++) {
-        pp_puts(o, k ? ",{" : "{");
-        json_req_fields(o, st, &traces.v[k]);
+                  "\"mean_ms\":%.3f,\"nominal_samples\":%.1f,",
+                  l->interval_us / 1000.0, (unsigned long long)s->requests,
+                  (unsigned long long)s->samples, (unsigned long long)s->kept,
+                  age > 0 ? (double)s->requests / age : 0.0,
+                  pp_hist_quantile_us(s->hist, 0.50, (int64_t)s->max_us) / 1e3,
+                  pp_hist_quantile_us(s->hist, 0.95, (int64_t)s->max_us) / 1e3,
+                  pp_hist_quantile_us(s->hist, 0.99, (int64_t)s->max_us) / 1e3,
+                  s->max_us / 1e3,
+                  s->requests ? (double)s->sum_us / (double)s->requests / 1e3
+                              : 0.0,
+                  l->interval_us ? (double)s->sum_us / l->interval_us : 0.0);
+        json_histogram(o, s);
         pp_puts(o, "}");
     }
-    free(traces.v);
-    pp_puts(o, "],\"inflight\":[");
-    pp_collect_inflight(st, &live);
-    for (k = 0; k < live.n; k++) {
+    pp_puts(o, "],\"requests\":[");
+    for (k = 0; k < ov->ntraces_listed; k++) {
+        const pp_req_t *q = &ov->traces[k];
         pp_puts(o, k ? ",{" : "{");
-        json_req_fields(o, st, &live.v[k]);
-        pp_printf(o, ",\"elapsed_ms\":%.3f}",
-                  pp_elapsed_ms(opt, live.v[k].start_us));
+        json_req_fields(o, q, pp_overview_path(ov, q->location));
+        pp_puts(o, "}");
     }
-    free(live.v);
+    pp_puts(o, "],\"inflight\":[");
+    for (k = 0; k < ov->ninflight; k++) {
+        const pp_req_t *q = &ov->inflight[k].q;
+        pp_puts(o, k ? ",{" : "{");
+        json_req_fields(o, q, pp_overview_path(ov, q->location));
+        pp_printf(o, ",\"elapsed_ms\":%.3f}", pp_elapsed_ms(opt, q->start_us));
+    }
     pp_printf(o,
               "],\"sampler\":{\"samples\":%llu,\"ticks\":%llu,\"cpu_s\":%.6f,"
               "\"samples_per_s\":%.3f,\"sample_cost_p50_us\":%.2f,"
@@ -196,35 +194,32 @@ void pp_render_overview_json(pp_sink_t *o, const pp_store_t *st,
               "\"wchan_reads_saved\":%llu,"
               "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
               "\"samplers_nogil\":%llu,\"samplers_gil\":%llu},",
-              (unsigned long long)atomic_load(&st->c.samples),
-              (unsigned long long)atomic_load(&st->c.ticks),
-              atomic_load(&st->c.sampler_cpu_ns) / 1e9,
-              uptime_s > 0 ? atomic_load(&st->c.samples) / uptime_s : 0.0,
-              pp_cost_quantile_us(st, 0.5), pp_cost_quantile_us(st, 0.99),
-              atomic_load(&st->c.gil_wait_ns) / 1e9,
-              atomic_load(&st->c.walk_ns) / 1e9,
-              atomic_load(&st->c.classify_ns) / 1e9,
-              atomic_load(&st->c.store_ns) / 1e9,
-              (unsigned long long)atomic_load(&st->c.cpu_clock_reads),
-              (unsigned long long)atomic_load(&st->c.wchan_reads),
-              (unsigned long long)atomic_load(&st->c.wchan_reads_saved),
-              (unsigned long long)atomic_load(&st->c.threads_missing),
-              st->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
-              (unsigned long long)atomic_load(&st->c.torn),
-              (unsigned long long)atomic_load(&st->c.nogil_processes),
-              (unsigned long long)atomic_load(&st->c.gil_processes));
+              (unsigned long long)ov->c.samples,
+              (unsigned long long)ov->c.ticks, ov->c.sampler_cpu_ns / 1e9,
+              uptime_s > 0 ? ov->c.samples / uptime_s : 0.0,
+              pp_cost_quantile_us(&ov->c, 0.5),
+              pp_cost_quantile_us(&ov->c, 0.99), ov->c.gil_wait_ns / 1e9,
+              ov->c.walk_ns / 1e9, ov->c.classify_ns / 1e9,
+              ov->c.store_ns / 1e9, (unsigned long long)ov->c.cpu_clock_reads,
+              (unsigned long long)ov->c.wchan_reads,
+              (unsigned long long)ov->c.wchan_reads_saved,
+              (unsigned long long)ov->c.threads_missing,
+              ov->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
+              (unsigned long long)ov->c.torn,
+              (unsigned long long)ov->c.nogil_processes,
+              (unsigned long long)ov->c.gil_processes);
     pp_printf(o,
               "\"store\":{\"memory\":%llu,\"arena_used\":%llu,"
               "\"arena_size\":%llu,\"slots\":%u,\"keep\":%u,"
               "\"frames_capacity\":%u,\"nodes_capacity\":%u",
-              (unsigned long long)st->total_size,
-              (unsigned long long)pp_store_arena_used(st),
-              (unsigned long long)st->arena_size, st->nslots, st->keep,
-              st->nframes, st->nnodes);
-    for (c = 0; c < pp_store_ncounters; c++) {
-        const pp_counter_t *ctr = &pp_store_counters[c];
+              (unsigned long long)ov->total_size,
+              (unsigned long long)ov->arena_used,
+              (unsigned long long)ov->arena_size, ov->nslots, ov->keep,
+              ov->nframes, ov->nnodes);
+    for (c = 0; c < pp_counter_nrows; c++) {
+        const pp_counter_t *ctr = &pp_counter_rows[c];
         pp_printf(o, ",\"%s\":%llu", ctr->json,
-                  (unsigned long long)pp_counter_read(st, ctr));
+                  (unsigned long long)pp_counter_read(&ov->c, ctr));
     }
     pp_printf(o, ",\"uptime_s\":%.3f}}\n", uptime_s);
 }
@@ -256,58 +251,40 @@ static void json_stacks(pp_sink_t *o, const pp_profile_t *p)
     pp_puts(o, "]");
 }
 
-void pp_render_request_json(pp_sink_t *o, const pp_store_t *st,
-                            const pp_record_t *rec, int inflight,
+void pp_render_request_json(pp_sink_t *o, const pp_request_view_t *v,
                             const pp_render_opts_t *opt)
 {
-    pp_profile_t p;
-    int failed;
+    const pp_record_t *rec = v->rec;
 
-    pp_profile_init(&p);
-    failed = pp_profile_add_record(&p, rec) != 0;
-    if (failed) { /* out of memory: no stacks rather than some */
-        pp_profile_free(&p);
-    }
-    pp_profile_sort(&p);
-    if (!failed && pp_profile_resolve(&p, st) != 0) {
-        failed = 1; /* out of memory: no stacks rather than some */
-        pp_profile_free(&p);
-    }
     pp_puts(o, "{");
-    json_req_fields(o, st, &rec->req);
-    pp_printf(o, ",\"inflight\":%s", inflight ? "true" : "false");
-    if (inflight) {
+    json_req_fields(o, &rec->req, v->location);
+    pp_printf(o, ",\"inflight\":%s", v->inflight ? "true" : "false");
+    if (v->inflight) {
         pp_printf(o, ",\"elapsed_ms\":%.3f",
                   pp_elapsed_ms(opt, rec->req.start_us));
     }
     pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
     json_segments(o, rec);
     pp_puts(o, ",");
-    json_stacks(o, &p);
-    if (failed) {
+    json_stacks(o, &v->p);
+    if (v->failed) {
         pp_puts(o, ",\"error\":\"out of memory reading the stacks\"");
     }
     pp_puts(o, "}\n");
-    pp_profile_free(&p);
 }
 
-void pp_render_location_json(pp_sink_t *o, const pp_store_t *st, int location,
+void pp_render_location_json(pp_sink_t *o, const pp_ov_location_t *l,
                              const pp_profile_t *p, const pp_render_opts_t *opt)
 {
-    const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
-    pp_loc_snap_t s;
-    char root[PP_PREFIX_MAX];
-
-    pp_snap_location(loc, &s);
     pp_puts(o, "{\"path\":");
-    pp_put_json_str(o, loc->path, strnlen(loc->path, PP_PREFIX_MAX));
+    pp_puts_json(o, l->path);
     pp_puts(o, ",\"app_root\":");
-    pp_puts_json(o, pp_store_location_root(st, location, root, sizeof(root)));
+    pp_puts_json(o, l->root);
     pp_printf(o,
               ",\"interval_ms\":%.3f,\"requests\":%llu,\"window_s\":%lld,"
               "\"view\":\"%s\",\"samples\":%llu,\"weight_ms\":%.3f,"
               "\"cpu_ms\":%.3f,",
-              loc->interval_us / 1000.0, (unsigned long long)s.requests,
+              l->interval_us / 1000.0, (unsigned long long)l->s.requests,
               (long long)(opt->since_us / 1000000),
               opt->side == PP_SIDE_SLOW
                   ? "slow"

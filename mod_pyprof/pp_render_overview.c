@@ -1,7 +1,8 @@
 /* pp_render_overview.c: the HTML overview of /server-profile, one
  * function per section: locations with their histograms, requests in
  * flight, the slow-request table with its filters, captures, and the
- * sampler's cost.
+ * sampler's cost.  Renders the overview's snapshot (pp_overview.h) and
+ * reads nothing else.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,6 @@
 #include <time.h>
 
 #include "pp_render_int.h"
-
-#define HTML_SLOW_ROWS 100 /* slow requests listed on the HTML overview */
 
 static void duration_label(int64_t us, char *buf, size_t cap)
 {
@@ -90,36 +89,28 @@ static void hist_svg(pp_sink_t *o, const pp_loc_snap_t *s, const char *path)
     pp_puts(o, "</g></svg>");
 }
 
-static void leaf_function(const pp_store_t *st, uint32_t node, char *buf,
-                          size_t cap)
+/* "function (file.py:line)": an in-flight request's innermost frame. */
+static void leaf_function(const pp_pframe_t *fv, char *buf, size_t cap)
 {
-    uint32_t parent, frame;
-    pp_frame_view_t fv;
-
-    buf[0] = '\0';
-    if (pp_store_node_get(st, node, &parent, &frame) &&
-        pp_store_frame_view(st, frame, &fv)) {
-        if (fv.file[0]) {
-            const char *base = strrchr(fv.file, '/');
-            snprintf(buf, cap, "%s (%s:%u)", fv.function,
-                     base ? base + 1 : fv.file, fv.line);
-        }
-        else {
-            snprintf(buf, cap, "%s", fv.function);
-        }
+    if (fv->file[0]) {
+        const char *base = strrchr(fv->file, '/');
+        snprintf(buf, cap, "%s (%s:%u)", fv->function,
+                 base ? base + 1 : fv->file, fv->line);
+    }
+    else {
+        snprintf(buf, cap, "%s", fv->function);
     }
 }
 
 /* The query that reproduces the current filters, with another sort. */
-static void filter_query(pp_sink_t *o, const pp_store_t *st,
+static void filter_query(pp_sink_t *o, const pp_overview_t *ov,
                          const pp_render_opts_t *opt, int sort)
 {
     static const char *const sorts[] = {"duration", "time", "uri"};
-    char lp[PP_PREFIX_MAX];
 
     pp_printf(o, "?sort=%s", sorts[sort % 3]);
     if (opt->filter_location >= 0) {
-        pp_location_path(st, opt->filter_location, lp, sizeof(lp));
+        const char *lp = pp_overview_path(ov, opt->filter_location);
         pp_puts(o, "&amp;location=");
         pp_put_url_segment(o, lp, strlen(lp));
     }
@@ -147,38 +138,34 @@ static void filter_query(pp_sink_t *o, const pp_store_t *st,
     }
 }
 
-static void sort_link(pp_sink_t *o, const pp_store_t *st,
+static void sort_link(pp_sink_t *o, const pp_overview_t *ov,
                       const pp_render_opts_t *opt, int sort, const char *label)
 {
     pp_puts(o, "<a href=\"");
-    filter_query(o, st, opt, sort);
+    filter_query(o, ov, opt, sort);
     pp_printf(o, "#slow\">%s%s</a>", label,
               opt->sort == sort ? " \xe2\x96\xbe" : "");
 }
 
 /* The <option>s of a <select> of the configured locations, `selected`
  * (a location index, or -1) marked. */
-static void location_options(pp_sink_t *o, const pp_store_t *st, int selected)
+static void location_options(pp_sink_t *o, const pp_overview_t *ov,
+                             int selected)
 {
-    int i;
+    size_t i;
 
-    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
-        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        size_t pl;
-        if (!pp_location_current(st, loc)) {
-            continue;
-        }
-        pl = strnlen(loc->path, PP_PREFIX_MAX);
+    for (i = 0; i < ov->nloc; i++) {
+        const pp_ov_location_t *l = &ov->loc[i];
         pp_puts(o, "<option value=\"");
-        pp_put_html(o, loc->path, pl);
-        pp_puts(o, selected == i ? "\" selected>" : "\">");
-        pp_put_html(o, loc->path, pl);
+        pp_puts_html(o, l->path);
+        pp_puts(o, selected == l->row ? "\" selected>" : "\">");
+        pp_puts_html(o, l->path);
         pp_puts(o, "</option>");
     }
 }
 
 /* A GET form: filters work without JavaScript. */
-static void filter_form(pp_sink_t *o, const pp_store_t *st,
+static void filter_form(pp_sink_t *o, const pp_overview_t *ov,
                         const pp_render_opts_t *opt)
 {
     static const char *const sorts[] = {"duration", "time", "uri"};
@@ -189,7 +176,7 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
               "<label>Location <select name=location>"
               "<option value=\"\">any</option>",
               sorts[opt->sort % 3]);
-    location_options(o, st, opt->filter_location);
+    location_options(o, ov, opt->filter_location);
     pp_puts(o, "</select></label> <label>Status <input name=status size=4 "
                "placeholder=\"5xx\" value=\"");
     if (opt->filter_status >= 10) {
@@ -222,33 +209,13 @@ static void filter_form(pp_sink_t *o, const pp_store_t *st,
                "clear</a></form>");
 }
 
-/* A kept trace of a location's latest capture: which, and where. */
-typedef struct capture_ref {
-    uint32_t trace;
-    int32_t location;
-} capture_ref_t;
-
-static int cmp_capture_ref(const void *a, const void *b)
-{
-    const capture_ref_t *x = a, *y = b;
-    if (x->location != y->location) {
-        return x->location < y->location ? -1 : 1;
-    }
-    return x->trace < y->trace ? -1 : (x->trace > y->trace);
-}
-
 /* X-Ray style captures: arm one (POST, with this hour's nonce), and for
- * each location the requests of its latest capture with their histogram.
- * One pass over the kept traces picks the captured ones for every
- * location at once (not one pass per location). */
-static void captures_section(pp_sink_t *o, const pp_store_t *st,
+ * each location the requests of its latest capture with their histogram. */
+static void captures_section(pp_sink_t *o, const pp_overview_t *ov,
                              const pp_render_opts_t *opt)
 {
-    int i, any = 0;
-    uint32_t k, ids[PP_MAX_LOCATIONS], ntraces = pp_store_listed_traces(st);
-    capture_ref_t *refs = malloc(sizeof(*refs) * (ntraces + 1));
-    size_t nrefs = 0, r = 0;
-    char nonce[PP_NONCE_LEN + 1];
+    size_t i, k;
+    int any = 0;
 
     pp_puts(o, "<h2 id=captures>Captures <span class=muted>(keep the next "
                "N requests of a location, sampled at the trigger interval)"
@@ -256,83 +223,51 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
     pp_puts_html(o, opt->base);
     pp_puts(o, "\"><input type=hidden name=action value=capture>"
                "<input type=hidden name=nonce value=\"");
-    pp_store_form_nonce(st, opt->now_us, nonce);
-    pp_puts(o, nonce);
+    pp_puts(o, ov->nonce);
     pp_puts(o, "\"><label>Keep the next <input name=count size=4 "
                "value=20></label> <label>requests to <select name=path>");
-    location_options(o, st, -1);
+    location_options(o, ov, -1);
     pp_puts(o, "</select></label> <button>Arm</button></form>");
-    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
-        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        ids[i] =
-            pp_location_current(st, loc) ? atomic_load(&loc->capture_id) : 0;
-    }
-    for (k = 0; refs && k < ntraces; k++) {
-        pp_req_t q;
-        if (pp_store_read_req(pp_store_trace_at(st, k), &q) &&
-            (q.flags & PP_REQ_CAPTURED) && q.location >= 0 &&
-            q.location < PP_MAX_LOCATIONS && ids[q.location] &&
-            q.capture == ids[q.location]) {
-            refs[nrefs].trace = k;
-            refs[nrefs++].location = q.location;
-        }
-    }
-    if (nrefs > 1) {
-        qsort(refs, nrefs, sizeof(*refs), cmp_capture_ref);
-    }
-    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
-        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        uint32_t id = ids[i], n;
-        int32_t left;
+    for (i = 0; i < ov->nloc; i++) {
+        const pp_ov_location_t *l = &ov->loc[i];
+        uint32_t n = l->capture_n;
         pp_loc_snap_t snap;
-        size_t got = 0;
-        char pb[PP_PREFIX_MAX];
 
-        if (!id) {
+        if (!l->capture_id) {
             continue;
         }
         any = 1;
-        n = loc->capture_n;
-        left = atomic_load(&loc->capture_left);
         memset(&snap, 0, sizeof(snap));
-        snprintf(pb, sizeof(pb), "%.*s", PP_PREFIX_MAX - 1, loc->path);
         pp_puts(o, "<h3>");
-        pp_puts_html(o, pb);
-        pp_printf(o, ": capture %u, %d of %u taken</h3>", id,
-                  (int)(n - (uint32_t)(left > 0 ? left : 0)), n);
+        pp_puts_html(o, l->path);
+        pp_printf(
+            o, ": capture %u, %d of %u taken</h3>", l->capture_id,
+            (int)(n - (uint32_t)(l->capture_left > 0 ? l->capture_left : 0)),
+            n);
         pp_puts(o, "<table><tr><th class=num>Duration</th><th>Method</th>"
                    "<th>URI</th><th class=num>Status</th>"
                    "<th class=num>Samples</th><th>Profile</th></tr>");
-        /* refs are sorted by location and only name locations with a
-         * capture, each visited here in order: r is at this one's first */
-        for (; r < nrefs && refs[r].location == i; r++) {
-            pp_req_t q;
-            /* read again: it may have been evicted since the first pass */
-            if (!pp_store_read_req(pp_store_trace_at(st, refs[r].trace), &q) ||
-                !(q.flags & PP_REQ_CAPTURED) || q.capture != id ||
-                q.location != i) {
-                continue;
-            }
-            got++;
-            snap.hist[pp_hist_bucket(q.duration_us)]++;
+        for (k = 0; k < l->ncaptured; k++) {
+            const pp_req_t *q = &ov->captured[l->capture_first + k];
+            snap.hist[pp_hist_bucket(q->duration_us)]++;
             snap.requests++;
-            if ((uint64_t)q.duration_us > snap.max_us) {
-                snap.max_us = (uint64_t)q.duration_us;
+            if ((uint64_t)q->duration_us > snap.max_us) {
+                snap.max_us = (uint64_t)q->duration_us;
             }
             pp_puts(o, "<tr>");
-            pp_put_ms_cell(o, q.duration_us / 1e3);
+            pp_put_ms_cell(o, q->duration_us / 1e3);
             pp_puts(o, "<td>");
-            pp_puts_html(o, q.method);
+            pp_puts_html(o, q->method);
             pp_puts(o, "</td><td class=uri>");
-            pp_puts_html(o, q.uri);
+            pp_puts_html(o, q->uri);
             pp_puts(o, "</td>");
-            pp_status_cell(o, q.status);
-            pp_printf(o, "<td class=num>%u</td><td>", q.samples);
-            pp_req_link(o, opt, q.id, "call tree");
+            pp_status_cell(o, q->status);
+            pp_printf(o, "<td class=num>%u</td><td>", q->samples);
+            pp_req_link(o, opt, q->id, "call tree");
             pp_puts(o, "</td></tr>");
         }
         pp_puts(o, "</table>");
-        if (got) {
+        if (l->ncaptured) {
             char b[3][32];
             pp_human_ms(
                 pp_hist_quantile_us(snap.hist, 0.5, (int64_t)snap.max_us) / 1e3,
@@ -345,33 +280,33 @@ static void captures_section(pp_sink_t *o, const pp_store_t *st,
             pp_printf(o,
                       "<p class=muted>These %zu requests: p50 %s, p95 %s, "
                       "max %s</p>",
-                      got, b[0], b[1], b[2]);
-            hist_svg(o, &snap, pb);
+                      l->ncaptured, b[0], b[1], b[2]);
+            hist_svg(o, &snap, l->path);
         }
     }
     if (!any) {
         pp_puts(o, "<p class=empty>No capture armed yet.</p>");
     }
-    free(refs);
 }
 
 /* Configured locations: counts, quantiles, and the response-time
  * histogram whose bars link to the kept requests in their range. */
-static void locations_section(pp_sink_t *o, const pp_store_t *st,
+static void locations_section(pp_sink_t *o, const pp_overview_t *ov,
                               const pp_render_opts_t *opt)
 {
-    int i, nloc = 0;
+    size_t i;
 
     pp_puts(o, "<h2>Locations</h2>");
-    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
-        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
-        pp_loc_snap_t s;
-        double age;
+    for (i = 0; i < ov->nloc; i++) {
+        const pp_ov_location_t *l = &ov->loc[i];
+        const pp_loc_snap_t *s = &l->s;
+        double age = (double)(opt->now_us - l->created_us) / 1e6;
+        /* achieved vs nominal: one sample per interval of request time is
+         * what the configuration asks for */
+        double nominal =
+            l->interval_us ? (double)s->sum_us / (double)l->interval_us : 0;
 
-        if (!pp_location_current(st, loc)) {
-            continue;
-        }
-        if (nloc++ == 0) {
+        if (i == 0) {
             pp_puts(o, "<table><tr><th>Location</th><th class=num>Every</th>"
                        "<th class=num>Requests</th>"
                        "<th class=num title=\"average since the location "
@@ -381,55 +316,38 @@ static void locations_section(pp_sink_t *o, const pp_store_t *st,
                        "<th class=num>Kept</th><th class=num>Samples</th>"
                        "<th>Response time (log scale)</th></tr>");
         }
-        pp_snap_location(loc, &s);
-        age = (double)(opt->now_us - loc->created_us) / 1e6;
-        {
-            size_t pl = strnlen(loc->path, PP_PREFIX_MAX);
-            pp_puts(o, "<tr><td class=mono><a href=\"");
-            pp_puts_html(o, opt->base);
-            pp_puts(o, "/location?path=");
-            pp_put_url_segment(o, loc->path, pl);
-            pp_puts(o, "\" title=\"flame graph of every sampled request\">");
-            pp_put_html(o, loc->path, pl);
-            pp_puts(o, "</a></td>");
-        }
-        pp_put_ms_cell(o, loc->interval_us / 1e3);
+        pp_puts(o, "<tr><td class=mono><a href=\"");
+        pp_puts_html(o, opt->base);
+        pp_puts(o, "/location?path=");
+        pp_put_url_segment(o, l->path, strlen(l->path));
+        pp_puts(o, "\" title=\"flame graph of every sampled request\">");
+        pp_puts_html(o, l->path);
+        pp_puts(o, "</a></td>");
+        pp_put_ms_cell(o, l->interval_us / 1e3);
         pp_printf(o, "<td class=num>%llu</td><td class=num>%.2f/s</td>",
-                  (unsigned long long)s.requests,
-                  age > 0 ? (double)s.requests / age : 0.0);
-        pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.50, (int64_t)s.max_us) /
-                              1e3);
-        pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) /
-                              1e3);
-        pp_put_ms_cell(o, pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) /
-                              1e3);
-        pp_put_ms_cell(o, s.max_us / 1e3);
-        {
-            /* achieved vs nominal: one sample per interval of request time
-             * is what the configuration asks for */
-            double nominal = loc->interval_us
-                                 ? (double)s.sum_us / (double)loc->interval_us
-                                 : 0;
-            pp_printf(o, "<td class=num>%llu</td><td class=num>%llu",
-                      (unsigned long long)s.kept,
-                      (unsigned long long)s.samples);
-            if (nominal >= 1) {
-                pp_printf(o,
-                          "<br><span class=muted title=\"samples taken "
-                          "against one per interval of request time\">"
-                          "%.0f%% of nominal</span>",
-                          100.0 * (double)s.samples / nominal);
-            }
-            pp_puts(o, "</td><td>");
+                  (unsigned long long)s->requests,
+                  age > 0 ? (double)s->requests / age : 0.0);
+        pp_put_ms_cell(
+            o, pp_hist_quantile_us(s->hist, 0.50, (int64_t)s->max_us) / 1e3);
+        pp_put_ms_cell(
+            o, pp_hist_quantile_us(s->hist, 0.95, (int64_t)s->max_us) / 1e3);
+        pp_put_ms_cell(
+            o, pp_hist_quantile_us(s->hist, 0.99, (int64_t)s->max_us) / 1e3);
+        pp_put_ms_cell(o, s->max_us / 1e3);
+        pp_printf(o, "<td class=num>%llu</td><td class=num>%llu",
+                  (unsigned long long)s->kept, (unsigned long long)s->samples);
+        if (nominal >= 1) {
+            pp_printf(o,
+                      "<br><span class=muted title=\"samples taken "
+                      "against one per interval of request time\">"
+                      "%.0f%% of nominal</span>",
+                      100.0 * (double)s->samples / nominal);
         }
-        {
-            char pb[PP_PREFIX_MAX];
-            snprintf(pb, sizeof(pb), "%.*s", PP_PREFIX_MAX - 1, loc->path);
-            hist_svg(o, &s, pb);
-        }
+        pp_puts(o, "</td><td>");
+        hist_svg(o, s, l->path);
         pp_puts(o, "</td></tr>");
     }
-    if (nloc) {
+    if (ov->nloc) {
         pp_puts(o, "</table>");
     }
     else {
@@ -439,84 +357,81 @@ static void locations_section(pp_sink_t *o, const pp_store_t *st,
 }
 
 /* Requests running now, each with the stack of its latest sample. */
-static void inflight_section(pp_sink_t *o, const pp_store_t *st,
+static void inflight_section(pp_sink_t *o, const pp_overview_t *ov,
                              const pp_render_opts_t *opt)
 {
-    pp_req_list_t live;
     size_t k;
 
-    pp_collect_inflight(st, &live);
     pp_printf(o, "<h2>In flight now <span class=muted>(%zu)</span></h2>",
-              live.n);
-    if (live.n == 0) {
+              ov->ninflight);
+    if (ov->ninflight == 0) {
         pp_puts(o, "<p class=empty>No profiled request is running.</p>");
+        return;
     }
-    else {
-        pp_puts(o, "<table><tr><th class=num>Elapsed</th><th>Method</th>"
-                   "<th>URI</th><th class=num>Samples</th>"
-                   "<th class=num>PID</th><th>Now in</th></tr>");
-        for (k = 0; k < live.n; k++) {
-            const pp_req_t *q = &live.v[k];
-            char leaf[600];
-            pp_puts(o, "<tr>");
-            pp_put_ms_cell(o, pp_elapsed_ms(opt, q->start_us));
-            pp_puts(o, "<td>");
-            pp_puts_html(o, q->method);
-            pp_puts(o, "</td><td class=uri>");
-            pp_puts_html(o, q->uri);
-            pp_printf(o,
-                      "</td><td class=num>%u</td><td class=num>%d</td>"
-                      "<td class=mono>",
-                      q->samples, (int)q->pid);
-            leaf_function(st, q->last_node, leaf, sizeof(leaf));
-            if (leaf[0]) {
-                /* the most recent sample's stack, innermost last, like
-                 * a traceback */
-                uint32_t frames[PP_DEPTH_LIMIT + 2], d, j;
-                d = pp_profile_frames(st, q->last_node, frames,
-                                      PP_DEPTH_LIMIT + 2);
-                pp_puts(o, "<details><summary>");
-                pp_puts_html(o, leaf);
-                pp_puts(o, "</summary><ol class=stack>");
-                for (j = d > 40 ? d - 40 : 0; j < d; j++) {
-                    pp_frame_view_t fv;
-                    pp_profile_frame(st, frames[j], &fv);
-                    pp_puts(o, "<li>");
-                    pp_puts_html(o, fv.function);
-                    if (fv.file[0]) {
-                        pp_puts(o, " <span class=muted>");
-                        pp_puts_html(o, fv.file);
-                        pp_printf(o, ":%u</span>", fv.line);
-                    }
-                    pp_puts(o, "</li>");
+    pp_puts(o, "<table><tr><th class=num>Elapsed</th><th>Method</th>"
+               "<th>URI</th><th class=num>Samples</th>"
+               "<th class=num>PID</th><th>Now in</th></tr>");
+    for (k = 0; k < ov->ninflight; k++) {
+        const pp_ov_inflight_t *e = &ov->inflight[k];
+        const pp_req_t *q = &e->q;
+        const pp_pframe_t *leaf =
+            e->shown ? pp_profile_pframe(&ov->stacks, e->frames[e->shown - 1])
+                     : NULL;
+        uint32_t j;
+
+        pp_puts(o, "<tr>");
+        pp_put_ms_cell(o, pp_elapsed_ms(opt, q->start_us));
+        pp_puts(o, "<td>");
+        pp_puts_html(o, q->method);
+        pp_puts(o, "</td><td class=uri>");
+        pp_puts_html(o, q->uri);
+        pp_printf(o,
+                  "</td><td class=num>%u</td><td class=num>%d</td>"
+                  "<td class=mono>",
+                  q->samples, (int)q->pid);
+        if (leaf && leaf->known) {
+            /* the most recent sample's stack, innermost last, like a
+             * traceback */
+            char name[600];
+            leaf_function(leaf, name, sizeof(name));
+            pp_puts(o, "<details><summary>");
+            pp_puts_html(o, name);
+            pp_puts(o, "</summary><ol class=stack>");
+            for (j = 0; j < e->shown; j++) {
+                const pp_pframe_t *fv =
+                    pp_profile_pframe(&ov->stacks, e->frames[j]);
+                pp_puts(o, "<li>");
+                pp_puts_html(o, fv->function);
+                if (fv->file[0]) {
+                    pp_puts(o, " <span class=muted>");
+                    pp_puts_html(o, fv->file);
+                    pp_printf(o, ":%u</span>", fv->line);
                 }
-                pp_puts(o, "</ol>");
-                pp_req_link(o, opt, q->id, "call tree so far");
-                pp_puts(o, "</details>");
+                pp_puts(o, "</li>");
             }
-            else {
-                pp_puts(o, "<span class=muted>not sampled yet</span>");
-            }
-            pp_puts(o, "</td></tr>");
+            pp_puts(o, "</ol>");
+            pp_req_link(o, opt, q->id, "call tree so far");
+            pp_puts(o, "</details>");
         }
-        pp_puts(o, "</table>");
+        else {
+            pp_puts(o, "<span class=muted>not sampled yet</span>");
+        }
+        pp_puts(o, "</td></tr>");
     }
-    free(live.v);
+    pp_puts(o, "</table>");
 }
 
 /* Kept slow requests: the filter form, sortable columns, the first
- * HTML_SLOW_ROWS rows (the JSON has them all). */
-static void slow_section(pp_sink_t *o, const pp_store_t *st,
+ * PP_OV_HTML_ROWS rows (the JSON has them all). */
+static void slow_section(pp_sink_t *o, const pp_overview_t *ov,
                          const pp_render_opts_t *opt)
 {
-    pp_req_list_t traces;
     size_t k;
 
-    pp_collect_traces(st, &traces, opt);
     pp_printf(o,
               "<h2 id=slow>Slow requests <span class=muted>(%zu kept%s, "
               "%s first)</span></h2>",
-              traces.n,
+              ov->ntraces,
               opt->filter_location >= 0 || opt->filter_status ||
                       opt->min_us >= 0 || opt->max_us >= 0 ||
                       opt->process_group || opt->app_group
@@ -525,22 +440,22 @@ static void slow_section(pp_sink_t *o, const pp_store_t *st,
               opt->sort == PP_SORT_TIME
                   ? "newest"
                   : (opt->sort == PP_SORT_URI ? "by URI," : "slowest"));
-    filter_form(o, st, opt);
-    if (traces.n == 0) {
+    filter_form(o, ov, opt);
+    if (ov->ntraces == 0) {
         pp_puts(o, "<p class=empty>No kept request matches. Only requests "
                    "at or over PyProfSlowThreshold are kept.</p>");
     }
     else {
         pp_puts(o, "<table><tr><th class=num>");
-        sort_link(o, st, opt, PP_SORT_DURATION, "Duration");
+        sort_link(o, ov, opt, PP_SORT_DURATION, "Duration");
         pp_puts(o, "</th><th class=num>CPU</th><th>Method</th><th>");
-        sort_link(o, st, opt, PP_SORT_URI, "URI");
+        sort_link(o, ov, opt, PP_SORT_URI, "URI");
         pp_puts(o, "</th><th class=num>Status</th><th class=num>Samples</th>"
                    "<th class=num>PID</th><th>");
-        sort_link(o, st, opt, PP_SORT_TIME, "Started (UTC)");
+        sort_link(o, ov, opt, PP_SORT_TIME, "Started (UTC)");
         pp_puts(o, "</th><th>Profile</th></tr>");
-        for (k = 0; k < traces.n && k < HTML_SLOW_ROWS; k++) {
-            const pp_req_t *q = &traces.v[k];
+        for (k = 0; k < ov->ntraces_listed && k < PP_OV_HTML_ROWS; k++) {
+            const pp_req_t *q = &ov->traces[k];
             char t[40];
             pp_puts(o, "<tr>");
             pp_put_ms_cell(o, q->duration_us / 1e3);
@@ -575,30 +490,30 @@ static void slow_section(pp_sink_t *o, const pp_store_t *st,
             pp_puts(o, "</td></tr>");
         }
         pp_puts(o, "</table>");
-        if (traces.n > HTML_SLOW_ROWS) {
+        if (ov->ntraces > PP_OV_HTML_ROWS) {
             pp_printf(o,
                       "<p class=muted>%zu more in <a href=\"?format=json"
                       "\">JSON</a>.</p>",
-                      traces.n - HTML_SLOW_ROWS);
+                      ov->ntraces - PP_OV_HTML_ROWS);
         }
     }
-    free(traces.v);
 }
 
 /* What sampling costs, and what the store had no room for. */
-static void sampler_section(pp_sink_t *o, const pp_store_t *st,
+static void sampler_section(pp_sink_t *o, const pp_overview_t *ov,
                             const pp_render_opts_t *opt)
 {
+    const pp_counters_t *c = &ov->c;
     char b1[64], b2[64];
-    double uptime_s = (double)(opt->now_us - st->created_us) / 1e6;
-    uint64_t samples = atomic_load(&st->c.samples);
+    double uptime_s = (double)(opt->now_us - ov->created_us) / 1e6;
+    uint64_t samples = c->samples;
     size_t i;
     int dropped_shown = 0;
 
     pp_printf(o,
               "<h2>Sampler cost <span class=muted>(%s)</span></h2>"
               "<div class=cards>",
-              st->sampler_mode == PP_SAMPLER_GIL
+              ov->sampler_mode == PP_SAMPLER_GIL
                   ? "GIL mode: each sample takes the GIL"
                   : "GIL-free: stacks are copied with process_vm_readv while "
                     "the app runs on");
@@ -607,67 +522,66 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
     pp_printf(o,
               "<div class=card><b>%.3f s</b><span>sampler CPU</span>"
               "</div>",
-              atomic_load(&st->c.sampler_cpu_ns) / 1e9);
+              c->sampler_cpu_ns / 1e9);
     pp_printf(o,
               "<div class=card><b>%.1f &micro;s</b><span>per sample, "
               "median</span></div>",
-              pp_cost_quantile_us(st, 0.5));
+              pp_cost_quantile_us(c, 0.5));
     pp_printf(o,
               "<div class=card><b>%.1f &micro;s</b><span>per sample, "
               "p99</span></div>",
-              pp_cost_quantile_us(st, 0.99));
+              pp_cost_quantile_us(c, 0.99));
     pp_printf(o,
               "<div class=card><b>%.3f s</b><span>waiting for the GIL"
               "</span></div>",
-              atomic_load(&st->c.gil_wait_ns) / 1e9);
+              c->gil_wait_ns / 1e9);
     pp_printf(o,
               "<div class=card><b>%.2f/s</b><span>samples per second"
               "</span></div>",
               uptime_s > 0 ? samples / uptime_s : 0.0);
-    snprintf(b1, sizeof(b1), "%.1f", pp_store_arena_used(st) / 1048576.0);
-    snprintf(b2, sizeof(b2), "%.1f", st->total_size / 1048576.0);
+    snprintf(b1, sizeof(b1), "%.1f", ov->arena_used / 1048576.0);
+    snprintf(b2, sizeof(b2), "%.1f", ov->total_size / 1048576.0);
     pp_printf(o,
               "<div class=card><b>%s / %s MiB</b><span>frame text used / "
               "store size</span></div>",
               b1, b2);
-    for (i = 0; i < pp_store_ncounters; i++) {
-        const pp_counter_t *c = &pp_store_counters[i];
-        if ((c->flags & PP_CTR_DROPPED) && !dropped_shown) {
+    for (i = 0; i < pp_counter_nrows; i++) {
+        const pp_counter_t *row = &pp_counter_rows[i];
+        if ((row->flags & PP_CTR_DROPPED) && !dropped_shown) {
             pp_printf(o,
                       "<div class=card><b>%llu</b><span>dropped (store "
                       "full, see JSON)</span></div>",
-                      (unsigned long long)pp_counters_dropped(st));
+                      (unsigned long long)pp_counters_dropped(c));
             dropped_shown = 1;
         }
-        else if (c->card) {
+        else if (row->card) {
             pp_printf(o, "<div class=card><b>%llu</b><span>%s</span></div>",
-                      (unsigned long long)pp_counter_read(st, c), c->card);
+                      (unsigned long long)pp_counter_read(c, row), row->card);
         }
     }
     pp_printf(o,
               "<div class=card><b>%llu</b><span>samples dropped as torn"
               "</span></div>",
-              (unsigned long long)atomic_load(&st->c.torn));
+              (unsigned long long)c->torn);
     if (uptime_s > 0) {
         pp_printf(o,
                   "<div class=card><b>%.4f</b><span>CPU s sampling per "
                   "s of wall time</span></div>",
-                  atomic_load(&st->c.sampler_cpu_ns) / 1e9 / uptime_s);
+                  c->sampler_cpu_ns / 1e9 / uptime_s);
     }
     if (samples) {
         /* the phases of a wake-up, wall time per sample */
         pp_printf(o,
                   "<div class=card><b>%.1f / %.1f / %.1f &micro;s</b><span>"
                   "per sample: walking / classifying / storing</span></div>",
-                  atomic_load(&st->c.walk_ns) / 1e3 / samples,
-                  atomic_load(&st->c.classify_ns) / 1e3 / samples,
-                  atomic_load(&st->c.store_ns) / 1e3 / samples);
+                  c->walk_ns / 1e3 / samples, c->classify_ns / 1e3 / samples,
+                  c->store_ns / 1e3 / samples);
     }
     pp_puts(o, "</div>");
-    if (atomic_load(&st->c.renewals)) {
+    if (c->renewals) {
         /* say what a renewal took away: the numbers above still count
          * from the start, the profiles only from the renewal */
-        time_t at = (time_t)(atomic_load(&st->c.renewed_us) / 1000000);
+        time_t at = (time_t)(c->renewed_us / 1000000);
         struct tm tm;
         char when[32] = "?";
         if (gmtime_r(&at, &tm)) {
@@ -681,20 +595,20 @@ static void sampler_section(pp_sink_t *o, const pp_store_t *st,
                   "location row(s) no longer configured were reclaimed. "
                   "Counters, histograms and the newest kept traces "
                   "carried over.</p>",
-                  (unsigned long long)atomic_load(&st->c.renewals), when,
-                  (unsigned long long)atomic_load(&st->c.locations_reclaimed));
+                  (unsigned long long)c->renewals, when,
+                  (unsigned long long)c->locations_reclaimed);
     }
 }
 
-void pp_render_overview_html(pp_sink_t *o, const pp_store_t *st,
+void pp_render_overview_html(pp_sink_t *o, const pp_overview_t *ov,
                              const pp_render_opts_t *opt)
 {
     pp_page_begin(o, "Python request profiles", opt);
-    locations_section(o, st, opt);
-    inflight_section(o, st, opt);
-    slow_section(o, st, opt);
-    captures_section(o, st, opt);
-    sampler_section(o, st, opt);
+    locations_section(o, ov, opt);
+    inflight_section(o, ov, opt);
+    slow_section(o, ov, opt);
+    captures_section(o, ov, opt);
+    sampler_section(o, ov, opt);
     pp_puts(o, "<p class=muted>Machine-readable: <a href=\"");
     pp_puts_html(o, opt->base);
     pp_puts(o, "?format=json\">?format=json</a>. Reload every N seconds "

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "pp_export.h"
+#include "pp_overview.h"
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_store_testing.h"
@@ -112,18 +113,25 @@ static pp_store_t *st;
 static pp_render_opts_t opt;
 static pp_record_t big;
 
+/* the overview's time is its read of the store and its render */
 static void overview_html(void *a)
 {
     pp_sink_t o = {count_write, NULL};
+    pp_overview_t ov;
     (void)a;
-    pp_render_overview_html(&o, st, &opt);
+    pp_overview_load(&ov, st, &opt, PP_OV_HTML);
+    pp_render_overview_html(&o, &ov, &opt);
+    pp_overview_free(&ov);
 }
 
 static void overview_json(void *a)
 {
     pp_sink_t o = {count_write, NULL};
+    pp_overview_t ov;
     (void)a;
-    pp_render_overview_json(&o, st, &opt);
+    pp_overview_load(&ov, st, &opt, PP_OV_JSON);
+    pp_render_overview_json(&o, &ov, &opt);
+    pp_overview_free(&ov);
 }
 
 static void request_html(void *a)
@@ -136,8 +144,11 @@ static void request_html(void *a)
 static void request_json(void *a)
 {
     pp_sink_t o = {count_write, NULL};
+    pp_request_view_t v;
     (void)a;
-    pp_render_request_json(&o, st, &big, 0, &opt);
+    pp_request_load(&v, st, &big, 0);
+    pp_render_request_json(&o, &v, &opt);
+    pp_request_free(&v);
 }
 
 static void request_folded(void *a)
@@ -301,7 +312,9 @@ static void worst_location(void *a)
     pp_profile_init(&p);
     pp_render_location_profile(&p, st, worst_loc, opt.now_us, 0, PP_SIDE_ALL);
     if (what == 2) {
-        pp_render_location_json(&o, st, worst_loc, &p, &wo);
+        pp_ov_location_t l;
+        pp_location_load(&l, st, worst_loc);
+        pp_render_location_json(&o, &l, &p, &wo);
     }
     else if (pp_export_pprof(&out, &p, NULL, 0, 0, 0, 10000000) == 0) {
         bytes = out.len;

@@ -216,7 +216,7 @@ static void check_request(fz_world_t *w, fz_req_t *r,
 
     /* JSON */
     fz_buf_reset(&out);
-    pp_render_request_json(&o, w->st, &rec, inflight, &opt);
+    fz_render_request_json(&o, w->st, &rec, inflight, &opt);
     j = parse_json("request JSON");
     if (!fz_json_is(fz_json_get(j, "id"), rec.req.id) ||
         !fz_json_is(fz_json_get(j, "method"), rec.req.method) ||
@@ -313,7 +313,7 @@ static void check_overview(fz_world_t *w, const pp_render_opts_t *hostile)
 
     default_opts(&opt);
     fz_buf_reset(&out);
-    pp_render_overview_json(&o, w->st, &opt);
+    fz_render_overview(&o, w->st, &opt, PP_OV_JSON);
     j = parse_json("overview JSON");
     reqs = fz_json_get(j, "requests");
     live = fz_json_get(j, "inflight");
@@ -358,11 +358,11 @@ static void check_overview(fz_world_t *w, const pp_render_opts_t *hostile)
     fz_json_free(j);
 
     fz_buf_reset(&out);
-    pp_render_overview_json(&o, w->st, hostile);
+    fz_render_overview(&o, w->st, hostile, PP_OV_JSON);
     fz_json_free(parse_json("overview JSON, hostile filters"));
 
     fz_buf_reset(&out);
-    pp_render_overview_html(&o, w->st, &opt);
+    fz_render_overview(&o, w->st, &opt, PP_OV_HTML);
     html_valid("overview HTML");
     for (i = 0; i < w->nreq; i++) {
         if (w->req[i].fate == FZ_KEEP_SLOW) {
@@ -374,7 +374,7 @@ static void check_overview(fz_world_t *w, const pp_render_opts_t *hostile)
         }
     }
     fz_buf_reset(&out);
-    pp_render_overview_html(&o, w->st, hostile);
+    fz_render_overview(&o, w->st, hostile, PP_OV_HTML);
     html_valid("overview HTML, hostile options");
 }
 
@@ -418,7 +418,7 @@ static void check_location(fz_world_t *w, int m,
               pp_render_location_profile(&p, w->st, row, opt.now_us, 0,
                                          PP_SIDE_ALL) == 0);
     fz_buf_reset(&out);
-    pp_render_location_json(&o, w->st, row, &p, &opt);
+    fz_render_location_json(&o, w->st, row, &p, &opt);
     j = parse_json("location JSON");
     FZ_ASSERT("location JSON: path", fz_json_is(fz_json_get(j, "path"), path));
     check_json_stacks("location JSON", w, fz_json_get(j, "stacks"), &counts);
@@ -437,7 +437,7 @@ static void check_location(fz_world_t *w, int m,
                                    side == PP_SIDE_ALL ? hostile->since_us : 0,
                                    side);
         fz_buf_reset(&out);
-        pp_render_location_json(&o, w->st, row, &p, hostile);
+        fz_render_location_json(&o, w->st, row, &p, hostile);
         fz_json_free(parse_json("location JSON, window or side"));
         pp_profile_free(&p);
     }
@@ -483,7 +483,7 @@ static void check_metrics(fz_world_t *w, const pp_render_opts_t *hostile)
     int seen = 0;
 
     fz_buf_reset(&out);
-    pp_render_metrics(&o, w->st, hostile);
+    fz_render_overview(&o, w->st, hostile, PP_OV_METRICS);
     fz_fail_at = 0;
     FZ_CHECK(
         "metrics",

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "fuzz_check.h"
+#include "pp_overview.h"
+#include "pp_render.h"
 #include "pp_store.h"
 #include "pp_store_testing.h"
 
@@ -172,6 +174,51 @@ static inline void fz_check_copied(const char *stored, size_t cap,
     if (n < strlen(given) && fz_utf8_valid(given, strlen(given))) {
         FZ_ASSERT("a cut string stays valid UTF-8", fz_utf8_valid(stored, n));
     }
+}
+
+/* The handler's turns for the overview, its JSON and /metrics (`what`,
+ * PP_OV_*): read the store once, render the snapshot, free it. */
+static inline void fz_render_overview(pp_sink_t *o, const pp_store_t *st,
+                                      const pp_render_opts_t *opt, int what)
+{
+    pp_overview_t ov;
+
+    (void)pp_overview_load(&ov, st, opt, what);
+    if (what == PP_OV_HTML) {
+        pp_render_overview_html(o, &ov, opt);
+    }
+    else if (what == PP_OV_JSON) {
+        pp_render_overview_json(o, &ov, opt);
+    }
+    else {
+        pp_render_metrics(o, &ov, opt);
+    }
+    pp_overview_free(&ov);
+}
+
+/* The same for the JSON of a request and of a location (its profile
+ * resolved already). */
+static inline void fz_render_request_json(pp_sink_t *o, const pp_store_t *st,
+                                          const pp_record_t *rec, int inflight,
+                                          const pp_render_opts_t *opt)
+{
+    pp_request_view_t v;
+
+    pp_request_load(&v, st, rec, inflight);
+    pp_render_request_json(o, &v, opt);
+    pp_request_free(&v);
+}
+
+static inline void fz_render_location_json(pp_sink_t *o, const pp_store_t *st,
+                                           int row, const pp_profile_t *p,
+                                           const pp_render_opts_t *opt)
+{
+    pp_ov_location_t *l = malloc(sizeof(*l));
+
+    if (l && pp_location_load(l, st, row) == 0) {
+        pp_render_location_json(o, l, p, opt);
+    }
+    free(l);
 }
 
 static inline void fz_world_free(fz_world_t *w)

@@ -56,15 +56,15 @@ static void *render_all(void *arg)
         /* threads start on different pages so that they overlap */
         int page = (r + j->id) % 4;
         if (page == 0) {
-            pp_render_overview_html(&o, w->st, &opt);
-            pp_render_overview_json(&o, w->st, &opt);
-            pp_render_metrics(&o, w->st, &opt);
+            fz_render_overview(&o, w->st, &opt, PP_OV_HTML);
+            fz_render_overview(&o, w->st, &opt, PP_OV_JSON);
+            fz_render_overview(&o, w->st, &opt, PP_OV_METRICS);
         }
         for (i = 0; page == 1 && i < w->nreq; i++) {
             int inflight;
             if (pp_store_find(w->st, w->req[i].id, rec, &inflight)) {
                 pp_render_request_html(&o, w->st, rec, inflight, &opt);
-                pp_render_request_json(&o, w->st, rec, inflight, &opt);
+                fz_render_request_json(&o, w->st, rec, inflight, &opt);
                 pp_render_request_folded(&o, w->st, rec);
             }
         }
@@ -74,7 +74,7 @@ static void *render_all(void *arg)
             pp_profile_init(&p);
             pp_render_location_profile(&p, w->st, w->loc[i], opt.now_us, 0,
                                        PP_SIDE_ALL);
-            pp_render_location_json(&o, w->st, w->loc[i], &p, &opt);
+            fz_render_location_json(&o, w->st, w->loc[i], &p, &opt);
             pp_profile_free(&p);
         }
         for (i = 0; page == 3 && i < (uint32_t)w->nloc; i++) {

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <time.h>
 
+#include "pp_overview.h"
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_store.h"
@@ -28,6 +29,40 @@ static int64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The handler's turns: read the store once, then render into `out`. */
+static void overview_json(const pp_store_t *st, const pp_render_opts_t *opt)
+{
+    pp_overview_t ov;
+    assert_int_equal(pp_overview_load(&ov, st, opt, PP_OV_JSON), 0);
+    pp_render_overview_json(&out, &ov, opt);
+    pp_overview_free(&ov);
+}
+
+static void overview_html(const pp_store_t *st, const pp_render_opts_t *opt)
+{
+    pp_overview_t ov;
+    assert_int_equal(pp_overview_load(&ov, st, opt, PP_OV_HTML), 0);
+    pp_render_overview_html(&out, &ov, opt);
+    pp_overview_free(&ov);
+}
+
+static void request_json(const pp_store_t *st, const pp_record_t *rec,
+                         int inflight, const pp_render_opts_t *opt)
+{
+    pp_request_view_t v;
+    pp_request_load(&v, st, rec, inflight);
+    pp_render_request_json(&out, &v, opt);
+    pp_request_free(&v);
+}
+
+static void location_json(const pp_store_t *st, int row, const pp_profile_t *p,
+                          const pp_render_opts_t *opt)
+{
+    pp_ov_location_t l;
+    assert_int_equal(pp_location_load(&l, st, row), 0);
+    pp_render_location_json(&out, &l, p, opt);
 }
 
 static const char *html_of(const char *s, size_t n)
@@ -418,7 +453,7 @@ static void test_overview_json_lists_the_request_exactly(void **state)
     fix_t *f = *state;
     const char *j;
 
-    pp_render_overview_json(&out, f->st, &f->opt);
+    overview_json(f->st, &f->opt);
     j = unit_buf_str(&buf);
     unit_assert_json(
         j, "[r['id'] for r in d['requests']] == ['req-1', 'x y/\"<z>&']",
@@ -440,7 +475,7 @@ static void test_overview_json_histogram_sums_to_requests(void **state)
 {
     fix_t *f = *state;
 
-    pp_render_overview_json(&out, f->st, &f->opt);
+    overview_json(f->st, &f->opt);
     unit_assert_json(
         unit_buf_str(&buf), "len(d['locations']) == 1",
         "d['locations'][0]['path'] == '/app'",
@@ -460,7 +495,7 @@ static void test_overview_json_lists_inflight_requests(void **state)
 {
     fix_t *f = *state;
 
-    pp_render_overview_json(&out, f->st, &f->opt);
+    overview_json(f->st, &f->opt);
     unit_assert_json(unit_buf_str(&buf),
                      "[r['id'] for r in d['inflight']] == ['live-1']",
                      "d['inflight'][0]['samples'] == 1",
@@ -471,7 +506,7 @@ static void test_overview_json_has_no_raw_markup(void **state)
 {
     fix_t *f = *state;
 
-    pp_render_overview_json(&out, f->st, &f->opt);
+    overview_json(f->st, &f->opt);
     assert_null(strchr(unit_buf_str(&buf), '<'));
     assert_true(unit_utf8_valid(buf.p, buf.n));
 }
@@ -480,7 +515,7 @@ static void test_request_json_stacks_are_root_first(void **state)
 {
     fix_t *f = *state;
 
-    pp_render_request_json(&out, f->st, find(f, "req-1", 0), 0, &f->opt);
+    request_json(f->st, find(f, "req-1", 0), 0, &f->opt);
     unit_assert_json(
         unit_buf_str(&buf), "d['id'] == 'req-1'", "d['inflight'] is False",
         "d['status'] == 200", "len(d['stacks']) == 2",
@@ -504,7 +539,7 @@ static void test_request_json_of_inflight_request(void **state)
 {
     fix_t *f = *state;
 
-    pp_render_request_json(&out, f->st, find(f, "live-1", 1), 1, &f->opt);
+    request_json(f->st, find(f, "live-1", 1), 1, &f->opt);
     unit_assert_json(unit_buf_str(&buf), "d['inflight'] is True",
                      "d['elapsed_ms'] > 0",
                      "[x['function'] for x in d['stacks'][0]['frames']] == "
@@ -594,7 +629,7 @@ static void test_overview_html_escapes_request_data(void **state)
     fix_t *f = *state;
     const char *h;
 
-    pp_render_overview_html(&out, f->st, &f->opt);
+    overview_html(f->st, &f->opt);
     h = unit_buf_str(&buf);
     assert_true(unit_utf8_valid(buf.p, buf.n));
     assert_null(strstr(h, "<script>evil"));
@@ -611,7 +646,7 @@ static void test_overview_html_percent_encodes_id_in_link(void **state)
     fix_t *f = *state;
     const char *h;
 
-    pp_render_overview_html(&out, f->st, &f->opt);
+    overview_html(f->st, &f->opt);
     h = unit_buf_str(&buf);
     assert_non_null(
         strstr(h, "href=\"/server-profile/request/" ODD_ID_URL "\""));
@@ -722,7 +757,7 @@ static void test_renderers_survive_a_node_cycle(void **state)
     pp_store_finish(f->st, idx, 200, 900000, 0, 1);
     rec = find(f, "cycle", 0);
 
-    pp_render_request_json(&out, f->st, rec, 0, &f->opt);
+    request_json(f->st, rec, 0, &f->opt);
     unit_assert_json(unit_buf_str(&buf), "len(d['stacks']) == 1",
                      "len(d['stacks'][0]['frames']) <= 1026");
     unit_buf_reset(&buf);
@@ -732,8 +767,16 @@ static void test_renderers_survive_a_node_cycle(void **state)
     pp_render_request_html(&out, f->st, rec, 0, &f->opt);
     assert_non_null(strstr(unit_buf_str(&buf), "</html>"));
     unit_buf_reset(&buf);
-    pp_render_overview_html(&out, f->st, &f->opt);
+    overview_html(f->st, &f->opt);
     assert_non_null(strstr(unit_buf_str(&buf), "</html>"));
+
+    /* in flight on it: the overview shows the innermost 40 frames */
+    idx = claim(f->st, f->loc, "cycle-live", "/app/cycle");
+    sample(f, idx, node, 1000);
+    unit_buf_reset(&buf);
+    overview_html(f->st, &f->opt);
+    assert_non_null(strstr(unit_buf_str(&buf), "</html>"));
+    assert_int_equal(unit_count(unit_buf_str(&buf), "<li>loop "), 40);
 }
 
 static void test_renderers_survive_an_empty_store(void **state)
@@ -747,11 +790,11 @@ static void test_renderers_survive_an_empty_store(void **state)
     opt.refresh = 5;
 
     assert_non_null(st);
-    pp_render_overview_json(&out, st, &opt);
+    overview_json(st, &opt);
     unit_assert_json(unit_buf_str(&buf), "d['locations'] == []",
                      "d['requests'] == []", "d['inflight'] == []");
     unit_buf_reset(&buf);
-    pp_render_overview_html(&out, st, &opt);
+    overview_html(st, &opt);
     assert_non_null(strstr(unit_buf_str(&buf), "</html>"));
     assert_non_null(strstr(unit_buf_str(&buf), "http-equiv=refresh"));
     pp_store_destroy(st);
@@ -769,7 +812,7 @@ static void test_location_json_carries_the_requests_cpu_time(void **state)
     pp_profile_init(&p);
     assert_int_equal(
         pp_render_location_profile(&p, f->st, f->loc, 0, 0, PP_SIDE_ALL), 0);
-    pp_render_location_json(&out, f->st, f->loc, &p, &f->opt);
+    location_json(f->st, f->loc, &p, &f->opt);
     pp_profile_free(&p);
     unit_assert_json(unit_buf_str(&buf), "d['weight_ms'] == 43.0",
                      "d['cpu_ms'] == 21.5",

@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "pp_overview.h"
 #include "pp_store.h"
 #include "pp_store_testing.h"
 
@@ -1290,6 +1291,7 @@ test_old_generation_child_sees_locations_of_the_new_one(void **state)
         unit_buf_t out = {0};
         pp_sink_t o = unit_sink(&out);
         pp_render_opts_t opt;
+        pp_overview_t ov;
         const char *json;
 
         close(go[1]);
@@ -1297,7 +1299,11 @@ test_old_generation_child_sees_locations_of_the_new_one(void **state)
             _exit(2);
         }
         unit_default_opts(&opt, now_us());
-        pp_render_overview_json(&o, st, &opt);
+        if (pp_overview_load(&ov, st, &opt, PP_OV_JSON) != 0) {
+            _exit(3);
+        }
+        pp_render_overview_json(&o, &ov, &opt);
+        pp_overview_free(&ov);
         json = unit_buf_str(&out);
         _exit(strstr(json, "\"/renamed\"") && strstr(json, "\"/app\"") ? 0 : 1);
     }
@@ -1999,6 +2005,7 @@ static void test_sigkilled_writer_leaves_readers_and_totals_intact(void **state)
     unit_buf_t out = {0};
     pp_sink_t o = unit_sink(&out);
     pp_render_opts_t opt;
+    pp_overview_t ov;
     pid_t victim, pids[2];
     int i, ws;
     uint32_t k;
@@ -2044,10 +2051,14 @@ static void test_sigkilled_writer_leaves_readers_and_totals_intact(void **state)
             assert_true(record_consistent(st, rec, 0));
         }
     }
-    pp_render_overview_json(&o, st, &opt);
+    assert_int_equal(pp_overview_load(&ov, st, &opt, PP_OV_JSON), 0);
+    pp_render_overview_json(&o, &ov, &opt);
+    pp_overview_free(&ov);
     unit_assert_json(unit_buf_str(&out), "len(d['locations']) == 2");
     unit_buf_reset(&out);
-    pp_render_overview_html(&o, st, &opt);
+    assert_int_equal(pp_overview_load(&ov, st, &opt, PP_OV_HTML), 0);
+    pp_render_overview_html(&o, &ov, &opt);
+    pp_overview_free(&ov);
     assert_non_null(strstr(unit_buf_str(&out), "</html>"));
     unit_buf_free(&out);
     free(rec);

@@ -1,0 +1,134 @@
+/* pp_overview.h: the overview as data.  What the overview (HTML and
+ * JSON) and /metrics show is read out of the store once, by
+ * pp_overview_load, into plain structs the snapshot owns: the current
+ * locations' counters and histograms, the kept requests passing the
+ * overview's filters in its sort order, the requests in flight with their
+ * latest stacks resolved, the captures, the store's counters and sizes.
+ * pp_render_overview.c, pp_render_json.c and pp_metrics.c render from
+ * such a snapshot only, never from the store, so they are unit-tested on
+ * hand-made ones (tests/unit/test_overview.c).  The same goes for the
+ * JSON of one request and of one location: pp_request_load and
+ * pp_location_load read and resolve, then the renderer writes.
+ *
+ * Owns heap memory (malloc): the kept requests' headers while they are
+ * sorted (the HTML then keeps its first PP_OV_HTML_ROWS), the in-flight
+ * ones, the captured ones, the in-flight stacks' frames (each copied
+ * once).  The handler's, never a request thread's or the sampler's.
+ */
+#ifndef PP_OVERVIEW_H
+#define PP_OVERVIEW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pp_hist.h"
+#include "pp_profile.h"
+#include "pp_render.h"
+#include "pp_store.h"
+
+/* Which output a snapshot is for: each reads only what it shows (the HTML
+ * lists at most PP_OV_HTML_ROWS kept requests and needs the in-flight
+ * stacks and the captures; /metrics needs no request list at all). */
+enum { PP_OV_HTML = 0, PP_OV_JSON = 1, PP_OV_METRICS = 2 };
+
+#define PP_OV_HTML_ROWS 100  /* slow requests listed on the HTML overview */
+#define PP_OV_STACK_SHOWN 40 /* innermost frames of an in-flight stack */
+
+/* One location's counters and histogram, read once. */
+typedef struct pp_loc_snap {
+    uint64_t requests, samples, kept, sum_us, max_us;
+    uint64_t hist[PP_HIST_BUCKETS];
+} pp_loc_snap_t;
+
+/* A location row as the pages show it. */
+typedef struct pp_ov_location {
+    int row;                  /* store row: filters and links name it */
+    char path[PP_PREFIX_MAX]; /* NUL-terminated */
+    uint32_t interval_us;
+    int64_t created_us;
+    pp_loc_snap_t s;
+    /* /metrics: the histogram by status class, requests in flight */
+    uint64_t class_hist[PP_STATUS_CLASSES][PP_HIST_BUCKETS];
+    uint64_t class_sum_us[PP_STATUS_CLASSES];
+    uint64_t inflight;
+    /* HTML: its latest capture (id 0: none), and the kept requests of
+     * that capture, ov->captured[capture_first .. + ncaptured) */
+    uint32_t capture_id, capture_n;
+    int32_t capture_left;
+    size_t capture_first, ncaptured;
+    /* the location page: the application's root ("" if unknown) */
+    char root[PP_PREFIX_MAX];
+} pp_ov_location_t;
+
+/* A request in flight, with its latest sample's stack (HTML only). */
+typedef struct pp_ov_inflight {
+    pp_req_t q;
+    uint32_t depth;                     /* frames of its stack, root first */
+    uint32_t frames[PP_OV_STACK_SHOWN]; /* the innermost ones: ids in
+                                         * ov->stacks (pp_profile_pframe) */
+    uint32_t shown;
+} pp_ov_inflight_t;
+
+typedef struct pp_overview {
+    /* locations: loc[0 .. nloc) the current generation's, in row order;
+     * loc[nloc .. nrows) rows of earlier configurations, path only (kept
+     * requests may still name them) */
+    pp_ov_location_t *loc;
+    size_t nloc, nrows;
+    int by_row[PP_MAX_LOCATIONS]; /* row -> index in loc, -1: unused */
+    /* kept requests passing the filters, sorted: ntraces match, the first
+     * ntraces_listed are here (all but on the HTML page) */
+    pp_req_t *traces;
+    size_t ntraces, ntraces_listed;
+    /* requests in flight, oldest first (none for /metrics) */
+    pp_ov_inflight_t *inflight;
+    size_t ninflight;
+    /* kept requests of the locations' latest captures, by row then by
+     * their place in the store */
+    pp_req_t *captured;
+    size_t ncaptured;
+    /* the in-flight stacks' frames, copied out of the store */
+    pp_profile_t stacks;
+    /* the store's counters (a copy) and what the pages say of its size */
+    pp_counters_t c;
+    int64_t created_us;
+    uint32_t sampler_mode; /* PP_SAMPLER_* */
+    uint64_t total_size, arena_used, arena_size;
+    uint32_t nslots, keep, nframes, nnodes;
+    char nonce[PP_NONCE_LEN + 1]; /* the capture form's */
+} pp_overview_t;
+
+/* Read what the output `what` (PP_OV_*) shows, once.  -1 if memory ran
+ * out: what could not be read is left out (empty lists, stacks not
+ * sampled yet), and the snapshot is still rendered and freed as usual.
+ * Bounded reads only, so a corrupt store cannot make it loop. */
+int pp_overview_load(pp_overview_t *ov, const pp_store_t *st,
+                     const pp_render_opts_t *opt, int what);
+void pp_overview_free(pp_overview_t *ov);
+
+/* Fill by_row from loc[0 .. nrows) (pp_overview_load does; a snapshot
+ * made by hand calls it once its rows are in). */
+void pp_overview_index(pp_overview_t *ov);
+/* A row's path ("" if the row is not in the snapshot). */
+const char *pp_overview_path(const pp_overview_t *ov, int row);
+
+/* One location row as the location page shows it (no class histogram,
+ * no capture).  0, or -1 if the row is not in use. */
+int pp_location_load(pp_ov_location_t *l, const pp_store_t *st, int row);
+
+/* One request as its JSON shows it: the record, its location's path and
+ * its stacks, resolved.  failed: out of memory reading the stacks (p is
+ * then empty). */
+typedef struct pp_request_view {
+    const pp_record_t *rec;
+    int inflight;
+    char location[PP_PREFIX_MAX];
+    pp_profile_t p;
+    int failed;
+} pp_request_view_t;
+
+void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
+                     const pp_record_t *rec, int inflight);
+void pp_request_free(pp_request_view_t *v);
+
+#endif
