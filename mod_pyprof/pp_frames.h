@@ -50,10 +50,9 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n);
 
 /* GIL-free mode: set up (sampler thread, once); 0 if this process can
  * read its own memory with process_vm_readv.  Then pp_py_walk_nogil()
- * does what pp_py_walk() does, without the GIL, and counts the samples it
- * had to drop. */
+ * does what pp_py_walk() does, without the GIL, and marks the samples it
+ * had to drop (t->torn; the sampler counts them). */
 int pp_py_nogil_init(void);
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n);
-uint64_t pp_py_nogil_torn(void);
 
 #endif

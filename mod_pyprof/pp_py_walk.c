@@ -70,7 +70,6 @@ static const pp_py_layout_t *L;
 static const pp_py_reader_t *R;
 static int tries_per_chain = 1;
 static pid_t own_pid;
-static uint64_t torn_samples;
 
 /* ---------------------------------------------------------------- reads */
 
@@ -960,7 +959,6 @@ static int sample_thread(pp_store_t *st, const void *ts, void *interp,
         }
     }
     if (tries == tries_per_chain && top) {
-        torn_samples++;
         t->torn = 1;
     }
     return 1;
@@ -1114,9 +1112,4 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
 void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
 {
     walk(st, targets, n);
-}
-
-uint64_t pp_py_nogil_torn(void)
-{
-    return torn_samples;
 }

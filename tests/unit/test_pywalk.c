@@ -584,19 +584,16 @@ static void check_frame_at(fix_t *f, const pp_walk_target_t *t, uint32_t i,
         }                                                                    \
     } while (0)
 
-/* A torn sample: counted once, nothing found.  (t->depth is not checked:
- * a chain that fails half-way through decoding leaves the frames it got
- * to in t->frames; the sampler looks at torn first and drops them.) */
-#define check_torn(t_, torn_before)                                        \
+/* A torn sample: marked torn (the sampler counts and drops it), nothing
+ * found.  (t->depth is not checked: a chain that fails half-way through
+ * decoding leaves the frames it got to in t->frames; the sampler looks at
+ * torn first and drops them.) */
+#define check_torn(t_)                                                     \
     do {                                                                   \
         const pp_walk_target_t *tt_ = (t_);                                \
-        if (tt_->found || !tt_->torn ||                                    \
-            pp_py_nogil_torn() != (torn_before) + 1) {                     \
-            fail_msg(                                                      \
-                "(%s, %s) found %d torn %d, torn count +%llu; "            \
-                "want one torn sample",                                    \
-                cur_layout.version, cur_mode, tt_->found, tt_->torn,       \
-                (unsigned long long)(pp_py_nogil_torn() - (torn_before))); \
+        if (tt_->found || !tt_->torn) {                                    \
+            fail_msg("(%s, %s) found %d torn %d; want one torn sample",    \
+                     cur_layout.version, cur_mode, tt_->found, tt_->torn); \
         }                                                                  \
     } while (0)
 
@@ -643,7 +640,6 @@ static void test_three_frames_leaf_first(void **state)
         chain3_t c;
         pp_walk_target_t *t;
         uint32_t ids[3];
-        uint64_t torn = pp_py_nogil_torn();
 
         world_new(&w, versions[v]);
         chain3(&w, &c);
@@ -656,7 +652,7 @@ static void test_three_frames_leaf_first(void **state)
         t = sample(f, g);
         check_found(t, 3);
         assert_memory_equal(t->frames, ids, sizeof(ids));
-        assert_int_equal(pp_py_nogil_torn(), torn);
+        assert_int_equal(t->torn, 0);
     }
 }
 
@@ -675,7 +671,6 @@ static void test_entry_frame_skipped(void **state)
         chain3_t c;
         pp_walk_target_t *t;
         uint8_t *none;
-        uint64_t torn;
         int owner;
 
         for (owner = 3; owner <= 4; owner++) {
@@ -689,16 +684,15 @@ static void test_entry_frame_skipped(void **state)
             push(&w, IN_CHUNK, c.code[0], 3, 0);
             push(&w, IN_CHUNK, none, 0, owner);
             push(&w, IN_CHUNK, c.code[2], 5, 0);
-            torn = pp_py_nogil_torn();
             t = sample(f, g);
             if (owner > w.L->owner_max) { /* 3.11 */
-                check_torn(t, torn);
+                check_torn(t);
                 continue;
             }
             check_found(t, 2);
             check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
             check_frame(f, t, 1, "main", "/srv/app.py", 11);
-            assert_int_equal(pp_py_nogil_torn(), torn);
+            assert_int_equal(t->torn, 0);
         }
     }
 }
@@ -715,20 +709,18 @@ static void test_tagged_code_pointer(void **state)
         world_t w;
         chain3_t c;
         pp_walk_target_t *t;
-        uint64_t torn;
 
         world_new(&w, layout_314);
         chain3(&w, &c);
         assert_true((uintptr_t)get_ptr(c.frame[1], w.L->frame_code) & 1);
-        torn = pp_py_nogil_torn();
         t = sample(f, g);
         check_found(t, 3);
         check_chain3(f, t, 3);
-        assert_int_equal(pp_py_nogil_torn(), torn);
+        assert_int_equal(t->torn, 0);
 
         cur_layout.code_tag = 0;
         t = sample(f, g);
-        check_torn(t, torn);
+        check_torn(t);
     }
 }
 
@@ -745,20 +737,18 @@ static void test_immortal_refcount_314(void **state)
         world_t w;
         chain3_t c;
         pp_walk_target_t *t;
-        uint64_t torn;
         uint64_t r;
 
         world_new(&w, layout_314);
         chain3(&w, &c);
         memcpy(&r, c.code[0], sizeof(r));
         assert_true(r == IMMORTAL_314 && r >= ((uint64_t)1 << 32));
-        torn = pp_py_nogil_torn();
         t = sample(f, g);
         check_found(t, 3);
 
         cur_layout.live = live_small;
         t = sample(f, g);
-        check_torn(t, torn);
+        check_torn(t);
     }
 }
 
@@ -774,14 +764,12 @@ static void test_bad_owner_torn(void **state)
         for (k = 0; k < 2; k++) {
             world_t w;
             chain3_t c;
-            uint64_t torn;
 
             world_new(&w, versions[v]);
             chain3(&w, &c);
             c.frame[1][w.L->frame_owner] =
                 (uint8_t)(k == 0 ? w.L->owner_max + 1 : 0x80);
-            torn = pp_py_nogil_torn();
-            check_torn(sample(f, g), torn);
+            check_torn(sample(f, g));
         }
     }
 }
@@ -801,7 +789,6 @@ static void test_freed_code_torn(void **state)
             world_t w;
             chain3_t c;
             pp_walk_target_t *t;
-            uint64_t torn;
 
             world_new(&w, versions[v]);
             chain3(&w, &c);
@@ -835,8 +822,7 @@ static void test_freed_code_torn(void **state)
                         object(&w, 64, none_type));
                 break;
             }
-            torn = pp_py_nogil_torn();
-            check_torn(sample(f, g), torn);
+            check_torn(sample(f, g));
         }
     }
 }
@@ -858,13 +844,11 @@ static void test_instr_outside_code_torn(void **state)
             world_t w;
             chain3_t c;
             pp_walk_target_t *t;
-            uint64_t torn;
 
             world_new(&w, versions[v]);
             chain3(&w, &c);
             put_ptr(c.frame[1], w.L->frame_instr,
                     unit_ptr(&w, c.code[1], units[k]));
-            torn = pp_py_nogil_torn();
             t = sample(f, g);
             if (t->found || !t->torn) {
                 fail_msg("(%s, %s) instruction at unit %d of %d: found %d "
@@ -872,7 +856,7 @@ static void test_instr_outside_code_torn(void **state)
                          cur_layout.version, cur_mode, units[k], NCODE,
                          t->found, t->depth, t->torn);
             }
-            check_torn(t, torn);
+            check_torn(t);
         }
     }
 }
@@ -897,14 +881,12 @@ static void test_garbage_firsttraceable_torn(void **state)
             world_t w;
             chain3_t c;
             pp_walk_target_t *t;
-            uint64_t torn;
 
             world_new(&w, versions[v]);
             chain3(&w, &c);
             put_int(c.code[1], w.L->code_firsttraceable, cases[k][0]);
             put_ptr(c.frame[1], w.L->frame_instr,
                     unit_ptr(&w, c.code[1], cases[k][1]));
-            torn = pp_py_nogil_torn();
             t = sample(f, g);
             if (t->found || !t->torn) {
                 fail_msg("(%s, %s) firsttraceable %d, instruction at unit %d "
@@ -912,7 +894,7 @@ static void test_garbage_firsttraceable_torn(void **state)
                          cur_layout.version, cur_mode, cases[k][0], cases[k][1],
                          NCODE, t->found, t->depth, t->torn);
             }
-            check_torn(t, torn);
+            check_torn(t);
         }
     }
 }
@@ -933,7 +915,6 @@ static void test_incomplete_frame_skipped(void **state)
         world_t w;
         chain3_t c;
         pp_walk_target_t *t;
-        uint64_t torn = pp_py_nogil_torn();
 
         world_new(&w, versions[v]);
         chain3(&w, &c);
@@ -968,7 +949,6 @@ static void test_incomplete_frame_skipped(void **state)
         assert_int_equal(t->found, 0);
         assert_int_equal(t->torn, 0);
         assert_int_equal(t->depth, 0);
-        assert_int_equal(pp_py_nogil_torn(), torn);
     }
 }
 
@@ -985,7 +965,6 @@ static void test_thread_matching(void **state)
         world_t w;
         chain3_t c;
         pp_walk_target_t *t;
-        uint64_t torn = pp_py_nogil_torn();
 
         world_new(&w, versions[v]);
         chain3(&w, &c);
@@ -1003,7 +982,6 @@ static void test_thread_matching(void **state)
         t = sample(f, g);
         assert_int_equal(t->found, 0);
         assert_int_equal(t->torn, 0);
-        assert_int_equal(pp_py_nogil_torn(), torn);
     }
 }
 
@@ -1072,7 +1050,6 @@ static void test_many_distinct_code_objects(void **state)
     {
         world_t w;
         pp_walk_target_t *t;
-        uint64_t torn = pp_py_nogil_torn();
 
         world_new(&w, versions[v]);
         distinct_chain(&w, 700);
@@ -1080,7 +1057,7 @@ static void test_many_distinct_code_objects(void **state)
         check_found(t, 700);
         assert_int_equal(t->truncated, 0);
         check_distinct_frames(f, t, 700);
-        assert_int_equal(pp_py_nogil_torn(), torn);
+        assert_int_equal(t->torn, 0);
 
         world_new(&w, versions[v]);
         distinct_chain(&w, PP_DEPTH_LIMIT + 100);
@@ -1088,7 +1065,7 @@ static void test_many_distinct_code_objects(void **state)
         check_found(t, PP_DEPTH_LIMIT);
         assert_int_equal(t->truncated, 1);
         check_distinct_frames(f, t, PP_DEPTH_LIMIT + 100);
-        assert_int_equal(pp_py_nogil_torn(), torn);
+        assert_int_equal(t->torn, 0);
     }
 }
 
@@ -1135,14 +1112,12 @@ static void test_chain_cycle_torn(void **state)
         for (k = 0; k < 2; k++) {
             world_t w;
             chain3_t c;
-            uint64_t torn;
 
             world_new(&w, versions[v]);
             chain3(&w, &c);
             put_ptr(c.frame[1], w.L->frame_previous,
                     k == 0 ? c.frame[1] : c.frame[2]);
-            torn = pp_py_nogil_torn();
-            check_torn(sample(f, g), torn);
+            check_torn(sample(f, g));
         }
     }
 }

@@ -165,11 +165,6 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
     fake_walk(st, targets, n);
 }
 
-uint64_t pp_py_nogil_torn(void)
-{
-    return 0;
-}
-
 /* ---- pread, watched ---- */
 
 static atomic_int wchan_reads, other_reads, schedstat_reads;
