@@ -33,22 +33,19 @@ void pp_profile_free(pp_profile_t *p)
     pp_u64map_free(&p->index);
     pp_u64map_free(&p->frame_of);
     pp_u64map_free(&p->node_of);
+    pp_u64map_free(&p->pinned_of);
     memset(p, 0, sizeof(*p));
 }
 
-static int profile_grow(pp_profile_t *p)
+/* The merge index (node -> index + 1), built anew from the stacks: it is
+ * only needed while stacks are added or taken away, so resolving drops it
+ * and the next pp_profile_add or pp_profile_subtract builds it again. */
+static int index_build(pp_profile_t *p)
 {
-    size_t cap = p->cap ? p->cap * 2 : 256;
-    pp_prof_stack_t *v = realloc(p->v, cap * sizeof(*v));
     pp_u64map_t m;
     size_t i;
 
-    if (!v) {
-        return -1;
-    }
-    p->v = v;
-    p->cap = cap;
-    if (pp_u64map_init(&m, (uint32_t)cap)) {
+    if (pp_u64map_init(&m, (uint32_t)(p->cap ? p->cap : 256))) {
         pp_u64map_free(&m);
         return -1;
     }
@@ -60,6 +57,19 @@ static int profile_grow(pp_profile_t *p)
     return 0;
 }
 
+static int profile_grow(pp_profile_t *p)
+{
+    size_t cap = p->cap ? p->cap * 2 : 256;
+    pp_prof_stack_t *v = realloc(p->v, cap * sizeof(*v));
+
+    if (!v) {
+        return -1;
+    }
+    p->v = v;
+    p->cap = cap;
+    return index_build(p);
+}
+
 int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
                    uint64_t weight_us, uint64_t cpu_us)
 {
@@ -69,6 +79,9 @@ int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
         return 0;
     }
     if (p->n + 1 >= p->cap && profile_grow(p)) {
+        return -1;
+    }
+    if (!p->index.keys && index_build(p)) {
         return -1;
     }
     slot = pp_u64map_get(&p->index, node, (uint32_t)p->n + 1);
@@ -149,18 +162,21 @@ int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
     return 0;
 }
 
-void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
-                         uint64_t weight_us, uint64_t cpu_us)
+int pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
+                        uint64_t weight_us, uint64_t cpu_us)
 {
     uint32_t *slot;
     pp_prof_stack_t *s;
 
-    if (!p->index.keys) {
-        return;
+    if (!p->n) {
+        return 0;
+    }
+    if (!p->index.keys && index_build(p)) {
+        return -1;
     }
     slot = pp_u64map_find(&p->index, node);
     if (!slot || !*slot) {
-        return;
+        return 0;
     }
     s = &p->v[*slot - 1];
     count = count > s->count ? s->count : count;
@@ -172,6 +188,7 @@ void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
     p->samples -= count;
     p->weight_us -= weight_us;
     p->cpu_us -= cpu_us > p->cpu_us ? p->cpu_us : cpu_us;
+    return 0;
 }
 
 static int cmp_stack(const void *a, const void *b)
@@ -230,8 +247,11 @@ int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st, int location,
         }
         /* rest = all - slow, stack by stack */
         for (i = 0; i < slow.n; i++) {
-            pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
-                                slow.v[i].weight_us, slow.v[i].cpu_us);
+            if (pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
+                                    slow.v[i].weight_us, slow.v[i].cpu_us)) {
+                pp_profile_free(&slow);
+                return -1;
+            }
         }
         pp_profile_free(&slow);
         pp_profile_sort(p);
@@ -390,6 +410,10 @@ static int resolve_stack(pp_profile_t *p, const pp_store_t *st,
      * copied, so a stack cut short leaves nothing half-made) */
     cap = p->node_of.cap;
     while (node && n < PP_DEPTH_LIMIT + 2) {
+        if (p->npinned && (slot = pp_u64map_find(&p->pinned_of, node))) {
+            parent = *slot; /* kept from the first window */
+            break;
+        }
         if (!(slot = pp_u64map_get(&p->node_of, node, 0))) {
             return -1;
         }
@@ -425,24 +449,88 @@ static int resolve_stack(pp_profile_t *p, const pp_store_t *st,
 
 static int resolve_init(pp_profile_t *p)
 {
+    /* the merge index is not needed to resolve: give it back first */
+    pp_u64map_free(&p->index);
     return (!p->frame_of.keys && pp_u64map_init(&p->frame_of, 1024)) ||
                    (!p->node_of.keys && pp_u64map_init(&p->node_of, 1024))
                ? -1
                : 0;
 }
 
+/* Drop the copied nodes and what maps store nodes to them: every stack
+ * reads as unresolved again.  Frames stay, with their ids. */
+static void resolve_drop_nodes(pp_profile_t *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++) {
+        p->v[i].leaf = 0;
+    }
+    free(p->nodes);
+    p->nodes = NULL;
+    p->nnodes = p->nodes_cap = p->npinned = 0;
+    pp_u64map_free(&p->node_of);
+    pp_u64map_free(&p->pinned_of);
+}
+
 int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st)
 {
     size_t i;
+    int rc = 0;
 
     if (resolve_init(p)) {
         return -1;
     }
-    for (i = 0; i < p->n; i++) {
-        if (!p->v[i].leaf && resolve_stack(p, st, &p->v[i])) {
+    for (i = 0; i < p->n && rc == 0; i++) {
+        if (!p->v[i].leaf) {
+            rc = resolve_stack(p, st, &p->v[i]);
+        }
+    }
+    /* store node -> copy served the copying only (a later call copies
+     * again the nodes new stacks share with these: same frames, same
+     * output) */
+    pp_u64map_free(&p->node_of);
+    return rc;
+}
+
+int pp_profile_resolve_window(pp_profile_t *p, const pp_store_t *st, size_t *lo,
+                              size_t *hi)
+{
+    size_t i;
+
+    if (*hi == 0) {
+        resolve_drop_nodes(p); /* whatever an earlier resolve copied */
+    }
+    else {
+        for (i = *lo; i < *hi && i < p->n; i++) {
+            p->v[i].leaf = 0;
+        }
+        if (!p->pinned_of.keys) {
+            /* the first window's nodes stay, for every later one: the
+             * commonest stacks come first, and the frames they share
+             * with the others (the framework's, say) are copied once */
+            p->pinned_of = p->node_of;
+            p->npinned = p->nnodes;
+            memset(&p->node_of, 0, sizeof(p->node_of));
+        }
+        else {
+            p->nnodes = p->npinned;
+            pp_u64map_clear(&p->node_of);
+        }
+    }
+    if (resolve_init(p)) {
+        return -1;
+    }
+    *lo = *hi;
+    for (i = *lo; i < p->n && (i == *lo || p->nnodes - p->npinned <
+                                               PP_PROFILE_WINDOW_NODES / 2);
+         i++) {
+        if (resolve_stack(p, st, &p->v[i])) {
+            *hi = i;
             return -1;
         }
     }
+    *hi = i;
     return 0;
 }
 
@@ -863,6 +951,10 @@ int pp_profile_resolve_tree(pp_profile_t *p, const pp_store_t *st, pp_tree_t *t)
         tree_add_stack(t, p, s);
     }
     tree_end(t, p, i);
+    /* the tree holds what the views draw, and reads only the frames: the
+     * copied nodes and both maps go back before the page is written */
+    resolve_drop_nodes(p);
+    pp_u64map_free(&p->frame_of);
     return rc;
 }
 
