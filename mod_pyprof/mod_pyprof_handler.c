@@ -120,6 +120,8 @@ static void sink_write(void *ctx, const char *s, size_t n)
 {
     request_rec *r = ctx;
     if (n) {
+        /* -1 only when the client is gone: httpd marks the connection
+         * aborted and drops the rest; the page has nothing to add */
         ap_rwrite(s, (int)n, r);
     }
 }
@@ -335,7 +337,7 @@ static int send_pprof(request_rec *r, pp_profile_t *p, const pp_store_t *st,
     set_type(r, FMT_PPROF);
     ap_set_content_length(r, (apr_off_t)out.len);
     if (!r->header_only) {
-        ap_rwrite(out.data, (int)out.len, r);
+        ap_rwrite(out.data, (int)out.len, r); /* -1: client gone (sink_write) */
     }
     free(out.data);
     return OK;
@@ -717,6 +719,7 @@ static int serve_post(request_rec *r, pp_store_t *st, query_t *q,
         return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
                           "path must be a PyProfSample location");
     }
+    /* 0 only for no location or n == 0, both refused above */
     pp_store_capture_arm(st, idx, (uint32_t)n);
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                   PYPROF_LOGNO(00013) "capture of the next %ld requests to "
