@@ -39,8 +39,9 @@ void pp_profile_free(pp_profile_t *p)
 }
 
 /* The merge index (node -> index + 1), built anew from the stacks: it is
- * only needed while stacks are added or taken away, so resolving drops it
- * and the next pp_profile_add or pp_profile_subtract builds it again. */
+ * only needed while stacks are added, taken away or looked up, so the
+ * resolves for the views and the pprof export drop it, and the next
+ * pp_profile_add or pp_profile_subtract builds it again. */
 static int index_build(pp_profile_t *p)
 {
     pp_u64map_t m;
@@ -447,8 +448,6 @@ static int resolve_stack(pp_profile_t *p, const pp_store_t *st,
 
 static int resolve_init(pp_profile_t *p)
 {
-    /* the merge index is not needed to resolve: give it back first */
-    pp_u64map_free(&p->index);
     return (!p->frame_of.keys && pp_u64map_init(&p->frame_of, 1024)) ||
                    (!p->node_of.keys && pp_u64map_init(&p->node_of, 1024))
                ? -1
@@ -497,7 +496,8 @@ int pp_profile_resolve_window(pp_profile_t *p, const pp_store_t *st, size_t *lo,
     size_t i;
 
     if (*hi == 0) {
-        resolve_drop_nodes(p); /* whatever an earlier resolve copied */
+        resolve_drop_nodes(p);     /* whatever an earlier resolve copied */
+        pp_u64map_free(&p->index); /* the exports merge nothing */
     }
     else {
         for (i = *lo; i < *hi && i < p->n; i++) {
@@ -931,7 +931,12 @@ int pp_profile_resolve_tree(pp_profile_t *p, const pp_store_t *st, pp_tree_t *t)
     size_t i;
     int rc = 0;
 
-    if (tree_begin(t, p) || resolve_init(p)) {
+    if (tree_begin(t, p)) {
+        return -1;
+    }
+    /* the views merge nothing: the merge index goes back first */
+    pp_u64map_free(&p->index);
+    if (resolve_init(p)) {
         return -1;
     }
     for (i = 0; i < p->n && i < PP_TREE_MAX_STACKS; i++) {

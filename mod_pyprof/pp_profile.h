@@ -83,7 +83,8 @@ int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab, uint32_t n,
 int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
                           int64_t now_us, int64_t window_us);
 /* Take samples away from a stack (floored at zero).  -1 on ENOMEM (the
- * merge index, dropped by a resolve, could not be built again). */
+ * merge index, dropped by pp_profile_resolve_tree or _window, could not
+ * be built again). */
 int pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
                         uint64_t weight_us, uint64_t cpu_us);
 /* Sort stacks by count, biggest first. */
@@ -104,8 +105,8 @@ int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st, int location,
  * into the profile (bounded walks, depth PP_DEPTH_LIMIT + 2; a node the
  * store does not resolve ends its stack there).  Run it after building,
  * before any export; stacks already resolved are kept.  The copy is a
- * subset of the store's node table.  The maps that only serve building
- * and copying (the merge index, store node -> copy) are freed.  -1 on
+ * subset of the store's node table.  The map that only serves copying
+ * (store node -> copy) is freed; the merge index (p->index) stays.  -1 on
  * ENOMEM (the stacks not reached stay unresolved). */
 int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st);
 
@@ -116,8 +117,9 @@ int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st);
  * with *lo = *hi = 0; each call drops the nodes of the window [*lo, *hi)
  * (its stacks read as unresolved again; frames stay, with their ids) and
  * resolves the next one, from the old *hi to the new (at least one stack
- * while any is left).  A node shared by two windows is copied twice.  -1
- * on ENOMEM. */
+ * while any is left).  A node shared by two windows is copied twice.  The
+ * merge index is dropped (built again if stacks are added).  -1 on
+ * ENOMEM. */
 #define PP_PROFILE_WINDOW_NODES 32768
 int pp_profile_resolve_window(pp_profile_t *p, const pp_store_t *st, size_t *lo,
                               size_t *hi);
@@ -198,7 +200,8 @@ int pp_tree_build(pp_tree_t *t, const pp_profile_t *p);
  * store than its tree needs).  The tree reads only the profile's frames:
  * the copied nodes are dropped once it is built (the stacks read as
  * unresolved again), so a page holds its tree and frames, not both
- * copies.  Free the tree whatever it returns; -1 on ENOMEM. */
+ * copies; the merge index is dropped too (built again if stacks are
+ * added).  Free the tree whatever it returns; -1 on ENOMEM. */
 int pp_profile_resolve_tree(pp_profile_t *p, const pp_store_t *st,
                             pp_tree_t *t);
 /* A tree node's frame (pp_profile_pframe of the tree's profile). */

@@ -418,18 +418,23 @@ static void test_pprof_windowed_writes_the_same_bytes(void **state)
     pp_profile_free(&w);
 }
 
-/* Resolving drops the merge index; adding and subtracting build it again,
- * and still find the stacks already there. */
+/* Resolving for the pprof export drops the merge index (pp_profile_resolve
+ * keeps it); adding and subtracting build it again, and still find the
+ * stacks already there. */
 static void test_profile_merges_after_a_resolve(void **state)
 {
     fix_t *f = *state;
     uint32_t a = pp_store_intern_node(f->st, 0, frame(f->st, "a", "x.py", 1));
     uint32_t b = pp_store_intern_node(f->st, a, frame(f->st, "b", "x.py", 2));
+    size_t lo = 0, hi = 0;
 
     assert_int_equal(pp_profile_add(&f->prof, a, 2, 20, 0), 0);
     assert_int_equal(pp_profile_add(&f->prof, b, 5, 50, 0), 0);
     pp_profile_sort(&f->prof);
     assert_int_equal(pp_profile_resolve(&f->prof, f->st), 0);
+    assert_non_null(pp_u64map_find(&f->prof.index, b));
+    assert_int_equal(pp_profile_resolve_window(&f->prof, f->st, &lo, &hi), 0);
+    assert_int_equal(hi, 2);
     assert_null(f->prof.index.keys);
     assert_int_equal(pp_profile_subtract(&f->prof, b, 1, 10, 0), 0);
     assert_int_equal(pp_profile_add(&f->prof, a, 1, 10, 0), 0);
