@@ -33,7 +33,7 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_time.c mod_pyprof/pp_profile.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
                mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c \
-               mod_pyprof/pp_hash.c mod_pyprof/pp_sink.c \
+               mod_pyprof/pp_hash.c mod_pyprof/pp_sink.c mod_pyprof/pp_grow.c \
                mod_pyprof/pp_overview.c mod_pyprof/pp_render_json.c \
                mod_pyprof/pp_render_overview.c mod_pyprof/pp_page_css.c \
                mod_pyprof/pp_render_request.c mod_pyprof/pp_metrics.c \

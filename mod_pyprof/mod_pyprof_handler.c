@@ -121,6 +121,8 @@ static void sink_write(void *ctx, const char *s, size_t n)
 {
     request_rec *r = ctx;
     if (n) {
+        /* -1 only when the client is gone: httpd marks the connection
+         * aborted and drops the rest; the page has nothing to add */
         ap_rwrite(s, (int)n, r);
     }
 }
@@ -319,20 +321,24 @@ static int busy_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
     return error_page(r, o, opt, format, HTTP_SERVICE_UNAVAILABLE, msg);
 }
 
-static int send_pprof(request_rec *r, const pp_profile_t *p,
+/* st: p is not resolved yet, and is resolved a window at a time as it is
+ * encoded (a location's stack set); NULL: p is resolved. */
+static int send_pprof(request_rec *r, pp_profile_t *p, const pp_store_t *st,
                       const pp_pprof_label_t *labels, size_t nlabels,
                       int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
 {
     pp_bytes_t out;
 
-    if (pp_export_pprof(&out, p, labels, nlabels, time_ns, duration_ns,
-                        interval_ns) != 0) {
+    if ((st ? pp_export_pprof_windowed(&out, p, st, labels, nlabels, time_ns,
+                                       duration_ns, interval_ns)
+            : pp_export_pprof(&out, p, labels, nlabels, time_ns, duration_ns,
+                              interval_ns)) != 0) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     set_type(r, FMT_PPROF);
     ap_set_content_length(r, (apr_off_t)out.len);
     if (!r->header_only) {
-        ap_rwrite(out.data, (int)out.len, r);
+        ap_rwrite(out.data, (int)out.len, r); /* -1: client gone (sink_write) */
     }
     free(out.data);
     return OK;
@@ -426,7 +432,8 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
             if (rec->req.flags & PP_REQ_DAEMON) {
                 labels[nlabels++] = labels[5];
             }
-            rc = send_pprof(r, &p, labels, nlabels, rec->req.start_us * 1000,
+            rc = send_pprof(r, &p, NULL, labels, nlabels,
+                            rec->req.start_us * 1000,
                             rec->req.duration_us * 1000,
                             (int64_t)rec->req.interval_us * 1000);
         }
@@ -491,8 +498,12 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
         return OK;
     }
     pp_profile_init(&p);
-    if (pp_render_location_profile(&p, st, idx, opt->now_us, opt->since_us,
-                                   opt->side) != 0) {
+    /* pprof resolves as it encodes (send_pprof), the others up front */
+    if ((q->format == FMT_PPROF
+             ? pp_profile_of_location(&p, st, idx, opt->now_us, opt->since_us,
+                                      opt->side)
+             : pp_render_location_profile(&p, st, idx, opt->now_us,
+                                          opt->since_us, opt->side)) != 0) {
         pp_profile_free(&p);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -500,7 +511,7 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
         int64_t dur =
             opt->since_us ? opt->since_us : (opt->now_us - loc->created_us);
-        rc = send_pprof(r, &p, labels, 1, (opt->now_us - dur) * 1000,
+        rc = send_pprof(r, &p, st, labels, 1, (opt->now_us - dur) * 1000,
                         dur * 1000, (int64_t)loc->interval_us * 1000);
     }
     else {
@@ -576,7 +587,9 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
     pp_profile_init(&before);
     pp_profile_init(&after);
     t0 = pp_wall_us();
-    if (pp_render_location_profile(&before, st, idx, t0, 0, PP_SIDE_ALL)) {
+    /* stack sets only: what is subtracted is matched by node, and the
+     * result is resolved as it is encoded (send_pprof) */
+    if (pp_profile_of_location(&before, st, idx, t0, 0, PP_SIDE_ALL)) {
         pp_profile_free(&before);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -587,20 +600,24 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
             usleep(PULL_SLICE_US);
         }
     }
-    if (pp_render_location_profile(&after, st, idx, pp_wall_us(), 0,
-                                   PP_SIDE_ALL)) {
+    if (pp_profile_of_location(&after, st, idx, pp_wall_us(), 0, PP_SIDE_ALL)) {
         pp_profile_free(&before);
         pp_profile_free(&after);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     for (i = 0; i < before.n; i++) {
-        pp_profile_subtract(&after, before.v[i].node, before.v[i].count,
-                            before.v[i].weight_us, before.v[i].cpu_us);
+        if (pp_profile_subtract(&after, before.v[i].node, before.v[i].count,
+                                before.v[i].weight_us, before.v[i].cpu_us)) {
+            pp_profile_free(&before);
+            pp_profile_free(&after);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
+    pp_profile_free(&before); /* matched: only `after` is encoded */
     pp_profile_sort(&after);
     {
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
-        rc = send_pprof(r, &after, labels, 1, t0 * 1000,
+        rc = send_pprof(r, &after, st, labels, 1, t0 * 1000,
                         (pp_wall_us() - t0) * 1000,
                         (int64_t)loc->interval_us * 1000);
     }
@@ -709,6 +726,7 @@ static int serve_post(request_rec *r, pp_store_t *st, query_t *q,
         return error_page(r, sink, opt, FMT_HTML, HTTP_BAD_REQUEST,
                           "path must be a PyProfSample location");
     }
+    /* 0 only for no location or n == 0, both refused above */
     pp_store_capture_arm(st, idx, (uint32_t)n);
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
                   PYPROF_LOGNO(00013) "capture of the next %ld requests to "

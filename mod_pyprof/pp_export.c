@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "pp_export.h"
+#include "pp_grow.h"
 #include "pp_hash.h"
 
 /* ---- folded ---- */
@@ -73,17 +74,15 @@ static void fi_free(frame_index_t *fi)
  * if new; -1 on ENOMEM. */
 static int64_t fi_get(frame_index_t *fi, uint64_t frame)
 {
+    /* room first: a new key's index is n */
+    uint64_t *ids = pp_grow32(fi->ids, &fi->cap, (size_t)fi->n + 1,
+                              sizeof(uint64_t), 256, UINT32_MAX - 1, 0);
     uint32_t *slot;
 
-    if (fi->n >= fi->cap) { /* room first: a new key's index is n */
-        uint32_t ncap = fi->cap ? fi->cap * 2 : 256;
-        uint64_t *ids = realloc(fi->ids, ncap * sizeof(uint64_t));
-        if (!ids) {
-            return -1;
-        }
-        fi->ids = ids;
-        fi->cap = ncap;
+    if (!ids) {
+        return -1;
     }
+    fi->ids = ids;
     slot = pp_u64map_get(&fi->map, frame, fi->n + 1);
     if (!slot) {
         return -1;
@@ -155,23 +154,19 @@ void pp_export_speedscope(pp_sink_t *o, const pp_profile_t *p, const char *name)
 
 static void b_need(pp_bytes_t *b, size_t n)
 {
+    unsigned char *d;
+
     if (b->failed || b->len + n <= b->cap) {
         return;
     }
-    {
-        size_t cap = b->cap ? b->cap : 4096;
-        unsigned char *d;
-        while (cap < b->len + n) {
-            cap *= 2;
-        }
-        d = realloc(b->data, cap);
-        if (!d) {
-            b->failed = 1;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
+    d = n > SIZE_MAX / 2 - b->len
+            ? NULL
+            : pp_grow(b->data, &b->cap, b->len + n, 1, 4096, SIZE_MAX / 2, 0);
+    if (!d) {
+        b->failed = 1;
+        return;
     }
+    b->data = d;
 }
 
 static void b_put(pp_bytes_t *b, const void *p, size_t n)
@@ -302,15 +297,12 @@ static int64_t strtab_get(strtab_t *t, const char *s)
     for (;; h++) {
         uint32_t at = h & (t->mcap - 1), v = t->slots[at];
         if (v == 0) {
-            if (t->n >= t->cap) {
-                uint32_t ncap = t->cap ? t->cap * 2 : 256;
-                const char **nv = realloc(t->v, ncap * sizeof(char *));
-                if (!nv) {
-                    return -1;
-                }
-                t->v = nv;
-                t->cap = ncap;
+            const char **nv = pp_grow32(t->v, &t->cap, (size_t)t->n + 1,
+                                        sizeof(char *), 256, UINT32_MAX - 1, 0);
+            if (!nv) {
+                return -1;
             }
+            t->v = nv;
             t->v[t->n] = s;
             t->slots[at] = ++t->n;
             return t->n - 1;
@@ -357,15 +349,19 @@ static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out, int finish)
     return 0;
 }
 
-int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
-                    const pp_pprof_label_t *labels, size_t nlabels,
-                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
+/* The encoder of both entry points: p resolved, or (st and wp = p) its
+ * stacks resolved a window at a time as the samples are written. */
+static int pprof_encode(pp_bytes_t *out, const pp_profile_t *p,
+                        pp_profile_t *wp, const pp_store_t *st,
+                        const pp_pprof_label_t *labels, size_t nlabels,
+                        int64_t time_ns, int64_t duration_ns,
+                        int64_t interval_ns)
 {
     pp_bytes_t prof = {0}, sub = {0}, sub2 = {0};
     frame_index_t fi = {0}, fns = {0};
     strtab_t strs = {0};
     uint32_t frames[PP_DEPTH_LIMIT + 2];
-    size_t i;
+    size_t i, lo = 0, hi = 0;
     uint32_t k;
     int64_t s_samples, s_count, s_wall, s_ns;
     z_stream z;
@@ -382,11 +378,18 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
     if (fi_init(&fi)) {
         goto done;
     }
-    strtab_get(&strs, "");
+    /* index 0 is "", as profile.proto requires; -1 (ENOMEM) anywhere
+     * fails the export rather than writing a wrong index */
+    if (strtab_get(&strs, "") != 0) {
+        goto done;
+    }
     s_samples = strtab_get(&strs, "samples");
     s_count = strtab_get(&strs, "count");
     s_wall = strtab_get(&strs, "wall");
     s_ns = strtab_get(&strs, "nanoseconds");
+    if (s_samples < 0 || s_count < 0 || s_wall < 0 || s_ns < 0) {
+        goto done;
+    }
 
     /* sample_type = [samples/count, wall/nanoseconds] */
     pb_uint(&sub, 1, (uint64_t)s_samples);
@@ -398,9 +401,12 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
 
     /* samples: location ids leaf first, as profile.proto wants */
     for (i = 0; i < p->n; i++) {
-        uint32_t d = pp_profile_stack_frames(p, i, frames, PP_DEPTH_LIMIT + 2),
-                 j;
+        uint32_t d, j;
         size_t l;
+        if (wp && i >= hi && pp_profile_resolve_window(wp, st, &lo, &hi)) {
+            goto done;
+        }
+        d = pp_profile_stack_frames(p, i, frames, PP_DEPTH_LIMIT + 2);
         pb_key(&sub, 1, 2);
         for (j = 0; j < d; j++) {
             int64_t idx = fi_get(&fi, frames[d - 1 - j]);
@@ -414,9 +420,16 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
         pb_message(&sub, 2, &sub2);
         for (l = 0; l < nlabels; l++) {
             pp_bytes_t lab = {0};
-            pb_uint(&lab, 1, (uint64_t)strtab_get(&strs, labels[l].key));
+            int64_t key = strtab_get(&strs, labels[l].key), str = 0;
             if (labels[l].str) {
-                pb_uint(&lab, 2, (uint64_t)strtab_get(&strs, labels[l].str));
+                str = strtab_get(&strs, labels[l].str);
+            }
+            if (key < 0 || str < 0) {
+                goto done;
+            }
+            pb_uint(&lab, 1, (uint64_t)key);
+            if (labels[l].str) {
+                pb_uint(&lab, 2, (uint64_t)str);
             }
             else {
                 pb_uint(&lab, 3, (uint64_t)labels[l].num);
@@ -494,4 +507,22 @@ done:
     fi_free(&fi);
     fi_free(&fns);
     return rc;
+}
+
+int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
+                    const pp_pprof_label_t *labels, size_t nlabels,
+                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
+{
+    return pprof_encode(out, p, NULL, NULL, labels, nlabels, time_ns,
+                        duration_ns, interval_ns);
+}
+
+int pp_export_pprof_windowed(pp_bytes_t *out, pp_profile_t *p,
+                             const pp_store_t *st,
+                             const pp_pprof_label_t *labels, size_t nlabels,
+                             int64_t time_ns, int64_t duration_ns,
+                             int64_t interval_ns)
+{
+    return pprof_encode(out, p, p, st, labels, nlabels, time_ns, duration_ns,
+                        interval_ns);
 }

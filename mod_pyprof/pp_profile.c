@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pp_grow.h"
 #include "pp_hash.h"
 #include "pp_profile.h"
 
@@ -33,31 +34,43 @@ void pp_profile_free(pp_profile_t *p)
     pp_u64map_free(&p->index);
     pp_u64map_free(&p->frame_of);
     pp_u64map_free(&p->node_of);
+    pp_u64map_free(&p->pinned_of);
     memset(p, 0, sizeof(*p));
 }
 
-static int profile_grow(pp_profile_t *p)
+/* The merge index (node -> index + 1), built anew from the stacks: it is
+ * only needed while stacks are added, taken away or looked up, so the
+ * resolves for the views and the pprof export drop it, and the next
+ * pp_profile_add or pp_profile_subtract builds it again. */
+static int index_build(pp_profile_t *p)
 {
-    size_t cap = p->cap ? p->cap * 2 : 256;
-    pp_prof_stack_t *v = realloc(p->v, cap * sizeof(*v));
     pp_u64map_t m;
     size_t i;
 
-    if (!v) {
-        return -1;
-    }
-    p->v = v;
-    p->cap = cap;
-    if (pp_u64map_init(&m, (uint32_t)cap)) {
+    if (pp_u64map_init(&m, (uint32_t)(p->cap ? p->cap : 256))) {
         pp_u64map_free(&m);
         return -1;
     }
     for (i = 0; i < p->n; i++) {
+        /* cannot fail: room for cap keys (p->n < cap) before any growth */
         pp_u64map_get(&m, p->v[i].node, (uint32_t)i + 1);
     }
     pp_u64map_free(&p->index);
     p->index = m;
     return 0;
+}
+
+/* Stack positions are kept in 32 bits (index + 1 in the merge index). */
+static int profile_grow(pp_profile_t *p)
+{
+    pp_prof_stack_t *v =
+        pp_grow(p->v, &p->cap, p->n + 2, sizeof(*v), 256, UINT32_MAX - 1, 0);
+
+    if (!v) {
+        return -1;
+    }
+    p->v = v;
+    return index_build(p);
 }
 
 int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
@@ -69,6 +82,9 @@ int pp_profile_add(pp_profile_t *p, uint32_t node, uint64_t count,
         return 0;
     }
     if (p->n + 1 >= p->cap && profile_grow(p)) {
+        return -1;
+    }
+    if (!p->index.keys && index_build(p)) {
         return -1;
     }
     slot = pp_u64map_get(&p->index, node, (uint32_t)p->n + 1);
@@ -149,18 +165,21 @@ int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
     return 0;
 }
 
-void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
-                         uint64_t weight_us, uint64_t cpu_us)
+int pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
+                        uint64_t weight_us, uint64_t cpu_us)
 {
     uint32_t *slot;
     pp_prof_stack_t *s;
 
-    if (!p->index.keys) {
-        return;
+    if (!p->n) {
+        return 0;
+    }
+    if (!p->index.keys && index_build(p)) {
+        return -1;
     }
     slot = pp_u64map_find(&p->index, node);
     if (!slot || !*slot) {
-        return;
+        return 0;
     }
     s = &p->v[*slot - 1];
     count = count > s->count ? s->count : count;
@@ -172,6 +191,7 @@ void pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
     p->samples -= count;
     p->weight_us -= weight_us;
     p->cpu_us -= cpu_us > p->cpu_us ? p->cpu_us : cpu_us;
+    return 0;
 }
 
 static int cmp_stack(const void *a, const void *b)
@@ -197,6 +217,7 @@ void pp_profile_sort(pp_profile_t *p)
     if (p->index.keys) {
         pp_u64map_clear(&p->index);
         for (i = 0; i < p->n; i++) {
+            /* cannot fail: the same table held these keys already */
             pp_u64map_get(&p->index, p->v[i].node, (uint32_t)i + 1);
         }
     }
@@ -230,8 +251,11 @@ int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st, int location,
         }
         /* rest = all - slow, stack by stack */
         for (i = 0; i < slow.n; i++) {
-            pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
-                                slow.v[i].weight_us, slow.v[i].cpu_us);
+            if (pp_profile_subtract(p, slow.v[i].node, slow.v[i].count,
+                                    slow.v[i].weight_us, slow.v[i].cpu_us)) {
+                pp_profile_free(&slow);
+                return -1;
+            }
         }
         pp_profile_free(&slow);
         pp_profile_sort(p);
@@ -273,15 +297,11 @@ static uint32_t frame_put(pp_profile_t *p, const char *function,
     pp_pframe_t *f;
     char *mem;
 
-    if (p->nframes >= p->frames_cap) {
-        uint32_t ncap = p->frames_cap ? p->frames_cap * 2 : 256;
-        pp_pframe_t *nv = realloc(p->frames, sizeof(*nv) * ncap);
-        if (!nv) {
-            return 0;
-        }
-        p->frames = nv;
-        p->frames_cap = ncap;
+    if (!(f = pp_grow32(p->frames, &p->frames_cap, (size_t)p->nframes + 1,
+                        sizeof(*f), 256, UINT32_MAX - 1, 0))) {
+        return 0;
     }
+    p->frames = f;
     if (!(mem = malloc(fl + sl + 2))) {
         return 0;
     }
@@ -308,18 +328,17 @@ uint32_t pp_profile_new_frame(pp_profile_t *p, const char *function,
 
 uint32_t pp_profile_new_node(pp_profile_t *p, uint32_t parent, uint32_t frame)
 {
+    pp_pnode_t *nv;
+
     if (parent > p->nnodes || !frame || frame > p->nframes) {
         return 0;
     }
-    if (p->nnodes >= p->nodes_cap) {
-        uint32_t ncap = p->nodes_cap ? p->nodes_cap * 2 : 1024;
-        pp_pnode_t *nv = realloc(p->nodes, sizeof(*nv) * ncap);
-        if (!nv) {
-            return 0;
-        }
-        p->nodes = nv;
-        p->nodes_cap = ncap;
+    nv = pp_grow32(p->nodes, &p->nodes_cap, (size_t)p->nnodes + 1, sizeof(*nv),
+                   1024, UINT32_MAX - 1, 0);
+    if (!nv) {
+        return 0;
     }
+    p->nodes = nv;
     p->nodes[p->nnodes].parent = parent;
     p->nodes[p->nnodes].frame = frame;
     return ++p->nnodes;
@@ -390,6 +409,10 @@ static int resolve_stack(pp_profile_t *p, const pp_store_t *st,
      * copied, so a stack cut short leaves nothing half-made) */
     cap = p->node_of.cap;
     while (node && n < PP_DEPTH_LIMIT + 2) {
+        if (p->npinned && (slot = pp_u64map_find(&p->pinned_of, node))) {
+            parent = *slot; /* kept from the first window */
+            break;
+        }
         if (!(slot = pp_u64map_get(&p->node_of, node, 0))) {
             return -1;
         }
@@ -431,18 +454,81 @@ static int resolve_init(pp_profile_t *p)
                : 0;
 }
 
+/* Drop the copied nodes and what maps store nodes to them: every stack
+ * reads as unresolved again.  Frames stay, with their ids. */
+static void resolve_drop_nodes(pp_profile_t *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++) {
+        p->v[i].leaf = 0;
+    }
+    free(p->nodes);
+    p->nodes = NULL;
+    p->nnodes = p->nodes_cap = p->npinned = 0;
+    pp_u64map_free(&p->node_of);
+    pp_u64map_free(&p->pinned_of);
+}
+
 int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st)
 {
     size_t i;
+    int rc = 0;
 
     if (resolve_init(p)) {
         return -1;
     }
-    for (i = 0; i < p->n; i++) {
-        if (!p->v[i].leaf && resolve_stack(p, st, &p->v[i])) {
+    for (i = 0; i < p->n && rc == 0; i++) {
+        if (!p->v[i].leaf) {
+            rc = resolve_stack(p, st, &p->v[i]);
+        }
+    }
+    /* store node -> copy served the copying only (a later call copies
+     * again the nodes new stacks share with these: same frames, same
+     * output) */
+    pp_u64map_free(&p->node_of);
+    return rc;
+}
+
+int pp_profile_resolve_window(pp_profile_t *p, const pp_store_t *st, size_t *lo,
+                              size_t *hi)
+{
+    size_t i;
+
+    if (*hi == 0) {
+        resolve_drop_nodes(p);     /* whatever an earlier resolve copied */
+        pp_u64map_free(&p->index); /* the exports merge nothing */
+    }
+    else {
+        for (i = *lo; i < *hi && i < p->n; i++) {
+            p->v[i].leaf = 0;
+        }
+        if (!p->pinned_of.keys) {
+            /* the first window's nodes stay, for every later one: the
+             * commonest stacks come first, and the frames they share
+             * with the others (the framework's, say) are copied once */
+            p->pinned_of = p->node_of;
+            p->npinned = p->nnodes;
+            memset(&p->node_of, 0, sizeof(p->node_of));
+        }
+        else {
+            p->nnodes = p->npinned;
+            pp_u64map_clear(&p->node_of);
+        }
+    }
+    if (resolve_init(p)) {
+        return -1;
+    }
+    *lo = *hi;
+    for (i = *lo; i < p->n && (i == *lo || p->nnodes - p->npinned <
+                                               PP_PROFILE_WINDOW_NODES / 2);
+         i++) {
+        if (resolve_stack(p, st, &p->v[i])) {
+            *hi = i;
             return -1;
         }
     }
+    *hi = i;
     return 0;
 }
 
@@ -507,26 +593,38 @@ void pp_profile_frame(const pp_store_t *st, uint32_t frame, pp_frame_view_t *fv)
 
 typedef struct fkeys {
     uint32_t *by_frame; /* profile frame id -> fkey (0: not yet) */
-    uint32_t nframes;
+    uint32_t nframes;   /* ids up to it have an entry */
+    uint32_t cap;
     pp_u64map_t by_name; /* hash(function, file) -> fkey */
 } fkeys_t;
 
-/* Room for every frame id of p (the profile may grow between stacks when
- * pp_profile_resolve_tree copies as it builds). */
+/* An entry (0 until set) for every id up to `n` in *v, which has one up
+ * to *have.  These follow the profile's frames and nodes, which may grow
+ * between stacks when pp_profile_resolve_tree copies as it builds, and
+ * which double already: sized exactly (bound = need), as doubling here
+ * too cost the worst-case pages 2 to 3 MB more at their peak.  -1 on
+ * ENOMEM. */
+static int ids_fit(uint32_t **v, uint32_t *cap, uint32_t *have, uint32_t n)
+{
+    uint32_t had = *v ? *have + 1 : 0;
+    uint32_t *nv = pp_grow32(*v, cap, (size_t)n + 1, sizeof(uint32_t),
+                             (size_t)n + 1, (size_t)n + 1, 0);
+
+    if (!nv) {
+        return -1;
+    }
+    if (n + 1 > had) {
+        memset(nv + had, 0, sizeof(uint32_t) * (n + 1 - had));
+        *have = n;
+    }
+    *v = nv;
+    return 0;
+}
+
+/* Room for every frame id of p. */
 static int fkeys_fit(fkeys_t *k, const pp_profile_t *p)
 {
-    if (!k->by_frame || k->nframes < p->nframes) {
-        uint32_t *v = realloc(k->by_frame, sizeof(uint32_t) * (p->nframes + 1));
-        if (!v) {
-            return -1;
-        }
-        memset(v + (k->by_frame ? k->nframes + 1 : 0), 0,
-               sizeof(uint32_t) *
-                   (p->nframes + 1 - (k->by_frame ? k->nframes + 1 : 0)));
-        k->by_frame = v;
-        k->nframes = p->nframes;
-    }
-    return 0;
+    return ids_fit(&k->by_frame, &k->cap, &k->nframes, p->nframes);
 }
 
 static int fkeys_init(fkeys_t *k, const pp_profile_t *p, uint32_t want)
@@ -539,6 +637,7 @@ static void fkeys_free(fkeys_t *k)
 {
     free(k->by_frame);
     k->by_frame = NULL;
+    k->cap = k->nframes = 0;
     pp_u64map_free(&k->by_name);
 }
 
@@ -570,24 +669,18 @@ typedef struct tree_priv {
     pp_u64map_t index; /* (parent, fkey) -> index + 1 */
     uint32_t *by_node; /* profile node id -> index + 1, so stacks that
                         * share a prefix walk only down to it */
-    uint32_t nnodes;
+    uint32_t nnodes;   /* ids up to it have an entry */
+    uint32_t by_node_cap;
     fkeys_t fk;
 } tree_priv_t;
 
-/* Room for every node id of p (see fkeys_fit). */
+/* Room for every node id of p, and every frame id. */
 static int tree_fit(tree_priv_t *pv, const pp_profile_t *p)
 {
-    if (!pv->by_node || pv->nnodes < p->nnodes) {
-        uint32_t had = pv->by_node ? pv->nnodes + 1 : 0;
-        uint32_t *v = realloc(pv->by_node, sizeof(uint32_t) * (p->nnodes + 1));
-        if (!v) {
-            return -1;
-        }
-        memset(v + had, 0, sizeof(uint32_t) * (p->nnodes + 1 - had));
-        pv->by_node = v;
-        pv->nnodes = p->nnodes;
-    }
-    return fkeys_fit(&pv->fk, p);
+    return ids_fit(&pv->by_node, &pv->by_node_cap, &pv->nnodes, p->nnodes) ||
+                   fkeys_fit(&pv->fk, p)
+               ? -1
+               : 0;
 }
 
 /* Leave a stack out of the views: its samples are counted, not drawn. */
@@ -673,22 +766,15 @@ static void tree_add_stack(pp_tree_t *t, const pp_profile_t *p,
             return;
         }
         if (*slot == 0) {
-            if (t->n >= t->cap) {
-                uint32_t ncap = t->cap * 2;
-                pp_tnode_t *nv;
-                if (ncap > PP_TREE_MAX_NODES) {
-                    ncap = PP_TREE_MAX_NODES;
-                }
-                if (!(nv = realloc(t->v, sizeof(pp_tnode_t) * ncap))) {
-                    *slot = 0;
-                    t->full = 1;
-                    tree_leave_out(t, e);
-                    return;
-                }
-                memset(nv + t->cap, 0, sizeof(pp_tnode_t) * (ncap - t->cap));
-                t->v = nv;
-                t->cap = ncap;
+            pp_tnode_t *nv = pp_grow32(t->v, &t->cap, (size_t)t->n + 1,
+                                       sizeof(*nv), 1024, PP_TREE_MAX_NODES, 1);
+            if (!nv) {
+                *slot = 0;
+                t->full = 1;
+                tree_leave_out(t, e);
+                return;
             }
+            t->v = nv;
             x = &t->v[t->n];
             memset(x, 0, sizeof(*x));
             x->parent = parent;
@@ -820,6 +906,7 @@ static void tree_end(pp_tree_t *t, const pp_profile_t *p, size_t i)
     pp_u64map_free(&pv->index);
     free(pv->by_node);
     pv->by_node = NULL;
+    pv->by_node_cap = pv->nnodes = 0;
     fkeys_free(&pv->fk);
 }
 
@@ -844,7 +931,12 @@ int pp_profile_resolve_tree(pp_profile_t *p, const pp_store_t *st, pp_tree_t *t)
     size_t i;
     int rc = 0;
 
-    if (tree_begin(t, p) || resolve_init(p)) {
+    if (tree_begin(t, p)) {
+        return -1;
+    }
+    /* the views merge nothing: the merge index goes back first */
+    pp_u64map_free(&p->index);
+    if (resolve_init(p)) {
         return -1;
     }
     for (i = 0; i < p->n && i < PP_TREE_MAX_STACKS; i++) {
@@ -863,6 +955,10 @@ int pp_profile_resolve_tree(pp_profile_t *p, const pp_store_t *st, pp_tree_t *t)
         tree_add_stack(t, p, s);
     }
     tree_end(t, p, i);
+    /* the tree holds what the views draw, and reads only the frames: the
+     * copied nodes and both maps go back before the page is written */
+    resolve_drop_nodes(p);
+    pp_u64map_free(&p->frame_of);
     return rc;
 }
 

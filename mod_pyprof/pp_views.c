@@ -393,6 +393,13 @@ void pp_view_hot(pp_sink_t *o, const pp_tree_t *t, int with_cpu,
     pp_hot_t *hot = pp_hot_functions(t, &n);
     uint64_t samples = tree_samples(t);
 
+    if (!hot && t->n) {
+        /* pp_hot_functions returns NULL with nodes only when it ran out of
+         * memory: not "no samples" */
+        pp_puts(o, "<p class=empty>Out of memory building the hot "
+                   "functions.</p>");
+        return;
+    }
     if (!hot || !n || !samples) {
         free(hot);
         pp_puts(o, "<p class=empty>No samples.</p>");
@@ -545,7 +552,11 @@ void pp_view_diff(pp_sink_t *o, const pp_tree_t *slow, const pp_tree_t *rest,
     char *matched = calloc(nr + 1, 1);
     hashed_t *by_hash = calloc(nr + 1, sizeof(*by_hash));
 
-    if (!rows || !matched || !by_hash || !slow_n || !rest_n) {
+    if (!rows || !matched || !by_hash || (!hs && slow->n) || (!hr && rest->n)) {
+        pp_puts(o, "<p class=empty>Out of memory building the diff.</p>");
+        goto out;
+    }
+    if (!hs || !hr || !slow_n || !rest_n) { /* NULL: an empty tree */
         pp_puts(o, "<p class=empty>Not enough samples on both sides yet: "
                    "the slow side needs requests at or over the location's "
                    "p95 (counted after its first 20 requests).</p>");

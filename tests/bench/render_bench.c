@@ -308,15 +308,20 @@ static void worst_location(void *a)
         pp_render_location_html(&o, st, worst_loc, &wo);
         return;
     }
-    /* the exports are complete by design: their cost is the stacks' */
+    /* the exports are complete by design: their cost is the stacks'; the
+     * pprof one is resolved as it is encoded, as the handler does */
     pp_profile_init(&p);
-    pp_render_location_profile(&p, st, worst_loc, opt.now_us, 0, PP_SIDE_ALL);
     if (what == 2) {
         pp_ov_location_t l;
+        pp_render_location_profile(&p, st, worst_loc, opt.now_us, 0,
+                                   PP_SIDE_ALL);
         pp_location_load(&l, st, worst_loc);
         pp_render_location_json(&o, &l, &p, &wo);
     }
-    else if (pp_export_pprof(&out, &p, NULL, 0, 0, 0, 10000000) == 0) {
+    else if (pp_profile_of_location(&p, st, worst_loc, opt.now_us, 0,
+                                    PP_SIDE_ALL) == 0 &&
+             pp_export_pprof_windowed(&out, &p, st, NULL, 0, 0, 0, 10000000) ==
+                 0) {
         bytes = out.len;
         free(out.data);
     }

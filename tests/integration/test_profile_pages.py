@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import APP_SOURCE, MAX_CONCURRENCY, get_concurrently, serving, unique, wait_for
+from conftest import MAX_CONCURRENCY, get_concurrently, serving, unique, wait_for
+from pyhttpd.httpd import TESTLIB_SOURCE
 
 MAIN = """\
 PyProfSample /app 10ms
@@ -30,14 +31,15 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:?00)$")
 FOLDED_FRAME = re.compile(r"^(?P<function>.+) \((?P<file>.+):(?P<line>\d+)\)$")
 
 
-def _load_app():
-    spec = importlib.util.spec_from_file_location("pyprof_test_app", APP_SOURCE)
+def _load(name, source):
+    spec = importlib.util.spec_from_file_location(name, source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-APP = _load_app()
+# where the app's burn_cpu and sleep_for are defined
+TESTLIB = _load("pyprof_test_testlib", TESTLIB_SOURCE)
 
 
 def line_range(function):
@@ -167,8 +169,8 @@ def test_stack_frames_are_root_first_with_files_and_lines(mixed, srv):
         assert chain == sorted(chain), names
         assert names[-1] == "burn_cpu", names
         leaf = stack["frames"][-1]
-        assert leaf["file"] == srv.app
-        assert leaf["line"] in line_range(APP.burn_cpu), leaf
+        assert leaf["file"] == srv.testlib
+        assert leaf["line"] in line_range(TESTLIB.burn_cpu), leaf
         assert stack["count"] >= 1
 
 

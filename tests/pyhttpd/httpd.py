@@ -56,6 +56,8 @@ APACHE_MODULES = "/usr/lib/apache2/modules"
 WSGI_SO = os.environ.get("PYPROF_WSGI_SO") or os.path.join(APACHE_MODULES, "mod_wsgi.so")
 DEFAULT_MODULE = os.path.join(REPO, "mod_pyprof", ".libs", "mod_pyprof.so")
 APP_SOURCE = os.path.join(INTEGRATION, "apps", "app.py")
+# the helpers every test app imports (burn_cpu, sleep_for), copied next to them
+TESTLIB_SOURCE = os.path.join(INTEGRATION, "apps", "pyprof_testlib.py")
 
 CLEAN_ENV = {"LANG": "C", "LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
@@ -306,6 +308,11 @@ class Httpd:
         self.pidfile = os.path.join(self.root, "run", "httpd.pid")
         shutil.copyfile(app_source, self.app)
         os.chmod(self.app, 0o644)
+        # every app copied into this directory imports it from here (each
+        # puts its own directory on sys.path)
+        self.testlib = os.path.join(self.root, "pyprof_testlib.py")
+        shutil.copyfile(TESTLIB_SOURCE, self.testlib)
+        os.chmod(self.testlib, 0o644)
         self.cores = None
         if cores:
             # httpd makes its children dumpable when CoreDumpDirectory is set

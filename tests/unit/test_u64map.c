@@ -1,9 +1,11 @@
 /* test_u64map.c: the helpers of one each: the u64 -> u32 map
- * (pp_u64map.c) through growth, lookups and clearing, and FNV-1a
- * (pp_hash.c) against the published vectors and its chaining.
+ * (pp_u64map.c) through growth, lookups and clearing, FNV-1a (pp_hash.c)
+ * against the published vectors and its chaining, and array growth
+ * (pp_grow.c): doubling, its bound, zeroing and overflow.
  */
 #include "unit.h"
 
+#include "pp_grow.h"
 #include "pp_hash.h"
 #include "pp_u64map.h"
 
@@ -65,11 +67,47 @@ static void test_fnv1a_vectors(void **state)
                 pp_fnv1a64_str(PP_FNV64_BASIS, "foobar"));
 }
 
+static void test_grow_doubles_up_to_its_bound(void **state)
+{
+    uint32_t *v = NULL, *nv, cap32 = 0;
+    size_t cap = 0, i;
+    char *c;
+
+    (void)state;
+    /* from the first size, doubling until the need fits; zeroed */
+    v = pp_grow32(v, &cap32, 1, sizeof(*v), 4, 100, 1);
+    assert_non_null(v);
+    assert_int_equal(cap32, 4);
+    v[3] = 7;
+    v = pp_grow32(v, &cap32, 9, sizeof(*v), 4, 100, 1);
+    assert_non_null(v);
+    assert_int_equal(cap32, 16);
+    assert_int_equal(v[3], 7);
+    for (i = 4; i < 16; i++) {
+        assert_int_equal(v[i], 0);
+    }
+    /* room already: the same array */
+    assert_ptr_equal(pp_grow32(v, &cap32, 16, sizeof(*v), 4, 100, 1), v);
+    /* capped at the bound, and refused past it, the array kept */
+    v = pp_grow32(v, &cap32, 70, sizeof(*v), 4, 100, 1);
+    assert_non_null(v);
+    assert_int_equal(cap32, 100);
+    nv = pp_grow32(v, &cap32, 101, sizeof(*v), 4, 100, 1);
+    assert_null(nv);
+    assert_int_equal(cap32, 100);
+    free(v);
+    /* a size that would overflow is refused */
+    c = pp_grow(NULL, &cap, 2, SIZE_MAX / 2 + 1, 1, SIZE_MAX, 0);
+    assert_null(c);
+    assert_int_equal(cap, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_inserts_finds_and_grows),
         cmocka_unit_test(test_fnv1a_vectors),
+        cmocka_unit_test(test_grow_doubles_up_to_its_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

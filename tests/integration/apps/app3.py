@@ -22,27 +22,19 @@ the harness treats [error] log lines as failures.
 """
 
 import json
-import time
+import os
+import sys
 from urllib.parse import parse_qs
+
+# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
 
 MAX_MS = 10000
 
 
 class PyProfTestError(Exception):
     """Raised by /app3/raise; its name marks the expected traceback lines."""
-
-
-def burn_cpu(ms):
-    deadline = time.thread_time() + ms / 1000.0
-    spins = 0
-    while time.thread_time() < deadline:
-        spins += 1
-        spins = (spins * 7 + 3) % 1000003
-    return spins
-
-
-def sleep_for(ms):
-    time.sleep(ms / 1000.0)
 
 
 def _ms(params, name, default=0):

@@ -30,8 +30,13 @@ Never writes to stderr (the harness treats [error] lines as failures).
 import contextlib
 import json
 import os
+import sys
 import time
 from urllib.parse import parse_qs
+
+# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
 
 import pyprof
 
@@ -71,21 +76,6 @@ HOSTILE_DETAIL = "<script>alert('pyprof')</script>&\"'"
 HOSTILE_NAME = "<b>seg</b>"
 LONG_NAME = "N" * 100
 UTF8_DETAIL = "\u00e9" * 200          # 2 bytes a character
-
-
-def burn_cpu(ms):
-    """Spin in Python bytecode until this thread has used `ms` of CPU."""
-    deadline = time.thread_time() + ms / 1000.0
-    spins = 0
-    while time.thread_time() < deadline:
-        spins += 1
-        spins = (spins * 7 + 3) % 1000003
-    return spins
-
-
-def sleep_for(ms):
-    """Wait `ms` milliseconds off-CPU (releases the GIL)."""
-    time.sleep(ms / 1000.0)
 
 
 def _ms(params, name, default=0):

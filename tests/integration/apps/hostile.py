@@ -21,10 +21,14 @@ It must stay importable by the Python that mod_wsgi embeds (Debian's 3.11)
 and never writes to stderr: the harness treats [error] log lines as failures.
 """
 
+import os
 import sys
-import time
 import types
 from urllib.parse import parse_qs
+
+# sleep_for: pyprof_testlib.py, copied next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyprof_testlib import sleep_for  # noqa: E402
 
 MAX_MS = 10000
 MAX_DEPTH = 2000
@@ -43,11 +47,6 @@ HOSTILE_NAMES = (
 )
 
 LONG_NAME = "long_" + "x" * 190 + "_end"
-
-
-def sleep_for(ms):
-    """Wait `ms` milliseconds off-CPU (releases the GIL)."""
-    time.sleep(ms / 1000.0)
 
 
 def _next(ms, chain):

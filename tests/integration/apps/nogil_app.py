@@ -56,6 +56,10 @@ import time
 import types
 from urllib.parse import parse_qs
 
+# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
+
 try:
     import _imp
 except ImportError:  # pragma: no cover
@@ -81,21 +85,6 @@ CATASTROPHIC = re.compile(r'(a+)+$')
 
 
 # -- plain work ---------------------------------------------------------------
-
-def burn_cpu(ms):
-    """Spin in Python bytecode until this thread has used `ms` of CPU."""
-    deadline = time.thread_time() + ms / 1000.0
-    spins = 0
-    while time.thread_time() < deadline:
-        spins += 1
-        spins = (spins * 7 + 3) % 1000003
-    return spins
-
-
-def sleep_for(ms):
-    """Wait `ms` milliseconds off-CPU (releases the GIL)."""
-    time.sleep(ms / 1000.0)
-
 
 def busy_render(ms):
     """A short CPU-bound pure-Python loop: `ms` of this thread's CPU."""

@@ -1,0 +1,35 @@
+"""The work the integration tests' WSGI apps do: a CPU burn and a sleep.
+
+Every app (app.py, app3.py, daemon_app.py, hostile.py, nogil_app.py)
+imports them from here rather than keeping a copy of its own:
+
+    from pyprof_testlib import burn_cpu, sleep_for
+
+The harness (tests/pyhttpd/httpd.py) copies this file into every server's
+directory, where the apps are copied too, and each app puts its own
+directory on sys.path first; a test that loads an app's source directly
+finds this file next to it in tests/integration/apps.  A sampled stack
+therefore ends in this file: the tests that pin its leaf pin this file's
+name and these functions' lines.
+
+It must stay importable by every Python mod_wsgi embeds (Debian's 3.11,
+the chroots' 3.13 to 3.15) and never write to stderr: the harness treats
+[error] log lines as failures.
+"""
+
+import time
+
+
+def burn_cpu(ms):
+    """Spin in Python bytecode until this thread has used `ms` of CPU."""
+    deadline = time.thread_time() + ms / 1000.0
+    spins = 0
+    while time.thread_time() < deadline:
+        spins += 1
+        spins = (spins * 7 + 3) % 1000003
+    return spins
+
+
+def sleep_for(ms):
+    """Wait `ms` milliseconds off-CPU (releases the GIL)."""
+    time.sleep(ms / 1000.0)
