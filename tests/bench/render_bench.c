@@ -18,7 +18,9 @@
  *   build/render_bench worst [location|diff|json|pprof] [STACKS]
  *       one render (or export of the location) only,
  *       for /usr/bin/time -v and valgrind --tool=callgrind
- *       --toggle-collect=pp_render_location_html
+ *       --toggle-collect=pp_location_page_load
+ *       --toggle-collect=pp_render_location_html (the page is read, then
+ *       written: both)
  */
 #include <stdio.h>
 #include <stdlib.h>
