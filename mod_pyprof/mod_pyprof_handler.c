@@ -453,17 +453,22 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
     if (r->header_only) {
         return OK;
     }
-    if (q->format == FMT_JSON) {
+    if (q->format == FMT_JSON || q->format == FMT_FOLDED) {
         pp_request_view_t v;
         pp_request_load(&v, st, rec, inflight);
-        pp_render_request_json(sink, &v, opt);
+        if (q->format == FMT_JSON) {
+            pp_render_request_json(sink, &v, opt);
+        }
+        else {
+            pp_render_request_folded(sink, &v);
+        }
         pp_request_free(&v);
     }
-    else if (q->format == FMT_FOLDED) {
-        pp_render_request_folded(sink, st, rec);
-    }
     else {
-        pp_render_request_html(sink, st, rec, inflight, opt);
+        pp_request_page_t *pg = apr_palloc(r->pool, sizeof(*pg));
+        pp_request_page_load(pg, st, rec, inflight);
+        pp_render_request_html(sink, pg, opt);
+        pp_request_page_free(pg);
     }
     return OK;
 }
@@ -493,8 +498,12 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
         return OK;
     }
     if (q->format == FMT_HTML) {
+        pp_location_page_t *pg = apr_palloc(r->pool, sizeof(*pg));
         set_type(r, q->format);
-        pp_render_location_html(sink, st, idx, opt);
+        if (pp_location_page_load(pg, st, idx, opt) == 0) {
+            pp_render_location_html(sink, pg, opt);
+        }
+        pp_location_page_free(pg);
         return OK;
     }
     pp_profile_init(&p);

@@ -1,10 +1,11 @@
 /* pp_overview.c: the one read of the store behind the overview, its JSON
- * and /metrics (see pp_overview.h), and behind the JSON of one request
- * and of one location.  Location rows, kept traces and in-flight slots
- * are copied through the store's snapshot reads (seqlock copies of the
- * request headers), the in-flight stacks are resolved through
- * pp_profile_resolve (bounded walks), the counters are copied word by
- * word; nothing here writes to the store or to a sink.
+ * and /metrics (see pp_overview.h), and behind the JSON and the HTML
+ * pages of one request and of one location.  Location rows, kept traces
+ * and in-flight slots are copied through the store's snapshot reads
+ * (seqlock copies of the request headers), the in-flight stacks are
+ * resolved through pp_profile_resolve and the pages' trees through
+ * pp_profile_resolve_tree (bounded walks), the counters are copied word
+ * by word; nothing here writes to the store or to a sink.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -438,4 +439,98 @@ void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
 void pp_request_free(pp_request_view_t *v)
 {
     pp_profile_free(&v->p);
+}
+
+void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
+                          const pp_record_t *rec, int inflight)
+{
+    memset(pg, 0, sizeof(*pg));
+    pg->rec = rec;
+    pg->inflight = inflight;
+    pg->sampler_mode = st->sampler_mode;
+    pp_location_path(st, rec->req.location, pg->location, sizeof(pg->location));
+    pp_store_location_root(st, rec->req.location, pg->root, sizeof(pg->root));
+    pp_profile_init(&pg->p);
+    if (rec->req.samples == 0) {
+        return; /* the page says so, and draws no tree */
+    }
+    if (pp_profile_add_record(&pg->p, rec) != 0) {
+        pg->failed = PP_PAGE_NO_STACKS;
+        pp_profile_free(&pg->p);
+        return;
+    }
+    pp_profile_sort(&pg->p);
+    if (pp_profile_resolve_tree(&pg->p, st, &pg->tree) != 0) {
+        pg->failed = PP_PAGE_NO_TREE;
+        pp_tree_free(&pg->tree);
+        pp_profile_free(&pg->p);
+    }
+}
+
+void pp_request_page_free(pp_request_page_t *pg)
+{
+    pp_tree_free(&pg->tree);
+    pp_profile_free(&pg->p); /* after its tree: the tree reads its frames */
+}
+
+/* The diff's two sides: both trees built whatever happened, so both can
+ * be freed; if either side ran short of memory, neither is kept. */
+static void load_diff(pp_location_page_t *pg, const pp_store_t *st, int row,
+                      const pp_render_opts_t *opt)
+{
+    int ok;
+
+    ok = pp_profile_of_location(&pg->p, st, row, opt->now_us, 0,
+                                PP_SIDE_SLOW) == 0;
+    ok = pp_profile_of_location(&pg->rest, st, row, opt->now_us, 0,
+                                PP_SIDE_REST) == 0 &&
+         ok;
+    ok = pp_profile_resolve_tree(&pg->p, st, &pg->tree) == 0 && ok;
+    ok = pp_profile_resolve_tree(&pg->rest, st, &pg->rest_tree) == 0 && ok;
+    pg->samples = pg->p.samples;
+    pg->weight_us = pg->p.weight_us;
+    pg->cpu_us = pg->p.cpu_us;
+    if (!ok) {
+        pg->failed = PP_PAGE_NO_TREE;
+        pp_location_page_free(pg);
+    }
+}
+
+int pp_location_page_load(pp_location_page_t *pg, const pp_store_t *st, int row,
+                          const pp_render_opts_t *opt)
+{
+    memset(pg, 0, sizeof(*pg));
+    pp_profile_init(&pg->p);
+    pp_profile_init(&pg->rest);
+    pg->diff = opt->diff;
+    if (pp_location_load(&pg->l, st, row) != 0) {
+        return -1;
+    }
+    if (opt->diff) {
+        load_diff(pg, st, row, opt);
+        return 0;
+    }
+    if (pp_profile_of_location(&pg->p, st, row, opt->now_us, opt->since_us,
+                               opt->side) != 0) {
+        pg->failed = PP_PAGE_NO_STACKS;
+        pp_profile_free(&pg->p);
+        return 0;
+    }
+    pg->samples = pg->p.samples;
+    pg->weight_us = pg->p.weight_us;
+    pg->cpu_us = pg->p.cpu_us;
+    if (pg->samples && pp_profile_resolve_tree(&pg->p, st, &pg->tree) != 0) {
+        pg->failed = PP_PAGE_NO_TREE;
+        pp_location_page_free(pg);
+    }
+    return 0;
+}
+
+void pp_location_page_free(pp_location_page_t *pg)
+{
+    /* the trees first: they read their profiles' frames */
+    pp_tree_free(&pg->tree);
+    pp_tree_free(&pg->rest_tree);
+    pp_profile_free(&pg->p);
+    pp_profile_free(&pg->rest);
 }

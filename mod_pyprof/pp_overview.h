@@ -7,13 +7,16 @@
  * pp_render_overview.c, pp_render_json.c and pp_metrics.c render from
  * such a snapshot only, never from the store, so they are unit-tested on
  * hand-made ones (tests/unit/test_overview.c).  The same goes for the
- * JSON of one request and of one location: pp_request_load and
- * pp_location_load read and resolve, then the renderer writes.
+ * JSON of one request and of one location (pp_request_load,
+ * pp_location_load) and their HTML pages (pp_request_page_load,
+ * pp_location_page_load): these read and resolve, then the renderer
+ * writes.
  *
  * Owns heap memory (malloc): the kept requests' headers while they are
  * sorted (the HTML then keeps its first PP_OV_HTML_ROWS), the in-flight
  * ones, the captured ones, the in-flight stacks' frames (each copied
- * once).  The handler's, never a request thread's or the sampler's.
+ * once), and the profiles and trees of the request and location
+ * pages.  The handler's, never a request thread's or the sampler's.
  */
 #ifndef PP_OVERVIEW_H
 #define PP_OVERVIEW_H
@@ -130,5 +133,54 @@ typedef struct pp_request_view {
 void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
                      const pp_record_t *rec, int inflight);
 void pp_request_free(pp_request_view_t *v);
+
+/* What an HTML page of stacks failed to read, for the notice it prints
+ * in place of the views. */
+enum {
+    PP_PAGE_OK = 0,
+    PP_PAGE_NO_STACKS = 1, /* out of memory reading the stacks */
+    PP_PAGE_NO_TREE = 2    /* out of memory building the tree */
+};
+
+/* One request's HTML page: the record, its location's path and
+ * application root, the sampler's mode, and the tree its views draw,
+ * resolved (pp_profile_resolve_tree) from its stacks, which the tree's
+ * frames live in.  No tree when the request has no sample. */
+typedef struct pp_request_page {
+    const pp_record_t *rec;
+    int inflight;
+    uint32_t sampler_mode; /* PP_SAMPLER_* */
+    char location[PP_PREFIX_MAX];
+    char root[PP_PREFIX_MAX];
+    int failed; /* PP_PAGE_* */
+    pp_profile_t p;
+    pp_tree_t tree;
+} pp_request_page_t;
+
+void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
+                          const pp_record_t *rec, int inflight);
+void pp_request_page_free(pp_request_page_t *pg);
+
+/* One location's HTML page for opt's window, side or diff: the row as
+ * pp_location_load reads it and the trees the page draws, each with the
+ * profile its frames live in.  The diff's trees: tree the slowest
+ * requests', rest_tree the rest's (the renderer frees rest_tree once the
+ * diff is drawn, so it is not held while the slow side's views are). */
+typedef struct pp_location_page {
+    pp_ov_location_t l;
+    int diff;
+    int failed; /* PP_PAGE_*; the diff says either as PP_PAGE_NO_TREE */
+    /* p's totals (the window's, or the slowest requests'), kept when
+     * memory ran out and p was let go */
+    uint64_t samples, weight_us, cpu_us;
+    pp_profile_t p, rest;
+    pp_tree_t tree, rest_tree;
+} pp_location_page_t;
+
+/* 0, or -1 if the row is not in use (nothing to render; free it all the
+ * same). */
+int pp_location_page_load(pp_location_page_t *pg, const pp_store_t *st, int row,
+                          const pp_render_opts_t *opt);
+void pp_location_page_free(pp_location_page_t *pg);
 
 #endif

@@ -1,7 +1,8 @@
 /* pp_render.h: turns a snapshot of the shared store into the pages and
- * formats of /server-profile (HTML, JSON, folded).  The overview, its
- * JSON, /metrics and the JSON of a request or a location render from a
- * snapshot read first (pp_overview.h), never from the store.
+ * formats of /server-profile (HTML, JSON, folded).  Every page renders
+ * from a snapshot read first (pp_overview.h) or a resolved profile, never
+ * from the store: the overview, its JSON and /metrics, and a request's or
+ * a location's HTML, JSON and folded stacks.
  *
  * Output goes through a sink (pp_sink.h, included for the callers) so the
  * core needs no httpd: the glue's sink writes to the response.  Every
@@ -46,6 +47,8 @@ void pp_render_opts_init(pp_render_opts_t *opt);
 struct pp_overview;
 struct pp_ov_location;
 struct pp_request_view;
+struct pp_request_page;
+struct pp_location_page;
 
 /* From a snapshot pp_overview_load made for PP_OV_JSON / PP_OV_HTML. */
 void pp_render_overview_json(pp_sink_t *o, const struct pp_overview *ov,
@@ -53,13 +56,13 @@ void pp_render_overview_json(pp_sink_t *o, const struct pp_overview *ov,
 void pp_render_overview_html(pp_sink_t *o, const struct pp_overview *ov,
                              const pp_render_opts_t *opt);
 
-/* From pp_request_load's read of the record. */
+/* From pp_request_load's read of the record (folded: nothing if it ran
+ * out of memory). */
 void pp_render_request_json(pp_sink_t *o, const struct pp_request_view *v,
                             const pp_render_opts_t *opt);
-void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
-                              const pp_record_t *rec);
-void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
-                            const pp_record_t *rec, int inflight,
+void pp_render_request_folded(pp_sink_t *o, const struct pp_request_view *v);
+/* From pp_request_page_load's. */
+void pp_render_request_html(pp_sink_t *o, const struct pp_request_page *pg,
                             const pp_render_opts_t *opt);
 
 /* The stack set of a location: pp_profile_of_location (PP_SIDE_* are in
@@ -72,13 +75,15 @@ int pp_render_location_profile(struct pp_profile *p, const pp_store_t *st,
 void pp_render_location_json(pp_sink_t *o, const struct pp_ov_location *l,
                              const struct pp_profile *p,
                              const pp_render_opts_t *opt);
-void pp_render_location_html(pp_sink_t *o, const pp_store_t *st, int location,
+/* From pp_location_page_load's, for the same opt.  Frees the diff's
+ * rest_tree once the diff is drawn (pp_location_page_free still frees
+ * the rest). */
+void pp_render_location_html(pp_sink_t *o, struct pp_location_page *pg,
                              const pp_render_opts_t *opt);
 
-/* The per-location aggregate (every sampled request of that location) in
- * folded form; location is the store row.  Returns the stacks written. */
-size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
-                                 int location);
+/* A location's stacks (pp_render_location_profile's, resolved) in folded
+ * form.  Returns the stacks written. */
+size_t pp_render_location_folded(pp_sink_t *o, const struct pp_profile *p);
 /* Store row of a configured location path, or -1. */
 int pp_render_find_location(const pp_store_t *st, const char *path);
 

@@ -4,8 +4,8 @@
  * pp_overview.h.
  *
  * pp_render.c          helpers, page frame, location lookup, error page
- * pp_overview.c        the overview's, metrics' and JSON's one read of
- *                      the store (pp_overview.h)
+ * pp_overview.c        the one read of the store behind every page
+ *                      (pp_overview.h)
  * pp_render_json.c     the JSON overview, request and location
  * pp_render_overview.c the HTML overview, one function per section
  * pp_render_request.c  the request and location pages, folded exports
@@ -34,7 +34,7 @@ void pp_put_ms_cell(pp_sink_t *o, double ms);
 /* How long an in-flight request has run, never negative. */
 double pp_elapsed_ms(const pp_render_opts_t *opt, int64_t start_us);
 
-/* ---- locations (store reads: pp_overview.c, pp_render_request.c) ---- */
+/* ---- locations (store reads: pp_render.c, pp_overview.c) ---- */
 
 /* A configured row of the current generation. */
 int pp_location_current(const pp_store_t *st, const pp_location_t *loc);

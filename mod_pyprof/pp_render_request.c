@@ -1,7 +1,9 @@
 /* pp_render_request.c: the pages of one stack set: a request (details,
  * where its time went, segments, then its profile) and a location (since
  * start, a time window, or the slowest requests against the rest), and
- * their folded exports.  The views themselves are pp_views.c's.
+ * their folded exports.  Each renders from what pp_overview.c read and
+ * resolved first (pp_request_page_t, pp_location_page_t, a resolved
+ * profile), never from the store.  The views themselves are pp_views.c's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,42 +13,19 @@
 #include "pp_render_int.h"
 #include "pp_views.h"
 
-void pp_render_request_folded(pp_sink_t *o, const pp_store_t *st,
-                              const pp_record_t *rec)
+void pp_render_request_folded(pp_sink_t *o, const pp_request_view_t *v)
 {
-    pp_profile_t p;
-
-    pp_profile_init(&p);
     /* out of memory: no stacks rather than some (the format has no room
      * to say they are not all there) */
-    if (pp_profile_add_record(&p, rec) == 0) {
-        pp_profile_sort(&p);
-        if (pp_profile_resolve(&p, st) == 0) {
-            pp_export_folded(o, &p);
-        }
+    if (!v->failed) {
+        pp_export_folded(o, &v->p);
     }
-    pp_profile_free(&p);
 }
 
-size_t pp_render_location_folded(pp_sink_t *o, const pp_store_t *st,
-                                 int location)
+size_t pp_render_location_folded(pp_sink_t *o, const pp_profile_t *p)
 {
-    pp_profile_t p;
-    size_t n;
-
-    pp_profile_init(&p);
-    if (pp_profile_of_location(&p, st, location, 0, 0, PP_SIDE_ALL) != 0) {
-        pp_profile_free(&p); /* out of memory: nothing rather than some */
-        return 0;
-    }
-    if (pp_profile_resolve(&p, st) != 0) {
-        pp_profile_free(&p); /* out of memory: nothing rather than some */
-        return 0;
-    }
-    pp_export_folded(o, &p);
-    n = p.n;
-    pp_profile_free(&p);
-    return n;
+    pp_export_folded(o, p);
+    return p->n;
 }
 
 /* ---- request and location pages ---- */
@@ -69,21 +48,13 @@ static void tree_sections(pp_sink_t *o, const pp_tree_t *tree, int with_cpu,
     pp_view_tree(o, tree, app_root);
 }
 
-/* The page's one read of the stacks: resolved and drawn into a tree in
- * one pass; every view then reads the tree alone. */
-static void profile_sections(pp_sink_t *o, const pp_store_t *st,
-                             pp_profile_t *p, int with_cpu,
-                             const char *app_root)
+/* The notice a page prints in place of its views when the load ran out
+ * of memory (PP_PAGE_*). */
+static void page_failed(pp_sink_t *o, int failed)
 {
-    pp_tree_t tree;
-
-    if (pp_profile_resolve_tree(p, st, &tree) != 0) {
-        pp_tree_free(&tree);
-        pp_puts(o, "<p class=empty>Out of memory building the tree.</p>");
-        return;
-    }
-    tree_sections(o, &tree, with_cpu, app_root);
-    pp_tree_free(&tree);
+    pp_puts(o, failed == PP_PAGE_NO_STACKS
+                   ? "<p class=empty>Out of memory reading the stacks.</p>"
+                   : "<p class=empty>Out of memory building the tree.</p>");
 }
 
 /* Links to the exports of this page's stack set; a location page's keep
@@ -314,19 +285,19 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
                "logging).</p>");
 }
 
-void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
-                            const pp_record_t *rec, int inflight,
+void pp_render_request_html(pp_sink_t *o, const pp_request_page_t *pg,
                             const pp_render_opts_t *opt)
 {
+    const pp_record_t *rec = pg->rec;
     const pp_req_t *q = &rec->req;
-    char t[40], lp[PP_PREFIX_MAX], root[PP_PREFIX_MAX];
+    const char *lp = pg->location;
+    int inflight = pg->inflight;
+    char t[40];
     char title[PP_ID_MAX + 16];
-    pp_profile_t p;
 
     snprintf(title, sizeof(title), "Request %s", q->id);
     pp_page_begin(o, title, opt);
     pp_iso_time(q->start_us, t, sizeof(t));
-    pp_store_location_root(st, q->location, root, sizeof(root));
     pp_puts(o, "<h2>");
     pp_puts_html(o, q->method);
     pp_puts(o, " <span class=mono>");
@@ -351,7 +322,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
         double sampled_ms = (q->duration_us - q->outside_us) / 1e3;
         double achieved = sampled_ms > 0 ? sampled_ms / q->samples : 0;
         if (achieved > 1.25 * q->interval_us / 1e3) {
-            if (st->sampler_mode == PP_SAMPLER_GIL) {
+            if (pg->sampler_mode == PP_SAMPLER_GIL) {
                 pp_printf(o,
                           " &mdash; achieved one per %.1f ms. While a "
                           "thread runs Python it gives up the GIL only "
@@ -376,7 +347,6 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                   q->samples_overflow, PP_STACKS_MAX - 1);
     }
     pp_puts(o, "</dd><dt>Location</dt><dd class=mono>");
-    pp_location_path(st, q->location, lp, sizeof(lp));
     if (lp[0]) {
         pp_puts(o, "<a href=\"");
         pp_puts_html(o, opt->base);
@@ -440,17 +410,11 @@ void pp_render_request_html(pp_sink_t *o, const pp_store_t *st,
                    "this request (it was shorter than the interval, or "
                    "spent its time outside Python).</p>");
     }
+    else if (pg->failed) {
+        page_failed(o, pg->failed);
+    }
     else {
-        pp_profile_init(&p);
-        if (pp_profile_add_record(&p, rec) != 0) {
-            pp_puts(o, "<p class=empty>Out of memory reading the stacks."
-                       "</p>");
-        }
-        else {
-            pp_profile_sort(&p);
-            profile_sections(o, st, &p, 1, root);
-        }
-        pp_profile_free(&p);
+        tree_sections(o, &pg->tree, 1, pg->root);
     }
     pp_page_end(o);
 }
@@ -482,35 +446,33 @@ static void window_links(pp_sink_t *o, const pp_render_opts_t *opt,
     pp_puts(o, "&amp;view=diff\">slowest 5% vs the rest</a></p>");
 }
 
-void pp_render_location_html(pp_sink_t *o, const pp_store_t *st, int location,
+void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
                              const pp_render_opts_t *opt)
 {
-    const pp_location_t *loc = pp_store_location((pp_store_t *)st, location);
-    char path[PP_PREFIX_MAX], root[PP_PREFIX_MAX];
-    pp_loc_snap_t s;
-    pp_profile_t p;
+    const pp_ov_location_t *l = &pg->l;
+    const pp_loc_snap_t *s = &l->s;
+    const char *path = l->path, *root = l->root;
 
-    snprintf(path, sizeof(path), "%.*s", PP_PREFIX_MAX - 1, loc->path);
-    pp_store_location_root(st, location, root, sizeof(root));
     pp_page_begin(o, "Location profile", opt);
-    pp_snap_location(loc, &s);
     pp_puts(o, "<h2>All sampled requests under <span class=mono>");
     pp_puts_html(o, path);
     pp_printf(o,
               "</span></h2><dl class=kv><dt>Requests</dt><dd>%llu, "
               "%llu samples every %.1f ms</dd>",
-              (unsigned long long)s.requests, (unsigned long long)s.samples,
-              loc->interval_us / 1e3);
+              (unsigned long long)s->requests, (unsigned long long)s->samples,
+              l->interval_us / 1e3);
     pp_puts(o, "<dt>Response time</dt><dd>");
     {
         char b[4][32];
-        pp_human_ms(pp_hist_quantile_us(s.hist, 0.5, (int64_t)s.max_us) / 1e3,
+        pp_human_ms(pp_hist_quantile_us(s->hist, 0.5, (int64_t)s->max_us) / 1e3,
                     b[0], sizeof(b[0]));
-        pp_human_ms(pp_hist_quantile_us(s.hist, 0.95, (int64_t)s.max_us) / 1e3,
+        pp_human_ms(pp_hist_quantile_us(s->hist, 0.95, (int64_t)s->max_us) /
+                        1e3,
                     b[1], sizeof(b[1]));
-        pp_human_ms(pp_hist_quantile_us(s.hist, 0.99, (int64_t)s.max_us) / 1e3,
+        pp_human_ms(pp_hist_quantile_us(s->hist, 0.99, (int64_t)s->max_us) /
+                        1e3,
                     b[2], sizeof(b[2]));
-        pp_human_ms(s.max_us / 1e3, b[3], sizeof(b[3]));
+        pp_human_ms(s->max_us / 1e3, b[3], sizeof(b[3]));
         pp_printf(o,
                   "p50 %s &middot; p95 %s &middot; p99 %s &middot; max "
                   "%s</dd>",
@@ -530,59 +492,43 @@ void pp_render_location_html(pp_sink_t *o, const pp_store_t *st, int location,
     pp_puts(o, "&amp;seconds=30</span></dd></dl>");
     window_links(o, opt, path);
 
-    pp_profile_init(&p);
-    if (opt->diff) {
+    if (pg->diff) {
         /* one tree per side, each read by every view that needs it */
-        pp_profile_t rest;
-        pp_tree_t ts, tr;
-        int ok;
-
-        pp_profile_init(&rest);
-        ok = pp_profile_of_location(&p, st, location, opt->now_us, 0,
-                                    PP_SIDE_SLOW) == 0;
-        ok = pp_profile_of_location(&rest, st, location, opt->now_us, 0,
-                                    PP_SIDE_REST) == 0 &&
-             ok;
-        /* both trees built whatever happened, so both can be freed */
-        ok = pp_profile_resolve_tree(&p, st, &ts) == 0 && ok;
-        ok = pp_profile_resolve_tree(&rest, st, &tr) == 0 && ok;
         pp_puts(o, "<h2>What grows in the slowest requests</h2>");
-        if (!ok) {
-            pp_puts(o, "<p class=empty>Out of memory building the tree."
-                       "</p>");
+        if (pg->failed) {
+            page_failed(o, PP_PAGE_NO_TREE);
         }
         else {
-            pp_view_diff(o, &ts, &tr, root);
-            pp_tree_free(&tr);
-            if (p.samples) {
+            pp_view_diff(o, &pg->tree, &pg->rest_tree, root);
+            /* not held while the slow side's views are drawn (its
+             * profile stays, with the page's, until the page is freed) */
+            pp_tree_free(&pg->rest_tree);
+            if (pg->samples) {
                 pp_puts(o, "<h3>The slowest requests only</h3>");
-                tree_sections(o, &ts, 1, root);
+                tree_sections(o, &pg->tree, 1, root);
             }
         }
-        pp_tree_free(&ts);
-        pp_tree_free(&tr);
-        pp_profile_free(&rest); /* after its tree: the tree reads its frames */
+    }
+    else if (pg->failed == PP_PAGE_NO_STACKS) {
+        pp_puts(o, "<p class=empty>Out of memory reading the samples.</p>");
+    }
+    else if (!pg->samples) {
+        pp_puts(o, "<p class=empty>No samples in this window.</p>");
     }
     else {
-        if (pp_profile_of_location(&p, st, location, opt->now_us, opt->since_us,
-                                   opt->side) != 0) {
-            pp_puts(o, "<p class=empty>Out of memory reading the samples."
-                       "</p>");
-        }
-        else if (!p.samples) {
-            pp_puts(o, "<p class=empty>No samples in this window.</p>");
+        pp_printf(o,
+                  "<p class=muted>%llu samples, %.1f s of request "
+                  "time, %.0f%% of it on CPU.</p>",
+                  (unsigned long long)pg->samples, pg->weight_us / 1e6,
+                  pg->weight_us
+                      ? 100.0 * (double)pg->cpu_us / (double)pg->weight_us
+                      : 0.0);
+        if (pg->failed) {
+            page_failed(o, pg->failed);
         }
         else {
-            pp_printf(o,
-                      "<p class=muted>%llu samples, %.1f s of request "
-                      "time, %.0f%% of it on CPU.</p>",
-                      (unsigned long long)p.samples, p.weight_us / 1e6,
-                      p.weight_us
-                          ? 100.0 * (double)p.cpu_us / (double)p.weight_us
-                          : 0.0);
-            profile_sections(o, st, &p, 1, root);
+            tree_sections(o, &pg->tree, 1, root);
         }
     }
-    pp_profile_free(&p);
     pp_page_end(o);
 }

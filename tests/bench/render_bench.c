@@ -18,7 +18,9 @@
  *   build/render_bench worst [location|diff|json|pprof] [STACKS]
  *       one render (or export of the location) only,
  *       for /usr/bin/time -v and valgrind --tool=callgrind
- *       --toggle-collect=pp_render_location_html
+ *       --toggle-collect=pp_location_page_load
+ *       --toggle-collect=pp_render_location_html (the page is read, then
+ *       written: both)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,8 +139,11 @@ static void overview_json(void *a)
 static void request_html(void *a)
 {
     pp_sink_t o = {count_write, NULL};
+    pp_request_page_t pg;
     (void)a;
-    pp_render_request_html(&o, st, &big, 0, &opt);
+    pp_request_page_load(&pg, st, &big, 0);
+    pp_render_request_html(&o, &pg, &opt);
+    pp_request_page_free(&pg);
 }
 
 static void request_json(void *a)
@@ -154,8 +159,11 @@ static void request_json(void *a)
 static void request_folded(void *a)
 {
     pp_sink_t o = {count_write, NULL};
+    pp_request_view_t v;
     (void)a;
-    pp_render_request_folded(&o, st, &big);
+    pp_request_load(&v, st, &big, 0);
+    pp_render_request_folded(&o, &v);
+    pp_request_free(&v);
 }
 
 static void request_pprof(void *a)
@@ -175,8 +183,12 @@ static void request_pprof(void *a)
 static void location_html(void *a)
 {
     pp_sink_t o = {count_write, NULL};
+    pp_location_page_t pg;
     (void)a;
-    pp_render_location_html(&o, st, 0, &opt);
+    if (pp_location_page_load(&pg, st, 0, &opt) == 0) {
+        pp_render_location_html(&o, &pg, &opt);
+    }
+    pp_location_page_free(&pg);
 }
 
 /* ---- the worst case ---- */
@@ -304,8 +316,12 @@ static void worst_location(void *a)
     pp_bytes_t out;
 
     if (what < 2) {
+        pp_location_page_t pg;
         wo.diff = what;
-        pp_render_location_html(&o, st, worst_loc, &wo);
+        if (pp_location_page_load(&pg, st, worst_loc, &wo) == 0) {
+            pp_render_location_html(&o, &pg, &wo);
+        }
+        pp_location_page_free(&pg);
         return;
     }
     /* the exports are complete by design: their cost is the stacks'; the

@@ -255,13 +255,13 @@ static void check_request(fz_world_t *w, fz_req_t *r,
 
     /* folded */
     fz_buf_reset(&out);
-    pp_render_request_folded(&o, w->st, &rec);
+    fz_render_request_folded(&o, w->st, &rec);
     fz_check_folded_exact("request folded", w, &r->counts, fz_buf_str(&out),
                           out.n);
 
     /* HTML, with the handler's options and with hostile ones */
     fz_buf_reset(&out);
-    pp_render_request_html(&o, w->st, &rec, inflight, &opt);
+    fz_render_request_html(&o, w->st, &rec, inflight, &opt);
     html_valid("request HTML");
     fz_expect_shown("request HTML: URI", out.p, out.n, "<span class=mono>",
                     rec.req.uri, "</span></h2>");
@@ -286,7 +286,7 @@ static void check_request(fz_world_t *w, fz_req_t *r,
         }
     }
     fz_buf_reset(&out);
-    pp_render_request_html(&o, w->st, &rec, inflight, hostile);
+    fz_render_request_html(&o, w->st, &rec, inflight, hostile);
     html_valid("request HTML, hostile options");
 }
 
@@ -426,7 +426,7 @@ static void check_location(fz_world_t *w, int m,
     pp_profile_free(&p);
 
     fz_buf_reset(&out);
-    pp_render_location_folded(&o, w->st, row);
+    fz_render_location_folded(&o, w->st, row);
     fz_check_folded_exact("location folded", w, &counts, fz_buf_str(&out),
                           out.n);
 
@@ -443,10 +443,10 @@ static void check_location(fz_world_t *w, int m,
     }
 
     fz_buf_reset(&out);
-    pp_render_location_html(&o, w->st, row, &opt);
+    fz_render_location_html(&o, w->st, row, &opt);
     html_valid("location HTML");
     fz_buf_reset(&out);
-    pp_render_location_html(&o, w->st, row, hostile);
+    fz_render_location_html(&o, w->st, row, hostile);
     html_valid("location HTML, hostile options");
 }
 

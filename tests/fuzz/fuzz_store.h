@@ -221,6 +221,61 @@ static inline void fz_render_location_json(pp_sink_t *o, const pp_store_t *st,
     free(l);
 }
 
+/* And for the folded stacks and the HTML pages of a request and of a
+ * location: load, render, free, as the handler does. */
+static inline void fz_render_request_folded(pp_sink_t *o, const pp_store_t *st,
+                                            const pp_record_t *rec)
+{
+    pp_request_view_t v;
+
+    pp_request_load(&v, st, rec, 0);
+    pp_render_request_folded(o, &v);
+    pp_request_free(&v);
+}
+
+static inline void fz_render_request_html(pp_sink_t *o, const pp_store_t *st,
+                                          const pp_record_t *rec, int inflight,
+                                          const pp_render_opts_t *opt)
+{
+    pp_request_page_t *pg = malloc(sizeof(*pg));
+
+    if (pg) {
+        pp_request_page_load(pg, st, rec, inflight);
+        pp_render_request_html(o, pg, opt);
+        pp_request_page_free(pg);
+    }
+    free(pg);
+}
+
+static inline void fz_render_location_html(pp_sink_t *o, const pp_store_t *st,
+                                           int row, const pp_render_opts_t *opt)
+{
+    pp_location_page_t *pg = malloc(sizeof(*pg));
+
+    if (pg) {
+        if (pp_location_page_load(pg, st, row, opt) == 0) {
+            pp_render_location_html(o, pg, opt);
+        }
+        pp_location_page_free(pg);
+    }
+    free(pg);
+}
+
+/* Since the start, every side; nothing if memory ran out. */
+static inline size_t fz_render_location_folded(pp_sink_t *o,
+                                               const pp_store_t *st, int row)
+{
+    pp_profile_t p;
+    size_t n = 0;
+
+    pp_profile_init(&p);
+    if (pp_render_location_profile(&p, st, row, 0, 0, PP_SIDE_ALL) == 0) {
+        n = pp_render_location_folded(o, &p);
+    }
+    pp_profile_free(&p);
+    return n;
+}
+
 static inline void fz_world_free(fz_world_t *w)
 {
     size_t i;

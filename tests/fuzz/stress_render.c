@@ -63,14 +63,14 @@ static void *render_all(void *arg)
         for (i = 0; page == 1 && i < w->nreq; i++) {
             int inflight;
             if (pp_store_find(w->st, w->req[i].id, rec, &inflight)) {
-                pp_render_request_html(&o, w->st, rec, inflight, &opt);
+                fz_render_request_html(&o, w->st, rec, inflight, &opt);
                 fz_render_request_json(&o, w->st, rec, inflight, &opt);
-                pp_render_request_folded(&o, w->st, rec);
+                fz_render_request_folded(&o, w->st, rec);
             }
         }
         for (i = 0; page == 2 && i < (uint32_t)w->nloc; i++) {
             pp_profile_t p;
-            pp_render_location_html(&o, w->st, w->loc[i], &opt);
+            fz_render_location_html(&o, w->st, w->loc[i], &opt);
             pp_profile_init(&p);
             pp_render_location_profile(&p, w->st, w->loc[i], opt.now_us, 0,
                                        PP_SIDE_ALL);

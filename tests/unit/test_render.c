@@ -57,6 +57,47 @@ static void request_json(const pp_store_t *st, const pp_record_t *rec,
     pp_request_free(&v);
 }
 
+static void request_folded(const pp_store_t *st, const pp_record_t *rec)
+{
+    pp_request_view_t v;
+    pp_request_load(&v, st, rec, 0);
+    pp_render_request_folded(&out, &v);
+    pp_request_free(&v);
+}
+
+static void request_html(const pp_store_t *st, const pp_record_t *rec,
+                         int inflight, const pp_render_opts_t *opt)
+{
+    pp_request_page_t pg;
+    pp_request_page_load(&pg, st, rec, inflight);
+    pp_render_request_html(&out, &pg, opt);
+    pp_request_page_free(&pg);
+}
+
+static void location_html(const pp_store_t *st, int row,
+                          const pp_render_opts_t *opt)
+{
+    pp_location_page_t pg;
+    assert_int_equal(pp_location_page_load(&pg, st, row, opt), 0);
+    pp_render_location_html(&out, &pg, opt);
+    pp_location_page_free(&pg);
+}
+
+/* What pp_render_location_folded wrote; 0 when memory ran out, as the
+ * handler writes nothing then. */
+static size_t location_folded(const pp_store_t *st, int row)
+{
+    pp_profile_t p;
+    size_t n = 0;
+
+    pp_profile_init(&p);
+    if (pp_render_location_profile(&p, st, row, 0, 0, PP_SIDE_ALL) == 0) {
+        n = pp_render_location_folded(&out, &p);
+    }
+    pp_profile_free(&p);
+    return n;
+}
+
 static void location_json(const pp_store_t *st, int row, const pp_profile_t *p,
                           const pp_render_opts_t *opt)
 {
@@ -591,7 +632,7 @@ static void test_request_folded_is_one_line_per_stack(void **state)
     uint64_t sum;
     size_t lines;
 
-    pp_render_request_folded(&out, f->st, find(f, "req-1", 0));
+    request_folded(f->st, find(f, "req-1", 0));
     text = unit_buf_str(&buf);
     check_folded_lines(text, &sum, &lines);
     assert_int_equal(lines, 2);
@@ -616,7 +657,7 @@ static void test_location_folded_aggregates_finished_requests(void **state)
 
     assert_int_equal(pp_render_find_location(f->st, "/app"), f->loc);
     assert_int_equal(pp_render_find_location(f->st, "/nope"), -1);
-    written = pp_render_location_folded(&out, f->st, f->loc);
+    written = location_folded(f->st, f->loc);
     check_folded_lines(unit_buf_str(&buf), &sum, &lines);
     assert_int_equal(written, 2);
     assert_int_equal(lines, 2);
@@ -659,7 +700,7 @@ static void test_request_html_escapes_frame_names(void **state)
     fix_t *f = *state;
     const char *h;
 
-    pp_render_request_html(&out, f->st, find(f, "req-1", 0), 0, &f->opt);
+    request_html(f->st, find(f, "req-1", 0), 0, &f->opt);
     h = unit_buf_str(&buf);
     assert_true(unit_utf8_valid(buf.p, buf.n));
     assert_null(strstr(h, "<script>evil"));
@@ -676,7 +717,7 @@ static void test_request_html_escapes_the_id(void **state)
     fix_t *f = *state;
     const char *h;
 
-    pp_render_request_html(&out, f->st, find(f, ODD_ID, 0), 0, &f->opt);
+    request_html(f->st, find(f, ODD_ID, 0), 0, &f->opt);
     h = unit_buf_str(&buf);
     assert_null(strstr(h, "<z>"));
     assert_non_null(strstr(h, "x y/&quot;&lt;z&gt;&amp;"));
@@ -695,7 +736,7 @@ static void test_inline_scripts_match_the_csp_hash(void **state)
 
     pp_view_script_csp_hash(want, sizeof(want));
     assert_int_equal(strlen(want), 53);
-    pp_render_request_html(&out, f->st, find(f, "req-1", 0), 0, &f->opt);
+    request_html(f->st, find(f, "req-1", 0), 0, &f->opt);
     at = (char *)unit_buf_str(&buf);
     while ((at = strstr(at, "<script"))) {
         /* the hash of the text between the tags, as a browser takes it */
@@ -761,10 +802,10 @@ static void test_renderers_survive_a_node_cycle(void **state)
     unit_assert_json(unit_buf_str(&buf), "len(d['stacks']) == 1",
                      "len(d['stacks'][0]['frames']) <= 1026");
     unit_buf_reset(&buf);
-    pp_render_request_folded(&out, f->st, rec);
+    request_folded(f->st, rec);
     assert_true(buf.n < 64 * 1024);
     unit_buf_reset(&buf);
-    pp_render_request_html(&out, f->st, rec, 0, &f->opt);
+    request_html(f->st, rec, 0, &f->opt);
     assert_non_null(strstr(unit_buf_str(&buf), "</html>"));
     unit_buf_reset(&buf);
     overview_html(f->st, &f->opt);
@@ -825,7 +866,7 @@ static void test_location_html_shows_the_cpu_share(void **state)
     fix_t *f = *state;
     const char *h;
 
-    pp_render_location_html(&out, f->st, f->loc, &f->opt);
+    location_html(f->st, f->loc, &f->opt);
     h = unit_buf_str(&buf);
     assert_non_null(strstr(h, "of request time, 50% of it on CPU"));
     /* the call tree's rows, and the hot table's CPU column */
@@ -970,7 +1011,7 @@ static void test_tree_of_a_deep_wide_location_is_capped(void **state)
     pp_profile_free(&p);
 
     default_opts(&opt);
-    pp_render_location_html(&out, st, loc, &opt);
+    location_html(st, loc, &opt);
     h = unit_buf_str(&buf);
     assert_non_null(strstr(h, "Truncated: the views are drawn from the "
                               "commonest stacks"));
