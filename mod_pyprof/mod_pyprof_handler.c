@@ -321,18 +321,15 @@ static int busy_page(request_rec *r, pp_sink_t *o, pp_render_opts_t *opt,
     return error_page(r, o, opt, format, HTTP_SERVICE_UNAVAILABLE, msg);
 }
 
-/* st: p is not resolved yet, and is resolved a window at a time as it is
- * encoded (a location's stack set); NULL: p is resolved. */
-static int send_pprof(request_rec *r, pp_profile_t *p, const pp_store_t *st,
+/* p resolved (pp_profile_resolve). */
+static int send_pprof(request_rec *r, const pp_profile_t *p,
                       const pp_pprof_label_t *labels, size_t nlabels,
                       int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
 {
     pp_bytes_t out;
 
-    if ((st ? pp_export_pprof_windowed(&out, p, st, labels, nlabels, time_ns,
-                                       duration_ns, interval_ns)
-            : pp_export_pprof(&out, p, labels, nlabels, time_ns, duration_ns,
-                              interval_ns)) != 0) {
+    if (pp_export_pprof(&out, p, labels, nlabels, time_ns, duration_ns,
+                        interval_ns) != 0) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     set_type(r, FMT_PPROF);
@@ -432,8 +429,7 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
             if (rec->req.flags & PP_REQ_DAEMON) {
                 labels[nlabels++] = labels[5];
             }
-            rc = send_pprof(r, &p, NULL, labels, nlabels,
-                            rec->req.start_us * 1000,
+            rc = send_pprof(r, &p, labels, nlabels, rec->req.start_us * 1000,
                             rec->req.duration_us * 1000,
                             (int64_t)rec->req.interval_us * 1000);
         }
@@ -499,20 +495,21 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
     }
     if (q->format == FMT_HTML) {
         pp_location_page_t *pg = apr_palloc(r->pool, sizeof(*pg));
-        set_type(r, q->format);
-        if (pp_location_page_load(pg, st, idx, opt) == 0) {
+        int loaded = pp_location_page_load(pg, st, idx, opt) == 0;
+        if (loaded) {
+            set_type(r, q->format);
             pp_render_location_html(sink, pg, opt);
         }
         pp_location_page_free(pg);
-        return OK;
+        /* a row let go between the lookup and the load: as if not found */
+        return loaded ? OK
+                      : error_page(r, sink, opt, q->format, HTTP_NOT_FOUND,
+                                   "No sampled location with this path.");
     }
     pp_profile_init(&p);
-    /* pprof resolves as it encodes (send_pprof), the others up front */
-    if ((q->format == FMT_PPROF
-             ? pp_profile_of_location(&p, st, idx, opt->now_us, opt->since_us,
-                                      opt->side)
-             : pp_render_location_profile(&p, st, idx, opt->now_us,
-                                          opt->since_us, opt->side)) != 0) {
+    /* read and resolved before anything is written */
+    if (pp_render_location_profile(&p, st, idx, opt->now_us, opt->since_us,
+                                   opt->side) != 0) {
         pp_profile_free(&p);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -520,7 +517,7 @@ static int serve_location(request_rec *r, pp_store_t *st, query_t *q,
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
         int64_t dur =
             opt->since_us ? opt->since_us : (opt->now_us - loc->created_us);
-        rc = send_pprof(r, &p, st, labels, 1, (opt->now_us - dur) * 1000,
+        rc = send_pprof(r, &p, labels, 1, (opt->now_us - dur) * 1000,
                         dur * 1000, (int64_t)loc->interval_us * 1000);
     }
     else {
@@ -596,8 +593,8 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
     pp_profile_init(&before);
     pp_profile_init(&after);
     t0 = pp_wall_us();
-    /* stack sets only: what is subtracted is matched by node, and the
-     * result is resolved as it is encoded (send_pprof) */
+    /* stack sets only: what is subtracted is matched by node, and only
+     * the result is resolved */
     if (pp_profile_of_location(&before, st, idx, t0, 0, PP_SIDE_ALL)) {
         pp_profile_free(&before);
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -626,9 +623,11 @@ static int serve_pull(request_rec *r, pp_store_t *st, query_t *q,
     pp_profile_sort(&after);
     {
         pp_pprof_label_t labels[1] = {{"location", lp, 0}};
-        rc = send_pprof(r, &after, st, labels, 1, t0 * 1000,
-                        (pp_wall_us() - t0) * 1000,
-                        (int64_t)loc->interval_us * 1000);
+        rc = pp_profile_resolve(&after, st) != 0
+                 ? HTTP_INTERNAL_SERVER_ERROR
+                 : send_pprof(r, &after, labels, 1, t0 * 1000,
+                              (pp_wall_us() - t0) * 1000,
+                              (int64_t)loc->interval_us * 1000);
     }
     pp_profile_free(&before);
     pp_profile_free(&after);

@@ -349,19 +349,15 @@ static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out, int finish)
     return 0;
 }
 
-/* The encoder of both entry points: p resolved, or (st and wp = p) its
- * stacks resolved a window at a time as the samples are written. */
-static int pprof_encode(pp_bytes_t *out, const pp_profile_t *p,
-                        pp_profile_t *wp, const pp_store_t *st,
-                        const pp_pprof_label_t *labels, size_t nlabels,
-                        int64_t time_ns, int64_t duration_ns,
-                        int64_t interval_ns)
+int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
+                    const pp_pprof_label_t *labels, size_t nlabels,
+                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
 {
     pp_bytes_t prof = {0}, sub = {0}, sub2 = {0};
     frame_index_t fi = {0}, fns = {0};
     strtab_t strs = {0};
     uint32_t frames[PP_DEPTH_LIMIT + 2];
-    size_t i, lo = 0, hi = 0;
+    size_t i;
     uint32_t k;
     int64_t s_samples, s_count, s_wall, s_ns;
     z_stream z;
@@ -403,9 +399,6 @@ static int pprof_encode(pp_bytes_t *out, const pp_profile_t *p,
     for (i = 0; i < p->n; i++) {
         uint32_t d, j;
         size_t l;
-        if (wp && i >= hi && pp_profile_resolve_window(wp, st, &lo, &hi)) {
-            goto done;
-        }
         d = pp_profile_stack_frames(p, i, frames, PP_DEPTH_LIMIT + 2);
         pb_key(&sub, 1, 2);
         for (j = 0; j < d; j++) {
@@ -507,22 +500,4 @@ done:
     fi_free(&fi);
     fi_free(&fns);
     return rc;
-}
-
-int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
-                    const pp_pprof_label_t *labels, size_t nlabels,
-                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
-{
-    return pprof_encode(out, p, NULL, NULL, labels, nlabels, time_ns,
-                        duration_ns, interval_ns);
-}
-
-int pp_export_pprof_windowed(pp_bytes_t *out, pp_profile_t *p,
-                             const pp_store_t *st,
-                             const pp_pprof_label_t *labels, size_t nlabels,
-                             int64_t time_ns, int64_t duration_ns,
-                             int64_t interval_ns)
-{
-    return pprof_encode(out, p, p, st, labels, nlabels, time_ns, duration_ns,
-                        interval_ns);
 }

@@ -5,8 +5,7 @@
  * Names are exported whole (display shortening is the pages' business);
  * every string is escaped or length-delimited for its format.  Each
  * writes a resolved profile (pp_profile_resolve) and nothing else: it
- * never reads the store, except through pp_profile's resolve step for
- * pp_export_pprof_windowed.  Heap memory only.
+ * never reads the store.  Heap memory only.
  */
 #ifndef PP_EXPORT_H
 #define PP_EXPORT_H
@@ -42,16 +41,5 @@ typedef struct pp_bytes {
 int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
                     const pp_pprof_label_t *labels, size_t nlabels,
                     int64_t time_ns, int64_t duration_ns, int64_t interval_ns);
-
-/* The same bytes from a profile not resolved yet (a location's stack set,
- * sorted): its stacks are resolved a window at a time as they are encoded
- * (pp_profile_resolve_window), so the copy never holds more than a
- * window's nodes, however many the stacks share.  p is left with the
- * last window resolved only. */
-int pp_export_pprof_windowed(pp_bytes_t *out, pp_profile_t *p,
-                             const pp_store_t *st,
-                             const pp_pprof_label_t *labels, size_t nlabels,
-                             int64_t time_ns, int64_t duration_ns,
-                             int64_t interval_ns);
 
 #endif

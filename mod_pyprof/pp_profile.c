@@ -34,13 +34,12 @@ void pp_profile_free(pp_profile_t *p)
     pp_u64map_free(&p->index);
     pp_u64map_free(&p->frame_of);
     pp_u64map_free(&p->node_of);
-    pp_u64map_free(&p->pinned_of);
     memset(p, 0, sizeof(*p));
 }
 
 /* The merge index (node -> index + 1), built anew from the stacks: it is
  * only needed while stacks are added, taken away or looked up, so the
- * resolves for the views and the pprof export drop it, and the next
+ * resolve for the views drops it, and the next
  * pp_profile_add or pp_profile_subtract builds it again. */
 static int index_build(pp_profile_t *p)
 {
@@ -409,10 +408,6 @@ static int resolve_stack(pp_profile_t *p, const pp_store_t *st,
      * copied, so a stack cut short leaves nothing half-made) */
     cap = p->node_of.cap;
     while (node && n < PP_DEPTH_LIMIT + 2) {
-        if (p->npinned && (slot = pp_u64map_find(&p->pinned_of, node))) {
-            parent = *slot; /* kept from the first window */
-            break;
-        }
         if (!(slot = pp_u64map_get(&p->node_of, node, 0))) {
             return -1;
         }
@@ -465,9 +460,8 @@ static void resolve_drop_nodes(pp_profile_t *p)
     }
     free(p->nodes);
     p->nodes = NULL;
-    p->nnodes = p->nodes_cap = p->npinned = 0;
+    p->nnodes = p->nodes_cap = 0;
     pp_u64map_free(&p->node_of);
-    pp_u64map_free(&p->pinned_of);
 }
 
 int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st)
@@ -488,48 +482,6 @@ int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st)
      * output) */
     pp_u64map_free(&p->node_of);
     return rc;
-}
-
-int pp_profile_resolve_window(pp_profile_t *p, const pp_store_t *st, size_t *lo,
-                              size_t *hi)
-{
-    size_t i;
-
-    if (*hi == 0) {
-        resolve_drop_nodes(p);     /* whatever an earlier resolve copied */
-        pp_u64map_free(&p->index); /* the exports merge nothing */
-    }
-    else {
-        for (i = *lo; i < *hi && i < p->n; i++) {
-            p->v[i].leaf = 0;
-        }
-        if (!p->pinned_of.keys) {
-            /* the first window's nodes stay, for every later one: the
-             * commonest stacks come first, and the frames they share
-             * with the others (the framework's, say) are copied once */
-            p->pinned_of = p->node_of;
-            p->npinned = p->nnodes;
-            memset(&p->node_of, 0, sizeof(p->node_of));
-        }
-        else {
-            p->nnodes = p->npinned;
-            pp_u64map_clear(&p->node_of);
-        }
-    }
-    if (resolve_init(p)) {
-        return -1;
-    }
-    *lo = *hi;
-    for (i = *lo; i < p->n && (i == *lo || p->nnodes - p->npinned <
-                                               PP_PROFILE_WINDOW_NODES / 2);
-         i++) {
-        if (resolve_stack(p, st, &p->v[i])) {
-            *hi = i;
-            return -1;
-        }
-    }
-    *hi = i;
-    return 0;
 }
 
 const pp_pframe_t *pp_profile_pframe(const pp_profile_t *p, uint32_t frame)

@@ -5,11 +5,9 @@
  * frames for the exports.
  *
  * Built from snapshot reads of the store, then resolved once
- * (pp_profile_resolve, pp_profile_resolve_tree), or a window of stacks at
- * a time for an export that reads them in order
- * (pp_profile_resolve_window): the frames' names and the stacks' nodes
- * are copied into memory the profile owns, and the trees, views and
- * exports read that copy only.  Owns heap memory
+ * (pp_profile_resolve, pp_profile_resolve_tree): the frames' names and
+ * the stacks' nodes are copied into memory the profile owns, and the
+ * trees, views and exports read that copy only.  Owns heap memory
  * (malloc), so only the handler uses it, never a request thread or the
  * sampler.
  */
@@ -65,9 +63,6 @@ typedef struct pp_profile {
     pp_pnode_t *nodes;
     uint32_t nnodes, nodes_cap;
     pp_u64map_t frame_of, node_of; /* store id -> local id (resolving) */
-    /* pp_profile_resolve_window: the first window's nodes, kept */
-    pp_u64map_t pinned_of;
-    uint32_t npinned;
 } pp_profile_t;
 
 void pp_profile_init(pp_profile_t *p);
@@ -83,7 +78,7 @@ int pp_profile_add_table(pp_profile_t *p, const pp_agg_entry_t *tab, uint32_t n,
 int pp_profile_add_window(pp_profile_t *p, const pp_store_t *st, int location,
                           int64_t now_us, int64_t window_us);
 /* Take samples away from a stack (floored at zero).  -1 on ENOMEM (the
- * merge index, dropped by pp_profile_resolve_tree or _window, could not
+ * merge index, dropped by pp_profile_resolve_tree, could not
  * be built again). */
 int pp_profile_subtract(pp_profile_t *p, uint32_t node, uint64_t count,
                         uint64_t weight_us, uint64_t cpu_us);
@@ -109,20 +104,6 @@ int pp_profile_of_location(pp_profile_t *p, const pp_store_t *st, int location,
  * (store node -> copy) is freed; the merge index (p->index) stays.  -1 on
  * ENOMEM (the stacks not reached stay unresolved). */
 int pp_profile_resolve(pp_profile_t *p, const pp_store_t *st);
-
-/* Resolve a window of stacks at a time, for an export that reads them in
- * order (pp_export_pprof_windowed): a location's full stack set can share
- * millions of nodes, and this holds at most about
- * PP_PROFILE_WINDOW_NODES of them (the nodes of one stack more).  Start
- * with *lo = *hi = 0; each call drops the nodes of the window [*lo, *hi)
- * (its stacks read as unresolved again; frames stay, with their ids) and
- * resolves the next one, from the old *hi to the new (at least one stack
- * while any is left).  A node shared by two windows is copied twice.  The
- * merge index is dropped (built again if stacks are added).  -1 on
- * ENOMEM. */
-#define PP_PROFILE_WINDOW_NODES 32768
-int pp_profile_resolve_window(pp_profile_t *p, const pp_store_t *st, size_t *lo,
-                              size_t *hi);
 
 /* Building by hand, no store: a frame (strings copied) and a node under
  * `parent` (0: a root); each returns its id, 0 on ENOMEM. */

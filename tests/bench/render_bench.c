@@ -324,8 +324,7 @@ static void worst_location(void *a)
         pp_location_page_free(&pg);
         return;
     }
-    /* the exports are complete by design: their cost is the stacks'; the
-     * pprof one is resolved as it is encoded, as the handler does */
+    /* the exports are complete by design: their cost is the stacks' */
     pp_profile_init(&p);
     if (what == 2) {
         pp_ov_location_t l;
@@ -336,8 +335,8 @@ static void worst_location(void *a)
     }
     else if (pp_profile_of_location(&p, st, worst_loc, opt.now_us, 0,
                                     PP_SIDE_ALL) == 0 &&
-             pp_export_pprof_windowed(&out, &p, st, NULL, 0, 0, 0, 10000000) ==
-                 0) {
+             pp_profile_resolve(&p, st) == 0 &&
+             pp_export_pprof(&out, &p, NULL, 0, 0, 0, 10000000) == 0) {
         bytes = out.len;
         free(out.data);
     }

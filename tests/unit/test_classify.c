@@ -12,6 +12,7 @@
 
 #include "pp_render_int.h"
 #include "pp_store.h"
+#include "pp_store_testing.h"
 
 #define START_US 1700000000000000LL
 

@@ -366,59 +366,7 @@ static void test_pprof_many_distinct_functions_each_resolve(void **state)
     }
 }
 
-/* A location's export resolves a window of stacks at a time: over many
- * windows (stacks sharing a prefix, tails of their own), the bytes are
- * those of the profile resolved whole. */
-static void test_pprof_windowed_writes_the_same_bytes(void **state)
-{
-    fix_t *f = *state;
-    enum { STACKS = 500, PREFIX = 50, TAIL = 150 };
-    pp_profile_t w;
-    pp_bytes_t gz;
-    uint32_t common = 0, node, i, d;
-    char name[32];
-
-    for (d = 0; d < PREFIX; d++) {
-        snprintf(name, sizeof(name), "wsgi_%u", d);
-        common = pp_store_intern_node(f->st, common,
-                                      frame(f->st, name, "fw.py", d + 1));
-    }
-    pp_profile_init(&w);
-    for (i = 0; i < STACKS; i++) {
-        node = common;
-        for (d = 0; d < TAIL; d++) {
-            /* each stack's own entry point, then steps all share */
-            if (d) {
-                snprintf(name, sizeof(name), "step_%u_%u", d, (i + d) % 7);
-            }
-            else {
-                snprintf(name, sizeof(name), "entry_%u", i);
-            }
-            node = pp_store_intern_node(f->st, node,
-                                        frame(f->st, name, "app.py", d + 1));
-        }
-        assert_true(node != 0);
-        assert_int_equal(pp_profile_add(&f->prof, node, 1 + i % 5, 10000, 0),
-                         0);
-        assert_int_equal(pp_profile_add(&w, node, 1 + i % 5, 10000, 0), 0);
-    }
-    /* more nodes than two windows hold */
-    assert_true(STACKS * TAIL > 2 * PP_PROFILE_WINDOW_NODES);
-    pp_profile_sort(&w);
-    assert_int_equal(pp_export_pprof_windowed(&gz, &w, f->st, NULL, 0, 1, 2, 3),
-                     0);
-    pp_profile_sort(&f->prof);
-    assert_int_equal(pp_profile_resolve(&f->prof, f->st), 0);
-    assert_int_equal(pp_export_pprof(&f->gz, &f->prof, NULL, 0, 1, 2, 3), 0);
-    assert_int_equal(gz.len, f->gz.len);
-    assert_memory_equal(gz.data, f->gz.data, gz.len);
-    read_profile(&gz, f->pf);
-    assert_int_equal(f->pf->nsamples, STACKS);
-    free(gz.data);
-    pp_profile_free(&w);
-}
-
-/* Resolving for the pprof export drops the merge index (pp_profile_resolve
+/* Resolving for the views drops the merge index (pp_profile_resolve
  * keeps it); adding and subtracting build it again, and still find the
  * stacks already there. */
 static void test_profile_merges_after_a_resolve(void **state)
@@ -426,16 +374,16 @@ static void test_profile_merges_after_a_resolve(void **state)
     fix_t *f = *state;
     uint32_t a = pp_store_intern_node(f->st, 0, frame(f->st, "a", "x.py", 1));
     uint32_t b = pp_store_intern_node(f->st, a, frame(f->st, "b", "x.py", 2));
-    size_t lo = 0, hi = 0;
+    pp_tree_t t;
 
     assert_int_equal(pp_profile_add(&f->prof, a, 2, 20, 0), 0);
     assert_int_equal(pp_profile_add(&f->prof, b, 5, 50, 0), 0);
     pp_profile_sort(&f->prof);
     assert_int_equal(pp_profile_resolve(&f->prof, f->st), 0);
     assert_non_null(pp_u64map_find(&f->prof.index, b));
-    assert_int_equal(pp_profile_resolve_window(&f->prof, f->st, &lo, &hi), 0);
-    assert_int_equal(hi, 2);
+    assert_int_equal(pp_profile_resolve_tree(&f->prof, f->st, &t), 0);
     assert_null(f->prof.index.keys);
+    pp_tree_free(&t);
     assert_int_equal(pp_profile_subtract(&f->prof, b, 1, 10, 0), 0);
     assert_int_equal(pp_profile_add(&f->prof, a, 1, 10, 0), 0);
     assert_int_equal(f->prof.n, 2);
@@ -455,8 +403,6 @@ int main(void)
             test_pprof_has_one_function_per_name_and_file, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_pprof_many_distinct_functions_each_resolve, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_pprof_windowed_writes_the_same_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profile_merges_after_a_resolve,
                                         setup, teardown),
     };
