@@ -99,7 +99,13 @@ def busy(srv):
     except PermissionError as e:
         pytest.skip("cannot pin the server's threads to CPU %d (%s): the test "
                     "needs them to share one core with the busy loops" % (cpu, e))
-    hogs = [subprocess.Popen([sys.executable, "-c", HOG, str(cpu), str(HOG_SECONDS)])
+    # each loop in a session of its own: with the kernel's autogroup
+    # scheduling (sched_autogroup_enabled) a session is one group sharing
+    # the CPU fairly with the others, and httpd, which detached, is a group
+    # of its own; three loops in this test's session would be one group
+    # and leave the server half the CPU, not a quarter
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG, str(cpu), str(HOG_SECONDS)],
+                             start_new_session=True)
             for _ in range(HOGS)]
     try:
         time.sleep(0.3)   # the loops are running
