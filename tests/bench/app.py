@@ -50,11 +50,16 @@ and never writes to stderr.
 """
 
 import json
+import os
 import re
 import sys
 import threading
 import time
 from urllib.parse import parse_qs
+
+# burn_cpu: pyprof_testlib.py, which the harness copies next to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyprof_testlib import burn_cpu  # noqa: E402
 
 ROWS = 50
 COLUMNS = 30          # ~10 calls a cell + the row's own: ~300 calls a row
@@ -141,16 +146,6 @@ def render_table(rows=ROWS):
 
 
 # -- CPU-bound views for the sample-rate part -------------------------------
-
-def burn_cpu(ms):
-    """Spin in Python bytecode until this thread has used `ms` of CPU."""
-    deadline = time.thread_time() + ms / 1000.0
-    spins = 0
-    while time.thread_time() < deadline:
-        spins += 1
-        spins = (spins * 7 + 3) % 1000003
-    return spins
-
 
 def recurse(depth, ms):
     if depth <= 1:

@@ -107,24 +107,18 @@ APP = '''\
     /app/report   2 ms of CPU, then a 30 ms sleep      (kept, other path)
 """
 
-import time
+import os
+import sys
 
 try:
     import pyprof  # daemon mode: starts the daemon process' sampler
 except ImportError:
     pyprof = None
 
-
-def burn_cpu(ms):
-    deadline = time.thread_time() + ms / 1000.0
-    spins = 0
-    while time.thread_time() < deadline:
-        spins = (spins * 7 + 3) % 1000003
-    return spins
-
-
-def sleep_for(ms):
-    time.sleep(ms / 1000.0)
+# burn_cpu and sleep_for: pyprof_testlib.py, which the harness copies next
+# to this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
 
 
 def format_row(i):

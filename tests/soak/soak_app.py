@@ -40,8 +40,15 @@ import hashlib
 import os
 import re
 import sys
-import time
 from urllib.parse import parse_qs
+
+# burn_cpu and sleep_for: pyprof_testlib.py, which the harness copies next
+# to this file; read in place (soak.py loads this file from tests/soak for
+# its checks) it is tests/integration/apps'
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+sys.path.append(os.path.join(_HERE, os.pardir, "integration", "apps"))
+from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
 
 try:
     import pyprof  # daemon mode: starts the daemon process' sampler
@@ -68,22 +75,6 @@ class _NoSegment(object):
 
 
 segment = pyprof.segment if pyprof is not None else _NoSegment
-
-
-def burn_cpu(ms):
-    """Spin in Python bytecode until this thread has used `ms` of CPU."""
-    deadline = time.thread_time() + ms / 1000.0
-    spins = 0
-    while time.thread_time() < deadline:
-        spins += 1
-        spins = (spins * 7 + 3) % 1000003
-    return spins
-
-
-def sleep_for(ms):
-    """Wait `ms` milliseconds off-CPU."""
-    if ms > 0:
-        time.sleep(ms / 1000.0)
 
 
 def _int(params, name, default, lo=0, hi=MAX_MS):
