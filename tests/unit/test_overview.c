@@ -15,9 +15,6 @@
 
 #define NOW_US 1700000060000000LL /* 2023-11-14T22:14:20Z */
 #define START_US 1700000000123000LL
-#define EVIL_PATH "/a\"<b>&c"
-#define EVIL_URI "/x?<img src=y>&z=\"1\""
-#define EVIL_FN "<script>f()</script>"
 
 static unit_buf_t buf;
 static pp_sink_t out;

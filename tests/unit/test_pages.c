@@ -16,12 +16,6 @@
 
 #define NOW_US 1700000060000000LL /* 2023-11-14T22:14:20Z */
 #define START_US 1700000000123000LL
-#define EVIL_PATH "/a\"<b>&c"
-#define EVIL_PATH_ESC "/a&quot;&lt;b&gt;&amp;c"
-#define EVIL_URI "/x?<img src=y>&z=\"1\""
-#define EVIL_URI_ESC "/x?&lt;img src=y&gt;&amp;z=&quot;1&quot;"
-#define EVIL_FN "<script>f()</script>"
-#define EVIL_FN_ESC "&lt;script&gt;f()&lt;/script&gt;"
 
 static unit_buf_t buf;
 static pp_sink_t out;
@@ -43,20 +37,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A resolved stack of the frames f[0..n) (root first). */
-static void add_stack(pp_profile_t *p, const uint32_t *f, size_t n,
-                      uint64_t count, uint64_t weight_us, uint64_t cpu_us)
-{
-    uint32_t node = 0;
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        node = pp_profile_new_node(p, node, f[i]);
-    }
-    assert_int_equal(pp_profile_add_resolved(p, node, count, weight_us, cpu_us),
-                     0);
-}
-
 /* main -> EVIL_FN x3 (30 ms, 10 on CPU), main -> io x1 (10 ms). */
 static void evil_profile(pp_profile_t *p)
 {
@@ -68,8 +48,8 @@ static void evil_profile(pp_profile_t *p)
     io = pp_profile_new_frame(p, "io", "/srv/app/app.py", 9);
     {
         uint32_t a[] = {m, e}, b[] = {m, io};
-        add_stack(p, a, 2, 3, 30000, 10000);
-        add_stack(p, b, 2, 1, 10000, 0);
+        unit_add_stack(p, a, 2, 3, 30000, 10000);
+        unit_add_stack(p, b, 2, 1, 10000, 0);
     }
     pp_profile_sort(p);
 }
@@ -265,8 +245,8 @@ static void test_location_diff_html_of_a_snapshot(void **state)
     e = pp_profile_new_frame(&pg.rest, EVIL_FN, "/srv/app/e.py", 7);
     {
         uint32_t a[] = {m, io}, b[] = {m, e};
-        add_stack(&pg.rest, a, 2, 3, 30000, 0);
-        add_stack(&pg.rest, b, 2, 1, 10000, 0);
+        unit_add_stack(&pg.rest, a, 2, 3, 30000, 0);
+        unit_add_stack(&pg.rest, b, 2, 1, 10000, 0);
     }
     pp_profile_sort(&pg.rest);
     assert_int_equal(pp_tree_build(&pg.rest_tree, &pg.rest), 0);

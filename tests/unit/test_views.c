@@ -16,18 +16,11 @@
 static unit_buf_t buf;
 static pp_sink_t out;
 
+/* count samples of 10 ms */
 static uint32_t add_stack(pp_profile_t *p, const uint32_t *frames,
                           uint32_t depth, uint64_t count, uint64_t cpu_us)
 {
-    uint32_t node = 0, d;
-
-    for (d = 0; d < depth; d++) {
-        node = pp_profile_new_node(p, node, frames[d]);
-        assert_true(node != 0);
-    }
-    assert_int_equal(
-        pp_profile_add_resolved(p, node, count, count * 10000, cpu_us), 0);
-    return node;
+    return unit_add_stack(p, frames, depth, count, count * 10000, cpu_us);
 }
 
 typedef struct fix {

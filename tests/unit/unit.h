@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pp_profile.h"
 #include "pp_render.h"
 
 #define UNIT_PYTHON "/usr/bin/python3"
@@ -81,6 +82,34 @@ static inline void unit_buf_free(unit_buf_t *b)
     free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
+}
+
+/* ---- hand-made profiles and hostile names ---- */
+
+/* Names a renderer must escape, and how HTML shows them. */
+#define EVIL_PATH "/a\"<b>&c"
+#define EVIL_PATH_ESC "/a&quot;&lt;b&gt;&amp;c"
+#define EVIL_URI "/x?<img src=y>&z=\"1\""
+#define EVIL_URI_ESC "/x?&lt;img src=y&gt;&amp;z=&quot;1&quot;"
+#define EVIL_FN "<script>f()</script>"
+#define EVIL_FN_ESC "&lt;script&gt;f()&lt;/script&gt;"
+
+/* A resolved stack of the profile's frames[0 .. depth) (root first),
+ * added with its counts; its leaf node. */
+static inline uint32_t unit_add_stack(pp_profile_t *p, const uint32_t *frames,
+                                      size_t depth, uint64_t count,
+                                      uint64_t weight_us, uint64_t cpu_us)
+{
+    uint32_t node = 0;
+    size_t d;
+
+    for (d = 0; d < depth; d++) {
+        node = pp_profile_new_node(p, node, frames[d]);
+        assert_true(node != 0);
+    }
+    assert_int_equal(pp_profile_add_resolved(p, node, count, weight_us, cpu_us),
+                     0);
+    return node;
 }
 
 /* ---- render options ---- */
