@@ -117,9 +117,17 @@ void pp_render_metrics(pp_sink_t *o, const pp_overview_t *ov,
               "# HELP pyprof_sampler_gil_wait_seconds_total Time the "
               "samplers waited for the GIL.\n"
               "# TYPE pyprof_sampler_gil_wait_seconds_total counter\n"
-              "pyprof_sampler_gil_wait_seconds_total %.6f\n",
+              "pyprof_sampler_gil_wait_seconds_total %.6f\n"
+              "# HELP pyprof_sampler_phase_seconds_total Wall time the "
+              "sampler threads spent per phase of a tick: reading stacks, "
+              "classifying the samples, storing them.\n"
+              "# TYPE pyprof_sampler_phase_seconds_total counter\n"
+              "pyprof_sampler_phase_seconds_total{phase=\"walk\"} %.6f\n"
+              "pyprof_sampler_phase_seconds_total{phase=\"classify\"} %.6f\n"
+              "pyprof_sampler_phase_seconds_total{phase=\"store\"} %.6f\n",
               (unsigned long long)ov->c.samples, ov->c.sampler_cpu_ns / 1e9,
-              ov->c.gil_wait_ns / 1e9);
+              ov->c.gil_wait_ns / 1e9, ov->c.walk_ns / 1e9,
+              ov->c.classify_ns / 1e9, ov->c.store_ns / 1e9);
     store_counters(o, &ov->c);
     pp_printf(o,
               "# HELP pyprof_store_bytes Shared store size and frame text "

@@ -194,6 +194,13 @@ def test_sampler_counters_are_present_and_move(srv, traffic):
     assert metric(samples, "pyprof_traces_kept_total") >= 1
     for reason in ("slots_full", "frames_full", "lost"):
         assert metric(samples, "pyprof_dropped_total", reason=reason) == 0, reason
+    # the phases of the sampler's ticks: reading stacks took time, and
+    # none of them more than the sampler's whole wall time could hold
+    phases = {p: metric(samples, "pyprof_sampler_phase_seconds_total", phase=p)
+              for p in ("walk", "classify", "store")}
+    assert all(v is not None for v in phases.values()), phases
+    assert phases["walk"] > 0, phases
+    assert all(v >= 0 for v in phases.values()), phases
     before = metric(samples, "pyprof_samples_total")
     srv.get_ok("/app/slow/%s?ms=100" % unique("more"))
     assert wait_for(lambda: metric(parse_prometheus(scrape(srv)),

@@ -138,6 +138,9 @@ static void make_overview(pp_overview_t *ov)
     atomic_store(&ov->c.ticks, 99);
     atomic_store(&ov->c.sampler_cpu_ns, 2500000000ULL);
     atomic_store(&ov->c.gil_wait_ns, 750000000ULL);
+    atomic_store(&ov->c.walk_ns, 1250000000ULL);
+    atomic_store(&ov->c.classify_ns, 125000000ULL);
+    atomic_store(&ov->c.store_ns, 62500000ULL);
     atomic_store(&ov->c.torn, 17);
     atomic_store(&ov->c.slots_full, 4);
     atomic_store(&ov->c.frames_full, 6);
@@ -200,6 +203,12 @@ static void test_metrics_of_a_snapshot(void **state)
     assert_non_null(strstr(m, "\npyprof_sampler_cpu_seconds_total 2.500000\n"));
     assert_non_null(
         strstr(m, "\npyprof_sampler_gil_wait_seconds_total 0.750000\n"));
+    assert_non_null(strstr(m, "\npyprof_sampler_phase_seconds_total"
+                              "{phase=\"walk\"} 1.250000\n"
+                              "pyprof_sampler_phase_seconds_total"
+                              "{phase=\"classify\"} 0.125000\n"
+                              "pyprof_sampler_phase_seconds_total"
+                              "{phase=\"store\"} 0.062500\n"));
     assert_non_null(strstr(m, "\npyprof_traces_evicted_total 21\n"));
     assert_non_null(
         strstr(m, "\npyprof_dropped_total{reason=\"slots_full\"} 4\n"));
