@@ -43,8 +43,8 @@ static void tree_sections(pp_sink_t *o, const pp_tree_t *tree, int with_cpu,
     pp_view_hot(o, tree, with_cpu, app_root);
     pp_puts(o, "<h2>Call tree <span class=muted>(top-down; bar: "
                "<span style=\"color:#d9480f\">on CPU</span> / "
-               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O or "
-               "waiting for the GIL</span>)</span></h2>");
+               "<span style=\"color:#7aa2d6\">off CPU: sleep, I/O, "
+               "waiting for the GIL or for a core</span>)</span></h2>");
     pp_view_tree(o, tree, app_root);
 }
 
