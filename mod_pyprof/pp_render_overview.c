@@ -573,7 +573,8 @@ static void sampler_section(pp_sink_t *o, const pp_overview_t *ov,
         /* the phases of a wake-up, wall time per sample */
         pp_printf(o,
                   "<div class=card><b>%.1f / %.1f / %.1f &micro;s</b><span>"
-                  "per sample: walking / classifying / storing</span></div>",
+                  "wall time per sample: walking / classifying / storing"
+                  "</span></div>",
                   c->walk_ns / 1e3 / samples, c->classify_ns / 1e3 / samples,
                   c->store_ns / 1e3 / samples);
     }

@@ -205,7 +205,7 @@ def test_sampler_cost_is_split_by_phase(srv, busy):
     # the sleeping request: its wait channel read again only after it ran
     assert sampler["wchan_reads_saved"] > 0, sampler
     page = srv.get_ok("/server-profile").text
-    m = re.search(r"<b>([\d.]+) / ([\d.]+) / ([\d.]+) &micro;s</b><span>per sample: "
+    m = re.search(r"<b>([\d.]+) / ([\d.]+) / ([\d.]+) &micro;s</b><span>wall time per sample: "
                   r"walking / classifying / storing</span>", page)
     assert m, page[page.find("Sampler cost"):][:3000]
     assert float(m.group(2)) > 0
