@@ -44,6 +44,7 @@ typedef struct entry {
     int64_t last_cpu_ns;
     void *interp;         /* where its thread was last found */
     int wchan_fd;         /* /proc/self/task/TID/wchan, opened on first need */
+    int stat_fd;          /* /proc/self/task/TID/stat, likewise */
     int64_t start_cpu_ns; /* the thread's CPU clock at registration */
     int64_t start_run_delay_ns; /* its time waiting for a core then, -1 */
     /* The last verdict read from the wait channel (PP_SAMPLE_*, -1 none)
@@ -232,6 +233,7 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
     e->interval_ns = (int64_t)interval_us * 1000;
     e->last_ns = now;
     e->wchan_fd = -1;
+    e->stat_fd = -1;
     e->known_how = -1;
     /* first sample at a random phase inside the interval, so periodic
      * work in the app cannot alias with the sampling clock */
@@ -271,7 +273,7 @@ int pp_sampler_current(int *slot, uint64_t *serial)
 int64_t pp_sampler_unregister_cpu(int slot)
 {
     int i;
-    int fd = -1;
+    int fd = -1, stat_fd = -1;
     int64_t start = -1, waited = -1, now;
     uint64_t serial = 0;
 
@@ -279,6 +281,7 @@ int64_t pp_sampler_unregister_cpu(int slot)
     for (i = 0; i < S.n; i++) {
         if (S.entries[i].slot == slot) {
             fd = S.entries[i].wchan_fd;
+            stat_fd = S.entries[i].stat_fd;
             if (pthread_equal(S.entries[i].thread, pthread_self())) {
                 start = S.entries[i].start_cpu_ns;
                 waited = S.entries[i].start_run_delay_ns;
@@ -291,6 +294,9 @@ int64_t pp_sampler_unregister_cpu(int slot)
     pthread_mutex_unlock(&S.mu);
     if (fd >= 0) {
         close(fd);
+    }
+    if (stat_fd >= 0) {
+        close(stat_fd);
     }
     /* only where the request's Python ran: a thread that proxies to a
      * mod_wsgi daemon would overwrite the daemon thread's count */
@@ -377,6 +383,38 @@ int pp_sample_how_wchan(const char *w, ssize_t n, int names)
     return PP_SAMPLE_OFF_CPU;
 }
 
+int pp_sample_stat_runnable(const char *stat, ssize_t n)
+{
+    ssize_t i;
+
+    /* "pid (comm) S ...": comm may hold anything, the state follows the
+     * last ')' */
+    for (i = n - 1; i >= 0 && stat[i] != ')'; i--) {
+    }
+    if (i < 0 || i + 2 >= n || stat[i + 1] != ' ') {
+        return -1;
+    }
+    return stat[i + 2] == 'R';
+}
+
+/* Whether e's thread is runnable now, from its stat (-1: unknown). */
+static int entry_runnable(entry_t *e)
+{
+    char buf[512];
+    ssize_t got;
+
+    if (e->stat_fd < 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)e->tid);
+        e->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (e->stat_fd < 0) {
+            return -1;
+        }
+    }
+    got = pread(e->stat_fd, buf, sizeof(buf), 0);
+    return got > 0 ? pp_sample_stat_runnable(buf, got) : -1;
+}
+
 /* How each request's interval was spent, read right after its stack.
  * With the GIL held every other Python thread is parked where it was; GIL-
  * free, the reading is a few microseconds after the stack.  On CPU for at
@@ -403,7 +441,7 @@ int pp_sample_how_wchan(const char *w, ssize_t n, int names)
 static int64_t classify_targets(pp_store_t *st, int n)
 {
     int64_t at = pp_mono_ns();
-    uint64_t clocks = 0, wchans = 0, saved = 0;
+    uint64_t clocks = 0, wchans = 0, saved = 0, stats = 0;
     int i;
 
     for (i = 0; i < n; i++) {
@@ -457,6 +495,11 @@ static int64_t classify_targets(pp_store_t *st, int n)
                 ref->how = PP_SAMPLE_ON_CPU; /* running now */
                 continue;
             }
+            /* queued, or asleep and not dequeued yet: the state says */
+            if (entry_runnable(e) == 0) {
+                ref->how = PP_SAMPLE_OFF_CPU;
+            }
+            stats++;
         }
         if (ref->cpu_ns >= 0) {
             e->known_how = ref->how;
@@ -465,7 +508,8 @@ static int64_t classify_targets(pp_store_t *st, int n)
     }
     atomic_fetch_add_explicit(&st->c.cpu_clock_reads, clocks,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->c.wchan_reads, wchans, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->c.wchan_reads, wchans + stats,
+                              memory_order_relaxed);
     atomic_fetch_add_explicit(&st->c.wchan_reads_saved, saved,
                               memory_order_relaxed);
     return pp_mono_ns() - at;

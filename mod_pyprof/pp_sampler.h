@@ -53,5 +53,11 @@ int64_t pp_thread_cpu_ns(pthread_t thread);
  * PP_SAMPLE_WAIT_CORE only if `names` (the kernel names wait channels). */
 int pp_sample_on_cpu(int64_t cpu_delta_ns, int64_t wall_ns);
 int pp_sample_how_wchan(const char *w, ssize_t n, int names);
+/* Whether /proc/self/task/TID/stat (`n` bytes) says the thread is
+ * runnable (state R): 1, 0 (blocked: S, D, ...), or -1 if unreadable.  A
+ * wait channel of "0" alone does not say so: since Linux 6.12 a thread
+ * that went to sleep on a busy CPU can stay queued a while (delayed
+ * dequeue), and the kernel names no wait channel for a queued thread. */
+int pp_sample_stat_runnable(const char *stat, ssize_t n);
 
 #endif

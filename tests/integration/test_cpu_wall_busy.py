@@ -13,6 +13,7 @@ come out asleep.
 One server per MPM: /app sampled every 10 ms, kept from 100 ms.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -69,11 +70,12 @@ def python_samples(req):
 
 
 def brief(req):
-    """What a failed assertion should show of a request."""
-    return {k: req.get(k) for k in (
+    """What a failed assertion should show of a request (a string: pytest
+    prints it whole)."""
+    return json.dumps({k: req.get(k) for k in (
         "duration_ms", "app_ms", "cpu_ms", "samples", "samples_on_cpu", "samples_off_cpu",
         "samples_gil_wait", "samples_wait_core", "wait_core_ms", "samples_outside_python",
-        "achieved_interval_ms", "stolen_ms")}
+        "achieved_interval_ms", "stolen_ms")})
 
 
 def stolen_ms():

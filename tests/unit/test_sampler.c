@@ -167,12 +167,13 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
 
 /* ---- pread, watched ---- */
 
-static atomic_int wchan_reads, other_reads, schedstat_reads;
+static atomic_int wchan_reads, other_reads, schedstat_reads, stat_reads;
 
-/* The sampler reads a thread's wait channel with pread(); a read of any
- * other descriptor (one closed and reused for another file) is counted.
- * The one other file read with pread() is a request thread's own
- * schedstat, when it registers and unregisters. */
+/* The sampler reads a thread's wait channel with pread(), and its stat
+ * when the wait channel says "not blocked"; a read of any other
+ * descriptor (one closed and reused for another file) is counted.  The
+ * one other file read with pread() is a request thread's own schedstat,
+ * when it registers and unregisters. */
 ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
     char link[64], target[256];
@@ -187,6 +188,10 @@ ssize_t pread(int fd, void *buf, size_t n, off_t off)
     else if (len > 10 && strcmp(target + len - 10, "/schedstat") == 0 &&
              strstr(target, "/task/")) {
         atomic_fetch_add(&schedstat_reads, 1);
+    }
+    else if (len > 5 && strcmp(target + len - 5, "/stat") == 0 &&
+             strstr(target, "/task/")) {
+        atomic_fetch_add(&stat_reads, 1);
     }
     else {
         atomic_fetch_add(&other_reads, 1);
@@ -464,6 +469,23 @@ static void test_on_cpu_is_half_the_interval_or_more(void **state)
     assert_false(pp_sample_on_cpu(-1, 10000000));
 }
 
+/* A thread's state from its stat: the field after the last ')', whatever
+ * the thread's name holds; anything cut short is unknown. */
+static void test_stat_says_whether_a_thread_is_runnable(void **state)
+{
+    static const char r[] = "4242 (httpd) R 1 4242 4242 0 -1 4194560";
+    static const char s_[] = "4242 (httpd) S 1 4242 4242 0 -1 4194560";
+    static const char odd[] = "4242 (a) R (b)) S 1 4242";
+    static const char cut[] = "4242 (httpd)";
+
+    (void)state;
+    assert_int_equal(pp_sample_stat_runnable(r, sizeof(r) - 1), 1);
+    assert_int_equal(pp_sample_stat_runnable(s_, sizeof(s_) - 1), 0);
+    assert_int_equal(pp_sample_stat_runnable(odd, sizeof(odd) - 1), 0);
+    assert_int_equal(pp_sample_stat_runnable(cut, sizeof(cut) - 1), -1);
+    assert_int_equal(pp_sample_stat_runnable("", 0), -1);
+}
+
 /* Blocked on a futex is the GIL (or a lock); "0", not blocked, is a thread
  * that can run, but only where the kernel names wait channels (without
  * kallsyms every one reads "0"); anything else, or nothing read, is sleep
@@ -492,6 +514,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_on_cpu_is_half_the_interval_or_more),
         cmocka_unit_test(test_wait_channel_tells_gil_core_and_sleep_apart),
+        cmocka_unit_test(test_stat_says_whether_a_thread_is_runnable),
         cmocka_unit_test_setup_teardown(test_wchan_not_read_after_unregister,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_register_unregister_race_sampler,
