@@ -215,7 +215,7 @@ $(ASAN_PYEXT): pyext/_pyprof.c pyext/pyprof/__init__.py mod_pyprof/pp_api.h \
 
 asan: $(ASAN_MODULE) $(ASAN_PYEXT)
 
-check-asan: asan
+check-asan: asan $(PYEXT)
 	bash tests/asan-integration.sh
 
 # ---- valgrind ----
