@@ -102,9 +102,15 @@ def test_achieved_interval_is_reported_and_explained_when_slower_than_asked(srv)
 
 
 def test_triggered_fast_request_is_kept_and_flagged(srv):
-    tag = unique("tfast")
-    srv.get_ok("/app/fast/%s" % tag, headers={HEADER: SECRET})
-    req = kept_one(srv, tag)
+    # a fast request is kept only because it was triggered; one that a
+    # loaded machine (the ASan build, CI's other work) stretched past the
+    # 200 ms threshold proves nothing and is made again, twice at most
+    for _ in range(3):
+        tag = unique("tfast")
+        srv.get_ok("/app/fast/%s" % tag, headers={HEADER: SECRET})
+        req = kept_one(srv, tag)
+        if req["duration_ms"] < 200:
+            break
     assert req["triggered"] is True
     assert req["captured"] is False
     assert req["duration_ms"] < 200, req
