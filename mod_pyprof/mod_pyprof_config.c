@@ -257,7 +257,12 @@ static const char *set_query(cmd_parms *cmd, void *dummy, int on)
     return NULL;
 }
 
-static const char *set_sampler(cmd_parms *cmd, void *dummy, const char *v)
+/* PyProfSampler nogil [guarded|syscall] | gil: the second word says how
+ * the GIL-free sampler copies memory, guarded memcpy() (the default) or
+ * process_vm_readv() always (the operator's way out should the guard's
+ * SIGSEGV handler ever be in the way). */
+static const char *set_sampler(cmd_parms *cmd, void *dummy, const char *v,
+                               const char *copy)
 {
     const char *err;
     (void)dummy;
@@ -266,16 +271,28 @@ static const char *set_sampler(cmd_parms *cmd, void *dummy, const char *v)
         return err;
     }
     if (strcasecmp(v, "nogil") == 0) {
-        conf_of(cmd)->sampler_mode = PP_SAMPLER_NOGIL;
+        if (!copy || strcasecmp(copy, "guarded") == 0) {
+            conf_of(cmd)->sampler_mode = PP_SAMPLER_NOGIL;
+        }
+        else if (strcasecmp(copy, "syscall") == 0) {
+            conf_of(cmd)->sampler_mode = PP_SAMPLER_NOGIL_SYSCALL;
+        }
+        else {
+            return fail(cmd, copy,
+                        "after nogil, expected guarded (copy memory "
+                        "directly, a fault on a page freed meanwhile "
+                        "caught; the default) or syscall (copy with "
+                        "process_vm_readv)");
+        }
     }
-    else if (strcasecmp(v, "gil") == 0) {
+    else if (strcasecmp(v, "gil") == 0 && !copy) {
         conf_of(cmd)->sampler_mode = PP_SAMPLER_GIL;
     }
     else {
-        return fail(cmd, v,
+        return fail(cmd, copy && strcasecmp(v, "gil") == 0 ? copy : v,
                     "expected nogil (read stacks without the GIL, "
-                    "the default) or gil (take the GIL for each "
-                    "sample)");
+                    "the default), optionally followed by guarded or "
+                    "syscall, or gil (take the GIL for each sample)");
     }
     return NULL;
 }
@@ -650,9 +667,10 @@ const command_rec pyprof_cmds[] = {
                   "shared memory budget, e.g. 32M (main server only)"),
     AP_INIT_FLAG("PyProfRecordQuery", set_query, NULL, RSRC_CONF,
                  "On to keep query strings in recorded URIs (default Off)"),
-    AP_INIT_TAKE1("PyProfSampler", set_sampler, NULL, RSRC_CONF,
-                  "nogil (default: read stacks without taking the GIL) or "
-                  "gil (main server only)"),
+    AP_INIT_TAKE12("PyProfSampler", set_sampler, NULL, RSRC_CONF,
+                   "nogil [guarded|syscall] (default: read stacks without "
+                   "taking the GIL, copying memory directly) or gil (main "
+                   "server only)"),
     AP_INIT_FLAG("PyProfHeaders", set_headers, NULL, RSRC_CONF | ACCESS_CONF,
                  "On to add X-PyProf-Id and Server-Timing to sampled "
                  "responses (default Off)"),

@@ -49,10 +49,21 @@ void pp_py_detach(void);
 void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n);
 
 /* GIL-free mode: set up (sampler thread, once); 0 if this process can
- * read its own memory with process_vm_readv.  Then pp_py_walk_nogil()
- * does what pp_py_walk() does, without the GIL, and marks the samples it
- * had to drop (t->torn; the sampler counts them). */
-int pp_py_nogil_init(void);
+ * read its own memory with process_vm_readv.  `copy` says how memory is
+ * copied: PP_PY_COPY_GUARDED, memcpy() under a SIGSEGV/SIGBUS guard
+ * (pp_py_guard.c), where a guard can be had (else, and once another
+ * handler replaces ours, process_vm_readv), or PP_PY_COPY_SYSCALL,
+ * process_vm_readv always.  Then pp_py_walk_nogil() does what
+ * pp_py_walk() does, without the GIL, and marks the samples it had to
+ * drop (t->torn; the sampler counts them); it also checks, once a call,
+ * that the guard is still installed, and counts the faults it recovered
+ * from (copy_faults) and a guard lost (guard_replaced) in st.
+ * pp_py_nogil_copy() says which copies now; pp_py_nogil_fini() (the
+ * sampler thread, when it stops) removes the guard if it is still ours. */
+enum { PP_PY_COPY_GUARDED = 0, PP_PY_COPY_SYSCALL = 1 };
+int pp_py_nogil_init(int copy);
+int pp_py_nogil_copy(void);
+void pp_py_nogil_fini(void);
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n);
 
 #endif

@@ -180,6 +180,26 @@ const char *pp_overview_path(const pp_overview_t *ov, int row)
     return l ? l->path : "";
 }
 
+const char *pp_overview_reader(const pp_overview_t *ov)
+{
+    const pp_counters_t *c = &ov->c;
+    /* started guarded and not fallen back since (never below 0: the
+     * counters are read one by one while samplers start) */
+    uint64_t guarded = c->guarded_processes > c->guard_replaced
+                           ? c->guarded_processes - c->guard_replaced
+                           : 0;
+
+    if (ov->sampler_mode == PP_SAMPLER_GIL) {
+        return "gil";
+    }
+    if (!guarded) {
+        return ov->sampler_mode == PP_SAMPLER_NOGIL && !c->nogil_processes
+                   ? "guarded" /* none started yet: what they will do */
+                   : "syscall";
+    }
+    return guarded >= c->nogil_processes ? "guarded" : "mixed";
+}
+
 /* Is q one of the requests of its location's latest capture? */
 static int captured_now(const pp_overview_t *ov, const pp_req_t *q)
 {

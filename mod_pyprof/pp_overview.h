@@ -114,6 +114,10 @@ void pp_overview_free(pp_overview_t *ov);
 void pp_overview_index(pp_overview_t *ov);
 /* A row's path ("" if the row is not in the snapshot). */
 const char *pp_overview_path(const pp_overview_t *ov, int row);
+/* How the samplers copy Python memory, from the counters: "gil" (GIL
+ * mode), "guarded" (every GIL-free sampler started so far copies with
+ * guarded memcpy), "syscall" (none does: process_vm_readv), "mixed". */
+const char *pp_overview_reader(const pp_overview_t *ov);
 
 /* One location row as the location page shows it (no class histogram,
  * no capture).  0, or -1 if the row is not in use. */

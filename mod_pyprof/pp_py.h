@@ -14,17 +14,18 @@
  *   pp_py_walk.c     no Python header: finds threads, copies frame chains
  *                    and code objects, decodes names and lines, interns
  *                    stacks.  Reads through a pp_py_reader_t, so the same
- *                    code serves the GIL-free mode (process_vm_readv on
- *                    our own pid) and the GIL mode (plain copies while the
- *                    GIL keeps everything still).  Unit-tested on synthetic
- *                    memory with hand-made layouts (tests/unit/test_pywalk.c).
- *   pp_py_rt311.c    the runtime of 3.11: HEAD_LOCK is a PyThread lock
- *                    (with the fork guard 3.11 needs), the GIL is asked for
- *                    in the holder's interpreter.
- *   pp_py_rt.c       the runtime of 3.13 and later: HEAD_LOCK is a PyMutex
- *                    that CPython itself holds across fork(), the drop
- *                    request goes to the holding thread whatever its
- *                    interpreter.
+ *                    code serves the GIL-free mode (guarded copies, or
+ *                    process_vm_readv on our own pid) and the GIL mode
+ *                    (plain copies while the GIL keeps everything still).
+ * Unit-tested on synthetic memory with hand-made layouts
+ * (tests/unit/test_pywalk.c). pp_py_guard.c    guarded copies: the GIL-free
+ * reader's memcpy() from our own memory, a fault on a page freed meanwhile
+ * caught by a SIGSEGV/SIGBUS handler and turned into a failed read
+ * (process_vm_readv() stays the fallback). pp_py_rt311.c    the runtime
+ * of 3.11: HEAD_LOCK is a PyThread lock (with the fork guard 3.11 needs), the
+ * GIL is asked for in the holder's interpreter. pp_py_rt.c       the runtime
+ * of 3.13 and later: HEAD_LOCK is a PyMutex that CPython itself holds across
+ * fork(), the drop request goes to the holding thread whatever its interpreter.
  *
  * The Makefile compiles pp_py_layout.c and exactly one of the two runtime
  * files, chosen from the Python's version; an unsupported version stops the
@@ -117,6 +118,19 @@ unsigned long pp_py_rt_sampler_ident(void); /* 0 if none */
 /* GIL mode reads an interpreter only if the GIL the sampler holds is its
  * GIL (call under HEAD_LOCK). */
 int pp_py_rt_shares_gil(const void *interp);
+
+/* pp_py_guard.c: guarded copies (see there).  Install on the thread that
+ * will copy: 0, or -1 and why (a sanitizer build).  Intact: is our handler
+ * still the one installed for SIGSEGV (which 0) or SIGBUS (1)?  Remove:
+ * puts back what was there before, if ours is still installed.  Copies:
+ * 0, or -1 if a page faulted (the fault is counted). */
+int pp_py_guard_install(const char **why);
+int pp_py_guard_intact(int which);
+void pp_py_guard_remove(void);
+uint64_t pp_py_guard_faults(void);
+int pp_py_guard_copy(void *dst, const void *src, size_t n);
+int pp_py_guard_copyv(void *const *dst, const void *const *src,
+                      const size_t *len, size_t n);
 
 /* pp_py_walk.c: shared by both runtime files */
 int pp_py_walker_init(int gil_free);

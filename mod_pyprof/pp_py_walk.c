@@ -7,9 +7,12 @@
  *
  * GIL-free: the threads read run on meanwhile, so every byte that can
  *        change or be freed under us (frames, code objects, strings,
- *        location tables) is copied with process_vm_readv() on our own
- *        pid, which fails cleanly on an unmapped page instead of faulting,
- *        and the copied chain is checked (real code objects, instructions
+ *        location tables) is copied by a reader that fails cleanly on an
+ *        unmapped page instead of faulting: a guarded memcpy()
+ *        (pp_py_guard.c; the default), or process_vm_readv() on our own
+ *        pid (PyProfSampler nogil syscall, sanitizer builds, and from the
+ *        tick another SIGSEGV handler replaced the guard's on), and the
+ *        copied chain is checked (real code objects, instructions
  *        inside their code, callers below callees) before it is trusted; a
  *        chain that does not check out is copied again, up to NOGIL_TRIES
  *        times, then the sample is dropped (counted as torn).
@@ -70,6 +73,12 @@ static const pp_py_layout_t *L;
 static const pp_py_reader_t *R;
 static int tries_per_chain = 1;
 static pid_t own_pid;
+/* guarded copies: faults already added to the store's count, the signal
+ * whose handler the next walk checks, and whether the guard's loss was
+ * logged (once a process) */
+static uint64_t faults_counted;
+static int check_signal;
+static int loss_logged;
 
 /* ---------------------------------------------------------------- reads */
 
@@ -141,6 +150,31 @@ static int local_readv(void *const *dst, const void *const *src,
 }
 
 static const pp_py_reader_t local_reader = {local_read, local_readv};
+
+/* Plain copies, a fault on a page freed meanwhile turned into -1 (see
+ * pp_py_guard.c). */
+static int guarded_read(void *dst, const void *src, size_t n)
+{
+    if (!src || !n) {
+        return -1;
+    }
+    return pp_py_guard_copy(dst, src, n);
+}
+
+static int guarded_readv(void *const *dst, const void *const *src,
+                         const size_t *len, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!src[i]) {
+            return -1;
+        }
+    }
+    return pp_py_guard_copyv(dst, src, len, n);
+}
+
+static const pp_py_reader_t guarded_reader = {guarded_read, guarded_readv};
 
 /* Fields of a copied struct (copies are byte buffers: no alignment). */
 static const void *ptr_at(const void *base, size_t off)
@@ -1039,7 +1073,7 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
 
 /* ------------------------------------------------------------ interface */
 
-int pp_py_walker_init(int gil_free)
+static int walker_init(int gil_free, int copy)
 {
     const char *why = NULL;
 
@@ -1091,6 +1125,20 @@ int pp_py_walker_init(int gil_free)
         }
         R = &vm_reader;
         tries_per_chain = NOGIL_TRIES;
+        if (copy == PP_PY_COPY_GUARDED) {
+            const char *no = NULL;
+
+            if (pp_py_guard_install(&no) == 0) {
+                R = &guarded_reader;
+                faults_counted = pp_py_guard_faults();
+            }
+            else {
+                pp_log(PP_LOG_INFO,
+                       "pid %d copies Python stacks with process_vm_readv "
+                       "(no guarded copies: %s)",
+                       (int)getpid(), no ? no : "unknown");
+            }
+        }
     }
     else {
         R = &local_reader;
@@ -1099,14 +1147,68 @@ int pp_py_walker_init(int gil_free)
     return 0;
 }
 
-int pp_py_nogil_init(void)
+int pp_py_walker_init(int gil_free)
 {
-    return pp_py_walker_init(1);
+    return walker_init(gil_free, PP_PY_COPY_SYSCALL);
+}
+
+int pp_py_nogil_init(int copy)
+{
+    return walker_init(1, copy);
+}
+
+int pp_py_nogil_copy(void)
+{
+    return R == &guarded_reader ? PP_PY_COPY_GUARDED : PP_PY_COPY_SYSCALL;
+}
+
+void pp_py_nogil_fini(void)
+{
+    if (R == &guarded_reader) {
+        R = &vm_reader;
+    }
+    pp_py_guard_remove();
+}
+
+/* Guarded copies need our handler to be the one the kernel calls: one
+ * signal's disposition is looked at a walk (a system call a tick, not a
+ * sample), SIGSEGV and SIGBUS in turn.  Somebody who installed another
+ * (faulthandler.enable(), a C extension) takes the faults from then on,
+ * so copies go through process_vm_readv for the rest of the process. */
+static void check_guard(pp_store_t *st)
+{
+    if (R != &guarded_reader) {
+        return;
+    }
+    check_signal ^= 1;
+    if (pp_py_guard_intact(check_signal)) {
+        return;
+    }
+    R = &vm_reader;
+    atomic_fetch_add_explicit(&st->c.guard_replaced, 1, memory_order_relaxed);
+    if (!loss_logged) {
+        loss_logged = 1;
+        pp_log(PP_LOG_NOTICE,
+               "pid %d: another %s handler replaced the sampler's (an "
+               "application calling faulthandler.enable(), say); copying "
+               "Python stacks with process_vm_readv from now on",
+               (int)getpid(), check_signal ? "SIGBUS" : "SIGSEGV");
+    }
 }
 
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
 {
+    uint64_t faults;
+
+    check_guard(st);
     walk(st, targets, n);
+    /* pages that went away under a guarded copy (each a torn try) */
+    faults = pp_py_guard_faults();
+    if (faults != faults_counted) {
+        atomic_fetch_add_explicit(&st->c.copy_faults, faults - faults_counted,
+                                  memory_order_relaxed);
+        faults_counted = faults;
+    }
 }
 
 void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)

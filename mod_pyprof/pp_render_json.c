@@ -193,7 +193,9 @@ void pp_render_overview_json(pp_sink_t *o, const pp_overview_t *ov,
               "\"cpu_clock_reads\":%llu,\"wchan_reads\":%llu,"
               "\"wchan_reads_saved\":%llu,"
               "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
-              "\"samplers_nogil\":%llu,\"samplers_gil\":%llu},",
+              "\"samplers_nogil\":%llu,\"samplers_gil\":%llu,"
+              "\"reader\":\"%s\",\"samplers_guarded\":%llu,"
+              "\"guard_replaced\":%llu,\"copy_faults\":%llu},",
               (unsigned long long)ov->c.samples,
               (unsigned long long)ov->c.ticks, ov->c.sampler_cpu_ns / 1e9,
               uptime_s > 0 ? ov->c.samples / uptime_s : 0.0,
@@ -207,7 +209,10 @@ void pp_render_overview_json(pp_sink_t *o, const pp_overview_t *ov,
               ov->sampler_mode == PP_SAMPLER_GIL ? "gil" : "nogil",
               (unsigned long long)ov->c.torn,
               (unsigned long long)ov->c.nogil_processes,
-              (unsigned long long)ov->c.gil_processes);
+              (unsigned long long)ov->c.gil_processes, pp_overview_reader(ov),
+              (unsigned long long)ov->c.guarded_processes,
+              (unsigned long long)ov->c.guard_replaced,
+              (unsigned long long)ov->c.copy_faults);
     pp_printf(o,
               "\"store\":{\"memory\":%llu,\"arena_used\":%llu,"
               "\"arena_size\":%llu,\"slots\":%u,\"keep\":%u,"

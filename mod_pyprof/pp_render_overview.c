@@ -510,13 +510,20 @@ static void sampler_section(pp_sink_t *o, const pp_overview_t *ov,
     size_t i;
     int dropped_shown = 0;
 
+    const char *reader = pp_overview_reader(ov);
+
     pp_printf(o,
               "<h2>Sampler cost <span class=muted>(%s)</span></h2>"
               "<div class=cards>",
-              ov->sampler_mode == PP_SAMPLER_GIL
-                  ? "GIL mode: each sample takes the GIL"
-                  : "GIL-free: stacks are copied with process_vm_readv while "
-                    "the app runs on");
+              strcmp(reader, "gil") == 0 ? "GIL mode: each sample takes the GIL"
+              : strcmp(reader, "guarded") == 0
+                  ? "GIL-free: stacks are copied directly, a page freed "
+                    "meanwhile caught, while the app runs on"
+              : strcmp(reader, "syscall") == 0
+                  ? "GIL-free: stacks are copied with process_vm_readv while "
+                    "the app runs on"
+                  : "GIL-free: stacks are copied directly in some processes, "
+                    "with process_vm_readv in others, while the app runs on");
     pp_printf(o, "<div class=card><b>%llu</b><span>samples</span></div>",
               (unsigned long long)samples);
     pp_printf(o,
@@ -563,6 +570,19 @@ static void sampler_section(pp_sink_t *o, const pp_overview_t *ov,
               "<div class=card><b>%llu</b><span>samples dropped as torn"
               "</span></div>",
               (unsigned long long)c->torn);
+    if (ov->sampler_mode != PP_SAMPLER_GIL) {
+        pp_printf(o,
+                  "<div class=card><b>%llu</b><span>copies that met a freed "
+                  "page (guarded, recovered)</span></div>",
+                  (unsigned long long)c->copy_faults);
+        if (c->guard_replaced) {
+            pp_printf(o,
+                      "<div class=card><b>%llu</b><span>samplers back on "
+                      "process_vm_readv (their SIGSEGV handler replaced)"
+                      "</span></div>",
+                      (unsigned long long)c->guard_replaced);
+        }
+    }
     if (uptime_s > 0) {
         pp_printf(o,
                   "<div class=card><b>%.4f</b><span>CPU s sampling per "

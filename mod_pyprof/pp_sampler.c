@@ -693,7 +693,10 @@ static void sampler_loop(void)
 {
     int64_t last_wake = 0;
 
-    if (S.nogil && pp_py_nogil_init() != 0) {
+    if (S.nogil &&
+        pp_py_nogil_init(S.st->sampler_mode == PP_SAMPLER_NOGIL_SYSCALL
+                             ? PP_PY_COPY_SYSCALL
+                             : PP_PY_COPY_GUARDED) != 0) {
         pp_log(PP_LOG_WARN,
                "GIL-free sampling is not available in pid %d "
                "(process_vm_readv on ourselves failed); "
@@ -703,6 +706,9 @@ static void sampler_loop(void)
     }
     atomic_fetch_add(
         S.nogil ? &S.st->c.nogil_processes : &S.st->c.gil_processes, 1);
+    if (S.nogil && pp_py_nogil_copy() == PP_PY_COPY_GUARDED) {
+        atomic_fetch_add(&S.st->c.guarded_processes, 1);
+    }
     if (!S.nogil && pp_py_attach() != 0) {
         pp_log(PP_LOG_WARN,
                "sampler could not create its Python thread "
@@ -753,6 +759,9 @@ static void sampler_loop(void)
     pthread_mutex_unlock(&S.mu);
     if (!S.nogil) {
         pp_py_detach();
+    }
+    else {
+        pp_py_nogil_fini(); /* our SIGSEGV handler, if still installed */
     }
 }
 
@@ -812,7 +821,7 @@ int pp_sampler_start(pp_store_t *st)
         S.memos = calloc(MEMO_SLOTS, sizeof(*S.memos));
     }
     S.st = st;
-    S.nogil = st->sampler_mode == PP_SAMPLER_NOGIL;
+    S.nogil = st->sampler_mode != PP_SAMPLER_GIL;
     /* without kallsyms every wait channel reads "0"; until a name is
      * seen, "0" says nothing */
     S.wchan_names = access("/proc/kallsyms", F_OK) == 0;

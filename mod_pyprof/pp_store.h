@@ -39,7 +39,9 @@
 #include "pp_hist.h"
 
 #define PP_STORE_MAGIC 0x31666f7270797070ULL /* "ppyprof1" */
-#define PP_STORE_VERSION 2 /* 2: samples_wait_core, phase counters */
+#define PP_STORE_VERSION                       \
+    3 /* 2: samples_wait_core, phase counters; \
+       * 3: guarded copies' counters */
 
 #define PP_PREFIX_MAX 256
 #define PP_MAX_LOCATIONS 64
@@ -91,8 +93,9 @@ enum {
 };
 #define PP_SAMPLE_TRUNCATED 0x100 /* or'ed in: the stack was cut */
 
-/* how the samplers read stacks (PyProfSampler) */
-enum { PP_SAMPLER_NOGIL = 0, PP_SAMPLER_GIL = 1 };
+/* how the samplers read stacks (PyProfSampler): NOGIL copies with
+ * guarded memcpy() where it can, NOGIL_SYSCALL with process_vm_readv */
+enum { PP_SAMPLER_NOGIL = 0, PP_SAMPLER_GIL = 1, PP_SAMPLER_NOGIL_SYSCALL = 2 };
 
 /* what pp_store_finish keeps */
 enum { PP_KEEP_NONE = 0, PP_KEEP_SLOW = 1, PP_KEEP_FAST = 2 };
@@ -277,6 +280,13 @@ typedef struct pp_counters {
     _Atomic uint64_t torn;            /* GIL-free samples dropped */
     _Atomic uint64_t nogil_processes; /* samplers running GIL-free */
     _Atomic uint64_t gil_processes;   /* samplers that take the GIL */
+    /* GIL-free samplers that started with guarded copies (the others
+     * use process_vm_readv), those of them whose SIGSEGV/SIGBUS handler
+     * was replaced later (process_vm_readv from then on), and the faults
+     * guarded copies recovered from (a page freed under the copy) */
+    _Atomic uint64_t guarded_processes;
+    _Atomic uint64_t guard_replaced;
+    _Atomic uint64_t copy_faults;
     _Atomic uint64_t sample_cost[PP_COST_BUCKETS]; /* log2(ns per sample) */
     /* graceful restarts that renewed the store (pp_store_renew): frames,
      * nodes and location rows of code and prefixes gone were reclaimed */

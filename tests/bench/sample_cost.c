@@ -20,7 +20,9 @@
  * thread in one unchanging stack (a loop in the innermost frame that
  * calls nothing) instead of one that calls a small function in its loop;
  * --gap=US sleeps that long between ticks (the sampler at 10 ms, say,
- * finds its caches cold) instead of yielding every 16 ticks.
+ * finds its caches cold) instead of yielding every 16 ticks; --syscall
+ * copies with process_vm_readv (PyProfSampler nogil syscall) instead of
+ * the default guarded memcpy.
  * A benchmark, not a test: nothing here fails.
  */
 #include <Python.h>
@@ -106,6 +108,7 @@ int main(int argc, char **argv)
 {
     const char *err = NULL;
     int argi = 1, same = 0, gap_us = 0, nthreads = 8, depth = 30;
+    int copy = PP_PY_COPY_GUARDED;
     int ticks = 20000;
     int i, k;
     char cmd[128];
@@ -117,6 +120,9 @@ int main(int argc, char **argv)
     for (; argi < argc && argv[argi][0] == '-'; argi++) {
         if (strcmp(argv[argi], "--same") == 0) {
             same = 1;
+        }
+        else if (strcmp(argv[argi], "--syscall") == 0) {
+            copy = PP_PY_COPY_SYSCALL;
         }
         else if (strncmp(argv[argi], "--gap=", 6) == 0) {
             gap_us = atoi(argv[argi] + 6);
@@ -133,7 +139,8 @@ int main(int argc, char **argv)
     }
     if (nthreads < 1 || nthreads > THREADS_MAX || depth < 1 || ticks < 1) {
         fprintf(stderr,
-                "usage: %s [--same] [--gap=US] [THREADS [DEPTH [TICKS]]]\n",
+                "usage: %s [--same] [--syscall] [--gap=US] "
+                "[THREADS [DEPTH [TICKS]]]\n",
                 argv[0]);
         return 1;
     }
@@ -176,8 +183,12 @@ int main(int argc, char **argv)
     Py_DECREF(ids);
 
     save = PyEval_SaveThread();
-    if (pp_py_nogil_init() != 0) {
+    if (pp_py_nogil_init(copy) != 0) {
         fprintf(stderr, "pp_py_nogil_init failed\n");
+        return 1;
+    }
+    if (pp_py_nogil_copy() != copy) {
+        fprintf(stderr, "no guarded copies here (a sanitizer build?)\n");
         return 1;
     }
     /* warm: names and frames interned, caches filled */
@@ -198,10 +209,11 @@ int main(int argc, char **argv)
         }
     }
     c1 = cpu_s();
-    printf("%d threads x %d frames (%s), %d ticks: %.2f us sampler CPU per "
-           "sample (walk + intern + store), torn %llu, missing %llu\n",
-           nthreads, depth, same ? "unchanging stacks" : "calling", ticks,
-           (c1 - c0) * 1e6 / ((double)ticks * nthreads),
+    printf("%d threads x %d frames (%s, %s), %d ticks: %.2f us sampler CPU "
+           "per sample (walk + intern + store), torn %llu, missing %llu\n",
+           nthreads, depth, same ? "unchanging stacks" : "calling",
+           copy == PP_PY_COPY_GUARDED ? "guarded copies" : "process_vm_readv",
+           ticks, (c1 - c0) * 1e6 / ((double)ticks * nthreads),
            (unsigned long long)torn, (unsigned long long)missing);
     fflush(stdout);
 

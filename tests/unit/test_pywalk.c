@@ -19,9 +19,14 @@
  *
  * The fields are at different offsets in each (the reader must use the
  * layout's, not one it assumed), and every scenario runs on each layout
- * with both readers: GIL-free (pp_py_nogil_init: process_vm_readv on our
- * own pid) and GIL (pp_py_walker_init(0): plain copies).  Interned frames
- * are read back from a store (pp_store_frame_view).
+ * with every reader: GIL-free with guarded copies (pp_py_nogil_init
+ * (PP_PY_COPY_GUARDED): memcpy, a fault caught), GIL-free with
+ * process_vm_readv on our own pid (PP_PY_COPY_SYSCALL), and GIL
+ * (pp_py_walker_init(0): plain copies).  Interned frames are read back
+ * from a store (pp_store_frame_view).  Pointers into pages that are
+ * really unmapped make torn samples with both GIL-free readers; a
+ * SIGSEGV handler installed over the guard's sends the walk back to
+ * process_vm_readv.
  *
  * Each test builds its memory in a static arena that is never reused, so
  * the reader's caches (keyed by code object address) never see an old
@@ -29,6 +34,8 @@
  */
 #include "unit.h"
 
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 
 #include "pp_frames.h"
@@ -510,17 +517,28 @@ static const char *cur_mode = "";
 
 /* Walk once for thread (tid, ntid) with the reader of the mode; the
  * result is f->t. */
+/* The readers, by the `g` the tests loop over: 0 GIL, 1 GIL-free with
+ * process_vm_readv, 2 GIL-free with guarded copies. */
+enum { MODE_GIL = 0, MODE_SYSCALL = 1, MODE_GUARDED = 2 };
+
 static pp_walk_target_t *sample_as(fix_t *f, int gil_free, unsigned long tid,
                                    pid_t ntid, uint32_t max_depth)
 {
     pp_walk_target_t *t = &f->t;
 
-    cur_mode = gil_free ? "GIL-free" : "GIL";
+    cur_mode = gil_free == MODE_GUARDED ? "GIL-free, guarded"
+               : gil_free               ? "GIL-free, process_vm_readv"
+                                        : "GIL";
     if (gil_free) {
-        if (pp_py_nogil_init() != 0) {
+        if (pp_py_nogil_init(gil_free == MODE_GUARDED
+                                 ? PP_PY_COPY_GUARDED
+                                 : PP_PY_COPY_SYSCALL) != 0) {
             fail_msg("pp_py_nogil_init: this process cannot read itself "
                      "with process_vm_readv (seccomp?)");
         }
+        assert_int_equal(pp_py_nogil_copy(), gil_free == MODE_GUARDED
+                                                 ? PP_PY_COPY_GUARDED
+                                                 : PP_PY_COPY_SYSCALL);
     }
     else {
         assert_int_equal(pp_py_walker_init(0), 0);
@@ -606,10 +624,10 @@ static void check_chain3(fix_t *f, const pp_walk_target_t *t, uint32_t depth)
     }
 }
 
-/* every layout, both readers */
+/* every layout, every reader */
 #define FOR_EACH(v, g)              \
     for (v = 0; v < NVERSIONS; v++) \
-        for (g = 1; g >= 0; g--)
+        for (g = MODE_GUARDED; g >= MODE_GIL; g--)
 
 /* ---- tests ---- */
 
@@ -705,7 +723,7 @@ static void test_tagged_code_pointer(void **state)
     fix_t *f = *state;
     int g;
 
-    for (g = 1; g >= 0; g--) {
+    for (g = MODE_GUARDED; g >= MODE_GIL; g--) {
         world_t w;
         chain3_t c;
         pp_walk_target_t *t;
@@ -733,7 +751,7 @@ static void test_immortal_refcount_314(void **state)
     fix_t *f = *state;
     int g;
 
-    for (g = 1; g >= 0; g--) {
+    for (g = MODE_GUARDED; g >= MODE_GIL; g--) {
         world_t w;
         chain3_t c;
         pp_walk_target_t *t;
@@ -1248,6 +1266,119 @@ static void test_idle_thread_state_in_another_interpreter(void **state)
     }
 }
 
+/* An address whose page is really unmapped (a freed chunk, a code object
+ * whose arena went back to the system). */
+static const void *unmapped(size_t off)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *p = mmap(NULL, page, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(munmap(p, page), 0);
+    return p + off;
+}
+
+/* 15. GIL-free, pointers into unmapped pages: a code object, a name of a
+ * code object not cached yet, the caller of a generator's frame (read on
+ * its own, not from a chunk).  Each sample is torn, nothing crashes, and
+ * with guarded copies the faults are counted.  (Not the GIL reader: with
+ * the GIL held nothing is freed under it.  Not guarded copies under
+ * valgrind: memcheck reports each deliberate read.) */
+static void test_unmapped_memory_torn(void **state)
+{
+    fix_t *f = *state;
+    int v, g, k;
+
+    for (v = 0; v < NVERSIONS; v++) {
+        for (g = MODE_GUARDED; g >= MODE_SYSCALL; g--) {
+            if (g == MODE_GUARDED && getenv("PP_UNIT_UNDER_VALGRIND")) {
+                continue;
+            }
+            for (k = 0; k < 3; k++) {
+                uint64_t faults = f->st->c.copy_faults;
+                world_t w;
+                chain3_t c;
+                uint8_t *gen;
+
+                world_new(&w, versions[v]);
+                chain3(&w, &c);
+                switch (k) {
+                case 0:
+                    put_ptr(c.frame[1], w.L->frame_code,
+                            (const void *)((uintptr_t)unmapped(64) | w.tag));
+                    break;
+                case 1:
+                    c.code[1] = code(&w, "Handler.head", "/srv/views.py", 60);
+                    put_ptr(c.code[1], w.L->code_qualname, unmapped(32));
+                    put_ptr(c.frame[1], w.L->frame_code,
+                            (const void *)((uintptr_t)c.code[1] | w.tag));
+                    put_ptr(c.frame[1], w.L->frame_instr,
+                            unit_ptr(&w, c.code[1], 12));
+                    break;
+                case 2:
+                    gen = push(&w, ON_HEAP, c.code[2], 5, GEN);
+                    put_ptr(gen, w.L->frame_previous, unmapped(128));
+                    break;
+                }
+                check_torn(sample(f, g));
+                if (g == MODE_GUARDED) {
+                    assert_true(f->st->c.copy_faults > faults);
+                }
+                else {
+                    assert_int_equal(f->st->c.copy_faults, faults);
+                }
+            }
+        }
+    }
+}
+
+static void other_segv_handler(int sig)
+{
+    (void)sig;
+    abort();
+}
+
+/* 16. A SIGSEGV handler installed over the guard's (an application's
+ * faulthandler.enable()): within two walks the walker copies with
+ * process_vm_readv, counts it once, and samples on. */
+static void test_guard_replaced_falls_back(void **state)
+{
+    fix_t *f = *state;
+    struct sigaction other, before;
+    world_t w;
+    chain3_t c;
+    pp_walk_target_t *t = &f->t;
+    int i;
+
+    world_new(&w, layout_313);
+    chain3(&w, &c);
+    check_found(sample(f, MODE_GUARDED), 3);
+    memset(&other, 0, sizeof(other));
+    sigemptyset(&other.sa_mask);
+    other.sa_handler = other_segv_handler;
+    sigaction(SIGSEGV, &other, &before);
+    for (i = 0; i < 2; i++) {
+        memset(t, 0, sizeof(*t));
+        t->thread_ident = TID;
+        pp_py_walk_nogil(f->st, t, 1);
+        check_found(t, 3);
+    }
+    assert_int_equal(pp_py_nogil_copy(), PP_PY_COPY_SYSCALL);
+    assert_int_equal(f->st->c.guard_replaced, 1);
+    memset(t, 0, sizeof(*t));
+    t->thread_ident = TID;
+    pp_py_walk_nogil(f->st, t, 1);
+    check_found(t, 3);
+    check_chain3(f, t, 3);
+    assert_int_equal(f->st->c.guard_replaced, 1);
+    /* the guard's removal leaves the other handler alone */
+    pp_py_nogil_fini();
+    sigaction(SIGSEGV, NULL, &other);
+    assert_true(other.sa_handler == other_segv_handler);
+    sigaction(SIGSEGV, &before, NULL);
+}
+
 /* The walker refuses a layout its buffers cannot hold, or one the running
  * interpreter contradicts; a walk without a walker finds nothing. */
 static void test_init_refuses(void **state)
@@ -1261,7 +1392,8 @@ static void test_init_refuses(void **state)
     chain3(&w, &c);
     layout_check_fails = 1;
     assert_int_equal(pp_py_walker_init(0), -1);
-    assert_int_equal(pp_py_nogil_init(), -1);
+    assert_int_equal(pp_py_nogil_init(PP_PY_COPY_GUARDED), -1);
+    assert_int_equal(pp_py_nogil_init(PP_PY_COPY_SYSCALL), -1);
     layout_check_fails = 0;
     cur_layout.code_header = 4096;
     assert_int_equal(pp_py_walker_init(0), -1);
@@ -1305,6 +1437,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_idle_thread_state_in_another_interpreter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interpreters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unmapped_memory_torn, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_guard_replaced_falls_back, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_init_refuses, setup, teardown),
     };
 

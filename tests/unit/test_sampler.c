@@ -154,11 +154,20 @@ void pp_py_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
     fake_walk(st, targets, n);
 }
 
-int pp_py_nogil_init(void)
+int pp_py_nogil_init(int copy)
 {
+    (void)copy;
     fk_python_call();
     return 0;
 }
+
+int pp_py_nogil_copy(void)
+{
+    return PP_PY_COPY_SYSCALL;
+}
+
+void pp_py_nogil_fini(void)
+{}
 
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
 {
