@@ -417,9 +417,44 @@ int pp_location_load(pp_ov_location_t *l, const pp_store_t *st, int row)
     return 0;
 }
 
+void pp_gil_view_load(pp_gil_view_t *v, const pp_store_t *st,
+                      const pp_record_t *rec)
+{
+    uint32_t i, j, n = rec->req.ngil_holders;
+
+    memset(v, 0, sizeof(*v));
+    if (n > PP_GIL_HOLDERS) {
+        n = PP_GIL_HOLDERS;
+    }
+    for (i = 0; i < n; i++) {
+        const pp_gil_holder_t *h = &rec->gil_holders[i];
+
+        /* insertion by wait, largest first (eight at most) */
+        for (j = v->n; j > 0 && v->e[j - 1].h.wait_us < h->wait_us; j--) {
+            v->e[j] = v->e[j - 1];
+        }
+        v->e[j].h = *h;
+        v->e[j].h.id[PP_ID_MAX - 1] = '\0';
+        v->e[j].h.method[PP_METHOD_MAX - 1] = '\0';
+        v->e[j].h.uri[PP_GIL_URI_MAX - 1] = '\0';
+        if (!h->frame || !pp_store_frame_view(st, h->frame, &v->e[j].f)) {
+            v->e[j].f.function = "";
+            v->e[j].f.file = "";
+            v->e[j].f.line = 0;
+        }
+        v->e[j].location[0] = '\0';
+        if (h->serial && h->location >= 0) {
+            pp_location_path(st, h->location, v->e[j].location,
+                             sizeof(v->e[j].location));
+        }
+        v->n++;
+    }
+}
+
 void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
                      const pp_record_t *rec, int inflight)
 {
+    pp_gil_view_load(&v->gil, st, rec);
     v->rec = rec;
     v->inflight = inflight;
     pp_location_path(st, rec->req.location, v->location, sizeof(v->location));
@@ -450,6 +485,7 @@ void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
     pg->sampler_mode = st->sampler_mode;
     pp_location_path(st, rec->req.location, pg->location, sizeof(pg->location));
     pp_store_location_root(st, rec->req.location, pg->root, sizeof(pg->root));
+    pp_gil_view_load(&pg->gil, st, rec);
     pp_profile_init(&pg->p);
     if (rec->req.samples == 0) {
         return; /* the page says so, and draws no tree */

@@ -119,6 +119,21 @@ const char *pp_overview_path(const pp_overview_t *ov, int row);
  * no capture).  0, or -1 if the row is not in use. */
 int pp_location_load(pp_ov_location_t *l, const pp_store_t *st, int row);
 
+/* A record's GIL holders as the pages show them: largest wait first, the
+ * holder's frame and location resolved (the frame's names point into the
+ * store; "" when it had none). */
+typedef struct pp_gil_view {
+    uint32_t n;
+    struct {
+        pp_gil_holder_t h;
+        pp_frame_view_t f;
+        char location[PP_PREFIX_MAX];
+    } e[PP_GIL_HOLDERS];
+} pp_gil_view_t;
+
+void pp_gil_view_load(pp_gil_view_t *v, const pp_store_t *st,
+                      const pp_record_t *rec);
+
 /* One request as its JSON shows it: the record, its location's path and
  * its stacks, resolved.  failed: out of memory reading the stacks (p is
  * then empty). */
@@ -128,6 +143,7 @@ typedef struct pp_request_view {
     char location[PP_PREFIX_MAX];
     pp_profile_t p;
     int failed;
+    pp_gil_view_t gil;
 } pp_request_view_t;
 
 void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
@@ -155,6 +171,7 @@ typedef struct pp_request_page {
     int failed; /* PP_PAGE_* */
     pp_profile_t p;
     pp_tree_t tree;
+    pp_gil_view_t gil;
 } pp_request_page_t;
 
 void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,

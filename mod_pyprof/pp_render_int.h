@@ -48,10 +48,11 @@ void pp_snap_location(const pp_location_t *loc, pp_loc_snap_t *s);
 /* ---- a request's wall time, cut up (pp_render_request.c) ---- */
 
 /* Milliseconds: Apache before the app, the app, Apache after it; of the
- * app, the time outside Python, and the rest cut by the samples' kinds
- * (on CPU, waiting for a core, for the GIL, sleep or I/O). */
+ * app, the time outside Python, waiting for the GIL to enter Python, and
+ * the rest cut by the samples' kinds (on CPU, waiting for a core, for the
+ * GIL in Python, sleep or I/O). */
 typedef struct pp_time_split {
-    double total, before, app, after, outside, on, core, gil, off;
+    double total, before, app, after, outside, enter, on, core, gil, off;
 } pp_time_split_t;
 
 void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s);

@@ -194,7 +194,9 @@ void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s)
         s->after = 0;
     }
     s->outside = q->outside_us / 1e3;
-    in_app = s->app - s->outside > 0 ? s->app - s->outside : 0;
+    s->enter = q->gil_enter_us / 1e3;
+    in_app =
+        s->app - s->outside - s->enter > 0 ? s->app - s->outside - s->enter : 0;
     s->on = py ? q->sampled_cpu_us / 1e3 : 0;
     if (s->on > in_app) {
         s->on = in_app;
@@ -220,6 +222,60 @@ void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s)
     }
 }
 
+/* The file's last path segment. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* "Waited 836 ms for the GIL, 97% behind GET /reports/export in
+ * build_rows (views.py:88)": the largest holder, linked to its request. */
+static void gil_sentence(pp_sink_t *o, const pp_request_page_t *pg,
+                         const pp_render_opts_t *opt)
+{
+    const pp_req_t *q = &pg->rec->req;
+    const pp_gil_view_t *g = &pg->gil;
+    int64_t total = q->gil_wait_us + q->gil_enter_us;
+    const pp_gil_holder_t *h;
+
+    if (total <= 0 || g->n == 0) {
+        return;
+    }
+    h = &g->e[0].h;
+    pp_printf(o, "<p class=gilblame>Waited %.0f ms for the GIL, %.0f%% behind ",
+              total / 1e3, 100.0 * (double)h->wait_us / (double)total);
+    if (h->location == PP_GIL_OTHER) {
+        pp_puts(o, "several other holders");
+    }
+    else if (h->serial && h->id[0]) {
+        char text[PP_METHOD_MAX + PP_GIL_URI_MAX + 2];
+
+        snprintf(text, sizeof(text), "%s %s", h->method, h->uri);
+        pp_req_link(o, opt, h->id, text);
+    }
+    else if (h->tid) {
+        pp_printf(o, "a thread serving no request (tid %d)", (int)h->tid);
+    }
+    else {
+        pp_puts(o, "a holder that could not be identified");
+    }
+    if (h->location != PP_GIL_OTHER && g->e[0].f.function[0]) {
+        pp_puts(o, " in <span class=mono>");
+        pp_puts_html(o, g->e[0].f.function);
+        pp_puts(o, "</span> (<span class=mono>");
+        pp_puts_html(o, base_name(g->e[0].f.file));
+        pp_printf(o, ":%u</span>)", g->e[0].f.line);
+    }
+    if (q->flags & PP_REQ_DAEMON) {
+        pp_printf(o, ", inside mod_wsgi daemon process pid %d (group ",
+                  (int)q->daemon_pid);
+        pp_puts_html(o, q->process_group);
+        pp_puts(o, ")");
+    }
+    pp_puts(o, ".</p>");
+}
+
 /* Where the request's wall time went: Apache before the app, the app
  * (split by what the samples saw), and Apache after it. */
 static void time_split(pp_sink_t *o, const pp_req_t *q)
@@ -237,8 +293,8 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
     split_part(o, "on", s.on, s.total, "Python on CPU");
     split_part(o, "core", s.core, s.total,
                "Python runnable, waiting for a core");
-    split_part(o, "gil", s.gil, s.total,
-               "Python waiting for the GIL or a lock");
+    split_part(o, "enter", s.enter, s.total, "waiting to enter Python (GIL)");
+    split_part(o, "gil", s.gil, s.total, "GIL wait in Python");
     split_part(o, "off", s.off, s.total, "Python off CPU (sleep, I/O)");
     split_part(o, "outside", s.outside, s.total, "in the app, outside Python");
     split_part(o, "after", s.after, s.total, "Apache after the app");
@@ -256,8 +312,12 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
               "%.1f ms (%u)</td>",
               s.core, q->samples_wait_core);
     pp_printf(o,
-              "<td><span class=\"key gil\"></span>waiting for the GIL "
-              "or a lock %.1f ms (%u)</td>",
+              "<td><span class=\"key enter\"></span>waiting to enter "
+              "Python %.1f ms (%u)</td>",
+              s.enter, q->samples_gil_enter);
+    pp_printf(o,
+              "<td><span class=\"key gil\"></span>GIL wait in Python "
+              "%.1f ms (%u)</td>",
               s.gil, q->samples_gil_wait);
     pp_printf(o,
               "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
@@ -277,9 +337,13 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
                "(the machine is busy). A sample counts as on CPU when the "
                "clock advanced for at least half of its interval; off CPU, "
                "the thread's kernel wait channel tells the rest apart: a "
-               "futex wait is the GIL (or a Python lock), no wait at all is "
-               "waiting for a core, anything else is sleep or I/O, and the "
-               "time blocked is cut in the proportions the samples saw. "
+               "futex wait while another thread holds the GIL and threads "
+               "sleep on it is waiting for the GIL (3.15: the thread state "
+               "says so), no wait at all is waiting for a core, anything "
+               "else (a lock, sleep, I/O) is off CPU, and the time blocked "
+               "is cut in the proportions the samples saw. A thread waiting "
+               "for the GIL before its first Python frame (mod_wsgi takes it "
+               "before the app) is waiting to enter Python. "
                "\"Before\" and \"after\" are Apache's own work around the "
                "handler (reading the request, sending the last bytes, "
                "logging).</p>");
@@ -400,6 +464,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_request_page_t *pg,
     pp_puts(o, "<dt>Export</dt><dd>");
     export_links(o, NULL, 0);
     pp_puts(o, "</dd></dl>");
+    gil_sentence(o, pg, opt);
     if (!inflight) {
         time_split(o, q);
     }

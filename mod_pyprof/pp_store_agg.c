@@ -130,6 +130,7 @@ static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
         memcpy(&dst->req, &src->req, sizeof(dst->req));
         memcpy(dst->stacks, src->stacks, sizeof(dst->stacks));
         memcpy(dst->segments, src->segments, sizeof(dst->segments));
+        memcpy(dst->gil_holders, src->gil_holders, sizeof(dst->gil_holders));
         if (keep == PP_KEEP_FAST) {
             dst->req.flags |= PP_REQ_FAST;
         }

@@ -217,6 +217,12 @@ int pp_py_layout_check(const char **why)
     return 0;
 }
 
+int pp_py_layout_gil_check(const char **why)
+{
+    (void)why;
+    return 0;
+}
+
 void pp_py_rt_head_lock(void)
 {
     head_locks++;

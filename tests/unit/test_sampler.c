@@ -165,6 +165,35 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
     fake_walk(st, targets, n);
 }
 
+/* GIL blame: on, with no GIL ever read (the fake walk leaves every
+ * target's gil at 0 and the tick empty, so nothing is blamed) */
+static pp_gil_tick_t fk_gil_tick;
+
+int pp_py_gil_blame_init(const char **why)
+{
+    (void)why;
+    return 0;
+}
+
+const pp_gil_tick_t *pp_py_gil_tick(void)
+{
+    return &fk_gil_tick;
+}
+
+int pp_py_gil_marks_waiters(void)
+{
+    return 0;
+}
+
+int pp_py_walk_gil_holder(pp_store_t *st, const pp_gil_state_t *g,
+                          pp_walk_target_t *t)
+{
+    (void)st;
+    (void)g;
+    (void)t;
+    return 0;
+}
+
 /* ---- pread, watched ---- */
 
 static atomic_int wchan_reads, other_reads, schedstat_reads, stat_reads;
