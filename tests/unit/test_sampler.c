@@ -472,6 +472,57 @@ static void test_stop_waits_until_sampler_left_python(void **state)
 }
 
 /* A sampler that stops in time: 0, joined, nothing logged. */
+/* GIL blame's rule: a thread may be waiting for the GIL only while another
+ * thread holds it and someone sleeps on it (or the sleepers cannot be
+ * counted); from 3.15 a thread in Python waits exactly when its thread
+ * state says so. */
+static void test_gil_may_wait(void **state)
+{
+    pp_gil_state_t g;
+    pp_walk_target_t t;
+    (void)state;
+
+    memset(&g, 0, sizeof(g));
+    memset(&t, 0, sizeof(t));
+    t.thread_ident = 100;
+    t.native_tid = 10;
+    assert_int_equal(pp_gil_may_wait(NULL, &t, 0), 0); /* no GIL read */
+    g.locked = 1;
+    g.holder_ident = 200;
+    g.holder_tid = 20;
+    g.waiters = 1;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
+    g.waiters = -1; /* not counted: no veto */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
+    g.waiters = 0; /* nobody sleeps on it: a futex is some lock */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    g.waiters = 2;
+    g.locked = 0; /* free */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    g.locked = 1;
+    g.holder_ident = 100; /* the thread itself holds it */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    g.holder_ident = 999;
+    g.holder_tid = 10; /* the same thread by its kernel id */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    g.holder_ident = 0; /* held by a thread state in no list: unknown */
+    g.holder_tid = 0;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
+    /* 3.15, a thread in Python: its own mark, whatever else */
+    t.found = 1;
+    g.holder_ident = 200;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
+    t.gil_requested = 1;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 1);
+    /* 3.15, no frame and no mark (queued on mod_wsgi's interpreter lock
+     * behind a thread that waits for the GIL): the rule before 3.15 */
+    t.found = 0;
+    t.gil_requested = 0;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 1);
+    g.waiters = 0;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
+}
+
 static void test_stop_in_time(void **state)
 {
     pp_store_t *st = *state;
@@ -544,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_on_cpu_is_half_the_interval_or_more),
         cmocka_unit_test(test_wait_channel_tells_gil_core_and_sleep_apart),
         cmocka_unit_test(test_stat_says_whether_a_thread_is_runnable),
+        cmocka_unit_test(test_gil_may_wait),
         cmocka_unit_test_setup_teardown(test_wchan_not_read_after_unregister,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_register_unregister_race_sampler,
