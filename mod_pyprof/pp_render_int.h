@@ -91,6 +91,14 @@ void pp_page_begin(pp_sink_t *o, const char *title,
                    const pp_render_opts_t *opt);
 void pp_page_end(pp_sink_t *o);
 void pp_status_cell(pp_sink_t *o, int status);
+/* A "GIL contention" table (pp_render_overview.c) of g's rows, largest
+ * wait first, at most `max`: with holder >= 0 only the rows of holders at
+ * that location row, with waiter >= 0 only those of waiters there; each
+ * location linked to its page. */
+void pp_gil_table(pp_sink_t *o, const pp_gil_rows_t *g,
+                  const pp_render_opts_t *opt, int holder, int waiter,
+                  size_t max);
+
 /* A link to a request's page: base + /request/ + the id, encoded. */
 void pp_req_link(pp_sink_t *o, const pp_render_opts_t *opt, const char *id,
                  const char *text);

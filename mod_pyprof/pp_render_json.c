@@ -343,6 +343,8 @@ void pp_render_location_json(pp_sink_t *o, const pp_ov_location_t *l,
                   : (opt->side == PP_SIDE_REST ? "rest" : "all"),
               (unsigned long long)p->samples, p->weight_us / 1e3,
               p->cpu_us / 1e3);
+    pp_printf(o, "\"gil_wait_ms\":%.3f,\"gil_blocking_ms\":%.3f,",
+              l->gil_wait_us / 1e3, l->gil_blocking_us / 1e3);
     json_stacks(o, p);
     pp_puts(o, "}\n");
 }

@@ -511,6 +511,27 @@ static void window_links(pp_sink_t *o, const pp_render_opts_t *opt,
     pp_puts(o, "&amp;view=diff\">slowest 5% vs the rest</a></p>");
 }
 
+/* The location's GIL contention, both ways: behind whom its requests
+ * waited, and whom its requests made wait (all time, every process). */
+static void gil_location_section(pp_sink_t *o, const pp_location_page_t *pg,
+                                 const pp_render_opts_t *opt)
+{
+    const pp_ov_location_t *l = &pg->l;
+
+    if (!l->gil_wait_us && !l->gil_blocking_us) {
+        return;
+    }
+    pp_printf(o,
+              "<h2>GIL contention</h2><p>Requests here waited %.1f ms for "
+              "the GIL; requests here held it while others waited %.1f "
+              "ms.</p>",
+              l->gil_wait_us / 1e3, l->gil_blocking_us / 1e3);
+    pp_puts(o, "<h3>Waited behind</h3>");
+    pp_gil_table(o, &pg->gil, opt, -1, l->row, 20);
+    pp_puts(o, "<h3>Made wait</h3>");
+    pp_gil_table(o, &pg->gil, opt, l->row, -1, 20);
+}
+
 void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
                              const pp_render_opts_t *opt)
 {
@@ -556,6 +577,7 @@ void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
     pp_puts_html(o, path);
     pp_puts(o, "&amp;seconds=30</span></dd></dl>");
     window_links(o, opt, path);
+    gil_location_section(o, pg, opt);
 
     if (pg->diff) {
         /* one tree per side, each read by every view that needs it */

@@ -245,6 +245,20 @@ typedef struct pp_slot {
     pp_record_t rec;
 } pp_slot_t;
 
+typedef struct pp_agg_entry {
+    _Atomic uint64_t key; /* (location + 1) << 32 | node; 0 = empty */
+    _Atomic uint64_t count;
+    _Atomic uint64_t weight_us;
+    _Atomic uint64_t cpu_us; /* thread CPU time, summed as a request's is */
+} pp_agg_entry_t;
+
+/* A location's GIL blame rows (pp_location_t.gil_blame): key (waiter's
+ * location + 1) << 32 | holder's frame; count: samples that waited,
+ * weight_us: their wait, cpu_us: requests delayed (added at the waiter's
+ * end, once per holder entry of its record).  Open-addressed like the
+ * aggregates; a wait that finds no room is counted (gil_blame_full). */
+#define PP_GIL_BLAME_ROWS 32
+
 typedef struct pp_location {
     _Atomic uint32_t used;
     uint32_t interval_us;
@@ -268,14 +282,15 @@ typedef struct pp_location {
     _Atomic uint32_t capture_id;
     uint32_t capture_n;
     int64_t capture_armed_us;
+    /* GIL blame, written with each GIL-wait sample: the wait of this
+     * location's requests (suffered), the wait of any request behind a
+     * holder serving this location (caused), and that caused wait by
+     * (waiter's location, holder's innermost frame) in gil_blame */
+    _Atomic uint64_t gil_wait_us;
+    _Atomic uint64_t gil_blocking_us;
+    pp_agg_entry_t gil_blame[PP_GIL_BLAME_ROWS];
 } pp_location_t;
 
-typedef struct pp_agg_entry {
-    _Atomic uint64_t key; /* (location + 1) << 32 | node; 0 = empty */
-    _Atomic uint64_t count;
-    _Atomic uint64_t weight_us;
-    _Atomic uint64_t cpu_us; /* thread CPU time, summed as a request's is */
-} pp_agg_entry_t;
 
 typedef struct pp_counters {
     _Atomic uint64_t samples; /* stacks recorded */
@@ -319,6 +334,9 @@ typedef struct pp_counters {
     _Atomic uint64_t gil_enter_samples;
     _Atomic uint64_t gil_wait_ambiguous;
     _Atomic uint64_t gil_holder_walks;
+    _Atomic uint64_t gil_blocking_no_request_us; /* caused by no request */
+    _Atomic uint64_t gil_blame_full; /* waits a location's rows had no
+                                        room for */
     _Atomic uint64_t sample_cost[PP_COST_BUCKETS]; /* log2(ns per sample) */
     /* graceful restarts that renewed the store (pp_store_renew): frames,
      * nodes and location rows of code and prefixes gone were reclaimed */

@@ -276,6 +276,20 @@ int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
         to->path[PP_PREFIX_MAX - 1] = '\0';
         to->app_root[PP_PREFIX_MAX - 1] = '\0';
         carried[loc] = 1;
+        /* GIL blame rows are keyed by frame ids of src: again, by dst's */
+        memset(to->gil_blame, 0, sizeof(to->gil_blame));
+        for (k = 0; k < PP_GIL_BLAME_ROWS; k++) {
+            const pp_agg_entry_t *e = &from->gil_blame[k];
+            uint64_t key = atomic_load(&e->key);
+            uint32_t f = (uint32_t)key;
+
+            if (key && (!f || (f = renew_frame(dst, src, &m, f)) != 0)) {
+                (void)pp_agg_add(
+                    to->gil_blame, PP_GIL_BLAME_ROWS,
+                    (key & ~(uint64_t)0xffffffffu) | f, atomic_load(&e->count),
+                    atomic_load(&e->weight_us), atomic_load(&e->cpu_us));
+            }
+        }
     }
     /* Kept traces, newest first, while they take at most a quarter of
      * each table: the new code needs the room.  The older ones left

@@ -56,6 +56,35 @@ static void note_gil_holder(pp_record_t *rec, const pp_gil_holder_t *h,
     e->wait_us += weight_us;
 }
 
+/* The wait suffered by the waiter's location and caused by the holder's,
+ * by (waiter's location, holder's frame): shared rows, atomics only. */
+static void note_gil_locations(pp_store_t *st, int32_t waiter,
+                               const pp_gil_holder_t *h, uint64_t weight_us)
+{
+    pp_location_t *wl = pp_store_location(st, waiter);
+    pp_location_t *hl = h->serial && h->location >= 0
+                            ? pp_store_location(st, h->location)
+                            : NULL;
+
+    if (wl) {
+        atomic_fetch_add_explicit(&wl->gil_wait_us, weight_us,
+                                  memory_order_relaxed);
+    }
+    if (!hl) {
+        atomic_fetch_add_explicit(&st->c.gil_blocking_no_request_us, weight_us,
+                                  memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&hl->gil_blocking_us, weight_us,
+                              memory_order_relaxed);
+    if (pp_agg_add(hl->gil_blame, PP_GIL_BLAME_ROWS,
+                   ((uint64_t)(uint32_t)(waiter + 1) << 32) | h->frame, 1,
+                   weight_us, 0) != 0) {
+        atomic_fetch_add_explicit(&st->c.gil_blame_full, 1,
+                                  memory_order_relaxed);
+    }
+}
+
 void pp_store_record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
                             int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
                             int how)
@@ -117,6 +146,7 @@ void pp_store_record_sample_gil(pp_store_t *st, pp_record_t *rec, uint32_t node,
     }
     if (holder && (how == PP_SAMPLE_GIL_WAIT || how == PP_SAMPLE_GIL_ENTER)) {
         note_gil_holder(rec, holder, weight_us);
+        note_gil_locations(st, rec->req.location, holder, weight_us);
     }
     seg = rec->req.open_segment;
     if (seg >= 1 && seg <= PP_SEGMENTS_MAX) {

@@ -202,3 +202,30 @@ def test_prefork_shows_no_gil_wait(prefork_srv):
     for q in light:
         assert q["pid"] != cpu["pid"], (summary(q), cpu["pid"])
         assert q["gil_wait_ms"] == 0 and q["gil_holders"] == [], summary(q)
+
+
+def test_metrics_count_the_wait_suffered_and_caused(contended, srv):
+    text = srv.get_ok("/server-profile/metrics").text
+    waited = re.search(r'^pyprof_gil_wait_seconds_total\{location="/app"\} ([\d.]+)$',
+                       text, re.M)
+    caused = re.search(r'^pyprof_gil_blocking_seconds_total\{location="/app"\} ([\d.]+)$',
+                       text, re.M)
+    assert waited and float(waited.group(1)) > 0.3, text[-3000:]
+    assert caused and float(caused.group(1)) > 0.3, text[-3000:]
+    loc = srv.get_ok("/server-profile/location?path=/app&format=json").json()
+    assert loc["gil_wait_ms"] > 300 and loc["gil_blocking_ms"] > 300, {
+        k: loc[k] for k in ("gil_wait_ms", "gil_blocking_ms")}
+
+
+def test_contention_tables_link_both_ways(contended, srv):
+    overview = srv.get_ok("/server-profile").text
+    i = overview.index("<h2>GIL contention</h2>")
+    table = overview[i:overview.index("</table>", i)]
+    assert "build_rows" in table, table
+    assert 'href="/server-profile/location?path=%2Fapp"' in table, table
+    page = srv.get_ok("/server-profile/location?path=/app").text
+    i = page.index("<h2>GIL contention</h2>")
+    section = page[i:]
+    assert "Waited behind" in section and "Made wait" in section
+    assert "build_rows" in section
+    assert 'href="/server-profile/location?path=%2Fapp"' in section
