@@ -487,8 +487,11 @@ int pp_gil_may_wait(const pp_gil_state_t *g, const pp_walk_target_t *t,
         return 1;
     }
     /* someone else holds it and someone sleeps on it (or we cannot count
-     * its sleepers) */
-    return g->locked && !holds_gil(g, t) && g->waiters != 0;
+     * its sleepers); a thread with no Python frame holds no Python lock,
+     * and its futex is mod_wsgi's way into Python: the GIL, or mod_wsgi's
+     * interpreter lock, held by a thread on its way to the GIL (then
+     * perhaps nobody sleeps on the GIL itself yet) */
+    return g->locked && !holds_gil(g, t) && (g->waiters != 0 || !t->found);
 }
 
 static int64_t classify_targets(pp_store_t *st, int n)

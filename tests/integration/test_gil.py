@@ -229,3 +229,27 @@ def test_contention_tables_link_both_ways(contended, srv):
     assert "Waited behind" in section and "Made wait" in section
     assert "build_rows" in section
     assert 'href="/server-profile/location?path=%2Fapp"' in section
+
+
+# -- exports: the wait as a leaf pseudo-frame, and pprof's gil_holder label --
+
+WAIT_FRAME = re.compile(r"<(GIL wait|waiting to enter Python): held by /app build_rows>")
+
+
+def test_exports_show_the_wait_at_the_leaf(contended, srv):
+    from views_util import Pprof, check_speedscope, folded_stacks
+    _, light, _ = contended
+    q = light[0]
+    folded = srv.get_ok(srv.request_path(q["id"], "folded")).text
+    leaves = [frames[-1] for frames, _ in folded_stacks(folded) if frames]
+    assert any(WAIT_FRAME.match(f) for f in leaves), leaves
+    doc = check_speedscope(srv.get_ok(srv.request_path(q["id"], "speedscope")).content)
+    assert any(WAIT_FRAME.match(f["name"]) for f in doc["shared"]["frames"]), doc["shared"]
+    prof = Pprof(srv.get_ok(srv.request_path(q["id"], "pprof")).content)
+    waits = [s for s in prof.samples if WAIT_FRAME.match(prof.stack(s)[0])]
+    assert waits, [prof.stack(s)[:2] for s in prof.samples]
+    for s in waits:
+        assert re.match(r"/app build_rows \(.*app\.py:\d+\)$",
+                        prof.labels(s)["gil_holder"]), prof.labels(s)
+    others = [s for s in prof.samples if not prof.stack(s)[0].startswith("<")]
+    assert all("gil_holder" not in prof.labels(s) for s in others)

@@ -494,8 +494,11 @@ static void test_gil_may_wait(void **state)
     assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
     g.waiters = -1; /* not counted: no veto */
     assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
-    g.waiters = 0; /* nobody sleeps on it: a futex is some lock */
+    g.waiters = 0; /* nobody sleeps on it: a futex is some lock... */
+    t.found = 1;
     assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    t.found = 0; /* ...but no Python lock without a frame */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
     g.waiters = 2;
     g.locked = 0; /* free */
     assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
@@ -519,7 +522,7 @@ static void test_gil_may_wait(void **state)
     t.found = 0;
     t.gil_requested = 0;
     assert_int_equal(pp_gil_may_wait(&g, &t, 1), 1);
-    g.waiters = 0;
+    g.locked = 0;
     assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
 }
 
