@@ -253,3 +253,60 @@ def test_exports_show_the_wait_at_the_leaf(contended, srv):
                         prof.labels(s)["gil_holder"]), prof.labels(s)
     others = [s for s in prof.samples if not prof.stack(s)[0].startswith("<")]
     assert all("gil_holder" not in prof.labels(s) for s in others)
+
+
+# -- daemon mode: the same inside one threaded daemon process ----------------
+
+def daemon_setup(srv):
+    from daemon_util import PYEXT
+    app = os.path.join(srv.root, "gil_daemon.py")
+    with open(GIL_APP) as src, open(app, "w") as dst:
+        dst.write(src.read())
+    os.chmod(app, 0o644)
+    srv.extra = ("WSGIDaemonProcess gild processes=1 threads=16 python-path=%s "
+                 "display-name=%%{GROUP}\n"
+                 'WSGIScriptAlias /d "%s" process-group=gild '
+                 "application-group=%%{GLOBAL}\n" % (PYEXT, app)) + srv.extra
+
+
+DAEMON_CONF = """\
+PyProfSample /d 1ms
+PyProfSlowThreshold 1ms
+PyProfKeep 500
+PyProfHeaders On
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon_srv(pyprof_module):
+    yield from serving(daemon_setup, name="gil-daemon", mpm="event", extra=DAEMON_CONF)
+
+
+def test_daemon_mode_blames_the_holder_and_names_the_process(daemon_srv):
+    srv = daemon_srv
+    srv.get_ok("/d/fast")
+    tag = unique("dgil")
+    out = {}
+
+    def run():
+        out["r"] = srv.get("/d/cpu/%s?ms=900" % tag, timeout=30)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    seen = wait_for(lambda: (lambda q: q if q and q["samples_on_cpu"] >= 50 else None)(
+        inflight(srv, tag)), 10, interval=0.01)
+    assert seen, "the CPU-bound request never showed in flight on CPU"
+    rs = get_concurrently(srv, ["/d/light/%s-%d" % (tag, i) for i in range(3)], timeout=30)
+    assert all(getattr(r, "status_code", None) == 200 for r in rs), rs
+    light = [finished_request(srv, r.headers["X-PyProf-Id"]) for r in rs]
+    t.join(30)
+    cpu = finished_request(srv, out["r"].headers["X-PyProf-Id"])
+    assert cpu["daemon_pid"], cpu
+    for q in light:
+        assert q["daemon_pid"] == cpu["daemon_pid"], summary(q)
+        assert q["gil_wait_ms"] >= 0.5 * q["duration_ms"], summary(q)
+        h = q["gil_holders"][0]
+        assert h["request_id"] == cpu["id"] and h["function"] == "build_rows", summary(q)
+        page = srv.get_ok(srv.request_path(q["id"])).text
+        assert re.search(r"Waited [\d,.]+ ms for the GIL, \d+% behind", page)
+        assert "inside mod_wsgi daemon process pid %d (group gild)" % q["daemon_pid"] in page

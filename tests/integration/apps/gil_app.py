@@ -7,10 +7,19 @@
                           GIL back 60 times
     /app/fast             returns at once (warms the process up)
 
+In a mod_wsgi daemon process (test_gil.py's daemon server puts pyext on
+its python-path) it imports pyprof, which starts that process' sampler;
+embedded, pyprof is not on the path and the module's own sampler runs.
+
 Every loop is bounded; nothing is written to stderr.
 """
 
 import time
+
+try:
+    import pyprof  # noqa: F401
+except ImportError:
+    pass
 
 
 def build_rows(ms):
