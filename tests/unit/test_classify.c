@@ -383,6 +383,40 @@ static void test_gil_holders_json(void **state)
     unit_buf_free(&buf);
 }
 
+/* The wait is also counted per location, written with the sample: suffered
+ * by the waiter's, caused by the holder's, and by (waiter location,
+ * holder frame) in the holder's rows, whose requests delayed grow when
+ * the waiter ends; a holder serving no request goes to a store counter.
+ * pp_gil_rows_load reads the rows back, frames resolved. */
+static void test_gil_wait_per_location(void **state)
+{
+    fix_t *f = *state;
+    uint32_t frame =
+        pp_store_intern_frame(f->st, "build_rows", 10, "/srv/views.py", 13, 88);
+    pp_gil_holder_t a = holder(3, 0, frame), b = holder(0, 77, 0);
+    const pp_location_t *loc = pp_store_location(f->st, 0);
+    pp_gil_rows_t rows;
+
+    gil_sample(f, 4000, PP_SAMPLE_GIL_ENTER, &a);
+    gil_sample(f, 6000, PP_SAMPLE_GIL_WAIT, &a);
+    gil_sample(f, 500, PP_SAMPLE_GIL_WAIT, &b);
+    assert_int_equal(atomic_load(&loc->gil_wait_us), 10500);
+    assert_int_equal(atomic_load(&loc->gil_blocking_us), 10000);
+    assert_int_equal(atomic_load(&f->st->c.gil_blocking_no_request_us), 500);
+    pp_store_finish(f->st, f->idx, 200, 20000, 0, PP_KEEP_NONE);
+    assert_int_equal(pp_gil_rows_load(&rows, f->st), 0);
+    assert_int_equal(rows.n, 1);
+    assert_int_equal(rows.rows[0].holder, 0);
+    assert_int_equal(rows.rows[0].waiter, 0);
+    assert_string_equal(rows.rows[0].f.function, "build_rows");
+    assert_int_equal(rows.rows[0].f.line, 88);
+    assert_int_equal(rows.rows[0].samples, 2);
+    assert_int_equal(rows.rows[0].wait_us, 10000);
+    assert_int_equal(rows.rows[0].delayed, 1);
+    assert_string_equal(rows.path[0], "/app");
+    pp_gil_rows_free(&rows);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +435,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gil_holders_fold_into_other, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_gil_holders_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gil_wait_per_location, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests_name("classification", tests, NULL, NULL);
