@@ -191,6 +191,17 @@ def test_control_without_cpu_request_shows_little_gil_wait(srv):
         assert q["gil_wait_ms"] < 0.1 * q["duration_ms"], summary(q)
 
 
+def test_a_lock_wait_is_off_cpu_not_gil_wait(srv):
+    """A futex wait while the GIL is free (or nobody sleeps on it) is a
+    lock: off CPU, not GIL wait (it used to count as the GIL)."""
+    r = srv.get_ok("/app/lock/%s" % unique("lock"), timeout=30)
+    q = finished_request(srv, r.headers["X-PyProf-Id"])
+    assert q["duration_ms"] >= 200, summary(q)
+    assert q["samples_off_cpu"] >= 50, summary(q)
+    assert q["gil_wait_ms"] < 0.1 * q["duration_ms"], summary(q)
+    assert q["samples_gil_wait"] < 0.1 * q["samples_off_cpu"], summary(q)
+
+
 def test_prefork_shows_no_gil_wait(prefork_srv):
     srv = prefork_srv
     tag = unique("pf")

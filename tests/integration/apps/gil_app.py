@@ -5,6 +5,9 @@
                           machine cannot shorten how long it holds the GIL)
     /app/light/TAG        60 x (a 1 ms sleep, a little Python): it needs the
                           GIL back 60 times
+    /app/lock/TAG         blocks about 200 ms on a threading.Lock that a
+                          thread of its own holds while it sleeps: a futex
+                          wait that is no GIL wait
     /app/fast             returns at once (warms the process up)
 
 In a mod_wsgi daemon process (test_gil.py's daemon server puts pyext on
@@ -14,6 +17,7 @@ embedded, pyprof is not on the path and the module's own sampler runs.
 Every loop is bounded; nothing is written to stderr.
 """
 
+import threading
 import time
 
 try:
@@ -43,6 +47,21 @@ def light():
     return total
 
 
+def wait_for_lock():
+    lock = threading.Lock()
+    lock.acquire()
+
+    def holder():
+        time.sleep(0.2)
+        lock.release()
+
+    t = threading.Thread(target=holder)
+    t.start()
+    got = lock.acquire(timeout=5)
+    t.join(5)
+    return got
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "")
     query = environ.get("QUERY_STRING", "")
@@ -54,6 +73,8 @@ def application(environ, start_response):
         body = str(build_rows(ms))
     elif path.startswith("/light"):
         body = str(light())
+    elif path.startswith("/lock"):
+        body = str(wait_for_lock())
     else:
         body = "ok"
     data = body.encode()
