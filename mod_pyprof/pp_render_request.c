@@ -230,7 +230,8 @@ static const char *base_name(const char *path)
 }
 
 /* "Waited 836 ms for the GIL, 97% behind GET /reports/export in
- * build_rows (views.py:88)": the largest holder, linked to its request. */
+ * build_rows (views.py:88)": the largest holder, linked to its request,
+ * the share of all its entries, and the frame of its largest. */
 static void gil_sentence(pp_sink_t *o, const pp_request_page_t *pg,
                          const pp_render_opts_t *opt)
 {
@@ -238,13 +239,27 @@ static void gil_sentence(pp_sink_t *o, const pp_request_page_t *pg,
     const pp_gil_view_t *g = &pg->gil;
     int64_t total = q->gil_wait_us + q->gil_enter_us;
     const pp_gil_holder_t *h;
+    uint64_t behind = 0;
+    uint32_t i;
 
     if (total <= 0 || g->n == 0) {
         return;
     }
     h = &g->e[0].h;
+    /* the share of the holder (its request, or its thread), whatever line
+     * it was on: the entries are per frame */
+    for (i = 0; i < g->n; i++) {
+        const pp_gil_holder_t *x = &g->e[i].h;
+        if (x->location != PP_GIL_OTHER && h->location != PP_GIL_OTHER &&
+            x->serial == h->serial && (h->serial || x->tid == h->tid)) {
+            behind += x->wait_us;
+        }
+    }
+    if (!behind) {
+        behind = h->wait_us;
+    }
     pp_printf(o, "<p class=gilblame>Waited %.0f ms for the GIL, %.0f%% behind ",
-              total / 1e3, 100.0 * (double)h->wait_us / (double)total);
+              total / 1e3, 100.0 * (double)behind / (double)total);
     if (h->location == PP_GIL_OTHER) {
         pp_puts(o, "several other holders");
     }
