@@ -429,7 +429,7 @@ void pp_gil_table(pp_sink_t *o, const pp_gil_rows_t *g,
 static void gil_section(pp_sink_t *o, const pp_overview_t *ov,
                         const pp_render_opts_t *opt)
 {
-    pp_puts(o, "<h2>GIL contention</h2>");
+    pp_puts(o, "<h2 id=gil>GIL contention</h2>");
     pp_gil_table(o, &ov->gil, opt, -1, -1, 20);
     if (ov->c.gil_blocking_no_request_us) {
         pp_printf(o,
@@ -691,8 +691,8 @@ void pp_render_overview_html(pp_sink_t *o, const pp_overview_t *ov,
     locations_section(o, ov, opt);
     inflight_section(o, ov, opt);
     slow_section(o, ov, opt);
-    gil_section(o, ov, opt);
     captures_section(o, ov, opt);
+    gil_section(o, ov, opt);
     sampler_section(o, ov, opt);
     pp_puts(o, "<p class=muted>Machine-readable: <a href=\"");
     pp_puts_html(o, opt->base);

@@ -179,7 +179,7 @@ static void split_part(pp_sink_t *o, const char *cls, double ms, double total,
  * CONFIG_SCHED_INFO) all of it is cut that way. */
 void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s)
 {
-    uint32_t py = q->samples_on_cpu + q->samples_off_cpu;
+    uint32_t py = q->samples_on_cpu + q->samples_off_cpu - q->samples_gil_enter;
     double off = (double)(q->off_gil_us + q->off_core_us + q->off_other_us);
     double in_app, waiting;
 
@@ -296,8 +296,8 @@ static void gil_sentence(pp_sink_t *o, const pp_request_page_t *pg,
 static void time_split(pp_sink_t *o, const pp_req_t *q)
 {
     pp_time_split_t s;
-    uint32_t sleeping =
-        q->samples_off_cpu - q->samples_gil_wait - q->samples_wait_core;
+    uint32_t sleeping = q->samples_off_cpu - q->samples_gil_wait -
+                        q->samples_wait_core - q->samples_gil_enter;
 
     pp_req_time_split(q, &s);
     if (s.total <= 0) {

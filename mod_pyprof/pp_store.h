@@ -91,8 +91,8 @@ enum {
     PP_SAMPLE_GIL_WAIT = 2,
     PP_SAMPLE_WAIT_CORE = 3,
     /* waiting for the GIL with no Python frame yet: mod_wsgi takes it
-     * before the app's first frame (and between frames); counted apart
-     * from on and off CPU, which are kinds of time in Python */
+     * before the app's first frame (and between frames); a kind of off
+     * CPU whose time is not Python's */
     PP_SAMPLE_GIL_ENTER = 4
 };
 #define PP_SAMPLE_TRUNCATED 0x100 /* or'ed in: the stack was cut */

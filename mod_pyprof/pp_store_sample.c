@@ -121,7 +121,9 @@ void pp_store_record_sample_gil(pp_store_t *st, pp_record_t *rec, uint32_t node,
         how &= ~PP_SAMPLE_TRUNCATED;
     }
     if (how == PP_SAMPLE_GIL_ENTER) {
-        /* not in Python yet: neither on nor off CPU in it */
+        /* off CPU, but not in Python yet: its time is cut apart from the
+         * time off CPU in Python (pp_req_time_split) */
+        rec->req.samples_off_cpu++;
         rec->req.samples_gil_enter++;
         rec->req.gil_enter_us += (int64_t)weight_us;
     }

@@ -232,7 +232,7 @@ def test_metrics_count_the_wait_suffered_and_caused(contended, srv):
 
 def test_contention_tables_link_both_ways(contended, srv):
     overview = srv.get_ok("/server-profile").text
-    i = overview.index("<h2>GIL contention</h2>")
+    i = overview.index("<h2 id=gil>GIL contention</h2>")
     table = overview[i:overview.index("</table>", i)]
     assert "build_rows" in table, table
     assert 'href="/server-profile/location?path=%2Fapp"' in table, table
