@@ -349,6 +349,79 @@ static int gz_drain(z_stream *z, pp_bytes_t *raw, pp_bytes_t *out, int finish)
     return 0;
 }
 
+/* Strings made for labels: the string table keeps pointers, so each
+ * distinct one is copied once and lives until the export is done. */
+typedef struct owned {
+    char **v;
+    size_t n, cap;
+} owned_t;
+
+static const char *keep_label(owned_t *o, const char *s)
+{
+    size_t i;
+    char **nv;
+
+    for (i = 0; i < o->n; i++) {
+        if (strcmp(o->v[i], s) == 0) {
+            return o->v[i];
+        }
+    }
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 16;
+        if (!(nv = realloc(o->v, cap * sizeof(*nv)))) {
+            return NULL;
+        }
+        o->v = nv;
+        o->cap = cap;
+    }
+    if (!(o->v[o->n] = strdup(s))) {
+        return NULL;
+    }
+    return o->v[o->n++];
+}
+
+static void owned_free(owned_t *o)
+{
+    size_t i;
+
+    for (i = 0; i < o->n; i++) {
+        free(o->v[i]);
+    }
+    free(o->v);
+}
+
+/* The holder a GIL-wait pseudo-frame names ("<GIL wait: held by /app
+ * build_rows>", "<waiting to enter Python: ...>", see pp_sampler.c) as
+ * "LOCATION FUNCTION (file:line)" into buf; 0 if fv is no such frame. */
+static int gil_holder_label(const pp_pframe_t *fv, char *buf, size_t cap)
+{
+    static const char *const kinds[] = {"<GIL wait: ",
+                                        "<waiting to enter Python: "};
+    const char *who = NULL, *end;
+    size_t k;
+
+    for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]) && !who; k++) {
+        if (strncmp(fv->function, kinds[k], strlen(kinds[k])) == 0) {
+            who = fv->function + strlen(kinds[k]);
+        }
+    }
+    end = who ? strrchr(who, '>') : NULL;
+    if (!end) {
+        return 0;
+    }
+    if (strncmp(who, "held by ", 8) == 0) {
+        who += 8;
+    }
+    if (fv->file[0]) {
+        snprintf(buf, cap, "%.*s (%s:%u)", (int)(end - who), who, fv->file,
+                 fv->line);
+    }
+    else {
+        snprintf(buf, cap, "%.*s", (int)(end - who), who);
+    }
+    return 1;
+}
+
 int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
                     const pp_pprof_label_t *labels, size_t nlabels,
                     int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
@@ -357,6 +430,8 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
     frame_index_t fi = {0}, fns = {0};
     strtab_t strs = {0};
     uint32_t frames[PP_DEPTH_LIMIT + 2];
+    char holder[2 * PP_FRAME_TEXT_MAX + 32];
+    owned_t labels_owned = {0};
     size_t i;
     uint32_t k;
     int64_t s_samples, s_count, s_wall, s_ns;
@@ -411,6 +486,20 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
         pb_varint(&sub2, p->v[i].count);
         pb_varint(&sub2, p->v[i].weight_us * 1000);
         pb_message(&sub, 2, &sub2);
+        if (d > 0 && gil_holder_label(pp_profile_pframe(p, frames[d - 1]),
+                                      holder, sizeof(holder))) {
+            pp_bytes_t lab = {0};
+            const char *kept = keep_label(&labels_owned, holder);
+            int64_t key = strtab_get(&strs, "gil_holder"),
+                    str = kept ? strtab_get(&strs, kept) : -1;
+            if (key < 0 || str < 0) {
+                goto done;
+            }
+            pb_uint(&lab, 1, (uint64_t)key);
+            pb_uint(&lab, 2, (uint64_t)str);
+            pb_message(&sub, 3, &lab);
+            free(lab.data);
+        }
         for (l = 0; l < nlabels; l++) {
             pp_bytes_t lab = {0};
             int64_t key = strtab_get(&strs, labels[l].key), str = 0;
@@ -497,6 +586,7 @@ done:
     free(sub2.data);
     free(strs.v);
     free(strs.slots);
+    owned_free(&labels_owned);
     fi_free(&fi);
     fi_free(&fns);
     return rc;

@@ -24,7 +24,31 @@ typedef struct pp_walk_target {
     int truncated; /* deeper than max_depth: the root side was cut */
     uint32_t depth;
     uint32_t frames[PP_DEPTH_LIMIT]; /* interned frame ids, leaf first */
+    /* GIL blame (pp_py_gil_blame_init succeeded), out: */
+    int gil;           /* index in the tick's GILs of the one it would
+                        * wait for; -1: unknown */
+    int gil_requested; /* 3.15: a thread state of it waits for the GIL */
 } pp_walk_target_t;
+
+/* One GIL as the last GIL-free walk read it (pp_py_walk_nogil), under the
+ * runtime's HEAD_LOCK, between the thread lists it walked. */
+#define PP_GILS_MAX 4
+typedef struct pp_gil_state {
+    const void *gil;       /* its address */
+    int locked;            /* 1: held */
+    const void *holder_ts; /* the holding thread state when locked */
+    uint64_t switch_number;
+    int waiters; /* threads asleep on its condition variable, -1 unknown */
+    /* the holder's thread, found in a thread list: 0 when it was in none */
+    unsigned long holder_ident;
+    pid_t holder_tid;
+    void *holder_interp;
+} pp_gil_state_t;
+
+typedef struct pp_gil_tick {
+    int n;
+    pp_gil_state_t gils[PP_GILS_MAX];
+} pp_gil_tick_t;
 
 /* Is there a running interpreter a sampler could attach to? */
 int pp_py_initialized(void);
@@ -65,5 +89,22 @@ int pp_py_nogil_init(int copy);
 int pp_py_nogil_copy(void);
 void pp_py_nogil_fini(void);
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n);
+
+/* GIL blame, GIL-free mode only (after pp_py_nogil_init): 0 if the GIL's
+ * layout checks out against the running interpreter; from then on each
+ * pp_py_walk_nogil also reads the GILs of the interpreters it walks, who
+ * holds each, and per target which GIL it would wait for (t->gil) and
+ * (3.15) whether it waits (t->gil_requested).  -1 and *why: no blame. */
+int pp_py_gil_blame_init(const char **why);
+/* The GILs the last walk read (n == 0: blame is off). */
+const pp_gil_tick_t *pp_py_gil_tick(void);
+/* Whether the running Python marks GIL waiters (3.15): then the rule
+ * needs no wait channel. */
+int pp_py_gil_marks_waiters(void);
+/* Read the innermost frames of the thread holding g into t (its ids are
+ * set from g): 1 if its thread state was still in a thread list, held by
+ * the same thread, and had a frame. */
+int pp_py_walk_gil_holder(pp_store_t *st, const pp_gil_state_t *g,
+                          pp_walk_target_t *t);
 
 #endif

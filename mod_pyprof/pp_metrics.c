@@ -106,6 +106,28 @@ void pp_render_metrics(pp_sink_t *o, const pp_overview_t *ov,
         pp_put_prom_label(o, ov->loc[i].path, strlen(ov->loc[i].path));
         pp_printf(o, "\"} %llu\n", (unsigned long long)ov->loc[i].inflight);
     }
+    pp_puts(o, "# HELP pyprof_gil_wait_seconds_total Time requests under a "
+               "PyProfSample prefix waited for the GIL (sampled wall time; "
+               "not the samplers' own wait, which is "
+               "pyprof_sampler_gil_wait_seconds_total).\n"
+               "# TYPE pyprof_gil_wait_seconds_total counter\n");
+    for (i = 0; i < ov->nloc; i++) {
+        pp_puts(o, "pyprof_gil_wait_seconds_total{location=\"");
+        pp_put_prom_label(o, ov->loc[i].path, strlen(ov->loc[i].path));
+        pp_printf(o, "\"} %.6f\n", ov->loc[i].gil_wait_us / 1e6);
+    }
+    pp_puts(o, "# HELP pyprof_gil_blocking_seconds_total Time other "
+               "requests waited for the GIL while a request under this "
+               "prefix held it (location=\"\": held by a thread serving no "
+               "profiled request).\n"
+               "# TYPE pyprof_gil_blocking_seconds_total counter\n");
+    for (i = 0; i < ov->nloc; i++) {
+        pp_puts(o, "pyprof_gil_blocking_seconds_total{location=\"");
+        pp_put_prom_label(o, ov->loc[i].path, strlen(ov->loc[i].path));
+        pp_printf(o, "\"} %.6f\n", ov->loc[i].gil_blocking_us / 1e6);
+    }
+    pp_printf(o, "pyprof_gil_blocking_seconds_total{location=\"\"} %.6f\n",
+              ov->c.gil_blocking_no_request_us / 1e6);
     pp_printf(o,
               "# HELP pyprof_samples_total Stacks recorded by the samplers.\n"
               "# TYPE pyprof_samples_total counter\n"
@@ -115,7 +137,8 @@ void pp_render_metrics(pp_sink_t *o, const pp_overview_t *ov,
               "# TYPE pyprof_sampler_cpu_seconds_total counter\n"
               "pyprof_sampler_cpu_seconds_total %.6f\n"
               "# HELP pyprof_sampler_gil_wait_seconds_total Time the "
-              "samplers waited for the GIL.\n"
+              "samplers waited for the GIL (PyProfSampler gil; requests' "
+              "waits are pyprof_gil_wait_seconds_total).\n"
               "# TYPE pyprof_sampler_gil_wait_seconds_total counter\n"
               "pyprof_sampler_gil_wait_seconds_total %.6f\n"
               "# HELP pyprof_sampler_phase_seconds_total Wall time the "

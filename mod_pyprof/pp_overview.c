@@ -96,6 +96,78 @@ static void read_location(pp_ov_location_t *l, const pp_location_t *loc,
     l->interval_us = loc->interval_us;
     l->created_us = loc->created_us;
     pp_snap_location(loc, &l->s);
+    l->gil_wait_us =
+        atomic_load_explicit(&loc->gil_wait_us, memory_order_relaxed);
+    l->gil_blocking_us =
+        atomic_load_explicit(&loc->gil_blocking_us, memory_order_relaxed);
+}
+
+static int gil_row_cmp(const void *a, const void *b)
+{
+    const pp_gil_row_t *x = a, *y = b;
+
+    if (x->wait_us != y->wait_us) {
+        return x->wait_us < y->wait_us ? 1 : -1;
+    }
+    if (x->holder != y->holder) {
+        return x->holder < y->holder ? -1 : 1;
+    }
+    return x->waiter < y->waiter ? -1 : x->waiter > y->waiter;
+}
+
+int pp_gil_rows_load(pp_gil_rows_t *g, const pp_store_t *st)
+{
+    int i, k;
+
+    memset(g, 0, sizeof(*g));
+    for (i = 0; i < PP_MAX_LOCATIONS; i++) {
+        const pp_location_t *loc = pp_store_location((pp_store_t *)st, i);
+
+        if (!loc || !atomic_load(&loc->used)) {
+            continue;
+        }
+        pp_location_path(st, i, g->path[i], sizeof(g->path[i]));
+        for (k = 0; k < PP_GIL_BLAME_ROWS; k++) {
+            const pp_agg_entry_t *e = &loc->gil_blame[k];
+            uint64_t key = atomic_load(&e->key);
+            pp_gil_row_t *r;
+
+            if (!key || !atomic_load(&e->weight_us)) {
+                continue;
+            }
+            if (!g->rows &&
+                !(g->rows = calloc((size_t)PP_MAX_LOCATIONS * PP_GIL_BLAME_ROWS,
+                                   sizeof(*g->rows)))) {
+                return -1;
+            }
+            r = &g->rows[g->n++];
+            r->holder = i;
+            r->waiter = (int)(key >> 32) - 1;
+            if (r->waiter >= PP_MAX_LOCATIONS) {
+                r->waiter = -1;
+            }
+            if (!(uint32_t)key ||
+                !pp_store_frame_view(st, (uint32_t)key, &r->f)) {
+                r->f.function = "";
+                r->f.file = "";
+                r->f.line = 0;
+            }
+            r->samples = atomic_load(&e->count);
+            r->wait_us = atomic_load(&e->weight_us);
+            r->delayed = atomic_load(&e->cpu_us);
+        }
+    }
+    if (g->n) {
+        qsort(g->rows, g->n, sizeof(*g->rows), gil_row_cmp);
+    }
+    return 0;
+}
+
+void pp_gil_rows_free(pp_gil_rows_t *g)
+{
+    free(g->rows);
+    g->rows = NULL;
+    g->n = 0;
 }
 
 /* The current generation's rows first, in row order, then the rows of
@@ -411,6 +483,9 @@ int pp_overview_load(pp_overview_t *ov, const pp_store_t *st,
     if (load_inflight(ov, st, what)) {
         rc = -1;
     }
+    if (what == PP_OV_HTML && pp_gil_rows_load(&ov->gil, st) != 0) {
+        rc = -1;
+    }
     return rc;
 }
 
@@ -420,6 +495,7 @@ void pp_overview_free(pp_overview_t *ov)
     free(ov->traces);
     free(ov->inflight);
     free(ov->captured);
+    pp_gil_rows_free(&ov->gil);
     pp_profile_free(&ov->stacks);
     memset(ov, 0, sizeof(*ov));
 }
@@ -437,9 +513,44 @@ int pp_location_load(pp_ov_location_t *l, const pp_store_t *st, int row)
     return 0;
 }
 
+void pp_gil_view_load(pp_gil_view_t *v, const pp_store_t *st,
+                      const pp_record_t *rec)
+{
+    uint32_t i, j, n = rec->req.ngil_holders;
+
+    memset(v, 0, sizeof(*v));
+    if (n > PP_GIL_HOLDERS) {
+        n = PP_GIL_HOLDERS;
+    }
+    for (i = 0; i < n; i++) {
+        const pp_gil_holder_t *h = &rec->gil_holders[i];
+
+        /* insertion by wait, largest first (eight at most) */
+        for (j = v->n; j > 0 && v->e[j - 1].h.wait_us < h->wait_us; j--) {
+            v->e[j] = v->e[j - 1];
+        }
+        v->e[j].h = *h;
+        v->e[j].h.id[PP_ID_MAX - 1] = '\0';
+        v->e[j].h.method[PP_METHOD_MAX - 1] = '\0';
+        v->e[j].h.uri[PP_GIL_URI_MAX - 1] = '\0';
+        if (!h->frame || !pp_store_frame_view(st, h->frame, &v->e[j].f)) {
+            v->e[j].f.function = "";
+            v->e[j].f.file = "";
+            v->e[j].f.line = 0;
+        }
+        v->e[j].location[0] = '\0';
+        if (h->serial && h->location >= 0) {
+            pp_location_path(st, h->location, v->e[j].location,
+                             sizeof(v->e[j].location));
+        }
+        v->n++;
+    }
+}
+
 void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
                      const pp_record_t *rec, int inflight)
 {
+    pp_gil_view_load(&v->gil, st, rec);
     v->rec = rec;
     v->inflight = inflight;
     pp_location_path(st, rec->req.location, v->location, sizeof(v->location));
@@ -470,6 +581,7 @@ void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
     pg->sampler_mode = st->sampler_mode;
     pp_location_path(st, rec->req.location, pg->location, sizeof(pg->location));
     pp_store_location_root(st, rec->req.location, pg->root, sizeof(pg->root));
+    pp_gil_view_load(&pg->gil, st, rec);
     pp_profile_init(&pg->p);
     if (rec->req.samples == 0) {
         return; /* the page says so, and draws no tree */
@@ -526,6 +638,7 @@ int pp_location_page_load(pp_location_page_t *pg, const pp_store_t *st, int row,
     if (pp_location_load(&pg->l, st, row) != 0) {
         return -1;
     }
+    (void)pp_gil_rows_load(&pg->gil, st); /* out of memory: no table */
     if (opt->diff) {
         load_diff(pg, st, row, opt);
         return 0;
@@ -553,4 +666,5 @@ void pp_location_page_free(pp_location_page_t *pg)
     pp_tree_free(&pg->rest_tree);
     pp_profile_free(&pg->p);
     pp_profile_free(&pg->rest);
+    pp_gil_rows_free(&pg->gil);
 }

@@ -61,7 +61,29 @@ typedef struct pp_ov_location {
     size_t capture_first, ncaptured;
     /* the location page: the application's root ("" if unknown) */
     char root[PP_PREFIX_MAX];
+    /* GIL blame: the wait its requests suffered, and caused others */
+    uint64_t gil_wait_us, gil_blocking_us;
 } pp_ov_location_t;
+
+/* GIL blame rows of every location (the "GIL contention" tables): who
+ * (holder's location and innermost frame, resolved) made whom (waiter's
+ * location) wait how long; largest wait first.  Paths by row, "" for a
+ * row not in use. */
+typedef struct pp_gil_row {
+    int holder, waiter; /* location rows; -1: none */
+    pp_frame_view_t f;  /* names point into the store; "" if none */
+    uint64_t samples, wait_us, delayed;
+} pp_gil_row_t;
+
+typedef struct pp_gil_rows {
+    size_t n;
+    pp_gil_row_t *rows;
+    char path[PP_MAX_LOCATIONS][PP_PREFIX_MAX];
+} pp_gil_rows_t;
+
+/* 0, or -1 out of memory (then none). */
+int pp_gil_rows_load(pp_gil_rows_t *g, const pp_store_t *st);
+void pp_gil_rows_free(pp_gil_rows_t *g);
 
 /* A request in flight, with its latest sample's stack (HTML only). */
 typedef struct pp_ov_inflight {
@@ -99,6 +121,7 @@ typedef struct pp_overview {
     uint64_t total_size, arena_used, arena_size;
     uint32_t nslots, keep, nframes, nnodes;
     char nonce[PP_NONCE_LEN + 1]; /* the capture form's */
+    pp_gil_rows_t gil;            /* HTML and /metrics */
 } pp_overview_t;
 
 /* Read what the output `what` (PP_OV_*) shows, once.  -1 if memory ran
@@ -123,6 +146,21 @@ const char *pp_overview_reader(const pp_overview_t *ov);
  * no capture).  0, or -1 if the row is not in use. */
 int pp_location_load(pp_ov_location_t *l, const pp_store_t *st, int row);
 
+/* A record's GIL holders as the pages show them: largest wait first, the
+ * holder's frame and location resolved (the frame's names point into the
+ * store; "" when it had none). */
+typedef struct pp_gil_view {
+    uint32_t n;
+    struct {
+        pp_gil_holder_t h;
+        pp_frame_view_t f;
+        char location[PP_PREFIX_MAX];
+    } e[PP_GIL_HOLDERS];
+} pp_gil_view_t;
+
+void pp_gil_view_load(pp_gil_view_t *v, const pp_store_t *st,
+                      const pp_record_t *rec);
+
 /* One request as its JSON shows it: the record, its location's path and
  * its stacks, resolved.  failed: out of memory reading the stacks (p is
  * then empty). */
@@ -132,6 +170,7 @@ typedef struct pp_request_view {
     char location[PP_PREFIX_MAX];
     pp_profile_t p;
     int failed;
+    pp_gil_view_t gil;
 } pp_request_view_t;
 
 void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
@@ -159,6 +198,7 @@ typedef struct pp_request_page {
     int failed; /* PP_PAGE_* */
     pp_profile_t p;
     pp_tree_t tree;
+    pp_gil_view_t gil;
 } pp_request_page_t;
 
 void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
@@ -179,6 +219,7 @@ typedef struct pp_location_page {
     uint64_t samples, weight_us, cpu_us;
     pp_profile_t p, rest;
     pp_tree_t tree, rest_tree;
+    pp_gil_rows_t gil;
 } pp_location_page_t;
 
 /* 0, or -1 if the row is not in use (nothing to render; free it all the

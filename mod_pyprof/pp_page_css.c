@@ -86,6 +86,7 @@ const char pp_page_css[] =
     ".key{width:12px;height:12px;margin-right:5px;vertical-align:-1px}"
     ".before{background:#9aa5b4}.on{background:#d9480f}"
     ".gil{background:#f2a541}.off{background:#7aa2d6}"
+    ".enter{background:#b8741a}"
     ".core{background:repeating-linear-gradient(45deg,#d9480f 0 3px,"
     "#f6c6ad 3px 6px)}"
     ".outside{background:#b197fc}.after{background:#c5ccd6}"

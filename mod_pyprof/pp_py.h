@@ -93,6 +93,20 @@ typedef struct pp_py_layout {
     /* Is a copied object header one of a live object?  A freed block
      * gives itself away by its reference count (see pp_py_layout.c). */
     int (*live)(const void *hdr);
+
+    /* The GIL (struct _gil_runtime_state, the same layout in every
+     * supported version).  3.11 has one, in the runtime (runtime_gil is
+     * its address); from 3.12 each interpreter points to the GIL it uses
+     * (interp_gil: offset of that pointer; runtime_gil NULL). */
+    const void *runtime_gil;
+    size_t interp_gil;
+    size_t gil_last_holder; /* PyThreadState*: valid while locked */
+    size_t gil_locked;      /* int: 1 held, 0 free, -1 not created */
+    size_t gil_switch_number;
+    size_t gil_cond; /* pthread_cond_t its waiters sleep on */
+    /* 3.15: int set by a thread state from the moment it waits for the
+     * GIL until it has it; 0: the version has none */
+    size_t ts_gil_requested;
 } pp_py_layout_t;
 
 /* pp_py_layout.c */
@@ -100,6 +114,9 @@ const pp_py_layout_t *pp_py_layout(void);
 /* 0 if the running interpreter describes itself (_Py_DebugOffsets, 3.13+)
  * as the headers we were built with do; -1 and a reason otherwise. */
 int pp_py_layout_check(const char **why);
+/* The same for the GIL's fields (3.13+): a difference refuses GIL blame,
+ * not sampling. */
+int pp_py_layout_gil_check(const char **why);
 
 /* How the reader copies memory. */
 typedef struct pp_py_reader {

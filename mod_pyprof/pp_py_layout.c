@@ -16,6 +16,13 @@
  *         of immortal objects carry flags in their top 16 bits.
  *   3.15  FRAME_OWNED_BY_CSTACK is gone; Py_TAG_BITS is 3.
  *
+ * The GIL (for GIL blame: who holds it while a request waits) has the same
+ * struct _gil_runtime_state in every supported version; 3.11 keeps the one
+ * GIL in the runtime (_PyRuntime.ceval.gil), 3.12 made it per interpreter
+ * (interp->ceval.gil points to the one it uses: its own _gil, or the main
+ * interpreter's for the legacy sub-interpreters mod_wsgi makes), and 3.15
+ * marks a thread state that waits for it (gil_requested).
+ *
  * Why offsets compiled from the headers, and not _Py_DebugOffsets, which
  * 3.13+ exports for out-of-process profilers: it names about twenty of the
  * fields used here, but not the data-stack chunk, the owner values, the
@@ -161,6 +168,18 @@ const pp_py_layout_t *pp_py_layout(void)
     l->str_header = sizeof(PyASCIIObject);
     l->str_decode = str_decode;
     l->live = live;
+#if PY_VERSION_HEX < 0x030C0000
+    l->runtime_gil = &_PyRuntime.ceval.gil;
+#else
+    l->interp_gil = offsetof(PyInterpreterState, ceval.gil);
+#endif
+    l->gil_last_holder = offsetof(struct _gil_runtime_state, last_holder);
+    l->gil_locked = offsetof(struct _gil_runtime_state, locked);
+    l->gil_switch_number = offsetof(struct _gil_runtime_state, switch_number);
+    l->gil_cond = offsetof(struct _gil_runtime_state, cond);
+#if PY_VERSION_HEX >= 0x030F0000
+    l->ts_gil_requested = offsetof(PyThreadState, gil_requested);
+#endif
     return l;
 }
 
@@ -223,6 +242,42 @@ int pp_py_layout_check(const char **why)
             return -1;
         }
     }
+#else
+    (void)why;
+#endif
+    return 0;
+}
+
+int pp_py_layout_gil_check(const char **why)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    const _Py_DebugOffsets *d = &_PyRuntime.debug_offsets;
+    const uint64_t gil = d->interpreter_state.gil_runtime_state;
+
+    /* the _gil fields are offsets in the interpreter of its own GIL; the
+     * struct's are what is left after taking the GIL's own offset off */
+    if (d->interpreter_state.ceval_gil !=
+        offsetof(PyInterpreterState, ceval.gil)) {
+        *why = "interpreter_state.ceval_gil";
+        return -1;
+    }
+    if (d->interpreter_state.gil_runtime_state_locked - gil !=
+        offsetof(struct _gil_runtime_state, locked)) {
+        *why = "interpreter_state.gil_runtime_state_locked";
+        return -1;
+    }
+    if (d->interpreter_state.gil_runtime_state_holder - gil !=
+        offsetof(struct _gil_runtime_state, last_holder)) {
+        *why = "interpreter_state.gil_runtime_state_holder";
+        return -1;
+    }
+#if PY_VERSION_HEX >= 0x030F0000
+    if (d->thread_state.gil_requested !=
+        offsetof(PyThreadState, gil_requested)) {
+        *why = "thread_state.gil_requested";
+        return -1;
+    }
+#endif
 #else
     (void)why;
 #endif

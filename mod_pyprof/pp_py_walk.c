@@ -25,10 +25,18 @@
  * Python object is created, no reference taken, no Python code run; names
  * are copied into C buffers and interned in the shared store, and a cache
  * maps (code object, instruction) to the interned frame id.
+ *
+ * GIL blame (GIL-free mode): the same walk reads, through the reader, the
+ * GIL of every interpreter it visits (whether it is held, by which thread
+ * state, how many threads sleep on it), finds the holder's thread among
+ * the thread states it compares anyway, and tells each target which GIL
+ * it would wait for; the sampler decides from that who waits (see
+ * classify_targets in pp_sampler.c).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -942,6 +950,125 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
     return 0;
 }
 
+/* ------------------------------------------------------------------ GIL */
+
+#define GIL_READ_MAX 256 /* bytes of the GIL struct copied, at most */
+
+static int gil_blame;   /* pp_py_gil_blame_init succeeded */
+static size_t wrefs_at; /* glibc's waiter count in a pthread_cond_t */
+static int wrefs_ok;    /* ... and the probe says it counts waiters */
+static pp_gil_tick_t gil_tick;
+
+/* glibc's condition variable (2.25 and later) counts the threads inside
+ * pthread_cond_wait in __wrefs, 8 a waiter (the low 3 bits are flags).
+ * The count is not an interface: it is used only if a probe at start
+ * reads it as one waiter while a thread waits, and none after. */
+static pthread_mutex_t probe_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t probe_cv = PTHREAD_COND_INITIALIZER;
+static int probe_go;
+
+static int cond_waiters(const void *cond)
+{
+    uint32_t w;
+
+    memcpy(&w, (const char *)cond + wrefs_at, sizeof(w));
+    return (int)(w >> 3);
+}
+
+static void *probe_waiter(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&probe_mu);
+    while (!probe_go) {
+        pthread_cond_wait(&probe_cv, &probe_mu);
+    }
+    pthread_mutex_unlock(&probe_mu);
+    return NULL;
+}
+
+static int cond_probe(void)
+{
+#ifdef __GLIBC__
+    pthread_t th;
+    int i, seen = 0, after;
+
+    wrefs_at = offsetof(pthread_cond_t, __data.__wrefs);
+    probe_go = 0;
+    if (pthread_create(&th, NULL, probe_waiter, NULL) != 0) {
+        return -1;
+    }
+    for (i = 0; i < 1000 && !seen; i++) {
+        pthread_mutex_lock(&probe_mu);
+        seen = cond_waiters(&probe_cv) == 1;
+        pthread_mutex_unlock(&probe_mu);
+        if (!seen) {
+            usleep(1000);
+        }
+    }
+    pthread_mutex_lock(&probe_mu);
+    probe_go = 1;
+    pthread_cond_signal(&probe_cv);
+    pthread_mutex_unlock(&probe_mu);
+    pthread_join(th, NULL);
+    after = cond_waiters(&probe_cv);
+    return seen && after == 0 ? 0 : -1;
+#else
+    return -1;
+#endif
+}
+
+/* The index in gil_tick of the GIL at g, copied on first sight in this
+ * walk; -1 if it cannot be read (or too many). */
+static int gil_index(const void *g)
+{
+    uint8_t buf[GIL_READ_MAX];
+    pp_gil_state_t *s;
+    size_t n;
+    int i;
+
+    if (!plausible(g)) {
+        return -1;
+    }
+    for (i = 0; i < gil_tick.n; i++) {
+        if (gil_tick.gils[i].gil == g) {
+            return i;
+        }
+    }
+    if (gil_tick.n == PP_GILS_MAX) {
+        return -1;
+    }
+    n = wrefs_ok ? L->gil_cond + wrefs_at + sizeof(uint32_t)
+                 : L->gil_switch_number + sizeof(uint64_t);
+    if (R->read(buf, g, n) != 0) {
+        return -1;
+    }
+    s = &gil_tick.gils[gil_tick.n];
+    memset(s, 0, sizeof(*s));
+    s->gil = g;
+    s->locked = int_at(buf, L->gil_locked) == 1;
+    s->holder_ts = s->locked ? ptr_at(buf, L->gil_last_holder) : NULL;
+    memcpy(&s->switch_number, buf + L->gil_switch_number,
+           sizeof(s->switch_number));
+    s->waiters = wrefs_ok ? cond_waiters(buf + L->gil_cond) : -1;
+    return gil_tick.n++;
+}
+
+/* The GIL threads of interp wait for (read under HEAD_LOCK). */
+static int interp_gil(const void *interp)
+{
+    if (L->runtime_gil) {
+        return gil_index(L->runtime_gil);
+    }
+    return gil_index((const void *)word_in_place(interp, L->interp_gil));
+}
+
+/* 3.15: does thread state ts wait for the GIL? */
+static int ts_gil_requested(const void *ts)
+{
+    return L->ts_gil_requested &&
+           *(const volatile int *)((const char *)ts + L->ts_gil_requested) == 1;
+}
+
 /* -------------------------------------------------------------- threads */
 
 /* Is ts the target's thread?  The ids are read once each: a thread just
@@ -1001,13 +1128,16 @@ static int sample_thread(pp_store_t *st, const void *ts, void *interp,
 static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
 {
     const void *interp;
-    int i, left = n;
+    int i, left = n, last_gil = -1;
 
+    gil_tick.n = 0;
     for (i = 0; i < n; i++) {
         targets[i].found = 0;
         targets[i].torn = 0;
         targets[i].depth = 0;
         targets[i].truncated = 0;
+        targets[i].gil = -1;
+        targets[i].gil_requested = 0;
         if (targets[i].max_depth == 0 ||
             targets[i].max_depth > PP_DEPTH_LIMIT) {
             targets[i].max_depth = PP_DEPTH_LIMIT;
@@ -1018,19 +1148,50 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
     }
     /* HEAD_LOCK: no thread state is freed while we look at it */
     pp_py_rt_head_lock();
-    for (interp = pp_py_rt_interpreters(); interp && left > 0;
+    /* With GIL blame every thread state is looked at, found targets or
+     * not: the GIL's holder is one of them, and its thread is known only
+     * once it is seen. */
+    for (interp = pp_py_rt_interpreters(); interp && (left > 0 || gil_blame);
          interp = (const void *)word_in_place(interp, L->interp_next)) {
         const void *ts;
+        int g = -1;
+
         if (R == &local_reader && !pp_py_rt_shares_gil(interp)) {
             continue; /* runs on under its own GIL: not ours to copy */
         }
+        if (gil_blame) {
+            g = interp_gil(interp);
+            last_gil = g;
+        }
         for (ts = (const void *)word_in_place(interp, L->interp_threads_head);
-             ts && left > 0; ts = (const void *)word_in_place(ts, L->ts_next)) {
+             ts && (left > 0 || gil_blame);
+             ts = (const void *)word_in_place(ts, L->ts_next)) {
+            if (g >= 0 && ts == gil_tick.gils[g].holder_ts) {
+                pp_gil_state_t *gs = &gil_tick.gils[g];
+
+                gs->holder_ident =
+                    (unsigned long)word_in_place(ts, L->ts_thread_id);
+                gs->holder_tid =
+                    (pid_t)word_in_place(ts, L->ts_native_thread_id);
+                gs->holder_interp = (void *)interp;
+            }
             for (i = 0; i < n; i++) {
                 pp_walk_target_t *t = &targets[i];
 
                 if (t->found || !is_thread_of(ts, t)) {
                     continue;
+                }
+                /* the GIL it would wait for: of the interpreter where it
+                 * waits (3.15 says), else where it runs, else any it has
+                 * a thread state in */
+                if (g >= 0 && !t->gil_requested) {
+                    if (ts_gil_requested(ts)) {
+                        t->gil_requested = 1;
+                        t->gil = g;
+                    }
+                    else if (t->gil < 0) {
+                        t->gil = g;
+                    }
                 }
                 /* several interpreters may know this thread: the one with
                  * a frame is where it runs */
@@ -1063,12 +1224,101 @@ static void walk(pp_store_t *st, pp_walk_target_t *targets, int n)
                     t->truncated = 0;
                     break;
                 }
+                if (g >= 0 && !t->gil_requested) {
+                    t->gil = g;
+                }
                 left--;
                 break;
             }
         }
     }
     pp_py_rt_head_unlock();
+    /* A thread with no thread state yet (or none left) enters Python in
+     * the main interpreter, the last of the list: mod_wsgi's
+     * PyGILState_Ensure makes one there, and a thread queued behind
+     * another on mod_wsgi's interpreter lock has not got that far. */
+    for (i = 0; i < n && last_gil >= 0; i++) {
+        if (targets[i].gil < 0) {
+            targets[i].gil = last_gil;
+        }
+    }
+}
+
+int pp_py_walk_gil_holder(pp_store_t *st, const pp_gil_state_t *g,
+                          pp_walk_target_t *t)
+{
+    const void *interp;
+    int seen = 0;
+
+    t->found = 0;
+    t->torn = 0;
+    t->depth = 0;
+    t->truncated = 0;
+    if (t->max_depth == 0 || t->max_depth > PP_DEPTH_LIMIT) {
+        t->max_depth = PP_DEPTH_LIMIT;
+    }
+    if (!gil_blame || !g->holder_ts || !g->holder_ident) {
+        return 0;
+    }
+    t->thread_ident = g->holder_ident;
+    t->native_tid = g->holder_tid;
+    /* the holder's thread state is dereferenced only once it is found in
+     * a list under HEAD_LOCK: it may have been deleted since the walk */
+    pp_py_rt_head_lock();
+    for (interp = pp_py_rt_interpreters(); interp && !seen;
+         interp = (const void *)word_in_place(interp, L->interp_next)) {
+        const void *ts;
+
+        for (ts = (const void *)word_in_place(interp, L->interp_threads_head);
+             ts; ts = (const void *)word_in_place(ts, L->ts_next)) {
+            if (ts != g->holder_ts) {
+                continue;
+            }
+            seen = 1;
+            if (is_thread_of(ts, t) &&
+                sample_thread(st, ts, (void *)interp, t)) {
+                atomic_thread_fence(memory_order_acquire);
+                if (!is_thread_of(ts, t)) {
+                    t->found = 0;
+                    t->depth = 0;
+                }
+            }
+            break;
+        }
+    }
+    pp_py_rt_head_unlock();
+    return t->found && !t->torn && t->depth > 0;
+}
+
+const pp_gil_tick_t *pp_py_gil_tick(void)
+{
+    return &gil_tick;
+}
+
+int pp_py_gil_marks_waiters(void)
+{
+    return L && L->ts_gil_requested != 0;
+}
+
+int pp_py_gil_blame_init(const char **why)
+{
+    gil_blame = 0;
+    gil_tick.n = 0;
+    if (!L || !code_cache) {
+        *why = "the stack reader is not set up";
+        return -1;
+    }
+    if (pp_py_layout_gil_check(why) != 0) {
+        return -1;
+    }
+    wrefs_ok = cond_probe() == 0;
+    if ((wrefs_ok ? L->gil_cond + wrefs_at + sizeof(uint32_t)
+                  : L->gil_switch_number + sizeof(uint64_t)) > GIL_READ_MAX) {
+        *why = "the GIL struct is larger than the reader's buffer";
+        return -1;
+    }
+    gil_blame = 1;
+    return 0;
 }
 
 /* ------------------------------------------------------------ interface */

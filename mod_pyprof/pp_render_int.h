@@ -48,10 +48,11 @@ void pp_snap_location(const pp_location_t *loc, pp_loc_snap_t *s);
 /* ---- a request's wall time, cut up (pp_render_request.c) ---- */
 
 /* Milliseconds: Apache before the app, the app, Apache after it; of the
- * app, the time outside Python, and the rest cut by the samples' kinds
- * (on CPU, waiting for a core, for the GIL, sleep or I/O). */
+ * app, the time outside Python, waiting for the GIL to enter Python, and
+ * the rest cut by the samples' kinds (on CPU, waiting for a core, for the
+ * GIL in Python, sleep or I/O). */
 typedef struct pp_time_split {
-    double total, before, app, after, outside, on, core, gil, off;
+    double total, before, app, after, outside, enter, on, core, gil, off;
 } pp_time_split_t;
 
 void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s);
@@ -90,6 +91,14 @@ void pp_page_begin(pp_sink_t *o, const char *title,
                    const pp_render_opts_t *opt);
 void pp_page_end(pp_sink_t *o);
 void pp_status_cell(pp_sink_t *o, int status);
+/* A "GIL contention" table (pp_render_overview.c) of g's rows, largest
+ * wait first, at most `max`: with holder >= 0 only the rows of holders at
+ * that location row, with waiter >= 0 only those of waiters there; each
+ * location linked to its page. */
+void pp_gil_table(pp_sink_t *o, const pp_gil_rows_t *g,
+                  const pp_render_opts_t *opt, int holder, int waiter,
+                  size_t max);
+
 /* A link to a request's page: base + /request/ + the id, encoded. */
 void pp_req_link(pp_sink_t *o, const pp_render_opts_t *opt, const char *id,
                  const char *text);

@@ -47,6 +47,11 @@ static void json_req_fields(pp_sink_t *o, const pp_req_t *q,
               q->samples_on_cpu, q->samples_off_cpu, q->samples_gil_wait,
               q->samples_wait_core, split.core, q->samples_outside,
               q->outside_us / 1e3);
+    pp_printf(o,
+              ",\"gil_wait_ms\":%.3f,\"gil_enter_ms\":%.3f,"
+              "\"samples_gil_enter\":%u",
+              (q->gil_wait_us + q->gil_enter_us) / 1e3, q->gil_enter_us / 1e3,
+              q->samples_gil_enter);
     if (q->flags & PP_REQ_CAPTURED) {
         pp_printf(o, ",\"capture\":%u", q->capture);
     }
@@ -195,7 +200,9 @@ void pp_render_overview_json(pp_sink_t *o, const pp_overview_t *ov,
               "\"threads_missing\":%llu,\"mode\":\"%s\",\"torn\":%llu,"
               "\"samplers_nogil\":%llu,\"samplers_gil\":%llu,"
               "\"reader\":\"%s\",\"samplers_guarded\":%llu,"
-              "\"guard_replaced\":%llu,\"copy_faults\":%llu},",
+              "\"guard_replaced\":%llu,\"copy_faults\":%llu,"
+              "\"gil_wait_samples\":%llu,\"gil_enter_samples\":%llu,"
+              "\"gil_wait_ambiguous\":%llu,\"gil_holder_walks\":%llu},",
               (unsigned long long)ov->c.samples,
               (unsigned long long)ov->c.ticks, ov->c.sampler_cpu_ns / 1e9,
               uptime_s > 0 ? ov->c.samples / uptime_s : 0.0,
@@ -212,7 +219,11 @@ void pp_render_overview_json(pp_sink_t *o, const pp_overview_t *ov,
               (unsigned long long)ov->c.gil_processes, pp_overview_reader(ov),
               (unsigned long long)ov->c.guarded_processes,
               (unsigned long long)ov->c.guard_replaced,
-              (unsigned long long)ov->c.copy_faults);
+              (unsigned long long)ov->c.copy_faults,
+              (unsigned long long)ov->c.gil_wait_samples,
+              (unsigned long long)ov->c.gil_enter_samples,
+              (unsigned long long)ov->c.gil_wait_ambiguous,
+              (unsigned long long)ov->c.gil_holder_walks);
     pp_printf(o,
               "\"store\":{\"memory\":%llu,\"arena_used\":%llu,"
               "\"arena_size\":%llu,\"slots\":%u,\"keep\":%u,"
@@ -256,6 +267,45 @@ static void json_stacks(pp_sink_t *o, const pp_profile_t *p)
     pp_puts(o, "]");
 }
 
+/* Who held the GIL while the request waited, largest wait first. */
+static void json_gil_holders(pp_sink_t *o, const pp_gil_view_t *g)
+{
+    uint32_t i;
+
+    pp_puts(o, "\"gil_holders\":[");
+    for (i = 0; i < g->n; i++) {
+        const pp_gil_holder_t *h = &g->e[i].h;
+        int other = h->location == PP_GIL_OTHER;
+
+        pp_puts(o, i ? ",{\"request_id\":" : "{\"request_id\":");
+        if (h->serial && h->id[0]) {
+            pp_puts_json(o, h->id);
+        }
+        else {
+            pp_puts(o, "null");
+        }
+        pp_puts(o, ",\"method\":");
+        pp_puts_json(o, h->serial ? h->method : "");
+        pp_puts(o, ",\"uri\":");
+        pp_puts_json(o, h->serial ? h->uri : "");
+        pp_puts(o, ",\"location\":");
+        if (h->serial && g->e[i].location[0]) {
+            pp_puts_json(o, g->e[i].location);
+        }
+        else {
+            pp_puts(o, "null");
+        }
+        pp_printf(o, ",\"tid\":%d,\"other\":%s,\"function\":", (int)h->tid,
+                  other ? "true" : "false");
+        pp_puts_json(o, other ? "[other holders]" : g->e[i].f.function);
+        pp_puts(o, ",\"file\":");
+        pp_puts_json(o, g->e[i].f.file);
+        pp_printf(o, ",\"line\":%u,\"ms\":%.3f,\"samples\":%u}", g->e[i].f.line,
+                  h->wait_us / 1e3, h->samples);
+    }
+    pp_puts(o, "]");
+}
+
 void pp_render_request_json(pp_sink_t *o, const pp_request_view_t *v,
                             const pp_render_opts_t *opt)
 {
@@ -270,6 +320,8 @@ void pp_render_request_json(pp_sink_t *o, const pp_request_view_t *v,
     }
     pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
     json_segments(o, rec);
+    pp_puts(o, ",");
+    json_gil_holders(o, &v->gil);
     pp_puts(o, ",");
     json_stacks(o, &v->p);
     if (v->failed) {
@@ -296,6 +348,8 @@ void pp_render_location_json(pp_sink_t *o, const pp_ov_location_t *l,
                   : (opt->side == PP_SIDE_REST ? "rest" : "all"),
               (unsigned long long)p->samples, p->weight_us / 1e3,
               p->cpu_us / 1e3);
+    pp_printf(o, "\"gil_wait_ms\":%.3f,\"gil_blocking_ms\":%.3f,",
+              l->gil_wait_us / 1e3, l->gil_blocking_us / 1e3);
     json_stacks(o, p);
     pp_puts(o, "}\n");
 }

@@ -356,6 +356,89 @@ static void locations_section(pp_sink_t *o, const pp_overview_t *ov,
     }
 }
 
+static void location_link(pp_sink_t *o, const pp_gil_rows_t *g,
+                          const pp_render_opts_t *opt, int row)
+{
+    const char *path = row >= 0 && row < PP_MAX_LOCATIONS ? g->path[row] : "";
+
+    if (!path[0]) {
+        pp_puts(o, "<span class=muted>(none)</span>");
+        return;
+    }
+    pp_puts(o, "<a href=\"");
+    pp_puts_html(o, opt->base);
+    pp_puts(o, "/location?path=");
+    pp_put_url_segment(o, path, strlen(path));
+    pp_puts(o, "\">");
+    pp_puts_html(o, path);
+    pp_puts(o, "</a>");
+}
+
+void pp_gil_table(pp_sink_t *o, const pp_gil_rows_t *g,
+                  const pp_render_opts_t *opt, int holder, int waiter,
+                  size_t max)
+{
+    size_t i, shown = 0;
+
+    for (i = 0; i < g->n && shown < max; i++) {
+        const pp_gil_row_t *r = &g->rows[i];
+
+        if ((holder >= 0 && r->holder != holder) ||
+            (waiter >= 0 && r->waiter != waiter)) {
+            continue;
+        }
+        if (!shown++) {
+            pp_puts(o, "<table class=gil><tr><th>Held by location</th>"
+                       "<th>In function</th><th>Made wait</th>"
+                       "<th class=num>Wait caused</th>"
+                       "<th class=num>Samples</th>"
+                       "<th class=num title=\"requests that waited behind "
+                       "it, counted when they ended\">Requests "
+                       "delayed</th></tr>");
+        }
+        pp_puts(o, "<tr><td class=mono>");
+        location_link(o, g, opt, r->holder);
+        pp_puts(o, "</td><td class=mono>");
+        if (r->f.function[0]) {
+            pp_puts_html(o, r->f.function);
+            pp_puts(o, " <span class=loc>");
+            pp_puts_html(o, r->f.file);
+            pp_printf(o, ":%u</span>", r->f.line);
+        }
+        else {
+            pp_puts(o, "<span class=muted>[no Python frame]</span>");
+        }
+        pp_puts(o, "</td><td class=mono>");
+        location_link(o, g, opt, r->waiter);
+        pp_puts(o, "</td>");
+        pp_put_ms_cell(o, r->wait_us / 1e3);
+        pp_printf(o, "<td class=num>%llu</td><td class=num>%llu</td></tr>",
+                  (unsigned long long)r->samples,
+                  (unsigned long long)r->delayed);
+    }
+    if (shown) {
+        pp_puts(o, "</table>");
+    }
+    else {
+        pp_puts(o, "<p class=empty>No request has waited for the GIL "
+                   "behind another.</p>");
+    }
+}
+
+/* The noisy neighbours: who held the GIL while requests waited for it. */
+static void gil_section(pp_sink_t *o, const pp_overview_t *ov,
+                        const pp_render_opts_t *opt)
+{
+    pp_puts(o, "<h2 id=gil>GIL contention</h2>");
+    pp_gil_table(o, &ov->gil, opt, -1, -1, 20);
+    if (ov->c.gil_blocking_no_request_us) {
+        pp_printf(o,
+                  "<p class=muted>Threads serving no profiled request held "
+                  "the GIL while requests waited %.1f ms.</p>",
+                  ov->c.gil_blocking_no_request_us / 1e3);
+    }
+}
+
 /* Requests running now, each with the stack of its latest sample. */
 static void inflight_section(pp_sink_t *o, const pp_overview_t *ov,
                              const pp_render_opts_t *opt)
@@ -629,6 +712,7 @@ void pp_render_overview_html(pp_sink_t *o, const pp_overview_t *ov,
     inflight_section(o, ov, opt);
     slow_section(o, ov, opt);
     captures_section(o, ov, opt);
+    gil_section(o, ov, opt);
     sampler_section(o, ov, opt);
     pp_puts(o, "<p class=muted>Machine-readable: <a href=\"");
     pp_puts_html(o, opt->base);

@@ -179,7 +179,7 @@ static void split_part(pp_sink_t *o, const char *cls, double ms, double total,
  * CONFIG_SCHED_INFO) all of it is cut that way. */
 void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s)
 {
-    uint32_t py = q->samples_on_cpu + q->samples_off_cpu;
+    uint32_t py = q->samples_on_cpu + q->samples_off_cpu - q->samples_gil_enter;
     double off = (double)(q->off_gil_us + q->off_core_us + q->off_other_us);
     double in_app, waiting;
 
@@ -194,7 +194,9 @@ void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s)
         s->after = 0;
     }
     s->outside = q->outside_us / 1e3;
-    in_app = s->app - s->outside > 0 ? s->app - s->outside : 0;
+    s->enter = q->gil_enter_us / 1e3;
+    in_app =
+        s->app - s->outside - s->enter > 0 ? s->app - s->outside - s->enter : 0;
     s->on = py ? q->sampled_cpu_us / 1e3 : 0;
     if (s->on > in_app) {
         s->on = in_app;
@@ -220,13 +222,82 @@ void pp_req_time_split(const pp_req_t *q, pp_time_split_t *s)
     }
 }
 
+/* The file's last path segment. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* "Waited 836 ms for the GIL, 97% behind GET /reports/export in
+ * build_rows (views.py:88)": the largest holder, linked to its request,
+ * the share of all its entries, and the frame of its largest. */
+static void gil_sentence(pp_sink_t *o, const pp_request_page_t *pg,
+                         const pp_render_opts_t *opt)
+{
+    const pp_req_t *q = &pg->rec->req;
+    const pp_gil_view_t *g = &pg->gil;
+    int64_t total = q->gil_wait_us + q->gil_enter_us;
+    const pp_gil_holder_t *h;
+    uint64_t behind = 0;
+    uint32_t i;
+
+    if (total <= 0 || g->n == 0) {
+        return;
+    }
+    h = &g->e[0].h;
+    /* the share of the holder (its request, or its thread), whatever line
+     * it was on: the entries are per frame */
+    for (i = 0; i < g->n; i++) {
+        const pp_gil_holder_t *x = &g->e[i].h;
+        if (x->location != PP_GIL_OTHER && h->location != PP_GIL_OTHER &&
+            x->serial == h->serial && (h->serial || x->tid == h->tid)) {
+            behind += x->wait_us;
+        }
+    }
+    if (!behind) {
+        behind = h->wait_us;
+    }
+    pp_printf(o, "<p class=gilblame>Waited %.0f ms for the GIL, %.0f%% behind ",
+              total / 1e3, 100.0 * (double)behind / (double)total);
+    if (h->location == PP_GIL_OTHER) {
+        pp_puts(o, "several other holders");
+    }
+    else if (h->serial && h->id[0]) {
+        char text[PP_METHOD_MAX + PP_GIL_URI_MAX + 2];
+
+        snprintf(text, sizeof(text), "%s %s", h->method, h->uri);
+        pp_req_link(o, opt, h->id, text);
+    }
+    else if (h->tid) {
+        pp_printf(o, "a thread serving no request (tid %d)", (int)h->tid);
+    }
+    else {
+        pp_puts(o, "a holder that could not be identified");
+    }
+    if (h->location != PP_GIL_OTHER && g->e[0].f.function[0]) {
+        pp_puts(o, " in <span class=mono>");
+        pp_puts_html(o, g->e[0].f.function);
+        pp_puts(o, "</span> (<span class=mono>");
+        pp_puts_html(o, base_name(g->e[0].f.file));
+        pp_printf(o, ":%u</span>)", g->e[0].f.line);
+    }
+    if (q->flags & PP_REQ_DAEMON) {
+        pp_printf(o, ", inside mod_wsgi daemon process pid %d (group ",
+                  (int)q->daemon_pid);
+        pp_puts_html(o, q->process_group);
+        pp_puts(o, ")");
+    }
+    pp_puts(o, ".</p>");
+}
+
 /* Where the request's wall time went: Apache before the app, the app
  * (split by what the samples saw), and Apache after it. */
 static void time_split(pp_sink_t *o, const pp_req_t *q)
 {
     pp_time_split_t s;
-    uint32_t sleeping =
-        q->samples_off_cpu - q->samples_gil_wait - q->samples_wait_core;
+    uint32_t sleeping = q->samples_off_cpu - q->samples_gil_wait -
+                        q->samples_wait_core - q->samples_gil_enter;
 
     pp_req_time_split(q, &s);
     if (s.total <= 0) {
@@ -237,8 +308,8 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
     split_part(o, "on", s.on, s.total, "Python on CPU");
     split_part(o, "core", s.core, s.total,
                "Python runnable, waiting for a core");
-    split_part(o, "gil", s.gil, s.total,
-               "Python waiting for the GIL or a lock");
+    split_part(o, "enter", s.enter, s.total, "waiting to enter Python (GIL)");
+    split_part(o, "gil", s.gil, s.total, "GIL wait in Python");
     split_part(o, "off", s.off, s.total, "Python off CPU (sleep, I/O)");
     split_part(o, "outside", s.outside, s.total, "in the app, outside Python");
     split_part(o, "after", s.after, s.total, "Apache after the app");
@@ -256,8 +327,12 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
               "%.1f ms (%u)</td>",
               s.core, q->samples_wait_core);
     pp_printf(o,
-              "<td><span class=\"key gil\"></span>waiting for the GIL "
-              "or a lock %.1f ms (%u)</td>",
+              "<td><span class=\"key enter\"></span>waiting to enter "
+              "Python %.1f ms (%u)</td>",
+              s.enter, q->samples_gil_enter);
+    pp_printf(o,
+              "<td><span class=\"key gil\"></span>GIL wait in Python "
+              "%.1f ms (%u)</td>",
               s.gil, q->samples_gil_wait);
     pp_printf(o,
               "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
@@ -277,9 +352,13 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
                "(the machine is busy). A sample counts as on CPU when the "
                "clock advanced for at least half of its interval; off CPU, "
                "the thread's kernel wait channel tells the rest apart: a "
-               "futex wait is the GIL (or a Python lock), no wait at all is "
-               "waiting for a core, anything else is sleep or I/O, and the "
-               "time blocked is cut in the proportions the samples saw. "
+               "futex wait while another thread holds the GIL and threads "
+               "sleep on it is waiting for the GIL (3.15: the thread state "
+               "says so), no wait at all is waiting for a core, anything "
+               "else (a lock, sleep, I/O) is off CPU, and the time blocked "
+               "is cut in the proportions the samples saw. A thread waiting "
+               "for the GIL before its first Python frame (mod_wsgi takes it "
+               "before the app) is waiting to enter Python. "
                "\"Before\" and \"after\" are Apache's own work around the "
                "handler (reading the request, sending the last bytes, "
                "logging).</p>");
@@ -400,6 +479,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_request_page_t *pg,
     pp_puts(o, "<dt>Export</dt><dd>");
     export_links(o, NULL, 0);
     pp_puts(o, "</dd></dl>");
+    gil_sentence(o, pg, opt);
     if (!inflight) {
         time_split(o, q);
     }
@@ -444,6 +524,27 @@ static void window_links(pp_sink_t *o, const pp_render_opts_t *opt,
     pp_printf(o, "<a class=\"tab%s\" href=\"?path=", opt->diff ? " on" : "");
     pp_put_url_segment(o, path, strlen(path));
     pp_puts(o, "&amp;view=diff\">slowest 5% vs the rest</a></p>");
+}
+
+/* The location's GIL contention, both ways: behind whom its requests
+ * waited, and whom its requests made wait (all time, every process). */
+static void gil_location_section(pp_sink_t *o, const pp_location_page_t *pg,
+                                 const pp_render_opts_t *opt)
+{
+    const pp_ov_location_t *l = &pg->l;
+
+    if (!l->gil_wait_us && !l->gil_blocking_us) {
+        return;
+    }
+    pp_printf(o,
+              "<h2>GIL contention</h2><p>Requests here waited %.1f ms for "
+              "the GIL; requests here held it while others waited %.1f "
+              "ms.</p>",
+              l->gil_wait_us / 1e3, l->gil_blocking_us / 1e3);
+    pp_puts(o, "<h3>Waited behind</h3>");
+    pp_gil_table(o, &pg->gil, opt, -1, l->row, 20);
+    pp_puts(o, "<h3>Made wait</h3>");
+    pp_gil_table(o, &pg->gil, opt, l->row, -1, 20);
 }
 
 void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
@@ -491,6 +592,7 @@ void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
     pp_puts_html(o, path);
     pp_puts(o, "&amp;seconds=30</span></dd></dl>");
     window_links(o, opt, path);
+    gil_location_section(o, pg, opt);
 
     if (pg->diff) {
         /* one tree per side, each read by every view that needs it */

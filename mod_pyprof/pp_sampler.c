@@ -5,6 +5,12 @@
  * in shared memory), is never held while waiting for the GIL, and is the
  * only thing request threads ever wait on.  All Python access goes through
  * pp_frames.h.
+ *
+ * GIL blame (GIL-free mode): a request thread that waits for the GIL is
+ * told apart from one that sleeps or waits for a lock (classify_targets),
+ * with or without a Python frame, and each such sample is charged to the
+ * GIL's holder: its request (from this registry) or its thread, and its
+ * innermost frame (gil_blame_prepare).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -63,8 +69,25 @@ typedef struct target_ref {
     uint64_t serial;
     int64_t cpu_ns; /* thread CPU clock at the sample, -1 unknown */
     int64_t at_ns;  /* monotonic time of the sample */
-    int how;        /* PP_SAMPLE_* */
+    int64_t interval_ns;
+    int how; /* PP_SAMPLE_* */
 } target_ref_t;
+
+/* Who holds one GIL in this tick, as the samples that wait for it are
+ * charged (gil_blame_prepare), with the frames the waits show as: one at
+ * the leaf of a stack in Python, one alone for a thread not in Python
+ * yet.  Kept across ticks while the GIL has not changed hands
+ * (switch_number), so that a holder that runs on is walked at most once
+ * an interval. */
+typedef struct gil_blame {
+    int ready; /* prepared in this tick */
+    const void *gil, *holder_ts;
+    uint64_t switch_number;
+    int64_t walked_ns; /* when the holder's frame was read; 0 never */
+    uint32_t holder_frame;
+    pp_gil_holder_t holder;
+    uint32_t wait_frame, enter_frame;
+} gil_blame_t;
 
 static struct sampler {
     pthread_mutex_t mu;
@@ -90,6 +113,10 @@ static struct sampler {
     /* a wait channel reads as a kernel function's name here (kallsyms),
      * so "0" means runnable rather than "no name" */
     int wchan_names;
+    int gil_blame; /* GIL-free and pp_py_gil_blame_init said yes */
+    int gil_marks; /* the Python marks GIL waiters (3.15) */
+    gil_blame_t blame[PP_GILS_MAX];
+    pp_walk_target_t *holder_walk; /* scratch target for a holder */
     /* sampler-thread private */
     pp_walk_target_t *targets;
     target_ref_t refs[LOCAL_MAX];
@@ -350,6 +377,7 @@ static int collect_due(pp_store_t *st, int64_t now)
             t->interp = e->interp ? e->interp : S.last_interp;
             S.refs[n].slot = e->slot;
             S.refs[n].serial = e->serial;
+            S.refs[n].interval_ns = e->interval_ns;
             if (e->wchan_fd < 0) {
                 char path[64];
                 snprintf(path, sizeof(path), "/proc/self/task/%d/wchan",
@@ -438,15 +466,49 @@ static int entry_runnable(entry_t *e)
  * already name another file of the process) and its thread may have gone
  * on to other work.  Under the lock an entry's descriptor is open and its
  * thread is the one serving the request.  Returns its own wall time. */
+/* Whether the walk found thread t holding GIL g. */
+static int holds_gil(const pp_gil_state_t *g, const pp_walk_target_t *t)
+{
+    return g->locked && g->holder_ident &&
+           (g->holder_ident == t->thread_ident ||
+            (g->holder_tid > 0 && g->holder_tid == t->native_tid));
+}
+
+int pp_gil_may_wait(const pp_gil_state_t *g, const pp_walk_target_t *t,
+                    int marks)
+{
+    if (!g) {
+        return 0;
+    }
+    if (marks && t->found) {
+        return t->gil_requested; /* exact: set from request to grant */
+    }
+    if (marks && t->gil_requested) {
+        return 1;
+    }
+    /* someone else holds it and someone sleeps on it (or we cannot count
+     * its sleepers); a thread with no Python frame holds no Python lock,
+     * and its futex is mod_wsgi's way into Python: the GIL, or mod_wsgi's
+     * interpreter lock, held by a thread on its way to the GIL (then
+     * perhaps nobody sleeps on the GIL itself yet) */
+    return g->locked && !holds_gil(g, t) && (g->waiters != 0 || !t->found);
+}
+
 static int64_t classify_targets(pp_store_t *st, int n)
 {
     int64_t at = pp_mono_ns();
     uint64_t clocks = 0, wchans = 0, saved = 0, stats = 0;
+    const pp_gil_tick_t *gt = S.gil_blame ? pp_py_gil_tick() : NULL;
+    int waiting[PP_GILS_MAX] = {0};
     int i;
 
     for (i = 0; i < n; i++) {
         target_ref_t *ref = &S.refs[i];
         entry_t *e = find_entry(ref->slot, ref->serial);
+        const pp_walk_target_t *t = &S.targets[i];
+        const pp_gil_state_t *g =
+            gt && t->gil >= 0 && t->gil < gt->n ? &gt->gils[t->gil] : NULL;
+        int may_wait = pp_gil_may_wait(g, t, S.gil_marks);
         char w[32];
         ssize_t got;
 
@@ -466,12 +528,22 @@ static int64_t classify_targets(pp_store_t *st, int n)
             e->known_how = -1;
             continue;
         }
-        if (!S.targets[i].found) {
+        if (gt && S.gil_marks && may_wait && t->gil_requested) {
+            /* 3.15 marks the waiter itself: no wait channel needed */
+            ref->how = PP_SAMPLE_GIL_WAIT;
+            waiting[t->gil]++;
+            e->known_how = -1;
+            continue;
+        }
+        if (!t->found && !(gt && may_wait)) {
             continue; /* outside Python: recorded without a kind */
         }
         if (e->known_how >= 0 && ref->cpu_ns >= 0 &&
             ref->cpu_ns == e->known_cpu_ns) {
             ref->how = e->known_how; /* has not run since */
+            if (gt && ref->how == PP_SAMPLE_GIL_WAIT && g) {
+                waiting[t->gil]++;
+            }
             saved++;
             continue;
         }
@@ -488,6 +560,18 @@ static int64_t classify_targets(pp_store_t *st, int n)
             S.wchan_names = 1;
         }
         ref->how = pp_sample_how_wchan(w, got, S.wchan_names);
+        if (gt && ref->how == PP_SAMPLE_GIL_WAIT) {
+            /* a futex: the GIL's only when the rule says it may be */
+            if (may_wait) {
+                waiting[t->gil]++;
+            }
+            else {
+                ref->how = PP_SAMPLE_OFF_CPU;
+            }
+        }
+        if (!t->found && ref->how != PP_SAMPLE_GIL_WAIT) {
+            continue; /* outside Python after all; nothing to remember */
+        }
         if (ref->how == PP_SAMPLE_WAIT_CORE && ref->cpu_ns >= 0) {
             int64_t again = clock_ns(e->cpu_clock);
             clocks++;
@@ -506,6 +590,16 @@ static int64_t classify_targets(pp_store_t *st, int n)
             e->known_cpu_ns = ref->cpu_ns;
         }
     }
+    /* more futex sleepers taken for GIL waiters than the GIL has: some
+     * wait for a lock instead (counted, still charged to the GIL) */
+    for (i = 0; gt && !S.gil_marks && i < gt->n; i++) {
+        if (gt->gils[i].waiters >= 0 && waiting[i] > gt->gils[i].waiters) {
+            atomic_fetch_add_explicit(
+                &st->c.gil_wait_ambiguous,
+                (uint64_t)(waiting[i] - gt->gils[i].waiters),
+                memory_order_relaxed);
+        }
+    }
     atomic_fetch_add_explicit(&st->c.cpu_clock_reads, clocks,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&st->c.wchan_reads, wchans + stats,
@@ -513,6 +607,172 @@ static int64_t classify_targets(pp_store_t *st, int n)
     atomic_fetch_add_explicit(&st->c.wchan_reads_saved, saved,
                               memory_order_relaxed);
     return pp_mono_ns() - at;
+}
+
+/* ------------------------------------------------------------ GIL blame */
+
+/* src (at most srclen bytes) into dst, cut to fit, NUL-terminated */
+static void copy_cut(char *dst, size_t cap, const char *src, size_t srclen)
+{
+    size_t n = strnlen(src, srclen);
+
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* The frames a wait behind b's holder shows as: function
+ * "<GIL wait: held by LOCATION FUNCTION>" (LOCATION: the holder request's
+ * location, or "no request"), at the holder's file and line, at the leaf
+ * of a stack in Python; "<waiting to enter Python: ...>" alone for a
+ * thread not in Python yet. */
+static void blame_frames(pp_store_t *st, gil_blame_t *b, int known)
+{
+    char who[PP_PREFIX_MAX + 32], text[PP_PREFIX_MAX + PP_FRAME_TEXT_MAX + 64];
+    pp_frame_view_t v = {"", "", 0};
+    const pp_location_t *loc = pp_store_location(st, b->holder.location);
+    int len;
+
+    if (!b->holder_frame || !pp_store_frame_view(st, b->holder_frame, &v)) {
+        v.function = "[no Python frame]";
+        v.file = "";
+        v.line = 0;
+    }
+    if (!known) {
+        snprintf(who, sizeof(who), "holder unknown");
+    }
+    else if (b->holder.serial && loc && atomic_load(&loc->used)) {
+        snprintf(who, sizeof(who), "held by %s %s", loc->path, v.function);
+    }
+    else {
+        snprintf(who, sizeof(who), "held by no request %s", v.function);
+    }
+    len = snprintf(text, sizeof(text), "<GIL wait: %s>", who);
+    b->wait_frame = pp_store_intern_frame(
+        st, text, len > 0 ? strnlen(text, sizeof(text)) : 0, v.file,
+        strlen(v.file), v.line);
+    len = snprintf(text, sizeof(text), "<waiting to enter Python: %s>", who);
+    b->enter_frame = pp_store_intern_frame(
+        st, text, len > 0 ? strnlen(text, sizeof(text)) : 0, v.file,
+        strlen(v.file), v.line);
+}
+
+/* Who holds each GIL that a sample of this tick waits for, and where.
+ * Called after classify_targets with S.mu held; drops it while a holder
+ * that is not one of this tick's targets is walked (that takes the
+ * runtime's HEAD_LOCK, which nothing takes S.mu under, but the walk is
+ * tens of microseconds that request threads need not wait for). */
+static void gil_blame_prepare(pp_store_t *st, int n)
+{
+    const pp_gil_tick_t *gt = pp_py_gil_tick();
+    int i, j, g, walk[PP_GILS_MAX] = {0}, any = 0;
+    int64_t now = pp_mono_ns();
+
+    for (g = 0; g < PP_GILS_MAX; g++) {
+        S.blame[g].ready = 0;
+    }
+    for (i = 0; i < n; i++) {
+        const pp_walk_target_t *t = &S.targets[i];
+        const pp_gil_state_t *gs;
+        gil_blame_t *b;
+
+        if (S.refs[i].how != PP_SAMPLE_GIL_WAIT || t->gil < 0 ||
+            t->gil >= gt->n || S.blame[t->gil].ready) {
+            continue;
+        }
+        g = t->gil;
+        gs = &gt->gils[g];
+        b = &S.blame[g];
+        b->ready = 1;
+        any = 1;
+        /* the holder is a request of this tick: its stack was just read */
+        for (j = 0; j < n; j++) {
+            if (gs->holder_ident && holds_gil(gs, &S.targets[j])) {
+                break;
+            }
+        }
+        if (j < n) {
+            b->holder_frame = S.targets[j].found && S.targets[j].depth > 0
+                                  ? S.targets[j].frames[0]
+                                  : 0;
+            b->walked_ns = now;
+        }
+        else if (!(b->gil == gs->gil && b->holder_ts == gs->holder_ts &&
+                   b->switch_number == gs->switch_number && b->walked_ns &&
+                   now - b->walked_ns < S.refs[i].interval_ns)) {
+            /* not handed over since it was last read: the same holder,
+             * most likely still in the same place */
+            walk[g] = gs->holder_ident != 0;
+            b->holder_frame = 0;
+            b->walked_ns = now;
+        }
+        b->gil = gs->gil;
+        b->holder_ts = gs->holder_ts;
+        b->switch_number = gs->switch_number;
+    }
+    if (!any) {
+        return;
+    }
+    pthread_mutex_unlock(&S.mu);
+    for (g = 0; g < gt->n && g < PP_GILS_MAX; g++) {
+        if (walk[g]) {
+            S.holder_walk->max_depth = 1;
+            if (pp_py_walk_gil_holder(st, &gt->gils[g], S.holder_walk)) {
+                S.blame[g].holder_frame = S.holder_walk->frames[0];
+            }
+            atomic_fetch_add_explicit(&st->c.gil_holder_walks, 1,
+                                      memory_order_relaxed);
+        }
+    }
+    pthread_mutex_lock(&S.mu);
+    /* the holder's request, from the registry (under S.mu) */
+    for (g = 0; g < gt->n && g < PP_GILS_MAX; g++) {
+        const pp_gil_state_t *gs = &gt->gils[g];
+        gil_blame_t *b = &S.blame[g];
+        pp_gil_holder_t h;
+
+        if (!b->ready) {
+            continue;
+        }
+        memset(&h, 0, sizeof(h));
+        h.location = PP_GIL_NO_LOCATION;
+        h.tid = gs->holder_tid;
+        h.frame = b->holder_frame;
+        for (i = 0; gs->holder_ident && i < S.n; i++) {
+            entry_t *e = &S.entries[i];
+            pp_slot_t *slot;
+
+            if ((unsigned long)e->thread != gs->holder_ident &&
+                !(gs->holder_tid > 0 && e->tid == gs->holder_tid)) {
+                continue;
+            }
+            slot = pp_store_slot(st, e->slot);
+            if (slot && b->holder.serial == e->serial && b->holder.id[0]) {
+                h = b->holder; /* read before: ids do not change */
+                h.frame = b->holder_frame;
+            }
+            else if (slot) {
+                static pp_req_t q;
+                if (pp_store_read_req(&slot->rec, &q) &&
+                    q.serial == e->serial) {
+                    h.serial = e->serial;
+                    copy_cut(h.id, sizeof(h.id), q.id, sizeof(q.id));
+                    copy_cut(h.method, sizeof(h.method), q.method,
+                             sizeof(q.method));
+                    copy_cut(h.uri, sizeof(h.uri), q.uri, sizeof(q.uri));
+                    h.location = q.location;
+                }
+            }
+            break;
+        }
+        if (h.serial != b->holder.serial || h.tid != b->holder.tid ||
+            h.frame != b->holder.frame || !b->wait_frame) {
+            b->holder = h;
+            blame_frames(st, b, gs->holder_ident != 0);
+        }
+    }
 }
 
 static void sample_due(int64_t now)
@@ -549,6 +809,9 @@ static void sample_due(int64_t now)
         t_walked = pp_mono_ns();
         pthread_mutex_lock(&S.mu);
         classify = classify_targets(st, n);
+        if (S.gil_blame) {
+            gil_blame_prepare(st, n);
+        }
         t_done = t_walked;
         goto record;
     }
@@ -592,6 +855,11 @@ record: /* S.mu held */
         pp_slot_t *slot;
         uint32_t node;
         int64_t cpu = S.refs[i].cpu_ns, weight;
+        gil_blame_t *b = S.gil_blame && S.refs[i].how == PP_SAMPLE_GIL_WAIT &&
+                                 t->gil >= 0 && t->gil < PP_GILS_MAX &&
+                                 S.blame[t->gil].ready
+                             ? &S.blame[t->gil]
+                             : NULL;
 
         if (!e) {
             continue; /* finished while we held the GIL */
@@ -604,7 +872,27 @@ record: /* S.mu held */
             atomic_fetch_add(&st->c.torn, 1);
             continue;
         }
-        if (!t->found) {
+        if (!t->found && b && b->enter_frame &&
+            (node = pp_store_intern_node(st, 0, b->enter_frame)) != 0) {
+            /* waiting for the GIL to enter Python (mod_wsgi takes it
+             * before the app's first frame): its own kind of sample */
+            atomic_fetch_add_explicit(&st->c.gil_enter_samples, 1,
+                                      memory_order_relaxed);
+            if (slot) {
+                pp_store_sample_gil(
+                    st, e->slot, e->serial, node, pp_wall_us(),
+                    (uint64_t)(weight > 0 ? weight / 1000 : 0),
+                    (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
+                                   ? (cpu - e->last_cpu_ns) / 1000
+                                   : 0),
+                    PP_SAMPLE_GIL_ENTER, &b->holder);
+            }
+            e->last_ns = S.refs[i].at_ns;
+            if (cpu >= 0) {
+                e->last_cpu_ns = cpu;
+            }
+        }
+        else if (!t->found) {
             /* in Apache before or after the app, or in C code that runs
              * no Python frame: time of the request outside Python */
             atomic_fetch_add(&st->c.threads_missing, 1);
@@ -627,14 +915,22 @@ record: /* S.mu held */
             if (!node) {
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
             }
+            if (b && node && b->wait_frame) {
+                /* the wait, and whom it was behind, at the leaf */
+                uint32_t leaf = pp_store_intern_node(st, node, b->wait_frame);
+                node = leaf ? leaf : node;
+                atomic_fetch_add_explicit(&st->c.gil_wait_samples, 1,
+                                          memory_order_relaxed);
+            }
             if (slot && node) {
-                pp_store_sample(st, e->slot, e->serial, node, pp_wall_us(),
-                                (uint64_t)(weight > 0 ? weight / 1000 : 0),
-                                (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
-                                               ? (cpu - e->last_cpu_ns) / 1000
-                                               : 0),
-                                S.refs[i].how |
-                                    (t->truncated ? PP_SAMPLE_TRUNCATED : 0));
+                pp_store_sample_gil(
+                    st, e->slot, e->serial, node, pp_wall_us(),
+                    (uint64_t)(weight > 0 ? weight / 1000 : 0),
+                    (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
+                                   ? (cpu - e->last_cpu_ns) / 1000
+                                   : 0),
+                    S.refs[i].how | (t->truncated ? PP_SAMPLE_TRUNCATED : 0),
+                    b ? &b->holder : NULL);
             }
             e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {
@@ -703,6 +999,20 @@ static void sampler_loop(void)
                "sampling with the GIL",
                (int)getpid());
         S.nogil = 0;
+    }
+    S.gil_blame = 0;
+    if (S.nogil && S.holder_walk) {
+        const char *why = NULL;
+
+        S.gil_blame = pp_py_gil_blame_init(&why) == 0;
+        S.gil_marks = pp_py_gil_marks_waiters();
+        memset(S.blame, 0, sizeof(S.blame));
+        if (!S.gil_blame) {
+            pp_log(PP_LOG_WARN,
+                   "no GIL blame in pid %d: the running Python's GIL does "
+                   "not match the headers mod_pyprof was built with (%s)",
+                   (int)getpid(), why ? why : "unknown");
+        }
     }
     atomic_fetch_add(
         S.nogil ? &S.st->c.nogil_processes : &S.st->c.gil_processes, 1);
@@ -815,6 +1125,10 @@ int pp_sampler_start(pp_store_t *st)
             pthread_mutex_unlock(&S.mu);
             return -1;
         }
+    }
+    if (!S.holder_walk) {
+        /* without, no GIL blame */
+        S.holder_walk = calloc(1, sizeof(*S.holder_walk));
     }
     if (!S.memos) {
         /* without, every stack is interned frame by frame */

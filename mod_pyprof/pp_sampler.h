@@ -60,4 +60,18 @@ int pp_sample_how_wchan(const char *w, ssize_t n, int names);
  * dequeue), and the kernel names no wait channel for a queued thread. */
 int pp_sample_stat_runnable(const char *stat, ssize_t n);
 
+/* GIL blame's rule (GIL-free mode), as a pure function for the unit
+ * tests: may thread t be waiting for GIL g (NULL: unknown)?  With `marks`
+ * (3.15) a thread state says so itself (gil_requested), and for a thread
+ * in Python that is the answer.  Otherwise only while another thread
+ * holds it and someone sleeps on it (or its sleepers cannot be counted),
+ * and then a futex wait is taken for the GIL's.  A thread with no Python
+ * frame needs no sleeper: its futex is mod_wsgi's way into Python, the GIL
+ * or mod_wsgi's interpreter lock, which a thread holds on its way to the
+ * GIL (so the ones queued behind it wait for the GIL at one remove). */
+struct pp_gil_state;
+struct pp_walk_target;
+int pp_gil_may_wait(const struct pp_gil_state *g,
+                    const struct pp_walk_target *t, int marks);
+
 #endif

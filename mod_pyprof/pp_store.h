@@ -41,7 +41,7 @@
 #define PP_STORE_MAGIC 0x31666f7270797070ULL /* "ppyprof1" */
 #define PP_STORE_VERSION                       \
     3 /* 2: samples_wait_core, phase counters; \
-       * 3: guarded copies' counters */
+       * 3: guarded copies' counters, GIL blame */
 
 #define PP_PREFIX_MAX 256
 #define PP_MAX_LOCATIONS 64
@@ -89,7 +89,11 @@ enum {
     PP_SAMPLE_ON_CPU = 0,
     PP_SAMPLE_OFF_CPU = 1,
     PP_SAMPLE_GIL_WAIT = 2,
-    PP_SAMPLE_WAIT_CORE = 3
+    PP_SAMPLE_WAIT_CORE = 3,
+    /* waiting for the GIL with no Python frame yet: mod_wsgi takes it
+     * before the app's first frame (and between frames); a kind of off
+     * CPU whose time is not Python's */
+    PP_SAMPLE_GIL_ENTER = 4
 };
 #define PP_SAMPLE_TRUNCATED 0x100 /* or'ed in: the stack was cut */
 
@@ -104,6 +108,27 @@ enum { PP_KEEP_NONE = 0, PP_KEEP_SLOW = 1, PP_KEEP_FAST = 2 };
 #define PP_FRAME_TRUNCATED_TEXT "[truncated]"
 #define PP_FRAME_UNKNOWN_TEXT "[frame table full]"
 #define PP_FRAME_OTHER_TEXT "[other stacks]"
+
+/* Who held the GIL while a request waited for it (GIL blame): one entry
+ * per distinct (holder request or thread, holder's innermost frame); the
+ * last of a record's PP_GIL_HOLDERS takes whatever does not fit
+ * (location PP_GIL_OTHER).  Also what the sampler hands the store with a
+ * GIL-wait sample (samples and wait_us then unused). */
+#define PP_GIL_HOLDERS 8
+#define PP_GIL_URI_MAX 96 /* the holder's URI, cut */
+#define PP_GIL_NO_LOCATION (-1)
+#define PP_GIL_OTHER (-2) /* the entry of the holders that did not fit */
+typedef struct pp_gil_holder {
+    uint64_t serial; /* the holder's request, 0: it served none */
+    char id[PP_ID_MAX];
+    char method[PP_METHOD_MAX];
+    char uri[PP_GIL_URI_MAX];
+    int32_t location; /* the holder request's; PP_GIL_NO_LOCATION */
+    int32_t tid;      /* the holder's thread (native id), 0 unknown */
+    uint32_t frame;   /* its innermost Python frame, 0 none */
+    uint32_t samples; /* samples that waited behind it */
+    uint64_t wait_us; /* their weight */
+} pp_gil_holder_t;
 
 typedef struct pp_stack_count {
     uint32_t node;      /* leaf node id, 0 = empty entry */
@@ -163,6 +188,12 @@ typedef struct pp_req {
     uint32_t segments_dropped;
     char process_group[PP_GROUP_MAX];
     char app_group[PP_APP_GROUP_MAX];
+    /* GIL blame: the weight of the samples that waited for the GIL in
+     * Python (PP_SAMPLE_GIL_WAIT) and to enter it (PP_SAMPLE_GIL_ENTER) */
+    int64_t gil_wait_us;
+    int64_t gil_enter_us;
+    uint32_t samples_gil_enter;
+    uint32_t ngil_holders; /* entries used in the record's gil_holders */
 } pp_req_t;
 
 /* An exact timing inside a request: pyprof.segment() / @pyprof.trace. */
@@ -183,6 +214,7 @@ typedef struct pp_record {
     pp_req_t req;
     pp_stack_count_t stacks[PP_STACKS_MAX]; /* open-addressed by node */
     pp_segment_t segments[PP_SEGMENTS_MAX];
+    pp_gil_holder_t gil_holders[PP_GIL_HOLDERS];
 } pp_record_t;
 
 /* A slot's state word holds its owner's pid and its phase together, so a
@@ -214,6 +246,20 @@ typedef struct pp_slot {
     pp_record_t rec;
 } pp_slot_t;
 
+typedef struct pp_agg_entry {
+    _Atomic uint64_t key; /* (location + 1) << 32 | node; 0 = empty */
+    _Atomic uint64_t count;
+    _Atomic uint64_t weight_us;
+    _Atomic uint64_t cpu_us; /* thread CPU time, summed as a request's is */
+} pp_agg_entry_t;
+
+/* A location's GIL blame rows (pp_location_t.gil_blame): key (waiter's
+ * location + 1) << 32 | holder's frame; count: samples that waited,
+ * weight_us: their wait, cpu_us: requests delayed (added at the waiter's
+ * end, once per holder entry of its record).  Open-addressed like the
+ * aggregates; a wait that finds no room is counted (gil_blame_full). */
+#define PP_GIL_BLAME_ROWS 32
+
 typedef struct pp_location {
     _Atomic uint32_t used;
     uint32_t interval_us;
@@ -237,14 +283,15 @@ typedef struct pp_location {
     _Atomic uint32_t capture_id;
     uint32_t capture_n;
     int64_t capture_armed_us;
+    /* GIL blame, written with each GIL-wait sample: the wait of this
+     * location's requests (suffered), the wait of any request behind a
+     * holder serving this location (caused), and that caused wait by
+     * (waiter's location, holder's innermost frame) in gil_blame */
+    _Atomic uint64_t gil_wait_us;
+    _Atomic uint64_t gil_blocking_us;
+    pp_agg_entry_t gil_blame[PP_GIL_BLAME_ROWS];
 } pp_location_t;
 
-typedef struct pp_agg_entry {
-    _Atomic uint64_t key; /* (location + 1) << 32 | node; 0 = empty */
-    _Atomic uint64_t count;
-    _Atomic uint64_t weight_us;
-    _Atomic uint64_t cpu_us; /* thread CPU time, summed as a request's is */
-} pp_agg_entry_t;
 
 typedef struct pp_counters {
     _Atomic uint64_t samples; /* stacks recorded */
@@ -287,6 +334,17 @@ typedef struct pp_counters {
     _Atomic uint64_t guarded_processes;
     _Atomic uint64_t guard_replaced;
     _Atomic uint64_t copy_faults;
+    /* GIL blame: samples that waited for the GIL (in Python, to enter
+     * it); of them, those beyond the count of the GIL's sleepers (a lock
+     * waiter looks the same: an upper bound); walks of a holder that was
+     * not a request due in that tick */
+    _Atomic uint64_t gil_wait_samples;
+    _Atomic uint64_t gil_enter_samples;
+    _Atomic uint64_t gil_wait_ambiguous;
+    _Atomic uint64_t gil_holder_walks;
+    _Atomic uint64_t gil_blocking_no_request_us; /* caused by no request */
+    _Atomic uint64_t gil_blame_full; /* waits a location's rows had no
+                                        room for */
     _Atomic uint64_t sample_cost[PP_COST_BUCKETS]; /* log2(ns per sample) */
     /* graceful restarts that renewed the store (pp_store_renew): frames,
      * nodes and location rows of code and prefixes gone were reclaimed */
@@ -456,6 +514,12 @@ void pp_store_note_run_delay(pp_store_t *st, int idx, uint64_t serial,
 void pp_store_sample(pp_store_t *st, int idx, uint64_t serial, uint32_t node,
                      int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
                      int how);
+/* The same for a sample that waited for the GIL (how PP_SAMPLE_GIL_WAIT
+ * or PP_SAMPLE_GIL_ENTER), charged to holder (NULL: unknown). */
+void pp_store_sample_gil(pp_store_t *st, int idx, uint64_t serial,
+                         uint32_t node, int64_t now_us, uint64_t weight_us,
+                         uint64_t cpu_us, int how,
+                         const pp_gil_holder_t *holder);
 void pp_store_sample_outside(pp_store_t *st, int idx, uint64_t serial,
                              int64_t now_us, uint64_t weight_us);
 /* Is this process the one that samples slot idx?  The sampler thread. */

@@ -16,10 +16,9 @@
 
 /* ---- aggregates ---- */
 
-static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc, uint32_t node,
-                     uint64_t count, uint64_t weight_us, uint64_t cpu_us)
+int pp_agg_add(pp_agg_entry_t *tab, uint32_t cap, uint64_t key, uint64_t count,
+               uint64_t weight_us, uint64_t cpu_us)
 {
-    uint64_t key = ((uint64_t)(uint32_t)(loc + 1) << 32) | node;
     uint32_t mask = cap - 1, i;
     uint32_t h = (uint32_t)pp_store_mix64(key);
 
@@ -44,6 +43,46 @@ static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc, uint32_t node,
         }
     }
     return -1;
+}
+
+static int table_add(pp_agg_entry_t *tab, uint32_t cap, int loc, uint32_t node,
+                     uint64_t count, uint64_t weight_us, uint64_t cpu_us)
+{
+    return pp_agg_add(tab, cap, ((uint64_t)(uint32_t)(loc + 1) << 32) | node,
+                      count, weight_us, cpu_us);
+}
+
+/* Each holder (location, frame) its record waited behind delayed one more
+ * request of its location: the waiter's. */
+static void note_gil_delays(pp_store_t *st, const pp_record_t *rec)
+{
+    uint32_t i, j, n = rec->req.ngil_holders;
+
+    if (n > PP_GIL_HOLDERS) {
+        n = PP_GIL_HOLDERS;
+    }
+    for (i = 0; i < n; i++) {
+        const pp_gil_holder_t *h = &rec->gil_holders[i];
+        pp_location_t *hl;
+
+        if (!h->serial || h->location < 0 || !h->samples ||
+            !(hl = pp_store_location(st, h->location))) {
+            continue;
+        }
+        for (j = 0; j < i; j++) { /* once per (location, frame) */
+            const pp_gil_holder_t *o = &rec->gil_holders[j];
+            if (o->serial && o->location == h->location &&
+                o->frame == h->frame) {
+                break;
+            }
+        }
+        if (j == i) {
+            (void)pp_agg_add(
+                hl->gil_blame, PP_GIL_BLAME_ROWS,
+                ((uint64_t)(uint32_t)(rec->req.location + 1) << 32) | h->frame,
+                0, 0, 1);
+        }
+    }
 }
 
 /* The table for `minute`, taking it over (and emptying it) if it still
@@ -130,6 +169,7 @@ static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
         memcpy(&dst->req, &src->req, sizeof(dst->req));
         memcpy(dst->stacks, src->stacks, sizeof(dst->stacks));
         memcpy(dst->segments, src->segments, sizeof(dst->segments));
+        memcpy(dst->gil_holders, src->gil_holders, sizeof(dst->gil_holders));
         if (keep == PP_KEEP_FAST) {
             dst->req.flags |= PP_REQ_FAST;
         }
@@ -217,6 +257,7 @@ void pp_store_finish(pp_store_t *st, int idx, int status, int64_t duration_us,
                 }
             }
         }
+        note_gil_delays(st, rec);
         /* requests last: a reader that sees N requests sees their buckets */
         atomic_fetch_add(&loc->requests, 1);
         all = (pp_agg_entry_t *)((char *)st + st->off_agg);

@@ -132,6 +132,15 @@ static inline void pp_rec_write_end(pp_record_t *rec)
 void pp_store_record_sample(pp_store_t *st, pp_record_t *rec, uint32_t node,
                             int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
                             int how);
+/* Add to the entry of key in an aggregate table of cap entries (a power
+ * of two), taking a free one for it: 0, or -1 if there was no room. */
+int pp_agg_add(pp_agg_entry_t *tab, uint32_t cap, uint64_t key, uint64_t count,
+               uint64_t weight_us, uint64_t cpu_us);
+/* The same with the GIL's holder of a GIL-wait sample (NULL: none). */
+void pp_store_record_sample_gil(pp_store_t *st, pp_record_t *rec, uint32_t node,
+                                int64_t now_us, uint64_t weight_us,
+                                uint64_t cpu_us, int how,
+                                const pp_gil_holder_t *holder);
 
 /* The entry of stack `node` in a record's open-addressed table; with
  * create, a free entry is taken for it.  NULL if absent (or full). */

@@ -152,6 +152,9 @@ static void terminate_req(pp_req_t *q)
     if (q->nstacks > PP_STACKS_MAX) {
         q->nstacks = PP_STACKS_MAX;
     }
+    if (q->ngil_holders > PP_GIL_HOLDERS) {
+        q->ngil_holders = PP_GIL_HOLDERS;
+    }
 }
 
 int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
@@ -167,6 +170,7 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
         memcpy(&out->req, &rec->req, sizeof(out->req));
         memcpy(out->stacks, rec->stacks, sizeof(out->stacks));
         memcpy(out->segments, rec->segments, sizeof(out->segments));
+        memcpy(out->gil_holders, rec->gil_holders, sizeof(out->gil_holders));
         atomic_thread_fence(memory_order_acquire);
         s2 = atomic_load_explicit(&rec->seq, memory_order_relaxed);
         if (s1 == s2) {
@@ -179,6 +183,16 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
                 /* a parent comes before its children: no cycles */
                 if (out->segments[g].parent > g) {
                     out->segments[g].parent = 0;
+                }
+            }
+            for (g = 0; g < PP_GIL_HOLDERS; g++) {
+                pp_gil_holder_t *h = &out->gil_holders[g];
+                h->id[PP_ID_MAX - 1] = '\0';
+                h->method[PP_METHOD_MAX - 1] = '\0';
+                h->uri[PP_GIL_URI_MAX - 1] = '\0';
+                if (h->location < PP_GIL_OTHER ||
+                    h->location >= PP_MAX_LOCATIONS) {
+                    h->location = PP_GIL_NO_LOCATION;
                 }
             }
             return out->req.serial != 0;

@@ -94,6 +94,29 @@ typedef struct renew_map {
     uint32_t nodes, frames;
 } renew_map_t;
 
+/* The frame in dst for frame `frame` of src; 0 if it does not resolve or
+ * dst is full. */
+static uint32_t renew_frame(pp_store_t *dst, const pp_store_t *src,
+                            renew_map_t *m, uint32_t frame)
+{
+    pp_frame_view_t fv;
+    uint32_t f;
+
+    if (!frame || frame > src->nframes) {
+        return 0;
+    }
+    if (!(f = m->frame[frame])) {
+        if (!pp_store_frame_view(src, frame, &fv) ||
+            !(f = pp_store_intern_frame(dst, fv.function, strlen(fv.function),
+                                        fv.file, strlen(fv.file), fv.line))) {
+            return 0;
+        }
+        m->frame[frame] = f;
+        m->frames++;
+    }
+    return f;
+}
+
 /* The node in dst for node `node` of src, interning its chain from the
  * nearest ancestor already mapped.  0 if the chain does not resolve or
  * dst is full. */
@@ -122,23 +145,12 @@ static uint32_t renew_node(pp_store_t *dst, const pp_store_t *src,
         to = memo[cur];
     }
     while (n > 0) {
-        pp_frame_view_t fv;
         uint32_t f;
 
         cur = chain[--n];
         if (!pp_store_node_get(src, cur, &parent, &frame) ||
-            frame > src->nframes) {
+            !(f = renew_frame(dst, src, m, frame))) {
             return 0;
-        }
-        if (!(f = m->frame[frame])) {
-            if (!pp_store_frame_view(src, frame, &fv) ||
-                !(f = pp_store_intern_frame(dst, fv.function,
-                                            strlen(fv.function), fv.file,
-                                            strlen(fv.file), fv.line))) {
-                return 0;
-            }
-            m->frame[frame] = f;
-            m->frames++;
         }
         if (!(to = pp_store_intern_node(dst, to, f))) {
             return 0;
@@ -162,6 +174,16 @@ static void renew_trace(pp_store_t *dst, const pp_store_t *src, renew_map_t *m,
     }
     memcpy(&to->req, &rec.req, sizeof(to->req));
     memcpy(to->segments, rec.segments, sizeof(to->segments));
+    memcpy(to->gil_holders, rec.gil_holders, sizeof(to->gil_holders));
+    for (j = 0; j < PP_GIL_HOLDERS; j++) {
+        pp_gil_holder_t *h = &to->gil_holders[j];
+
+        h->frame = h->frame ? renew_frame(dst, src, m, h->frame) : 0;
+        if (h->location >= 0 &&
+            (h->location >= PP_MAX_LOCATIONS || !carried[h->location])) {
+            h->location = PP_GIL_NO_LOCATION;
+        }
+    }
     to->req.nstacks = 0;
     if (to->req.location < 0 || to->req.location >= PP_MAX_LOCATIONS ||
         !carried[to->req.location]) {
@@ -254,6 +276,20 @@ int pp_store_renew(pp_store_t *dst, const pp_store_t *src,
         to->path[PP_PREFIX_MAX - 1] = '\0';
         to->app_root[PP_PREFIX_MAX - 1] = '\0';
         carried[loc] = 1;
+        /* GIL blame rows are keyed by frame ids of src: again, by dst's */
+        memset(to->gil_blame, 0, sizeof(to->gil_blame));
+        for (k = 0; k < PP_GIL_BLAME_ROWS; k++) {
+            const pp_agg_entry_t *e = &from->gil_blame[k];
+            uint64_t key = atomic_load(&e->key);
+            uint32_t f = (uint32_t)key;
+
+            if (key && (!f || (f = renew_frame(dst, src, &m, f)) != 0)) {
+                (void)pp_agg_add(
+                    to->gil_blame, PP_GIL_BLAME_ROWS,
+                    (key & ~(uint64_t)0xffffffffu) | f, atomic_load(&e->count),
+                    atomic_load(&e->weight_us), atomic_load(&e->cpu_us));
+            }
+        }
     }
     /* Kept traces, newest first, while they take at most a quarter of
      * each table: the new code needs the room.  The older ones left

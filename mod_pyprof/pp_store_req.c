@@ -69,6 +69,7 @@ static int claim_pass(pp_store_t *st, const pp_req_info_t *info, uint32_t start)
         memset(&slot->rec.req, 0, sizeof(slot->rec.req));
         memset(slot->rec.stacks, 0, sizeof(slot->rec.stacks));
         memset(slot->rec.segments, 0, sizeof(slot->rec.segments));
+        memset(slot->rec.gil_holders, 0, sizeof(slot->rec.gil_holders));
         q = &slot->rec.req;
         q->serial = atomic_fetch_add(&st->serial_next, 1);
         pp_copy_str(q->id, sizeof(q->id), info->id);

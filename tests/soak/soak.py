@@ -232,6 +232,10 @@ LOG_WHITELIST = [
 LOG_TIME = re.compile(r"^\[(\w{3} \w{3} \d\d \d\d:\d\d:\d\d\.\d+ \d{4})\]")
 
 SPECIAL_FRAMES = {"[truncated]", "[frame table full]", "[other stacks]"}
+# GIL blame's pseudo-frames, at the holder's file and line: group 1 is the
+# holder's function (None: holder unknown)
+GIL_PSEUDO = re.compile(r"^<(?:GIL wait|waiting to enter Python): "
+                        r"(?:holder unknown|held by (?:no request|\S+) (.+))>$")
 
 
 def log_time(line):
@@ -621,6 +625,12 @@ class FrameResolver:
             return "malformed frame %s" % short(frame, 300)
         if fn in SPECIAL_FRAMES:
             return None if path == "" else "special frame with a file: %s" % short(frame, 300)
+        gil = GIL_PSEUDO.match(fn)
+        if gil:
+            # GIL blame's pseudo-frame: the holder's function, file and line
+            if gil.group(1) in (None, "[no Python frame]"):
+                return None if path == "" else "GIL frame with a file: %s" % short(frame, 300)
+            return self.problem(dict(frame, function=gil.group(1)))
         info = self.info(path)
         if info is None:
             with self.lock:
@@ -706,7 +716,10 @@ def check_trace(detail, listed, resolver, mode, extra_frame_check=None):
         if not isinstance(frames, list) or not frames:
             p.append("%s: stack without frames: %s" % (tag, short(s, 300)))
             continue
-        if len(frames) > MAX_DEPTH + 1:
+        # [truncated] at the root, and a GIL pseudo-frame at the leaf
+        gil_leaf = isinstance(frames[-1], dict) and \
+            bool(GIL_PSEUDO.match(str(frames[-1].get("function"))))
+        if len(frames) > MAX_DEPTH + 1 + gil_leaf:
             p.append("%s: stack of %d frames (PyProfMaxDepth %d)" % (tag, len(frames), MAX_DEPTH))
         for i, f in enumerate(frames):
             fn = f.get("function")
@@ -1871,7 +1884,7 @@ def exhaustion_frame_check(app_path, resolver):
         base = None
         for i, f in enumerate(frames):
             fn, path, line = f["function"], f["file"], f["line"]
-            if fn in SPECIAL_FRAMES:
+            if fn in SPECIAL_FRAMES or GIL_PSEUDO.match(fn):
                 last_k = None
                 continue
             if path == app_path:

@@ -10,6 +10,8 @@
 
 #include <time.h>
 
+#include "pp_overview.h"
+#include "pp_render.h"
 #include "pp_render_int.h"
 #include "pp_store.h"
 #include "pp_store_testing.h"
@@ -252,6 +254,171 @@ static void test_split_of_a_quiet_request(void **state)
     assert_float_equal(s.off, 500, 1e-9);
 }
 
+/* ---- GIL blame: the record's side ---- */
+
+static pp_gil_holder_t holder(uint64_t serial, int32_t tid, uint32_t frame)
+{
+    pp_gil_holder_t h;
+
+    memset(&h, 0, sizeof(h));
+    h.serial = serial;
+    h.tid = tid;
+    h.frame = frame;
+    h.location = serial ? 0 : PP_GIL_NO_LOCATION;
+    if (serial) {
+        snprintf(h.id, sizeof(h.id), "holder-%llu", (unsigned long long)serial);
+        snprintf(h.method, sizeof(h.method), "GET");
+        snprintf(h.uri, sizeof(h.uri), "/app/cpu/%llu",
+                 (unsigned long long)serial);
+    }
+    return h;
+}
+
+static void gil_sample(fix_t *f, uint64_t weight_us, int how,
+                       const pp_gil_holder_t *h)
+{
+    pp_store_sample_gil(f->st, f->idx, f->serial, f->node, START_US, weight_us,
+                        0, how, h);
+}
+
+/* Waiting to enter Python is off CPU, counted and weighed apart, and cut
+ * out of the app's time before the rest is split; a GIL wait in Python is
+ * off CPU too, its weight summed as gil_wait_us. */
+static void test_gil_enter_and_wait_are_weighed_apart(void **state)
+{
+    fix_t *f = *state;
+    pp_gil_holder_t h = holder(7, 0, 0);
+    pp_time_split_t s;
+    pp_req_t q;
+
+    gil_sample(f, 5000, PP_SAMPLE_GIL_ENTER, &h);
+    gil_sample(f, 5000, PP_SAMPLE_GIL_ENTER, &h);
+    gil_sample(f, 3000, PP_SAMPLE_GIL_WAIT, &h);
+    gil_sample(f, 2000, PP_SAMPLE_ON_CPU, &h); /* not a wait: not charged */
+    q = *read_back(f);
+    assert_int_equal(q.samples, 4);
+    assert_int_equal(q.samples_gil_enter, 2);
+    assert_int_equal(q.gil_enter_us, 10000);
+    assert_int_equal(q.samples_gil_wait, 1);
+    assert_int_equal(q.gil_wait_us, 3000);
+    /* all of them on or off CPU (enter and wait off) */
+    assert_int_equal(q.samples_on_cpu + q.samples_off_cpu, 4);
+    assert_int_equal(q.samples_on_cpu, 1);
+    assert_int_equal(q.ngil_holders, 1);
+    assert_int_equal(f->rec->gil_holders[0].samples, 3);
+    assert_int_equal(f->rec->gil_holders[0].wait_us, 13000);
+
+    q.duration_us = 20000;
+    pp_req_time_split(&q, &s);
+    assert_float_equal(s.enter, 10, 1e-9);
+    assert_true(s.on + s.core + s.gil + s.off <= 10 + 1e-9);
+}
+
+/* One entry per holder (its request, or its thread when it served none)
+ * and frame; what does not fit in PP_GIL_HOLDERS - 1 entries goes to the
+ * last, which says so. */
+static void test_gil_holders_fold_into_other(void **state)
+{
+    fix_t *f = *state;
+    pp_gil_holder_t h;
+    uint32_t i;
+
+    for (i = 1; i <= 10; i++) {
+        h = holder(i, 0, 0);
+        gil_sample(f, 1000 * i, PP_SAMPLE_GIL_WAIT, &h);
+    }
+    h = holder(1, 0, 0);
+    gil_sample(f, 500, PP_SAMPLE_GIL_WAIT, &h); /* the same again */
+    h = holder(1, 0, 9);                        /* same request, other frame */
+    gil_sample(f, 1, PP_SAMPLE_GIL_WAIT, &h);
+    (void)read_back(f);
+    assert_int_equal(f->rec->req.ngil_holders, PP_GIL_HOLDERS);
+    assert_int_equal(f->rec->gil_holders[0].serial, 1);
+    assert_int_equal(f->rec->gil_holders[0].samples, 2);
+    assert_int_equal(f->rec->gil_holders[0].wait_us, 1500);
+    assert_string_equal(f->rec->gil_holders[0].id, "holder-1");
+    for (i = 1; i < PP_GIL_HOLDERS - 1; i++) {
+        assert_int_equal(f->rec->gil_holders[i].serial, i + 1);
+    }
+    /* 8, 9, 10 and (1, frame 9) */
+    assert_int_equal(f->rec->gil_holders[PP_GIL_HOLDERS - 1].location,
+                     PP_GIL_OTHER);
+    assert_int_equal(f->rec->gil_holders[PP_GIL_HOLDERS - 1].samples, 4);
+    assert_int_equal(f->rec->gil_holders[PP_GIL_HOLDERS - 1].wait_us,
+                     8000 + 9000 + 10000 + 1);
+}
+
+/* The request's JSON lists its holders largest first: the holder's request
+ * id (null for none), its URI, its innermost frame, the wait and samples. */
+static void test_gil_holders_json(void **state)
+{
+    fix_t *f = *state;
+    uint32_t frame =
+        pp_store_intern_frame(f->st, "build_rows", 10, "/srv/views.py", 13, 88);
+    pp_gil_holder_t a = holder(3, 0, frame), b = holder(0, 77, 0);
+    pp_render_opts_t opt;
+    pp_request_view_t v;
+    unit_buf_t buf = {NULL, 0, 0};
+    pp_sink_t out = unit_sink(&buf);
+    const char *j;
+
+    gil_sample(f, 2000, PP_SAMPLE_GIL_ENTER, &b);
+    gil_sample(f, 9000, PP_SAMPLE_GIL_WAIT, &a);
+    gil_sample(f, 1000, PP_SAMPLE_GIL_WAIT, &a);
+    (void)read_back(f);
+    memset(&opt, 0, sizeof(opt));
+    opt.base = "/server-profile";
+    pp_request_load(&v, f->st, f->rec, 1);
+    pp_render_request_json(&out, &v, &opt);
+    pp_request_free(&v);
+    j = unit_buf_str(&buf);
+    assert_non_null(strstr(j, "\"gil_wait_ms\":12.000,\"gil_enter_ms\":2.000,"
+                              "\"samples_gil_enter\":1"));
+    assert_non_null(strstr(
+        j, "\"gil_holders\":[{\"request_id\":\"holder-3\",\"method\":\"GET\","
+           "\"uri\":\"/app/cpu/3\",\"location\":\"/app\",\"tid\":0,"
+           "\"other\":false,\"function\":\"build_rows\",\"file\":"
+           "\"/srv/views.py\",\"line\":88,\"ms\":10.000,\"samples\":2},"
+           "{\"request_id\":null,\"method\":\"\",\"uri\":\"\",\"location\":"
+           "null,\"tid\":77,\"other\":false,\"function\":\"\",\"file\":\"\","
+           "\"line\":0,\"ms\":2.000,\"samples\":1}]"));
+    unit_buf_free(&buf);
+}
+
+/* The wait is also counted per location, written with the sample: suffered
+ * by the waiter's, caused by the holder's, and by (waiter location,
+ * holder frame) in the holder's rows, whose requests delayed grow when
+ * the waiter ends; a holder serving no request goes to a store counter.
+ * pp_gil_rows_load reads the rows back, frames resolved. */
+static void test_gil_wait_per_location(void **state)
+{
+    fix_t *f = *state;
+    uint32_t frame =
+        pp_store_intern_frame(f->st, "build_rows", 10, "/srv/views.py", 13, 88);
+    pp_gil_holder_t a = holder(3, 0, frame), b = holder(0, 77, 0);
+    const pp_location_t *loc = pp_store_location(f->st, 0);
+    pp_gil_rows_t rows;
+
+    gil_sample(f, 4000, PP_SAMPLE_GIL_ENTER, &a);
+    gil_sample(f, 6000, PP_SAMPLE_GIL_WAIT, &a);
+    gil_sample(f, 500, PP_SAMPLE_GIL_WAIT, &b);
+    assert_int_equal(atomic_load(&loc->gil_wait_us), 10500);
+    assert_int_equal(atomic_load(&loc->gil_blocking_us), 10000);
+    assert_int_equal(atomic_load(&f->st->c.gil_blocking_no_request_us), 500);
+    pp_store_finish(f->st, f->idx, 200, 20000, 0, PP_KEEP_NONE);
+    assert_int_equal(pp_gil_rows_load(&rows, f->st), 0);
+    assert_int_equal(rows.n, 1);
+    assert_int_equal(rows.rows[0].holder, 0);
+    assert_int_equal(rows.rows[0].waiter, 0);
+    assert_string_equal(rows.rows[0].f.function, "build_rows");
+    assert_int_equal(rows.rows[0].f.line, 88);
+    assert_int_equal(rows.rows[0].samples, 2);
+    assert_int_equal(rows.rows[0].wait_us, 10000);
+    assert_int_equal(rows.rows[0].delayed, 1);
+    assert_string_equal(rows.path[0], "/app");
+    pp_gil_rows_free(&rows);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +432,13 @@ int main(void)
         cmocka_unit_test(test_split_without_the_kernel_count_uses_the_weights),
         cmocka_unit_test(test_split_parts_stay_within_the_app),
         cmocka_unit_test(test_split_of_a_quiet_request),
+        cmocka_unit_test_setup_teardown(
+            test_gil_enter_and_wait_are_weighed_apart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gil_holders_fold_into_other, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_gil_holders_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gil_wait_per_location, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests_name("classification", tests, NULL, NULL);

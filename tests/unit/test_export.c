@@ -322,6 +322,82 @@ static void test_pprof_has_one_function_per_name_and_file(void **state)
     }
 }
 
+/* Samples with a gil_holder label whose value is string `want`. */
+static int gil_labels(const profile_t *pf, const char *want)
+{
+    pb_t b, sub, lab, unused;
+    uint32_t field;
+    uint64_t v;
+    int n = 0;
+
+    b.p = pf->raw;
+    b.end = pf->raw + pf->nraw;
+    while (b.p < b.end) {
+        assert_int_equal(pb_next(&b, &field, &v, &sub), 0);
+        if (field != 2) {
+            continue;
+        }
+        while (sub.p < sub.end) {
+            uint64_t key = 0, str = 0;
+
+            assert_int_equal(pb_next(&sub, &field, &v, &lab), 0);
+            if (field != 3) {
+                continue;
+            }
+            while (lab.p < lab.end) {
+                assert_int_equal(pb_next(&lab, &field, &v, &unused), 0);
+                if (field == 1)
+                    key = v;
+                if (field == 2)
+                    str = v;
+            }
+            n += str_is(pf, key, "gil_holder") && str_is(pf, str, want);
+        }
+    }
+    return n;
+}
+
+/* A sample whose leaf is a GIL-wait pseudo-frame carries the holder as
+ * the label gil_holder, each its own (the string table keeps pointers:
+ * the label text must outlive the sample it was made for); others none. */
+static void test_pprof_gil_holder_label(void **state)
+{
+    fix_t *f = *state;
+    uint32_t root =
+        pp_store_intern_node(f->st, 0, frame(f->st, "app", "a.py", 1));
+    uint32_t w1 = frame(f->st, "<GIL wait: held by /app build_rows>",
+                        "/srv/views.py", 88);
+    uint32_t w2 = frame(f->st,
+                        "<waiting to enter Python: held by no request "
+                        "[no Python frame]>",
+                        "", 0);
+    uint32_t w3 = frame(f->st, "<GIL wait: holder unknown>", "", 0);
+    uint32_t plain = frame(f->st, "<lambda>", "a.py", 2);
+
+    assert_int_equal(pp_profile_add(&f->prof,
+                                    pp_store_intern_node(f->st, root, w1), 4,
+                                    4000, 0),
+                     0);
+    assert_int_equal(pp_profile_add(&f->prof,
+                                    pp_store_intern_node(f->st, 0, w2), 2, 2000,
+                                    0),
+                     0);
+    assert_int_equal(pp_profile_add(&f->prof,
+                                    pp_store_intern_node(f->st, root, w3), 1,
+                                    1000, 0),
+                     0);
+    assert_int_equal(pp_profile_add(&f->prof,
+                                    pp_store_intern_node(f->st, root, plain), 1,
+                                    1000, 0),
+                     0);
+    export(f);
+    assert_int_equal(f->pf->nsamples, 4);
+    assert_int_equal(gil_labels(f->pf, "/app build_rows (/srv/views.py:88)"),
+                     1);
+    assert_int_equal(gil_labels(f->pf, "no request [no Python frame]"), 1);
+    assert_int_equal(gil_labels(f->pf, "holder unknown"), 1);
+}
+
 /* 30,000 distinct functions (about a default store's frame table): every
  * one is its own Function with its own name, resolved through the map
  * that replaced the linear scan (that scan took 1.4 s at 32,000). */
@@ -401,6 +477,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_pprof_has_one_function_per_name_and_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pprof_gil_holder_label, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_pprof_many_distinct_functions_each_resolve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profile_merges_after_a_resolve,

@@ -123,8 +123,8 @@ static void test_request_html_of_a_snapshot(void **state)
            "before the app: 5.0 ms\"></span>"
            "<span class=\"seg on\" style=\"width:40.00%\" title=\"Python on "
            "CPU: 20.0 ms\"></span>"
-           "<span class=\"seg gil\" style=\"width:24.00%\" title=\"Python "
-           "waiting for the GIL or a lock: 12.0 ms\"></span>"
+           "<span class=\"seg gil\" style=\"width:24.00%\" title=\"GIL "
+           "wait in Python: 12.0 ms\"></span>"
            "<span class=\"seg off\" style=\"width:16.00%\" title=\"Python off "
            "CPU (sleep, I/O): 8.0 ms\"></span>"
            "<span class=\"seg after\" style=\"width:10.00%\" title=\"Apache "
@@ -135,6 +135,52 @@ static void test_request_html_of_a_snapshot(void **state)
     assert_non_null(strstr(h, "<tr><td class=fn title=\"" EVIL_FN_ESC "\">"));
     assert_true(unit_count(h, EVIL_FN_ESC) >= 3);
     assert_non_null(strstr(h, "</html>"));
+}
+
+/* The GIL sentence names the largest holder, its request linked (id
+ * encoded, method and URI escaped), the share of all its entries, and the
+ * function and file of its largest (escaped); in daemon mode the process. */
+static void test_request_html_names_the_gil_holder(void **state)
+{
+    pp_request_page_t pg;
+    pp_record_t *rec = calloc(1, sizeof(*rec));
+    const char *h;
+    (void)state;
+
+    assert_non_null(rec);
+    make_request(&pg, rec);
+    rec->req.gil_wait_us = 8000;
+    rec->req.gil_enter_us = 2000;
+    rec->req.flags |= PP_REQ_DAEMON;
+    rec->req.daemon_pid = 999;
+    snprintf(rec->req.process_group, sizeof(rec->req.process_group), "g<1>");
+    pg.gil.n = 3;
+    pg.gil.e[0].h.serial = 5;
+    snprintf(pg.gil.e[0].h.id, sizeof(pg.gil.e[0].h.id), "h/1");
+    snprintf(pg.gil.e[0].h.method, sizeof(pg.gil.e[0].h.method), "GET");
+    snprintf(pg.gil.e[0].h.uri, sizeof(pg.gil.e[0].h.uri), "%s", EVIL_URI);
+    pg.gil.e[0].h.wait_us = 6000;
+    pg.gil.e[0].f.function = EVIL_FN;
+    pg.gil.e[0].f.file = "/srv/app/views.py";
+    pg.gil.e[0].f.line = 88;
+    pg.gil.e[1].h = pg.gil.e[0].h; /* the same request, another line */
+    pg.gil.e[1].h.wait_us = 3000;
+    pg.gil.e[1].f = pg.gil.e[0].f;
+    pg.gil.e[2].h.tid = 77; /* no request */
+    pg.gil.e[2].h.wait_us = 1000;
+    pg.gil.e[2].f.function = "";
+    pg.gil.e[2].f.file = "";
+    pp_render_request_html(&out, &pg, &opt);
+    pp_request_page_free(&pg);
+    free(rec);
+    h = unit_buf_str(&buf);
+    assert_non_null(strstr(
+        h, "<p class=gilblame>Waited 10 ms for the GIL, 90% behind <a "
+           "href=\"/server-profile/request/h%2F1\">GET " EVIL_URI_ESC
+           "</a> in <span class=mono>" EVIL_FN_ESC "</span> (<span "
+           "class=mono>views.py:88</span>), inside mod_wsgi daemon process "
+           "pid 999 (group g&lt;1&gt;).</p>"));
+    assert_non_null(strstr(h, "waiting to enter Python 2.0 ms"));
 }
 
 /* What the load could not read, the page says in place of its views. */
@@ -295,6 +341,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_request_html_of_a_snapshot, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_request_html_names_the_gil_holder,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_html_says_the_load_failed,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_location_html_of_a_snapshot, setup,

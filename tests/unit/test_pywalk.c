@@ -36,6 +36,7 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <pthread.h>
 #include <sys/uio.h>
 
 #include "pp_frames.h"
@@ -51,6 +52,11 @@
 #define GEN 1 /* FRAME_OWNED_BY_GENERATOR, all versions */
 
 /* ---- the fake Python: types, runtime, layouts ---- */
+
+/* 3.11's one GIL (the layouts after it find theirs through the
+ * interpreter); laid out per the layout's gil_* fields */
+#define GIL_BYTES 208
+static uint8_t runtime_gil[GIL_BYTES] __attribute__((aligned(64)));
 
 /* what the code/str/bytes type pointers point at: only compared */
 static const char code_type[16] = "code", str_type[16] = "str",
@@ -129,6 +135,11 @@ static void layout_common(pp_py_layout_t *l)
     l->bytes_data = 32; /* a hash word, then the bytes */
     l->str_header = STR_HEADER;
     l->str_decode = str_decode;
+    /* the GIL struct, as in every supported version */
+    l->gil_last_holder = 8;
+    l->gil_locked = 16;
+    l->gil_switch_number = 24;
+    l->gil_cond = 32;
 }
 
 static void layout_311(pp_py_layout_t *l)
@@ -157,6 +168,7 @@ static void layout_311(pp_py_layout_t *l)
     l->code_firsttraceable = 52;
     l->code_header = 64;
     l->live = live_small;
+    l->runtime_gil = runtime_gil; /* one GIL, in the runtime */
 }
 
 static void layout_313(pp_py_layout_t *l)
@@ -183,6 +195,7 @@ static void layout_313(pp_py_layout_t *l)
     l->code_firsttraceable = 56;
     l->code_header = 72;
     l->live = live_small;
+    l->interp_gil = 40; /* each interpreter points to its GIL */
 }
 
 static void layout_314(pp_py_layout_t *l)
@@ -221,6 +234,12 @@ int pp_py_layout_check(const char **why)
         *why = "test: the interpreter describes itself otherwise";
         return -1;
     }
+    return 0;
+}
+
+int pp_py_layout_gil_check(const char **why)
+{
+    (void)why;
     return 0;
 }
 
@@ -1379,6 +1398,184 @@ static void test_guard_replaced_falls_back(void **state)
     sigaction(SIGSEGV, &before, NULL);
 }
 
+/* ---- GIL blame ---- */
+
+/* A GIL (3.11: the runtime's; later: one of the arena, which interp
+ * points to) held by `holder` (NULL: free) with `sleepers` threads on its
+ * condition variable. */
+static uint8_t *gil_set(world_t *w, uint8_t *interp, const void *holder,
+                        int sleepers, uint64_t switches)
+{
+    uint8_t *gil = w->L->runtime_gil ? runtime_gil : arena_alloc(GIL_BYTES);
+    uint32_t wrefs = (uint32_t)sleepers << 3;
+
+    memset(gil, 0, GIL_BYTES);
+    put_ptr(gil, w->L->gil_last_holder, holder ? holder : w->ts);
+    put_int(gil, w->L->gil_locked, holder ? 1 : 0);
+    put_u64(gil, w->L->gil_switch_number, switches);
+    memcpy(gil + w->L->gil_cond + offsetof(pthread_cond_t, __data.__wrefs),
+           &wrefs, sizeof(wrefs));
+    if (!w->L->runtime_gil) {
+        put_ptr(interp, w->L->interp_gil, gil);
+    }
+    return gil;
+}
+
+/* One GIL-free walk with GIL blame on, for the n targets (thread ids
+ * tids[i], native ids tids[i] & 0xffff). */
+static const pp_gil_tick_t *gil_walk(fix_t *f, pp_walk_target_t *t,
+                                     const unsigned long *tids, int n)
+{
+    const char *why = NULL;
+    int i;
+
+    cur_mode = "GIL-free";
+    assert_int_equal(pp_py_nogil_init(PP_PY_COPY_SYSCALL), 0);
+    if (pp_py_gil_blame_init(&why) != 0) {
+        fail_msg("pp_py_gil_blame_init: %s", why ? why : "?");
+    }
+    for (i = 0; i < n; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].thread_ident = tids[i];
+        t[i].native_tid = (pid_t)(tids[i] & 0xffff);
+        t[i].gil = 5; /* must be reset */
+        t[i].gil_requested = 5;
+    }
+    head_locks = head_unlocks = 0;
+    pp_py_walk_nogil(f->st, t, n);
+    assert_int_equal(head_locks, 1);
+    assert_int_equal(head_unlocks, 1);
+    return pp_py_gil_tick();
+}
+
+/* A thread with no frame waits while another runs Python holding the
+ * GIL: the walk reads the GIL (held, by whom, how many sleep on it), finds
+ * the holder's thread among the thread states, and tells the waiter which
+ * GIL it would wait for; the holder's innermost frame is read on demand. */
+static void test_gil_holder_found(void **state)
+{
+    fix_t *f = *state;
+    int v;
+
+    for (v = 0; v < NVERSIONS; v++) {
+        world_t w;
+        chain3_t c;
+        pp_walk_target_t t[3], h;
+        const pp_gil_tick_t *gt;
+        uint8_t *waiter;
+        const unsigned long tids[3] = {TID + 1, TID, TID + 9};
+
+        world_new(&w, versions[v]);
+        chain3(&w, &c); /* the holder: w.ts, thread TID, runs leaf() */
+        put_u64(w.ts, w.L->ts_native_thread_id, TID & 0xffff);
+        waiter = thread_state(&w, TID + 1, (TID + 1) & 0xffff);
+        put_ptr(w.ts, w.L->ts_next, waiter);
+        gil_set(&w, w.interp, w.ts, 2, 77);
+
+        gt = gil_walk(f, t, tids, 3);
+        assert_int_equal(gt->n, 1);
+        assert_int_equal(gt->gils[0].locked, 1);
+        assert_ptr_equal(gt->gils[0].holder_ts, w.ts);
+        assert_int_equal(gt->gils[0].holder_ident, TID);
+        assert_int_equal(gt->gils[0].holder_tid, (pid_t)(TID & 0xffff));
+        assert_ptr_equal(gt->gils[0].holder_interp, w.interp);
+        assert_int_equal(gt->gils[0].switch_number, 77);
+        assert_int_equal(gt->gils[0].waiters, 2);
+        /* the waiter: no frame, this GIL; the holder: found as usual */
+        assert_int_equal(t[0].found, 0);
+        assert_int_equal(t[0].gil, 0);
+        assert_int_equal(t[0].gil_requested, 0);
+        check_found(&t[1], 3);
+        assert_int_equal(t[1].gil, 0);
+        /* no thread state at all yet: the main interpreter's GIL */
+        assert_int_equal(t[2].found, 0);
+        assert_int_equal(t[2].gil, 0);
+
+        /* the holder's innermost frame, walked on its own */
+        memset(&h, 0, sizeof(h));
+        h.max_depth = 1;
+        assert_int_equal(pp_py_walk_gil_holder(f->st, &gt->gils[0], &h), 1);
+        check_frame(f, &h, 0, "leaf", "/srv/util.py", 31);
+
+        /* held by a thread state in no list (deleted since): no holder
+         * thread, and nothing dereferenced */
+        gil_set(&w, w.interp, (const void *)0x7f0000001000ULL, 1, 78);
+        gt = gil_walk(f, t, tids, 3);
+        assert_int_equal(gt->gils[0].locked, 1);
+        assert_int_equal(gt->gils[0].holder_ident, 0);
+        assert_int_equal(pp_py_walk_gil_holder(f->st, &gt->gils[0], &h), 0);
+
+        /* free: no holder */
+        gil_set(&w, w.interp, NULL, 0, 79);
+        gt = gil_walk(f, t, tids, 3);
+        assert_int_equal(gt->gils[0].locked, 0);
+        assert_null(gt->gils[0].holder_ts);
+        assert_int_equal(gt->gils[0].waiters, 0);
+    }
+}
+
+/* 3.15 marks a thread state that waits for the GIL (gil_requested). */
+static void test_gil_requested(void **state)
+{
+    fix_t *f = *state;
+    world_t w;
+    chain3_t c;
+    pp_walk_target_t t[1];
+    uint8_t *waiter;
+    const unsigned long tids[1] = {TID + 1};
+
+    world_new(&w, layout_314);
+    cur_layout.version = "3.15";
+    cur_layout.ts_gil_requested = 116;
+    chain3(&w, &c);
+    waiter = thread_state(&w, TID + 1, (TID + 1) & 0xffff);
+    put_ptr(w.ts, w.L->ts_next, waiter);
+    gil_set(&w, w.interp, w.ts, 1, 1);
+    put_int(waiter, 116, 1);
+    (void)gil_walk(f, t, tids, 1);
+    assert_int_equal(t[0].gil_requested, 1);
+    assert_int_equal(t[0].gil, 0);
+    put_int(waiter, 116, 0);
+    (void)gil_walk(f, t, tids, 1);
+    assert_int_equal(t[0].gil_requested, 0);
+}
+
+/* From 3.12 each interpreter points to the GIL it uses: a legacy
+ * sub-interpreter to the main one's (read once), one with its own GIL to
+ * that; a thread waits for the GIL of the interpreter it runs in. */
+static void test_gil_per_interpreter(void **state)
+{
+    fix_t *f = *state;
+    world_t w;
+    chain3_t c;
+    pp_walk_target_t t[2];
+    const pp_gil_tick_t *gt;
+    uint8_t *main_interp, *main_ts, *gil;
+    const unsigned long tids[2] = {TID, TID + 5};
+
+    world_new(&w, layout_313);
+    chain3(&w, &c); /* TID runs in the sub-interpreter w.interp */
+    main_interp = arena_alloc(64);
+    main_ts = thread_state(&w, TID + 5, (TID + 5) & 0xffff);
+    put_ptr(main_interp, w.L->interp_threads_head, main_ts);
+    put_ptr(w.interp, w.L->interp_next, main_interp); /* main comes last */
+    gil = gil_set(&w, main_interp, main_ts, 1, 3);
+    put_ptr(w.interp, w.L->interp_gil, gil); /* shared */
+    gt = gil_walk(f, t, tids, 2);
+    assert_int_equal(gt->n, 1);
+    assert_int_equal(t[0].gil, 0);
+    assert_int_equal(t[1].gil, 0);
+    assert_int_equal(gt->gils[0].holder_ident, TID + 5);
+
+    gil_set(&w, w.interp, w.ts, 0, 4); /* its own, and held by TID */
+    gt = gil_walk(f, t, tids, 2);
+    assert_int_equal(gt->n, 2);
+    assert_int_equal(t[0].gil, 0); /* the sub-interpreter's, read first */
+    assert_int_equal(t[1].gil, 1);
+    assert_int_equal(gt->gils[0].holder_ident, TID);
+    assert_int_equal(gt->gils[1].holder_ident, TID + 5);
+}
+
 /* The walker refuses a layout its buffers cannot hold, or one the running
  * interpreter contradicts; a walk without a walker finds nothing. */
 static void test_init_refuses(void **state)
@@ -1442,6 +1639,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guard_replaced_falls_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_init_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gil_holder_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gil_requested, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gil_per_interpreter, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests_name("pp_py_walk", tests, NULL, NULL);

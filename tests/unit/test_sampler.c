@@ -174,6 +174,35 @@ void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
     fake_walk(st, targets, n);
 }
 
+/* GIL blame: on, with no GIL ever read (the fake walk leaves every
+ * target's gil at 0 and the tick empty, so nothing is blamed) */
+static pp_gil_tick_t fk_gil_tick;
+
+int pp_py_gil_blame_init(const char **why)
+{
+    (void)why;
+    return 0;
+}
+
+const pp_gil_tick_t *pp_py_gil_tick(void)
+{
+    return &fk_gil_tick;
+}
+
+int pp_py_gil_marks_waiters(void)
+{
+    return 0;
+}
+
+int pp_py_walk_gil_holder(pp_store_t *st, const pp_gil_state_t *g,
+                          pp_walk_target_t *t)
+{
+    (void)st;
+    (void)g;
+    (void)t;
+    return 0;
+}
+
 /* ---- pread, watched ---- */
 
 static atomic_int wchan_reads, other_reads, schedstat_reads, stat_reads;
@@ -452,6 +481,60 @@ static void test_stop_waits_until_sampler_left_python(void **state)
 }
 
 /* A sampler that stops in time: 0, joined, nothing logged. */
+/* GIL blame's rule: a thread may be waiting for the GIL only while another
+ * thread holds it and someone sleeps on it (or the sleepers cannot be
+ * counted); from 3.15 a thread in Python waits exactly when its thread
+ * state says so. */
+static void test_gil_may_wait(void **state)
+{
+    pp_gil_state_t g;
+    pp_walk_target_t t;
+    (void)state;
+
+    memset(&g, 0, sizeof(g));
+    memset(&t, 0, sizeof(t));
+    t.thread_ident = 100;
+    t.native_tid = 10;
+    assert_int_equal(pp_gil_may_wait(NULL, &t, 0), 0); /* no GIL read */
+    g.locked = 1;
+    g.holder_ident = 200;
+    g.holder_tid = 20;
+    g.waiters = 1;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
+    g.waiters = -1; /* not counted: no veto */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
+    g.waiters = 0; /* nobody sleeps on it: a futex is some lock... */
+    t.found = 1;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    t.found = 0; /* ...but no Python lock without a frame */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
+    g.waiters = 2;
+    g.locked = 0; /* free */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    g.locked = 1;
+    g.holder_ident = 100; /* the thread itself holds it */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    g.holder_ident = 999;
+    g.holder_tid = 10; /* the same thread by its kernel id */
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 0);
+    g.holder_ident = 0; /* held by a thread state in no list: unknown */
+    g.holder_tid = 0;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 0), 1);
+    /* 3.15, a thread in Python: its own mark, whatever else */
+    t.found = 1;
+    g.holder_ident = 200;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
+    t.gil_requested = 1;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 1);
+    /* 3.15, no frame and no mark (queued on mod_wsgi's interpreter lock
+     * behind a thread that waits for the GIL): the rule before 3.15 */
+    t.found = 0;
+    t.gil_requested = 0;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 1);
+    g.locked = 0;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
+}
+
 static void test_stop_in_time(void **state)
 {
     pp_store_t *st = *state;
@@ -524,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_on_cpu_is_half_the_interval_or_more),
         cmocka_unit_test(test_wait_channel_tells_gil_core_and_sleep_apart),
         cmocka_unit_test(test_stat_says_whether_a_thread_is_runnable),
+        cmocka_unit_test(test_gil_may_wait),
         cmocka_unit_test_setup_teardown(test_wchan_not_read_after_unregister,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_register_unregister_race_sampler,
