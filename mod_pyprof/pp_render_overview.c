@@ -388,7 +388,7 @@ void pp_gil_table(pp_sink_t *o, const pp_gil_rows_t *g,
             continue;
         }
         if (!shown++) {
-            pp_puts(o, "<table class=gil><tr><th>Held by location</th>"
+            pp_puts(o, "<table class=contention><tr><th>Held by location</th>"
                        "<th>In function</th><th>Made wait</th>"
                        "<th class=num>Wait caused</th>"
                        "<th class=num>Samples</th>"

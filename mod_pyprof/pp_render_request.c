@@ -527,24 +527,42 @@ static void window_links(pp_sink_t *o, const pp_render_opts_t *opt,
 }
 
 /* The location's GIL contention, both ways: behind whom its requests
- * waited, and whom its requests made wait (all time, every process). */
+ * waited, and whom its requests made wait (all time, every process).  A
+ * location that only made its own requests wait (one location serving
+ * everything, as often) has one table, not the same one twice.  At the
+ * end of the page: the profile comes first. */
+#define GIL_ROWS_SHOWN 10
 static void gil_location_section(pp_sink_t *o, const pp_location_page_t *pg,
                                  const pp_render_opts_t *opt)
 {
     const pp_ov_location_t *l = &pg->l;
+    int only_self = 1;
+    size_t i;
 
     if (!l->gil_wait_us && !l->gil_blocking_us) {
         return;
+    }
+    for (i = 0; i < pg->gil.n && only_self; i++) {
+        const pp_gil_row_t *r = &pg->gil.rows[i];
+
+        if ((r->holder == l->row) != (r->waiter == l->row)) {
+            only_self = 0;
+        }
     }
     pp_printf(o,
               "<h2>GIL contention</h2><p>Requests here waited %.1f ms for "
               "the GIL; requests here held it while others waited %.1f "
               "ms.</p>",
               l->gil_wait_us / 1e3, l->gil_blocking_us / 1e3);
+    if (only_self) {
+        pp_puts(o, "<h3>Its own requests, behind each other</h3>");
+        pp_gil_table(o, &pg->gil, opt, l->row, l->row, GIL_ROWS_SHOWN);
+        return;
+    }
     pp_puts(o, "<h3>Waited behind</h3>");
-    pp_gil_table(o, &pg->gil, opt, -1, l->row, 20);
+    pp_gil_table(o, &pg->gil, opt, -1, l->row, GIL_ROWS_SHOWN);
     pp_puts(o, "<h3>Made wait</h3>");
-    pp_gil_table(o, &pg->gil, opt, l->row, -1, 20);
+    pp_gil_table(o, &pg->gil, opt, l->row, -1, GIL_ROWS_SHOWN);
 }
 
 void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
@@ -592,7 +610,6 @@ void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
     pp_puts_html(o, path);
     pp_puts(o, "&amp;seconds=30</span></dd></dl>");
     window_links(o, opt, path);
-    gil_location_section(o, pg, opt);
 
     if (pg->diff) {
         /* one tree per side, each read by every view that needs it */
@@ -632,5 +649,6 @@ void pp_render_location_html(pp_sink_t *o, pp_location_page_t *pg,
             tree_sections(o, &pg->tree, 1, root);
         }
     }
+    gil_location_section(o, pg, opt);
     pp_page_end(o);
 }

@@ -336,6 +336,81 @@ static void test_location_diff_html_of_a_snapshot(void **state)
     assert_null(strstr(h, "<h3>"));
 }
 
+/* The location page's GIL contention, after the profile: one table when
+ * the location only made its own requests wait, both ways otherwise. */
+static void gil_rows(pp_location_page_t *pg, const int (*hw)[2], size_t n)
+{
+    size_t i;
+
+    pg->gil.rows = calloc(n, sizeof(*pg->gil.rows));
+    assert_non_null(pg->gil.rows);
+    pg->gil.n = n;
+    for (i = 0; i < n; i++) {
+        pg->gil.rows[i].holder = hw[i][0];
+        pg->gil.rows[i].waiter = hw[i][1];
+        pg->gil.rows[i].f.function = "build_rows";
+        pg->gil.rows[i].f.file = "/srv/views.py";
+        pg->gil.rows[i].f.line = (uint32_t)(80 + i);
+        pg->gil.rows[i].samples = 3;
+        pg->gil.rows[i].wait_us = 30000;
+        pg->gil.rows[i].delayed = 1;
+    }
+    snprintf(pg->gil.path[2], sizeof(pg->gil.path[2]), "/app");
+    snprintf(pg->gil.path[3], sizeof(pg->gil.path[3]), "/reports");
+    snprintf(pg->gil.path[4], sizeof(pg->gil.path[4]), "/api");
+}
+
+static void test_location_html_gil_contention(void **state)
+{
+    static const int self[][2] = {{2, 2}, {2, 2}};
+    static const int both[][2] = {{3, 2}, {2, 4}, {3, 4}};
+    pp_location_page_t pg;
+    const char *h, *gil;
+    (void)state;
+
+    make_location(&pg);
+    pg.l.gil_wait_us = 60000;
+    pg.l.gil_blocking_us = 60000;
+    gil_rows(&pg, self, 2);
+    pp_render_location_html(&out, &pg, &opt);
+    pp_location_page_free(&pg);
+    h = unit_buf_str(&buf);
+    gil = strstr(h, "<h2>GIL contention</h2>");
+    assert_non_null(gil);
+    assert_true(gil > strstr(h, "<h2>Flame graph</h2>"));
+    assert_non_null(strstr(gil, "<h3>Its own requests, behind each other"
+                                "</h3><table class=contention>"));
+    assert_null(strstr(gil, "Waited behind"));
+    assert_null(strstr(gil, "Made wait</h3>"));
+    assert_non_null(strstr(gil, "/srv/views.py:81"));
+
+    unit_buf_reset(&buf);
+    make_location(&pg);
+    pg.l.gil_wait_us = 30000;
+    pg.l.gil_blocking_us = 30000;
+    gil_rows(&pg, both, 3);
+    pp_render_location_html(&out, &pg, &opt);
+    pp_location_page_free(&pg);
+    h = unit_buf_str(&buf);
+    gil = strstr(h, "<h2>GIL contention</h2>");
+    assert_non_null(gil);
+    assert_null(strstr(gil, "Its own requests"));
+    /* behind /reports (row 0), then making /api wait (row 1); row 2
+     * (/reports making /api wait) is neither */
+    assert_non_null(strstr(gil, "<h3>Waited behind</h3>"));
+    assert_non_null(strstr(gil, "<h3>Made wait</h3>"));
+    assert_non_null(strstr(gil, "/srv/views.py:80"));
+    assert_non_null(strstr(gil, "/srv/views.py:81"));
+    assert_null(strstr(gil, "/srv/views.py:82"));
+
+    /* no wait either way: no section */
+    unit_buf_reset(&buf);
+    make_location(&pg);
+    pp_render_location_html(&out, &pg, &opt);
+    pp_location_page_free(&pg);
+    assert_null(strstr(unit_buf_str(&buf), "GIL contention"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,6 +423,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_location_html_of_a_snapshot, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_location_diff_html_of_a_snapshot,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_location_html_gil_contention,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
