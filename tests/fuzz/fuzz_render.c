@@ -454,6 +454,7 @@ static void check_location(fz_world_t *w, int m,
 
 typedef struct prom_ctx {
     fz_world_t *w;
+    int empty; /* location="" labels that are no location's path */
 } prom_ctx_t;
 
 static void prom_label(void *ctx, const char *v, size_t len)
@@ -469,6 +470,10 @@ static void prom_label(void *ctx, const char *v, size_t len)
         ok = want.n == len && memcmp(fz_buf_str(&want), v, len) == 0;
         fz_buf_free(&want);
     }
+    if (!ok && len == 0) {
+        c->empty++; /* GIL wait caused by no request: checked below */
+        return;
+    }
     if (!ok) {
         fz_fail("metrics", "a location label decodes to no location's path",
                 out.p, out.n, 0);
@@ -478,9 +483,11 @@ static void prom_label(void *ctx, const char *v, size_t len)
 static void check_metrics(fz_world_t *w, const pp_render_opts_t *hostile)
 {
     pp_sink_t o = fz_sink(&out);
-    prom_ctx_t ctx = {w};
+    prom_ctx_t ctx = {w, 0};
+    static const char no_request[] =
+        "\npyprof_gil_blocking_seconds_total{location=\"\"} ";
     size_t k;
-    int seen = 0;
+    int seen = 0, blocking = 0;
 
     fz_buf_reset(&out);
     fz_render_overview(&o, w->st, hostile, PP_OV_METRICS);
@@ -489,9 +496,21 @@ static void check_metrics(fz_world_t *w, const pp_render_opts_t *hostile)
         "metrics",
         fz_prom_check(fz_buf_str(&out), out.n, "location", prom_label, &ctx),
         out.p, out.n);
-    /* one in-flight gauge per location */
+    /* one in-flight gauge per location; one empty location label that is
+     * no location's path, the GIL wait caused by threads serving no
+     * request */
     for (k = 0; k + 25 < out.n; k++) {
         seen += memcmp(out.p + k, "\npyprof_inflight_requests{", 26) == 0;
+    }
+    for (k = 0; k + sizeof(no_request) - 1 <= out.n; k++) {
+        blocking += memcmp(out.p + k, no_request, sizeof(no_request) - 1) == 0;
+    }
+    /* (more than one such line: a location whose path is empty too) */
+    if (ctx.empty > 1 || blocking < 1) {
+        fz_fail("metrics",
+                "an empty location label other than the one "
+                "pyprof_gil_blocking_seconds_total{location=\"\"}",
+                out.p, out.n, 0);
     }
     {
         int rows[FZ_LOCS], nrows = 0, a, b, dup;
