@@ -477,7 +477,9 @@ static int holds_gil(const pp_gil_state_t *g, const pp_walk_target_t *t)
 int pp_gil_may_wait(const pp_gil_state_t *g, const pp_walk_target_t *t,
                     int marks)
 {
-    if (!g) {
+    if (!g || holds_gil(g, t)) {
+        /* (3.15 clears the waiter's mark just after it took the GIL: a
+         * thread marked while the GIL is its own has it already) */
         return 0;
     }
     if (marks && t->found) {

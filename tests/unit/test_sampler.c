@@ -526,6 +526,14 @@ static void test_gil_may_wait(void **state)
     assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
     t.gil_requested = 1;
     assert_int_equal(pp_gil_may_wait(&g, &t, 1), 1);
+    /* ...but marked while the GIL is already its own (3.15 clears the
+     * mark a moment after taking it): not waiting, never behind itself */
+    g.holder_ident = 100;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
+    t.found = 0;
+    assert_int_equal(pp_gil_may_wait(&g, &t, 1), 0);
+    t.found = 1;
+    g.holder_ident = 200;
     /* 3.15, no frame and no mark (queued on mod_wsgi's interpreter lock
      * behind a thread that waits for the GIL): the rule before 3.15 */
     t.found = 0;
