@@ -182,3 +182,15 @@ void pp_req_link(pp_sink_t *o, const pp_render_opts_t *opt, const char *id,
     pp_puts_html(o, text);
     pp_puts(o, "</a>");
 }
+
+void pp_location_link(pp_sink_t *o, const pp_render_opts_t *opt,
+                      const char *path)
+{
+    pp_puts(o, "<a href=\"");
+    pp_puts_html(o, opt->base);
+    pp_puts(o, "/location?path=");
+    pp_put_url_segment(o, path, strlen(path));
+    pp_puts(o, "\">");
+    pp_puts_html(o, path);
+    pp_puts(o, "</a>");
+}

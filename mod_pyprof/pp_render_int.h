@@ -90,6 +90,9 @@ extern const char pp_page_css[];
 void pp_page_begin(pp_sink_t *o, const char *title,
                    const pp_render_opts_t *opt);
 void pp_page_end(pp_sink_t *o);
+/* A link to the location page of `path` (escaped for HTML and the URL). */
+void pp_location_link(pp_sink_t *o, const pp_render_opts_t *opt,
+                      const char *path);
 void pp_status_cell(pp_sink_t *o, int status);
 /* A "GIL contention" table (pp_render_overview.c) of g's rows, largest
  * wait first, at most `max`: with holder >= 0 only the rows of holders at

@@ -365,13 +365,7 @@ static void location_link(pp_sink_t *o, const pp_gil_rows_t *g,
         pp_puts(o, "<span class=muted>(none)</span>");
         return;
     }
-    pp_puts(o, "<a href=\"");
-    pp_puts_html(o, opt->base);
-    pp_puts(o, "/location?path=");
-    pp_put_url_segment(o, path, strlen(path));
-    pp_puts(o, "\">");
-    pp_puts_html(o, path);
-    pp_puts(o, "</a>");
+    pp_location_link(o, opt, path);
 }
 
 void pp_gil_table(pp_sink_t *o, const pp_gil_rows_t *g,

@@ -427,13 +427,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_request_page_t *pg,
     }
     pp_puts(o, "</dd><dt>Location</dt><dd class=mono>");
     if (lp[0]) {
-        pp_puts(o, "<a href=\"");
-        pp_puts_html(o, opt->base);
-        pp_puts(o, "/location?path=");
-        pp_put_url_segment(o, lp, strlen(lp));
-        pp_puts(o, "\">");
-        pp_puts_html(o, lp);
-        pp_puts(o, "</a>");
+        pp_location_link(o, opt, lp);
     }
     pp_puts(o, "</dd><dt>Virtual host</dt><dd>");
     pp_puts_html(o, q->vhost);

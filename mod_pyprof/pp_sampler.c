@@ -857,6 +857,7 @@ record: /* S.mu held */
         pp_slot_t *slot;
         uint32_t node;
         int64_t cpu = S.refs[i].cpu_ns, weight;
+        uint64_t weight_us, cpu_us;
         gil_blame_t *b = S.gil_blame && S.refs[i].how == PP_SAMPLE_GIL_WAIT &&
                                  t->gil >= 0 && t->gil < PP_GILS_MAX &&
                                  S.blame[t->gil].ready
@@ -868,6 +869,10 @@ record: /* S.mu held */
         }
         slot = pp_store_slot(st, e->slot);
         weight = S.refs[i].at_ns - e->last_ns;
+        weight_us = (uint64_t)(weight > 0 ? weight / 1000 : 0);
+        cpu_us = (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
+                                ? (cpu - e->last_cpu_ns) / 1000
+                                : 0);
         if (t->torn) {
             /* dropped, not outside Python: its time goes to the next
              * sample's weight */
@@ -881,13 +886,9 @@ record: /* S.mu held */
             atomic_fetch_add_explicit(&st->c.gil_enter_samples, 1,
                                       memory_order_relaxed);
             if (slot) {
-                pp_store_sample_gil(
-                    st, e->slot, e->serial, node, pp_wall_us(),
-                    (uint64_t)(weight > 0 ? weight / 1000 : 0),
-                    (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
-                                   ? (cpu - e->last_cpu_ns) / 1000
-                                   : 0),
-                    PP_SAMPLE_GIL_ENTER, &b->holder);
+                pp_store_sample_gil(st, e->slot, e->serial, node, pp_wall_us(),
+                                    weight_us, cpu_us, PP_SAMPLE_GIL_ENTER,
+                                    &b->holder);
             }
             e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {
@@ -899,9 +900,8 @@ record: /* S.mu held */
              * no Python frame: time of the request outside Python */
             atomic_fetch_add(&st->c.threads_missing, 1);
             if (slot) {
-                pp_store_sample_outside(
-                    st, e->slot, e->serial, pp_wall_us(),
-                    (uint64_t)(weight > 0 ? weight / 1000 : 0));
+                pp_store_sample_outside(st, e->slot, e->serial, pp_wall_us(),
+                                        weight_us);
             }
             e->last_ns = S.refs[i].at_ns;
             if (cpu >= 0) {
@@ -926,11 +926,8 @@ record: /* S.mu held */
             }
             if (slot && node) {
                 pp_store_sample_gil(
-                    st, e->slot, e->serial, node, pp_wall_us(),
-                    (uint64_t)(weight > 0 ? weight / 1000 : 0),
-                    (uint64_t)(cpu >= 0 && cpu > e->last_cpu_ns
-                                   ? (cpu - e->last_cpu_ns) / 1000
-                                   : 0),
+                    st, e->slot, e->serial, node, pp_wall_us(), weight_us,
+                    cpu_us,
                     S.refs[i].how | (t->truncated ? PP_SAMPLE_TRUNCATED : 0),
                     b ? &b->holder : NULL);
             }
