@@ -159,6 +159,11 @@ build/store_write_cost: tests/bench/store_write_cost.c $(TEST_CORE_SRC) $(HEADER
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -Itests/support -o $@ $< $(TEST_CORE_SRC) -lz -lm -lpthread
 
+# the classification's system calls, warm and cold (no module code)
+build/classify_cost: tests/bench/classify_cost.c
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -g $(WARN) -o $@ $< -lpthread
+
 # one sample's walk and store against an embedded Python (the module's)
 build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
 	@mkdir -p build
