@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "fuzz_check.h"
+#include "pp_grow.h"
 
 size_t fz_fail_at;
 
@@ -19,17 +20,12 @@ size_t fz_fail_at;
 
 void fz_buf_put(fz_buf_t *b, const void *s, size_t n)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (b->n + n + 1 > cap) {
-            cap *= 2;
-        }
-        b->p = realloc(b->p, cap);
-        if (!b->p) {
-            abort();
-        }
-        b->cap = cap;
+    char *p = pp_grow(b->p, &b->cap, b->n + n + 1, 1, 1024, SIZE_MAX, 0);
+
+    if (!p) {
+        abort();
     }
+    b->p = p;
     if (n) {
         memcpy(b->p + b->n, s, n);
     }

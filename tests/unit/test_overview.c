@@ -16,25 +16,7 @@
 #define NOW_US 1700000060000000LL /* 2023-11-14T22:14:20Z */
 #define START_US 1700000000123000LL
 
-static unit_buf_t buf;
-static pp_sink_t out;
-static pp_render_opts_t opt;
-
-static int setup(void **state)
-{
-    (void)state;
-    memset(&buf, 0, sizeof(buf));
-    out = unit_sink(&buf);
-    unit_default_opts(&opt, NOW_US);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    unit_buf_free(&buf);
-    return 0;
-}
+UNIT_PAGE_FIXTURE(NOW_US)
 
 static void req(pp_req_t *q, const char *id, const char *uri, int location,
                 int status, int64_t duration_us)

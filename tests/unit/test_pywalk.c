@@ -508,14 +508,10 @@ typedef struct fix {
 
 static int setup(void **state)
 {
-    fix_t *f = calloc(1, sizeof(*f));
     const char *err = NULL;
+    fix_t *f = calloc(1, sizeof(*f));
 
-    if (!f) {
-        return -1;
-    }
-    f->st = pp_store_create(STORE_SIZE, 8, 16, &err);
-    if (!f->st) {
+    if (!f || !(f->st = pp_store_create(STORE_SIZE, 8, 16, &err))) {
         free(f);
         return -1;
     }

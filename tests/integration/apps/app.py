@@ -29,19 +29,10 @@ import sys
 import time
 from urllib.parse import parse_qs
 
-# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+# burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
-
-MAX_MS = 10000
-
-
-def _ms(params, name, default=0):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, MAX_MS))
+from pyprof_testlib import ms_param as _ms  # noqa: E402
 
 
 def view_fast(environ, params):

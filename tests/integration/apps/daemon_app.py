@@ -34,9 +34,10 @@ import sys
 import time
 from urllib.parse import parse_qs
 
-# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+# burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
+from pyprof_testlib import ms_param as _ms  # noqa: E402
 
 import pyprof
 
@@ -44,7 +45,6 @@ import pyprof
 IMPORT_FACTS = {"request_id": pyprof.current_request_id(), "attached": pyprof.attached(),
                 "daemon_mode": pyprof.daemon_mode}
 
-MAX_MS = 10000
 HERE = os.path.dirname(os.path.abspath(__file__))
 STATE_DIR = os.path.join(HERE, "state")   # made writable by tests that want it
 
@@ -76,14 +76,6 @@ HOSTILE_DETAIL = "<script>alert('pyprof')</script>&\"'"
 HOSTILE_NAME = "<b>seg</b>"
 LONG_NAME = "N" * 100
 UTF8_DETAIL = "\u00e9" * 200          # 2 bytes a character
-
-
-def _ms(params, name, default=0):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, MAX_MS))
 
 
 def facts(environ):

@@ -56,9 +56,10 @@ import time
 import types
 from urllib.parse import parse_qs
 
-# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+# burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
+from pyprof_testlib import ms_param as _ms  # noqa: E402
 
 try:
     import _imp
@@ -77,7 +78,6 @@ except ImportError:
     except ImportError:
         subinterpreters = None
 
-MAX_MS = 10000
 RECURSION_DEPTH = 5000
 sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_DEPTH + 2000))
 
@@ -613,14 +613,6 @@ def code_inventory():
 
 
 # -- dispatch ---------------------------------------------------------------------
-
-def _ms(params, name, default=0):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, MAX_MS))
-
 
 def view_fast(environ, params):
     return "fast\n"

@@ -5,6 +5,8 @@ imports them from here rather than keeping a copy of its own:
 
     from pyprof_testlib import burn_cpu, sleep_for
 
+and the apps that take ?ms=N style parameters read them with ms_param.
+
 The harness (tests/pyhttpd/httpd.py) copies this file into every server's
 directory, where the apps are copied too, and each app puts its own
 directory on sys.path first; a test that loads an app's source directly
@@ -33,3 +35,16 @@ def burn_cpu(ms):
 def sleep_for(ms):
     """Wait `ms` milliseconds off-CPU (releases the GIL)."""
     time.sleep(ms / 1000.0)
+
+
+MAX_MS = 10000
+
+
+def ms_param(params, name, default=0):
+    """A query parameter in milliseconds (parse_qs's params): `default` if
+    it is missing or not a whole number, held to 0..MAX_MS."""
+    try:
+        value = int(params.get(name, [default])[0])
+    except ValueError:
+        value = default
+    return max(0, min(value, MAX_MS))
