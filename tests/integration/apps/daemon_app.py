@@ -27,7 +27,6 @@ blind spot at a process' very first request; see apps/app.py).
 Never writes to stderr (the harness treats [error] lines as failures).
 """
 
-import contextlib
 import json
 import os
 import sys
@@ -38,6 +37,7 @@ from urllib.parse import parse_qs
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
 from pyprof_testlib import ms_param as _ms  # noqa: E402
+from pyprof_testlib import segment_round  # noqa: E402
 
 import pyprof
 
@@ -243,29 +243,7 @@ def view_bench(environ, params):
             return default
     n = number("n", 100000, 1, 1000000)
     rounds = number("rounds", 3, 1, 20)
-    segment = pyprof.segment
-    null = contextlib.nullcontext()
-    clock = time.perf_counter_ns
-    results = []
-    for _ in range(rounds):
-        t0 = clock()
-        for _ in range(n):
-            pass
-        t1 = clock()
-        for _ in range(n):
-            with null:
-                pass
-        t2 = clock()
-        for _ in range(n):
-            with segment("x"):
-                pass
-        t3 = clock()
-        for _ in range(n):
-            with segment("SQL", detail="SELECT * FROM t WHERE id = ?"):
-                pass
-        t4 = clock()
-        results.append({"empty": (t1 - t0) / n, "nullcontext": (t2 - t1) / n,
-                        "segment": (t3 - t2) / n, "segment_detail": (t4 - t3) / n})
+    results = [segment_round(pyprof.segment, n) for _ in range(rounds)]
     sleep_for(_ms(params, "ms", 0))
     return {"n": n, "rounds": results}
 

@@ -6,6 +6,8 @@ imports them from here rather than keeping a copy of its own:
     from pyprof_testlib import burn_cpu, sleep_for
 
 and the apps that take ?ms=N style parameters read them with ms_param.
+segment_round is what daemon_app.py's /bench view and
+tests/bench/segment_cost.py (outside Apache) both time.
 
 The harness (tests/pyhttpd/httpd.py) copies this file into every server's
 directory, where the apps are copied too, and each app puts its own
@@ -19,6 +21,7 @@ the chroots' 3.13 to 3.15) and never write to stderr: the harness treats
 [error] log lines as failures.
 """
 
+import contextlib
 import time
 
 
@@ -48,3 +51,28 @@ def ms_param(params, name, default=0):
     except ValueError:
         value = default
     return max(0, min(value, MAX_MS))
+
+
+def segment_round(segment, n):
+    """ns per iteration of n empty loops, n `with nullcontext()`, n `with
+    segment("x")` and n `with segment("SQL", detail=...)`: one round, as a
+    dict keyed empty, nullcontext, segment, segment_detail."""
+    null, clock = contextlib.nullcontext(), time.perf_counter_ns
+    t0 = clock()
+    for _ in range(n):
+        pass
+    t1 = clock()
+    for _ in range(n):
+        with null:
+            pass
+    t2 = clock()
+    for _ in range(n):
+        with segment("x"):
+            pass
+    t3 = clock()
+    for _ in range(n):
+        with segment("SQL", detail="SELECT * FROM t WHERE id = ?"):
+            pass
+    t4 = clock()
+    return {"empty": (t1 - t0) / n, "nullcontext": (t2 - t1) / n,
+            "segment": (t3 - t2) / n, "segment_detail": (t4 - t3) / n}
