@@ -2,7 +2,7 @@
 
 Every view calls functions with distinctive names so that a test can look
 for them in sampled stacks: a request runs
-    application -> dispatch -> view_<name> -> burn_cpu | sleep_for
+    application -> dispatch (pyprof_testlib.py) -> view_<name> -> burn_cpu | sleep_for
 so the stacks have depth and a known root-to-leaf order.  The first path
 segment after the mount point picks the view; anything after it (e.g. a
 per-test tag) is ignored, so a test can make its requests recognisable in
@@ -27,12 +27,12 @@ and never writes to stderr: the harness treats [error] log lines as failures.
 import os
 import sys
 import time
-from urllib.parse import parse_qs
 
-# burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
+# burn_cpu, sleep_for, ms_param and dispatch: pyprof_testlib.py, copied next
+# to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
-from pyprof_testlib import ms_param as _ms  # noqa: E402
+from pyprof_testlib import dispatch, ms_param as _ms  # noqa: E402
 
 
 def view_fast(environ, params):
@@ -82,19 +82,8 @@ VIEWS = {
 }
 
 
-def dispatch(environ):
-    path = environ.get("PATH_INFO", "") or "/"
-    name = path.split("/")[1] if path.count("/") >= 1 else ""
-    params = parse_qs(environ.get("QUERY_STRING", ""))
-    view = VIEWS.get(name, view_echo)
-    pre = _ms(params, "pre", 0)
-    if pre:
-        sleep_for(pre)
-    return view(environ, params)
-
-
 def application(environ, start_response):
-    body = dispatch(environ).encode("utf-8", "backslashreplace")
+    body = dispatch(environ, VIEWS, view_echo).encode("utf-8", "backslashreplace")
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
                               ("Content-Length", str(len(body)))])
     return [body]

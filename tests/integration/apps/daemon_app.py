@@ -31,13 +31,12 @@ import json
 import os
 import sys
 import time
-from urllib.parse import parse_qs
 
 # burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
 from pyprof_testlib import ms_param as _ms  # noqa: E402
-from pyprof_testlib import segment_round  # noqa: E402
+from pyprof_testlib import route, segment_round  # noqa: E402
 
 import pyprof
 
@@ -270,10 +269,7 @@ VIEWS = {
 
 
 def dispatch(environ):
-    path = environ.get("PATH_INFO", "") or "/"
-    name = path.split("/")[1] if path.count("/") >= 1 else ""
-    params = parse_qs(environ.get("QUERY_STRING", ""))
-    view = VIEWS.get(name, view_info)
+    view, path, params = route(environ, VIEWS, view_info)
     pre = _ms(params, "pre", 0)
     if pre:
         sleep_for(pre)

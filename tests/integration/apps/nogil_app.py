@@ -54,12 +54,12 @@ import sys
 import threading
 import time
 import types
-from urllib.parse import parse_qs
 
-# burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
+# burn_cpu, sleep_for, ms_param and dispatch: pyprof_testlib.py, copied next
+# to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
-from pyprof_testlib import ms_param as _ms  # noqa: E402
+from pyprof_testlib import dispatch, ms_param as _ms  # noqa: E402
 
 try:
     import _imp
@@ -724,19 +724,8 @@ VIEWS = {
 }
 
 
-def dispatch(environ):
-    path = environ.get("PATH_INFO", "") or "/"
-    name = path.split("/")[1] if path.count("/") >= 1 else ""
-    params = parse_qs(environ.get("QUERY_STRING", ""))
-    view = VIEWS.get(name, view_echo)
-    pre = _ms(params, "pre", 0)
-    if pre:
-        sleep_for(pre)
-    return view(environ, params)
-
-
 def application(environ, start_response):
-    body = dispatch(environ).encode("utf-8", "backslashreplace")
+    body = dispatch(environ, VIEWS, view_echo).encode("utf-8", "backslashreplace")
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
                               ("Content-Length", str(len(body)))])
     return [body]

@@ -6,6 +6,9 @@ imports them from here rather than keeping a copy of its own:
     from pyprof_testlib import burn_cpu, sleep_for
 
 and the apps that take ?ms=N style parameters read them with ms_param.
+app.py and nogil_app.py answer with dispatch (and daemon_app.py routes
+with route): `application -> dispatch -> view_<name>` then spans two
+files, the names and their order as before.
 segment_round is what daemon_app.py's /bench view and
 tests/bench/segment_cost.py (outside Apache) both time.
 
@@ -23,6 +26,7 @@ the chroots' 3.13 to 3.15) and never write to stderr: the harness treats
 
 import contextlib
 import time
+from urllib.parse import parse_qs
 
 
 def burn_cpu(ms):
@@ -43,15 +47,34 @@ def sleep_for(ms):
 MAX_MS = 10000
 
 
-def ms_param(params, name, default=0):
-    """A query parameter in milliseconds (parse_qs's params): `default` if
-    it is missing or not a whole number, held to 0..MAX_MS."""
+def ms_param(params, name, default=0, top=MAX_MS):
+    """A whole-number query parameter (parse_qs's params), milliseconds
+    unless told: `default` if it is missing or not a whole number, held to
+    0..top."""
     try:
         value = int(params.get(name, [default])[0])
     except ValueError:
         value = default
-    return max(0, min(value, MAX_MS))
+    return max(0, min(value, top))
 
+
+
+
+def route(environ, views, default):
+    """The view the first path segment names (`default` for any other),
+    the path, and the query's parameters (parse_qs)."""
+    path = environ.get("PATH_INFO", "") or "/"
+    name = path.split("/")[1] if path.count("/") >= 1 else ""
+    return views.get(name, default), path, parse_qs(environ.get("QUERY_STRING", ""))
+
+
+def dispatch(environ, views, default):
+    """What the routed view returns, once ?pre=N (ms) has been slept."""
+    view, _, params = route(environ, views, default)
+    pre = ms_param(params, "pre", 0)
+    if pre:
+        sleep_for(pre)
+    return view(environ, params)
 
 def segment_round(segment, n):
     """ns per iteration of n empty loops, n `with nullcontext()`, n `with
