@@ -50,8 +50,8 @@ const char *pyprof_query_window_view(request_rec *r, pyprof_query_t *q,
 const char *pyprof_query_overview_filters(pp_store_t *st, pyprof_query_t *q,
                                           pp_render_opts_t *opt);
 
-/* An urlencoded POST body of at most FORM_MAX bytes ("" if none); NULL if
- * it is larger, chunked oddly, or unreadable. */
+/* An urlencoded POST body shorter than 4 KiB (FORM_MAX), "" if none;
+ * NULL if it is larger, chunked oddly, or unreadable. */
 char *pyprof_form_read(request_rec *r);
 
 /* One decoded value of the form, or NULL (missing or badly escaped). */
