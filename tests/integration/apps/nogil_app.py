@@ -321,16 +321,17 @@ def torture_subinterp(deadline):
 
 
 NONCE = re.compile(r"-n([0-9a-f]{6,32})$")
-EXEC_TEMPLATE = """\
-def nonce_inner_{nonce}(k):
+# what the functions of both templates (exec'd, imported) compute
+SUM_OF_SQUARES = """\
     total = 0
     for i in range(k):
         total += i * i
     return total
-
+"""
+EXEC_TEMPLATE = ("def nonce_inner_{nonce}(k):\n" + SUM_OF_SQUARES + """
 def nonce_outer_{nonce}(k):
     return nonce_inner_{nonce}(k) + 1
-"""
+""")
 
 
 def exec_filename(nonce):
@@ -479,15 +480,11 @@ def torture_fork(deadline):
 # is named after the request's nonce and lives in IMPORT_DIR, a directory
 # the test makes writable beside this file.
 IMPORT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nogil_imports")
-IMPORT_TEMPLATE = """\
+IMPORT_TEMPLATE = ("""\
 import time
 
 def nonce_imported_{nonce}(k):
-    total = 0
-    for i in range(k):
-        total += i * i
-    return total
-
+""" + SUM_OF_SQUARES + """
 _deadline = time.perf_counter() + {seconds!r}
 _rounds = 0
 while _rounds < 1000 and (_rounds == 0 or time.perf_counter() < _deadline):
@@ -495,7 +492,7 @@ while _rounds < 1000 and (_rounds == 0 or time.perf_counter() < _deadline):
     _rounds += 1
 ROUNDS = _rounds
 del nonce_imported_{nonce}
-"""
+""")
 IMPORT_ROUND_SECONDS = 0.005
 _import_lock = threading.Lock()
 
