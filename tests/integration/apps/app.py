@@ -2,11 +2,12 @@
 
 Every view calls functions with distinctive names so that a test can look
 for them in sampled stacks: a request runs
-    application -> dispatch (pyprof_testlib.py) -> view_<name> -> burn_cpu | sleep_for
-so the stacks have depth and a known root-to-leaf order.  The first path
-segment after the mount point picks the view; anything after it (e.g. a
-per-test tag) is ignored, so a test can make its requests recognisable in
-/server-profile even when the query string is redacted.
+    application -> dispatch -> view_<name> -> burn_cpu | sleep_for
+so the stacks have depth and a known root-to-leaf order (dispatch, the
+slow, cpu and mixed views and the leaves are pyprof_testlib.py's).  The
+first path segment after the mount point picks the view; anything after
+it (e.g. a per-test tag) is ignored, so a test can make its requests
+recognisable in /server-profile even when the query string is redacted.
 
     /app/fast               returns at once
     /app/slow?ms=N          sleep_for(N)
@@ -28,35 +29,16 @@ import os
 import sys
 import time
 
-# burn_cpu, sleep_for, ms_param and dispatch: pyprof_testlib.py, copied next
-# to this file
+# sleep_for, ms_param, dispatch and the slow, cpu and mixed views:
+# pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
+from pyprof_testlib import sleep_for  # noqa: E402
 from pyprof_testlib import dispatch, ms_param as _ms  # noqa: E402
+from pyprof_testlib import view_cpu, view_mixed, view_slow  # noqa: E402
 
 
 def view_fast(environ, params):
     return "fast\n"
-
-
-def view_slow(environ, params):
-    ms = _ms(params, "ms", 100)
-    sleep_for(ms)
-    return "slept %d ms\n" % ms
-
-
-def view_cpu(environ, params):
-    ms = _ms(params, "ms", 100)
-    burn_cpu(ms)
-    return "burned %d ms\n" % ms
-
-
-def view_mixed(environ, params):
-    cpu = _ms(params, "cpu", 100)
-    sleep = _ms(params, "sleep", 100)
-    burn_cpu(cpu)
-    sleep_for(sleep)
-    return "burned %d ms, slept %d ms\n" % (cpu, sleep)
 
 
 def view_pid(environ, params):

@@ -55,11 +55,12 @@ import threading
 import time
 import types
 
-# burn_cpu, sleep_for, ms_param and dispatch: pyprof_testlib.py, copied next
-# to this file
+# burn_cpu, ms_param, dispatch and the cpu and mixed views: pyprof_testlib.py,
+# copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
+from pyprof_testlib import burn_cpu  # noqa: E402
 from pyprof_testlib import dispatch, ms_param as _ms  # noqa: E402
+from pyprof_testlib import view_cpu, view_mixed  # noqa: E402
 
 try:
     import _imp
@@ -617,20 +618,6 @@ def view_fast(environ, params):
 
 def view_pid(environ, params):
     return "%d\n" % os.getpid()
-
-
-def view_cpu(environ, params):
-    ms = _ms(params, "ms", 100)
-    burn_cpu(ms)
-    return "burned %d ms\n" % ms
-
-
-def view_mixed(environ, params):
-    cpu = _ms(params, "cpu", 100)
-    sleep = _ms(params, "sleep", 100)
-    burn_cpu(cpu)
-    sleep_for(sleep)
-    return "burned %d ms, slept %d ms\n" % (cpu, sleep)
 
 
 def view_busy(environ, params):

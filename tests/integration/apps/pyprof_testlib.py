@@ -1,16 +1,18 @@
-"""The work the integration tests' WSGI apps do: a CPU burn and a sleep.
+"""The work the integration tests' WSGI apps do: a CPU burn and a sleep,
+and what several apps share around them.
 
 Every app (app.py, app3.py, daemon_app.py, hostile.py, nogil_app.py)
 imports them from here rather than keeping a copy of its own:
 
     from pyprof_testlib import burn_cpu, sleep_for
 
-and the apps that take ?ms=N style parameters read them with ms_param.
-app.py and nogil_app.py answer with dispatch (and daemon_app.py routes
-with route): `application -> dispatch -> view_<name>` then spans two
-files, the names and their order as before.
-segment_round is what daemon_app.py's /bench view and
-tests/bench/segment_cost.py (outside Apache) both time.
+The apps that take ?ms=N style parameters read them with ms_param.
+app.py and nogil_app.py answer through dispatch, with the text views
+view_slow (app.py's), view_cpu and view_mixed (both's): `application ->
+dispatch -> view_<name>` then spans two files, the names and their order
+as before.
+daemon_app.py routes with route.  segment_round is what daemon_app.py's
+/bench view and tests/bench/segment_cost.py (outside Apache) both time.
 
 The harness (tests/pyhttpd/httpd.py) copies this file into every server's
 directory, where the apps are copied too, and each app puts its own
@@ -59,6 +61,26 @@ def ms_param(params, name, default=0, top=MAX_MS):
 
 
 
+
+
+def view_slow(environ, params):
+    ms = ms_param(params, "ms", 100)
+    sleep_for(ms)
+    return "slept %d ms\n" % ms
+
+
+def view_cpu(environ, params):
+    ms = ms_param(params, "ms", 100)
+    burn_cpu(ms)
+    return "burned %d ms\n" % ms
+
+
+def view_mixed(environ, params):
+    cpu = ms_param(params, "cpu", 100)
+    sleep = ms_param(params, "sleep", 100)
+    burn_cpu(cpu)
+    sleep_for(sleep)
+    return "burned %d ms, slept %d ms\n" % (cpu, sleep)
 
 def route(environ, views, default):
     """The view the first path segment names (`default` for any other),
