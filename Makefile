@@ -31,6 +31,7 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_store_agg.c mod_pyprof/pp_store_intern.c \
                mod_pyprof/pp_store_read.c mod_pyprof/pp_store_renew.c \
                mod_pyprof/pp_time.c mod_pyprof/pp_profile.c \
+               mod_pyprof/pp_resolve.c mod_pyprof/pp_tree.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
                mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c \
                mod_pyprof/pp_hash.c mod_pyprof/pp_sink.c mod_pyprof/pp_grow.c \
@@ -43,7 +44,8 @@ SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
                mod_pyprof/pp_api.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
-               mod_pyprof/mod_pyprof_handler.c mod_pyprof/mod_pyprof_access.c
+               mod_pyprof/mod_pyprof_handler.c mod_pyprof/mod_pyprof_access.c \
+               mod_pyprof/mod_pyprof_query.c mod_pyprof/mod_pyprof_pages.c
 HEADERS     := $(wildcard mod_pyprof/*.h)
 MODULE      := mod_pyprof/.libs/mod_pyprof.so
 
