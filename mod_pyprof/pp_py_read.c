@@ -1,6 +1,6 @@
 /* pp_py_read.c: how the stack reader copies memory, and the one object
  * it decodes itself, str.  Sampler thread only: every function here is
- * called by the walk or its set-up (pp_py_walk.c, pp_py_code.c,
+ * called by the walk or its set-up (pp_py_walk.c, pp_py_frames.c, pp_py_code.c,
  * pp_py_gil.c) on the sampler thread, and the state is plain globals of
  * that thread.
  *
