@@ -556,7 +556,7 @@ static int decode_chain(pp_store_t *st, const chain_frame_t *fr, uint32_t n,
     return 0;
 }
 
-/* ------------------------------------------------------------ threads */
+/* ----------------------------------------------------------- one thread */
 
 /* Sample the target's thread in thread state ts: 0 if ts has no frame
  * (or its frame pointer cannot be read) on the first look, and then t

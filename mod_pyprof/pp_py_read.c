@@ -240,7 +240,7 @@ size_t pp_py_read_str(const void *obj, char *out, size_t cap,
     return ucs_to_utf8(s.kind, buf, n, out, cap);
 }
 
-/* ------------------------------------------------------------ readers */
+/* -------------------------------------------------- choosing the reader */
 
 int pp_py_nogil_copy(void)
 {

@@ -295,7 +295,6 @@ int pp_py_nogil_init(int copy)
     return walker_init(1, copy);
 }
 
-
 void pp_py_walk_nogil(pp_store_t *st, pp_walk_target_t *targets, int n)
 {
     pp_py_read_check_guard(st);
