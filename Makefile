@@ -39,8 +39,14 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_render_overview.c mod_pyprof/pp_page_css.c \
                mod_pyprof/pp_render_request.c mod_pyprof/pp_metrics.c \
                mod_pyprof/pp_render_counters.c mod_pyprof/pp_u64map.c
-SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
-               mod_pyprof/pp_py_guard.c \
+# the stack reader (no Python header: test_pywalk links it alone)
+PYWALK_SRC  := mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_frames.c \
+               mod_pyprof/pp_py_code.c mod_pyprof/pp_py_read.c \
+               mod_pyprof/pp_py_gil.c mod_pyprof/pp_py_guard.c
+# the sampler thread (test_sampler links it with a fake Python layer)
+SAMPLER_THREAD_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_sampler_classify.c \
+                      mod_pyprof/pp_sampler_gil.c
+SAMPLER_SRC := $(SAMPLER_THREAD_SRC) $(PYWALK_SRC) \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
                mod_pyprof/pp_api.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
@@ -97,12 +103,11 @@ deps:
 	bash scripts/install-deps.sh
 
 # test_pywalk also links the stack reader (it includes no Python header)
-build/unit/test_pywalk: tests/unit/test_pywalk.c mod_pyprof/pp_py_walk.c \
-                        mod_pyprof/pp_py_guard.c \
+build/unit/test_pywalk: tests/unit/test_pywalk.c $(PYWALK_SRC) \
                         $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_walk.c \
-	    mod_pyprof/pp_py_guard.c $(TEST_CORE_SRC) -lcmocka -lz -lm -lpthread
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PYWALK_SRC) \
+	    $(TEST_CORE_SRC) -lcmocka -lz -lm -lpthread
 
 # test_pyguard: the guarded copies and their SIGSEGV handler alone
 build/unit/test_pyguard: tests/unit/test_pyguard.c mod_pyprof/pp_py_guard.c \
@@ -111,10 +116,10 @@ build/unit/test_pyguard: tests/unit/test_pyguard.c mod_pyprof/pp_py_guard.c \
 	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_guard.c -lcmocka -lpthread
 
 # test_sampler links the sampler thread with a fake Python layer of its own
-build/unit/test_sampler: tests/unit/test_sampler.c mod_pyprof/pp_sampler.c \
+build/unit/test_sampler: tests/unit/test_sampler.c $(SAMPLER_THREAD_SRC) \
                          $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_sampler.c $(TEST_CORE_SRC) \
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(SAMPLER_THREAD_SRC) $(TEST_CORE_SRC) \
 	    -lcmocka -lz -lm -lpthread
 
 build/unit/%: tests/unit/%.c $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
@@ -170,8 +175,7 @@ build/classify_cost: tests/bench/classify_cost.c
 build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
-	    $(TEST_CORE_SRC) mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_guard.c \
-	    mod_pyprof/pp_py_layout.c \
+	    $(TEST_CORE_SRC) $(PYWALK_SRC) mod_pyprof/pp_py_layout.c \
 	    mod_pyprof/$(PY_RT) $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
 
 install: $(MODULE) $(PYEXT)

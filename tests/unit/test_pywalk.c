@@ -1,7 +1,7 @@
-/* test_pywalk.c: the Python stack reader (pp_py_walk.c) on synthetic
- * memory, without Python.
+/* test_pywalk.c: the Python stack reader (pp_py_walk.c and the files
+ * beside it, pp_py_int.h) on synthetic memory, without Python.
  *
- * pp_py_walk.c knows CPython only through a pp_py_layout_t, so this test
+ * The reader knows CPython only through a pp_py_layout_t, so this test
  * supplies its own: fake pp_py_layout(), pp_py_layout_check() and
  * pp_py_rt_*(), and hand-built "interpreters", "thread states", data-stack
  * chunks, frames, code objects, strs and bytes laid out at the offsets of
