@@ -107,7 +107,7 @@ static int64_t own_run_delay_ns(void)
     return wait <= INT64_MAX ? (int64_t)wait : -1;
 }
 
-/* xorshift, seeded per thread: only for the first sample's phase */
+/* xorshift, seeded per thread: only for the sampling grid's origin */
 static uint64_t phase_random(void)
 {
     static __thread uint64_t x;
@@ -119,6 +119,17 @@ static uint64_t phase_random(void)
     x ^= x >> 7;
     x ^= x << 17;
     return x;
+}
+
+/* The first multiple of `interval` on the grid after `now`. */
+static int64_t grid_next(int64_t now, int64_t interval)
+{
+    int64_t since = now - S.grid_ns;
+
+    if (since < 0) {
+        since = 0; /* (the origin is drawn before any request) */
+    }
+    return now - since % interval + interval;
 }
 
 static void ns_to_timespec(int64_t ns, struct timespec *ts)
@@ -165,9 +176,15 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
     e->wchan_fd = -1;
     e->stat_fd = -1;
     e->known_how = -1;
-    /* first sample at a random phase inside the interval, so periodic
-     * work in the app cannot alias with the sampling clock */
-    e->next_due_ns = now + (int64_t)(phase_random() % (uint64_t)e->interval_ns);
+    /* First sample at the grid's next multiple of the interval.  The
+     * requests that share an interval are due together, and one wake-up
+     * samples them all (a wake-up costs the sampler several microseconds
+     * of a cold system call and a context switch); a request starts at a
+     * random point of the grid, so periodic work in the app aliases with
+     * its samples no more than with a random phase of its own, and a
+     * request shorter than the interval is sampled with a probability of
+     * its length over the interval. */
+    e->next_due_ns = grid_next(now, e->interval_ns);
     /* Wake the sampler only when it would otherwise miss this request's
      * whole first interval: when it sleeps with nothing to do, or until
      * later than that.  Under steady traffic it is already waking for
@@ -288,7 +305,7 @@ static void sample_due(int64_t now)
 {
     pp_store_t *st = S.st;
     int i, n = 0, best = 0;
-    int64_t t_ask, t_got, t_walked, t_done, t_stored, classify, cpu0, cpu1;
+    int64_t t_ask, t_got, t_walked, t_done, t_stored, classify, cpu;
     void *interp = NULL;
 
     n = collect_due(st, now);
@@ -308,7 +325,6 @@ static void sample_due(int64_t now)
     }
     pthread_mutex_unlock(&S.mu);
 
-    cpu0 = pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     t_ask = pp_mono_ns();
     if (S.nogil) {
         /* nothing to wait for: the threads run on while we read them */
@@ -455,16 +471,21 @@ record: /* S.mu held */
         }
     }
     t_stored = pp_mono_ns();
-    cpu1 = pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    /* everything the thread spent since the last tick's end: this tick,
+     * and the wake-ups and scans before it (a cold clock read costs a few
+     * microseconds: one a tick, not two) */
+    cpu = pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     atomic_fetch_add(&st->c.ticks, 1);
     atomic_fetch_add(&st->c.gil_wait_ns, (uint64_t)(t_got - t_ask));
     atomic_fetch_add(&st->c.walk_ns, (uint64_t)(t_walked - t_got));
     atomic_fetch_add(&st->c.classify_ns, (uint64_t)classify);
     atomic_fetch_add(&st->c.store_ns, (uint64_t)(t_stored - now));
     (void)t_done;
-    if (cpu0 >= 0 && cpu1 >= cpu0) {
-        atomic_fetch_add(&st->c.sampler_cpu_ns, (uint64_t)(cpu1 - cpu0));
+    if (S.tick_cpu_ns >= 0 && cpu >= S.tick_cpu_ns) {
+        atomic_fetch_add(&st->c.sampler_cpu_ns,
+                         (uint64_t)(cpu - S.tick_cpu_ns));
     }
+    S.tick_cpu_ns = cpu;
     atomic_fetch_add(&st->c.sample_cost[cost_bucket((t_walked - t_got) / n)],
                      (uint64_t)n);
 }
@@ -488,6 +509,9 @@ static void sampler_loop(void);
 static void *sampler_main(void *arg)
 {
     (void)arg;
+    /* seen as such in top -H, ps -L and /proc/PID/task/TID/comm (its
+     * CPU is the profiler's own cost); a failure changes nothing */
+    (void)pthread_setname_np(pthread_self(), "pyprof-sampler");
     pthread_cleanup_push(sampler_left_python, NULL);
     sampler_loop();
     pthread_cleanup_pop(1);
@@ -535,6 +559,8 @@ static void sampler_loop(void)
                (int)getpid());
         return;
     }
+    /* the set-up above is not a tick's: count from here */
+    S.tick_cpu_ns = pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     pthread_mutex_lock(&S.mu);
     while (!S.stop) {
         int64_t now = pp_mono_ns(), due = INT64_MAX, tick = INT64_MAX;
@@ -651,6 +677,9 @@ int pp_sampler_start(pp_store_t *st)
     S.stop = 0;
     S.n = 0;
     S.pid = getpid();
+    /* anywhere in the 10 s before now: every interval (1 ms to 10 s)
+     * lands on it at a random phase of this process's own */
+    S.grid_ns = pp_mono_ns() - (int64_t)(phase_random() % 10000000000ULL);
     S.running = 1;
     S.py_done = 0;
     pthread_attr_init(&attr);

@@ -103,6 +103,9 @@ typedef struct pp_sampler_state {
     int py_done;
     pthread_cond_t done_cv;
     int64_t sleep_until_ns;
+    /* the sampling grid's origin: a request's samples fall on the
+     * multiples of its interval from here (random at start) */
+    int64_t grid_ns;
     pthread_t thread;
     pp_store_t *st;
     pid_t pid;
@@ -116,6 +119,10 @@ typedef struct pp_sampler_state {
     pp_sampler_blame_t blame[PP_GILS_MAX];
     pp_walk_target_t *holder_walk; /* scratch target for a holder */
     /* sampler-thread private */
+    /* its own CPU clock at the end of the last tick with samples (-1:
+     * none yet): one read a tick, and what it spent between two ticks
+     * (waking, the registry scan) is charged to the next */
+    int64_t tick_cpu_ns;
     pp_walk_target_t *targets;
     pp_sampler_ref_t refs[PP_SAMPLER_LOCAL_MAX];
     pp_stack_memo_t *memos; /* PP_SAMPLER_MEMO_SLOTS; NULL: interned without */

@@ -39,6 +39,7 @@ static struct {
     int finalized;      /* "Py_Finalize has run": no pp_py_* call allowed */
     int after_finalize; /* pp_py_* calls made after it */
     int walks;
+    int walked; /* targets, over all walks */
     int detached;
 } fk;
 static pp_store_t *fk_store;
@@ -127,6 +128,7 @@ static void fake_walk(pp_store_t *st, pp_walk_target_t *targets, int n)
     fk_python_call();
     pthread_mutex_lock(&fk_mu);
     fk.walks++;
+    fk.walked += n;
     if (fk.walk_blocks) {
         fk.walk_blocks = 0;
         fk.in_walk = 1;
@@ -422,6 +424,41 @@ static void test_register_unregister_race_sampler(void **state)
     assert_int_equal(atomic_load(&other_reads), 0);
 }
 
+/* Requests that share an interval are sampled together, however far
+ * apart they started: one wake-up (one walk) a tick for all of them,
+ * rather than one for each request's own phase.  Four requests start
+ * 0.3 ms apart with 1 ms intervals; once all are registered, every walk
+ * has all four. */
+static void test_requests_sharing_an_interval_share_a_tick(void **state)
+{
+    pp_store_t *st = *state;
+    request_t r[4];
+    int i, walks, walked;
+
+    st->sampler_mode = PP_SAMPLER_NOGIL;
+    assert_int_equal(pp_sampler_start(st), 0);
+    for (i = 0; i < 4; i++) {
+        request_start(&r[i], i, (uint64_t)i + 1);
+        usleep(300);
+    }
+    pthread_mutex_lock(&fk_mu);
+    walks = fk.walks;
+    walked = fk.walked;
+    pthread_mutex_unlock(&fk_mu);
+    usleep(60000);
+    pthread_mutex_lock(&fk_mu);
+    walks = fk.walks - walks;
+    walked = fk.walked - walked;
+    pthread_mutex_unlock(&fk_mu);
+    for (i = 0; i < 4; i++) {
+        pp_sampler_unregister(i);
+        request_end(&r[i]);
+    }
+    assert_int_equal(pp_sampler_stop(5000), 0);
+    assert_true(walks > 0);
+    assert_int_equal(walked, 4 * walks);
+}
+
 /* Stopping while the sampler waits for the GIL (GIL mode; a C call holds
  * the GIL longer than the stop's timeout).  The caller finalises Python
  * as soon as pp_sampler_stop returns: it used to return after the timeout
@@ -621,6 +658,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_register_unregister_race_sampler,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_in_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_requests_sharing_an_interval_share_a_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_waits_until_sampler_left_python, setup, teardown),
     };
