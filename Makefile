@@ -37,11 +37,12 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_overview.c mod_pyprof/pp_render_json.c \
                mod_pyprof/pp_render_overview.c mod_pyprof/pp_page_css.c \
                mod_pyprof/pp_render_request.c mod_pyprof/pp_metrics.c \
-               mod_pyprof/pp_render_counters.c mod_pyprof/pp_u64map.c
+               mod_pyprof/pp_render_counters.c mod_pyprof/pp_u64map.c \
+               mod_pyprof/pp_alloc.c
 SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
                mod_pyprof/pp_py_guard.c \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
-               mod_pyprof/pp_api.c
+               mod_pyprof/pp_api.c mod_pyprof/pp_py_alloc.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
                mod_pyprof/mod_pyprof_handler.c mod_pyprof/mod_pyprof_access.c
 HEADERS     := $(wildcard mod_pyprof/*.h)

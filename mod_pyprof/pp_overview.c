@@ -551,6 +551,7 @@ void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
                      const pp_record_t *rec, int inflight)
 {
     pp_gil_view_load(&v->gil, st, rec);
+    pp_alloc_view_load(&v->alloc, st, rec);
     v->rec = rec;
     v->inflight = inflight;
     pp_location_path(st, rec->req.location, v->location, sizeof(v->location));
@@ -582,6 +583,7 @@ void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
     pp_location_path(st, rec->req.location, pg->location, sizeof(pg->location));
     pp_store_location_root(st, rec->req.location, pg->root, sizeof(pg->root));
     pp_gil_view_load(&pg->gil, st, rec);
+    pp_alloc_view_load(&pg->alloc, st, rec);
     pp_profile_init(&pg->p);
     if (rec->req.samples == 0) {
         return; /* the page says so, and draws no tree */

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pp_alloc.h"
 #include "pp_hist.h"
 #include "pp_profile.h"
 #include "pp_render.h"
@@ -171,6 +172,7 @@ typedef struct pp_request_view {
     pp_profile_t p;
     int failed;
     pp_gil_view_t gil;
+    pp_alloc_view_t alloc; /* PyProfAllocations */
 } pp_request_view_t;
 
 void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
@@ -199,6 +201,7 @@ typedef struct pp_request_page {
     pp_profile_t p;
     pp_tree_t tree;
     pp_gil_view_t gil;
+    pp_alloc_view_t alloc; /* PyProfAllocations */
 } pp_request_page_t;
 
 void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
