@@ -115,6 +115,7 @@ typedef struct query {
     const char *process_group, *app_group;
     const char *error;
     const char *sub; /* the route's rest: the ID of /request/ID */
+    int alloc;       /* kind=alloc: a request's allocations (pprof) */
 } query_t;
 
 static void sink_write(void *ctx, const char *s, size_t n)
@@ -199,6 +200,9 @@ static void parse_query(request_rec *r, query_t *q)
         }
         else if (strcmp(tok, "view") == 0) {
             q->view = val;
+        }
+        else if (strcmp(tok, "kind") == 0) {
+            q->alloc = val && strcmp(val, "alloc") == 0;
         }
         else if (strcmp(tok, "seconds") == 0) {
             q->seconds = val;
@@ -416,7 +420,8 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
             labels[1].str = lp;
         }
         pp_profile_init(&p);
-        if (pp_profile_add_record(&p, rec) != 0) {
+        if ((q->alloc ? pp_alloc_profile_add(&p, rec)
+                      : pp_profile_add_record(&p, rec)) != 0) {
             pp_profile_free(&p);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -425,7 +430,24 @@ static int serve_request(request_rec *r, pp_store_t *st, query_t *q,
             pp_profile_free(&p);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if (q->format == FMT_PPROF) {
+        if (q->format == FMT_PPROF && q->alloc) {
+            /* PyProfAllocations: the request's allocating stacks */
+            pp_bytes_t out;
+            if (pp_export_pprof_alloc(&out, &p, labels, nlabels,
+                                      rec->req.start_us * 1000,
+                                      rec->req.duration_us * 1000,
+                                      (int64_t)rec->req.alloc_mean) != 0) {
+                pp_profile_free(&p);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            set_type(r, FMT_PPROF);
+            ap_set_content_length(r, (apr_off_t)out.len);
+            if (!r->header_only) {
+                ap_rwrite(out.data, (int)out.len, r);
+            }
+            free(out.data);
+        }
+        else if (q->format == FMT_PPROF) {
             if (rec->req.flags & PP_REQ_DAEMON) {
                 labels[nlabels++] = labels[5];
             }

@@ -19,6 +19,7 @@
 
 #include "pp_alloc.h"
 #include "pp_parse.h"
+#include "pp_profile.h"
 
 /* distinct stacks a request accumulates before the rest are folded */
 #define ACC_STACKS 64 /* power of two */
@@ -527,4 +528,23 @@ void pp_alloc_view_load(pp_alloc_view_t *v, const pp_store_t *st,
         }
         v->n++;
     }
+}
+
+int pp_alloc_profile_add(struct pp_profile *p, const pp_record_t *rec)
+{
+    uint32_t i, n;
+
+    if (!(rec->req.flags & PP_REQ_ALLOC)) {
+        return 0;
+    }
+    n = rec->req.alloc_nstacks < PP_ALLOC_STACKS ? rec->req.alloc_nstacks
+                                                 : PP_ALLOC_STACKS;
+    for (i = 0; i < n; i++) {
+        const pp_alloc_stack_t *a = &rec->alloc_stacks[i];
+        if (a->node && a->bytes &&
+            pp_profile_add(p, a->node, a->count ? a->count : 1, a->bytes, 0)) {
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -140,6 +140,11 @@ typedef struct pp_alloc_view {
     } e[PP_ALLOC_STACKS];
 } pp_alloc_view_t;
 
+/* rec's allocating stacks into p (count: allocations, weight_us: bytes),
+ * for pp_export_pprof_alloc; -1 on ENOMEM */
+struct pp_profile;
+int pp_alloc_profile_add(struct pp_profile *p, const pp_record_t *rec);
+
 /* rec's alloc_stacks resolved (nothing when rec has no PP_REQ_ALLOC) */
 void pp_alloc_view_load(pp_alloc_view_t *v, const pp_store_t *st,
                         const pp_record_t *rec);

@@ -100,6 +100,10 @@ static void read_location(pp_ov_location_t *l, const pp_location_t *loc,
         atomic_load_explicit(&loc->gil_wait_us, memory_order_relaxed);
     l->gil_blocking_us =
         atomic_load_explicit(&loc->gil_blocking_us, memory_order_relaxed);
+    l->alloc_bytes =
+        atomic_load_explicit(&loc->alloc_bytes, memory_order_relaxed);
+    l->alloc_retained =
+        atomic_load_explicit(&loc->alloc_retained, memory_order_relaxed);
 }
 
 static int gil_row_cmp(const void *a, const void *b)
@@ -462,6 +466,7 @@ int pp_overview_load(pp_overview_t *ov, const pp_store_t *st,
     copy_counters(&ov->c, &st->c);
     ov->created_us = st->created_us;
     ov->sampler_mode = st->sampler_mode;
+    ov->alloc_mean = st->alloc_mean;
     ov->total_size = st->total_size;
     ov->arena_used = pp_store_arena_used(st);
     ov->arena_size = st->arena_size;

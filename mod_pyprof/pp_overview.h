@@ -64,6 +64,9 @@ typedef struct pp_ov_location {
     char root[PP_PREFIX_MAX];
     /* GIL blame: the wait its requests suffered, and caused others */
     uint64_t gil_wait_us, gil_blocking_us;
+    /* PyProfAllocations: estimated bytes its requests allocated, and
+     * still live at their ends */
+    uint64_t alloc_bytes, alloc_retained;
 } pp_ov_location_t;
 
 /* GIL blame rows of every location (the "GIL contention" tables): who
@@ -119,6 +122,7 @@ typedef struct pp_overview {
     pp_counters_t c;
     int64_t created_us;
     uint32_t sampler_mode; /* PP_SAMPLER_* */
+    uint32_t alloc_mean;   /* PyProfAllocations; 0 Off */
     uint64_t total_size, arena_used, arena_size;
     uint32_t nslots, keep, nframes, nnodes;
     char nonce[PP_NONCE_LEN + 1]; /* the capture form's */

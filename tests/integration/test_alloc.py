@@ -14,13 +14,16 @@ it); with the directive absent (Off) no hook is installed and the JSON has
 no alloc_* keys.
 """
 
+import gzip
 import os
+import subprocess
 import time
 
 import pytest
 
 from conftest import HERE, finished_request, serving, unique
 from daemon_util import PYEXT
+from views_util import PROMTOOL
 
 ALLOC_APP = os.path.join(HERE, "apps", "alloc_app.py")
 
@@ -95,6 +98,35 @@ def test_kept_bytes_are_live(srv):
     srv.get_ok("/app/release")
 
 
+def test_request_page_and_metrics(srv):
+    srv.get_ok("/app/release")
+    view, d = run(srv, "/app/keep/%s?kb=4096" % unique("a"))
+    html = srv.get_ok(srv.request_path(d["id"])).text
+    assert "<h2>Allocations" in html
+    assert "still live when the request ended" in html
+    assert "keep_chunks" in html
+    pprof = gzip.decompress(srv.get_ok(srv.request_path(d["id"], "pprof") + "&kind=alloc").content)
+    for name in (b"alloc_objects", b"alloc_space", b"bytes", b"keep_chunks"):
+        assert name in pprof, name
+    assert b"alloc_space" not in gzip.decompress(
+        srv.get_ok(srv.request_path(d["id"], "pprof")).content)
+    srv.get_ok("/app/release")
+    text = srv.get_ok("/server-profile/metrics").text
+    series = {}
+    for line in text.splitlines():
+        if line.startswith("pyprof_alloc_"):
+            name, value = line.rsplit(" ", 1)
+            series[name] = float(value)
+    assert series.get('pyprof_alloc_bytes_total{location="/app"}', 0) >= d["alloc_bytes"]
+    assert series.get('pyprof_alloc_retained_bytes_total{location="/app"}', 0) > 0
+    assert "pyprof_alloc_outside_bytes_total" in series
+    if PROMTOOL and os.path.exists(PROMTOOL):
+        proc = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode("utf-8"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        out = proc.stdout.decode("utf-8", "replace")
+        assert proc.returncode == 0 or "alloc" not in out, out
+
+
 def test_freed_bytes_are_not_live(srv):
     view, d = run(srv, "/app/churn/%s?mb=30" % unique("a"))
     truth = view["truth"]
@@ -146,6 +178,8 @@ def test_off_installs_no_hook(off_srv):
     view, d = run(off_srv, "/app/hooked/%s" % unique("a"))
     assert view["hooked"] is False
     assert "alloc_bytes" not in d and "alloc_stacks" not in d
+    assert "<h2>Allocations" not in off_srv.get_ok(off_srv.request_path(d["id"])).text
+    assert "pyprof_alloc_" not in off_srv.get_ok("/server-profile/metrics").text
 
 
 @pytest.fixture(scope="module")
