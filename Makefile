@@ -168,6 +168,13 @@ build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(H
 	    mod_pyprof/pp_py_layout.c \
 	    mod_pyprof/$(PY_RT) $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
 
+# the allocator hooks' instructions on a bench view (embedded Python)
+build/alloc_insns: tests/bench/alloc_insns.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
+	    $(TEST_CORE_SRC) mod_pyprof/pp_py_alloc.c mod_pyprof/pp_py_layout.c \
+	    $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
+
 install: $(MODULE) $(PYEXT)
 	cd mod_pyprof && $(APXS) -i -n pyprof mod_pyprof.la
 	install -d $(DESTDIR)$(PY_SITE)/pyprof

@@ -359,8 +359,12 @@ int pp_py_alloc_install(pp_store_t *st, uint64_t mean, const char **why)
     if (installed || !mean) {
         return 0;
     }
-    if (!st || mean > PP_ALLOC_MEAN_MAX) {
+    if (!st) {
         *why = "no store";
+        return -1;
+    }
+    if (mean > PP_ALLOC_MEAN_MAX) {
+        *why = "sampling mean out of range";
         return -1;
     }
     L = pp_py_layout();
