@@ -31,6 +31,7 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_store_agg.c mod_pyprof/pp_store_intern.c \
                mod_pyprof/pp_store_read.c mod_pyprof/pp_store_renew.c \
                mod_pyprof/pp_time.c mod_pyprof/pp_profile.c \
+               mod_pyprof/pp_resolve.c mod_pyprof/pp_tree.c \
                mod_pyprof/pp_export.c mod_pyprof/pp_views.c \
                mod_pyprof/pp_render.c mod_pyprof/pp_linetable.c \
                mod_pyprof/pp_hash.c mod_pyprof/pp_sink.c mod_pyprof/pp_grow.c \
@@ -39,12 +40,19 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_render_request.c mod_pyprof/pp_metrics.c \
                mod_pyprof/pp_render_counters.c mod_pyprof/pp_u64map.c \
                mod_pyprof/pp_alloc.c
-SAMPLER_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_py_walk.c \
-               mod_pyprof/pp_py_guard.c \
+# the stack reader (no Python header: test_pywalk links it alone)
+PYWALK_SRC  := mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_frames.c \
+               mod_pyprof/pp_py_code.c mod_pyprof/pp_py_read.c \
+               mod_pyprof/pp_py_gil.c mod_pyprof/pp_py_guard.c
+# the sampler thread (test_sampler links it with a fake Python layer)
+SAMPLER_THREAD_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_sampler_classify.c \
+                      mod_pyprof/pp_sampler_gil.c
+SAMPLER_SRC := $(SAMPLER_THREAD_SRC) $(PYWALK_SRC) \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
                mod_pyprof/pp_api.c mod_pyprof/pp_py_alloc.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
-               mod_pyprof/mod_pyprof_handler.c mod_pyprof/mod_pyprof_access.c
+               mod_pyprof/mod_pyprof_handler.c mod_pyprof/mod_pyprof_access.c \
+               mod_pyprof/mod_pyprof_query.c mod_pyprof/mod_pyprof_pages.c
 HEADERS     := $(wildcard mod_pyprof/*.h)
 MODULE      := mod_pyprof/.libs/mod_pyprof.so
 
@@ -96,12 +104,11 @@ deps:
 	bash scripts/install-deps.sh
 
 # test_pywalk also links the stack reader (it includes no Python header)
-build/unit/test_pywalk: tests/unit/test_pywalk.c mod_pyprof/pp_py_walk.c \
-                        mod_pyprof/pp_py_guard.c \
+build/unit/test_pywalk: tests/unit/test_pywalk.c $(PYWALK_SRC) \
                         $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_walk.c \
-	    mod_pyprof/pp_py_guard.c $(TEST_CORE_SRC) -lcmocka -lz -lm -lpthread
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(PYWALK_SRC) \
+	    $(TEST_CORE_SRC) -lcmocka -lz -lm -lpthread
 
 # test_pyguard: the guarded copies and their SIGSEGV handler alone
 build/unit/test_pyguard: tests/unit/test_pyguard.c mod_pyprof/pp_py_guard.c \
@@ -110,10 +117,10 @@ build/unit/test_pyguard: tests/unit/test_pyguard.c mod_pyprof/pp_py_guard.c \
 	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_py_guard.c -lcmocka -lpthread
 
 # test_sampler links the sampler thread with a fake Python layer of its own
-build/unit/test_sampler: tests/unit/test_sampler.c mod_pyprof/pp_sampler.c \
+build/unit/test_sampler: tests/unit/test_sampler.c $(SAMPLER_THREAD_SRC) \
                          $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
 	@mkdir -p build/unit
-	$(CC) $(UNIT_CFLAGS) -o $@ $< mod_pyprof/pp_sampler.c $(TEST_CORE_SRC) \
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(SAMPLER_THREAD_SRC) $(TEST_CORE_SRC) \
 	    -lcmocka -lz -lm -lpthread
 
 build/unit/%: tests/unit/%.c $(TEST_CORE_SRC) $(HEADERS) tests/unit/unit.h
@@ -160,12 +167,16 @@ build/store_write_cost: tests/bench/store_write_cost.c $(TEST_CORE_SRC) $(HEADER
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -Itests/support -o $@ $< $(TEST_CORE_SRC) -lz -lm -lpthread
 
+# the classification's system calls, warm and cold (no module code)
+build/classify_cost: tests/bench/classify_cost.c
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -g $(WARN) -o $@ $< -lpthread
+
 # one sample's walk and store against an embedded Python (the module's)
 build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
-	    $(TEST_CORE_SRC) mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_guard.c \
-	    mod_pyprof/pp_py_layout.c \
+	    $(TEST_CORE_SRC) $(PYWALK_SRC) mod_pyprof/pp_py_layout.c \
 	    mod_pyprof/$(PY_RT) $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
 
 # the allocator hooks' instructions on a bench view (embedded Python)

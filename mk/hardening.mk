@@ -18,7 +18,8 @@
 #   make fuzz-http        tests/fuzz/fuzz-http.py against a real httpd
 #   make fuzz-http-asan   the same against the ASan build, embedded mode
 #                         then daemon mode (FUZZ_HTTP_SECONDS each)
-#   make lint             cppcheck + clang-tidy (scripts/lint.sh)
+#   make lint             include cycles (scripts/include-cycles.py), then
+#                         cppcheck + clang-tidy (scripts/lint.sh)
 #   make hardening        what CI runs after `make test`: lint, the fuzz
 #                         seeds, every fuzz target for HARDENING_FUZZ_SECONDS,
 #                         concurrent rendering under TSan, the unit tests
@@ -240,7 +241,9 @@ fuzz-http-asan: asan
 
 # ---- static analysis ----
 
+# include cycles between units first (a second), then cppcheck and clang-tidy
 lint:
+	$(TEST_PYTHON) scripts/include-cycles.py
 	bash scripts/lint.sh
 
 # ---- all of it, bounded (CI: .ci/run) ----

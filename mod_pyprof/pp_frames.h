@@ -1,10 +1,11 @@
 /* pp_frames.h: the only interface to CPython's internals.
  *
  * Everything version-specific about reading Python stacks lives behind this
- * header, in the Python layer (pp_py.h: pp_py_walk.c, pp_py_layout.c and
- * the runtime file of the version built for, pp_py_rt311.c or pp_py_rt.c).
- * The sampler calls pp_py_* from its own thread only; nothing here is ever
- * called from an Apache hook but pp_py_initialized (child_init).
+ * header, in the Python layer (pp_py.h: pp_py_walk.c and the reader files
+ * beside it, pp_py_layout.c, and the runtime file of the version built
+ * for, pp_py_rt311.c or pp_py_rt.c).  The sampler calls pp_py_* from its
+ * own thread only; nothing here is ever called from an Apache hook but
+ * pp_py_initialized (child_init).
  */
 #ifndef PP_FRAMES_H
 #define PP_FRAMES_H

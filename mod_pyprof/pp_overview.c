@@ -12,7 +12,48 @@
 #include <string.h>
 
 #include "pp_overview.h"
-#include "pp_render_int.h"
+
+/* ---- location rows ---- */
+
+/* pp_location_current: see pp_overview.h. */
+int pp_location_current(const pp_store_t *st, const pp_location_t *loc)
+{
+    return atomic_load(&loc->used) &&
+           loc->config_gen == atomic_load(&st->generation);
+}
+
+/* A row's path into buf ("" if unused). */
+static const char *location_path(const pp_store_t *st, int idx, char *buf,
+                                 size_t cap)
+{
+    const pp_location_t *loc = pp_store_location((pp_store_t *)st, idx);
+    buf[0] = '\0';
+    if (!loc || !atomic_load(&loc->used)) {
+        return buf;
+    }
+    snprintf(buf, cap, "%.*s", PP_PREFIX_MAX - 1, loc->path);
+    return buf;
+}
+
+/* One location's counters and histogram, read once. */
+static void snap_location(const pp_location_t *loc, pp_loc_snap_t *s)
+{
+    int b;
+    /* requests is bumped last by writers, so reading it first gives a
+     * count never above the sum of the buckets read after it; the JSON
+     * reports the buckets' sum as "requests" so the two always agree */
+    s->requests = atomic_load(&loc->requests);
+    s->samples = atomic_load(&loc->samples);
+    s->kept = atomic_load(&loc->kept);
+    s->sum_us = atomic_load(&loc->sum_us);
+    s->max_us = atomic_load(&loc->max_us);
+    s->requests = 0;
+    for (b = 0; b < PP_HIST_BUCKETS; b++) {
+        s->hist[b] = atomic_load(&loc->hist[b]);
+        s->requests += s->hist[b];
+    }
+}
+
 
 static int cmp_slowest(const void *a, const void *b)
 {
@@ -95,7 +136,7 @@ static void read_location(pp_ov_location_t *l, const pp_location_t *loc,
     snprintf(l->path, sizeof(l->path), "%.*s", PP_PREFIX_MAX - 1, loc->path);
     l->interval_us = loc->interval_us;
     l->created_us = loc->created_us;
-    pp_snap_location(loc, &l->s);
+    snap_location(loc, &l->s);
     l->gil_wait_us =
         atomic_load_explicit(&loc->gil_wait_us, memory_order_relaxed);
     l->gil_blocking_us =
@@ -130,7 +171,7 @@ int pp_gil_rows_load(pp_gil_rows_t *g, const pp_store_t *st)
         if (!loc || !atomic_load(&loc->used)) {
             continue;
         }
-        pp_location_path(st, i, g->path[i], sizeof(g->path[i]));
+        location_path(st, i, g->path[i], sizeof(g->path[i]));
         for (k = 0; k < PP_GIL_BLAME_ROWS; k++) {
             const pp_agg_entry_t *e = &loc->gil_blame[k];
             uint64_t key = atomic_load(&e->key);
@@ -545,8 +586,8 @@ void pp_gil_view_load(pp_gil_view_t *v, const pp_store_t *st,
         }
         v->e[j].location[0] = '\0';
         if (h->serial && h->location >= 0) {
-            pp_location_path(st, h->location, v->e[j].location,
-                             sizeof(v->e[j].location));
+            location_path(st, h->location, v->e[j].location,
+                          sizeof(v->e[j].location));
         }
         v->n++;
     }
@@ -559,7 +600,7 @@ void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
     pp_alloc_view_load(&v->alloc, st, rec);
     v->rec = rec;
     v->inflight = inflight;
-    pp_location_path(st, rec->req.location, v->location, sizeof(v->location));
+    location_path(st, rec->req.location, v->location, sizeof(v->location));
     pp_profile_init(&v->p);
     /* out of memory: no stacks rather than some */
     v->failed = pp_profile_add_record(&v->p, rec) != 0;
@@ -585,7 +626,7 @@ void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
     pg->rec = rec;
     pg->inflight = inflight;
     pg->sampler_mode = st->sampler_mode;
-    pp_location_path(st, rec->req.location, pg->location, sizeof(pg->location));
+    location_path(st, rec->req.location, pg->location, sizeof(pg->location));
     pp_store_location_root(st, rec->req.location, pg->root, sizeof(pg->root));
     pp_gil_view_load(&pg->gil, st, rec);
     pp_alloc_view_load(&pg->alloc, st, rec);

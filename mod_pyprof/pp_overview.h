@@ -27,7 +27,7 @@
 #include "pp_alloc.h"
 #include "pp_hist.h"
 #include "pp_profile.h"
-#include "pp_render.h"
+#include "pp_render_opts.h"
 #include "pp_store.h"
 
 /* Which output a snapshot is for: each reads only what it shows (the HTML
@@ -43,6 +43,10 @@ typedef struct pp_loc_snap {
     uint64_t requests, samples, kept, sum_us, max_us;
     uint64_t hist[PP_HIST_BUCKETS];
 } pp_loc_snap_t;
+
+/* A configured row of the current generation (the overview lists these,
+ * pp_render_find_location finds only these). */
+int pp_location_current(const pp_store_t *st, const pp_location_t *loc);
 
 /* A location row as the pages show it. */
 typedef struct pp_ov_location {

@@ -11,21 +11,27 @@
  *                    _Py_DebugOffsets (3.13+).  Every difference between
  *                    3.11, 3.13, 3.14 and 3.15 that the reader sees is
  *                    one #if there.
- *   pp_py_walk.c     no Python header: finds threads, copies frame chains
- *                    and code objects, decodes names and lines, interns
- *                    stacks.  Reads through a pp_py_reader_t, so the same
- *                    code serves the GIL-free mode (guarded copies, or
- *                    process_vm_readv on our own pid) and the GIL mode
- *                    (plain copies while the GIL keeps everything still).
- * Unit-tested on synthetic memory with hand-made layouts
- * (tests/unit/test_pywalk.c). pp_py_guard.c    guarded copies: the GIL-free
- * reader's memcpy() from our own memory, a fault on a page freed meanwhile
- * caught by a SIGSEGV/SIGBUS handler and turned into a failed read
- * (process_vm_readv() stays the fallback). pp_py_rt311.c    the runtime
- * of 3.11: HEAD_LOCK is a PyThread lock (with the fork guard 3.11 needs), the
- * GIL is asked for in the holder's interpreter. pp_py_rt.c       the runtime
- * of 3.13 and later: HEAD_LOCK is a PyMutex that CPython itself holds across
- * fork(), the drop request goes to the holding thread whatever its interpreter.
+ *   pp_py_walk.c,    no Python header: find threads, copy frame chains
+ *   pp_py_frames.c,  and code objects, decode names and lines, intern
+ *   pp_py_code.c,    stacks, read the GILs (split by what they read, with
+ *   pp_py_read.c,    a private header, pp_py_int.h).  Read through a
+ *   pp_py_gil.c      pp_py_reader_t, so the same code serves the GIL-free
+ *                    mode (guarded copies, or process_vm_readv on our own
+ *                    pid) and the GIL mode (plain copies while the GIL
+ *                    keeps everything still).  Unit-tested on synthetic
+ *                    memory with hand-made layouts (tests/unit/
+ *                    test_pywalk.c).
+ *   pp_py_guard.c    guarded copies: the GIL-free reader's memcpy() from
+ *                    our own memory, a fault on a page freed meanwhile
+ *                    caught by a SIGSEGV/SIGBUS handler and turned into a
+ *                    failed read (process_vm_readv() stays the fallback).
+ *   pp_py_rt311.c    the runtime of 3.11: HEAD_LOCK is a PyThread lock
+ *                    (with the fork guard 3.11 needs), the GIL is asked
+ *                    for in the holder's interpreter.
+ *   pp_py_rt.c       the runtime of 3.13 and later: HEAD_LOCK is a PyMutex
+ *                    that CPython itself holds across fork(), the drop
+ *                    request goes to the holding thread whatever its
+ *                    interpreter.
  *
  * The Makefile compiles pp_py_layout.c and exactly one of the two runtime
  * files, chosen from the Python's version; an unsupported version stops the

@@ -33,7 +33,7 @@
  * Whoever installs a handler after ours (faulthandler.enable(), another
  * module, a C extension) takes the faults from then on; the walk asks
  * pp_py_guard_intact() once a tick and copies with process_vm_readv()
- * from then on (pp_py_walk.c).  Builds with AddressSanitizer or
+ * from then on (pp_py_read.c).  Builds with AddressSanitizer or
  * ThreadSanitizer have no guard: the sanitizer owns SIGSEGV, and ASan
  * would report the reads of freed memory a guarded copy may make.
  */

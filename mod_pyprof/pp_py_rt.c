@@ -1,7 +1,8 @@
 /* pp_py_rt.c: the CPython 3.13-3.15 runtime as the sampler meets it: the
  * runtime's HEAD_LOCK, the GIL for GIL mode, and start-up and shutdown.
  * Sampler thread only (pp_py_initialized also from child_init).  The
- * stack reading itself is version-free: pp_py_walk.c.
+ * stack reading itself is version-free: pp_py_walk.c and the files
+ * beside it (pp_py_int.h).
  *
  * What changed since 3.11 (pp_py_rt311.c), and why this file is simpler:
  * - HEAD_LOCK is a PyMutex (PyMutex_Lock is exported; it parks a thread

@@ -1,7 +1,8 @@
 /* pp_py_rt311.c: the CPython 3.11 runtime as the sampler meets it: the
  * runtime's HEAD_LOCK, the GIL for GIL mode, and start-up and shutdown.
  * Sampler thread only (pp_py_initialized also from child_init).  The
- * stack reading itself is version-free: pp_py_walk.c.
+ * stack reading itself is version-free: pp_py_walk.c and the files
+ * beside it (pp_py_int.h).
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>

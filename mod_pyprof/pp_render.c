@@ -1,7 +1,7 @@
 /* pp_render.c: what the pages and formats of /server-profile share (see
  * pp_render.h and pp_render_int.h for which file renders what): number
- * and time formats, location snapshots, the HTML page frame, and the
- * lookups the handler makes before it renders.
+ * and time formats, the HTML page frame, and the lookups the handler
+ * makes before it renders.
  *
  * Reads the store through snapshot copies only; never writes to it.  Every
  * client or Python string goes through the escapers of pp_sink.h.
@@ -64,42 +64,6 @@ void pp_put_ms_cell(pp_sink_t *o, double ms)
 double pp_elapsed_ms(const pp_render_opts_t *opt, int64_t start_us)
 {
     return opt->now_us > start_us ? (opt->now_us - start_us) / 1e3 : 0.0;
-}
-
-int pp_location_current(const pp_store_t *st, const pp_location_t *loc)
-{
-    return atomic_load(&loc->used) &&
-           loc->config_gen == atomic_load(&st->generation);
-}
-
-const char *pp_location_path(const pp_store_t *st, int idx, char *buf,
-                             size_t cap)
-{
-    const pp_location_t *loc = pp_store_location((pp_store_t *)st, idx);
-    buf[0] = '\0';
-    if (!loc || !atomic_load(&loc->used)) {
-        return buf;
-    }
-    snprintf(buf, cap, "%.*s", PP_PREFIX_MAX - 1, loc->path);
-    return buf;
-}
-
-void pp_snap_location(const pp_location_t *loc, pp_loc_snap_t *s)
-{
-    int b;
-    /* requests is bumped last by writers, so reading it first gives a
-     * count never above the sum of the buckets read after it; the JSON
-     * reports the buckets' sum as "requests" so the two always agree */
-    s->requests = atomic_load(&loc->requests);
-    s->samples = atomic_load(&loc->samples);
-    s->kept = atomic_load(&loc->kept);
-    s->sum_us = atomic_load(&loc->sum_us);
-    s->max_us = atomic_load(&loc->max_us);
-    s->requests = 0;
-    for (b = 0; b < PP_HIST_BUCKETS; b++) {
-        s->hist[b] = atomic_load(&loc->hist[b]);
-        s->requests += s->hist[b];
-    }
 }
 
 int pp_render_find_location(const pp_store_t *st, const char *path)

@@ -18,28 +18,9 @@
 #include <stdint.h>
 
 #include "pp_profile.h"
+#include "pp_render_opts.h"
 #include "pp_sink.h"
 #include "pp_store.h"
-
-enum { PP_SORT_DURATION = 0, PP_SORT_TIME = 1, PP_SORT_URI = 2 };
-
-typedef struct pp_render_opts {
-    const char *base; /* URL of the handler, e.g. "/server-profile" */
-    int64_t now_us;   /* wall clock */
-    int refresh;      /* seconds, 0 = none */
-    uint64_t memory;  /* configured PyProfMemory */
-    /* overview: the slow-request table */
-    int sort;                  /* PP_SORT_* */
-    int filter_location;       /* store row, -1 = any */
-    int filter_status;         /* 0 any; 1..5: class Nxx; else exact */
-    int64_t min_us, max_us;    /* duration range, -1 = open */
-    const char *process_group; /* mod_wsgi daemon group, NULL = any */
-    const char *app_group;     /* mod_wsgi application group, NULL = any */
-    /* location page */
-    int64_t since_us; /* 0 = since the start */
-    int side;         /* PP_SIDE_*; diff page shows both */
-    int diff;
-} pp_render_opts_t;
 
 /* Defaults: no filter, sorted by duration, no window. */
 void pp_render_opts_init(pp_render_opts_t *opt);

@@ -1,11 +1,10 @@
 /* pp_render_int.h: what the files of the renderer share and nobody else
- * uses: time and number formats, location reads, the store's counters as
- * a table, the page frame and its CSS.  Public API: pp_render.h and
- * pp_overview.h.
+ * uses: time and number formats, the store's counters as a table, the
+ * page frame and its CSS.  Public API: pp_render.h.  The renderer draws
+ * from the snapshots pp_overview.h reads (so it includes that header; the
+ * overview's read never includes the renderer's).
  *
  * pp_render.c          helpers, page frame, location lookup, error page
- * pp_overview.c        the one read of the store behind every page
- *                      (pp_overview.h)
  * pp_render_json.c     the JSON overview, request and location
  * pp_render_overview.c the HTML overview, one function per section
  * pp_render_request.c  the request and location pages, folded exports
@@ -33,17 +32,6 @@ void pp_human_ms(double ms, char *buf, size_t cap);
 void pp_put_ms_cell(pp_sink_t *o, double ms);
 /* How long an in-flight request has run, never negative. */
 double pp_elapsed_ms(const pp_render_opts_t *opt, int64_t start_us);
-
-/* ---- locations (store reads: pp_render.c, pp_overview.c) ---- */
-
-/* A configured row of the current generation. */
-int pp_location_current(const pp_store_t *st, const pp_location_t *loc);
-/* A row's path into buf ("" if unused). */
-const char *pp_location_path(const pp_store_t *st, int idx, char *buf,
-                             size_t cap);
-/* One location's counters and histogram, read once (pp_loc_snap_t is in
- * pp_overview.h). */
-void pp_snap_location(const pp_location_t *loc, pp_loc_snap_t *s);
 
 /* ---- a request's wall time, cut up (pp_render_request.c) ---- */
 

@@ -1,16 +1,17 @@
 /* pp_sampler.c: the sampler thread (see pp_sampler.h).
  *
  * Owns the process-local registry of in-flight requests and the thread
- * that samples them.  The registry mutex is private to the process (never
- * in shared memory), is never held while waiting for the GIL, and is the
- * only thing request threads ever wait on.  All Python access goes through
- * pp_frames.h.
+ * that samples them: registration (request threads, under the registry
+ * mutex), the sampler thread's loop and one tick's walk and store, start,
+ * stop and the fork handler (the glue).  The registry mutex is private to
+ * the process (never in shared memory), is never held while waiting for
+ * the GIL, and is the only thing request threads ever wait on.  All Python
+ * access goes through pp_frames.h.
  *
- * GIL blame (GIL-free mode): a request thread that waits for the GIL is
- * told apart from one that sleeps or waits for a lock (classify_targets),
- * with or without a Python frame, and each such sample is charged to the
- * GIL's holder: its request (from this registry) or its thread, and its
- * innermost frame (gil_blame_prepare).
+ * A tick's samples are classified by pp_sampler_classify.c (how each
+ * interval was spent) and, GIL-free, those that wait for a GIL charged to
+ * its holder by pp_sampler_gil.c (GIL blame); both run on the sampler
+ * thread with the registry mutex held (pp_sampler_int.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,118 +31,20 @@
 #include "pp_frames.h"
 #include "pp_log.h"
 #include "pp_sampler.h"
+#include "pp_sampler_int.h"
 
-#define LOCAL_MAX 512 /* requests one process can serve at once */
-/* Stack memos (pp_stack_memo_t), one per request slot modulo this: the
- * requests of one process at once rarely share one. */
-#define MEMO_SLOTS 256
-
-typedef struct entry {
-    int slot;
-    uint64_t serial;
-    pthread_t thread;
-    pid_t tid;
-    clockid_t cpu_clock;
-    int has_cpu_clock;
-    uint32_t max_depth;
-    int64_t interval_ns;
-    int64_t next_due_ns;
-    int64_t last_ns;
-    int64_t last_cpu_ns;
-    void *interp;         /* where its thread was last found */
-    int wchan_fd;         /* /proc/self/task/TID/wchan, opened on first need */
-    int stat_fd;          /* /proc/self/task/TID/stat, likewise */
-    int64_t start_cpu_ns; /* the thread's CPU clock at registration */
-    int64_t start_run_delay_ns; /* its time waiting for a core then, -1 */
-    /* The last verdict read from the wait channel (PP_SAMPLE_*, -1 none)
-     * and the thread's CPU clock then: it stays true while the clock has
-     * not moved (see classify_targets). */
-    int known_how;
-    int64_t known_cpu_ns;
-} entry_t;
-
-/* What the sampler learns about one due request during a tick.  Only the
- * request's identity is kept across the unlocked walk: the thread's CPU
- * clock and wait-channel descriptor are read from its registry entry,
- * under the registry lock, once the walk is done (see classify_targets). */
-typedef struct target_ref {
-    int slot;
-    uint64_t serial;
-    int64_t cpu_ns; /* thread CPU clock at the sample, -1 unknown */
-    int64_t at_ns;  /* monotonic time of the sample */
-    int64_t interval_ns;
-    int how; /* PP_SAMPLE_* */
-} target_ref_t;
-
-/* Who holds one GIL in this tick, as the samples that wait for it are
- * charged (gil_blame_prepare), with the frames the waits show as: one at
- * the leaf of a stack in Python, one alone for a thread not in Python
- * yet.  Kept across ticks while the GIL has not changed hands
- * (switch_number), so that a holder that runs on is walked at most once
- * an interval. */
-typedef struct gil_blame {
-    int ready; /* prepared in this tick */
-    const void *gil, *holder_ts;
-    uint64_t switch_number;
-    int64_t walked_ns; /* when the holder's frame was read; 0 never */
-    uint32_t holder_frame;
-    pp_gil_holder_t holder;
-    uint32_t wait_frame, enter_frame;
-} gil_blame_t;
-
-static struct sampler {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int cv_ready;
-    entry_t entries[LOCAL_MAX];
-    int n;
-    int stop;
-    int running;
-    int waiting;
-    /* The sampler thread has made its last call into Python (or never
-     * will): set by it, waited for by pp_sampler_stop, so that stop never
-     * returns while the thread can still touch an interpreter that the
-     * caller is about to finalise. */
-    int py_done;
-    pthread_cond_t done_cv;
-    int64_t sleep_until_ns;
-    pthread_t thread;
-    pp_store_t *st;
-    pid_t pid;
-    void *last_interp; /* default for requests not found yet */
-    int nogil;         /* read stacks without the GIL */
-    /* a wait channel reads as a kernel function's name here (kallsyms),
-     * so "0" means runnable rather than "no name" */
-    int wchan_names;
-    int gil_blame; /* GIL-free and pp_py_gil_blame_init said yes */
-    int gil_marks; /* the Python marks GIL waiters (3.15) */
-    gil_blame_t blame[PP_GILS_MAX];
-    pp_walk_target_t *holder_walk; /* scratch target for a holder */
-    /* sampler-thread private */
-    pp_walk_target_t *targets;
-    target_ref_t refs[LOCAL_MAX];
-    pp_stack_memo_t *memos; /* MEMO_SLOTS; NULL: interned without */
-} S = {PTHREAD_MUTEX_INITIALIZER};
-
-static int64_t clock_ns(clockid_t c)
-{
-    struct timespec ts;
-    if (clock_gettime(c, &ts) != 0) {
-        return -1;
-    }
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+static pp_sampler_state_t S = {PTHREAD_MUTEX_INITIALIZER};
 
 int64_t pp_thread_cpu_ns(pthread_t thread)
 {
     clockid_t c;
     if (pthread_equal(thread, pthread_self())) {
-        return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        return pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     }
     if (pthread_getcpuclockid(thread, &c) != 0) {
         return -1;
     }
-    return clock_ns(c);
+    return pp_sampler_clock_ns(c);
 }
 
 /* Each request thread keeps its own schedstat open (one descriptor per
@@ -237,12 +140,12 @@ static int cost_bucket(int64_t ns)
 int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
                         uint32_t max_depth)
 {
-    entry_t *e;
+    pp_sampler_entry_t *e;
     int64_t now = pp_mono_ns();
     int rc = 0;
 
     pthread_mutex_lock(&S.mu);
-    if (!S.running || S.n >= LOCAL_MAX) {
+    if (!S.running || S.n >= PP_SAMPLER_LOCAL_MAX) {
         rc = -1;
         goto out;
     }
@@ -253,7 +156,7 @@ int pp_sampler_register(int slot, uint64_t serial, uint32_t interval_us,
     e->thread = pthread_self();
     e->tid = (pid_t)syscall(SYS_gettid);
     e->has_cpu_clock = pthread_getcpuclockid(e->thread, &e->cpu_clock) == 0;
-    e->last_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    e->last_cpu_ns = pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     e->start_cpu_ns = e->last_cpu_ns;
     e->start_run_delay_ns = own_run_delay_ns();
     e->max_depth = max_depth;
@@ -334,7 +237,7 @@ int64_t pp_sampler_unregister_cpu(int slot)
                                     (until - waited) / 1000);
         }
     }
-    now = start >= 0 ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : -1;
+    now = start >= 0 ? pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID) : -1;
     return start >= 0 && now >= start ? now - start : -1;
 }
 
@@ -343,25 +246,14 @@ void pp_sampler_unregister(int slot)
     (void)pp_sampler_unregister_cpu(slot);
 }
 
-static entry_t *find_entry(int slot, uint64_t serial)
-{
-    int i;
-    for (i = 0; i < S.n; i++) {
-        if (S.entries[i].slot == slot && S.entries[i].serial == serial) {
-            return &S.entries[i];
-        }
-    }
-    return NULL;
-}
 
-/* One tick: sample every due entry.  Called and returns with S.mu held. */
 /* Snapshot the due entries into S.targets / S.refs; with S.mu held. */
 static int collect_due(pp_store_t *st, int64_t now)
 {
     int i, n = 0;
 
-    for (i = 0; i < S.n && n < LOCAL_MAX; i++) {
-        entry_t *e = &S.entries[i];
+    for (i = 0; i < S.n && n < PP_SAMPLER_LOCAL_MAX; i++) {
+        pp_sampler_entry_t *e = &S.entries[i];
         if (e->next_due_ns <= now &&
             !pp_store_samples_here(st, e->slot, S.pid)) {
             /* a mod_wsgi daemon runs this request's Python and samples it;
@@ -390,393 +282,8 @@ static int collect_due(pp_store_t *st, int64_t now)
     return n;
 }
 
-/* On CPU for at least half of the interval. */
-int pp_sample_on_cpu(int64_t cpu_delta_ns, int64_t wall_ns)
-{
-    return cpu_delta_ns >= 0 && cpu_delta_ns * 2 >= wall_ns;
-}
 
-/* What a thread's wait channel says (/proc/self/task/TID/wchan, `n` bytes,
- * no newline): the kernel function it is blocked in, or "0" when it is
- * not blocked (running or on a run queue) -- or when the kernel cannot
- * name functions, hence `names`. */
-int pp_sample_how_wchan(const char *w, ssize_t n, int names)
-{
-    if (n >= 5 && strncmp(w, "futex", 5) == 0) {
-        return PP_SAMPLE_GIL_WAIT;
-    }
-    if (n == 1 && w[0] == '0' && names) {
-        return PP_SAMPLE_WAIT_CORE;
-    }
-    return PP_SAMPLE_OFF_CPU;
-}
-
-int pp_sample_stat_runnable(const char *stat, ssize_t n)
-{
-    ssize_t i;
-
-    /* "pid (comm) S ...": comm may hold anything, the state follows the
-     * last ')' */
-    for (i = n - 1; i >= 0 && stat[i] != ')'; i--) {
-    }
-    if (i < 0 || i + 2 >= n || stat[i + 1] != ' ') {
-        return -1;
-    }
-    return stat[i + 2] == 'R';
-}
-
-/* Whether e's thread is runnable now, from its stat (-1: unknown). */
-static int entry_runnable(entry_t *e)
-{
-    char buf[512];
-    ssize_t got;
-
-    if (e->stat_fd < 0) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)e->tid);
-        e->stat_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (e->stat_fd < 0) {
-            return -1;
-        }
-    }
-    got = pread(e->stat_fd, buf, sizeof(buf), 0);
-    return got > 0 ? pp_sample_stat_runnable(buf, got) : -1;
-}
-
-/* How each request's interval was spent, read right after its stack.
- * With the GIL held every other Python thread is parked where it was; GIL-
- * free, the reading is a few microseconds after the stack.  On CPU for at
- * least half the interval counts as on CPU.  Otherwise the thread's kernel
- * wait channel says where it is now: blocked on a futex is waiting for the
- * GIL (or a lock); blocked anywhere else (nanosleep, poll, read) is sleep
- * or I/O; not blocked is runnable, and a runnable thread whose CPU clock
- * moves while we look is on CPU (it has just woken), one whose clock
- * stands still is waiting for a core (state R, on a run queue: a busy
- * machine, not the app's doing).
- *
- * A thread whose CPU clock has not moved since its wait channel was last
- * read has not run since: it is still blocked where it was, or still
- * queued (only a woken thread still in the queue is miscounted, as
- * blocked), so that verdict stands and the read is saved -- a thread
- * asleep for a second costs one wait-channel read, not a thousand.
- *
- * Called with S.mu held, and reads only requests still registered: the
- * walk ran unlocked, and a request that ended meanwhile has had its
- * wait-channel descriptor closed by pp_sampler_unregister (the number may
- * already name another file of the process) and its thread may have gone
- * on to other work.  Under the lock an entry's descriptor is open and its
- * thread is the one serving the request.  Returns its own wall time. */
-/* Whether the walk found thread t holding GIL g. */
-static int holds_gil(const pp_gil_state_t *g, const pp_walk_target_t *t)
-{
-    return g->locked && g->holder_ident &&
-           (g->holder_ident == t->thread_ident ||
-            (g->holder_tid > 0 && g->holder_tid == t->native_tid));
-}
-
-int pp_gil_may_wait(const pp_gil_state_t *g, const pp_walk_target_t *t,
-                    int marks)
-{
-    if (!g || holds_gil(g, t)) {
-        /* (3.15 clears the waiter's mark just after it took the GIL: a
-         * thread marked while the GIL is its own has it already) */
-        return 0;
-    }
-    if (marks && t->found) {
-        return t->gil_requested; /* exact: set from request to grant */
-    }
-    if (marks && t->gil_requested) {
-        return 1;
-    }
-    /* someone else holds it and someone sleeps on it (or we cannot count
-     * its sleepers); a thread with no Python frame holds no Python lock,
-     * and its futex is mod_wsgi's way into Python: the GIL, or mod_wsgi's
-     * interpreter lock, held by a thread on its way to the GIL (then
-     * perhaps nobody sleeps on the GIL itself yet) */
-    return g->locked && !holds_gil(g, t) && (g->waiters != 0 || !t->found);
-}
-
-static int64_t classify_targets(pp_store_t *st, int n)
-{
-    int64_t at = pp_mono_ns();
-    uint64_t clocks = 0, wchans = 0, saved = 0, stats = 0;
-    const pp_gil_tick_t *gt = S.gil_blame ? pp_py_gil_tick() : NULL;
-    int waiting[PP_GILS_MAX] = {0};
-    int i;
-
-    for (i = 0; i < n; i++) {
-        target_ref_t *ref = &S.refs[i];
-        entry_t *e = find_entry(ref->slot, ref->serial);
-        const pp_walk_target_t *t = &S.targets[i];
-        const pp_gil_state_t *g =
-            gt && t->gil >= 0 && t->gil < gt->n ? &gt->gils[t->gil] : NULL;
-        int may_wait = pp_gil_may_wait(g, t, S.gil_marks);
-        char w[32];
-        ssize_t got;
-
-        ref->at_ns = at;
-        ref->cpu_ns = -1;
-        ref->how = PP_SAMPLE_OFF_CPU;
-        if (!e) {
-            continue; /* ended during the walk: not recorded */
-        }
-        if (e->has_cpu_clock) {
-            ref->cpu_ns = clock_ns(e->cpu_clock);
-            clocks++;
-        }
-        if (ref->cpu_ns >= 0 && e->last_cpu_ns >= 0 &&
-            pp_sample_on_cpu(ref->cpu_ns - e->last_cpu_ns, at - e->last_ns)) {
-            ref->how = PP_SAMPLE_ON_CPU;
-            e->known_how = -1;
-            continue;
-        }
-        if (gt && S.gil_marks && may_wait && t->gil_requested) {
-            /* 3.15 marks the waiter itself: no wait channel needed */
-            ref->how = PP_SAMPLE_GIL_WAIT;
-            waiting[t->gil]++;
-            e->known_how = -1;
-            continue;
-        }
-        if (!t->found && !(gt && may_wait)) {
-            continue; /* outside Python: recorded without a kind */
-        }
-        if (e->known_how >= 0 && ref->cpu_ns >= 0 &&
-            ref->cpu_ns == e->known_cpu_ns) {
-            ref->how = e->known_how; /* has not run since */
-            if (gt && ref->how == PP_SAMPLE_GIL_WAIT && g) {
-                waiting[t->gil]++;
-            }
-            saved++;
-            continue;
-        }
-        e->known_how = -1;
-        if (e->wchan_fd < 0) {
-            continue;
-        }
-        got = pread(e->wchan_fd, w, sizeof(w) - 1, 0);
-        wchans++;
-        if (got <= 0) {
-            continue;
-        }
-        if (got > 1 || w[0] != '0') {
-            S.wchan_names = 1;
-        }
-        ref->how = pp_sample_how_wchan(w, got, S.wchan_names);
-        if (gt && ref->how == PP_SAMPLE_GIL_WAIT) {
-            /* a futex: the GIL's only when the rule says it may be */
-            if (may_wait) {
-                waiting[t->gil]++;
-            }
-            else {
-                ref->how = PP_SAMPLE_OFF_CPU;
-            }
-        }
-        if (!t->found && ref->how != PP_SAMPLE_GIL_WAIT) {
-            continue; /* outside Python after all; nothing to remember */
-        }
-        if (ref->how == PP_SAMPLE_WAIT_CORE && ref->cpu_ns >= 0) {
-            int64_t again = clock_ns(e->cpu_clock);
-            clocks++;
-            if (again > ref->cpu_ns) {
-                ref->how = PP_SAMPLE_ON_CPU; /* running now */
-                continue;
-            }
-            /* queued, or asleep and not dequeued yet: the state says */
-            if (entry_runnable(e) == 0) {
-                ref->how = PP_SAMPLE_OFF_CPU;
-            }
-            stats++;
-        }
-        if (ref->cpu_ns >= 0) {
-            e->known_how = ref->how;
-            e->known_cpu_ns = ref->cpu_ns;
-        }
-    }
-    /* more futex sleepers taken for GIL waiters than the GIL has: some
-     * wait for a lock instead (counted, still charged to the GIL) */
-    for (i = 0; gt && !S.gil_marks && i < gt->n; i++) {
-        if (gt->gils[i].waiters >= 0 && waiting[i] > gt->gils[i].waiters) {
-            atomic_fetch_add_explicit(
-                &st->c.gil_wait_ambiguous,
-                (uint64_t)(waiting[i] - gt->gils[i].waiters),
-                memory_order_relaxed);
-        }
-    }
-    atomic_fetch_add_explicit(&st->c.cpu_clock_reads, clocks,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->c.wchan_reads, wchans + stats,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->c.wchan_reads_saved, saved,
-                              memory_order_relaxed);
-    return pp_mono_ns() - at;
-}
-
-/* ------------------------------------------------------------ GIL blame */
-
-/* src (at most srclen bytes) into dst, cut to fit, NUL-terminated */
-static void copy_cut(char *dst, size_t cap, const char *src, size_t srclen)
-{
-    size_t n = strnlen(src, srclen);
-
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-/* The frames a wait behind b's holder shows as: function
- * "<GIL wait: held by LOCATION FUNCTION>" (LOCATION: the holder request's
- * location, or "no request"), at the holder's file and line, at the leaf
- * of a stack in Python; "<waiting to enter Python: ...>" alone for a
- * thread not in Python yet. */
-static void blame_frames(pp_store_t *st, gil_blame_t *b, int known)
-{
-    char who[PP_PREFIX_MAX + 32], text[PP_PREFIX_MAX + PP_FRAME_TEXT_MAX + 64];
-    pp_frame_view_t v = {"", "", 0};
-    const pp_location_t *loc = pp_store_location(st, b->holder.location);
-    int len;
-
-    if (!b->holder_frame || !pp_store_frame_view(st, b->holder_frame, &v)) {
-        v.function = "[no Python frame]";
-        v.file = "";
-        v.line = 0;
-    }
-    if (!known) {
-        snprintf(who, sizeof(who), "holder unknown");
-    }
-    else if (b->holder.serial && loc && atomic_load(&loc->used)) {
-        snprintf(who, sizeof(who), "held by %s %s", loc->path, v.function);
-    }
-    else {
-        snprintf(who, sizeof(who), "held by no request %s", v.function);
-    }
-    len = snprintf(text, sizeof(text), "<GIL wait: %s>", who);
-    b->wait_frame = pp_store_intern_frame(
-        st, text, len > 0 ? strnlen(text, sizeof(text)) : 0, v.file,
-        strlen(v.file), v.line);
-    len = snprintf(text, sizeof(text), "<waiting to enter Python: %s>", who);
-    b->enter_frame = pp_store_intern_frame(
-        st, text, len > 0 ? strnlen(text, sizeof(text)) : 0, v.file,
-        strlen(v.file), v.line);
-}
-
-/* Who holds each GIL that a sample of this tick waits for, and where.
- * Called after classify_targets with S.mu held; drops it while a holder
- * that is not one of this tick's targets is walked (that takes the
- * runtime's HEAD_LOCK, which nothing takes S.mu under, but the walk is
- * tens of microseconds that request threads need not wait for). */
-static void gil_blame_prepare(pp_store_t *st, int n)
-{
-    const pp_gil_tick_t *gt = pp_py_gil_tick();
-    int i, j, g, walk[PP_GILS_MAX] = {0}, any = 0;
-    int64_t now = pp_mono_ns();
-
-    for (g = 0; g < PP_GILS_MAX; g++) {
-        S.blame[g].ready = 0;
-    }
-    for (i = 0; i < n; i++) {
-        const pp_walk_target_t *t = &S.targets[i];
-        const pp_gil_state_t *gs;
-        gil_blame_t *b;
-
-        if (S.refs[i].how != PP_SAMPLE_GIL_WAIT || t->gil < 0 ||
-            t->gil >= gt->n || S.blame[t->gil].ready) {
-            continue;
-        }
-        g = t->gil;
-        gs = &gt->gils[g];
-        b = &S.blame[g];
-        b->ready = 1;
-        any = 1;
-        /* the holder is a request of this tick: its stack was just read */
-        for (j = 0; j < n; j++) {
-            if (gs->holder_ident && holds_gil(gs, &S.targets[j])) {
-                break;
-            }
-        }
-        if (j < n) {
-            b->holder_frame = S.targets[j].found && S.targets[j].depth > 0
-                                  ? S.targets[j].frames[0]
-                                  : 0;
-            b->walked_ns = now;
-        }
-        else if (!(b->gil == gs->gil && b->holder_ts == gs->holder_ts &&
-                   b->switch_number == gs->switch_number && b->walked_ns &&
-                   now - b->walked_ns < S.refs[i].interval_ns)) {
-            /* not handed over since it was last read: the same holder,
-             * most likely still in the same place */
-            walk[g] = gs->holder_ident != 0;
-            b->holder_frame = 0;
-            b->walked_ns = now;
-        }
-        b->gil = gs->gil;
-        b->holder_ts = gs->holder_ts;
-        b->switch_number = gs->switch_number;
-    }
-    if (!any) {
-        return;
-    }
-    pthread_mutex_unlock(&S.mu);
-    for (g = 0; g < gt->n && g < PP_GILS_MAX; g++) {
-        if (walk[g]) {
-            S.holder_walk->max_depth = 1;
-            if (pp_py_walk_gil_holder(st, &gt->gils[g], S.holder_walk)) {
-                S.blame[g].holder_frame = S.holder_walk->frames[0];
-            }
-            atomic_fetch_add_explicit(&st->c.gil_holder_walks, 1,
-                                      memory_order_relaxed);
-        }
-    }
-    pthread_mutex_lock(&S.mu);
-    /* the holder's request, from the registry (under S.mu) */
-    for (g = 0; g < gt->n && g < PP_GILS_MAX; g++) {
-        const pp_gil_state_t *gs = &gt->gils[g];
-        gil_blame_t *b = &S.blame[g];
-        pp_gil_holder_t h;
-
-        if (!b->ready) {
-            continue;
-        }
-        memset(&h, 0, sizeof(h));
-        h.location = PP_GIL_NO_LOCATION;
-        h.tid = gs->holder_tid;
-        h.frame = b->holder_frame;
-        for (i = 0; gs->holder_ident && i < S.n; i++) {
-            entry_t *e = &S.entries[i];
-            pp_slot_t *slot;
-
-            if ((unsigned long)e->thread != gs->holder_ident &&
-                !(gs->holder_tid > 0 && e->tid == gs->holder_tid)) {
-                continue;
-            }
-            slot = pp_store_slot(st, e->slot);
-            if (slot && b->holder.serial == e->serial && b->holder.id[0]) {
-                h = b->holder; /* read before: ids do not change */
-                h.frame = b->holder_frame;
-            }
-            else if (slot) {
-                static pp_req_t q;
-                if (pp_store_read_req(&slot->rec, &q) &&
-                    q.serial == e->serial) {
-                    h.serial = e->serial;
-                    copy_cut(h.id, sizeof(h.id), q.id, sizeof(q.id));
-                    copy_cut(h.method, sizeof(h.method), q.method,
-                             sizeof(q.method));
-                    copy_cut(h.uri, sizeof(h.uri), q.uri, sizeof(q.uri));
-                    h.location = q.location;
-                }
-            }
-            break;
-        }
-        if (h.serial != b->holder.serial || h.tid != b->holder.tid ||
-            h.frame != b->holder.frame || !b->wait_frame) {
-            b->holder = h;
-            blame_frames(st, b, gs->holder_ident != 0);
-        }
-    }
-}
-
+/* One tick: sample every due entry.  Called and returns with S.mu held. */
 static void sample_due(int64_t now)
 {
     pp_store_t *st = S.st;
@@ -801,7 +308,7 @@ static void sample_due(int64_t now)
     }
     pthread_mutex_unlock(&S.mu);
 
-    cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    cpu0 = pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     t_ask = pp_mono_ns();
     if (S.nogil) {
         /* nothing to wait for: the threads run on while we read them */
@@ -810,9 +317,9 @@ static void sample_due(int64_t now)
         pp_py_walk_nogil(st, S.targets, n);
         t_walked = pp_mono_ns();
         pthread_mutex_lock(&S.mu);
-        classify = classify_targets(st, n);
+        classify = pp_sampler_classify_locked(&S, st, n);
         if (S.gil_blame) {
-            gil_blame_prepare(st, n);
+            pp_sampler_gil_blame_prepare_locked(&S, st, n);
         }
         t_done = t_walked;
         goto record;
@@ -841,7 +348,7 @@ static void sample_due(int64_t now)
      * S.mu only excludes register/unregister, which never wait for the
      * GIL while they hold it */
     pthread_mutex_lock(&S.mu);
-    classify = classify_targets(st, n);
+    classify = pp_sampler_classify_locked(&S, st, n);
     pthread_mutex_unlock(&S.mu);
     /* may wait until the thread we preempted has the GIL back (3.11's
      * forced switching); that is wall time, not the sampler's cost */
@@ -852,17 +359,18 @@ static void sample_due(int64_t now)
 record: /* S.mu held */
     now = pp_mono_ns();
     for (i = 0; i < n; i++) {
-        entry_t *e = find_entry(S.refs[i].slot, S.refs[i].serial);
+        pp_sampler_entry_t *e =
+            pp_sampler_find_entry(&S, S.refs[i].slot, S.refs[i].serial);
         pp_walk_target_t *t = &S.targets[i];
         pp_slot_t *slot;
         uint32_t node;
         int64_t cpu = S.refs[i].cpu_ns, weight;
         uint64_t weight_us, cpu_us;
-        gil_blame_t *b = S.gil_blame && S.refs[i].how == PP_SAMPLE_GIL_WAIT &&
-                                 t->gil >= 0 && t->gil < PP_GILS_MAX &&
-                                 S.blame[t->gil].ready
-                             ? &S.blame[t->gil]
-                             : NULL;
+        pp_sampler_blame_t *b =
+            S.gil_blame && S.refs[i].how == PP_SAMPLE_GIL_WAIT && t->gil >= 0 &&
+                    t->gil < PP_GILS_MAX && S.blame[t->gil].ready
+                ? &S.blame[t->gil]
+                : NULL;
 
         if (!e) {
             continue; /* finished while we held the GIL */
@@ -912,7 +420,9 @@ record: /* S.mu held */
             e->interp = t->interp;
             S.last_interp = t->interp;
             node = pp_store_intern_stack_memo(
-                st, S.memos ? &S.memos[(unsigned)e->slot % MEMO_SLOTS] : NULL,
+                st,
+                S.memos ? &S.memos[(unsigned)e->slot % PP_SAMPLER_MEMO_SLOTS]
+                        : NULL,
                 t->frames, t->depth, t->truncated);
             if (!node) {
                 node = pp_store_intern_node(st, 0, st->frame_unknown);
@@ -945,7 +455,7 @@ record: /* S.mu held */
         }
     }
     t_stored = pp_mono_ns();
-    cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    cpu1 = pp_sampler_clock_ns(CLOCK_THREAD_CPUTIME_ID);
     atomic_fetch_add(&st->c.ticks, 1);
     atomic_fetch_add(&st->c.gil_wait_ns, (uint64_t)(t_got - t_ask));
     atomic_fetch_add(&st->c.walk_ns, (uint64_t)(t_walked - t_got));
@@ -1119,7 +629,7 @@ int pp_sampler_start(pp_store_t *st)
         S.cv_ready = 1;
     }
     if (!S.targets) {
-        S.targets = calloc(LOCAL_MAX, sizeof(*S.targets));
+        S.targets = calloc(PP_SAMPLER_LOCAL_MAX, sizeof(*S.targets));
         if (!S.targets) {
             pthread_mutex_unlock(&S.mu);
             return -1;
@@ -1131,7 +641,7 @@ int pp_sampler_start(pp_store_t *st)
     }
     if (!S.memos) {
         /* without, every stack is interned frame by frame */
-        S.memos = calloc(MEMO_SLOTS, sizeof(*S.memos));
+        S.memos = calloc(PP_SAMPLER_MEMO_SLOTS, sizeof(*S.memos));
     }
     S.st = st;
     S.nogil = st->sampler_mode != PP_SAMPLER_GIL;

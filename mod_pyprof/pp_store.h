@@ -92,7 +92,7 @@
 #define PP_FAST_KEEP 64    /* fast requests kept for their X-PyProf-Id */
 
 /* how a sample's interval was spent, from the thread's CPU clock and, off
- * CPU, its kernel wait channel (see classify_targets in pp_sampler.c):
+ * CPU, its kernel wait channel (see pp_sampler_classify.c):
  * GIL_WAIT and WAIT_CORE are kinds of off CPU, the first blocked on a
  * futex, the second runnable but waiting for a core to run on */
 enum {

@@ -46,32 +46,13 @@ from daemon_util import PYEXT, app_json, kept_by_id, prepare  # noqa: E402
 KINDS = ("empty", "nullcontext", "segment", "segment_detail")
 
 OUTSIDE = r"""
-import contextlib, json, sys, time
+import json, sys
 sys.path.insert(0, %(pyext)r)
+sys.path.insert(0, %(apps)r)
 import pyprof
+from pyprof_testlib import segment_round
 assert not pyprof.attached()
-n, out = %(n)d, []
-segment, null, clock = pyprof.segment, contextlib.nullcontext(), time.perf_counter_ns
-for _ in range(5):
-    t0 = clock()
-    for _ in range(n):
-        pass
-    t1 = clock()
-    for _ in range(n):
-        with null:
-            pass
-    t2 = clock()
-    for _ in range(n):
-        with segment("x"):
-            pass
-    t3 = clock()
-    for _ in range(n):
-        with segment("SQL", detail="SELECT * FROM t WHERE id = ?"):
-            pass
-    t4 = clock()
-    out.append({"empty": (t1 - t0) / n, "nullcontext": (t2 - t1) / n,
-                "segment": (t3 - t2) / n, "segment_detail": (t4 - t3) / n})
-print(json.dumps(out))
+print(json.dumps([segment_round(pyprof.segment, %(n)d) for _ in range(5)]))
 """
 
 
@@ -133,7 +114,8 @@ def main():
         else:
             srv.remove()
 
-    proc = subprocess.run(["/usr/bin/python3", "-c", OUTSIDE % {"pyext": PYEXT, "n": args.n}],
+    proc = subprocess.run(["/usr/bin/python3", "-c", OUTSIDE % {"pyext": PYEXT, "n": args.n,
+                                                   "apps": os.path.join(REPO, "tests", "integration", "apps")}],
                           stdout=subprocess.PIPE, timeout=300, check=True)
     results["outside"] = medians(json.loads(proc.stdout))
 

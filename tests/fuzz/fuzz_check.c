@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "fuzz_check.h"
+#include "pp_grow.h"
 
 size_t fz_fail_at;
 
@@ -19,17 +20,12 @@ size_t fz_fail_at;
 
 void fz_buf_put(fz_buf_t *b, const void *s, size_t n)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (b->n + n + 1 > cap) {
-            cap *= 2;
-        }
-        b->p = realloc(b->p, cap);
-        if (!b->p) {
-            abort();
-        }
-        b->cap = cap;
+    char *p = pp_grow(b->p, &b->cap, b->n + n + 1, 1, 1024, SIZE_MAX, 0);
+
+    if (!p) {
+        abort();
     }
+    b->p = p;
     if (n) {
         memcpy(b->p + b->n, s, n);
     }
@@ -205,17 +201,14 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 
 int fz_utf8_valid(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
+    size_t i, k;
     uint32_t cp;
 
-    while (i < n) {
-        size_t k = utf8_decode(p + i, n - i, &cp);
-        if (!k) {
+    for (i = 0; i < n; i += k) {
+        if (!(k = utf8_decode((const unsigned char *)s + i, n - i, &cp))) {
             fz_fail_at = i;
             return 0;
         }
-        i += k;
     }
     return 1;
 }
@@ -373,58 +366,40 @@ static char *jstring(jp_t *p, size_t *len)
             }
             e = p->s[p->i + 1];
             p->i += 2;
-            switch (e) {
-            case '"':
-                fz_buf_put(&b, "\"", 1);
-                break;
-            case '\\':
-                fz_buf_put(&b, "\\", 1);
-                break;
-            case '/':
-                fz_buf_put(&b, "/", 1);
-                break;
-            case 'b':
-                fz_buf_put(&b, "\b", 1);
-                break;
-            case 'f':
-                fz_buf_put(&b, "\f", 1);
-                break;
-            case 'n':
-                fz_buf_put(&b, "\n", 1);
-                break;
-            case 'r':
-                fz_buf_put(&b, "\r", 1);
-                break;
-            case 't':
-                fz_buf_put(&b, "\t", 1);
-                break;
-            case 'u':
-                if (p->i + 4 > p->n || !hex4(p->s + p->i, &cp)) {
-                    p->err = "bad \\u escape";
+            if (e != 'u') {
+                /* the one-character escapes, and what each stands for */
+                static const char from[] = "\"\\/bfnrt";
+                static const char to[] = "\"\\/\b\f\n\r\t";
+                const char *at = e ? strchr(from, e) : NULL;
+
+                if (!at) {
+                    p->err = "unknown escape";
                     goto bad;
                 }
-                p->i += 4;
-                if (cp >= 0xdc00 && cp <= 0xdfff) {
-                    p->err = "lone low surrogate escape";
-                    goto bad;
-                }
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    uint32_t lo;
-                    if (p->i + 6 > p->n || p->s[p->i] != '\\' ||
-                        p->s[p->i + 1] != 'u' || !hex4(p->s + p->i + 2, &lo) ||
-                        lo < 0xdc00 || lo > 0xdfff) {
-                        p->err = "lone high surrogate escape";
-                        goto bad;
-                    }
-                    p->i += 6;
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                }
-                put_utf8(&b, cp);
-                break;
-            default:
-                p->err = "unknown escape";
+                fz_buf_put(&b, to + (at - from), 1);
+                continue;
+            }
+            if (p->i + 4 > p->n || !hex4(p->s + p->i, &cp)) {
+                p->err = "bad \\u escape";
                 goto bad;
             }
+            p->i += 4;
+            if (cp >= 0xdc00 && cp <= 0xdfff) {
+                p->err = "lone low surrogate escape";
+                goto bad;
+            }
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                uint32_t lo;
+                if (p->i + 6 > p->n || p->s[p->i] != '\\' ||
+                    p->s[p->i + 1] != 'u' || !hex4(p->s + p->i + 2, &lo) ||
+                    lo < 0xdc00 || lo > 0xdfff) {
+                    p->err = "lone high surrogate escape";
+                    goto bad;
+                }
+                p->i += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            put_utf8(&b, cp);
             continue;
         }
         k = utf8_decode(p->s + p->i, p->n - p->i, &cp);

@@ -147,28 +147,21 @@ PyProfKeep %d
 
 # Enough workers that the load (12 wrk connections, 3-4 page fetchers)
 # never reaches MaxRequestWorkers, even with a child just killed and the
-# previous generation still finishing after a graceful restart.
+# previous generation still finishing after a graceful restart.  The two
+# threaded MPMs take the same numbers.
+SOAK_THREADED = """\
+StartServers 4
+ServerLimit 16
+ThreadLimit 8
+ThreadsPerChild 8
+MaxRequestWorkers 64
+MinSpareThreads 8
+MaxSpareThreads 40
+MaxConnectionsPerChild 0
+"""
 SOAK_MPM = {
-    "event": """\
-StartServers 4
-ServerLimit 16
-ThreadLimit 8
-ThreadsPerChild 8
-MaxRequestWorkers 64
-MinSpareThreads 8
-MaxSpareThreads 40
-MaxConnectionsPerChild 0
-""",
-    "worker": """\
-StartServers 4
-ServerLimit 16
-ThreadLimit 8
-ThreadsPerChild 8
-MaxRequestWorkers 64
-MinSpareThreads 8
-MaxSpareThreads 40
-MaxConnectionsPerChild 0
-""",
+    "event": SOAK_THREADED,
+    "worker": SOAK_THREADED,
     "prefork": """\
 StartServers 16
 MinSpareServers 8
@@ -843,16 +836,49 @@ def compare_counters(prev, cur, label):
     return p
 
 
-class Snapshotter(threading.Thread):
-    """GET /server-profile?format=json once a second, one after the other."""
+class Looper(threading.Thread):
+    """A checker thread: one round (step()) again and again, `pause`
+    seconds apart, until halted, after `rounds` rounds, or after
+    max_seconds.  A connection error (a child killed under us) is counted
+    in errors; any other exception is a checker bug, kept in problems
+    rather than passing silently."""
 
-    def __init__(self, srv, interval=1.0, max_seconds=900):
+    rounds, pause, name_in_problems, traceback_limit = 100000, 1.0, "thread", 3
+
+    def __init__(self, max_seconds):
         super().__init__(daemon=True)
-        self.srv, self.interval, self.max_seconds = srv, interval, max_seconds
+        self.max_seconds = max_seconds
         self.halt = threading.Event()
-        self.count = 0
         self.errors = []          # connection-level (a child killed under us)
         self.problems = []
+
+    def step(self):
+        raise NotImplementedError
+
+    def run(self):
+        deadline = time.monotonic() + self.max_seconds
+        for _ in range(self.rounds):
+            if self.halt.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                self.step()
+            except requests.RequestException as e:
+                self.errors.append("%s %r" % (time.strftime("%H:%M:%S"), e))
+            except Exception:  # a checker bug must not pass silently
+                self.problems.append("%s thread: %s" % (
+                    self.name_in_problems, traceback.format_exc(limit=self.traceback_limit)))
+            self.halt.wait(self.pause)
+
+
+class Snapshotter(Looper):
+    """GET /server-profile?format=json once a second, one after the other."""
+
+    name_in_problems = "snapshot"
+
+    def __init__(self, srv, interval=1.0, max_seconds=900):
+        super().__init__(max_seconds)
+        self.srv, self.pause = srv, interval
+        self.count = 0
         self.prev = None
         self.prev_at = None
         self.negative_elapsed = []
@@ -914,34 +940,22 @@ class Snapshotter(threading.Thread):
         with self.lock:
             return self.last
 
-    def run(self):
-        deadline = time.monotonic() + self.max_seconds
-        for _ in range(100000):
-            if self.halt.is_set() or time.monotonic() > deadline:
-                return
-            try:
-                self.take()
-            except requests.RequestException as e:
-                self.errors.append("%s %r" % (time.strftime("%H:%M:%S"), e))
-            except Exception:  # a checker bug must not pass silently
-                self.problems.append("snapshot thread: %s" % traceback.format_exc(limit=3))
-            self.halt.wait(self.interval)
+    def step(self):
+        self.take()
 
 
-class Fetcher(threading.Thread):
+class Fetcher(Looper):
     """Fetches pages and exports in a loop and validates what comes back."""
 
+    rounds, pause, name_in_problems, traceback_limit = 200000, 0.05, "fetcher", 4
+
     def __init__(self, srv, snap, resolver, mode, seed, max_seconds=900, heavy_every=4):
-        super().__init__(daemon=True)
+        super().__init__(max_seconds)
         self.srv, self.snap, self.resolver, self.mode = srv, snap, resolver, mode
         self.rng = random.Random(seed)
-        self.max_seconds = max_seconds
         self.heavy_every = heavy_every
-        self.halt = threading.Event()
         self.fetched = {}
-        self.errors = []          # connection-level
         self.gone = 0             # 404 for a request evicted meanwhile
-        self.problems = []
         self.traces_checked = 0
         self.n = 0
 
@@ -1091,18 +1105,8 @@ class Fetcher(threading.Thread):
                 path = "/server-profile?format=json&sort=time&location=/app/deep"
                 self.check_json(path, self.get(path))
 
-    def run(self):
-        deadline = time.monotonic() + self.max_seconds
-        for _ in range(200000):
-            if self.halt.is_set() or time.monotonic() > deadline:
-                return
-            try:
-                self.one_round()
-            except requests.RequestException as e:
-                self.errors.append("%s %r" % (time.strftime("%H:%M:%S"), e))
-            except Exception:
-                self.problems.append("fetcher thread: %s" % traceback.format_exc(limit=4))
-            self.halt.wait(0.05)
+    def step(self):
+        self.one_round()
 
 
 class Prometheus(object):
@@ -1442,6 +1446,23 @@ def wait_old_generation(srv, last_graceful, timeout=35):
     return [(p, cmdline(p)) for p in old]
 
 
+def keep_or_remove(srv, res, fail, keep_dirs):
+    """A run's server directory stays if it failed (or --keep-dirs), for
+    the post-mortem; else it goes."""
+    if fail or keep_dirs:
+        res["server_dir_kept"] = True
+    else:
+        srv.remove()
+
+
+def logged(res, label, fail, log):
+    """res, once its failures are logged (the first ten, shortened)."""
+    log("   %s: %d failure(s)" % (label, len(fail)))
+    for f in fail[:10]:
+        log("     - " + short(f, 400))
+    return res
+
+
 def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, seed,
                     keep_dirs=False, log=print, scrape_only=False):
     label = "%s/%s/%s" % (mpm, mode, "module" if with_module else "no-module")
@@ -1597,14 +1618,8 @@ def run_combination(rundir, mpm, mode, with_module, duration, gracefuls, kills, 
             msg = "children of an old generation still alive 35 s after the last graceful: %s" \
                 % res["old_generation_alive"]
             res["hung_note"] = msg
-        if fail or keep_dirs:
-            res["server_dir_kept"] = True
-        else:
-            srv.remove()
-    log("   %s: %d failure(s)" % (label, len(fail)))
-    for f in fail[:10]:
-        log("     - " + short(f, 400))
-    return res
+        keep_or_remove(srv, res, fail, keep_dirs)
+    return logged(res, label, fail, log)
 
 
 KILL_AFTER_LOG_S = 0.1
@@ -2171,14 +2186,8 @@ def run_exhaustion(rundir, variant, mpm, duration, seed, keep_dirs=False, log=pr
         res["AH00045"], res["AH00046"] = ah45, ah46
         fail.extend("crash marker in the error log: %s" % l for l in crashes)
         fail.extend("unexpected error-log line: %s" % l for l in unexpected[:20])
-        if fail or keep_dirs:
-            res["server_dir_kept"] = True
-        else:
-            srv.remove()
-    log("   %s: %d failure(s)" % (label, len(fail)))
-    for f in fail[:10]:
-        log("     - " + short(f, 400))
-    return res
+        keep_or_remove(srv, res, fail, keep_dirs)
+    return logged(res, label, fail, log)
 
 
 # ---------------------------------------------------------------------------

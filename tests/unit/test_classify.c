@@ -23,38 +23,29 @@ typedef struct fix {
     int idx;
     uint64_t serial;
     uint32_t node;
-    pp_record_t *rec;
+    pp_record_t rec; /* the slot as last read */
 } fix_t;
 
 static int setup(void **state)
 {
-    fix_t *f = calloc(1, sizeof(*f));
     const char *err = NULL;
-    pp_req_info_t info;
-    int loc;
+    fix_t *f = calloc(1, sizeof(*f));
+    /* the rest zeroed, as the module's claim gets it */
+    pp_req_info_t info = {.id = "req-1",
+                          .method = "GET",
+                          .uri = "/app/x",
+                          .vhost = "www.example.org",
+                          .tid = 4242,
+                          .interval_us = 10000,
+                          .max_depth = 128,
+                          .start_us = START_US};
 
-    if (!f) {
+    if (!f || !(f->st = pp_store_create(4ULL << 20, 4, 8, &err))) {
         return -1;
     }
-    f->st = pp_store_create(4ULL << 20, 4, 8, &err);
-    f->rec = calloc(1, sizeof(*f->rec));
-    if (!f->st || !f->rec) {
-        return -1;
-    }
-    loc = pp_store_location_register(f->st, "/app", 10000);
-    memset(&info, 0, sizeof(info));
-    info.id = "req-1";
-    info.method = "GET";
-    info.uri = "/app/x";
-    info.vhost = "www.example.org";
     info.pid = (int32_t)getpid();
-    info.tid = 4242;
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = START_US;
-    f->idx = pp_store_claim(f->st, &info, 0);
-    if (f->idx < 0) {
+    info.location = pp_store_location_register(f->st, "/app", 10000);
+    if ((f->idx = pp_store_claim(f->st, &info, 0)) < 0) {
         return -1;
     }
     f->serial = pp_store_slot(f->st, f->idx)->rec.req.serial;
@@ -69,7 +60,6 @@ static int teardown(void **state)
     fix_t *f = *state;
 
     pp_store_destroy(f->st);
-    free(f->rec);
     free(f);
     return 0;
 }
@@ -82,8 +72,8 @@ static void sample(fix_t *f, uint64_t weight_us, uint64_t cpu_us, int how)
 
 static const pp_req_t *read_back(fix_t *f)
 {
-    assert_true(pp_store_read_slot(f->st, (uint32_t)f->idx, f->rec));
-    return &f->rec->req;
+    assert_true(pp_store_read_slot(f->st, (uint32_t)f->idx, &f->rec));
+    return &f->rec.req;
 }
 
 /* Waiting for a core is a kind of off CPU, like the GIL: counted within
@@ -158,6 +148,16 @@ static void busy_request(pp_req_t *q)
     q->samples_off_cpu = 40;
 }
 
+/* The app's time in Python, cut four ways (ms): on CPU, waiting for a
+ * core, for the GIL, and off CPU otherwise. */
+#define assert_cut(s, on_, core_, gil_, off_)        \
+    do {                                             \
+        assert_float_equal((s).on, (on_), 1e-9);     \
+        assert_float_equal((s).core, (core_), 1e-9); \
+        assert_float_equal((s).gil, (gil_), 1e-9);   \
+        assert_float_equal((s).off, (off_), 1e-9);   \
+    } while (0)
+
 /* On a busy core a thread runs in slices shorter than the interval: few
  * samples see it on CPU for half of one, yet its CPU clock says how long
  * it ran.  The cut takes the clock, not the count, and the kernel's
@@ -181,11 +181,8 @@ static void test_split_measures_cpu_and_the_wait_for_a_core(void **state)
     assert_float_equal(s.total, 1000, 1e-9);
     assert_float_equal(s.app, 1000, 1e-9);
     assert_float_equal(s.before + s.after + s.outside, 0, 1e-9);
-    assert_float_equal(s.on, 250, 1e-9);
-    assert_float_equal(s.core, 550, 1e-9);
     /* 200 ms blocked: a quarter on a futex, the rest asleep */
-    assert_float_equal(s.gil, 50, 1e-9);
-    assert_float_equal(s.off, 150, 1e-9);
+    assert_cut(s, 250, 550, 50, 150);
 }
 
 /* Without the kernel's count (a request still running, no
@@ -205,10 +202,7 @@ static void test_split_without_the_kernel_count_uses_the_weights(void **state)
     q.off_gil_us = 150000;
     q.off_other_us = 150000;
     pp_req_time_split(&q, &s);
-    assert_float_equal(s.on, 250, 1e-9);
-    assert_float_equal(s.core, 450, 1e-9);
-    assert_float_equal(s.gil, 150, 1e-9);
-    assert_float_equal(s.off, 150, 1e-9);
+    assert_cut(s, 250, 450, 150, 150);
 }
 
 /* The parts never exceed the app's time in Python, whatever the counts
@@ -248,10 +242,7 @@ static void test_split_of_a_quiet_request(void **state)
     q.flags = PP_REQ_RUN_DELAY;
     q.run_delay_us = 0;
     pp_req_time_split(&q, &s);
-    assert_float_equal(s.on, 500, 1e-9);
-    assert_float_equal(s.core, 0, 1e-9);
-    assert_float_equal(s.gil, 0, 1e-9);
-    assert_float_equal(s.off, 500, 1e-9);
+    assert_cut(s, 500, 0, 0, 500);
 }
 
 /* ---- GIL blame: the record's side ---- */
@@ -305,8 +296,8 @@ static void test_gil_enter_and_wait_are_weighed_apart(void **state)
     assert_int_equal(q.samples_on_cpu + q.samples_off_cpu, 4);
     assert_int_equal(q.samples_on_cpu, 1);
     assert_int_equal(q.ngil_holders, 1);
-    assert_int_equal(f->rec->gil_holders[0].samples, 3);
-    assert_int_equal(f->rec->gil_holders[0].wait_us, 13000);
+    assert_int_equal(f->rec.gil_holders[0].samples, 3);
+    assert_int_equal(f->rec.gil_holders[0].wait_us, 13000);
 
     q.duration_us = 20000;
     pp_req_time_split(&q, &s);
@@ -332,19 +323,19 @@ static void test_gil_holders_fold_into_other(void **state)
     h = holder(1, 0, 9);                        /* same request, other frame */
     gil_sample(f, 1, PP_SAMPLE_GIL_WAIT, &h);
     (void)read_back(f);
-    assert_int_equal(f->rec->req.ngil_holders, PP_GIL_HOLDERS);
-    assert_int_equal(f->rec->gil_holders[0].serial, 1);
-    assert_int_equal(f->rec->gil_holders[0].samples, 2);
-    assert_int_equal(f->rec->gil_holders[0].wait_us, 1500);
-    assert_string_equal(f->rec->gil_holders[0].id, "holder-1");
+    assert_int_equal(f->rec.req.ngil_holders, PP_GIL_HOLDERS);
+    assert_int_equal(f->rec.gil_holders[0].serial, 1);
+    assert_int_equal(f->rec.gil_holders[0].samples, 2);
+    assert_int_equal(f->rec.gil_holders[0].wait_us, 1500);
+    assert_string_equal(f->rec.gil_holders[0].id, "holder-1");
     for (i = 1; i < PP_GIL_HOLDERS - 1; i++) {
-        assert_int_equal(f->rec->gil_holders[i].serial, i + 1);
+        assert_int_equal(f->rec.gil_holders[i].serial, i + 1);
     }
     /* 8, 9, 10 and (1, frame 9) */
-    assert_int_equal(f->rec->gil_holders[PP_GIL_HOLDERS - 1].location,
+    assert_int_equal(f->rec.gil_holders[PP_GIL_HOLDERS - 1].location,
                      PP_GIL_OTHER);
-    assert_int_equal(f->rec->gil_holders[PP_GIL_HOLDERS - 1].samples, 4);
-    assert_int_equal(f->rec->gil_holders[PP_GIL_HOLDERS - 1].wait_us,
+    assert_int_equal(f->rec.gil_holders[PP_GIL_HOLDERS - 1].samples, 4);
+    assert_int_equal(f->rec.gil_holders[PP_GIL_HOLDERS - 1].wait_us,
                      8000 + 9000 + 10000 + 1);
 }
 
@@ -368,7 +359,7 @@ static void test_gil_holders_json(void **state)
     (void)read_back(f);
     memset(&opt, 0, sizeof(opt));
     opt.base = "/server-profile";
-    pp_request_load(&v, f->st, f->rec, 1);
+    pp_request_load(&v, f->st, &f->rec, 1);
     pp_render_request_json(&out, &v, &opt);
     pp_request_free(&v);
     j = unit_buf_str(&buf);

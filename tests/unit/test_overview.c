@@ -16,25 +16,7 @@
 #define NOW_US 1700000060000000LL /* 2023-11-14T22:14:20Z */
 #define START_US 1700000000123000LL
 
-static unit_buf_t buf;
-static pp_sink_t out;
-static pp_render_opts_t opt;
-
-static int setup(void **state)
-{
-    (void)state;
-    memset(&buf, 0, sizeof(buf));
-    out = unit_sink(&buf);
-    unit_default_opts(&opt, NOW_US);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    unit_buf_free(&buf);
-    return 0;
-}
+UNIT_PAGE_FIXTURE(NOW_US)
 
 static void req(pp_req_t *q, const char *id, const char *uri, int location,
                 int status, int64_t duration_us)
@@ -161,6 +143,16 @@ static void make_overview(pp_overview_t *ov)
     snprintf(ov->nonce, sizeof(ov->nonce), "%064d", 7);
 }
 
+/* What render writes of ov, which it then frees. */
+static const char *rendered(pp_overview_t *ov,
+                            void (*render)(pp_sink_t *, const pp_overview_t *,
+                                           const pp_render_opts_t *))
+{
+    render(&out, ov, &opt);
+    pp_overview_free(ov);
+    return unit_buf_str(&buf);
+}
+
 /* ---- /metrics ---- */
 
 static void test_metrics_of_a_snapshot(void **state)
@@ -170,9 +162,7 @@ static void test_metrics_of_a_snapshot(void **state)
     (void)state;
 
     make_overview(&ov);
-    pp_render_metrics(&out, &ov, &opt);
-    pp_overview_free(&ov);
-    m = unit_buf_str(&buf);
+    m = rendered(&ov, pp_render_metrics);
     /* the label escapes the quote; the 2xx series counts 15, the 5xx 5 */
     assert_non_null(
         strstr(m, "\npyprof_request_duration_seconds_bucket{location=\"/a\\\"<"
@@ -229,9 +219,7 @@ static void test_overview_json_of_a_snapshot(void **state)
     (void)state;
 
     make_overview(&ov);
-    pp_render_overview_json(&out, &ov, &opt);
-    pp_overview_free(&ov);
-    assert_null(strchr(unit_buf_str(&buf), '<'));
+    assert_null(strchr(rendered(&ov, pp_render_overview_json), '<'));
     unit_assert_json(
         unit_buf_str(&buf),
         "[l['path'] for l in d['locations']] == ['/a\"<b>&c', '/quiet']",
@@ -319,9 +307,7 @@ static void test_overview_html_of_a_snapshot(void **state)
 
     make_overview(&ov);
     opt.filter_location = 7; /* the old row still names its path */
-    pp_render_overview_html(&out, &ov, &opt);
-    pp_overview_free(&ov);
-    h = unit_buf_str(&buf);
+    h = rendered(&ov, pp_render_overview_html);
     assert_true(unit_utf8_valid(buf.p, buf.n));
     assert_null(strstr(h, "<script>f"));
     assert_null(strstr(h, "<img"));
@@ -398,9 +384,7 @@ static void test_overview_html_lists_the_first_rows(void **state)
     ov.ntraces = PP_OV_HTML_ROWS + 42;
     ov.ntraces_listed = 2;
     opt.filter_location = 5;
-    pp_render_overview_html(&out, &ov, &opt);
-    pp_overview_free(&ov);
-    h = unit_buf_str(&buf);
+    h = rendered(&ov, pp_render_overview_html);
     assert_non_null(strstr(h, "(142 kept matching the filter, slowest "
                               "first)"));
     assert_int_equal(
@@ -421,9 +405,7 @@ static void test_overview_html_of_little(void **state)
 
     make_overview(&ov);
     ov.inflight[0].frames[1] = 99; /* no such frame: "[unknown]" */
-    pp_render_overview_html(&out, &ov, &opt);
-    pp_overview_free(&ov);
-    h = unit_buf_str(&buf);
+    h = rendered(&ov, pp_render_overview_html);
     assert_int_equal(unit_count(h, "not sampled yet"), 2);
     assert_null(strstr(h, "<details>"));
     unit_buf_reset(&buf);
@@ -456,9 +438,7 @@ static void test_overview_html_says_the_store_was_renewed(void **state)
     atomic_store(&ov.c.renewals, 2);
     atomic_store(&ov.c.renewed_us, (uint64_t)START_US);
     atomic_store(&ov.c.locations_reclaimed, 3);
-    pp_render_overview_html(&out, &ov, &opt);
-    pp_overview_free(&ov);
-    assert_non_null(strstr(unit_buf_str(&buf),
+    assert_non_null(strstr(rendered(&ov, pp_render_overview_html),
                            "renewed 2 time(s) at graceful restarts, the last "
                            "at 2023-11-14 22:13:20 UTC,"));
     assert_non_null(strstr(unit_buf_str(&buf), " and 3 location row(s) no "));
@@ -469,21 +449,19 @@ static void test_overview_html_says_the_store_was_renewed(void **state)
 static int claim(pp_store_t *st, int loc, const char *id, uint32_t flags,
                  uint32_t capture)
 {
-    pp_req_info_t info;
+    pp_req_info_t info = {.id = id,
+                          .method = "GET",
+                          .uri = "/u",
+                          .vhost = "v",
+                          .pid = getpid(),
+                          .tid = 1,
+                          .location = loc,
+                          .interval_us = 10000,
+                          .max_depth = 128,
+                          .start_us = START_US,
+                          .flags = flags,
+                          .capture = capture};
 
-    memset(&info, 0, sizeof(info));
-    info.id = id;
-    info.method = "GET";
-    info.uri = "/u";
-    info.vhost = "v";
-    info.pid = getpid();
-    info.tid = 1;
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = START_US;
-    info.flags = flags;
-    info.capture = capture;
     return pp_store_claim(st, &info, 0);
 }
 

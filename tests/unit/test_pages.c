@@ -17,25 +17,7 @@
 #define NOW_US 1700000060000000LL /* 2023-11-14T22:14:20Z */
 #define START_US 1700000000123000LL
 
-static unit_buf_t buf;
-static pp_sink_t out;
-static pp_render_opts_t opt;
-
-static int setup(void **state)
-{
-    (void)state;
-    memset(&buf, 0, sizeof(buf));
-    out = unit_sink(&buf);
-    unit_default_opts(&opt, NOW_US);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    unit_buf_free(&buf);
-    return 0;
-}
+UNIT_PAGE_FIXTURE(NOW_US)
 
 /* main -> EVIL_FN x3 (30 ms, 10 on CPU), main -> io x1 (10 ms). */
 static void evil_profile(pp_profile_t *p)
@@ -58,10 +40,13 @@ static void evil_profile(pp_profile_t *p)
  * it; of the app's 40, 20 on CPU and 20 waiting, cut 12 on the GIL and
  * 8 on I/O as the time the samples saw off CPU was (no kernel count of
  * the waits for a core). */
-static void make_request(pp_request_page_t *pg, pp_record_t *rec)
+static pp_record_t *make_request(pp_request_page_t *pg)
 {
-    pp_req_t *q = &rec->req;
+    pp_record_t *rec = calloc(1, sizeof(*rec));
+    pp_req_t *q;
 
+    assert_non_null(rec);
+    q = &rec->req;
     memset(pg, 0, sizeof(*pg));
     snprintf(q->id, sizeof(q->id), "r-1");
     snprintf(q->method, sizeof(q->method), "GET");
@@ -89,21 +74,26 @@ static void make_request(pp_request_page_t *pg, pp_record_t *rec)
     snprintf(pg->root, sizeof(pg->root), "/srv/app");
     evil_profile(&pg->p);
     assert_int_equal(pp_tree_build(&pg->tree, &pg->p), 0);
+    return rec;
+}
+
+/* The page of pg, whose record is rec; both freed once it is written. */
+static const char *request_html(pp_request_page_t *pg, pp_record_t *rec)
+{
+    pp_render_request_html(&out, pg, &opt);
+    pp_request_page_free(pg);
+    free(rec);
+    return unit_buf_str(&buf);
 }
 
 static void test_request_html_of_a_snapshot(void **state)
 {
     pp_request_page_t pg;
-    pp_record_t *rec = calloc(1, sizeof(*rec));
+    pp_record_t *rec = make_request(&pg);
     const char *h;
     (void)state;
 
-    assert_non_null(rec);
-    make_request(&pg, rec);
-    pp_render_request_html(&out, &pg, &opt);
-    pp_request_page_free(&pg);
-    free(rec);
-    h = unit_buf_str(&buf);
+    h = request_html(&pg, rec);
     assert_true(unit_utf8_valid(buf.p, buf.n));
     assert_null(strstr(h, "<img"));
     assert_null(strstr(h, "<script>f()"));
@@ -143,12 +133,10 @@ static void test_request_html_of_a_snapshot(void **state)
 static void test_request_html_names_the_gil_holder(void **state)
 {
     pp_request_page_t pg;
-    pp_record_t *rec = calloc(1, sizeof(*rec));
+    pp_record_t *rec = make_request(&pg);
     const char *h;
     (void)state;
 
-    assert_non_null(rec);
-    make_request(&pg, rec);
     rec->req.gil_wait_us = 8000;
     rec->req.gil_enter_us = 2000;
     rec->req.flags |= PP_REQ_DAEMON;
@@ -170,10 +158,7 @@ static void test_request_html_names_the_gil_holder(void **state)
     pg.gil.e[2].h.wait_us = 1000;
     pg.gil.e[2].f.function = "";
     pg.gil.e[2].f.file = "";
-    pp_render_request_html(&out, &pg, &opt);
-    pp_request_page_free(&pg);
-    free(rec);
-    h = unit_buf_str(&buf);
+    h = request_html(&pg, rec);
     assert_non_null(strstr(
         h, "<p class=gilblame>Waited 10 ms for the GIL, 90% behind <a "
            "href=\"/server-profile/request/h%2F1\">GET " EVIL_URI_ESC
@@ -187,12 +172,10 @@ static void test_request_html_names_the_gil_holder(void **state)
 static void test_request_html_says_the_load_failed(void **state)
 {
     pp_request_page_t pg;
-    pp_record_t *rec = calloc(1, sizeof(*rec));
+    pp_record_t *rec = make_request(&pg);
     const char *h;
     (void)state;
 
-    assert_non_null(rec);
-    make_request(&pg, rec);
     pp_request_page_free(&pg);
     pg.failed = PP_PAGE_NO_STACKS;
     pp_render_request_html(&out, &pg, &opt);

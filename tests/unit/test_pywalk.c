@@ -1,7 +1,7 @@
-/* test_pywalk.c: the Python stack reader (pp_py_walk.c) on synthetic
- * memory, without Python.
+/* test_pywalk.c: the Python stack reader (pp_py_walk.c and the files
+ * beside it, pp_py_int.h) on synthetic memory, without Python.
  *
- * pp_py_walk.c knows CPython only through a pp_py_layout_t, so this test
+ * The reader knows CPython only through a pp_py_layout_t, so this test
  * supplies its own: fake pp_py_layout(), pp_py_layout_check() and
  * pp_py_rt_*(), and hand-built "interpreters", "thread states", data-stack
  * chunks, frames, code objects, strs and bytes laid out at the offsets of
@@ -508,14 +508,10 @@ typedef struct fix {
 
 static int setup(void **state)
 {
-    fix_t *f = calloc(1, sizeof(*f));
     const char *err = NULL;
+    fix_t *f = calloc(1, sizeof(*f));
 
-    if (!f) {
-        return -1;
-    }
-    f->st = pp_store_create(STORE_SIZE, 8, 16, &err);
-    if (!f->st) {
+    if (!f || !(f->st = pp_store_create(STORE_SIZE, 8, 16, &err))) {
         free(f);
         return -1;
     }
@@ -648,6 +644,64 @@ static void check_chain3(fix_t *f, const pp_walk_target_t *t, uint32_t depth)
     for (v = 0; v < NVERSIONS; v++) \
         for (g = MODE_GUARDED; g >= MODE_GIL; g--)
 
+/* Neither found nor torn: no Python frame to read, not a failed copy. */
+#define check_not_found(t_)                                                \
+    do {                                                                   \
+        const pp_walk_target_t *tn_ = (t_);                                \
+        if (tn_->found || tn_->torn) {                                     \
+            fail_msg("(%s, %s) found %d torn %d; want neither",            \
+                     cur_layout.version, cur_mode, tn_->found, tn_->torn); \
+        }                                                                  \
+    } while (0)
+
+/* The chain's leaf and main, its middle frame left out. */
+static void check_leaf_main(fix_t *f, const pp_walk_target_t *t)
+{
+    check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+    check_frame(f, t, 1, "main", "/srv/app.py", 11);
+}
+
+/* The layout of the world for_each_world made last (for a check that
+ * makes a world of its own as well). */
+static void (*cur_version)(pp_py_layout_t *);
+
+/* check(f, w, g) on a fresh world of every layout, read by every
+ * reader. */
+typedef void world_check_fn(fix_t *f, world_t *w, int g);
+
+static void for_each_world(fix_t *f, world_check_fn *check)
+{
+    int v, g;
+
+    FOR_EACH(v, g)
+    {
+        world_t w;
+
+        cur_version = versions[v];
+        world_new(&w, versions[v]);
+        check(f, &w, g);
+    }
+}
+
+/* The same with a 3-frame chain (chain3) in each world. */
+typedef void chain3_check_fn(fix_t *f, world_t *w, chain3_t *c, int g);
+
+static chain3_check_fn *cur_chain3_check;
+
+static void with_chain3(fix_t *f, world_t *w, int g)
+{
+    chain3_t c;
+
+    chain3(w, &c);
+    cur_chain3_check(f, w, &c, g);
+}
+
+static void for_each_chain3(fix_t *f, chain3_check_fn *check)
+{
+    cur_chain3_check = check;
+    for_each_world(f, with_chain3);
+}
+
 /* ---- tests ---- */
 
 /* The line table really says what the tests expect of it. */
@@ -666,31 +720,26 @@ static void test_linetable_fixture(void **state)
 
 /* 1. A 3-frame chain decodes leaf first with names, files and lines; the
  * second walk (from the caches) gives the same frame ids. */
+static void three_frames(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    pp_walk_target_t *t = sample(f, g);
+    uint32_t ids[3];
+
+    (void)c;
+    check_found(t, 3);
+    assert_int_equal(t->truncated, 0);
+    assert_ptr_equal(t->interp, w->interp);
+    check_chain3(f, t, 3);
+    memcpy(ids, t->frames, sizeof(ids));
+    t = sample(f, g);
+    check_found(t, 3);
+    assert_memory_equal(t->frames, ids, sizeof(ids));
+    assert_int_equal(t->torn, 0);
+}
+
 static void test_three_frames_leaf_first(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        chain3_t c;
-        pp_walk_target_t *t;
-        uint32_t ids[3];
-
-        world_new(&w, versions[v]);
-        chain3(&w, &c);
-        t = sample(f, g);
-        check_found(t, 3);
-        assert_int_equal(t->truncated, 0);
-        assert_ptr_equal(t->interp, w.interp);
-        check_chain3(f, t, 3);
-        memcpy(ids, t->frames, sizeof(ids));
-        t = sample(f, g);
-        check_found(t, 3);
-        assert_memory_equal(t->frames, ids, sizeof(ids));
-        assert_int_equal(t->torn, 0);
-    }
+    for_each_chain3(*state, three_frames);
 }
 
 /* 2. Frames that run no Python (C-stack entry frames, the interpreter's
@@ -727,8 +776,7 @@ static void test_entry_frame_skipped(void **state)
                 continue;
             }
             check_found(t, 2);
-            check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
-            check_frame(f, t, 1, "main", "/srv/app.py", 11);
+            check_leaf_main(f, t);
             assert_int_equal(t->torn, 0);
         }
     }
@@ -737,131 +785,147 @@ static void test_entry_frame_skipped(void **state)
 /* 3. 3.14's f_executable is a tagged stack reference: with the layout's
  * code_tag the frames decode; the same memory read with code_tag 0 (the
  * mask not applied) is a torn sample, every time. */
-static void test_tagged_code_pointer(void **state)
+/* check(f, w, c, g) on a fresh 3.14 world with a 3-frame chain, read by
+ * every reader. */
+static void for_each_reader_314(fix_t *f, chain3_check_fn *check)
 {
-    fix_t *f = *state;
     int g;
 
     for (g = MODE_GUARDED; g >= MODE_GIL; g--) {
         world_t w;
         chain3_t c;
-        pp_walk_target_t *t;
 
         world_new(&w, layout_314);
         chain3(&w, &c);
-        assert_true((uintptr_t)get_ptr(c.frame[1], w.L->frame_code) & 1);
-        t = sample(f, g);
-        check_found(t, 3);
-        check_chain3(f, t, 3);
-        assert_int_equal(t->torn, 0);
-
-        cur_layout.code_tag = 0;
-        t = sample(f, g);
-        check_torn(t);
+        check(f, &w, &c, g);
     }
+}
+
+static void tagged_code(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    pp_walk_target_t *t;
+
+    assert_true((uintptr_t)get_ptr(c->frame[1], w->L->frame_code) & 1);
+    t = sample(f, g);
+    check_found(t, 3);
+    check_chain3(f, t, 3);
+    assert_int_equal(t->torn, 0);
+
+    cur_layout.code_tag = 0;
+    check_torn(sample(f, g));
+}
+
+static void test_tagged_code_pointer(void **state)
+{
+    for_each_reader_314(*state, tagged_code);
 }
 
 /* 3.14's immortal objects: a count with flags in its top 16 bits is live
  * under the 3.14 rule (every object of the 3.14 world has one), and the
  * same memory read with the 3.13 rule is torn: the reader asks the
  * layout, it has no rule of its own. */
+static void immortal_314(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    uint64_t r;
+
+    (void)w;
+    memcpy(&r, c->code[0], sizeof(r));
+    assert_true(r == IMMORTAL_314 && r >= ((uint64_t)1 << 32));
+    check_found(sample(f, g), 3);
+
+    cur_layout.live = live_small;
+    check_torn(sample(f, g));
+}
+
 static void test_immortal_refcount_314(void **state)
 {
-    fix_t *f = *state;
-    int g;
+    for_each_reader_314(*state, immortal_314);
+}
 
-    for (g = MODE_GUARDED; g >= MODE_GIL; g--) {
-        world_t w;
-        chain3_t c;
-        pp_walk_target_t *t;
-        uint64_t r;
+/* Breaks a fresh 3-frame chain the k-th way a test knows. */
+typedef void break_fn(world_t *w, chain3_t *c, int k);
 
-        world_new(&w, layout_314);
-        chain3(&w, &c);
-        memcpy(&r, c.code[0], sizeof(r));
-        assert_true(r == IMMORTAL_314 && r >= ((uint64_t)1 << 32));
-        t = sample(f, g);
-        check_found(t, 3);
+/* For every layout and reader, each of the n ways: a fresh 3-frame chain
+ * broken that way (after one good walk, with `cached`: its frames are in
+ * the caches then) is one torn sample, nothing found. */
+static void check_torn_ways(fix_t *f, int n, int cached, break_fn *breaks,
+                            const char *what)
+{
+    int v, g, k;
 
-        cur_layout.live = live_small;
-        t = sample(f, g);
-        check_torn(t);
+    FOR_EACH(v, g)
+    {
+        for (k = 0; k < n; k++) {
+            world_t w;
+            chain3_t c;
+            const pp_walk_target_t *t;
+
+            world_new(&w, versions[v]);
+            chain3(&w, &c);
+            if (cached) {
+                check_found(sample(f, g), 3);
+            }
+            breaks(&w, &c, k);
+            t = sample(f, g);
+            if (t->found || !t->torn) {
+                fail_msg("(%s, %s) %s, way %d: found %d depth %u torn %d; "
+                         "want torn",
+                         cur_layout.version, cur_mode, what, k, t->found,
+                         t->depth, t->torn);
+            }
+        }
     }
 }
 
 /* 4. An owner beyond owner_max (or negative: a signed char) is garbage: a
  * torn copy. */
+static void break_owner(world_t *w, chain3_t *c, int k)
+{
+    c->frame[1][w->L->frame_owner] =
+        (uint8_t)(k == 0 ? w->L->owner_max + 1 : 0x80);
+}
+
 static void test_bad_owner_torn(void **state)
 {
-    fix_t *f = *state;
-    int v, g, k;
-
-    FOR_EACH(v, g)
-    {
-        for (k = 0; k < 2; k++) {
-            world_t w;
-            chain3_t c;
-
-            world_new(&w, versions[v]);
-            chain3(&w, &c);
-            c.frame[1][w.L->frame_owner] =
-                (uint8_t)(k == 0 ? w.L->owner_max + 1 : 0x80);
-            check_torn(sample(f, g));
-        }
-    }
+    check_torn_ways(*state, 2, 0, break_owner, "owner out of range");
 }
 
 /* 5. A code object that is not a live one: a freed block (count 0, or a
  * free-list pointer where the count was), a block reused by an object of
  * another type, a name that is not a live str.  Also when the code object
  * was read fine before (it is in the caches). */
+static void break_code(world_t *w, chain3_t *c, int k)
+{
+    switch (k) {
+    case 0:
+        put_u64(c->code[1], 0, 0);
+        break;
+    case 1:
+        put_u64(c->code[1], 0, FREED_LINK);
+        break;
+    case 2:
+        put_ptr(c->code[1], w->L->obj_type, str_type);
+        break;
+    case 3: /* a name freed; a fresh code object: not cached */
+        c->code[1] = code(w, "Handler.post", "/srv/views.py", 40);
+        put_ptr(c->frame[1], w->L->frame_code,
+                (const void *)((uintptr_t)c->code[1] | w->tag));
+        put_ptr(c->frame[1], w->L->frame_instr, unit_ptr(w, c->code[1], 12));
+        put_u64(get_ptr(c->code[1], w->L->code_qualname), 0, 0);
+        break;
+    case 4: /* a name that is no str */
+        c->code[1] = code(w, "Handler.put", "/srv/views.py", 50);
+        put_ptr(c->frame[1], w->L->frame_code,
+                (const void *)((uintptr_t)c->code[1] | w->tag));
+        put_ptr(c->frame[1], w->L->frame_instr, unit_ptr(w, c->code[1], 12));
+        put_ptr(c->code[1], w->L->code_filename, object(w, 64, none_type));
+        break;
+    }
+}
+
 static void test_freed_code_torn(void **state)
 {
-    fix_t *f = *state;
-    int v, g, k;
-
-    FOR_EACH(v, g)
-    {
-        for (k = 0; k < 5; k++) {
-            world_t w;
-            chain3_t c;
-            pp_walk_target_t *t;
-
-            world_new(&w, versions[v]);
-            chain3(&w, &c);
-            t = sample(f, g);
-            check_found(t, 3); /* now cached */
-            switch (k) {
-            case 0:
-                put_u64(c.code[1], 0, 0);
-                break;
-            case 1:
-                put_u64(c.code[1], 0, FREED_LINK);
-                break;
-            case 2:
-                put_ptr(c.code[1], w.L->obj_type, str_type);
-                break;
-            case 3: /* a name freed; a fresh code object: not cached */
-                c.code[1] = code(&w, "Handler.post", "/srv/views.py", 40);
-                put_ptr(c.frame[1], w.L->frame_code,
-                        (const void *)((uintptr_t)c.code[1] | w.tag));
-                put_ptr(c.frame[1], w.L->frame_instr,
-                        unit_ptr(&w, c.code[1], 12));
-                put_u64(get_ptr(c.code[1], w.L->code_qualname), 0, 0);
-                break;
-            case 4: /* a name that is no str */
-                c.code[1] = code(&w, "Handler.put", "/srv/views.py", 50);
-                put_ptr(c.frame[1], w.L->frame_code,
-                        (const void *)((uintptr_t)c.code[1] | w.tag));
-                put_ptr(c.frame[1], w.L->frame_instr,
-                        unit_ptr(&w, c.code[1], 12));
-                put_ptr(c.code[1], w.L->code_filename,
-                        object(&w, 64, none_type));
-                break;
-            }
-            check_torn(sample(f, g));
-        }
-    }
+    check_torn_ways(*state, 5, 1, break_code, "code object not live");
 }
 
 /* 6. An instruction pointer outside its code object's code (past its end,
@@ -869,33 +933,19 @@ static void test_freed_code_torn(void **state)
  * its start used to pass for a frame not started yet (unit <
  * firsttraceable) and the frame was silently left out of a sample counted
  * as good. */
+static const int outside_units[] = {NCODE + 1, NCODE + 1000, -2, -1000};
+
+static void break_instr(world_t *w, chain3_t *c, int k)
+{
+    put_ptr(c->frame[1], w->L->frame_instr,
+            unit_ptr(w, c->code[1], outside_units[k]));
+}
+
 static void test_instr_outside_code_torn(void **state)
 {
-    fix_t *f = *state;
-    int v, g, k;
-    static const int units[] = {NCODE + 1, NCODE + 1000, -2, -1000};
-
-    FOR_EACH(v, g)
-    {
-        for (k = 0; k < (int)(sizeof(units) / sizeof(units[0])); k++) {
-            world_t w;
-            chain3_t c;
-            pp_walk_target_t *t;
-
-            world_new(&w, versions[v]);
-            chain3(&w, &c);
-            put_ptr(c.frame[1], w.L->frame_instr,
-                    unit_ptr(&w, c.code[1], units[k]));
-            t = sample(f, g);
-            if (t->found || !t->torn) {
-                fail_msg("(%s, %s) instruction at unit %d of %d: found %d "
-                         "depth %u torn %d; want torn",
-                         cur_layout.version, cur_mode, units[k], NCODE,
-                         t->found, t->depth, t->torn);
-            }
-            check_torn(t);
-        }
-    }
+    check_torn_ways(*state,
+                    (int)(sizeof(outside_units) / sizeof(outside_units[0])), 0,
+                    break_instr, "instruction outside its code");
 }
 
 /* 6b. _co_firsttraceable comes from the same copy as the rest of the code
@@ -903,37 +953,23 @@ static void test_instr_outside_code_torn(void **state)
  * instruction outside the code into "a frame not started yet", which left
  * the frame out of a sample counted as good.  The instruction's range is
  * checked first, and a code object whose firsttraceable lies outside its
- * code is no code object to trust. */
+ * code is no code object to trust.  (firsttraceable, unit): past the
+ * code; inside it. */
+static const int garbage_first[][2] = {
+    {1 << 20, NCODE + 5}, {1 << 20, NCODE + 1000}, {NCODE + 1, 3}, {-5, 3}};
+
+static void break_first(world_t *w, chain3_t *c, int k)
+{
+    put_int(c->code[1], w->L->code_firsttraceable, garbage_first[k][0]);
+    put_ptr(c->frame[1], w->L->frame_instr,
+            unit_ptr(w, c->code[1], garbage_first[k][1]));
+}
+
 static void test_garbage_firsttraceable_torn(void **state)
 {
-    fix_t *f = *state;
-    int v, g, k;
-    /* (firsttraceable, unit): past the code; inside it */
-    static const int cases[][2] = {
-        {1 << 20, NCODE + 5}, {1 << 20, NCODE + 1000}, {NCODE + 1, 3}, {-5, 3}};
-
-    FOR_EACH(v, g)
-    {
-        for (k = 0; k < (int)(sizeof(cases) / sizeof(cases[0])); k++) {
-            world_t w;
-            chain3_t c;
-            pp_walk_target_t *t;
-
-            world_new(&w, versions[v]);
-            chain3(&w, &c);
-            put_int(c.code[1], w.L->code_firsttraceable, cases[k][0]);
-            put_ptr(c.frame[1], w.L->frame_instr,
-                    unit_ptr(&w, c.code[1], cases[k][1]));
-            t = sample(f, g);
-            if (t->found || !t->torn) {
-                fail_msg("(%s, %s) firsttraceable %d, instruction at unit %d "
-                         "of %d: found %d depth %u torn %d; want torn",
-                         cur_layout.version, cur_mode, cases[k][0], cases[k][1],
-                         NCODE, t->found, t->depth, t->torn);
-            }
-            check_torn(t);
-        }
-    }
+    check_torn_ways(*state,
+                    (int)(sizeof(garbage_first) / sizeof(garbage_first[0])), 0,
+                    break_first, "garbage firsttraceable");
 }
 
 /* 7. A frame not started yet (_PyFrame_IsIncomplete: owned by the thread,
@@ -942,109 +978,90 @@ static void test_garbage_firsttraceable_torn(void **state)
  * it lies outside every data-stack chunk: read on its own.  A thread whose
  * every frame is incomplete is not in Python code yet: not found, not
  * torn. */
+static void incomplete_frame(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    pp_walk_target_t *t;
+
+    put_int(c->code[1], w->L->code_firsttraceable, 2);
+    put_ptr(c->frame[1], w->L->frame_instr, unit_ptr(w, c->code[1], 1));
+    t = sample(f, g);
+    check_found(t, 2);
+    check_leaf_main(f, t);
+
+    /* the same code in a generator's frame, on the heap */
+    world_new(w, cur_version);
+    c->code[0] = code(w, "main", "/srv/app.py", 10);
+    c->code[1] = code(w, "gen", "/srv/gen.py", 60);
+    c->code[2] = code(w, "leaf", "/srv/util.py", 30);
+    put_int(c->code[1], w->L->code_firsttraceable, 2);
+    push(w, IN_CHUNK, c->code[0], 3, 0);
+    push(w, ON_HEAP, c->code[1], 1, GEN);
+    push(w, IN_CHUNK, c->code[2], 5, 0);
+    t = sample(f, g);
+    check_found(t, 3);
+    check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+    check_frame(f, t, 1, "gen", "/srv/gen.py", 61);
+    check_frame(f, t, 2, "main", "/srv/app.py", 11);
+
+    /* nothing started: unit -1 is 3.11's prev_instr before the first
+     * instruction */
+    world_new(w, cur_version);
+    c->code[0] = code(w, "main", "/srv/app.py", 10);
+    push(w, IN_CHUNK, c->code[0], -1, 0);
+    t = sample(f, g);
+    check_not_found(t);
+    assert_int_equal(t->depth, 0);
+}
+
 static void test_incomplete_frame_skipped(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        chain3_t c;
-        pp_walk_target_t *t;
-
-        world_new(&w, versions[v]);
-        chain3(&w, &c);
-        put_int(c.code[1], w.L->code_firsttraceable, 2);
-        put_ptr(c.frame[1], w.L->frame_instr, unit_ptr(&w, c.code[1], 1));
-        t = sample(f, g);
-        check_found(t, 2);
-        check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
-        check_frame(f, t, 1, "main", "/srv/app.py", 11);
-
-        /* the same code in a generator's frame, on the heap */
-        world_new(&w, versions[v]);
-        c.code[0] = code(&w, "main", "/srv/app.py", 10);
-        c.code[1] = code(&w, "gen", "/srv/gen.py", 60);
-        c.code[2] = code(&w, "leaf", "/srv/util.py", 30);
-        put_int(c.code[1], w.L->code_firsttraceable, 2);
-        push(&w, IN_CHUNK, c.code[0], 3, 0);
-        push(&w, ON_HEAP, c.code[1], 1, GEN);
-        push(&w, IN_CHUNK, c.code[2], 5, 0);
-        t = sample(f, g);
-        check_found(t, 3);
-        check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
-        check_frame(f, t, 1, "gen", "/srv/gen.py", 61);
-        check_frame(f, t, 2, "main", "/srv/app.py", 11);
-
-        /* nothing started: unit -1 is 3.11's prev_instr before the first
-         * instruction */
-        world_new(&w, versions[v]);
-        c.code[0] = code(&w, "main", "/srv/app.py", 10);
-        push(&w, IN_CHUNK, c.code[0], -1, 0);
-        t = sample(f, g);
-        assert_int_equal(t->found, 0);
-        assert_int_equal(t->torn, 0);
-        assert_int_equal(t->depth, 0);
-    }
+    for_each_chain3(*state, incomplete_frame);
 }
 
 /* 8. A target whose ids match no thread state is not found and not torn;
  * the kernel tid alone finds it; a thread state without a frame (it left
  * Python) is not found either. */
+static void thread_matching(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    pp_walk_target_t *t = sample_as(f, g, TID + 1, NTID + 1, 0);
+
+    (void)c;
+    check_not_found(t);
+    assert_int_equal(t->depth, 0);
+    assert_int_equal(t->truncated, 0);
+
+    t = sample_as(f, g, TID + 1, NTID, 0);
+    check_found(t, 3);
+    check_chain3(f, t, 3);
+
+    set_top(w, NULL);
+    check_not_found(sample(f, g));
+}
+
 static void test_thread_matching(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        chain3_t c;
-        pp_walk_target_t *t;
-
-        world_new(&w, versions[v]);
-        chain3(&w, &c);
-        t = sample_as(f, g, TID + 1, NTID + 1, 0);
-        assert_int_equal(t->found, 0);
-        assert_int_equal(t->torn, 0);
-        assert_int_equal(t->depth, 0);
-        assert_int_equal(t->truncated, 0);
-
-        t = sample_as(f, g, TID + 1, NTID, 0);
-        check_found(t, 3);
-        check_chain3(f, t, 3);
-
-        set_top(&w, NULL);
-        t = sample(f, g);
-        assert_int_equal(t->found, 0);
-        assert_int_equal(t->torn, 0);
-    }
+    for_each_chain3(*state, thread_matching);
 }
 
 /* 9. max_depth 2 on a 3-frame chain: the two innermost frames, truncated. */
+static void truncated(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    pp_walk_target_t *t = sample_as(f, g, TID, 0, 2);
+
+    (void)w;
+    (void)c;
+    check_found(t, 2);
+    assert_int_equal(t->truncated, 1);
+    check_chain3(f, t, 2);
+
+    t = sample_as(f, g, TID, 0, 3);
+    check_found(t, 3);
+    assert_int_equal(t->truncated, 0);
+}
+
 static void test_truncated(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        chain3_t c;
-        pp_walk_target_t *t;
-
-        world_new(&w, versions[v]);
-        chain3(&w, &c);
-        t = sample_as(f, g, TID, 0, 2);
-        check_found(t, 2);
-        assert_int_equal(t->truncated, 1);
-        check_chain3(f, t, 2);
-
-        t = sample_as(f, g, TID, 0, 3);
-        check_found(t, 3);
-        assert_int_equal(t->truncated, 0);
-    }
+    for_each_chain3(*state, truncated);
 }
 
 /* A chain of `n` frames, each running a code object of its own ("g0" at
@@ -1078,163 +1095,138 @@ static void check_distinct_frames(fix_t *f, const pp_walk_target_t *t, int n)
  * such a stack was dropped as torn on every sample, however it was read.
  * It is read whole; deeper than PP_DEPTH_LIMIT it is cut at the limit
  * like any other deep stack, keeping the leaf side. */
+/* A walk of a fresh world with distinct_chain(n): depth frames found,
+ * cut or not. */
+static void distinct_walk(fix_t *f, world_t *w, int g, int n, uint32_t depth,
+                          int truncated)
+{
+    pp_walk_target_t *t;
+
+    world_new(w, cur_version);
+    distinct_chain(w, n);
+    t = sample(f, g);
+    check_found(t, depth);
+    assert_int_equal(t->truncated, truncated);
+    check_distinct_frames(f, t, n);
+    assert_int_equal(t->torn, 0);
+}
+
+static void distinct_codes(fix_t *f, world_t *w, int g)
+{
+    distinct_walk(f, w, g, 700, 700, 0);
+    distinct_walk(f, w, g, PP_DEPTH_LIMIT + 100, PP_DEPTH_LIMIT, 1);
+}
+
 static void test_many_distinct_code_objects(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        pp_walk_target_t *t;
-
-        world_new(&w, versions[v]);
-        distinct_chain(&w, 700);
-        t = sample(f, g);
-        check_found(t, 700);
-        assert_int_equal(t->truncated, 0);
-        check_distinct_frames(f, t, 700);
-        assert_int_equal(t->torn, 0);
-
-        world_new(&w, versions[v]);
-        distinct_chain(&w, PP_DEPTH_LIMIT + 100);
-        t = sample(f, g);
-        check_found(t, PP_DEPTH_LIMIT);
-        assert_int_equal(t->truncated, 1);
-        check_distinct_frames(f, t, PP_DEPTH_LIMIT + 100);
-        assert_int_equal(t->torn, 0);
-    }
+    for_each_world(*state, distinct_codes);
 }
 
 /* Frames spread over two data-stack chunks (the older one copied when the
  * walk reaches it) and a generator's frame on the heap in between. */
+static void across_chunks(fix_t *f, world_t *w, int g)
+{
+    uint8_t *c0 = code(w, "main", "/srv/app.py", 10);
+    uint8_t *c1 = code(w, "run", "/srv/app.py", 100);
+    uint8_t *c2 = code(w, "agen", "/srv/gen.py", 200);
+    uint8_t *c3 = code(w, "leaf", "/srv/util.py", 30);
+    pp_walk_target_t *t;
+
+    push(w, IN_OLD_CHUNK, c0, 3, 0);
+    push(w, IN_OLD_CHUNK, c1, 8, 0);
+    push(w, ON_HEAP, c2, 5, GEN);
+    push(w, IN_CHUNK, c3, 5, 0);
+    t = sample(f, g);
+    check_found(t, 4);
+    check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
+    check_frame(f, t, 1, "agen", "/srv/gen.py", 201);
+    check_frame(f, t, 2, "run", "/srv/app.py", 103);
+    check_frame(f, t, 3, "main", "/srv/app.py", 11);
+}
+
 static void test_frames_across_chunks_and_heap(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        uint8_t *c0, *c1, *c2, *c3;
-        pp_walk_target_t *t;
-
-        world_new(&w, versions[v]);
-        c0 = code(&w, "main", "/srv/app.py", 10);
-        c1 = code(&w, "run", "/srv/app.py", 100);
-        c2 = code(&w, "agen", "/srv/gen.py", 200);
-        c3 = code(&w, "leaf", "/srv/util.py", 30);
-        push(&w, IN_OLD_CHUNK, c0, 3, 0);
-        push(&w, IN_OLD_CHUNK, c1, 8, 0);
-        push(&w, ON_HEAP, c2, 5, GEN);
-        push(&w, IN_CHUNK, c3, 5, 0);
-        t = sample(f, g);
-        check_found(t, 4);
-        check_frame(f, t, 0, "leaf", "/srv/util.py", 31);
-        check_frame(f, t, 1, "agen", "/srv/gen.py", 201);
-        check_frame(f, t, 2, "run", "/srv/app.py", 103);
-        check_frame(f, t, 3, "main", "/srv/app.py", 11);
-    }
+    for_each_world(*state, across_chunks);
 }
 
 /* Within a chunk callers lie below callees: a chain that points to itself
  * or upward (a torn copy, or a cycle) is torn, not walked forever. */
+static void break_chain(world_t *w, chain3_t *c, int k)
+{
+    put_ptr(c->frame[1], w->L->frame_previous,
+            k == 0 ? c->frame[1] : c->frame[2]);
+}
+
 static void test_chain_cycle_torn(void **state)
 {
-    fix_t *f = *state;
-    int v, g, k;
-
-    FOR_EACH(v, g)
-    {
-        for (k = 0; k < 2; k++) {
-            world_t w;
-            chain3_t c;
-
-            world_new(&w, versions[v]);
-            chain3(&w, &c);
-            put_ptr(c.frame[1], w.L->frame_previous,
-                    k == 0 ? c.frame[1] : c.frame[2]);
-            check_torn(sample(f, g));
-        }
-    }
+    check_torn_ways(*state, 2, 0, break_chain, "chain cycle");
 }
 
 /* Names of every PEP 393 kind come out as UTF-8; a name longer than
  * PP_FRAME_TEXT_MAX is cut. */
-static void test_names_utf8(void **state)
+static void names_utf8(fix_t *f, world_t *w, int g)
 {
-    fix_t *f = *state;
-    int v, g;
     static const uint16_t ucs2[] = {'f', 'a', 0xe7, 'a', 'd', 'e', '_', 0x3bb};
     static const uint32_t ucs4[] = {'/', 0x1f40d, '.', 'p', 'y'};
+    char *longname = malloc(3000);
+    pp_walk_target_t *t;
+    pp_frame_view_t fv;
 
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        uint8_t *c0;
-        pp_walk_target_t *t;
-        char *longname = malloc(3000);
-        pp_frame_view_t fv;
+    assert_non_null(longname);
+    memset(longname, 'n', 2999);
+    longname[2999] = '\0';
+    push(w, IN_CHUNK,
+         code_named(w, str_kind(w, ucs2, 8, 2), str_kind(w, ucs4, 5, 4), 70), 1,
+         0);
+    push(w, IN_CHUNK, code(w, longname, "/srv/long.py", 80), 1, 0);
+    free(longname);
+    t = sample(f, g);
+    check_found(t, 2);
+    check_frame(f, t, 1,
+                "fa\xc3\xa7"
+                "ade_\xce\xbb",
+                "/\xf0\x9f\x90\x8d.py", 71);
+    assert_true(pp_store_frame_view(f->st, t->frames[0], &fv));
+    assert_int_equal(strlen(fv.function), PP_FRAME_TEXT_MAX);
+    assert_int_equal(fv.line, 81);
+}
 
-        assert_non_null(longname);
-        memset(longname, 'n', 2999);
-        longname[2999] = '\0';
-        world_new(&w, versions[v]);
-        c0 = code_named(&w, str_kind(&w, ucs2, 8, 2), str_kind(&w, ucs4, 5, 4),
-                        70);
-        push(&w, IN_CHUNK, c0, 1, 0);
-        push(&w, IN_CHUNK, code(&w, longname, "/srv/long.py", 80), 1, 0);
-        free(longname);
-        t = sample(f, g);
-        check_found(t, 2);
-        check_frame(f, t, 1,
-                    "fa\xc3\xa7"
-                    "ade_\xce\xbb",
-                    "/\xf0\x9f\x90\x8d.py", 71);
-        assert_true(pp_store_frame_view(f->st, t->frames[0], &fv));
-        assert_int_equal(strlen(fv.function), PP_FRAME_TEXT_MAX);
-        assert_int_equal(fv.line, 81);
-    }
+static void test_names_utf8(void **state)
+{
+    for_each_world(*state, names_utf8);
 }
 
 /* Several interpreters: the GIL reader copies only those that share the
  * GIL it holds; the GIL-free one reads them all. */
+static void interpreters(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    uint8_t *sub = w->interp, *main_interp = arena_alloc(64);
+    uint8_t *main_ts = thread_state(w, TID + 5, NTID + 5);
+    pp_walk_target_t *t;
+
+    (void)c;
+    /* a main interpreter first, with another thread (no frame) */
+    put_ptr(main_interp, w->L->interp_threads_head, main_ts);
+    put_ptr(main_interp, w->L->interp_next, sub);
+    first_interp = main_interp;
+    t = sample(f, g);
+    check_found(t, 3);
+    assert_ptr_equal(t->interp, sub);
+
+    unshared_interp = sub;
+    t = sample(f, g);
+    if (g) {
+        check_found(t, 3);
+        check_chain3(f, t, 3);
+    }
+    else {
+        check_not_found(t);
+    }
+}
+
 static void test_interpreters(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        chain3_t c;
-        pp_walk_target_t *t;
-        uint8_t *main_interp, *main_ts, *sub;
-
-        world_new(&w, versions[v]);
-        chain3(&w, &c);
-        sub = w.interp;
-        /* a main interpreter first, with another thread (no frame) */
-        main_interp = arena_alloc(64);
-        main_ts = thread_state(&w, TID + 5, NTID + 5);
-        put_ptr(main_interp, w.L->interp_threads_head, main_ts);
-        put_ptr(main_interp, w.L->interp_next, sub);
-        first_interp = main_interp;
-        t = sample(f, g);
-        check_found(t, 3);
-        assert_ptr_equal(t->interp, sub);
-
-        unshared_interp = sub;
-        t = sample(f, g);
-        if (g) {
-            check_found(t, 3);
-            check_chain3(f, t, 3);
-        }
-        else {
-            assert_int_equal(t->found, 0);
-            assert_int_equal(t->torn, 0);
-        }
-    }
+    for_each_chain3(*state, interpreters);
 }
 
 /* A thread that has run in two interpreters has a thread state in each.
@@ -1244,45 +1236,39 @@ static void test_interpreters(void **state)
  * Python frame, so the walk must look on and find the stack where the
  * thread runs now; stopping at the first thread state gave requests in a
  * preloaded mod_wsgi application group no samples at all (3.15). */
+static void idle_elsewhere(fix_t *f, world_t *w, chain3_t *c, int g)
+{
+    uint8_t *idle_interp, *idle_ts, *base, *none;
+    pp_walk_target_t *t;
+
+    (void)c;
+    if (w->L->owner_not_python > w->L->owner_max) {
+        return; /* 3.11: no frame that runs no Python */
+    }
+    none = object(w, 64, none_type);
+    idle_interp = arena_alloc(64);
+    idle_ts = thread_state(w, TID, NTID);
+    base = arena_alloc(w->L->frame_size + 16);
+    put_ptr(base, w->L->frame_code, none);
+    put_ptr(base, w->L->frame_previous, NULL);
+    put_ptr(base, w->L->frame_instr, NULL);
+    base[w->L->frame_owner] = (uint8_t)w->L->owner_not_python;
+    put_ptr(idle_ts, w->L->ts_frame, base);
+    put_ptr(idle_interp, w->L->interp_threads_head, idle_ts);
+    put_ptr(idle_interp, w->L->interp_next, w->interp);
+    first_interp = idle_interp;
+    t = sample(f, g);
+    check_found(t, 3);
+    check_chain3(f, t, 3);
+    assert_ptr_equal(t->interp, w->interp);
+    /* and where it runs no Python anywhere: not found, not torn */
+    put_ptr(w->ts, w->L->ts_frame, base);
+    check_not_found(sample(f, g));
+}
+
 static void test_idle_thread_state_in_another_interpreter(void **state)
 {
-    fix_t *f = *state;
-    int v, g;
-
-    FOR_EACH(v, g)
-    {
-        world_t w;
-        chain3_t c;
-        pp_walk_target_t *t;
-        uint8_t *idle_interp, *idle_ts, *base, *none;
-
-        world_new(&w, versions[v]);
-        if (w.L->owner_not_python > w.L->owner_max) {
-            continue; /* 3.11: no frame that runs no Python */
-        }
-        chain3(&w, &c);
-        none = object(&w, 64, none_type);
-        idle_interp = arena_alloc(64);
-        idle_ts = thread_state(&w, TID, NTID);
-        base = arena_alloc(w.L->frame_size + 16);
-        put_ptr(base, w.L->frame_code, none);
-        put_ptr(base, w.L->frame_previous, NULL);
-        put_ptr(base, w.L->frame_instr, NULL);
-        base[w.L->frame_owner] = (uint8_t)w.L->owner_not_python;
-        put_ptr(idle_ts, w.L->ts_frame, base);
-        put_ptr(idle_interp, w.L->interp_threads_head, idle_ts);
-        put_ptr(idle_interp, w.L->interp_next, w.interp);
-        first_interp = idle_interp;
-        t = sample(f, g);
-        check_found(t, 3);
-        check_chain3(f, t, 3);
-        assert_ptr_equal(t->interp, w.interp);
-        /* and where it runs no Python anywhere: not found, not torn */
-        put_ptr(w.ts, w.L->ts_frame, base);
-        t = sample(f, g);
-        assert_int_equal(t->found, 0);
-        assert_int_equal(t->torn, 0);
-    }
+    for_each_chain3(*state, idle_elsewhere);
 }
 
 /* An address whose page is really unmapped (a freed chunk, a code object
@@ -1605,44 +1591,33 @@ static void test_init_refuses(void **state)
 
 int main(void)
 {
+/* a test with a fresh store (setup, teardown) */
+#define W(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linetable_fixture),
-        cmocka_unit_test_setup_teardown(test_three_frames_leaf_first, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_entry_frame_skipped, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_tagged_code_pointer, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_immortal_refcount_314, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_bad_owner_torn, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_freed_code_torn, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_instr_outside_code_torn, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_firsttraceable_torn, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_incomplete_frame_skipped, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_thread_matching, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_distinct_code_objects, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_frames_across_chunks_and_heap,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chain_cycle_torn, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_names_utf8, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_idle_thread_state_in_another_interpreter, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_interpreters, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unmapped_memory_torn, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_guard_replaced_falls_back, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_init_refuses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gil_holder_found, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gil_requested, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gil_per_interpreter, setup,
-                                        teardown),
+        W(test_three_frames_leaf_first),
+        W(test_entry_frame_skipped),
+        W(test_tagged_code_pointer),
+        W(test_immortal_refcount_314),
+        W(test_bad_owner_torn),
+        W(test_freed_code_torn),
+        W(test_instr_outside_code_torn),
+        W(test_garbage_firsttraceable_torn),
+        W(test_incomplete_frame_skipped),
+        W(test_thread_matching),
+        W(test_truncated),
+        W(test_many_distinct_code_objects),
+        W(test_frames_across_chunks_and_heap),
+        W(test_chain_cycle_torn),
+        W(test_names_utf8),
+        W(test_idle_thread_state_in_another_interpreter),
+        W(test_interpreters),
+        W(test_unmapped_memory_torn),
+        W(test_guard_replaced_falls_back),
+        W(test_init_refuses),
+        W(test_gil_holder_found),
+        W(test_gil_requested),
+        W(test_gil_per_interpreter),
     };
 
     return cmocka_run_group_tests_name("pp_py_walk", tests, NULL, NULL);

@@ -1,7 +1,7 @@
-/* test_sampler.c: the sampler thread and its registry (pp_sampler.c),
- * with a fake Python layer.
+/* test_sampler.c: the sampler thread and its registry (pp_sampler.c, with
+ * pp_sampler_classify.c and pp_sampler_gil.c), with a fake Python layer.
  *
- * pp_sampler.c reaches Python only through pp_frames.h; this test supplies
+ * The sampler reaches Python only through pp_frames.h; this test supplies
  * that interface itself (pp_py_*), so each call can block where the test
  * wants it to (a walk that takes long, a GIL that a long C call holds) and
  * can check when it is called.  The thread, the registry, the store writes

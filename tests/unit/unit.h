@@ -127,6 +127,30 @@ static inline void unit_default_opts(pp_render_opts_t *opt, int64_t now_us)
     opt->max_us = -1;
 }
 
+/* A page test's fixture: the file's own output buffer `buf`, its sink
+ * `out` and options `opt` (the defaults at now_us), made empty by
+ * setup() and freed by teardown(), the cmocka fixture of each test. */
+#define UNIT_PAGE_FIXTURE(now_us)          \
+    static unit_buf_t buf;                 \
+    static pp_sink_t out;                  \
+    static pp_render_opts_t opt;           \
+                                           \
+    static int setup(void **state)         \
+    {                                      \
+        (void)state;                       \
+        memset(&buf, 0, sizeof(buf));      \
+        out = unit_sink(&buf);             \
+        unit_default_opts(&opt, (now_us)); \
+        return 0;                          \
+    }                                      \
+                                           \
+    static int teardown(void **state)      \
+    {                                      \
+        (void)state;                       \
+        unit_buf_free(&buf);               \
+        return 0;                          \
+    }
+
 /* ---- text checks ---- */
 
 /* Is s[0..n) well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */

@@ -3,10 +3,11 @@
 Every view calls functions with distinctive names so that a test can look
 for them in sampled stacks: a request runs
     application -> dispatch -> view_<name> -> burn_cpu | sleep_for
-so the stacks have depth and a known root-to-leaf order.  The first path
-segment after the mount point picks the view; anything after it (e.g. a
-per-test tag) is ignored, so a test can make its requests recognisable in
-/server-profile even when the query string is redacted.
+so the stacks have depth and a known root-to-leaf order (dispatch, the
+slow, cpu and mixed views and the leaves are pyprof_testlib.py's).  The
+first path segment after the mount point picks the view; anything after
+it (e.g. a per-test tag) is ignored, so a test can make its requests
+recognisable in /server-profile even when the query string is redacted.
 
     /app/fast               returns at once
     /app/slow?ms=N          sleep_for(N)
@@ -27,45 +28,17 @@ and never writes to stderr: the harness treats [error] log lines as failures.
 import os
 import sys
 import time
-from urllib.parse import parse_qs
 
-# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+# sleep_for, ms_param, dispatch and the slow, cpu and mixed views:
+# pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
-
-MAX_MS = 10000
-
-
-def _ms(params, name, default=0):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, MAX_MS))
+from pyprof_testlib import sleep_for  # noqa: E402
+from pyprof_testlib import dispatch, ms_param as _ms  # noqa: E402
+from pyprof_testlib import view_cpu, view_mixed, view_slow  # noqa: E402
 
 
 def view_fast(environ, params):
     return "fast\n"
-
-
-def view_slow(environ, params):
-    ms = _ms(params, "ms", 100)
-    sleep_for(ms)
-    return "slept %d ms\n" % ms
-
-
-def view_cpu(environ, params):
-    ms = _ms(params, "ms", 100)
-    burn_cpu(ms)
-    return "burned %d ms\n" % ms
-
-
-def view_mixed(environ, params):
-    cpu = _ms(params, "cpu", 100)
-    sleep = _ms(params, "sleep", 100)
-    burn_cpu(cpu)
-    sleep_for(sleep)
-    return "burned %d ms, slept %d ms\n" % (cpu, sleep)
 
 
 def view_pid(environ, params):
@@ -91,19 +64,8 @@ VIEWS = {
 }
 
 
-def dispatch(environ):
-    path = environ.get("PATH_INFO", "") or "/"
-    name = path.split("/")[1] if path.count("/") >= 1 else ""
-    params = parse_qs(environ.get("QUERY_STRING", ""))
-    view = VIEWS.get(name, view_echo)
-    pre = _ms(params, "pre", 0)
-    if pre:
-        sleep_for(pre)
-    return view(environ, params)
-
-
 def application(environ, start_response):
-    body = dispatch(environ).encode("utf-8", "backslashreplace")
+    body = dispatch(environ, VIEWS, view_echo).encode("utf-8", "backslashreplace")
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
                               ("Content-Length", str(len(body)))])
     return [body]

@@ -26,23 +26,14 @@ import os
 import sys
 from urllib.parse import parse_qs
 
-# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+# burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
-
-MAX_MS = 10000
+from pyprof_testlib import ms_param as _ms  # noqa: E402
 
 
 class PyProfTestError(Exception):
     """Raised by /app3/raise; its name marks the expected traceback lines."""
-
-
-def _ms(params, name, default=0):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, MAX_MS))
 
 
 def _text(start_response, status, body, extra=()):

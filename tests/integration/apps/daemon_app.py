@@ -27,16 +27,16 @@ blind spot at a process' very first request; see apps/app.py).
 Never writes to stderr (the harness treats [error] lines as failures).
 """
 
-import contextlib
 import json
 import os
 import sys
 import time
-from urllib.parse import parse_qs
 
-# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+# burn_cpu, sleep_for and ms_param: pyprof_testlib.py, copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
+from pyprof_testlib import ms_param as _ms  # noqa: E402
+from pyprof_testlib import route, segment_round  # noqa: E402
 
 import pyprof
 
@@ -44,7 +44,6 @@ import pyprof
 IMPORT_FACTS = {"request_id": pyprof.current_request_id(), "attached": pyprof.attached(),
                 "daemon_mode": pyprof.daemon_mode}
 
-MAX_MS = 10000
 HERE = os.path.dirname(os.path.abspath(__file__))
 STATE_DIR = os.path.join(HERE, "state")   # made writable by tests that want it
 
@@ -76,14 +75,6 @@ HOSTILE_DETAIL = "<script>alert('pyprof')</script>&\"'"
 HOSTILE_NAME = "<b>seg</b>"
 LONG_NAME = "N" * 100
 UTF8_DETAIL = "\u00e9" * 200          # 2 bytes a character
-
-
-def _ms(params, name, default=0):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, MAX_MS))
 
 
 def facts(environ):
@@ -251,29 +242,7 @@ def view_bench(environ, params):
             return default
     n = number("n", 100000, 1, 1000000)
     rounds = number("rounds", 3, 1, 20)
-    segment = pyprof.segment
-    null = contextlib.nullcontext()
-    clock = time.perf_counter_ns
-    results = []
-    for _ in range(rounds):
-        t0 = clock()
-        for _ in range(n):
-            pass
-        t1 = clock()
-        for _ in range(n):
-            with null:
-                pass
-        t2 = clock()
-        for _ in range(n):
-            with segment("x"):
-                pass
-        t3 = clock()
-        for _ in range(n):
-            with segment("SQL", detail="SELECT * FROM t WHERE id = ?"):
-                pass
-        t4 = clock()
-        results.append({"empty": (t1 - t0) / n, "nullcontext": (t2 - t1) / n,
-                        "segment": (t3 - t2) / n, "segment_detail": (t4 - t3) / n})
+    results = [segment_round(pyprof.segment, n) for _ in range(rounds)]
     sleep_for(_ms(params, "ms", 0))
     return {"n": n, "rounds": results}
 
@@ -300,10 +269,7 @@ VIEWS = {
 
 
 def dispatch(environ):
-    path = environ.get("PATH_INFO", "") or "/"
-    name = path.split("/")[1] if path.count("/") >= 1 else ""
-    params = parse_qs(environ.get("QUERY_STRING", ""))
-    view = VIEWS.get(name, view_info)
+    view, path, params = route(environ, VIEWS, view_info)
     pre = _ms(params, "pre", 0)
     if pre:
         sleep_for(pre)

@@ -26,11 +26,12 @@ import sys
 import types
 from urllib.parse import parse_qs
 
-# sleep_for: pyprof_testlib.py, copied next to this file
+# sleep_for and ms_param (as _int, ms at most 10 s unless told): pyprof_testlib.py,
+# copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyprof_testlib import sleep_for  # noqa: E402
+from pyprof_testlib import ms_param as _int  # noqa: E402
 
-MAX_MS = 10000
 MAX_DEPTH = 2000
 
 # Order matters: the chain calls them in this order, root to leaf.
@@ -68,14 +69,6 @@ def recurse(depth, ms):
     if depth <= 1:
         return sleep_for(ms)
     return recurse(depth - 1, ms)
-
-
-def _int(params, name, default=0, top=MAX_MS):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, top))
 
 
 def view_status(environ, params, rest):

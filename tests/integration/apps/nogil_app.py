@@ -54,11 +54,13 @@ import sys
 import threading
 import time
 import types
-from urllib.parse import parse_qs
 
-# burn_cpu and sleep_for: pyprof_testlib.py, copied next to this file
+# burn_cpu, ms_param, dispatch and the cpu and mixed views: pyprof_testlib.py,
+# copied next to this file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pyprof_testlib import burn_cpu, sleep_for  # noqa: E402
+from pyprof_testlib import burn_cpu  # noqa: E402
+from pyprof_testlib import dispatch, ms_param as _ms  # noqa: E402
+from pyprof_testlib import view_cpu, view_mixed  # noqa: E402
 
 try:
     import _imp
@@ -77,7 +79,6 @@ except ImportError:
     except ImportError:
         subinterpreters = None
 
-MAX_MS = 10000
 RECURSION_DEPTH = 5000
 sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_DEPTH + 2000))
 
@@ -321,16 +322,17 @@ def torture_subinterp(deadline):
 
 
 NONCE = re.compile(r"-n([0-9a-f]{6,32})$")
-EXEC_TEMPLATE = """\
-def nonce_inner_{nonce}(k):
+# what the functions of both templates (exec'd, imported) compute
+SUM_OF_SQUARES = """\
     total = 0
     for i in range(k):
         total += i * i
     return total
-
+"""
+EXEC_TEMPLATE = ("def nonce_inner_{nonce}(k):\n" + SUM_OF_SQUARES + """
 def nonce_outer_{nonce}(k):
     return nonce_inner_{nonce}(k) + 1
-"""
+""")
 
 
 def exec_filename(nonce):
@@ -479,15 +481,11 @@ def torture_fork(deadline):
 # is named after the request's nonce and lives in IMPORT_DIR, a directory
 # the test makes writable beside this file.
 IMPORT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nogil_imports")
-IMPORT_TEMPLATE = """\
+IMPORT_TEMPLATE = ("""\
 import time
 
 def nonce_imported_{nonce}(k):
-    total = 0
-    for i in range(k):
-        total += i * i
-    return total
-
+""" + SUM_OF_SQUARES + """
 _deadline = time.perf_counter() + {seconds!r}
 _rounds = 0
 while _rounds < 1000 and (_rounds == 0 or time.perf_counter() < _deadline):
@@ -495,7 +493,7 @@ while _rounds < 1000 and (_rounds == 0 or time.perf_counter() < _deadline):
     _rounds += 1
 ROUNDS = _rounds
 del nonce_imported_{nonce}
-"""
+""")
 IMPORT_ROUND_SECONDS = 0.005
 _import_lock = threading.Lock()
 
@@ -614,34 +612,12 @@ def code_inventory():
 
 # -- dispatch ---------------------------------------------------------------------
 
-def _ms(params, name, default=0):
-    try:
-        value = int(params.get(name, [default])[0])
-    except ValueError:
-        value = default
-    return max(0, min(value, MAX_MS))
-
-
 def view_fast(environ, params):
     return "fast\n"
 
 
 def view_pid(environ, params):
     return "%d\n" % os.getpid()
-
-
-def view_cpu(environ, params):
-    ms = _ms(params, "ms", 100)
-    burn_cpu(ms)
-    return "burned %d ms\n" % ms
-
-
-def view_mixed(environ, params):
-    cpu = _ms(params, "cpu", 100)
-    sleep = _ms(params, "sleep", 100)
-    burn_cpu(cpu)
-    sleep_for(sleep)
-    return "burned %d ms, slept %d ms\n" % (cpu, sleep)
 
 
 def view_busy(environ, params):
@@ -732,19 +708,8 @@ VIEWS = {
 }
 
 
-def dispatch(environ):
-    path = environ.get("PATH_INFO", "") or "/"
-    name = path.split("/")[1] if path.count("/") >= 1 else ""
-    params = parse_qs(environ.get("QUERY_STRING", ""))
-    view = VIEWS.get(name, view_echo)
-    pre = _ms(params, "pre", 0)
-    if pre:
-        sleep_for(pre)
-    return view(environ, params)
-
-
 def application(environ, start_response):
-    body = dispatch(environ).encode("utf-8", "backslashreplace")
+    body = dispatch(environ, VIEWS, view_echo).encode("utf-8", "backslashreplace")
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
                               ("Content-Length", str(len(body)))])
     return [body]
