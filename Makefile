@@ -38,7 +38,8 @@ CORE_SRC    := mod_pyprof/pp_log.c mod_pyprof/pp_parse.c mod_pyprof/pp_hist.c \
                mod_pyprof/pp_overview.c mod_pyprof/pp_render_json.c \
                mod_pyprof/pp_render_overview.c mod_pyprof/pp_page_css.c \
                mod_pyprof/pp_render_request.c mod_pyprof/pp_metrics.c \
-               mod_pyprof/pp_render_counters.c mod_pyprof/pp_u64map.c
+               mod_pyprof/pp_render_counters.c mod_pyprof/pp_u64map.c \
+               mod_pyprof/pp_alloc.c
 # the stack reader (no Python header: test_pywalk links it alone)
 PYWALK_SRC  := mod_pyprof/pp_py_walk.c mod_pyprof/pp_py_frames.c \
                mod_pyprof/pp_py_code.c mod_pyprof/pp_py_read.c \
@@ -48,7 +49,7 @@ SAMPLER_THREAD_SRC := mod_pyprof/pp_sampler.c mod_pyprof/pp_sampler_classify.c \
                       mod_pyprof/pp_sampler_gil.c
 SAMPLER_SRC := $(SAMPLER_THREAD_SRC) $(PYWALK_SRC) \
                mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
-               mod_pyprof/pp_api.c
+               mod_pyprof/pp_api.c mod_pyprof/pp_py_alloc.c
 GLUE_SRC    := mod_pyprof/mod_pyprof.c mod_pyprof/mod_pyprof_config.c \
                mod_pyprof/mod_pyprof_handler.c mod_pyprof/mod_pyprof_access.c \
                mod_pyprof/mod_pyprof_query.c mod_pyprof/mod_pyprof_pages.c
@@ -177,6 +178,13 @@ build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(H
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
 	    $(TEST_CORE_SRC) $(PYWALK_SRC) mod_pyprof/pp_py_layout.c \
 	    mod_pyprof/$(PY_RT) $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
+
+# the allocator hooks' instructions on a bench view (embedded Python)
+build/alloc_insns: tests/bench/alloc_insns.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
+	@mkdir -p build
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
+	    $(TEST_CORE_SRC) mod_pyprof/pp_py_alloc.c mod_pyprof/pp_py_layout.c \
+	    $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
 
 install: $(MODULE) $(PYEXT)
 	cd mod_pyprof && $(APXS) -i -n pyprof mod_pyprof.la

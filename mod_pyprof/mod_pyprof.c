@@ -25,9 +25,11 @@
 #include <unistd.h>
 
 #include "mod_pyprof.h"
+#include "pp_alloc.h"
 #include "pp_api_impl.h"
 #include "pp_log.h"
 #include "pp_parse.h"
+#include "pp_py_alloc.h"
 #include "pp_sampler.h"
 
 static void pyprof_register_hooks(apr_pool_t *p);
@@ -293,6 +295,7 @@ static int pyprof_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     pyprof_store = ret->store;
     pyprof_store->sampler_mode = pyprof_conf_sampler_mode(mc);
+    pyprof_store->alloc_mean = pyprof_conf_alloc_mean(mc);
     pp_api_set_store(pyprof_store);
     /* a row counts as configured when its config_gen is the store's
      * generation (bumped above for a kept store): register every prefix
@@ -332,6 +335,7 @@ static apr_status_t pyprof_child_stop(void *data)
 {
     server_rec *s = data;
 
+    pp_py_alloc_disable(); /* PyProfAllocations: pass-through from now on */
     if (!pp_sampler_running()) {
         return APR_SUCCESS;
     }
@@ -399,6 +403,17 @@ static void pyprof_child_init(apr_pool_t *pchild, server_rec *s)
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
                  PYPROF_LOGNO(00011) "sampler started in pid %d",
                  (int)getpid());
+    if (pyprof_store->alloc_mean) {
+        const char *why;
+        if (pp_py_alloc_install_ensure(pyprof_store, pyprof_store->alloc_mean,
+                                       &why) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         PYPROF_LOGNO(00501) "PyProfAllocations: cannot "
+                                             "hook the allocators in pid "
+                                             "%d: %s",
+                         (int)getpid(), why);
+        }
+    }
 }
 
 /* ---- requests ---- */
@@ -667,6 +682,7 @@ static int pyprof_post_read_request(request_rec *r)
     rs->cpu_start_ns = pp_thread_cpu_ns(rs->thread);
     rs->registered = pp_sampler_register(rs->slot, rs->serial, info.interval_us,
                                          info.max_depth) == 0;
+    pp_alloc_begin(rs->slot, rs->serial);
     ap_set_module_config(r->request_config, &pyprof_module, rs);
     apr_pool_cleanup_register(r->pool, rs, request_cleanup,
                               apr_pool_cleanup_null);
@@ -721,6 +737,7 @@ static int pyprof_log_transaction(request_rec *r)
             pp_store_note_unique_id(rs->store, rs->slot, uid);
         }
     }
+    pp_alloc_end(rs->store, rs->slot, rs->serial);
     pp_store_finish(rs->store, rs->slot, last->status, duration, cpu,
                     rs->forced || duration >= pyprof_conf_slow_us(c)
                         ? PP_KEEP_SLOW

@@ -55,9 +55,10 @@ typedef struct pyprof_server_conf {
     int64_t slow_us;
     long keep; /* main server only */
     long max_depth;
-    int64_t memory;             /* bytes; main server only */
-    int record_query;           /* 0 or 1 */
-    int sampler_mode;           /* PP_SAMPLER_*; main server only */
+    int64_t memory;     /* bytes; main server only */
+    int record_query;   /* 0 or 1 */
+    int sampler_mode;   /* PP_SAMPLER_*; main server only */
+    int64_t alloc_mean; /* PyProfAllocations bytes, 0 Off; main server only */
     const char *trigger_header; /* NULL = no trigger */
     /* only the secret's SHA-256: the plaintext is kept nowhere */
     unsigned char trigger_hash[PP_SHA256_LEN];
@@ -97,6 +98,7 @@ long pyprof_conf_max_depth(const pyprof_server_conf_t *c);
 uint64_t pyprof_conf_memory(const pyprof_server_conf_t *c);
 int pyprof_conf_record_query(const pyprof_server_conf_t *c);
 uint32_t pyprof_conf_sampler_mode(const pyprof_server_conf_t *c);
+uint32_t pyprof_conf_alloc_mean(const pyprof_server_conf_t *c);
 
 /* The path as kept in the store after c's PyProfRedactPath rules, or
  * NULL when no rule matched. */

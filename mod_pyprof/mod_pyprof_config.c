@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "mod_pyprof.h"
+#include "pp_alloc.h"
 #include "pp_parse.h"
 
 /* The directives' ranges; their error messages are built from these. */
@@ -43,6 +44,7 @@ void *pyprof_create_server_conf(apr_pool_t *p, server_rec *s)
     c->memory = PYPROF_UNSET;
     c->record_query = PYPROF_UNSET;
     c->sampler_mode = PYPROF_UNSET;
+    c->alloc_mean = PYPROF_UNSET;
     c->redact = apr_array_make(p, 2, sizeof(pyprof_redact_t));
     return c;
 }
@@ -61,6 +63,7 @@ void *pyprof_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
     c->memory = PYPROF_MERGE(base, add, memory);
     c->record_query = PYPROF_MERGE(base, add, record_query);
     c->sampler_mode = PYPROF_MERGE(base, add, sampler_mode);
+    c->alloc_mean = PYPROF_MERGE(base, add, alloc_mean);
     if (add->trigger_header) {
         c->trigger_header = add->trigger_header;
         memcpy(c->trigger_hash, add->trigger_hash, sizeof(c->trigger_hash));
@@ -127,6 +130,11 @@ uint32_t pyprof_conf_sampler_mode(const pyprof_server_conf_t *c)
 {
     return c->sampler_mode == PYPROF_UNSET ? PP_SAMPLER_NOGIL
                                            : (uint32_t)c->sampler_mode;
+}
+
+uint32_t pyprof_conf_alloc_mean(const pyprof_server_conf_t *c)
+{
+    return c->alloc_mean == PYPROF_UNSET ? 0 : (uint32_t)c->alloc_mean;
 }
 
 static pyprof_server_conf_t *conf_of(cmd_parms *cmd)
@@ -294,6 +302,24 @@ static const char *set_sampler(cmd_parms *cmd, void *dummy, const char *v,
                     "the default), optionally followed by guarded or "
                     "syscall, or gil (take the GIL for each sample)");
     }
+    return NULL;
+}
+
+/* PyProfAllocations SIZE | Off: sample allocations every SIZE bytes on
+ * average (pp_alloc.h); the process-wide hooks make it main server only */
+static const char *set_allocations(cmd_parms *cmd, void *dummy, const char *v)
+{
+    const char *err;
+    uint64_t mean;
+    (void)dummy;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY))) {
+        return err;
+    }
+    if ((err = pp_alloc_parse(v, &mean))) {
+        return fail(cmd, v, err);
+    }
+    conf_of(cmd)->alloc_mean = (int64_t)mean;
     return NULL;
 }
 
@@ -671,6 +697,10 @@ const command_rec pyprof_cmds[] = {
                    "nogil [guarded|syscall] (default: read stacks without "
                    "taking the GIL, copying memory directly) or gil (main "
                    "server only)"),
+    AP_INIT_TAKE1("PyProfAllocations", set_allocations, NULL, RSRC_CONF,
+                  "Off (the default) or SIZE: sample Python allocations "
+                  "every SIZE bytes on average, e.g. 256K (main server "
+                  "only)"),
     AP_INIT_FLAG("PyProfHeaders", set_headers, NULL, RSRC_CONF | ACCESS_CONF,
                  "On to add X-PyProf-Id and Server-Timing to sampled "
                  "responses (default Off)"),

@@ -223,7 +223,8 @@ int pyprof_page_request(request_rec *r, pp_store_t *st, pyprof_query_t *q,
             labels[1].str = lp;
         }
         pp_profile_init(&p);
-        if (pp_profile_add_record(&p, rec) != 0) {
+        if ((q->alloc ? pp_alloc_profile_add(&p, rec)
+                      : pp_profile_add_record(&p, rec)) != 0) {
             pp_profile_free(&p);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -232,7 +233,24 @@ int pyprof_page_request(request_rec *r, pp_store_t *st, pyprof_query_t *q,
             pp_profile_free(&p);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if (q->format == PYPROF_FMT_PPROF) {
+        if (q->format == PYPROF_FMT_PPROF && q->alloc) {
+            /* PyProfAllocations: the request's allocating stacks */
+            pp_bytes_t out;
+            if (pp_export_pprof_alloc(&out, &p, labels, nlabels,
+                                      rec->req.start_us * 1000,
+                                      rec->req.duration_us * 1000,
+                                      (int64_t)rec->req.alloc_mean) != 0) {
+                pp_profile_free(&p);
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            set_type(r, PYPROF_FMT_PPROF);
+            ap_set_content_length(r, (apr_off_t)out.len);
+            if (!r->header_only) {
+                ap_rwrite(out.data, (int)out.len, r);
+            }
+            free(out.data);
+        }
+        else if (q->format == PYPROF_FMT_PPROF) {
             if (rec->req.flags & PP_REQ_DAEMON) {
                 labels[nlabels++] = labels[5];
             }

@@ -95,6 +95,9 @@ void pyprof_query_parse(request_rec *r, pyprof_query_t *q)
         else if (strcmp(tok, "view") == 0) {
             q->view = val;
         }
+        else if (strcmp(tok, "kind") == 0) {
+            q->alloc = val && strcmp(val, "alloc") == 0;
+        }
         else if (strcmp(tok, "seconds") == 0) {
             q->seconds = val;
         }

@@ -35,6 +35,7 @@ typedef struct query {
     const char *process_group, *app_group;
     const char *error;
     const char *sub; /* the route's rest: the ID of /request/ID */
+    int alloc;       /* kind=alloc: a request's allocations (pprof) */
 } pyprof_query_t;
 
 

@@ -1,12 +1,16 @@
 /* pp_api.c: the table in pp_api.h, over the store and the sampler.  Holds
  * no state of its own beyond the store pointer the glue hands it; never
- * calls into Python (the sampler does, on its own thread).
+ * calls into Python (the sampler does, on its own thread) but to hook the
+ * allocators for PyProfAllocations at sampler_start (pp_py_alloc.c; the
+ * caller holds the GIL).
  */
 #include <string.h>
 #include <unistd.h>
 
+#include "pp_alloc.h"
 #include "pp_api.h"
 #include "pp_api_impl.h"
+#include "pp_py_alloc.h"
 #include "pp_sampler.h"
 #include "pp_store.h"
 
@@ -24,11 +28,21 @@ static int api_attached(void)
 
 static int api_sampler_start(void)
 {
-    return api_store ? pp_sampler_start(api_store) : -1;
+    const char *why;
+
+    if (!api_store || pp_sampler_start(api_store) != 0) {
+        return -1;
+    }
+    /* a daemon's allocations from here on (failure: not profiled) */
+    if (api_store->alloc_mean) {
+        pp_py_alloc_install(api_store, api_store->alloc_mean, &why);
+    }
+    return 0;
 }
 
 static int api_sampler_stop(int timeout_ms)
 {
+    pp_py_alloc_disable();
     return pp_sampler_stop(timeout_ms);
 }
 
@@ -50,6 +64,7 @@ static int api_daemon_begin(const char *id, const char *process_group,
     if (pp_sampler_register(slot, serial, interval_us, max_depth) != 0) {
         return -1;
     }
+    pp_alloc_begin(slot, serial);
     return slot;
 }
 
@@ -63,6 +78,9 @@ static void api_daemon_end(int slot)
     if (!pp_sampler_current(&cur, &serial) || cur != slot) {
         pp_sampler_unregister(slot);
         return;
+    }
+    if (api_store) {
+        pp_alloc_end(api_store, slot, serial);
     }
     cpu_ns = pp_sampler_unregister_cpu(slot);
     if (api_store && cpu_ns >= 0) {

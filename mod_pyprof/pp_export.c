@@ -422,9 +422,12 @@ static int gil_holder_label(const pp_pframe_t *fv, char *buf, size_t cap)
     return 1;
 }
 
-int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
-                    const pp_pprof_label_t *labels, size_t nlabels,
-                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
+/* The two profiles: wall (the samples) or alloc (PyProfAllocations:
+ * counts are allocations, weights bytes). */
+static int export_pprof(pp_bytes_t *out, const pp_profile_t *p,
+                        const pp_pprof_label_t *labels, size_t nlabels,
+                        int64_t time_ns, int64_t duration_ns, int64_t period,
+                        int alloc)
 {
     pp_bytes_t prof = {0}, sub = {0}, sub2 = {0};
     frame_index_t fi = {0}, fns = {0};
@@ -434,7 +437,7 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
     owned_t labels_owned = {0};
     size_t i;
     uint32_t k;
-    int64_t s_samples, s_count, s_wall, s_ns;
+    int64_t s_samples, s_count, s_wall, s_ns, s_space;
     z_stream z;
     int rc = -1, zinit = 0;
 
@@ -454,15 +457,18 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
     if (strtab_get(&strs, "") != 0) {
         goto done;
     }
-    s_samples = strtab_get(&strs, "samples");
+    s_samples = strtab_get(&strs, alloc ? "alloc_objects" : "samples");
     s_count = strtab_get(&strs, "count");
-    s_wall = strtab_get(&strs, "wall");
-    s_ns = strtab_get(&strs, "nanoseconds");
-    if (s_samples < 0 || s_count < 0 || s_wall < 0 || s_ns < 0) {
+    s_wall = strtab_get(&strs, alloc ? "alloc_space" : "wall");
+    s_ns = strtab_get(&strs, alloc ? "bytes" : "nanoseconds");
+    s_space = alloc ? strtab_get(&strs, "space") : s_wall;
+    if (s_samples < 0 || s_count < 0 || s_wall < 0 || s_ns < 0 || s_space < 0) {
         goto done;
     }
 
-    /* sample_type = [samples/count, wall/nanoseconds] */
+    /* sample_type = [samples/count, wall/nanoseconds], or for allocations
+     * [alloc_objects/count, alloc_space/bytes] (the names Go's heap
+     * profiles use, so pprof -sample_index=alloc_space works) */
     pb_uint(&sub, 1, (uint64_t)s_samples);
     pb_uint(&sub, 2, (uint64_t)s_count);
     pb_message(&prof, 1, &sub);
@@ -484,10 +490,11 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
         b_put(&sub, sub2.data, sub2.len);
         sub2.len = 0;
         pb_varint(&sub2, p->v[i].count);
-        pb_varint(&sub2, p->v[i].weight_us * 1000);
+        pb_varint(&sub2, alloc ? p->v[i].weight_us : p->v[i].weight_us * 1000);
         pb_message(&sub, 2, &sub2);
-        if (d > 0 && gil_holder_label(pp_profile_pframe(p, frames[d - 1]),
-                                      holder, sizeof(holder))) {
+        if (d > 0 && !alloc &&
+            gil_holder_label(pp_profile_pframe(p, frames[d - 1]), holder,
+                             sizeof(holder))) {
             pp_bytes_t lab = {0};
             const char *kept = keep_label(&labels_owned, holder);
             int64_t key = strtab_get(&strs, "gil_holder"),
@@ -564,10 +571,14 @@ int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
     }
     pb_uint(&prof, 9, (uint64_t)time_ns);
     pb_uint(&prof, 10, (uint64_t)duration_ns);
-    pb_uint(&sub, 1, (uint64_t)s_wall);
+    /* period_type: wall/nanoseconds, or space/bytes */
+    pb_uint(&sub, 1, (uint64_t)s_space);
     pb_uint(&sub, 2, (uint64_t)s_ns);
     pb_message(&prof, 11, &sub);
-    pb_uint(&prof, 12, (uint64_t)interval_ns);
+    pb_uint(&prof, 12, (uint64_t)period);
+    if (alloc) {
+        pb_uint(&prof, 14, (uint64_t)s_wall); /* default_sample_type */
+    }
     if (prof.failed || sub.failed || sub2.failed ||
         gz_drain(&z, &prof, out, 1)) {
         goto done;
@@ -590,4 +601,21 @@ done:
     fi_free(&fi);
     fi_free(&fns);
     return rc;
+}
+
+int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
+                    const pp_pprof_label_t *labels, size_t nlabels,
+                    int64_t time_ns, int64_t duration_ns, int64_t interval_ns)
+{
+    return export_pprof(out, p, labels, nlabels, time_ns, duration_ns,
+                        interval_ns, 0);
+}
+
+int pp_export_pprof_alloc(pp_bytes_t *out, const pp_profile_t *p,
+                          const pp_pprof_label_t *labels, size_t nlabels,
+                          int64_t time_ns, int64_t duration_ns,
+                          int64_t mean_bytes)
+{
+    return export_pprof(out, p, labels, nlabels, time_ns, duration_ns,
+                        mean_bytes, 1);
 }

@@ -41,5 +41,12 @@ typedef struct pp_bytes {
 int pp_export_pprof(pp_bytes_t *out, const pp_profile_t *p,
                     const pp_pprof_label_t *labels, size_t nlabels,
                     int64_t time_ns, int64_t duration_ns, int64_t interval_ns);
+/* The same for allocations (PyProfAllocations): a stack's count is
+ * allocations and its weight_us bytes; sample types alloc_objects/count
+ * and alloc_space/bytes (the default), period mean_bytes of space/bytes. */
+int pp_export_pprof_alloc(pp_bytes_t *out, const pp_profile_t *p,
+                          const pp_pprof_label_t *labels, size_t nlabels,
+                          int64_t time_ns, int64_t duration_ns,
+                          int64_t mean_bytes);
 
 #endif

@@ -61,6 +61,46 @@ static void duration_series(pp_sink_t *o, const char *suffix,
     pp_printf(o, "\",status_class=\"%s\"", CLASS_NAMES[c]);
 }
 
+/* PyProfAllocations (only when it is on): sampled estimates, per
+ * location, added at each request's end. */
+static void alloc_metrics(pp_sink_t *o, const pp_overview_t *ov)
+{
+    size_t i;
+
+    pp_puts(o, "# HELP pyprof_alloc_bytes_total Bytes of Python "
+               "allocations made by requests under a PyProfSample prefix "
+               "(estimated from sampled allocations, PyProfAllocations).\n"
+               "# TYPE pyprof_alloc_bytes_total counter\n");
+    for (i = 0; i < ov->nloc; i++) {
+        pp_puts(o, "pyprof_alloc_bytes_total{location=\"");
+        pp_put_prom_label(o, ov->loc[i].path, strlen(ov->loc[i].path));
+        pp_printf(o, "\"} %llu\n", (unsigned long long)ov->loc[i].alloc_bytes);
+    }
+    pp_puts(o, "# HELP pyprof_alloc_retained_bytes_total Of "
+               "pyprof_alloc_bytes_total, the bytes still allocated when "
+               "their request ended (estimated).\n"
+               "# TYPE pyprof_alloc_retained_bytes_total counter\n");
+    for (i = 0; i < ov->nloc; i++) {
+        pp_puts(o, "pyprof_alloc_retained_bytes_total{location=\"");
+        pp_put_prom_label(o, ov->loc[i].path, strlen(ov->loc[i].path));
+        pp_printf(o, "\"} %llu\n",
+                  (unsigned long long)ov->loc[i].alloc_retained);
+    }
+    pp_printf(o,
+              "# HELP pyprof_alloc_outside_bytes_total Bytes of Python "
+              "allocations made by threads serving no profiled request "
+              "(estimated; added as requests end).\n"
+              "# TYPE pyprof_alloc_outside_bytes_total counter\n"
+              "pyprof_alloc_outside_bytes_total %llu\n"
+              "# HELP pyprof_alloc_untracked_total Sampled allocations "
+              "whose free could not be tracked (a process's live set was "
+              "full).\n"
+              "# TYPE pyprof_alloc_untracked_total counter\n"
+              "pyprof_alloc_untracked_total %llu\n",
+              (unsigned long long)ov->c.alloc_outside_bytes,
+              (unsigned long long)ov->c.alloc_live_full);
+}
+
 void pp_render_metrics(pp_sink_t *o, const pp_overview_t *ov,
                        const pp_render_opts_t *opt)
 {
@@ -128,6 +168,9 @@ void pp_render_metrics(pp_sink_t *o, const pp_overview_t *ov,
     }
     pp_printf(o, "pyprof_gil_blocking_seconds_total{location=\"\"} %.6f\n",
               ov->c.gil_blocking_no_request_us / 1e6);
+    if (ov->alloc_mean) {
+        alloc_metrics(o, ov);
+    }
     pp_printf(o,
               "# HELP pyprof_samples_total Stacks recorded by the samplers.\n"
               "# TYPE pyprof_samples_total counter\n"

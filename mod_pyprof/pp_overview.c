@@ -141,6 +141,10 @@ static void read_location(pp_ov_location_t *l, const pp_location_t *loc,
         atomic_load_explicit(&loc->gil_wait_us, memory_order_relaxed);
     l->gil_blocking_us =
         atomic_load_explicit(&loc->gil_blocking_us, memory_order_relaxed);
+    l->alloc_bytes =
+        atomic_load_explicit(&loc->alloc_bytes, memory_order_relaxed);
+    l->alloc_retained =
+        atomic_load_explicit(&loc->alloc_retained, memory_order_relaxed);
 }
 
 static int gil_row_cmp(const void *a, const void *b)
@@ -503,6 +507,7 @@ int pp_overview_load(pp_overview_t *ov, const pp_store_t *st,
     copy_counters(&ov->c, &st->c);
     ov->created_us = st->created_us;
     ov->sampler_mode = st->sampler_mode;
+    ov->alloc_mean = st->alloc_mean;
     ov->total_size = st->total_size;
     ov->arena_used = pp_store_arena_used(st);
     ov->arena_size = st->arena_size;
@@ -592,6 +597,7 @@ void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
                      const pp_record_t *rec, int inflight)
 {
     pp_gil_view_load(&v->gil, st, rec);
+    pp_alloc_view_load(&v->alloc, st, rec);
     v->rec = rec;
     v->inflight = inflight;
     location_path(st, rec->req.location, v->location, sizeof(v->location));
@@ -623,6 +629,7 @@ void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,
     location_path(st, rec->req.location, pg->location, sizeof(pg->location));
     pp_store_location_root(st, rec->req.location, pg->root, sizeof(pg->root));
     pp_gil_view_load(&pg->gil, st, rec);
+    pp_alloc_view_load(&pg->alloc, st, rec);
     pp_profile_init(&pg->p);
     if (rec->req.samples == 0) {
         return; /* the page says so, and draws no tree */

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pp_alloc.h"
 #include "pp_hist.h"
 #include "pp_profile.h"
 #include "pp_render_opts.h"
@@ -67,6 +68,9 @@ typedef struct pp_ov_location {
     char root[PP_PREFIX_MAX];
     /* GIL blame: the wait its requests suffered, and caused others */
     uint64_t gil_wait_us, gil_blocking_us;
+    /* PyProfAllocations: estimated bytes its requests allocated, and
+     * still live at their ends */
+    uint64_t alloc_bytes, alloc_retained;
 } pp_ov_location_t;
 
 /* GIL blame rows of every location (the "GIL contention" tables): who
@@ -122,6 +126,7 @@ typedef struct pp_overview {
     pp_counters_t c;
     int64_t created_us;
     uint32_t sampler_mode; /* PP_SAMPLER_* */
+    uint32_t alloc_mean;   /* PyProfAllocations; 0 Off */
     uint64_t total_size, arena_used, arena_size;
     uint32_t nslots, keep, nframes, nnodes;
     char nonce[PP_NONCE_LEN + 1]; /* the capture form's */
@@ -175,6 +180,7 @@ typedef struct pp_request_view {
     pp_profile_t p;
     int failed;
     pp_gil_view_t gil;
+    pp_alloc_view_t alloc; /* PyProfAllocations */
 } pp_request_view_t;
 
 void pp_request_load(pp_request_view_t *v, const pp_store_t *st,
@@ -203,6 +209,7 @@ typedef struct pp_request_page {
     pp_profile_t p;
     pp_tree_t tree;
     pp_gil_view_t gil;
+    pp_alloc_view_t alloc; /* PyProfAllocations */
 } pp_request_page_t;
 
 void pp_request_page_load(pp_request_page_t *pg, const pp_store_t *st,

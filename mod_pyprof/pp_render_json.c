@@ -306,6 +306,42 @@ static void json_gil_holders(pp_sink_t *o, const pp_gil_view_t *g)
     pp_puts(o, "]");
 }
 
+/* PyProfAllocations: the request's estimates and allocating stacks,
+ * largest first (only when its process sampled allocations). */
+static void json_alloc(pp_sink_t *o, const pp_record_t *rec,
+                       const pp_alloc_view_t *a)
+{
+    uint32_t i, j;
+
+    if (!(rec->req.flags & PP_REQ_ALLOC)) {
+        return;
+    }
+    pp_printf(o,
+              ",\"alloc_bytes\":%llu,\"alloc_count\":%llu,"
+              "\"alloc_live_bytes\":%llu,\"alloc_samples\":%u,"
+              "\"alloc_mean\":%u,\"alloc_live_incomplete\":%s,"
+              "\"alloc_stacks\":[",
+              (unsigned long long)rec->req.alloc_bytes,
+              (unsigned long long)rec->req.alloc_count,
+              (unsigned long long)rec->req.alloc_live_bytes,
+              rec->req.alloc_samples, rec->req.alloc_mean,
+              rec->req.alloc_flags & PP_ALLOC_LIVE_FULL ? "true" : "false");
+    for (i = 0; i < a->n; i++) {
+        pp_puts(o, i ? ",{\"frames\":[" : "{\"frames\":[");
+        for (j = 0; j < a->e[i].depth; j++) {
+            pp_puts(o, j ? ",{\"function\":" : "{\"function\":");
+            pp_puts_json(o, a->e[i].f[j].function);
+            pp_puts(o, ",\"file\":");
+            pp_puts_json(o, a->e[i].f[j].file);
+            pp_printf(o, ",\"line\":%u}", a->e[i].f[j].line);
+        }
+        pp_printf(o, "],\"truncated\":%s,\"bytes\":%llu,\"count\":%u}",
+                  a->e[i].truncated ? "true" : "false",
+                  (unsigned long long)a->e[i].bytes, a->e[i].count);
+    }
+    pp_puts(o, "]");
+}
+
 void pp_render_request_json(pp_sink_t *o, const pp_request_view_t *v,
                             const pp_render_opts_t *opt)
 {
@@ -318,6 +354,7 @@ void pp_render_request_json(pp_sink_t *o, const pp_request_view_t *v,
         pp_printf(o, ",\"elapsed_ms\":%.3f",
                   pp_elapsed_ms(opt, rec->req.start_us));
     }
+    json_alloc(o, rec, &v->alloc);
     pp_printf(o, ",\"samples_other\":%u,", rec->req.samples_overflow);
     json_segments(o, rec);
     pp_puts(o, ",");

@@ -293,6 +293,82 @@ static void gil_sentence(pp_sink_t *o, const pp_request_page_t *pg,
 
 /* Where the request's wall time went: Apache before the app, the app
  * (split by what the samples saw), and Apache after it. */
+/* PyProfAllocations: a size as the page prints it */
+static void alloc_size(pp_sink_t *o, uint64_t b)
+{
+    if (b >= (1ULL << 30)) {
+        pp_printf(o, "%.2f GiB", (double)b / (1ULL << 30));
+    }
+    else if (b >= (1ULL << 20)) {
+        pp_printf(o, "%.1f MiB", (double)b / (1ULL << 20));
+    }
+    else if (b >= 1024) {
+        pp_printf(o, "%.1f KiB", (double)b / 1024);
+    }
+    else {
+        pp_printf(o, "%llu B", (unsigned long long)b);
+    }
+}
+
+#define ALLOC_CALLERS_SHOWN 3 /* frames of a stack the table names */
+
+/* PyProfAllocations: the request's estimates and its top allocating
+ * stacks (only when its process sampled allocations). */
+static void alloc_section(pp_sink_t *o, const pp_record_t *rec,
+                          const pp_alloc_view_t *a)
+{
+    const pp_req_t *q = &rec->req;
+    uint32_t i, j;
+
+    if (!(q->flags & PP_REQ_ALLOC)) {
+        return;
+    }
+    pp_puts(o, "<h2>Allocations <span class=muted>(sampled: about one "
+               "allocation every ");
+    alloc_size(o, q->alloc_mean);
+    pp_puts(o, " allocated; estimates)</span></h2><p class=alloc>");
+    alloc_size(o, q->alloc_bytes);
+    pp_printf(o, " allocated in about %llu allocations (%u samples), of which ",
+              (unsigned long long)q->alloc_count, q->alloc_samples);
+    alloc_size(o, q->alloc_live_bytes);
+    pp_puts(o, " still live when the request ended");
+    if (q->alloc_flags & PP_ALLOC_LIVE_FULL) {
+        pp_puts(o, " (at least: some frees could not be tracked)");
+    }
+    pp_puts(o, ".</p>");
+    if (!a->n) {
+        return;
+    }
+    pp_puts(o, "<table class=allocs><tr><th>Allocating function "
+               "<span class=muted>(and its callers)</span></th>"
+               "<th class=num>Bytes</th><th class=num>Share</th>"
+               "<th class=num>Allocations</th></tr>");
+    for (i = 0; i < a->n; i++) {
+        uint32_t d = a->e[i].depth;
+        const pp_frame_view_t *leaf = &a->e[i].f[d - 1];
+
+        pp_puts(o, "<tr><td class=fn>");
+        pp_puts_html(o, leaf->function);
+        pp_puts(o, " <span class=muted>");
+        pp_puts_html(o, base_name(leaf->file));
+        pp_printf(o, ":%u", leaf->line);
+        for (j = 1; j < ALLOC_CALLERS_SHOWN && j < d; j++) {
+            pp_puts(o, " &larr; ");
+            pp_puts_html(o, a->e[i].f[d - 1 - j].function);
+        }
+        pp_puts(o, "</span></td><td class=num>");
+        alloc_size(o, a->e[i].bytes);
+        pp_printf(o,
+                  "</td><td class=num>%.1f%%</td><td class=num>%u</td>"
+                  "</tr>",
+                  q->alloc_bytes
+                      ? 100.0 * (double)a->e[i].bytes / (double)q->alloc_bytes
+                      : 0.0,
+                  a->e[i].count);
+    }
+    pp_puts(o, "</table>");
+}
+
 static void time_split(pp_sink_t *o, const pp_req_t *q)
 {
     pp_time_split_t s;
@@ -478,6 +554,7 @@ void pp_render_request_html(pp_sink_t *o, const pp_request_page_t *pg,
         time_split(o, q);
     }
     segments_table(o, rec);
+    alloc_section(o, rec, &pg->alloc);
 
     if (q->samples == 0) {
         pp_puts(o, "<p class=empty>No sample landed in Python code during "

@@ -70,6 +70,16 @@
 #define PP_REQ_FAST 0x8u       /* kept only because its id was sent out */
 #define PP_REQ_DAEMON 0x10u    /* sampled in a mod_wsgi daemon process */
 #define PP_REQ_RUN_DELAY 0x20u /* run_delay_us is known */
+#define PP_REQ_ALLOC 0x40u     /* PyProfAllocations: alloc_* are known */
+
+/* PyProfAllocations: the allocating stacks a record keeps, largest first
+ * (the rest are folded into an [other stacks] entry), and the flags of
+ * alloc_flags */
+#define PP_ALLOC_STACKS 16
+#define PP_ALLOC_LIVE_FULL                            \
+    0x1u /* some sample found the live set full: its  \
+          * free is not seen, alloc_live_bytes may be \
+          * too high */
 
 #define PP_GROUP_MAX 48     /* mod_wsgi process group name */
 #define PP_APP_GROUP_MAX 96 /* mod_wsgi application group name */
@@ -137,6 +147,14 @@ typedef struct pp_stack_count {
     uint64_t cpu_us;    /* thread CPU time attributed to this stack */
 } pp_stack_count_t;
 
+/* One allocating stack of a request (PyProfAllocations): estimated bytes
+ * and allocations of the samples taken there. */
+typedef struct pp_alloc_stack {
+    uint32_t node;  /* leaf node id, 0 = empty entry */
+    uint32_t count; /* estimated allocations (saturating) */
+    uint64_t bytes; /* estimated bytes */
+} pp_alloc_stack_t;
+
 /* What the pages show about one request; shared by in-flight slots and
  * kept traces. */
 typedef struct pp_req {
@@ -194,6 +212,16 @@ typedef struct pp_req {
     int64_t gil_enter_us;
     uint32_t samples_gil_enter;
     uint32_t ngil_holders; /* entries used in the record's gil_holders */
+    /* PyProfAllocations (PP_REQ_ALLOC): estimated bytes and allocations
+     * made by the request's thread, and the bytes of those still live when
+     * it ended; the samples behind the estimates, the sampling mean */
+    uint64_t alloc_bytes;
+    uint64_t alloc_count;
+    uint64_t alloc_live_bytes;
+    uint32_t alloc_samples;
+    uint32_t alloc_mean;
+    uint32_t alloc_nstacks; /* entries used in the record's alloc_stacks */
+    uint32_t alloc_flags;   /* PP_ALLOC_* */
 } pp_req_t;
 
 /* An exact timing inside a request: pyprof.segment() / @pyprof.trace. */
@@ -215,6 +243,7 @@ typedef struct pp_record {
     pp_stack_count_t stacks[PP_STACKS_MAX]; /* open-addressed by node */
     pp_segment_t segments[PP_SEGMENTS_MAX];
     pp_gil_holder_t gil_holders[PP_GIL_HOLDERS];
+    pp_alloc_stack_t alloc_stacks[PP_ALLOC_STACKS]; /* largest first */
 } pp_record_t;
 
 /* A slot's state word holds its owner's pid and its phase together, so a
@@ -290,6 +319,10 @@ typedef struct pp_location {
     _Atomic uint64_t gil_wait_us;
     _Atomic uint64_t gil_blocking_us;
     pp_agg_entry_t gil_blame[PP_GIL_BLAME_ROWS];
+    /* PyProfAllocations: estimated bytes its requests allocated, and of
+     * them those still live when each request ended */
+    _Atomic uint64_t alloc_bytes;
+    _Atomic uint64_t alloc_retained;
 } pp_location_t;
 
 
@@ -351,6 +384,12 @@ typedef struct pp_counters {
     _Atomic uint64_t renewals;
     _Atomic uint64_t renewed_us;          /* wall clock of the last one */
     _Atomic uint64_t locations_reclaimed; /* rows left behind by them */
+    /* PyProfAllocations: estimated bytes allocated by threads serving no
+     * request (imports, background threads), added at each request's end
+     * and process exit; sampled allocations whose free could not be
+     * tracked (the process's live set was full) */
+    _Atomic uint64_t alloc_outside_bytes;
+    _Atomic uint64_t alloc_live_full;
 } pp_counters_t;
 
 /* The header's first PP_STORE_PRIVATE_BYTES are process-private: the
@@ -381,6 +420,7 @@ typedef struct pp_store {
             unsigned char nonce_key[32]; /* HMAC key of the capture
                                           * form's nonce */
             uint32_t sampler_mode;       /* PP_SAMPLER_*, from PyProfSampler */
+            uint32_t alloc_mean;         /* PyProfAllocations: bytes, 0 = Off */
             uint32_t nframes;
             uint32_t nnodes;
             uint32_t nagg;
@@ -507,6 +547,14 @@ void pp_store_note_daemon_cpu(pp_store_t *st, int idx, uint64_t serial,
  * the request: that thread, when it unregisters. */
 void pp_store_note_run_delay(pp_store_t *st, int idx, uint64_t serial,
                              int64_t us);
+/* PyProfAllocations: what the process that ran the request's Python
+ * estimated it allocated (a->req's alloc_* fields and n stacks, largest
+ * first), at the request's end; nothing is written if another process
+ * adopted the slot (the daemon that ran it writes its own).  Also adds
+ * to the location's totals.  0, or -1 if nothing was written. */
+int pp_store_note_alloc(pp_store_t *st, int idx, uint64_t serial,
+                        const pp_req_t *a, const pp_alloc_stack_t *stacks,
+                        uint32_t n);
 
 /* The sampler thread's samples, checked against the request they were
  * taken for: nothing is written if the slot now holds another request

@@ -170,6 +170,7 @@ static void keep_trace(pp_store_t *st, const pp_record_t *src, int keep)
         memcpy(dst->stacks, src->stacks, sizeof(dst->stacks));
         memcpy(dst->segments, src->segments, sizeof(dst->segments));
         memcpy(dst->gil_holders, src->gil_holders, sizeof(dst->gil_holders));
+        memcpy(dst->alloc_stacks, src->alloc_stacks, sizeof(dst->alloc_stacks));
         if (keep == PP_KEEP_FAST) {
             dst->req.flags |= PP_REQ_FAST;
         }

@@ -155,6 +155,9 @@ static void terminate_req(pp_req_t *q)
     if (q->ngil_holders > PP_GIL_HOLDERS) {
         q->ngil_holders = PP_GIL_HOLDERS;
     }
+    if (q->alloc_nstacks > PP_ALLOC_STACKS) {
+        q->alloc_nstacks = PP_ALLOC_STACKS;
+    }
 }
 
 int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
@@ -171,6 +174,7 @@ int pp_store_read_record(const pp_record_t *rec, pp_record_t *out)
         memcpy(out->stacks, rec->stacks, sizeof(out->stacks));
         memcpy(out->segments, rec->segments, sizeof(out->segments));
         memcpy(out->gil_holders, rec->gil_holders, sizeof(out->gil_holders));
+        memcpy(out->alloc_stacks, rec->alloc_stacks, sizeof(out->alloc_stacks));
         atomic_thread_fence(memory_order_acquire);
         s2 = atomic_load_explicit(&rec->seq, memory_order_relaxed);
         if (s1 == s2) {

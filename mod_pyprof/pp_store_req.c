@@ -70,6 +70,7 @@ static int claim_pass(pp_store_t *st, const pp_req_info_t *info, uint32_t start)
         memset(slot->rec.stacks, 0, sizeof(slot->rec.stacks));
         memset(slot->rec.segments, 0, sizeof(slot->rec.segments));
         memset(slot->rec.gil_holders, 0, sizeof(slot->rec.gil_holders));
+        memset(slot->rec.alloc_stacks, 0, sizeof(slot->rec.alloc_stacks));
         q = &slot->rec.req;
         q->serial = atomic_fetch_add(&st->serial_next, 1);
         pp_copy_str(q->id, sizeof(q->id), info->id);
@@ -309,6 +310,40 @@ void pp_store_note_run_delay(pp_store_t *st, int idx, uint64_t serial,
     slot->rec.req.flags |= PP_REQ_RUN_DELAY;
     pp_rec_write_end(&slot->rec);
     pp_slot_token_release(slot);
+}
+
+int pp_store_note_alloc(pp_store_t *st, int idx, uint64_t serial,
+                        const pp_req_t *a, const pp_alloc_stack_t *stacks,
+                        uint32_t n)
+{
+    pp_slot_t *slot = pp_slot_token_take_for(st, idx, serial, 1);
+    pp_location_t *loc;
+
+    if (!slot) {
+        return -1;
+    }
+    if (n > PP_ALLOC_STACKS) {
+        n = PP_ALLOC_STACKS;
+    }
+    pp_rec_write_begin(&slot->rec);
+    slot->rec.req.flags |= PP_REQ_ALLOC;
+    slot->rec.req.alloc_bytes = a->alloc_bytes;
+    slot->rec.req.alloc_count = a->alloc_count;
+    slot->rec.req.alloc_live_bytes = a->alloc_live_bytes;
+    slot->rec.req.alloc_samples = a->alloc_samples;
+    slot->rec.req.alloc_mean = a->alloc_mean;
+    slot->rec.req.alloc_flags = a->alloc_flags;
+    slot->rec.req.alloc_nstacks = n;
+    memset(slot->rec.alloc_stacks, 0, sizeof(slot->rec.alloc_stacks));
+    memcpy(slot->rec.alloc_stacks, stacks, n * sizeof(*stacks));
+    pp_rec_write_end(&slot->rec);
+    loc = pp_store_location(st, slot->rec.req.location);
+    pp_slot_token_release(slot);
+    if (loc) {
+        atomic_fetch_add(&loc->alloc_bytes, a->alloc_bytes);
+        atomic_fetch_add(&loc->alloc_retained, a->alloc_live_bytes);
+    }
+    return 0;
 }
 
 /* ---- segments ---- */

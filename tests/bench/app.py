@@ -173,6 +173,20 @@ def view_render_sleep(params):
     return page
 
 
+def build_objects(n):
+    """n small dicts, each with a list and two strings: what an ORM or a
+    JSON decoder makes (PyProfAllocations' allocation-heavy view)."""
+    rows = []
+    for i in range(n):
+        rows.append({"id": i, "name": "row-%d" % i, "tags": [i, str(i)]})
+    return len(rows)
+
+
+def view_alloc(params):
+    n = _int(params, "n", 2000, 1000000)
+    return "built %d\n" % build_objects(n)
+
+
 def view_cpu(params):
     ms = _int(params, "ms", 100, MAX_MS)
     burn_cpu(ms)
@@ -278,6 +292,7 @@ VIEWS = {
     "split": view_split,
     "stuck": view_stuck,
     "nap": view_nap,
+    "alloc": view_alloc,
     "bench_profiler": lambda params: view_bench_profiler(params),
     "version": view_version,
     "ping": view_ping,

@@ -251,6 +251,21 @@ static void check_request(fz_world_t *w, fz_req_t *r,
         }
     }
     check_json_stacks("request JSON", w, fz_json_get(j, "stacks"), &r->counts);
+    {
+        /* PyProfAllocations: the keys exactly when the record has them,
+         * at most its stacks */
+        const fz_json_t *ab = fz_json_get(j, "alloc_bytes");
+        const fz_json_t *as = fz_json_get(j, "alloc_stacks");
+        if (rec.req.flags & PP_REQ_ALLOC) {
+            FZ_ASSERT("request JSON: alloc_bytes and alloc_stacks",
+                      ab && as && as->type == FZ_J_ARR &&
+                          as->nitems <= rec.req.alloc_nstacks);
+        }
+        else {
+            FZ_ASSERT("request JSON: no alloc_* keys without PyProfAllocations",
+                      !ab && !as);
+        }
+    }
     fz_json_free(j);
 
     /* folded */

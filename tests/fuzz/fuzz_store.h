@@ -305,7 +305,12 @@ static inline int fz_world_build(fz_world_t *w, fz_in_t *in)
         fprintf(stderr, "pp_store_create: %s\n", err);
         abort();
     }
-    w->st->sampler_mode = fz_u8(in) & 1;
+    {
+        uint8_t b = fz_u8(in);
+        w->st->sampler_mode = b & 1;
+        /* PyProfAllocations on: the metrics' pyprof_alloc_* series */
+        w->st->alloc_mean = (b & 2) ? 262144 : 0;
+    }
 
     /* locations */
     w->nloc = 1 + fz_u8(in) % FZ_LOCS;
@@ -455,6 +460,30 @@ static inline int fz_world_build(fz_world_t *w, fz_in_t *in)
                 pp_store_sample_outside(w->st, r->slot, serial, info.start_us,
                                         wt);
             }
+        }
+        if (sel & 0x80) {
+            /* PyProfAllocations' estimates, any values, stacks of the
+             * world's (and maybe a node that resolves to nothing) */
+            pp_req_t a;
+            pp_alloc_stack_t as[PP_ALLOC_STACKS];
+            uint32_t na = fz_u8(in) % (PP_ALLOC_STACKS + 2), x;
+
+            memset(&a, 0, sizeof(a));
+            memset(as, 0, sizeof(as));
+            a.alloc_bytes = fz_u32(in);
+            a.alloc_count = fz_u8(in);
+            a.alloc_live_bytes = fz_u32(in);
+            a.alloc_samples = fz_u8(in);
+            a.alloc_mean = fz_u32(in);
+            a.alloc_flags = fz_u8(in) & 1;
+            for (x = 0; x < na && x < PP_ALLOC_STACKS; x++) {
+                uint8_t k2 = fz_u8(in);
+                as[x].node =
+                    k2 == 255 ? 0xfffffff0u : w->stacks[k2 % w->nstacks].node;
+                as[x].bytes = fz_u32(in);
+                as[x].count = fz_u8(in);
+            }
+            pp_store_note_alloc(w->st, r->slot, serial, &a, as, na);
         }
         r->fate = fz_u8(in) % 4;
         if (r->fate != FZ_INFLIGHT) {
