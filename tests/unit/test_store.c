@@ -2188,15 +2188,8 @@ static void finish_in_minute(pp_store_t *st, int loc, int64_t minute,
     pp_req_info_t info;
     int idx;
 
-    memset(&info, 0, sizeof(info));
-    info.id = "minute";
-    info.method = "GET";
-    info.uri = "/app/m";
-    info.pid = (int32_t)getpid();
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = minute * PP_EPOCH_US + 1000;
+    pp_testing_req_info(&info, "minute", "/app/m", NULL, loc, 10000, 128,
+                        minute * PP_EPOCH_US + 1000);
     idx = pp_store_claim(st, &info, 0);
     if (idx < 0) {
         _exit(21); /* only reached in a child: the parent asserts first */

@@ -25,6 +25,7 @@
 #include "pp_profile.h"
 #include "pp_render.h"
 #include "pp_store.h"
+#include "pp_store_testing.h"
 
 #define UNIT_PYTHON "/usr/bin/python3"
 
@@ -111,17 +112,10 @@ static inline int unit_claim(pp_store_t *st, int loc, const char *id,
 {
     pp_req_info_t info;
 
-    memset(&info, 0, sizeof(info));
-    info.id = id;
-    info.method = "GET";
-    info.uri = uri;
-    info.vhost = "www.example.org";
+    pp_testing_req_info(&info, id, uri, "www.example.org", loc, 10000, 128,
+                        start_us);
     info.pid = pid;
     info.tid = tid;
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = start_us;
     return pp_store_claim(st, &info, hint);
 }
 
