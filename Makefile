@@ -175,7 +175,7 @@ build/classify_cost: tests/bench/classify_cost.c
 # one sample's walk and store against an embedded Python (the module's)
 build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
 	@mkdir -p build
-	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
+	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof -Itests/support $(PY_INCLUDES) -o $@ $< \
 	    $(TEST_CORE_SRC) $(PYWALK_SRC) mod_pyprof/pp_py_layout.c \
 	    mod_pyprof/$(PY_RT) $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
 

@@ -10,6 +10,25 @@
 
 #include "pp_render_int.h"
 
+/* `key` (the JSON text up to the member's value: comma, brace, quoted name,
+ * colon), then `s` as a JSON string. */
+static void json_member(pp_sink_t *o, const char *key, const char *s)
+{
+    pp_puts(o, key);
+    pp_puts_json(o, s);
+}
+
+/* `s` as a JSON string when `present`, else null. */
+static void json_str_or_null(pp_sink_t *o, int present, const char *s)
+{
+    if (present) {
+        pp_puts_json(o, s);
+    }
+    else {
+        pp_puts(o, "null");
+    }
+}
+
 /* A request's fields; location: its row's path. */
 static void json_req_fields(pp_sink_t *o, const pp_req_t *q,
                             const char *location)
@@ -19,14 +38,10 @@ static void json_req_fields(pp_sink_t *o, const pp_req_t *q,
 
     pp_iso_time(q->start_us, t, sizeof(t));
     pp_req_time_split(q, &split);
-    pp_puts(o, "\"id\":");
-    pp_puts_json(o, q->id);
-    pp_puts(o, ",\"method\":");
-    pp_puts_json(o, q->method);
-    pp_puts(o, ",\"uri\":");
-    pp_puts_json(o, q->uri);
-    pp_puts(o, ",\"vhost\":");
-    pp_puts_json(o, q->vhost);
+    json_member(o, "\"id\":", q->id);
+    json_member(o, ",\"method\":", q->method);
+    json_member(o, ",\"uri\":", q->uri);
+    json_member(o, ",\"vhost\":", q->vhost);
     pp_printf(o,
               ",\"status\":%d,\"duration_ms\":%.3f,\"cpu_ms\":%.3f,"
               "\"samples\":%u,\"pid\":%d,\"tid\":%d,\"interval_ms\":%.3f,"
@@ -74,25 +89,18 @@ static void json_req_fields(pp_sink_t *o, const pp_req_t *q,
     pp_puts(o, ",\"trace_id\":");
     if (q->trace_id[0]) {
         pp_puts_json(o, q->trace_id);
-        pp_puts(o, ",\"parent_id\":");
-        pp_puts_json(o, q->parent_id);
+        json_member(o, ",\"parent_id\":", q->parent_id);
     }
     else {
         pp_puts(o, "null,\"parent_id\":null");
     }
     pp_puts(o, ",\"unique_id\":");
-    if (q->unique_id[0]) {
-        pp_puts_json(o, q->unique_id);
-    }
-    else {
-        pp_puts(o, "null");
-    }
+    json_str_or_null(o, q->unique_id[0], q->unique_id);
     if (q->flags & PP_REQ_DAEMON) {
         pp_printf(o,
                   ",\"daemon_pid\":%d,\"process_group\":", (int)q->daemon_pid);
         pp_puts_json(o, q->process_group);
-        pp_puts(o, ",\"application_group\":");
-        pp_puts_json(o, q->app_group);
+        json_member(o, ",\"application_group\":", q->app_group);
     }
     else {
         pp_puts(o, ",\"daemon_pid\":null,\"process_group\":null,"
@@ -107,10 +115,8 @@ static void json_segments(pp_sink_t *o, const pp_record_t *rec)
     pp_puts(o, "\"segments\":[");
     for (i = 0; i < n && i < PP_SEGMENTS_MAX; i++) {
         const pp_segment_t *g = &rec->segments[i];
-        pp_puts(o, i ? ",{\"name\":" : "{\"name\":");
-        pp_puts_json(o, g->name);
-        pp_puts(o, ",\"detail\":");
-        pp_puts_json(o, g->detail);
+        json_member(o, i ? ",{\"name\":" : "{\"name\":", g->name);
+        json_member(o, ",\"detail\":", g->detail);
         pp_printf(o,
                   ",\"start_ms\":%.3f,\"duration_ms\":%s%.3f,\"depth\":%u,"
                   "\"parent\":%u,\"samples\":%u,\"weight_ms\":%.3f}",
@@ -156,8 +162,7 @@ void pp_render_overview_json(pp_sink_t *o, const pp_overview_t *ov,
         const pp_loc_snap_t *s = &l->s;
         double age = (double)(opt->now_us - l->created_us) / 1e6;
 
-        pp_puts(o, i ? ",{\"path\":" : "{\"path\":");
-        pp_puts_json(o, l->path);
+        json_member(o, i ? ",{\"path\":" : "{\"path\":", l->path);
         pp_printf(o,
                   ",\"interval_ms\":%.3f,\"requests\":%llu,\"samples\":%llu,"
                   "\"kept\":%llu,\"rate_per_s\":%.3f,\"p50_ms\":%.3f,"
@@ -254,10 +259,9 @@ static void json_stacks(pp_sink_t *o, const pp_profile_t *p)
         pp_puts(o, i ? ",{\"frames\":[" : "{\"frames\":[");
         for (j = 0; j < d; j++) {
             const pp_pframe_t *fv = pp_profile_pframe(p, frames[j]);
-            pp_puts(o, j ? ",{\"function\":" : "{\"function\":");
-            pp_puts_json(o, fv->function);
-            pp_puts(o, ",\"file\":");
-            pp_puts_json(o, fv->file);
+            json_member(o,
+                        j ? ",{\"function\":" : "{\"function\":", fv->function);
+            json_member(o, ",\"file\":", fv->file);
             pp_printf(o, ",\"line\":%u}", fv->line);
         }
         pp_printf(o, "],\"count\":%llu,\"weight_ms\":%.3f,\"cpu_ms\":%.3f}",
@@ -278,28 +282,15 @@ static void json_gil_holders(pp_sink_t *o, const pp_gil_view_t *g)
         int other = h->location == PP_GIL_OTHER;
 
         pp_puts(o, i ? ",{\"request_id\":" : "{\"request_id\":");
-        if (h->serial && h->id[0]) {
-            pp_puts_json(o, h->id);
-        }
-        else {
-            pp_puts(o, "null");
-        }
-        pp_puts(o, ",\"method\":");
-        pp_puts_json(o, h->serial ? h->method : "");
-        pp_puts(o, ",\"uri\":");
-        pp_puts_json(o, h->serial ? h->uri : "");
+        json_str_or_null(o, h->serial && h->id[0], h->id);
+        json_member(o, ",\"method\":", h->serial ? h->method : "");
+        json_member(o, ",\"uri\":", h->serial ? h->uri : "");
         pp_puts(o, ",\"location\":");
-        if (h->serial && g->e[i].location[0]) {
-            pp_puts_json(o, g->e[i].location);
-        }
-        else {
-            pp_puts(o, "null");
-        }
+        json_str_or_null(o, h->serial && g->e[i].location[0], g->e[i].location);
         pp_printf(o, ",\"tid\":%d,\"other\":%s,\"function\":", (int)h->tid,
                   other ? "true" : "false");
         pp_puts_json(o, other ? "[other holders]" : g->e[i].f.function);
-        pp_puts(o, ",\"file\":");
-        pp_puts_json(o, g->e[i].f.file);
+        json_member(o, ",\"file\":", g->e[i].f.file);
         pp_printf(o, ",\"line\":%u,\"ms\":%.3f,\"samples\":%u}", g->e[i].f.line,
                   h->wait_us / 1e3, h->samples);
     }
@@ -370,10 +361,8 @@ void pp_render_request_json(pp_sink_t *o, const pp_request_view_t *v,
 void pp_render_location_json(pp_sink_t *o, const pp_ov_location_t *l,
                              const pp_profile_t *p, const pp_render_opts_t *opt)
 {
-    pp_puts(o, "{\"path\":");
-    pp_puts_json(o, l->path);
-    pp_puts(o, ",\"app_root\":");
-    pp_puts_json(o, l->root);
+    json_member(o, "{\"path\":", l->path);
+    json_member(o, ",\"app_root\":", l->root);
     pp_printf(o,
               ",\"interval_ms\":%.3f,\"requests\":%llu,\"window_s\":%lld,"
               "\"view\":\"%s\",\"samples\":%llu,\"weight_ms\":%.3f,"

@@ -291,6 +291,24 @@ static void gil_sentence(pp_sink_t *o, const pp_request_page_t *pg,
     pp_puts(o, ".</p>");
 }
 
+/* What a legend cell says after its milliseconds: nothing, the samples
+ * behind them "(n)", or "(n samples)". */
+enum { LEGEND_MS, LEGEND_COUNT, LEGEND_SAMPLES };
+
+/* One cell of the time split's legend: colour key `key` (a class of the
+ * split's segments), `label`, the milliseconds and what `says`. */
+static void legend_cell(pp_sink_t *o, const char *key, const char *label,
+                        double ms, int says, uint32_t samples)
+{
+    pp_printf(o, "<td><span class=\"key %s\"></span>%s %.1f ms", key, label,
+              ms);
+    if (says != LEGEND_MS) {
+        pp_printf(o, " (%u%s)", samples,
+                  says == LEGEND_SAMPLES ? " samples" : "");
+    }
+    pp_puts(o, "</td>");
+}
+
 /* Where the request's wall time went: Apache before the app, the app
  * (split by what the samples saw), and Apache after it. */
 /* PyProfAllocations: a size as the page prints it */
@@ -390,38 +408,19 @@ static void time_split(pp_sink_t *o, const pp_req_t *q)
     split_part(o, "outside", s.outside, s.total, "in the app, outside Python");
     split_part(o, "after", s.after, s.total, "Apache after the app");
     pp_puts(o, "</div><table class=legend><tr>");
-    pp_printf(o,
-              "<td><span class=\"key before\"></span>Apache before the "
-              "app %.1f ms</td>",
-              s.before);
-    pp_printf(o,
-              "<td><span class=\"key on\"></span>Python on CPU "
-              "%.1f ms (%u samples)</td>",
-              s.on, q->samples_on_cpu);
-    pp_printf(o,
-              "<td><span class=\"key core\"></span>waiting for a core "
-              "%.1f ms (%u)</td>",
-              s.core, q->samples_wait_core);
-    pp_printf(o,
-              "<td><span class=\"key enter\"></span>waiting to enter "
-              "Python %.1f ms (%u)</td>",
-              s.enter, q->samples_gil_enter);
-    pp_printf(o,
-              "<td><span class=\"key gil\"></span>GIL wait in Python "
-              "%.1f ms (%u)</td>",
-              s.gil, q->samples_gil_wait);
-    pp_printf(o,
-              "<td><span class=\"key off\"></span>off CPU: sleep, I/O "
-              "%.1f ms (%u)</td>",
-              s.off, sleeping);
-    pp_printf(o,
-              "<td><span class=\"key outside\"></span>outside Python "
-              "%.1f ms (%u)</td>",
-              s.outside, q->samples_outside);
-    pp_printf(o,
-              "<td><span class=\"key after\"></span>Apache after the "
-              "app %.1f ms</td>",
-              s.after);
+    legend_cell(o, "before", "Apache before the app", s.before, LEGEND_MS, 0);
+    legend_cell(o, "on", "Python on CPU", s.on, LEGEND_SAMPLES,
+                q->samples_on_cpu);
+    legend_cell(o, "core", "waiting for a core", s.core, LEGEND_COUNT,
+                q->samples_wait_core);
+    legend_cell(o, "enter", "waiting to enter Python", s.enter, LEGEND_COUNT,
+                q->samples_gil_enter);
+    legend_cell(o, "gil", "GIL wait in Python", s.gil, LEGEND_COUNT,
+                q->samples_gil_wait);
+    legend_cell(o, "off", "off CPU: sleep, I/O", s.off, LEGEND_COUNT, sleeping);
+    legend_cell(o, "outside", "outside Python", s.outside, LEGEND_COUNT,
+                q->samples_outside);
+    legend_cell(o, "after", "Apache after the app", s.after, LEGEND_MS, 0);
     pp_puts(o, "</tr></table><p class=muted>On CPU is the thread's CPU "
                "clock over the sampled intervals, and waiting for a core the "
                "kernel's count of the time it was runnable but not running "

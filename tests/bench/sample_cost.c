@@ -35,6 +35,7 @@
 
 #include "pp_frames.h"
 #include "pp_store.h"
+#include "pp_store_testing.h"
 
 #define THREADS_MAX 64
 
@@ -149,16 +150,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "store: %s\n", err ? err : "?");
         return 1;
     }
-    memset(&info, 0, sizeof(info));
-    info.id = "bench";
-    info.method = "GET";
-    info.uri = "/app/x";
-    info.vhost = "h:80";
-    info.pid = (int32_t)getpid();
-    info.location = pp_store_location_register(st, "/app", 1000);
-    info.interval_us = 1000;
-    info.max_depth = PP_DEPTH_LIMIT;
-    info.start_us = 1700000000000000LL;
+    pp_testing_req_info(&info, "bench", "/app/x", "h:80",
+                        pp_store_location_register(st, "/app", 1000), 1000,
+                        PP_DEPTH_LIMIT, 1700000000000000LL);
 
     Py_InitializeEx(0);
     if (PyRun_SimpleString(app) != 0) {

@@ -11,11 +11,10 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "pp_store.h"
+#include "pp_store_testing.h"
 
 #define SAMPLES 50
 
@@ -44,16 +43,8 @@ int main(int argc, char **argv)
     loc = pp_store_location_register(st, "/app", 10000);
     node = pp_store_intern_node(
         st, 0, pp_store_intern_frame(st, "view", 4, "app.py", 6, 1));
-    memset(&info, 0, sizeof(info));
-    info.id = "bench";
-    info.method = "GET";
-    info.uri = "/app/x";
-    info.vhost = "h:80";
-    info.pid = (int32_t)getpid();
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = 1700000000000000LL;
+    pp_testing_req_info(&info, "bench", "/app/x", "h:80", loc, 10000, 128,
+                        1700000000000000LL);
     for (r = 0; r < requests; r++) {
         int idx;
         uint64_t serial;

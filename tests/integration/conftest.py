@@ -13,6 +13,7 @@ described in tests/pyhttpd/httpd.py.
 
 import os
 import shutil
+import socket
 import sys
 
 import pytest
@@ -144,3 +145,32 @@ def finished_request(srv, request_id, timeout=10):
     detail = wait_for(final, timeout)
     assert detail, "%s did not resolve to a finished request within %ss" % (path, timeout)
     return detail
+
+
+def raw_get(srv, target, headers=(), timeout=15):
+    """GET with exactly these bytes as the request target (and these raw
+    header lines); returns (status, the response's bytes), status None when
+    the answer is not HTTP."""
+    request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    for h in headers:
+        request += h + b"\r\n"
+    request += b"\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        for _ in range(1000):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else None
+    return status, data
+
+
+def stolen_ms():
+    """CPU time the hypervisor took from this virtual machine, all CPUs
+    (the steal column of /proc/stat): 0 on bare metal."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    steal = int(fields[8]) if len(fields) > 8 else 0
+    return steal * 1000.0 / os.sysconf("SC_CLK_TCK")

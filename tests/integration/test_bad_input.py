@@ -10,11 +10,10 @@ One server per MPM: /app and /app3 sampled every 10 ms, slow from 200 ms,
 PyProfHeaders On, PyProfRecordQuery On (so a long query is recorded, cut).
 """
 
-import socket
 
 import pytest
 
-from conftest import finished_request, serving_app3, unique, wait_for
+from conftest import finished_request, raw_get, serving_app3, unique, wait_for
 
 BAD_INPUT = """\
 PyProfSample /app 10ms
@@ -48,24 +47,6 @@ def long_uri(prefix, total):
     while len(uri) < total:
         uri += "/" + "a" * min(199, total - len(uri) - 1)
     return uri[:total]
-
-
-def raw_get(srv, target, headers=(), timeout=15):
-    """Send a request with a raw (unencoded) target; returns (status, head bytes)."""
-    request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-    for h in headers:
-        request += h + b"\r\n"
-    request += b"\r\n"
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as s:
-        s.sendall(request)
-        data = b""
-        for _ in range(1000):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else None
-    return status, data
 
 
 def assert_healthy(srv):

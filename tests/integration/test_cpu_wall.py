@@ -13,13 +13,12 @@ test_cpu_wall_busy.py, which makes a core busy on purpose).
 """
 
 import json
-import os
 import re
 
 import pytest
 import requests
 
-from conftest import MAX_CONCURRENCY, finished_request, get_concurrently, serving, unique
+from conftest import MAX_CONCURRENCY, finished_request, get_concurrently, serving, stolen_ms, unique
 
 CPU_WALL = """\
 PyProfSample /app 10ms
@@ -64,15 +63,6 @@ def starved(req):
     CPU time: the machine is oversubscribed and the thread sat runnable but
     not running, which the samples count as waiting for a core."""
     return req["duration_ms"] - 330 > 1.3 * req["cpu_ms"]
-
-
-def stolen_ms():
-    """CPU time the hypervisor took from this virtual machine, all CPUs
-    (the steal column of /proc/stat): 0 on bare metal."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    steal = int(fields[8]) if len(fields) > 8 else 0
-    return steal * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 # request id -> ms stolen from the machine while it ran

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import serving, unique
+from conftest import serving, stolen_ms, unique
 
 BUSY = """\
 PyProfSample /app 10ms
@@ -76,15 +76,6 @@ def brief(req):
         "duration_ms", "app_ms", "cpu_ms", "samples", "samples_on_cpu", "samples_off_cpu",
         "samples_gil_wait", "samples_wait_core", "wait_core_ms", "samples_outside_python",
         "achieved_interval_ms", "stolen_ms")})
-
-
-def stolen_ms():
-    """CPU time the hypervisor took from this virtual machine, all CPUs
-    (the steal column of /proc/stat): 0 on bare metal."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()
-    steal = int(fields[8]) if len(fields) > 8 else 0
-    return steal * 1000.0 / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ import threading
 
 import pytest
 
-from conftest import HERE, finished_request, get_concurrently, serving, unique, wait_for
+from conftest import HERE, MPM_SETTINGS, finished_request, get_concurrently, serving, unique, wait_for
 
 GIL_APP = os.path.join(HERE, "apps", "gil_app.py")
 
@@ -42,15 +42,6 @@ ThreadsPerChild 16
 MaxRequestWorkers 16
 MinSpareThreads 1
 MaxSpareThreads 16
-MaxConnectionsPerChild 0
-"""
-
-PREFORK = """\
-StartServers 3
-MinSpareServers 3
-MaxSpareServers 6
-ServerLimit 8
-MaxRequestWorkers 8
 MaxConnectionsPerChild 0
 """
 
@@ -74,8 +65,8 @@ def srv(request, pyprof_module):
 
 @pytest.fixture(scope="module")
 def prefork_srv(pyprof_module):
-    yield from serving(name="gil-prefork", mpm="prefork", mpm_settings=PREFORK,
-                       app_source=GIL_APP, extra=CONF)
+    yield from serving(name="gil-prefork", mpm="prefork",
+                       mpm_settings=MPM_SETTINGS["prefork"], app_source=GIL_APP, extra=CONF)
 
 
 def inflight(srv, tag):

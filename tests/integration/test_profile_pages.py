@@ -7,7 +7,6 @@ unique marker, so tests sharing the store find their own requests.
 
 import datetime
 import html
-import importlib.util
 import inspect
 import re
 import threading
@@ -17,6 +16,7 @@ import pytest
 
 from conftest import MAX_CONCURRENCY, get_concurrently, serving, unique, wait_for
 from pyhttpd.httpd import TESTLIB_SOURCE
+from pyhttpd.source import load_source
 
 MAIN = """\
 PyProfSample /app 10ms
@@ -31,15 +31,8 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:?00)$")
 FOLDED_FRAME = re.compile(r"^(?P<function>.+) \((?P<file>.+):(?P<line>\d+)\)$")
 
 
-def _load(name, source):
-    spec = importlib.util.spec_from_file_location(name, source)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # where the app's burn_cpu and sleep_for are defined
-TESTLIB = _load("pyprof_test_testlib", TESTLIB_SOURCE)
+TESTLIB = load_source("pyprof_test_testlib", TESTLIB_SOURCE)
 
 
 def line_range(function):

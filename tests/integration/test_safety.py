@@ -15,10 +15,8 @@ text too:
 """
 
 import html
-import importlib.util
 import json
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -26,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import MAX_CONCURRENCY, unique, wait_for
+from conftest import MAX_CONCURRENCY, raw_get, unique, wait_for
+from pyhttpd.source import load_source
 from views_util import (HOSTILE_SOURCE, PROMTOOL, Pprof, check_speedscope, folded_stacks,
                         inflight_section, metric, parse_prometheus, serve, slow_rows)
 
@@ -41,14 +40,7 @@ PyProfRecordQuery On
 """ % ODD_LOCATION
 
 
-def _load_hostile():
-    spec = importlib.util.spec_from_file_location("pyprof_hostile_app", HOSTILE_SOURCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HOSTILE = _load_hostile()
+HOSTILE = load_source("pyprof_hostile_app", HOSTILE_SOURCE)
 
 
 def as_recorded(name):
@@ -76,19 +68,6 @@ EXPECTED_HTML = [as_html(n) for n in HOSTILE.HOSTILE_NAMES]
 @pytest.fixture(scope="module")
 def srv(pyprof_module, module_servers):
     return serve(module_servers, "safety", EXTRA, mounts=[("/h", HOSTILE_SOURCE)])
-
-
-def raw_get(srv, path):
-    """GET with exactly these bytes as the request target; returns the status."""
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as s:
-        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        data = b""
-        for _ in range(1000):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return int(data.split(b" ", 2)[1])
 
 
 def page_bytes(srv, path):
@@ -131,7 +110,7 @@ def hostile_uris(srv):
     for i, frag in enumerate(HOSTILE_URIS):
         path = (b"/app/" + tag.encode() + b"-%d-" % i + frag +
                 b"?ms=250&q=</td><script>alert(2)</script>&x=\"'")
-        assert raw_get(srv, path) == 200, path
+        assert raw_get(srv, path)[0] == 200, path
         sent[i] = path.decode("utf-8", "replace")
     kept = srv.wait_kept(tag, len(HOSTILE_URIS))
     assert len(kept) == len(HOSTILE_URIS), [k["uri"] for k in kept]
@@ -346,7 +325,7 @@ def test_long_names_are_shortened_for_display_only(srv):
 # -- hostile location names ---------------------------------------------------
 
 def test_location_name_is_escaped_in_overview_json_and_metrics(srv):
-    assert raw_get(srv, ODD_LOCATION.encode() + b"/anything") == 404
+    assert raw_get(srv, ODD_LOCATION.encode() + b"/anything")[0] == 404
     loc = wait_for(lambda: (lambda l: l if l and l["requests"] else None)(
         srv.location(ODD_LOCATION)), 5)
     assert loc, [l["path"] for l in srv.profile()["locations"]]

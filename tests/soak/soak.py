@@ -127,6 +127,7 @@ import requests  # noqa: E402
 from pyhttpd.httpd import (APACHE, CRASH_MARKERS, SEVERE_LEVEL, Httpd, HttpdError,  # noqa: E402
                            alive as _alive, children_of as _children_of, cmdline,
                            free_port as _free_port, module_path, path_under)
+from pyhttpd.source import load_source  # noqa: E402
 from views_util import Pprof, check_speedscope, folded_stacks, parse_prometheus  # noqa: E402
 
 SOAK_APP = os.path.join(HERE, "soak_app.py")
@@ -1875,15 +1876,7 @@ UNAME = re.compile(r"^u_([A-Za-z0-9]+)_(\d+)(?:_(x+))?$")
 UFILE = re.compile(r"^/soak-unique/([A-Za-z0-9]+)(?:/(y+))?\.py$")
 
 
-def _load_app_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("soak_app_for_checks", SOAK_APP)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-APP = _load_app_module()
+APP = load_source("soak_app_for_checks", SOAK_APP)
 
 
 def exhaustion_frame_check(app_path, resolver):

@@ -2,6 +2,8 @@
  * fuzzers and benchmarks only; it may use the store's private header
  * because it stands in for the sampler. */
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "pp_store_int.h"
 #include "pp_store_testing.h"
@@ -38,4 +40,20 @@ int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out)
         return 0;
     }
     return pp_store_read_record(&slot->rec, out);
+}
+
+void pp_testing_req_info(pp_req_info_t *info, const char *id, const char *uri,
+                         const char *vhost, int loc, uint32_t interval_us,
+                         uint32_t max_depth, int64_t start_us)
+{
+    memset(info, 0, sizeof(*info));
+    info->id = id;
+    info->method = "GET";
+    info->uri = uri;
+    info->vhost = vhost;
+    info->pid = (int32_t)getpid();
+    info->location = loc;
+    info->interval_us = interval_us;
+    info->max_depth = max_depth;
+    info->start_us = start_us;
 }

@@ -22,6 +22,13 @@ void pp_store_add_sample_ex(pp_store_t *st, pp_slot_t *slot, uint32_t node,
                             int64_t now_us, uint64_t weight_us, uint64_t cpu_us,
                             int how);
 
+/* Request info for a GET of `uri` on `vhost` (NULL: none) by this process
+ * at location `loc`, sampled every `interval_us` down to `max_depth`
+ * frames, started at `start_us`; every other field zero. */
+void pp_testing_req_info(pp_req_info_t *info, const char *id, const char *uri,
+                         const char *vhost, int loc, uint32_t interval_us,
+                         uint32_t max_depth, int64_t start_us);
+
 /* A snapshot of in-flight slot i's record, if the slot is active. */
 int pp_store_read_slot(const pp_store_t *st, uint32_t i, pp_record_t *out);
 

@@ -197,12 +197,11 @@ typedef struct fix {
 static int setup(void **state)
 {
     fix_t *f = calloc(1, sizeof(*f));
-    const char *err = NULL;
 
     if (!f) {
         return -1;
     }
-    f->st = pp_store_create(64ULL << 20, 4, 8, &err);
+    f->st = unit_make_store(64ULL << 20, 4, 8);
     f->pf = calloc(1, sizeof(*f->pf));
     if (!f->st || !f->pf) {
         return -1;

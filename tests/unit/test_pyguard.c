@@ -245,12 +245,15 @@ static void *fault_thread(void *arg)
 enum { PREV_SIGINFO, PREV_PLAIN, PREV_DFL, PREV_SIGINFO_THREAD };
 
 /* The child's status after a fault outside any guarded copy, with `prev`
- * installed before the guard. */
+ * installed before the guard. bad_page, what the guarded copy and the fault
+ * read, is the PROT_NONE second of two fresh pages. */
 static int fault_in_child(int prev)
 {
+    char *p = two_pages(0);
     pid_t pid;
     int status = 0;
 
+    bad_page = p + page;
     fflush(NULL);
     pid = fork();
     assert_true(pid >= 0);
@@ -294,18 +297,16 @@ static int fault_in_child(int prev)
         _exit(52); /* survived a fault outside the guard */
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    release(p);
     return status;
 }
 
 static void test_fault_outside_reaches_previous_handler(void **state)
 {
-    char *p;
     int status;
 
     (void)state;
     SKIP_UNDER_VALGRIND();
-    p = two_pages(0);
-    bad_page = p + page;
     status = fault_in_child(PREV_SIGINFO);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 42);
@@ -316,18 +317,14 @@ static void test_fault_outside_reaches_previous_handler(void **state)
     status = fault_in_child(PREV_SIGINFO_THREAD);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 42);
-    release(p);
 }
 
 static void test_fault_outside_with_default_still_kills(void **state)
 {
-    char *p;
     int status;
 
     (void)state;
     SKIP_UNDER_VALGRIND();
-    p = two_pages(0);
-    bad_page = p + page;
     status = fault_in_child(PREV_DFL);
     if (!WIFSIGNALED(status)) {
         fail_msg("child was not killed by a signal: %s %d",
@@ -335,7 +332,6 @@ static void test_fault_outside_with_default_still_kills(void **state)
                  WIFEXITED(status) ? WEXITSTATUS(status) : status);
     }
     assert_int_equal(WTERMSIG(status), SIGSEGV);
-    release(p);
 }
 
 /* ---- somebody else's handler over ours ---- */

@@ -384,20 +384,7 @@ static uint32_t frame(pp_store_t *st, const char *func, const char *file,
 
 static int claim(pp_store_t *st, int loc, const char *id, const char *uri)
 {
-    pp_req_info_t info;
-
-    memset(&info, 0, sizeof(info));
-    info.id = id;
-    info.method = "GET";
-    info.uri = uri;
-    info.vhost = "www.example.org";
-    info.pid = 4321;
-    info.tid = 8765;
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = START_US;
-    return pp_store_claim(st, &info, 0);
+    return unit_claim(st, loc, id, uri, 4321, 8765, START_US, 0);
 }
 
 static void sample(fix_t *f, int idx, uint32_t node, uint64_t weight_us)
@@ -409,7 +396,6 @@ static void sample(fix_t *f, int idx, uint32_t node, uint64_t weight_us)
 static int store_setup(void **state)
 {
     fix_t *f = calloc(1, sizeof(*f));
-    const char *err = NULL;
     uint32_t fmain, fscript, fquote, fhandler, fbad, n_main, n_script;
     static const int64_t fast_us[] = {999, 2000, 3000, 50000, 61000000};
     size_t k;
@@ -419,7 +405,7 @@ static int store_setup(void **state)
     if (!f) {
         return -1;
     }
-    f->st = pp_store_create(4ULL << 20, 4, 8, &err);
+    f->st = unit_make_store(4ULL << 20, 4, 8);
     f->rec = calloc(1, sizeof(*f->rec));
     if (!f->st || !f->rec) {
         return -1;

@@ -28,18 +28,6 @@
 
 /* ---- helpers ---- */
 
-static pp_store_t *make_store(uint64_t size, uint32_t nslots, uint32_t keep)
-{
-    const char *err = NULL;
-    pp_store_t *st = pp_store_create(size, nslots, keep, &err);
-
-    if (!st) {
-        fail_msg("pp_store_create(%llu, %u, %u): %s", (unsigned long long)size,
-                 nslots, keep, err ? err : "(no message)");
-    }
-    return st;
-}
-
 static int64_t now_us(void)
 {
     struct timespec ts;
@@ -50,20 +38,7 @@ static int64_t now_us(void)
 static int claim_as(pp_store_t *st, int loc, const char *id, const char *uri,
                     int32_t pid, int hint)
 {
-    pp_req_info_t info;
-
-    memset(&info, 0, sizeof(info));
-    info.id = id;
-    info.method = "GET";
-    info.uri = uri;
-    info.vhost = "www.example.org";
-    info.pid = pid;
-    info.tid = 4242;
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = now_us();
-    return pp_store_claim(st, &info, hint);
+    return unit_claim(st, loc, id, uri, pid, 4242, now_us(), hint);
 }
 
 static int claim(pp_store_t *st, int loc, const char *id)
@@ -132,16 +107,11 @@ typedef struct fix {
 static int setup(void **state)
 {
     fix_t *f = calloc(1, sizeof(*f));
-    const char *err = NULL;
 
     if (!f) {
         return -1;
     }
-    f->st = pp_store_create(STORE_SIZE, 8, 16, &err);
-    if (!f->st) {
-        free(f);
-        return -1;
-    }
+    f->st = unit_make_store(STORE_SIZE, 8, 16);
     f->loc = pp_store_location_register(f->st, "/app", 10000);
     f->rec = calloc(1, sizeof(*f->rec));
     *state = f;
@@ -288,7 +258,7 @@ static void test_form_nonce_refuses_garbage_and_other_stores(void **state)
     fix_t *f = *state;
     const int64_t t = now_us();
     char good[PP_NONCE_LEN + 1], other[PP_NONCE_LEN + 1];
-    pp_store_t *st2 = make_store(STORE_SIZE, 8, 8);
+    pp_store_t *st2 = unit_make_store(STORE_SIZE, 8, 8);
 
     pp_store_form_nonce(f->st, t, good);
     pp_store_form_nonce(st2, t, other);
@@ -564,7 +534,7 @@ static void test_finish_adds_stacks_to_location_aggregate(void **state)
 
 static void test_slots_exhaustion_is_counted(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 2, 2);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 2, 2);
     int loc = pp_store_location_register(st, "/app", 10000);
     (void)state;
 
@@ -578,7 +548,7 @@ static void test_slots_exhaustion_is_counted(void **state)
 
 static void test_eviction_keeps_the_newest_traces(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 2, 3);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 2, 3);
     int loc = pp_store_location_register(st, "/app", 10000);
     pp_record_t *rec = new_record();
     char id[16];
@@ -766,7 +736,7 @@ static void test_frame_view_refuses_invalid_ids(void **state)
 
 static void test_intern_table_full_returns_zero_and_counts(void **state)
 {
-    pp_store_t *st = make_store(SMALL_STORE_SIZE, 1, 1);
+    pp_store_t *st = unit_make_store(SMALL_STORE_SIZE, 1, 1);
     uint32_t i, got = 0, zeros = 0;
     char fn[32];
     (void)state;
@@ -844,7 +814,7 @@ static void check_ids_resolve_to_their_own_text(pp_store_t *st, size_t name_len)
 
 static void test_full_frame_table_never_misresolves_ids(void **state)
 {
-    pp_store_t *st = make_store(SMALL_STORE_SIZE, 1, 1);
+    pp_store_t *st = unit_make_store(SMALL_STORE_SIZE, 1, 1);
     (void)state;
     check_ids_resolve_to_their_own_text(st, 12);
     pp_store_destroy(st);
@@ -852,7 +822,7 @@ static void test_full_frame_table_never_misresolves_ids(void **state)
 
 static void test_full_arena_never_misresolves_ids(void **state)
 {
-    pp_store_t *st = make_store(SMALL_STORE_SIZE, 1, 1);
+    pp_store_t *st = unit_make_store(SMALL_STORE_SIZE, 1, 1);
     (void)state;
     /* ~2 KiB a frame: the arena runs out well before the table */
     check_ids_resolve_to_their_own_text(st, PP_FRAME_TEXT_MAX + 100);
@@ -910,7 +880,7 @@ test_concurrent_interning_into_a_full_arena_never_overlaps(void **state)
 
     assert_non_null(want);
     for (round = 0; round < 20; round++) {
-        pp_store_t *st = make_store(SMALL_STORE_SIZE, 1, 1);
+        pp_store_t *st = unit_make_store(SMALL_STORE_SIZE, 1, 1);
         arena_worker_t *w = calloc(ARENA_THREADS, sizeof(*w));
         pthread_t th[ARENA_THREADS];
 
@@ -1105,7 +1075,7 @@ static void test_writer_carries_on_after_a_dead_writer(void **state)
 
 static void test_keep_skips_a_trace_entry_left_odd(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 2, 2);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 2, 2);
     int loc = pp_store_location_register(st, "/app", 10000), inflight;
     pp_record_t *rec = new_record();
     pp_record_t *t0 = (pp_record_t *)pp_store_trace_at(st, 0);
@@ -1124,7 +1094,7 @@ static void test_keep_skips_a_trace_entry_left_odd(void **state)
 
 static void test_keep_with_every_entry_odd_is_counted_torn(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 2, 1);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 2, 1);
     int loc = pp_store_location_register(st, "/app", 10000), inflight;
     pp_record_t *rec = new_record();
     (void)state;
@@ -1541,7 +1511,7 @@ static int sampler_sim_set(sampler_sim_t *s, int idx, uint64_t serial)
 
 static void test_two_threads_of_one_process_lose_no_writes(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 8, 16);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 8, 16);
     int loc = pp_store_location_register(st, "/app", 10000);
     pp_record_t *rec = new_record();
     sampler_sim_t sim;
@@ -1625,7 +1595,7 @@ test_write_waits_for_a_busy_token_then_is_counted_dropped(void **state)
 
 static void test_claim_never_wipes_a_token_another_writer_holds(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 2, 2);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 2, 2);
     int loc = pp_store_location_register(st, "/app", 10000);
     pp_slot_t *s0 = pp_store_slot(st, 0);
     int32_t holder = (int32_t)getppid(); /* alive, not this thread */
@@ -1645,7 +1615,7 @@ static void test_claim_never_wipes_a_token_another_writer_holds(void **state)
 
 static void test_claim_takes_over_a_token_left_by_a_dead_process(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 1, 1);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 1, 1);
     int loc = pp_store_location_register(st, "/app", 10000);
     pp_slot_t *s0 = pp_store_slot(st, 0);
     (void)state;
@@ -1896,7 +1866,7 @@ static void check_kept_traces(pp_store_t *st, pp_record_t *rec)
 
 static void test_concurrent_threads_totals_add_up(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 8, 16);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 8, 16);
     int loc = pp_store_location_register(st, "/app", 10000);
     worker_t w[4];
     reader_t rd;
@@ -1968,7 +1938,7 @@ static pid_t spawn_worker(pp_store_t *st, int loc, int who, long cycles)
 
 static void test_forked_writers_totals_add_up(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 8, 16);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 8, 16);
     int loc = pp_store_location_register(st, "/app", 10000);
     pp_record_t *rec = new_record();
     uint64_t arena_before;
@@ -1998,7 +1968,7 @@ static void test_forked_writers_totals_add_up(void **state)
 
 static void test_sigkilled_writer_leaves_readers_and_totals_intact(void **state)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 8, 16);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 8, 16);
     int victim_loc = pp_store_location_register(st, "/victim", 10000);
     int loc = pp_store_location_register(st, "/app", 10000);
     pp_record_t *rec = new_record();
@@ -2103,7 +2073,7 @@ static int owner_identifiable(pp_store_t *st, pid_t pid, uint32_t *bad_slot)
 static int kill_at_nth_anonymous_point(int nth, char *msg, size_t cap,
                                        long *steps_out)
 {
-    pp_store_t *st = make_store(STORE_SIZE, 2, 2);
+    pp_store_t *st = unit_make_store(STORE_SIZE, 2, 2);
     int loc = pp_store_location_register(st, "/app", 10000);
     int ws = 0, seen = 0, was_ok = 1, killed = 0;
     long steps = 0;
@@ -2218,15 +2188,8 @@ static void finish_in_minute(pp_store_t *st, int loc, int64_t minute,
     pp_req_info_t info;
     int idx;
 
-    memset(&info, 0, sizeof(info));
-    info.id = "minute";
-    info.method = "GET";
-    info.uri = "/app/m";
-    info.pid = (int32_t)getpid();
-    info.location = loc;
-    info.interval_us = 10000;
-    info.max_depth = 128;
-    info.start_us = minute * PP_EPOCH_US + 1000;
+    pp_testing_req_info(&info, "minute", "/app/m", NULL, loc, 10000, 128,
+                        minute * PP_EPOCH_US + 1000);
     idx = pp_store_claim(st, &info, 0);
     if (idx < 0) {
         _exit(21); /* only reached in a child: the parent asserts first */

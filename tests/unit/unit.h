@@ -1,9 +1,9 @@
 /* unit.h: what every cmocka test of the core (pp_*.c) shares.
  *
  * cmocka's required includes in the order it wants them, a memory sink for
- * the renderers, a UTF-8 validity check, and a strict JSON check that runs
- * the system Python's json module on the output.  Test helpers only: never
- * included by the module.
+ * the renderers, a store and a request claimed in it, a UTF-8 validity check,
+ * and a strict JSON check that runs the system Python's json module on the
+ * output.  Test helpers only: never included by the module.
  */
 #ifndef PP_UNIT_H
 #define PP_UNIT_H
@@ -24,6 +24,8 @@
 
 #include "pp_profile.h"
 #include "pp_render.h"
+#include "pp_store.h"
+#include "pp_store_testing.h"
 
 #define UNIT_PYTHON "/usr/bin/python3"
 
@@ -82,6 +84,39 @@ static inline void unit_buf_free(unit_buf_t *b)
     free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
+}
+
+/* ---- a store and its requests ---- */
+
+/* A fresh store; fails the test (with pp_store_create()'s reason) if there
+ * is none. */
+static inline pp_store_t *unit_make_store(uint64_t size, uint32_t nslots,
+                                          uint32_t keep)
+{
+    const char *err = NULL;
+    pp_store_t *st = pp_store_create(size, nslots, keep, &err);
+
+    if (!st) {
+        fail_msg("pp_store_create(%llu, %u, %u): %s", (unsigned long long)size,
+                 nslots, keep, err ? err : "(no message)");
+    }
+    return st;
+}
+
+/* Claims a slot for "GET `uri`" on www.example.org at location `loc` (10 ms
+ * interval, depth 128) by thread `tid` of process `pid`, started at
+ * `start_us`; pp_store_claim()'s answer. */
+static inline int unit_claim(pp_store_t *st, int loc, const char *id,
+                             const char *uri, int32_t pid, int32_t tid,
+                             int64_t start_us, int hint)
+{
+    pp_req_info_t info;
+
+    pp_testing_req_info(&info, id, uri, "www.example.org", loc, 10000, 128,
+                        start_us);
+    info.pid = pid;
+    info.tid = tid;
+    return pp_store_claim(st, &info, hint);
 }
 
 /* ---- hand-made profiles and hostile names ---- */
