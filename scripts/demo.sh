@@ -98,6 +98,9 @@ write_conf() {
         pyprof_load="LoadModule pyprof_module $module"
         pyprof_conf="PyProfSample /app 10ms
 PyProfSlowThreshold 200ms
+# off by default in a real server (it costs CPU: README, Limits); on here
+# so the request pages show what each request allocated and kept
+PyProfAllocations 256K
 
 <Location /server-profile>
     SetHandler server-profile
