@@ -56,8 +56,9 @@ static apr_status_t turn_release(void *running)
     return APR_SUCCESS;
 }
 
-/* Take one of `max` turns until the request's pool goes (its response is
- * written by then); 0 if all are taken. */
+/* Take one of `max` turns; 0 if all are taken.  turn_give gives it back
+ * when the page is written; should the handler not get there, the
+ * request's pool does. */
 static int turn_take(request_rec *r, _Atomic int *running, int max)
 {
     if (atomic_fetch_add(running, 1) >= max) {
@@ -67,6 +68,16 @@ static int turn_take(request_rec *r, _Atomic int *running, int max)
     apr_pool_cleanup_register(r->pool, (void *)running, turn_release,
                               apr_pool_cleanup_null);
     return 1;
+}
+
+/* The turn back as the handler returns, before httpd sends the last of
+ * the response: a client that asks again as soon as it has its answer
+ * finds the turn free (the pool goes only after the response is written
+ * and logged). */
+static int turn_give(request_rec *r, _Atomic int *running, int rc)
+{
+    apr_pool_cleanup_run(r->pool, (void *)running, turn_release);
+    return rc;
 }
 
 static void set_type(request_rec *r, int format)
@@ -300,15 +311,12 @@ int pyprof_page_request(request_rec *r, pp_store_t *st, pyprof_query_t *q,
  * record's stacks) and is what people and scripts open by the dozen: it
  * takes none.  A pull takes its own (PULLS_PER_CHILD) once it is about to
  * wait. */
+static int location_page(request_rec *r, pp_store_t *st, pyprof_query_t *q,
+                         pp_sink_t *sink, pp_render_opts_t *opt);
+
 int pyprof_page_location(request_rec *r, pp_store_t *st, pyprof_query_t *q,
                          pp_sink_t *sink, pp_render_opts_t *opt)
 {
-    int idx = st && q->path ? pp_render_find_location(st, q->path) : -1;
-    pp_profile_t p;
-    pp_location_t *loc;
-    char lp[PP_PREFIX_MAX];
-    int rc = OK;
-
     if (!turn_take(r, &renders_running, RENDERS_PER_CHILD)) {
         return busy_page(r, sink, opt, q->format, RENDERS_RETRY_AFTER,
                          apr_psprintf(r->pool,
@@ -318,6 +326,19 @@ int pyprof_page_location(request_rec *r, pp_store_t *st, pyprof_query_t *q,
                                       "second",
                                       RENDERS_PER_CHILD));
     }
+    return turn_give(r, &renders_running, location_page(r, st, q, sink, opt));
+}
+
+/* The location page or export, with a render turn held. */
+static int location_page(request_rec *r, pp_store_t *st, pyprof_query_t *q,
+                         pp_sink_t *sink, pp_render_opts_t *opt)
+{
+    int idx = st && q->path ? pp_render_find_location(st, q->path) : -1;
+    pp_profile_t p;
+    pp_location_t *loc;
+    char lp[PP_PREFIX_MAX];
+    int rc = OK;
+
     if (!q->path) {
         return pyprof_page_error(r, sink, opt, q->format, HTTP_BAD_REQUEST,
                                  "path is required: ?path=/PREFIX of a "
@@ -383,17 +404,13 @@ int pyprof_page_location(request_rec *r, pp_store_t *st, pyprof_query_t *q,
 /* Go's /debug/pprof/profile?seconds=N: what the location sampled while
  * this request waited.  Holds one worker thread for N seconds, so one
  * pull per process at a time; a HEAD is answered at once. */
+static int pull_held(request_rec *r, pp_store_t *st, int idx, long seconds);
+
 int pyprof_page_pull(request_rec *r, pp_store_t *st, pyprof_query_t *q,
                      pp_sink_t *sink, pp_render_opts_t *opt)
 {
     int idx = st && q->path ? pp_render_find_location(st, q->path) : -1;
     long seconds = PULL_DEFAULT_SECONDS;
-    pp_profile_t before, after;
-    pp_location_t *loc;
-    char lp[PP_PREFIX_MAX];
-    int64_t t0;
-    size_t i;
-    int rc;
 
     q->format = PYPROF_FMT_PPROF;
     if (q->seconds) {
@@ -431,6 +448,19 @@ int pyprof_page_pull(request_rec *r, pp_store_t *st, pyprof_query_t *q,
                                       "at once per process); retry later",
                                       PULLS_PER_CHILD));
     }
+    return turn_give(r, &pulls_running, pull_held(r, st, idx, seconds));
+}
+
+/* The pull's wait and its profile, with the pull turn held. */
+static int pull_held(request_rec *r, pp_store_t *st, int idx, long seconds)
+{
+    pp_profile_t before, after;
+    pp_location_t *loc;
+    char lp[PP_PREFIX_MAX];
+    int64_t t0;
+    size_t i;
+    int rc;
+
     loc = pp_store_location(st, idx);
     snprintf(lp, sizeof(lp), "%.*s", PP_PREFIX_MAX - 1, loc->path);
     pp_profile_init(&before);
