@@ -12,6 +12,7 @@ skip: time spent runnable but without a core is counted apart (see also
 test_cpu_wall_busy.py, which makes a core busy on purpose).
 """
 
+import datetime
 import json
 import re
 
@@ -208,28 +209,52 @@ def test_time_outside_python_is_reported(mixed, sleeper):
 
 # -- GIL contention -------------------------------------------------------------------
 
+def _span_ms(q):
+    start = datetime.datetime.fromisoformat(q["started_at"].replace("Z", "+00:00"))
+    t0 = start.timestamp() * 1000.0
+    return t0, t0 + q["duration_ms"]
+
+
+def _overlap_ms(qs):
+    spans = [_span_ms(q) for q in qs]
+    return max(0.0, min(e for _, e in spans) - max(s for s, _ in spans))
+
+
 def test_concurrent_cpu_bound_requests_in_one_process_show_gil_wait(srv, mpm):
     if mpm != "event":
         pytest.skip("prefork runs one request per process: no GIL to contend for")
     # 4 at once over the event MPM's 2 children: at least 2 share a process.
-    tag = unique("gil")
-    n = min(4, MAX_CONCURRENCY[mpm])
-    responses = get_concurrently(srv, ["/app/cpu/%s-%d?ms=300&pre=30" % (tag, i)
-                                       for i in range(n)])
-    assert all(getattr(r, "status_code", None) == 200 for r in responses), responses
-    kept = srv.wait_kept(tag, n)
-    assert len(kept) == n
-    by_pid = {}
-    for q in kept:
-        by_pid.setdefault(q["pid"], []).append(q)
-    shared = [qs for qs in by_pid.values() if len(qs) >= 2]
-    assert shared, "no two requests in one process: %s" % sorted(by_pid)
+    # What is asserted needs two of them to have run in one process at the
+    # same time for a while (half a request's CPU): on a loaded machine
+    # requests sent at once can still run one after the other, so a batch
+    # where none did is sent again, twice at most.
+    shared = []
+    for attempt in range(3):
+        tag = unique("gil")
+        n = min(4, MAX_CONCURRENCY[mpm])
+        responses = get_concurrently(srv, ["/app/cpu/%s-%d?ms=300&pre=30" % (tag, i)
+                                           for i in range(n)])
+        assert all(getattr(r, "status_code", None) == 200 for r in responses), responses
+        kept = srv.wait_kept(tag, n)
+        assert len(kept) == n
+        by_pid = {}
+        for q in kept:
+            by_pid.setdefault(q["pid"], []).append(q)
+        shared = [qs for qs in by_pid.values() if len(qs) >= 2]
+        assert shared, "no two requests in one process: %s" % sorted(by_pid)
+        shared = [qs for qs in shared
+                  if _overlap_ms(qs) >= 0.5 * min(q["cpu_ms"] for q in qs)]
+        if shared:
+            break
+    assert shared, "in 3 batches, no two requests of one process ran together for long"
     for qs in shared:
+        summary = json.dumps([{k: q[k] for k in ("pid", "started_at", "duration_ms", "cpu_ms",
+                                                  "samples", "samples_on_cpu", "samples_off_cpu",
+                                                  "samples_wait_core", "samples_gil_wait")}
+                              for q in qs])
         # each burned its 300 ms but took longer: it waited for the GIL...
         for q in qs:
-            assert q["cpu_ms"] >= 225, q
-        assert max(q["duration_ms"] for q in qs) >= 1.3 * min(q["cpu_ms"] for q in qs), qs
+            assert q["cpu_ms"] >= 225, summary
+        assert max(q["duration_ms"] for q in qs) >= 1.3 * min(q["cpu_ms"] for q in qs), summary
         # ...and the samples say so
-        assert max(q["samples_gil_wait"] for q in qs) > 0, [
-            {k: q[k] for k in ("pid", "duration_ms", "cpu_ms", "samples", "samples_on_cpu",
-                               "samples_off_cpu", "samples_gil_wait")} for q in qs]
+        assert max(q["samples_gil_wait"] for q in qs) > 0, summary
