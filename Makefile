@@ -183,7 +183,8 @@ build/sample_cost: tests/bench/sample_cost.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(H
 build/alloc_insns: tests/bench/alloc_insns.c $(TEST_CORE_SRC) $(SAMPLER_SRC) $(HEADERS) | pycheck
 	@mkdir -p build
 	$(CC) -std=gnu11 -O2 -g $(WARN) -Imod_pyprof $(PY_INCLUDES) -o $@ $< \
-	    $(TEST_CORE_SRC) mod_pyprof/pp_py_alloc.c mod_pyprof/pp_py_layout.c \
+	    $(TEST_CORE_SRC) mod_pyprof/pp_py_alloc.c $(PYWALK_SRC) \
+	    mod_pyprof/pp_py_layout.c mod_pyprof/$(PY_RT) \
 	    $(shell $(PYCONFIG) --embed --ldflags) -lz -lm -lpthread
 
 install: $(MODULE) $(PYEXT)

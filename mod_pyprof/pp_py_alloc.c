@@ -32,6 +32,7 @@
 #include "pp_linetable.h"
 #include "pp_py.h"
 #include "pp_py_alloc.h"
+#include "pp_py_int.h"
 
 #define STACK_MAX PP_STACK_MEMO_DEPTH /* frames read of a stack */
 #define FRAME_CACHE 4096              /* (code, instruction) -> frame id */
@@ -59,83 +60,30 @@ static frame_cache_entry_t frame_cache[FRAME_CACHE];
 
 /* ---- own-thread stack ---- */
 
-static const void *ptr_at(const void *base, size_t off)
-{
-    const void *p;
-    memcpy(&p, (const char *)base + off, sizeof(p));
-    return p;
-}
-
-static int int_at(const void *base, size_t off)
-{
-    int v;
-    memcpy(&v, (const char *)base + off, sizeof(v));
-    return v;
-}
-
 /* A str object as UTF-8 into buf (cut at cap - 1 bytes): its length. */
 static size_t str_utf8(PyObject *s, char *buf, size_t cap)
 {
-    size_t n = 0, i, len;
-    int kind;
-    const void *data;
-
     if (!s || !PyUnicode_Check(s) || !PyUnicode_IS_COMPACT(s)) {
         memcpy(buf, "?", 2);
         return 1;
     }
-    len = (size_t)PyUnicode_GET_LENGTH(s);
-    kind = PyUnicode_KIND(s);
-    data = PyUnicode_DATA(s);
-    for (i = 0; i < len; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        unsigned char out[4];
-        size_t k;
-
-        if (c < 0x80) {
-            out[0] = (unsigned char)c;
-            k = 1;
-        }
-        else if (c < 0x800) {
-            out[0] = (unsigned char)(0xc0 | (c >> 6));
-            out[1] = (unsigned char)(0x80 | (c & 0x3f));
-            k = 2;
-        }
-        else if (c < 0x10000) {
-            out[0] = (unsigned char)(0xe0 | (c >> 12));
-            out[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3f));
-            out[2] = (unsigned char)(0x80 | (c & 0x3f));
-            k = 3;
-        }
-        else {
-            out[0] = (unsigned char)(0xf0 | (c >> 18));
-            out[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3f));
-            out[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3f));
-            out[3] = (unsigned char)(0x80 | (c & 0x3f));
-            k = 4;
-        }
-        if (n + k >= cap) {
-            break;
-        }
-        memcpy(buf + n, out, k);
-        n += k;
-    }
-    buf[n] = '\0';
-    return n;
+    return pp_py_ucs_to_utf8((unsigned)PyUnicode_KIND(s),
+                             (const uint8_t *)PyUnicode_DATA(s),
+                             (size_t)PyUnicode_GET_LENGTH(s), buf, cap);
 }
 
 /* The interned frame of a code object at instruction `unit`; 0 if the
  * frame tables are full. */
 static uint32_t frame_id(const void *code, intptr_t unit)
 {
-    const void *qualname = ptr_at(code, L->code_qualname);
-    const void *filename = ptr_at(code, L->code_filename);
-    const void *linetable = ptr_at(code, L->code_linetable);
+    const void *qualname = pp_py_ptr_at(code, L->code_qualname);
+    const void *filename = pp_py_ptr_at(code, L->code_filename);
+    const void *linetable = pp_py_ptr_at(code, L->code_linetable);
     uintptr_t h = ((uintptr_t)code >> 4) ^ ((uintptr_t)unit * 0x9e3779b1u);
     frame_cache_entry_t *e = &frame_cache[h & (FRAME_CACHE - 1)];
     char func[NAME_MAX_BYTES], file[NAME_MAX_BYTES];
     size_t funclen, filelen;
-    int line, first = int_at(code, L->code_firstlineno);
+    int line, first = pp_py_int_at(code, L->code_firstlineno);
     uint32_t id;
 
     /* a code object freed and another made at its address: the names or
@@ -186,7 +134,7 @@ static uint32_t own_stack(void)
         return 0;
     }
     if (L->ts_frame_indirect) {
-        const void *cf = ptr_at(ts, L->ts_frame);
+        const void *cf = pp_py_ptr_at(ts, L->ts_frame);
         if (!cf) {
             return 0;
         }
@@ -195,16 +143,16 @@ static uint32_t own_stack(void)
     else {
         at = (const char *)ts + L->ts_frame;
     }
-    f = ptr_at(at, 0);
+    f = pp_py_ptr_at(at, 0);
     while (f && depth < STACK_MAX && guard++ < 4 * PP_DEPTH_LIMIT) {
         int owner = ((const unsigned char *)f)[L->frame_owner];
 
         if (owner < L->owner_not_python) {
             const char *code =
-                (const char *)((uintptr_t)ptr_at(f, L->frame_code) &
+                (const char *)((uintptr_t)pp_py_ptr_at(f, L->frame_code) &
                                ~L->code_tag);
-            if (code && ptr_at(code, L->obj_type) == L->code_type) {
-                const char *instr = ptr_at(f, L->frame_instr);
+            if (code && pp_py_ptr_at(code, L->obj_type) == L->code_type) {
+                const char *instr = pp_py_ptr_at(f, L->frame_instr);
                 intptr_t unit =
                     ((intptr_t)instr - (intptr_t)(code + L->code_header)) /
                     (intptr_t)L->code_unit;
@@ -214,12 +162,12 @@ static uint32_t own_stack(void)
                 /* a frame being set up or not started yet is not read */
                 if (unit >= -1 && unit <= size &&
                     (owner == L->owner_generator ||
-                     unit >= int_at(code, L->code_firsttraceable))) {
+                     unit >= pp_py_int_at(code, L->code_firsttraceable))) {
                     frames[depth++] = frame_id(code, unit);
                 }
             }
         }
-        f = ptr_at(f, L->frame_previous);
+        f = pp_py_ptr_at(f, L->frame_previous);
     }
     if (!depth) {
         return 0;

@@ -101,6 +101,12 @@ typedef struct pp_py_str_tail {
 
 /* A str, copied out as UTF-8 into out (cap bytes); 0 if it is not a live
  * str.  tail, if not NULL, gets the last bytes read. */
+/* n code points of `kind` bytes each (1, 2 or 4: a str's) at data, as
+ * UTF-8 into buf, cut at a whole character to fit cap - 1 bytes and
+ * NUL-terminated; surrogates and out-of-range values become U+FFFD.
+ * Returns the bytes written. */
+size_t pp_py_ucs_to_utf8(unsigned kind, const uint8_t *data, size_t n,
+                         char *buf, size_t cap);
 size_t pp_py_read_str(const void *obj, char *out, size_t cap,
                       pp_py_str_tail_t *tail);
 /* Pick the reader: plain copies (gil_free 0), else guarded copies (copy

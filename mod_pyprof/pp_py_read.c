@@ -144,8 +144,8 @@ static const pp_py_reader_t guarded_reader = {guarded_read, guarded_readv};
 
 /* UTF-8 of n code points of a PEP 393 buffer (kind 1, 2 or 4), cut at
  * cap - 1 bytes on a character boundary; lone surrogates become U+FFFD. */
-static size_t ucs_to_utf8(unsigned kind, const uint8_t *data, size_t n,
-                          char *buf, size_t cap)
+size_t pp_py_ucs_to_utf8(unsigned kind, const uint8_t *data, size_t n,
+                         char *buf, size_t cap)
 {
     size_t i, w = 0;
 
@@ -237,7 +237,7 @@ size_t pp_py_read_str(const void *obj, char *out, size_t cap,
             memcpy(tail->bytes, buf + bytes - t, t);
         }
     }
-    return ucs_to_utf8(s.kind, buf, n, out, cap);
+    return pp_py_ucs_to_utf8(s.kind, buf, n, out, cap);
 }
 
 /* -------------------------------------------------- choosing the reader */
